@@ -1,0 +1,32 @@
+#!/usr/bin/env bash
+# Installs the Debian packages dps-station needs. Idempotent: does nothing when all are present.
+#   installer/deps.sh          what building and running the station needs
+#   installer/deps.sh --test   that, plus what the test suite cross-checks with (openssl, sqlite3, pkcs11-tool, node)
+set -euo pipefail
+
+packages=(
+  pkg-config libudev-dev gcc   # serialport's port discovery links libudev
+  softhsm2                     # the PKCS#11 token the demo and the tests use
+  opensc                       # pkcs11-tool, and the OpenSC module for Nitrokey/SmartCard-HSM
+  ca-certificates
+)
+if [[ "${1:-}" == "--test" ]]; then
+  packages+=(openssl sqlite3 nodejs npm python3 python3-venv tmux)
+fi
+
+missing=()
+for p in "${packages[@]}"; do
+  dpkg-query -W -f='${Status}' "$p" 2>/dev/null | grep -q "install ok installed" || missing+=("$p")
+done
+if [[ ${#missing[@]} -eq 0 ]]; then
+  exit 0
+fi
+
+sudo=()
+if [[ $(id -u) -ne 0 ]]; then
+  command -v sudo >/dev/null || { echo "installer/deps.sh: need root (or sudo) to install: ${missing[*]}" >&2; exit 1; }
+  sudo=(sudo)
+fi
+echo "installer/deps.sh: installing ${missing[*]}" >&2
+"${sudo[@]}" apt-get update -qq
+DEBIAN_FRONTEND=noninteractive "${sudo[@]}" apt-get install -y -qq --no-install-recommends "${missing[@]}" >/dev/null

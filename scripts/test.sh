@@ -1,0 +1,9 @@
+#!/usr/bin/env bash
+# The whole test suite, as CI runs it: system packages, formatting, lints, then every test.
+set -euo pipefail
+cd "$(dirname "$0")/.."
+
+installer/deps.sh --test
+cargo fmt --check
+cargo clippy --all-targets --locked -- -D warnings
+cargo test --all-targets --locked

@@ -1,0 +1,1 @@
+//! Azure IoT Hub Device Provisioning Service: the service API client, enrollment files, the emulator.

@@ -1,0 +1,13 @@
+//! dps-station: a line-side provisioning station for Azure IoT Hub Device Provisioning Service.
+//!
+//! The library is the engine; the binary (`src/main.rs`, `src/cli/`) is a thin edge over it.
+//! Arrows point inward: `cli` uses the modules below; `identity`, `keystore`, `device`, `ledger`
+//! and `dps` do not know about each other, except that `keystore` implements the signing trait
+//! that `identity` defines, so `identity` never sees PKCS#11. See `docs/ARCHITECTURE.md`.
+
+pub mod device;
+pub mod dps;
+pub mod identity;
+pub mod keystore;
+pub mod ledger;
+pub mod secret;
