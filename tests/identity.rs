@@ -6,3 +6,6 @@ mod support;
 
 #[path = "identity/cert_info.rs"]
 mod cert_info;
+
+#[path = "identity/issue.rs"]
+mod issue;
