@@ -7,6 +7,8 @@ use std::process::ExitCode;
 
 use clap::{CommandFactory, Parser, Subcommand};
 
+mod bench;
+mod device;
 mod logging;
 
 /// Line-side provisioning station for Azure IoT Hub Device Provisioning Service.
@@ -23,7 +25,13 @@ struct Cli {
 }
 
 #[derive(Debug, Subcommand)]
-enum Command {}
+enum Command {
+    #[command(flatten)]
+    Device(device::Commands),
+    /// Measure the performance goals of each area.
+    #[command(subcommand)]
+    Bench(bench::BenchCommand),
+}
 
 /// Parses the arguments, runs the command and turns any error into a message and an exit code.
 pub fn main() -> ExitCode {
@@ -44,5 +52,8 @@ pub fn main() -> ExitCode {
 }
 
 fn run(command: Command) -> anyhow::Result<ExitCode> {
-    match command {}
+    match command {
+        Command::Device(cmd) => device::run(cmd),
+        Command::Bench(cmd) => bench::run(cmd),
+    }
 }

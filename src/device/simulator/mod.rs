@@ -244,6 +244,11 @@ impl Fleet {
         self.devices.get(index).map(SimulatedDevice::flash)
     }
 
+    /// Hands the devices over (each stops when dropped).
+    pub fn into_devices(self) -> Vec<SimulatedDevice> {
+        self.devices
+    }
+
     /// Stops every device.
     pub fn stop(self) {
         drop(self);
