@@ -8,6 +8,8 @@ use std::process::ExitCode;
 use clap::{CommandFactory, Parser, Subcommand};
 
 mod ledger;
+mod bench;
+mod device;
 mod logging;
 
 /// Line-side provisioning station for Azure IoT Hub Device Provisioning Service.
@@ -27,6 +29,10 @@ struct Cli {
 enum Command {
     #[command(flatten)]
     Ledger(ledger::Commands),
+    Device(device::Commands),
+    /// Measure the performance goals of each area.
+    #[command(subcommand)]
+    Bench(bench::BenchCommand),
 }
 
 /// Parses the arguments, runs the command and turns any error into a message and an exit code.
@@ -50,5 +56,7 @@ pub fn main() -> ExitCode {
 fn run(command: Command) -> anyhow::Result<ExitCode> {
     match command {
         Command::Ledger(cmd) => ledger::run(cmd),
+        Command::Device(cmd) => device::run(cmd),
+        Command::Bench(cmd) => bench::run(cmd),
     }
 }
