@@ -274,3 +274,36 @@ impl KeyStoreError {
         }
     }
 }
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    // SoftHSM2 never locks a PIN (it only raises CKF_USER_PIN_COUNT_LOW), so the locked path is
+    // checked here: a locked PIN maps to its own message, which tells the operator who can help.
+    #[test]
+    fn a_locked_pin_has_its_own_message() {
+        let err = KeyStoreError::from_cryptoki(
+            "Station CA",
+            "logging in",
+            cryptoki::error::Error::Pkcs11(RvError::PinLocked, cryptoki::context::Function::Login),
+        );
+        let msg = err.to_string();
+        assert!(matches!(err, KeyStoreError::PinLocked { .. }));
+        assert!(
+            msg.contains("\"Station CA\"")
+                && msg.contains("locked")
+                && msg.contains("security officer"),
+            "{msg}"
+        );
+        let err = KeyStoreError::from_cryptoki(
+            "Station CA",
+            "signing",
+            cryptoki::error::Error::Pkcs11(
+                RvError::DeviceRemoved,
+                cryptoki::context::Function::Sign,
+            ),
+        );
+        assert!(err.to_string().contains("reconnect"), "{err}");
+    }
+}

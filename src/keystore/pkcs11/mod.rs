@@ -42,6 +42,13 @@ pub struct Pkcs11Config {
     pub sessions: Option<usize>,
 }
 
+/// The process-wide initialised cryptoki context for `module` (loading it on first use), for code
+/// that needs a PKCS#11 call the key store does not offer (initialising a token in a test or a
+/// setup tool). It must never be finalised: other users in the process share it.
+pub fn shared_context(module: &Path) -> Result<cryptoki::context::Pkcs11, KeyStoreError> {
+    module::module(module)
+}
+
 /// A token as `hsm list` shows it before logging in.
 #[derive(Debug, Clone)]
 pub struct TokenSummary {

@@ -24,6 +24,8 @@ pub fn ec_public_template(label: &str, id: &[u8]) -> Vec<Attribute> {
         Attribute::Token(true),
         Attribute::Private(false),
         Attribute::Verify(true),
+        Attribute::Encrypt(false),
+        Attribute::Wrap(false),
         Attribute::EcParams(P256_EC_PARAMS.to_vec()),
         Attribute::Label(label.as_bytes().to_vec()),
         Attribute::Id(id.to_vec()),
@@ -38,6 +40,9 @@ pub fn ec_private_template(label: &str, id: &[u8]) -> Vec<Attribute> {
         Attribute::Sensitive(true),
         Attribute::Extractable(false),
         Attribute::Sign(true),
+        // Least privilege: SoftHSM2 (and others) default CKA_DECRYPT and CKA_UNWRAP to true.
+        Attribute::Decrypt(false),
+        Attribute::Unwrap(false),
         Attribute::Derive(false),
         Attribute::Label(label.as_bytes().to_vec()),
         Attribute::Id(id.to_vec()),
