@@ -1,0 +1,87 @@
+//! Finding a token by label or serial number, never by slot number: SoftHSM2 and others renumber
+//! slots when tokens are added or re-plugged.
+
+use std::fmt;
+use std::path::Path;
+
+use cryptoki::context::Pkcs11;
+use cryptoki::slot::{Slot, TokenInfo};
+
+use crate::keystore::KeyStoreError;
+
+/// Which token to use.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub enum TokenSelector {
+    /// By `CKA_LABEL` of the token (compared without its 32-byte space padding).
+    Label(String),
+    /// By serial number (for sites with several tokens of the same label).
+    Serial(String),
+}
+
+impl fmt::Display for TokenSelector {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        match self {
+            TokenSelector::Label(l) => write!(f, "label \"{l}\""),
+            TokenSelector::Serial(s) => write!(f, "serial \"{s}\""),
+        }
+    }
+}
+
+/// PKCS#11 pads token strings with spaces to a fixed width; some modules also leave NULs.
+pub fn trim_padded(s: &str) -> &str {
+    s.trim_end_matches([' ', '\0'])
+}
+
+/// The slot holding the one token matching `selector`, with its info.
+pub fn find_token(
+    ctx: &Pkcs11,
+    module: &Path,
+    selector: &TokenSelector,
+) -> Result<(Slot, TokenInfo), KeyStoreError> {
+    let slots = ctx
+        .get_slots_with_initialized_token()
+        .map_err(|e| KeyStoreError::from_module(module, e))?;
+    let mut found = Vec::new();
+    let mut present = Vec::new();
+    for slot in slots {
+        let Ok(info) = ctx.get_token_info(slot) else {
+            continue;
+        };
+        let label = trim_padded(info.label()).to_owned();
+        let matches = match selector {
+            TokenSelector::Label(want) => label == trim_padded(want),
+            TokenSelector::Serial(want) => trim_padded(info.serial_number()) == trim_padded(want),
+        };
+        present.push(format!("\"{label}\""));
+        if matches {
+            found.push((slot, info));
+        }
+    }
+    match found.len() {
+        1 => Ok(found.remove(0)),
+        0 => Err(KeyStoreError::TokenNotFound {
+            wanted: selector.to_string(),
+            module: module.to_owned(),
+            present: if present.is_empty() {
+                "none".to_owned()
+            } else {
+                present.join(", ")
+            },
+        }),
+        _ => Err(KeyStoreError::TokenAmbiguous {
+            wanted: selector.to_string(),
+            module: module.to_owned(),
+        }),
+    }
+}
+
+/// Every initialised token the module shows, for `hsm list`.
+pub fn list_tokens(ctx: &Pkcs11, module: &Path) -> Result<Vec<TokenInfo>, KeyStoreError> {
+    let slots = ctx
+        .get_slots_with_initialized_token()
+        .map_err(|e| KeyStoreError::from_module(module, e))?;
+    Ok(slots
+        .into_iter()
+        .filter_map(|slot| ctx.get_token_info(slot).ok())
+        .collect())
+}

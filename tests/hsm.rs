@@ -1,0 +1,12 @@
+//! Integration tests of the HSM key store against a real SoftHSM2 token (one fresh token per test).
+
+#[path = "hsm/common.rs"]
+mod common;
+#[path = "hsm/keys.rs"]
+mod keys;
+#[path = "hsm/signing.rs"]
+mod signing;
+#[path = "hsm/token.rs"]
+mod token;
+#[path = "hsm/uri.rs"]
+mod uri;
