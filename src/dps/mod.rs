@@ -10,6 +10,7 @@ pub mod client;
 pub mod connection_string;
 pub mod enrollments;
 pub mod error;
+pub mod export;
 pub mod groups;
 pub mod model;
 pub mod payload;
