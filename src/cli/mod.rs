@@ -10,6 +10,7 @@ use clap::{CommandFactory, Parser, Subcommand};
 mod ledger;
 mod bench;
 mod device;
+mod dps_emulator;
 mod logging;
 
 /// Line-side provisioning station for Azure IoT Hub Device Provisioning Service.
@@ -33,6 +34,7 @@ enum Command {
     /// Measure the performance goals of each area.
     #[command(subcommand)]
     Bench(bench::BenchCommand),
+    DpsEmulator(dps_emulator::Commands),
 }
 
 /// Parses the arguments, runs the command and turns any error into a message and an exit code.
@@ -58,5 +60,6 @@ fn run(command: Command) -> anyhow::Result<ExitCode> {
         Command::Ledger(cmd) => ledger::run(cmd),
         Command::Device(cmd) => device::run(cmd),
         Command::Bench(cmd) => bench::run(cmd),
+        Command::DpsEmulator(cmd) => dps_emulator::run(cmd),
     }
 }

@@ -30,3 +30,5 @@ pub use enrollments::{CreateOutcome, IfMatch};
 pub use error::{DpsError, ServiceError, ServiceErrorKind};
 pub use payload::{EnrollmentSettings, PayloadError};
 pub use transport::TlsTrust;
+
+pub mod emulator;
