@@ -30,10 +30,12 @@ struct Cli {
 enum Command {
     #[command(flatten)]
     Ledger(ledger::Commands),
+    #[command(flatten)]
     Device(device::Commands),
     /// Measure the performance goals of each area.
     #[command(subcommand)]
     Bench(bench::BenchCommand),
+    #[command(flatten)]
     DpsEmulator(dps_emulator::Commands),
 }
 
