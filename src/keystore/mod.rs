@@ -9,6 +9,7 @@ pub mod import;
 pub mod pin;
 pub mod pkcs11;
 pub mod profile;
+pub mod software;
 pub mod uri;
 
 use std::sync::Arc;
