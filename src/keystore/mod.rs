@@ -143,4 +143,7 @@ pub trait KeyStore: Send + Sync {
 
     /// Every certificate in the store.
     fn certificates(&self) -> Result<Vec<StoredCertificate>, KeyStoreError>;
+
+    /// Ends the login (a key-injection session closing); later use needs a new store.
+    fn logout(&self) -> Result<(), KeyStoreError>;
 }

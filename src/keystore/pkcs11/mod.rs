@@ -162,11 +162,6 @@ impl Pkcs11KeyStore {
         self.pool.max_sessions()
     }
 
-    /// Ends the login (closing a key-injection session).
-    pub fn logout(&self) -> Result<(), KeyStoreError> {
-        self.pool.logout()
-    }
-
     /// One keep-alive round now (the background thread does this on the profile's interval).
     pub fn keep_alive(&self) {
         self.pool.touch_idle();
@@ -627,6 +622,10 @@ impl KeyStore for Pkcs11KeyStore {
             }
             Ok(out)
         })
+    }
+
+    fn logout(&self) -> Result<(), KeyStoreError> {
+        self.pool.logout()
     }
 }
 
