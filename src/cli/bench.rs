@@ -17,6 +17,8 @@ pub enum BenchCommand {
     /// One device's full exchange over a pseudo-terminal against the simulator at a UART speed,
     /// beside the wire-time lower bound (bytes × 10 / baud).
     Serial(SerialArgs),
+    /// The whole line: N slots of simulated devices, SoftHSM2, the DPS emulator, a durable ledger.
+    Line(super::line::BenchLineArgs),
 }
 
 /// `bench serial` options.
@@ -34,6 +36,7 @@ pub struct SerialArgs {
 pub fn run(cmd: BenchCommand) -> anyhow::Result<ExitCode> {
     match cmd {
         BenchCommand::Serial(args) => serial(&args),
+        BenchCommand::Line(args) => super::line::bench(&args),
     }
 }
 

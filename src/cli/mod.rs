@@ -8,6 +8,7 @@ use std::process::ExitCode;
 use clap::{CommandFactory, Parser, Subcommand};
 
 mod ledger;
+mod line;
 mod bench;
 mod device;
 mod dps_emulator;
@@ -30,6 +31,8 @@ struct Cli {
 enum Command {
     #[command(flatten)]
     Ledger(ledger::Commands),
+    #[command(flatten)]
+    Line(line::Commands),
     #[command(flatten)]
     Device(device::Commands),
     /// Measure the performance goals of each area.
@@ -60,6 +63,7 @@ pub fn main() -> ExitCode {
 fn run(command: Command) -> anyhow::Result<ExitCode> {
     match command {
         Command::Ledger(cmd) => ledger::run(cmd),
+        Command::Line(cmd) => line::run(cmd),
         Command::Device(cmd) => device::run(cmd),
         Command::Bench(cmd) => bench::run(cmd),
         Command::DpsEmulator(cmd) => dps_emulator::run(cmd),

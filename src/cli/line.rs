@@ -1,0 +1,376 @@
+//! `dps-station run` (a batch on the fixture, headless), `dps-station demo` (the whole station in
+//! a temporary workspace) and `dps-station bench line`. Progress bars draw from engine events.
+
+use std::collections::BTreeMap;
+use std::path::PathBuf;
+use std::process::ExitCode;
+use std::sync::Arc;
+use std::time::{Duration, Instant};
+
+use anyhow::{Context, bail};
+use clap::{Args, Subcommand};
+use indicatif::{MultiProgress, ProgressBar, ProgressStyle};
+
+use dps_station::device::ClientOptions;
+use dps_station::device::simulator::{SimFaults, SimOptions};
+use dps_station::dps::{ConnectionString, DpsClient, DpsClientConfig, TlsTrust};
+use dps_station::station::config::{BatchConfig, EnrollTiming, Mode, StationConfig};
+use dps_station::station::demo::{self, DemoWorkspace, KeyStoreChoice, RunOptions};
+use dps_station::station::engine::{Engine, EngineSetup, RunSummary};
+use dps_station::station::events::{Command, Event};
+use dps_station::station::keys::StationKeys;
+use dps_station::station::report::{self, ReportFigures};
+use dps_station::station::source::{DeviceSource, PortSource};
+
+/// The line commands, flattened into the top level.
+#[derive(Debug, Subcommand)]
+pub enum Commands {
+    /// Run a batch on the fixture: a progress bar per slot, the summary, a report; Ctrl-C pauses.
+    Run(RunArgs),
+    /// The whole station with no hardware and no cloud account: emulator, simulated devices,
+    /// SoftHSM2 (or software keys), a batch of every working mode, devices registering.
+    Demo(DemoArgs),
+}
+
+/// `run` options.
+#[derive(Debug, Args)]
+pub struct RunArgs {
+    /// The station file.
+    #[arg(long, value_name = "PATH", default_value = "station.toml")]
+    config: PathBuf,
+    /// The batch file.
+    #[arg(long, value_name = "PATH")]
+    batch: PathBuf,
+    /// Print one line per event instead of progress bars.
+    #[arg(long)]
+    headless: bool,
+}
+
+/// `demo` options.
+#[derive(Debug, Args)]
+pub struct DemoArgs {
+    /// Print one line per event instead of progress bars.
+    #[arg(long)]
+    headless: bool,
+    /// Devices per mode.
+    #[arg(long, default_value_t = 8)]
+    devices: u64,
+    /// Use the software key store even if SoftHSM2 is installed.
+    #[arg(long)]
+    software_keys: bool,
+}
+
+/// `bench line` options.
+#[derive(Debug, Args)]
+pub struct BenchLineArgs {
+    /// Slots of the virtual fixture.
+    #[arg(long, default_value_t = 16)]
+    pub slots: usize,
+    /// Devices in the batch.
+    #[arg(long, default_value_t = 1000)]
+    pub devices: u64,
+    /// Emulated line speed; 0 = no wire delay (what the station itself sustains).
+    #[arg(long, default_value_t = 115_200)]
+    pub baud: u32,
+}
+
+/// Runs a line command.
+pub fn run(cmd: Commands) -> anyhow::Result<ExitCode> {
+    match cmd {
+        Commands::Run(args) => run_batch(&args),
+        Commands::Demo(args) => run_demo(&args),
+    }
+}
+
+/// Draws events: bars on a terminal, lines when headless.
+struct View {
+    headless: bool,
+    multi: MultiProgress,
+    slots: BTreeMap<String, ProgressBar>,
+    batch: Option<ProgressBar>,
+    prefix: String,
+}
+
+impl View {
+    fn new(headless: bool, prefix: &str, target: Option<u64>) -> Self {
+        let multi = MultiProgress::new();
+        let batch = (!headless).then(|| {
+            let bar = multi.add(ProgressBar::new(target.unwrap_or(0)));
+            bar.set_style(
+                ProgressStyle::with_template("{prefix:>14} [{bar:30}] {pos}/{len} {msg}")
+                    .unwrap_or_else(|_| ProgressStyle::default_bar())
+                    .progress_chars("=> "),
+            );
+            bar.set_prefix(prefix.to_string());
+            bar
+        });
+        Self { headless, multi, slots: BTreeMap::new(), batch, prefix: prefix.to_string() }
+    }
+
+    fn slot(&mut self, slot: &str) -> &ProgressBar {
+        let multi = &self.multi;
+        self.slots.entry(slot.to_string()).or_insert_with(|| {
+            let bar = multi.add(ProgressBar::new_spinner());
+            bar.set_style(ProgressStyle::with_template("{prefix:>14} {spinner} {msg}").unwrap_or_else(|_| ProgressStyle::default_spinner()));
+            bar.set_prefix(format!("slot {slot}"));
+            bar.enable_steady_tick(Duration::from_millis(120));
+            bar
+        })
+    }
+
+    fn show(&mut self, event: &Event) {
+        if self.headless {
+            match event {
+                Event::StageStarted { .. } | Event::SlotWaiting { .. } | Event::Progress { .. } => {}
+                Event::Enrollment { enrolled, failed, .. } => {
+                    println!("[{}] enrollment: {enrolled} confirmed by DPS, {failed} refused", self.prefix)
+                }
+                other => println!("[{}] {}", self.prefix, describe(other)),
+            }
+            return;
+        }
+        match event {
+            Event::SlotWaiting { slot } => self.slot(slot).set_message("waiting for a device"),
+            Event::DeviceSeen { slot, serial, .. } => self.slot(slot).set_message(format!("{serial}: seen")),
+            Event::StageStarted { slot, stage } => self.slot(slot).set_message(format!("{stage}")),
+            Event::Passed { slot, registration_id, elapsed, .. } => {
+                self.slot(slot).set_message(format!("PASS {registration_id} ({} ms)", elapsed.as_millis()))
+            }
+            Event::Failed { slot, stage, reason, .. } => {
+                let msg = format!("FAIL at {stage}: {reason}");
+                self.slot(slot).set_message(msg.clone());
+                let _ = self.multi.println(format!("slot {slot}: {msg}"));
+            }
+            Event::SlotStopped { slot, reason } => self.slot(slot).finish_with_message(format!("stopped: {reason}")),
+            Event::Progress { passed, failed, .. } => {
+                if let Some(b) = &self.batch {
+                    b.set_position(passed + failed);
+                    b.set_message(format!("{passed} passed, {failed} failed"));
+                }
+            }
+            Event::Enrollment { enrolled, failed, .. } => {
+                if let Some(b) = &self.batch {
+                    b.set_message(format!("enrolled {enrolled}, refused {failed}"));
+                }
+            }
+            Event::EnrollmentProblem { message } => {
+                let _ = self.multi.println(format!("enrollment: {message}"));
+            }
+            Event::Batch(state) => {
+                if let Some(b) = &self.batch {
+                    b.set_message(format!("{state:?}"));
+                }
+            }
+        }
+    }
+
+    fn finish(&mut self) {
+        for bar in self.slots.values() {
+            bar.finish_and_clear();
+        }
+        if let Some(b) = &self.batch {
+            b.finish();
+        }
+    }
+}
+
+fn describe(event: &Event) -> String {
+    match event {
+        Event::Batch(s) => format!("batch {s:?}"),
+        Event::DeviceSeen { slot, serial, model } => format!("slot {slot}: device {serial} ({model})"),
+        Event::Passed { slot, serial, registration_id, elapsed } => {
+            format!("slot {slot}: PASS {serial} as {registration_id} in {} ms", elapsed.as_millis())
+        }
+        Event::Failed { slot, serial, stage, reason } => {
+            format!("slot {slot}: FAIL {} at {stage}: {reason}", serial.as_deref().unwrap_or("?"))
+        }
+        Event::SlotStopped { slot, reason } => format!("slot {slot}: stopped ({reason})"),
+        Event::EnrollmentProblem { message } => format!("enrollment problem: {message}"),
+        other => format!("{other:?}"),
+    }
+}
+
+fn print_summary(name: &str, summary: &RunSummary) {
+    let f = ReportFigures::of(summary);
+    println!(
+        "batch {name}: {:?}; {} passed, {} failed (yield {:.1}%); median {:.0} ms, p95 {:.0} ms per device; {} enrolled, {} refused, {} still queued",
+        summary.state,
+        f.passed,
+        f.failed,
+        f.yield_ratio * 100.0,
+        f.median.as_secs_f64() * 1e3,
+        f.p95.as_secs_f64() * 1e3,
+        summary.enrollment.enrolled,
+        summary.enrollment.failed,
+        summary.pending_enrollments,
+    );
+    for (stage, n) in &f.failures_by_stage {
+        println!("  failed at {stage}: {n}");
+    }
+    let r = summary.resumed;
+    if r.voided + r.requeued > 0 {
+        println!("  resumed from the ledger: {} unwritten identities voided, {} written ones re-queued", r.voided, r.requeued);
+    }
+}
+
+fn dps_client(station: &StationConfig, batch: &BatchConfig) -> anyhow::Result<Option<Arc<DpsClient>>> {
+    if batch.timing == EnrollTiming::Offline {
+        return Ok(None);
+    }
+    let target = station
+        .dps
+        .get(&batch.dps_target)
+        .with_context(|| format!("DPS target '{}' is not in {}", batch.dps_target, station.path.display()))?;
+    let secret = target.connection_string.fetch(&format!("the connection string of DPS target '{}'", target.name))?;
+    let connection = ConnectionString::parse(&secret).with_context(|| format!("DPS target '{}'", target.name))?;
+    let tls = match &target.ca_file {
+        Some(path) => TlsTrust::only(std::fs::read(path).with_context(|| format!("reading the CA file {}", path.display()))?),
+        None => TlsTrust::platform(),
+    };
+    let mut config = DpsClientConfig { endpoint: target.endpoint.clone(), tls, ..DpsClientConfig::default() };
+    if let Some(opm) = target.operations_per_minute {
+        config.operations_per_minute = opm;
+    }
+    Ok(Some(Arc::new(DpsClient::new(connection, config).with_context(|| format!("DPS target '{}'", target.name))?)))
+}
+
+fn run_batch(args: &RunArgs) -> anyhow::Result<ExitCode> {
+    let station = StationConfig::load(&args.config)?;
+    let batch = BatchConfig::load(&args.batch, &station)?;
+    let keys = StationKeys::open(&station.keystore)?;
+    if keys.is_software() {
+        eprintln!("WARNING: {}", keys.describe());
+    }
+    let dps = dps_client(&station, &batch)?;
+    let sources: Vec<(String, Box<dyn DeviceSource>)> = station
+        .fixture
+        .slots
+        .iter()
+        .map(|(slot, path)| (slot.clone(), Box::new(PortSource::new(path.clone(), ClientOptions::default())) as Box<dyn DeviceSource>))
+        .collect();
+    let engine = Engine::start(EngineSetup {
+        station: station.clone(),
+        batch: batch.clone(),
+        keys: keys.clone(),
+        dps,
+        sources,
+    })?;
+    // Ctrl-C: take no new device, let in-flight ones finish; the batch stays resumable.
+    let commands = engine.commands();
+    let _ = std::thread::Builder::new().name("ctrl-c".into()).spawn(move || {
+        let Ok(rt) = tokio::runtime::Builder::new_current_thread().enable_all().build() else { return };
+        if rt.block_on(tokio::signal::ctrl_c()).is_ok() {
+            eprintln!("\nCtrl-C: pausing; devices in the slots finish, no new device is taken");
+            let _ = commands.send(Command::Close);
+        }
+    });
+    let mut view = View::new(args.headless, &batch.name, batch.target());
+    for event in engine.events.iter() {
+        view.show(&event);
+    }
+    view.finish();
+    let summary = engine.join().context("the batch thread stopped unexpectedly")?;
+    print_summary(&batch.name, &summary);
+    let (md, csv) = report::write(&station.reports, &batch.name, &station.name, &keys.describe(), &summary)
+        .with_context(|| format!("writing the report under {}", station.reports.display()))?;
+    println!("report: {} and {}", md.display(), csv.display());
+    if batch.timing == EnrollTiming::Offline {
+        println!("enrollment is offline: the identities stay queued for `dps-station export`");
+    }
+    Ok(if summary.failed() > 0 { ExitCode::FAILURE } else { ExitCode::SUCCESS })
+}
+
+fn run_demo(args: &DemoArgs) -> anyhow::Result<ExitCode> {
+    let started = Instant::now();
+    let choice = if args.software_keys { KeyStoreChoice::Software } else { KeyStoreChoice::Auto };
+    let workspace = DemoWorkspace::create(choice)?;
+    println!("dps-station demo: workspace {}", workspace.dir.display());
+    println!("  DPS emulator: {} (ID scope {})", workspace.emulator.service_url(), workspace.emulator.id_scope());
+    if workspace.is_software() {
+        println!("  !!! using the SOFTWARE key store ({} absent or --software-keys): keys are in files, NOT in an HSM !!!", demo::SOFTHSM_MODULE);
+    }
+    println!("  key store: {}", workspace.keys_description());
+    let options = RunOptions { devices: args.devices, ..RunOptions::default() };
+    let mut failed = 0usize;
+    for mode in Mode::WORKING {
+        let mut view = View::new(args.headless, mode.as_str(), Some(options.devices));
+        let run = workspace.run_mode(mode, &format!("demo-{mode}"), &options, &mut |e| view.show(e))?;
+        view.finish();
+        print_summary(&format!("demo-{mode}"), &run.summary);
+        let mut registered = 0;
+        for device in run.devices.iter().filter(|d| d.passed) {
+            match workspace.register_device(&device.flash) {
+                Ok(_) => registered += 1,
+                Err(e) => {
+                    failed += 1;
+                    println!("  device {} could not register: {e:#}", device.flash.serial)
+                }
+            }
+        }
+        failed += run.summary.failed();
+        println!("  {registered} of {} devices registered through the emulator's device API with the credentials they stored", run.devices.len());
+    }
+    println!("modes not offered in this build: tpm (refused at batch validation)");
+    println!("demo finished in {:.1} s", started.elapsed().as_secs_f64());
+    drop(workspace);
+    demo::remove_softhsm_dir();
+    Ok(if failed > 0 { ExitCode::FAILURE } else { ExitCode::SUCCESS })
+}
+
+/// CPU seconds this process has used (user + system), from `/proc/self/stat`.
+fn process_cpu_seconds() -> Option<f64> {
+    let stat = std::fs::read_to_string("/proc/self/stat").ok()?;
+    let after = stat.rsplit_once(')')?.1;
+    let fields: Vec<&str> = after.split_whitespace().collect();
+    // Fields 14 and 15 of stat(5) (utime, stime), counted after the `)`; clock ticks of 1/100 s.
+    let utime: f64 = fields.get(11)?.parse().ok()?;
+    let stime: f64 = fields.get(12)?.parse().ok()?;
+    Some((utime + stime) / 100.0)
+}
+
+/// `bench line`: a batch of x509-csr devices over a virtual fixture, SoftHSM2, the emulator and a
+/// durable ledger; devices per hour, CPU per device, and the ratio to the serial-wire limit.
+pub fn bench(args: &BenchLineArgs) -> anyhow::Result<ExitCode> {
+    if args.slots == 0 || args.devices == 0 {
+        bail!("--slots and --devices must be at least 1");
+    }
+    let workspace = DemoWorkspace::create(KeyStoreChoice::Auto)?;
+    let baud = (args.baud > 0).then_some(args.baud);
+    let sim = SimOptions { faults: SimFaults { baud, ..SimFaults::default() }, ..SimOptions::default() };
+    let options = RunOptions { devices: args.devices, slots: args.slots, sim, timing: "immediately" };
+    let cpu0 = process_cpu_seconds().unwrap_or(0.0);
+    let started = Instant::now();
+    let run = workspace.run_mode(Mode::X509Csr, "bench-line", &options, &mut |_| {})?;
+    let wall = started.elapsed().as_secs_f64();
+    let cpu = process_cpu_seconds().unwrap_or(0.0) - cpu0;
+    let n = run.summary.outcomes.len().max(1) as f64;
+    let mut bytes: Vec<u64> = run.devices.iter().map(|d| d.wire_bytes).collect();
+    bytes.sort_unstable();
+    let median_bytes = bytes.get(bytes.len() / 2).copied().unwrap_or(0);
+    let f = ReportFigures::of(&run.summary);
+    println!(
+        "bench line: {} devices, {} slots, {} (x509-csr, {}, emulator, durable ledger)",
+        args.devices,
+        args.slots,
+        if args.baud > 0 { format!("{} baud", args.baud) } else { "no wire delay".into() },
+        if workspace.is_software() { "SOFTWARE keys" } else { "SoftHSM2" }
+    );
+    println!("  passed {} failed {}; enrolled {}", f.passed, f.failed, run.summary.enrollment.enrolled);
+    println!("  wall {:.1} s → {:.0} devices/hour ({:.1} devices/s)", wall, n * 3600.0 / wall, n / wall);
+    println!("  per device: median {:.1} ms, p95 {:.1} ms (HELLO to lock + ledger)", f.median.as_secs_f64() * 1e3, f.p95.as_secs_f64() * 1e3);
+    println!("  process CPU per device: {:.2} ms (station + in-process simulator + emulator; an upper bound for the station)", cpu * 1e3 / n);
+    if let Some(baud) = baud {
+        let wire = median_bytes as f64 * 10.0 / f64::from(baud);
+        let limit_per_hour = args.slots as f64 * 3600.0 / wire;
+        println!("  wire bytes per device (median): {median_bytes} → {:.1} ms on the wire per device", wire * 1e3);
+        println!(
+            "  wire limit with {} slots: {:.0} devices/hour; achieved/limit = {:.3}",
+            args.slots,
+            limit_per_hour,
+            (n * 3600.0 / wall) / limit_per_hour
+        );
+    }
+    drop(workspace);
+    demo::remove_softhsm_dir();
+    Ok(if f.failed > 0 { ExitCode::FAILURE } else { ExitCode::SUCCESS })
+}

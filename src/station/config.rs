@@ -1,0 +1,744 @@
+//! `station.toml` (what this station is: name, ledger, fixture, key store, DPS targets) and
+//! `batch.toml` (what to make now). Both are parsed with unknown keys refused, then validated once
+//! into typed configs, so nothing downstream re-checks a path, a URI or a template.
+//!
+//! Secrets never live in these files: the HSM PIN comes from `DPS_STATION_HSM_PIN`, a DPS
+//! connection string from an environment variable or the OS keyring (`secret-tool`).
+
+use std::collections::BTreeMap;
+use std::path::{Path, PathBuf};
+
+use serde::Deserialize;
+
+use crate::device::FixtureMap;
+use crate::dps::model::AllocationPolicy;
+use crate::identity::registration_id::IdUse;
+use crate::identity::template::RegistrationIdTemplate;
+use crate::keystore::Pkcs11Uri;
+use crate::secret::SecretString;
+
+/// The environment variable the HSM user PIN is read from.
+pub const HSM_PIN_ENV: &str = "DPS_STATION_HSM_PIN";
+
+/// A config file that cannot be used; every variant names the file and what to change.
+#[derive(Debug, thiserror::Error)]
+pub enum ConfigError {
+    /// The file could not be read.
+    #[error("cannot read {path}: {source}")]
+    Read {
+        /// The file.
+        path: PathBuf,
+        /// Why.
+        source: std::io::Error,
+    },
+    /// TOML syntax, a wrong type, or an unknown key (serde names the key).
+    #[error("{path}: {message}")]
+    Parse {
+        /// The file.
+        path: PathBuf,
+        /// The parser's words, naming the key and line.
+        message: String,
+    },
+    /// A value that parses but cannot be used.
+    #[error("{path}: `{key}`: {message}")]
+    Invalid {
+        /// The file.
+        path: PathBuf,
+        /// The key.
+        key: String,
+        /// What is wrong and what to do.
+        message: String,
+    },
+    /// A secret that is not where the config says it is.
+    #[error("{what} is not available: {message}")]
+    Secret {
+        /// Which secret (never its value).
+        what: String,
+        /// What to do.
+        message: String,
+    },
+}
+
+fn invalid(path: &Path, key: &str, message: impl Into<String>) -> ConfigError {
+    ConfigError::Invalid { path: path.to_path_buf(), key: key.to_string(), message: message.into() }
+}
+
+fn read_toml<T: for<'de> Deserialize<'de>>(path: &Path) -> Result<T, ConfigError> {
+    let text = std::fs::read_to_string(path).map_err(|source| ConfigError::Read { path: path.to_path_buf(), source })?;
+    toml::from_str(&text).map_err(|e| ConfigError::Parse { path: path.to_path_buf(), message: e.to_string() })
+}
+
+fn resolve(base: &Path, p: &Path) -> PathBuf {
+    if p.is_absolute() { p.to_path_buf() } else { base.join(p) }
+}
+
+// ---- station.toml ---------------------------------------------------------------------------
+
+#[derive(Debug, Deserialize)]
+#[serde(deny_unknown_fields)]
+struct RawStation {
+    name: String,
+    #[serde(default)]
+    operator: Option<String>,
+    ledger: PathBuf,
+    #[serde(default)]
+    reports: Option<PathBuf>,
+    fixture: FixtureMap,
+    keystore: RawKeyStore,
+    #[serde(default)]
+    dps: BTreeMap<String, RawDpsTarget>,
+}
+
+#[derive(Debug, Deserialize)]
+#[serde(deny_unknown_fields, tag = "kind", rename_all = "kebab-case")]
+enum RawKeyStore {
+    Pkcs11 {
+        profile: String,
+        token_label: String,
+        #[serde(default)]
+        module: Option<PathBuf>,
+        #[serde(default)]
+        sessions: Option<usize>,
+    },
+    Software {
+        dir: PathBuf,
+    },
+}
+
+#[derive(Debug, Deserialize)]
+#[serde(deny_unknown_fields)]
+struct RawDpsTarget {
+    #[serde(default)]
+    connection_string_env: Option<String>,
+    #[serde(default)]
+    keyring_service: Option<String>,
+    #[serde(default)]
+    keyring_account: Option<String>,
+    #[serde(default)]
+    endpoint: Option<String>,
+    #[serde(default)]
+    ca_file: Option<PathBuf>,
+    #[serde(default)]
+    operations_per_minute: Option<u32>,
+}
+
+/// Where the CA and group keys are.
+#[derive(Debug, Clone)]
+pub enum KeyStoreConfig {
+    /// A PKCS#11 token; the PIN comes from [`HSM_PIN_ENV`].
+    Pkcs11 {
+        /// The HSM profile name (built in) or a profile file.
+        profile: String,
+        /// The token's label.
+        token_label: String,
+        /// A module path overriding the profile's.
+        module: Option<PathBuf>,
+        /// Sessions to pool.
+        sessions: Option<usize>,
+    },
+    /// Keys in files in a directory: for development and the demo only, never for production.
+    Software {
+        /// The directory.
+        dir: PathBuf,
+    },
+}
+
+/// Where a DPS connection string comes from.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub enum SecretSource {
+    /// An environment variable.
+    Env(String),
+    /// The OS keyring (libsecret, through `secret-tool lookup service S account A`).
+    Keyring {
+        /// Keyring service attribute.
+        service: String,
+        /// Keyring account attribute.
+        account: String,
+    },
+}
+
+impl SecretSource {
+    /// Fetches the secret now (at batch start, so it is never kept longer than the batch).
+    pub fn fetch(&self, what: &str) -> Result<SecretString, ConfigError> {
+        match self {
+            SecretSource::Env(var) => match std::env::var(var) {
+                Ok(v) if !v.trim().is_empty() => Ok(SecretString::new(v)),
+                _ => Err(ConfigError::Secret {
+                    what: what.to_string(),
+                    message: format!("set the environment variable {var} to the connection string"),
+                }),
+            },
+            SecretSource::Keyring { service, account } => {
+                let out = std::process::Command::new("secret-tool")
+                    .args(["lookup", "service", service, "account", account])
+                    .output()
+                    .map_err(|e| ConfigError::Secret {
+                        what: what.to_string(),
+                        message: format!("cannot run secret-tool ({e}); install libsecret-tools or use an environment variable"),
+                    })?;
+                let value = String::from_utf8_lossy(&out.stdout).trim().to_string();
+                if !out.status.success() || value.is_empty() {
+                    return Err(ConfigError::Secret {
+                        what: what.to_string(),
+                        message: format!(
+                            "the keyring has no entry service={service} account={account}; store it with `secret-tool store --label dps service {service} account {account}`"
+                        ),
+                    });
+                }
+                Ok(SecretString::new(value))
+            }
+        }
+    }
+}
+
+/// One DPS instance the station enrolls into.
+#[derive(Debug, Clone)]
+pub struct DpsTarget {
+    /// Its name in `station.toml` (and in the ledger's enrollment queue).
+    pub name: String,
+    /// Where its connection string is.
+    pub connection_string: SecretSource,
+    /// Base URL override (an emulator).
+    pub endpoint: Option<String>,
+    /// A CA file to trust instead of the platform roots (an emulator).
+    pub ca_file: Option<PathBuf>,
+    /// The instance's operation quota.
+    pub operations_per_minute: Option<u32>,
+}
+
+/// A validated `station.toml`.
+#[derive(Debug, Clone)]
+pub struct StationConfig {
+    /// The file it came from.
+    pub path: PathBuf,
+    /// The station's name (ledger rows, audit log).
+    pub name: String,
+    /// Who operates it (default: `$USER`).
+    pub operator: String,
+    /// The ledger file.
+    pub ledger: PathBuf,
+    /// Where batch reports go.
+    pub reports: PathBuf,
+    /// Slots → ports.
+    pub fixture: FixtureMap,
+    /// The key store.
+    pub keystore: KeyStoreConfig,
+    /// DPS targets by name.
+    pub dps: BTreeMap<String, DpsTarget>,
+}
+
+impl StationConfig {
+    /// Reads and validates `station.toml`; relative paths are taken from the file's directory.
+    pub fn load(path: &Path) -> Result<Self, ConfigError> {
+        let raw: RawStation = read_toml(path)?;
+        let base = path.parent().unwrap_or(Path::new("."));
+        if raw.name.trim().is_empty() {
+            return Err(invalid(path, "name", "give the station a name (it is written on every ledger row)"));
+        }
+        raw.fixture.validate().map_err(|e| invalid(path, "fixture", e.to_string()))?;
+        if raw.fixture.slots.is_empty() {
+            return Err(invalid(path, "fixture.slots", "name at least one slot: A1 = \"/dev/serial/by-id/...\""));
+        }
+        let mut fixture = raw.fixture;
+        for p in fixture.slots.values_mut() {
+            *p = resolve(base, p);
+        }
+        let keystore = match raw.keystore {
+            RawKeyStore::Pkcs11 { profile, token_label, module, sessions } => {
+                if token_label.trim().is_empty() {
+                    return Err(invalid(path, "keystore.token_label", "name the token that holds the batch keys"));
+                }
+                KeyStoreConfig::Pkcs11 { profile, token_label, module: module.map(|m| resolve(base, &m)), sessions }
+            }
+            RawKeyStore::Software { dir } => KeyStoreConfig::Software { dir: resolve(base, &dir) },
+        };
+        let mut dps = BTreeMap::new();
+        for (name, t) in raw.dps {
+            let key = format!("dps.{name}");
+            let connection_string = match (t.connection_string_env, t.keyring_service, t.keyring_account) {
+                (Some(env), None, None) => SecretSource::Env(env),
+                (None, Some(service), Some(account)) => SecretSource::Keyring { service, account },
+                _ => {
+                    return Err(invalid(
+                        path,
+                        &key,
+                        "give either connection_string_env = \"VAR\" or keyring_service + keyring_account (the connection string itself never goes in the file)",
+                    ));
+                }
+            };
+            dps.insert(
+                name.clone(),
+                DpsTarget {
+                    name,
+                    connection_string,
+                    endpoint: t.endpoint,
+                    ca_file: t.ca_file.map(|c| resolve(base, &c)),
+                    operations_per_minute: t.operations_per_minute,
+                },
+            );
+        }
+        let operator = raw
+            .operator
+            .filter(|o| !o.trim().is_empty())
+            .or_else(|| std::env::var("USER").ok())
+            .unwrap_or_else(|| "operator".into());
+        Ok(Self {
+            path: path.to_path_buf(),
+            name: raw.name,
+            operator,
+            ledger: resolve(base, &raw.ledger),
+            reports: resolve(base, &raw.reports.unwrap_or_else(|| PathBuf::from("reports"))),
+            fixture,
+            keystore,
+            dps,
+        })
+    }
+}
+
+// ---- batch.toml -----------------------------------------------------------------------------
+
+/// How devices prove who they are, and how the station gives them their identity.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Hash)]
+pub enum Mode {
+    /// Device key + CSR, HSM-signed certificate, individual X.509 enrollment.
+    X509Csr,
+    /// Device key + CSR, certificates under an intermediate; one enrollment group.
+    X509Group,
+    /// Station-made key injected encrypted, HSM-signed certificate, individual enrollment.
+    X509Inject,
+    /// Device key derived in the HSM from the group key, injected encrypted; one enrollment group.
+    SymmetricGroup,
+    /// One key per device, injected encrypted, individual enrollment.
+    SymmetricIndividual,
+    /// TPM endorsement key read from the device, individual TPM enrollment.
+    Tpm,
+}
+
+impl Mode {
+    /// The name used in `batch.toml`.
+    pub fn as_str(self) -> &'static str {
+        match self {
+            Mode::X509Csr => "x509-csr",
+            Mode::X509Group => "x509-group",
+            Mode::X509Inject => "x509-inject",
+            Mode::SymmetricGroup => "symmetric-group",
+            Mode::SymmetricIndividual => "symmetric-individual",
+            Mode::Tpm => "tpm",
+        }
+    }
+
+    /// Every mode the station knows.
+    pub const ALL: [Mode; 6] =
+        [Mode::X509Csr, Mode::X509Group, Mode::X509Inject, Mode::SymmetricGroup, Mode::SymmetricIndividual, Mode::Tpm];
+
+    /// Modes that work end to end in this build; a batch naming another is refused at validation.
+    pub const WORKING: [Mode; 5] =
+        [Mode::X509Csr, Mode::X509Group, Mode::X509Inject, Mode::SymmetricGroup, Mode::SymmetricIndividual];
+
+    /// Whether devices share one enrollment group (no per-device enrollment).
+    pub fn is_group(self) -> bool {
+        matches!(self, Mode::X509Group | Mode::SymmetricGroup)
+    }
+
+    /// Whether the identity is an X.509 certificate.
+    pub fn is_x509(self) -> bool {
+        matches!(self, Mode::X509Csr | Mode::X509Group | Mode::X509Inject)
+    }
+
+    fn parse(text: &str) -> Option<Mode> {
+        Mode::ALL.into_iter().find(|m| m.as_str() == text)
+    }
+}
+
+impl std::fmt::Display for Mode {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.write_str(self.as_str())
+    }
+}
+
+/// When identities are enrolled with DPS.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum EnrollTiming {
+    /// While the batch runs, in the background.
+    Immediately,
+    /// After the last device.
+    BatchEnd,
+    /// Not by this station: identities stay queued for `dps-station export`/`enroll`.
+    Offline,
+}
+
+#[derive(Debug, Deserialize)]
+#[serde(deny_unknown_fields)]
+struct RawBatch {
+    name: String,
+    product: String,
+    #[serde(default)]
+    model: Option<String>,
+    #[serde(default)]
+    count: Option<u64>,
+    #[serde(default)]
+    serial_range: Option<[String; 2]>,
+    registration_id: String,
+    mode: String,
+    keys: RawKeys,
+    id_scope: String,
+    #[serde(default = "default_endpoint")]
+    global_endpoint: String,
+    #[serde(default)]
+    iot_hubs: Vec<String>,
+    #[serde(default)]
+    allocation_policy: Option<String>,
+    #[serde(default)]
+    initial_twin: Option<RawTwin>,
+    #[serde(default = "default_validity")]
+    certificate_validity_days: i64,
+    dps_target: String,
+    #[serde(default)]
+    enrollment_group: Option<String>,
+    #[serde(default = "default_timing")]
+    enrollment: String,
+}
+
+#[derive(Debug, Deserialize)]
+#[serde(deny_unknown_fields)]
+struct RawTwin {
+    #[serde(default)]
+    tags: Option<toml::Table>,
+    #[serde(default)]
+    desired: Option<toml::Table>,
+}
+
+#[derive(Debug, Deserialize)]
+#[serde(deny_unknown_fields)]
+struct RawKeys {
+    #[serde(default)]
+    ca_key: Option<String>,
+    #[serde(default)]
+    ca_chain: Option<PathBuf>,
+    #[serde(default)]
+    group_key: Option<String>,
+    #[serde(default)]
+    device_key_master: Option<String>,
+}
+
+fn default_endpoint() -> String {
+    "global.azure-devices-provisioning.net".into()
+}
+fn default_validity() -> i64 {
+    365
+}
+fn default_timing() -> String {
+    "immediately".into()
+}
+
+/// A key named in a batch: a PKCS#11 URI, or a file name in the software store's directory.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub enum KeyRef {
+    /// In a token.
+    Pkcs11(Pkcs11Uri),
+    /// `file:NAME` in the software store.
+    File(String),
+}
+
+impl std::fmt::Display for KeyRef {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        match self {
+            KeyRef::Pkcs11(u) => write!(f, "{u}"),
+            KeyRef::File(n) => write!(f, "file:{n}"),
+        }
+    }
+}
+
+fn parse_key_ref(path: &Path, key: &str, text: &str) -> Result<KeyRef, ConfigError> {
+    if let Some(name) = text.strip_prefix("file:") {
+        if name.is_empty() || name.contains('/') {
+            return Err(invalid(path, key, "a software key is `file:NAME`, NAME a file in the software store's directory"));
+        }
+        return Ok(KeyRef::File(name.to_string()));
+    }
+    text.parse::<Pkcs11Uri>()
+        .map(KeyRef::Pkcs11)
+        .map_err(|e| invalid(path, key, format!("not a PKCS#11 URI or file:NAME: {e}")))
+}
+
+/// Which devices belong to the batch.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub enum BatchSize {
+    /// Any `n` devices of the product.
+    Count(u64),
+    /// Devices whose serial is within `first..=last` (same length, compared as text); each once.
+    SerialRange {
+        /// First serial.
+        first: String,
+        /// Last serial.
+        last: String,
+    },
+}
+
+/// A validated `batch.toml`.
+#[derive(Debug, Clone)]
+pub struct BatchConfig {
+    /// The file (or `demo`).
+    pub path: PathBuf,
+    /// The batch name (unique in the ledger).
+    pub name: String,
+    /// Product name (template field `{product}`).
+    pub product: String,
+    /// Device model that must answer `HELLO`, if set.
+    pub model: Option<String>,
+    /// Which devices.
+    pub size: BatchSize,
+    /// Registration-ID template.
+    pub template: RegistrationIdTemplate,
+    /// Attestation mode.
+    pub mode: Mode,
+    /// The CA key that signs device certificates (X.509 modes).
+    pub ca_key: Option<KeyRef>,
+    /// The CA chain, issuer first (PEM), written after each leaf.
+    pub ca_chain_pem: Option<String>,
+    /// The group key (symmetric-group).
+    pub group_key: Option<KeyRef>,
+    /// The secret device keys are derived from (symmetric-individual).
+    pub device_key_master: Option<KeyRef>,
+    /// ID scope written to devices.
+    pub id_scope: String,
+    /// Global endpoint written to devices.
+    pub global_endpoint: String,
+    /// IoT hubs of the enrollments.
+    pub iot_hubs: Vec<String>,
+    /// Allocation policy.
+    pub allocation_policy: Option<AllocationPolicy>,
+    /// Initial twin tags.
+    pub twin_tags: Option<serde_json::Map<String, serde_json::Value>>,
+    /// Initial twin desired properties.
+    pub twin_desired: Option<serde_json::Map<String, serde_json::Value>>,
+    /// Device certificate validity in days.
+    pub certificate_validity_days: i64,
+    /// The DPS target's name in `station.toml`.
+    pub dps_target: String,
+    /// The enrollment group's name (group modes).
+    pub enrollment_group: Option<String>,
+    /// When to enroll.
+    pub timing: EnrollTiming,
+}
+
+impl BatchConfig {
+    /// Reads and validates `batch.toml` against the station it will run on.
+    pub fn load(path: &Path, station: &StationConfig) -> Result<Self, ConfigError> {
+        let raw: RawBatch = read_toml(path)?;
+        Self::validate(path, raw, station)
+    }
+
+    /// Validates a batch given as TOML text (the demo and tests build theirs in memory).
+    pub fn from_toml(origin: &Path, text: &str, station: &StationConfig) -> Result<Self, ConfigError> {
+        let raw: RawBatch =
+            toml::from_str(text).map_err(|e| ConfigError::Parse { path: origin.to_path_buf(), message: e.to_string() })?;
+        Self::validate(origin, raw, station)
+    }
+
+    fn validate(path: &Path, raw: RawBatch, station: &StationConfig) -> Result<Self, ConfigError> {
+        let base = path.parent().unwrap_or(Path::new("."));
+        let mode = Mode::parse(&raw.mode).ok_or_else(|| {
+            invalid(path, "mode", format!("unknown mode '{}'; use one of: {}", raw.mode, Mode::ALL.map(|m| m.as_str()).join(", ")))
+        })?;
+        if !Mode::WORKING.contains(&mode) {
+            return Err(invalid(
+                path,
+                "mode",
+                format!(
+                    "mode '{mode}' is not available in this build of the station (the simulator's TPM has no DPS TPM challenge); use one of: {}",
+                    Mode::WORKING.map(|m| m.as_str()).join(", ")
+                ),
+            ));
+        }
+        if raw.name.trim().is_empty() {
+            return Err(invalid(path, "name", "give the batch a name"));
+        }
+        if raw.product.trim().is_empty() {
+            return Err(invalid(path, "product", "give the product name"));
+        }
+        let size = match (raw.count, raw.serial_range) {
+            (Some(n), None) if n > 0 => BatchSize::Count(n),
+            (None, Some([first, last])) => {
+                if first.len() != last.len() || first > last || first.is_empty() {
+                    return Err(invalid(path, "serial_range", "give [first, last] of the same length with first <= last"));
+                }
+                BatchSize::SerialRange { first, last }
+            }
+            _ => return Err(invalid(path, "count", "give either count = N (N > 0) or serial_range = [\"first\", \"last\"]")),
+        };
+        let template = RegistrationIdTemplate::parse(&raw.registration_id)
+            .map_err(|e| invalid(path, "registration_id", e.to_string()))?;
+        let _ = IdUse::Any;
+        let key = |k: &str, v: &Option<String>| v.as_deref().map(|t| parse_key_ref(path, k, t)).transpose();
+        let ca_key = key("keys.ca_key", &raw.keys.ca_key)?;
+        let group_key = key("keys.group_key", &raw.keys.group_key)?;
+        let device_key_master = key("keys.device_key_master", &raw.keys.device_key_master)?;
+        let ca_chain_pem = match &raw.keys.ca_chain {
+            Some(p) => {
+                let p = resolve(base, p);
+                let text = std::fs::read_to_string(&p).map_err(|e| invalid(path, "keys.ca_chain", format!("cannot read {}: {e}", p.display())))?;
+                if !text.contains("-----BEGIN CERTIFICATE-----") {
+                    return Err(invalid(path, "keys.ca_chain", format!("{} holds no PEM certificate", p.display())));
+                }
+                Some(text)
+            }
+            None => None,
+        };
+        if mode.is_x509() && (ca_key.is_none() || ca_chain_pem.is_none()) {
+            return Err(invalid(path, "keys", format!("mode {mode} needs keys.ca_key (the signing CA key) and keys.ca_chain (its certificate chain, PEM)")));
+        }
+        if mode == Mode::SymmetricGroup && group_key.is_none() {
+            return Err(invalid(path, "keys.group_key", "mode symmetric-group needs the group key's URI"));
+        }
+        if mode == Mode::SymmetricIndividual && device_key_master.is_none() {
+            return Err(invalid(
+                path,
+                "keys.device_key_master",
+                "mode symmetric-individual needs the HSM secret the per-device keys are derived from (so they can be recomputed for enrollment, never stored)",
+            ));
+        }
+        let enrollment_group = raw.enrollment_group.filter(|g| !g.trim().is_empty());
+        if mode.is_group() && enrollment_group.is_none() {
+            return Err(invalid(path, "enrollment_group", format!("mode {mode} enrolls through one enrollment group: name it")));
+        }
+        let id_scope = raw.id_scope.trim().to_string();
+        if id_scope.is_empty() || !id_scope.chars().all(|c| c.is_ascii_alphanumeric()) {
+            return Err(invalid(path, "id_scope", "give the DPS instance's ID scope (0ne...)"));
+        }
+        if raw.global_endpoint.trim().is_empty() {
+            return Err(invalid(path, "global_endpoint", "give the global endpoint"));
+        }
+        if !(1..=36500).contains(&raw.certificate_validity_days) {
+            return Err(invalid(path, "certificate_validity_days", "give 1 to 36500 days"));
+        }
+        if !station.dps.contains_key(&raw.dps_target) {
+            return Err(invalid(
+                path,
+                "dps_target",
+                format!(
+                    "DPS target '{}' is not in {}; it has: {}",
+                    raw.dps_target,
+                    station.path.display(),
+                    station.dps.keys().cloned().collect::<Vec<_>>().join(", ")
+                ),
+            ));
+        }
+        let allocation_policy = match raw.allocation_policy.as_deref() {
+            None => None,
+            Some("hashed") => Some(AllocationPolicy::Hashed),
+            Some("geoLatency") | Some("geo-latency") => Some(AllocationPolicy::GeoLatency),
+            Some("static") => Some(AllocationPolicy::Static),
+            Some(other) => {
+                return Err(invalid(path, "allocation_policy", format!("unknown policy '{other}'; use hashed, geoLatency or static")));
+            }
+        };
+        if allocation_policy == Some(AllocationPolicy::Static) && raw.iot_hubs.len() != 1 {
+            return Err(invalid(path, "iot_hubs", "the static allocation policy needs exactly one IoT hub"));
+        }
+        let timing = match raw.enrollment.as_str() {
+            "immediately" => EnrollTiming::Immediately,
+            "batch-end" => EnrollTiming::BatchEnd,
+            "offline" => EnrollTiming::Offline,
+            other => return Err(invalid(path, "enrollment", format!("unknown timing '{other}'; use immediately, batch-end or offline"))),
+        };
+        let to_json = |t: Option<toml::Table>| {
+            t.and_then(|t| serde_json::to_value(t).ok()).and_then(|v| v.as_object().cloned())
+        };
+        let (twin_tags, twin_desired) = match raw.initial_twin {
+            Some(t) => (to_json(t.tags), to_json(t.desired)),
+            None => (None, None),
+        };
+        Ok(Self {
+            path: path.to_path_buf(),
+            name: raw.name,
+            product: raw.product,
+            model: raw.model,
+            size,
+            template,
+            mode,
+            ca_key,
+            ca_chain_pem,
+            group_key,
+            device_key_master,
+            id_scope,
+            global_endpoint: raw.global_endpoint.trim().to_string(),
+            iot_hubs: raw.iot_hubs,
+            allocation_policy,
+            twin_tags,
+            twin_desired,
+            certificate_validity_days: raw.certificate_validity_days,
+            dps_target: raw.dps_target,
+            enrollment_group,
+            timing,
+        })
+    }
+
+    /// How many devices the batch makes, if it is bounded by a count or a range of numbers.
+    pub fn target(&self) -> Option<u64> {
+        match &self.size {
+            BatchSize::Count(n) => Some(*n),
+            BatchSize::SerialRange { .. } => None,
+        }
+    }
+
+    /// Whether a serial belongs to the batch.
+    pub fn accepts_serial(&self, serial: &str) -> bool {
+        match &self.size {
+            BatchSize::Count(_) => true,
+            BatchSize::SerialRange { first, last } => {
+                serial.len() == first.len() && serial >= first.as_str() && serial <= last.as_str()
+            }
+        }
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn station(dir: &Path) -> StationConfig {
+        let p = dir.join("station.toml");
+        std::fs::write(
+            &p,
+            "name = \"s1\"\nledger = \"ledger.db\"\n[fixture.slots]\nA1 = \"/dev/serial/by-id/x\"\n[keystore]\nkind = \"software\"\ndir = \"keys\"\n[dps.main]\nconnection_string_env = \"DPS_CS\"\n",
+        )
+        .unwrap();
+        StationConfig::load(&p).unwrap()
+    }
+
+    #[test]
+    fn unknown_keys_are_named_with_their_file() {
+        let dir = tempfile::tempdir().unwrap();
+        let p = dir.path().join("station.toml");
+        std::fs::write(&p, "name = \"s\"\nledgr = \"x\"\n").unwrap();
+        let err = StationConfig::load(&p).unwrap_err().to_string();
+        assert!(err.contains("ledgr") && err.contains("station.toml"), "{err}");
+        let s = station(dir.path());
+        assert_eq!(s.ledger, dir.path().join("ledger.db"));
+        let b = dir.path().join("batch.toml");
+        let text = "name = \"b\"\nproduct = \"p\"\ncount = 2\nregistration_id = \"{product}-{serial}\"\nmode = \"x509-csr\"\nid_scope = \"0ne1\"\ndps_target = \"main\"\ncolour = 1\n[keys]\n";
+        std::fs::write(&b, text).unwrap();
+        let err = BatchConfig::load(&b, &s).unwrap_err().to_string();
+        assert!(err.contains("colour") && err.contains("batch.toml"), "{err}");
+    }
+
+    #[test]
+    fn unavailable_modes_and_missing_keys_are_refused_with_the_reason() {
+        let dir = tempfile::tempdir().unwrap();
+        let s = station(dir.path());
+        let base = "name = \"b\"\nproduct = \"p\"\ncount = 2\nregistration_id = \"{product}-{serial}\"\nid_scope = \"0ne1\"\ndps_target = \"main\"\n";
+        let tpm = format!("{base}mode = \"tpm\"\n[keys]\n");
+        let err = BatchConfig::from_toml(Path::new("b.toml"), &tpm, &s).unwrap_err().to_string();
+        assert!(err.contains("not available"), "{err}");
+        let csr = format!("{base}mode = \"x509-csr\"\n[keys]\n");
+        let err = BatchConfig::from_toml(Path::new("b.toml"), &csr, &s).unwrap_err().to_string();
+        assert!(err.contains("ca_key"), "{err}");
+        let sym = format!("{base}mode = \"symmetric-group\"\nenrollment_group = \"g\"\n[keys]\ngroup_key = \"file:g.key\"\n");
+        let b = BatchConfig::from_toml(Path::new("b.toml"), &sym, &s).unwrap();
+        assert_eq!(b.group_key, Some(KeyRef::File("g.key".into())));
+        let wrong_target = sym.replace("\"main\"", "\"other\"");
+        let err = BatchConfig::from_toml(Path::new("b.toml"), &wrong_target, &s).unwrap_err().to_string();
+        assert!(err.contains("other") && err.contains("main"), "{err}");
+    }
+}

@@ -1,0 +1,439 @@
+//! The engine: one worker thread per slot, one ledger writer thread, one enrollment worker, and a
+//! coordinator that takes commands. Commands in ([`Command`]), events out ([`Event`]); nothing
+//! here knows whether a terminal or a GUI listens.
+
+use std::sync::atomic::{AtomicBool, AtomicU64, Ordering};
+use std::sync::mpsc::{self, Receiver, Sender};
+use std::sync::{Arc, Mutex};
+use std::thread::JoinHandle;
+use std::time::{Duration, Instant};
+
+use super::config::{BatchConfig, EnrollTiming, StationConfig};
+use super::enroll_worker::{EnrollStats, EnrollWorker};
+use super::events::{BatchState, Command, Event, Stage};
+use super::keys::{KeysError, StationKeys};
+use super::ledger_thread::{LedgerCallError, LedgerThread};
+use super::pipeline::{BatchContext, CaMaterial, DeviceOutcome, provision};
+use super::source::DeviceSource;
+use crate::dps::DpsClient;
+use crate::identity::pem;
+use crate::identity::profile::DeviceProfile;
+use crate::ledger::{
+    AttestationKind, EnrollmentKind, FailureStage, IdentityFilter, IdentityState, Ledger, LedgerError, NewBatch,
+    NewEnrollment, Transition, WriterIdentity,
+};
+
+/// Why a batch could not start.
+#[derive(Debug, thiserror::Error)]
+pub enum EngineError {
+    /// The ledger.
+    #[error(transparent)]
+    Ledger(#[from] LedgerError),
+    /// The ledger thread.
+    #[error(transparent)]
+    LedgerCall(#[from] LedgerCallError),
+    /// The key store.
+    #[error(transparent)]
+    Keys(#[from] KeysError),
+    /// The batch's CA.
+    #[error("batch {batch}: {message}")]
+    Ca {
+        /// The batch.
+        batch: String,
+        /// What is wrong.
+        message: String,
+    },
+    /// A batch of the same name exists with other settings.
+    #[error("batch '{name}' already exists in the ledger with {what}; give this batch another name")]
+    BatchMismatch {
+        /// The batch name.
+        name: String,
+        /// What differs.
+        what: String,
+    },
+    /// A thread could not be started.
+    #[error("cannot start the {what} thread: {source}")]
+    Thread {
+        /// Which.
+        what: String,
+        /// Why.
+        source: std::io::Error,
+    },
+}
+
+/// What a run of the engine needs.
+pub struct EngineSetup {
+    /// The station.
+    pub station: StationConfig,
+    /// The batch.
+    pub batch: BatchConfig,
+    /// The open key store.
+    pub keys: StationKeys,
+    /// The DPS client, unless enrollment is offline.
+    pub dps: Option<Arc<DpsClient>>,
+    /// One device source per slot, by slot name.
+    pub sources: Vec<(String, Box<dyn DeviceSource>)>,
+}
+
+/// What resuming from the ledger found.
+#[derive(Debug, Clone, Copy, Default, PartialEq, Eq)]
+pub struct Resumed {
+    /// `issued` identities of the batch whose write never completed: voided (`failed{write}`).
+    pub voided: u64,
+    /// `written` identities put (back) on the enrollment queue.
+    pub requeued: u64,
+    /// Devices of the batch already done in earlier runs.
+    pub already_done: u64,
+}
+
+/// The end of a run.
+#[derive(Debug, Clone)]
+pub struct RunSummary {
+    /// Every device of this run.
+    pub outcomes: Vec<DeviceOutcome>,
+    /// What the enrollment worker did.
+    pub enrollment: EnrollStats,
+    /// What resuming did at start.
+    pub resumed: Resumed,
+    /// Whether the batch reached its size (else it was paused/closed early or a slot stopped).
+    pub complete: bool,
+    /// The final state.
+    pub state: BatchState,
+    /// Wall time of the run.
+    pub wall: Duration,
+    /// Identities of the batch still queued for DPS at the end.
+    pub pending_enrollments: u64,
+}
+
+impl RunSummary {
+    /// Devices that passed.
+    pub fn passed(&self) -> usize {
+        self.outcomes.iter().filter(|o| o.failure.is_none()).count()
+    }
+    /// Devices that failed.
+    pub fn failed(&self) -> usize {
+        self.outcomes.len() - self.passed()
+    }
+}
+
+/// A running batch.
+pub struct Engine {
+    /// Events out.
+    pub events: Receiver<Event>,
+    commands: Sender<Command>,
+    coordinator: JoinHandle<RunSummary>,
+}
+
+impl Engine {
+    /// The channel to send commands on.
+    pub fn commands(&self) -> Sender<Command> {
+        self.commands.clone()
+    }
+
+    /// Waits for the batch to end.
+    pub fn join(self) -> Option<RunSummary> {
+        drop(self.commands);
+        self.coordinator.join().ok()
+    }
+
+    /// Opens the ledger, resumes what an earlier run left, and starts the threads.
+    pub fn start(setup: EngineSetup) -> Result<Engine, EngineError> {
+        let EngineSetup { station, batch, keys, dps, sources } = setup;
+        let writer = WriterIdentity { station: station.name.clone(), operator: station.operator.clone() };
+        let mut ledger = Ledger::open(&station.ledger, &writer)?;
+        let batch_id = open_batch(&mut ledger, &batch)?;
+        let resumed = resume(&mut ledger, &batch)?;
+        let ca = load_ca(&keys, &batch)?;
+        let profile = DeviceProfile::valid_for_days(batch.certificate_validity_days)
+            .map_err(|e| EngineError::Ca { batch: batch.name.clone(), message: e.to_string() })?;
+        let (ledger_thread, ledger_handle) = LedgerThread::start(ledger);
+
+        let (events_tx, events_rx) = mpsc::channel::<Event>();
+        let (commands_tx, commands_rx) = mpsc::channel::<Command>();
+        let group_ca_der = ca.as_ref().map(|c| c.issuer_der.clone());
+        let ctx = Arc::new(BatchContext { batch: batch.clone(), batch_id, keys: keys.clone(), ca, profile, ledger: ledger_handle.clone() });
+
+        let shared = Arc::new(Shared {
+            paused: AtomicBool::new(false),
+            stop: AtomicBool::new(false),
+            claimed: AtomicU64::new(0),
+            passed: AtomicU64::new(0),
+            failed: AtomicU64::new(0),
+            target: batch.target().map(|t| t.saturating_sub(resumed.already_done)),
+            outcomes: Mutex::new(Vec::new()),
+        });
+        let _ = events_tx.send(Event::Batch(BatchState::Open));
+
+        let mut slots = Vec::new();
+        for (slot, source) in sources {
+            let (ctx, shared, events) = (ctx.clone(), shared.clone(), events_tx.clone());
+            let name = slot.clone();
+            let handle = std::thread::Builder::new()
+                .name(format!("slot-{slot}"))
+                .spawn(move || slot_worker(&name, source, &ctx, &shared, &events))
+                .map_err(|source| EngineError::Thread { what: format!("slot {slot}"), source })?;
+            slots.push(handle);
+        }
+
+        let closing = Arc::new(AtomicBool::new(false));
+        let abort = Arc::new(AtomicBool::new(false));
+        let enroll_now = batch.timing == EnrollTiming::Immediately;
+        let worker = match (dps, batch.timing) {
+            (Some(client), EnrollTiming::Immediately | EnrollTiming::BatchEnd) => Some(EnrollWorker {
+                client,
+                ledger: ledger_handle.clone(),
+                batch: batch.clone(),
+                keys,
+                group_ca_der,
+                events: events_tx.clone(),
+            }),
+            _ => None,
+        };
+        let start_worker = |worker: EnrollWorker, closing: Arc<AtomicBool>, abort: Arc<AtomicBool>| {
+            std::thread::Builder::new()
+                .name("enrollment".into())
+                .spawn(move || worker.run(&closing, &abort))
+                .map_err(|source| EngineError::Thread { what: "enrollment".into(), source })
+        };
+        let mut worker_slot = None;
+        let mut deferred = None;
+        match worker {
+            Some(w) if enroll_now => worker_slot = Some(start_worker(w, closing.clone(), abort.clone())?),
+            Some(w) => deferred = Some(w),
+            None => {}
+        }
+
+        let _ = events_tx.send(Event::Batch(BatchState::Running));
+        let coordinator = {
+            let (shared, events) = (shared.clone(), events_tx.clone());
+            std::thread::Builder::new()
+                .name("batch".into())
+                .spawn(move || {
+                    let started = Instant::now();
+                    // Commands until every slot is done.
+                    while slots.iter().any(|s| !s.is_finished()) {
+                        match commands_rx.recv_timeout(Duration::from_millis(50)) {
+                            Ok(Command::Pause) => {
+                                shared.paused.store(true, Ordering::SeqCst);
+                                let _ = events.send(Event::Batch(BatchState::Paused));
+                            }
+                            Ok(Command::Resume) => {
+                                shared.paused.store(false, Ordering::SeqCst);
+                                let _ = events.send(Event::Batch(BatchState::Running));
+                            }
+                            Ok(Command::Close) => shared.stop.store(true, Ordering::SeqCst),
+                            Err(mpsc::RecvTimeoutError::Disconnected) => {
+                                // No one can send any more; a paused batch could never resume.
+                                if shared.paused.load(Ordering::SeqCst) {
+                                    shared.stop.store(true, Ordering::SeqCst);
+                                }
+                                for s in slots.drain(..) {
+                                    let _ = s.join();
+                                }
+                                break;
+                            }
+                            Err(mpsc::RecvTimeoutError::Timeout) => {}
+                        }
+                    }
+                    for s in slots {
+                        let _ = s.join();
+                    }
+                    let complete = shared.target.is_some_and(|t| shared.passed.load(Ordering::SeqCst) + shared.failed.load(Ordering::SeqCst) >= t);
+                    if let Some(w) = deferred.take() {
+                        match start_worker(w, closing.clone(), abort.clone()) {
+                            Ok(h) => worker_slot = Some(h),
+                            Err(e) => {
+                                let _ = events.send(Event::EnrollmentProblem { message: e.to_string() });
+                            }
+                        }
+                    }
+                    closing.store(true, Ordering::SeqCst);
+                    let enrollment = worker_slot.map(|h| h.join().unwrap_or_default()).unwrap_or_default();
+                    let target = batch.dps_target.clone();
+                    let pending = ledger_handle
+                        .call(move |l| l.pending_enrollments(&target, 1_000_000))
+                        .map(|p| p.len() as u64)
+                        .unwrap_or(0);
+                    drop(ledger_handle);
+                    drop(ctx);
+                    let _ = ledger_thread.join();
+                    // A batch that did not reach its size stays resumable: it is paused, not closed.
+                    let state = if complete { BatchState::Closed } else { BatchState::Paused };
+                    let _ = events.send(Event::Batch(state));
+                    let outcomes = shared.outcomes.lock().map(|o| o.clone()).unwrap_or_default();
+                    RunSummary {
+                        outcomes,
+                        enrollment,
+                        resumed,
+                        complete,
+                        state,
+                        wall: started.elapsed(),
+                        pending_enrollments: pending,
+                    }
+                })
+                .map_err(|source| EngineError::Thread { what: "batch".into(), source })?
+        };
+        Ok(Engine { events: events_rx, commands: commands_tx, coordinator })
+    }
+}
+
+struct Shared {
+    paused: AtomicBool,
+    stop: AtomicBool,
+    claimed: AtomicU64,
+    passed: AtomicU64,
+    failed: AtomicU64,
+    target: Option<u64>,
+    outcomes: Mutex<Vec<DeviceOutcome>>,
+}
+
+fn slot_worker(slot: &str, mut source: Box<dyn DeviceSource>, ctx: &BatchContext, shared: &Shared, events: &Sender<Event>) {
+    let emit = |e: Event| {
+        let _ = events.send(e);
+    };
+    loop {
+        if shared.target.is_some_and(|t| shared.claimed.load(Ordering::SeqCst) >= t) {
+            emit(Event::SlotStopped { slot: slot.into(), reason: "the batch is complete".into() });
+            return;
+        }
+        while shared.paused.load(Ordering::SeqCst) && !shared.stop.load(Ordering::SeqCst) {
+            std::thread::sleep(Duration::from_millis(50));
+        }
+        if shared.stop.load(Ordering::SeqCst) {
+            emit(Event::SlotStopped { slot: slot.into(), reason: "the batch was stopped".into() });
+            return;
+        }
+        emit(Event::SlotWaiting { slot: slot.into() });
+        let Some(mut arrival) = source.next_device(&shared.stop) else {
+            emit(Event::SlotStopped { slot: slot.into(), reason: "no more devices in this slot".into() });
+            return;
+        };
+        // Claim a place in the batch only once a device is really there.
+        let claimed = shared.claimed.fetch_add(1, Ordering::SeqCst);
+        if shared.target.is_some_and(|t| claimed >= t) {
+            source.finished(None, false);
+            emit(Event::SlotStopped { slot: slot.into(), reason: "the batch is complete".into() });
+            return;
+        }
+        emit(Event::DeviceSeen { slot: slot.into(), serial: arrival.info.serial.clone(), model: arrival.info.model.clone() });
+        let outcome = provision(ctx, slot, arrival.driver.as_mut(), &arrival.info, &emit);
+        drop(arrival.driver);
+        source.finished(outcome.serial.as_deref(), outcome.failure.is_none());
+        match &outcome.failure {
+            None => {
+                shared.passed.fetch_add(1, Ordering::SeqCst);
+                emit(Event::Passed {
+                    slot: slot.into(),
+                    serial: arrival.info.serial.clone(),
+                    registration_id: outcome.registration_id.clone().unwrap_or_default(),
+                    elapsed: outcome.elapsed,
+                });
+            }
+            Some((stage, reason)) => {
+                shared.failed.fetch_add(1, Ordering::SeqCst);
+                emit(Event::Failed { slot: slot.into(), serial: outcome.serial.clone(), stage: *stage, reason: reason.clone() });
+            }
+        }
+        let record_stage = outcome.failure.as_ref().map(|(s, _)| *s);
+        if let Ok(mut o) = shared.outcomes.lock() {
+            o.push(outcome);
+        }
+        emit(Event::Progress {
+            passed: shared.passed.load(Ordering::SeqCst),
+            failed: shared.failed.load(Ordering::SeqCst),
+            target: shared.target,
+        });
+        // A ledger that refuses writes stops the line: nothing may be written to a device that
+        // the ledger cannot record.
+        if record_stage == Some(Stage::Record) {
+            shared.stop.store(true, Ordering::SeqCst);
+            emit(Event::SlotStopped { slot: slot.into(), reason: "the ledger refused a write; the batch is stopped".into() });
+            return;
+        }
+        arrival.info.serial.clear();
+    }
+}
+
+fn attestation_of(batch: &BatchConfig) -> (AttestationKind, EnrollmentKind) {
+    use super::config::Mode::*;
+    let a = match batch.mode {
+        X509Csr | X509Group | X509Inject => AttestationKind::X509,
+        SymmetricGroup | SymmetricIndividual => AttestationKind::SymmetricKey,
+        Tpm => AttestationKind::Tpm,
+    };
+    (a, if batch.mode.is_group() { EnrollmentKind::Group } else { EnrollmentKind::Individual })
+}
+
+fn open_batch(ledger: &mut Ledger, batch: &BatchConfig) -> Result<crate::ledger::BatchId, EngineError> {
+    let (attestation, enrollment_kind) = attestation_of(batch);
+    if let Some(existing) = ledger.find_batch(&batch.name)? {
+        if existing.attestation != attestation || existing.dps_target != batch.dps_target || existing.product != batch.product {
+            return Err(EngineError::BatchMismatch {
+                name: batch.name.clone(),
+                what: format!("product {}, {} attestation, DPS target {}", existing.product, existing.attestation, existing.dps_target),
+            });
+        }
+        return Ok(existing.id);
+    }
+    Ok(ledger.create_batch(&NewBatch {
+        name: batch.name.clone(),
+        product: batch.product.clone(),
+        attestation,
+        enrollment_kind,
+        dps_target: batch.dps_target.clone(),
+        registration_id_template: batch.template.as_str().to_string(),
+    })?)
+}
+
+/// Crash-safe resume: voids identities that were issued but never confirmed written (the device
+/// may hold a partial write; it comes back through the line and is reissued), and puts written
+/// ones back on the enrollment queue.
+pub fn resume(ledger: &mut Ledger, batch: &BatchConfig) -> Result<Resumed, LedgerError> {
+    let mut resumed = Resumed::default();
+    let list = |ledger: &Ledger, state| {
+        ledger.list_identities(&IdentityFilter { batch: Some(batch.name.clone()), state: Some(state), ..IdentityFilter::default() })
+    };
+    for identity in list(ledger, IdentityState::Issued)? {
+        ledger.transition(
+            &identity.registration_id,
+            &Transition::Failed {
+                stage: FailureStage::Write,
+                reason: "voided on restart: the station stopped before the device confirmed the write".into(),
+            },
+        )?;
+        resumed.voided += 1;
+    }
+    let (_, kind) = attestation_of(batch);
+    for identity in list(ledger, IdentityState::Written)? {
+        ledger.queue_enrollment(
+            &identity.registration_id,
+            &NewEnrollment { dps_target: batch.dps_target.clone(), kind, group_name: batch.enrollment_group.clone() },
+        )?;
+        resumed.requeued += 1;
+    }
+    resumed.already_done = resumed.requeued + list(ledger, IdentityState::Enrolled)?.len() as u64;
+    Ok(resumed)
+}
+
+fn load_ca(keys: &StationKeys, batch: &BatchConfig) -> Result<Option<CaMaterial>, EngineError> {
+    let (Some(key), Some(chain_pem)) = (&batch.ca_key, &batch.ca_chain_pem) else {
+        return Ok(None);
+    };
+    let ca_err = |message: String| EngineError::Ca { batch: batch.name.clone(), message };
+    let signer = keys.signer(key)?;
+    let blocks = pem::decode_all(chain_pem).map_err(|e| ca_err(format!("keys.ca_chain: {e}")))?;
+    let issuer_der = blocks
+        .iter()
+        .find(|b| b.label == pem::label::CERTIFICATE)
+        .map(|b| b.der.clone())
+        .ok_or_else(|| ca_err("keys.ca_chain holds no certificate".into()))?;
+    // Checked once here, so a wrong chain stops the batch before any device is touched.
+    crate::identity::issue::Issuer::new(issuer_der.clone(), signer.as_ref())
+        .map_err(|e| ca_err(format!("keys.ca_key {key} does not match the first certificate of keys.ca_chain: {e}")))?;
+    let chain_pem = blocks
+        .iter()
+        .filter(|b| b.label == pem::label::CERTIFICATE)
+        .map(|b| pem::encode(pem::label::CERTIFICATE, &b.der))
+        .collect::<String>();
+    Ok(Some(CaMaterial { signer, issuer_der, chain_pem }))
+}

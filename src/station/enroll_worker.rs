@@ -1,0 +1,238 @@
+//! The background enrollment worker: takes `written` identities off the ledger's queue and
+//! bulk-enrolls them (at most 10 per call), or, for an enrollment group, makes sure the group is
+//! there once per batch. DPS trouble never stops the line: identities stay queued and are tried
+//! again with backoff; only a definite refusal marks one `failed{enroll}`.
+
+use std::collections::HashSet;
+use std::sync::Arc;
+use std::sync::atomic::{AtomicBool, Ordering};
+use std::sync::mpsc::Sender;
+use std::time::Duration;
+
+use base64::Engine as _;
+use base64::prelude::BASE64_STANDARD;
+
+use super::config::{BatchConfig, Mode};
+use super::events::Event;
+use super::keys::StationKeys;
+use super::ledger_thread::LedgerHandle;
+use super::pipeline::individual_device_key;
+use crate::dps::model::{BulkMode, IndividualEnrollment};
+use crate::dps::payload::{self, EnrollmentSettings};
+use crate::dps::{DpsClient, bulk::MAX_BULK_ITEMS};
+use crate::identity::pem;
+use crate::ledger::{AttestationKind, EnrollmentKind, EnrollmentOutcome, PendingEnrollment};
+use crate::secret::SecretString;
+
+/// How many queued items are looked at per round (others' batches may sit in the same queue).
+const SCAN: u32 = 200;
+
+/// What the worker needs.
+pub struct EnrollWorker {
+    /// The DPS client.
+    pub client: Arc<DpsClient>,
+    /// The ledger.
+    pub ledger: LedgerHandle,
+    /// The batch (settings, group, mode).
+    pub batch: BatchConfig,
+    /// The key store (to recompute symmetric-individual keys; never stored).
+    pub keys: StationKeys,
+    /// The batch CA certificate (x509-group: the group's signing certificate), DER.
+    pub group_ca_der: Option<Vec<u8>>,
+    /// Events out.
+    pub events: Sender<Event>,
+}
+
+/// What the worker did.
+#[derive(Debug, Clone, Copy, Default, PartialEq, Eq)]
+pub struct EnrollStats {
+    /// Confirmed by DPS.
+    pub enrolled: u64,
+    /// Refused for good.
+    pub failed: u64,
+}
+
+impl EnrollWorker {
+    fn settings(&self) -> EnrollmentSettings {
+        EnrollmentSettings {
+            iot_hubs: self.batch.iot_hubs.clone(),
+            allocation_policy: self.batch.allocation_policy,
+            tags: self.batch.twin_tags.clone(),
+            desired_properties: self.batch.twin_desired.clone(),
+            ..EnrollmentSettings::default()
+        }
+    }
+
+    /// Runs until `closing` is set and the queue holds nothing more it can do, or `abort` is set.
+    pub fn run(self, closing: &AtomicBool, abort: &AtomicBool) -> EnrollStats {
+        let mut stats = EnrollStats::default();
+        let mut groups_ok: HashSet<String> = HashSet::new();
+        let mut backoff = Duration::from_millis(100);
+        loop {
+            if abort.load(Ordering::Relaxed) {
+                break;
+            }
+            let target = self.batch.dps_target.clone();
+            let pending = match self.ledger.call(move |l| l.pending_enrollments(&target, SCAN)) {
+                Ok(p) => p,
+                Err(e) => {
+                    let _ = self.events.send(Event::EnrollmentProblem { message: e.to_string() });
+                    break;
+                }
+            };
+            let workable: Vec<PendingEnrollment> = pending.into_iter().filter(|p| self.can_enroll(p)).collect();
+            if workable.is_empty() {
+                if closing.load(Ordering::Relaxed) {
+                    break;
+                }
+                std::thread::sleep(Duration::from_millis(50));
+                continue;
+            }
+            let before = stats;
+            let (group, individual): (Vec<_>, Vec<_>) =
+                workable.into_iter().partition(|p| p.enrollment.kind == EnrollmentKind::Group);
+            self.enroll_groups(group, &mut groups_ok, &mut stats);
+            for chunk in individual.chunks(MAX_BULK_ITEMS) {
+                self.enroll_chunk(chunk, &mut stats);
+            }
+            let _ = self.events.send(Event::Enrollment { enrolled: stats.enrolled, failed: stats.failed, pending: 0 });
+            if stats == before {
+                // Nothing moved (DPS unreachable or throttling): back off, the line goes on.
+                if closing.load(Ordering::Relaxed) && abort.load(Ordering::Relaxed) {
+                    break;
+                }
+                std::thread::sleep(backoff);
+                backoff = (backoff * 2).min(Duration::from_secs(30));
+            } else {
+                backoff = Duration::from_millis(100);
+            }
+        }
+        stats
+    }
+
+    /// Individual symmetric keys can only be recomputed for this batch (its master secret).
+    fn can_enroll(&self, p: &PendingEnrollment) -> bool {
+        match (p.enrollment.kind, p.attestation) {
+            (EnrollmentKind::Group, _) => p.enrollment.group_name.is_some(),
+            (EnrollmentKind::Individual, AttestationKind::SymmetricKey) => {
+                self.batch.mode == Mode::SymmetricIndividual && self.in_batch(&p.enrollment.registration_id)
+            }
+            _ => true,
+        }
+    }
+
+    fn in_batch(&self, registration_id: &str) -> bool {
+        let rid = registration_id.to_string();
+        self.ledger
+            .call(move |l| l.find_identity(&rid))
+            .ok()
+            .flatten()
+            .and_then(|r| r.batch)
+            .is_some_and(|b| b == self.batch.name)
+    }
+
+    fn record(&self, p: &PendingEnrollment, outcome: EnrollmentOutcome, stats: &mut EnrollStats) {
+        let id = p.enrollment.id;
+        let ok = matches!(outcome, EnrollmentOutcome::Enrolled { .. });
+        let failed = matches!(outcome, EnrollmentOutcome::Failed { .. });
+        match self.ledger.call(move |l| l.record_enrollment_result(id, &outcome)) {
+            Ok(_) if ok => stats.enrolled += 1,
+            Ok(_) if failed => stats.failed += 1,
+            Ok(_) => {}
+            Err(e) => {
+                let _ = self.events.send(Event::EnrollmentProblem { message: e.to_string() });
+            }
+        }
+    }
+
+    fn enroll_groups(&self, items: Vec<PendingEnrollment>, groups_ok: &mut HashSet<String>, stats: &mut EnrollStats) {
+        for p in items {
+            let Some(name) = p.enrollment.group_name.clone() else { continue };
+            if !groups_ok.contains(&name) {
+                match self.ensure_group(&name) {
+                    Ok(()) => {
+                        groups_ok.insert(name.clone());
+                    }
+                    Err(message) => {
+                        let _ = self.events.send(Event::EnrollmentProblem { message });
+                        return;
+                    }
+                }
+            }
+            self.record(&p, EnrollmentOutcome::Enrolled { etag: None }, stats);
+        }
+    }
+
+    /// Checks the group once per batch; creates an X.509 group from the batch CA if it is missing.
+    fn ensure_group(&self, name: &str) -> Result<(), String> {
+        match self.client.find_group(name) {
+            Ok(Some(_)) => Ok(()),
+            Ok(None) => match (&self.group_ca_der, self.batch.mode) {
+                (Some(der), Mode::X509Group) => {
+                    let ca_pem = pem::encode(pem::label::CERTIFICATE, der);
+                    let group = payload::x509_group_signing_certificate(name, &ca_pem, &self.settings())
+                        .map_err(|e| e.to_string())?;
+                    self.client.create_group(&group).map(|_| ()).map_err(|e| e.to_string())
+                }
+                _ => Err(format!(
+                    "enrollment group '{name}' does not exist in DPS target '{}'; create it with the group key first (identities stay queued)",
+                    self.batch.dps_target
+                )),
+            },
+            Err(e) => Err(format!("checking enrollment group '{name}': {e}")),
+        }
+    }
+
+    fn payload(&self, p: &PendingEnrollment) -> Result<IndividualEnrollment, String> {
+        let rid = p.enrollment.registration_id.as_str();
+        let settings = self.settings();
+        match p.attestation {
+            AttestationKind::X509 => {
+                let der = p.certificate_der.as_ref().ok_or("the ledger holds no certificate")?;
+                let pem = pem::encode(pem::label::CERTIFICATE, der);
+                payload::x509_individual(rid, &pem, &settings).map_err(|e| e.to_string())
+            }
+            AttestationKind::SymmetricKey => {
+                let key = individual_device_key(&self.keys, &self.batch, rid).map_err(|e| e.to_string())?;
+                let b64 = SecretString::new(BASE64_STANDARD.encode(key.expose()));
+                payload::symmetric_key_individual(rid, Some(b64), None, &settings).map_err(|e| e.to_string())
+            }
+            AttestationKind::Tpm => {
+                let ek = p.endorsement_key.as_ref().ok_or("the ledger holds no endorsement key")?;
+                payload::tpm_individual(rid, &BASE64_STANDARD.encode(ek), None, &settings).map_err(|e| e.to_string())
+            }
+        }
+    }
+
+    fn enroll_chunk(&self, chunk: &[PendingEnrollment], stats: &mut EnrollStats) {
+        let mut sendable = Vec::new();
+        let mut payloads = Vec::new();
+        for p in chunk {
+            match self.payload(p) {
+                Ok(e) => {
+                    sendable.push(p);
+                    payloads.push(e);
+                }
+                Err(error) => self.record(p, EnrollmentOutcome::Failed { error }, stats),
+            }
+        }
+        if payloads.is_empty() {
+            return;
+        }
+        let report = self.client.bulk_enrollments(&payloads, BulkMode::Create);
+        for (p, item) in sendable.into_iter().zip(report.items) {
+            let outcome = match item.result {
+                Ok(_) => EnrollmentOutcome::Enrolled { etag: None },
+                // Per-item refusals (a 4xx code) are final; anything else is tried again later.
+                Err(f) if f.error_code.is_some_and(|c| (400_000..500_000).contains(&c) && c / 1000 != 429) => {
+                    EnrollmentOutcome::Failed { error: f.to_string() }
+                }
+                Err(f) => {
+                    let _ = self.events.send(Event::EnrollmentProblem { message: f.to_string() });
+                    EnrollmentOutcome::RetryLater { error: f.to_string() }
+                }
+            };
+            self.record(p, outcome, stats);
+        }
+    }
+}

@@ -1,0 +1,154 @@
+//! What the engine says (events out) and what it is told (commands in). Nothing here knows who
+//! listens: the headless `run` draws progress bars from these, the GUI will repaint on them.
+
+use std::time::Duration;
+
+/// The steps of the per-device pipeline, named as operators and the report see them.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Hash, PartialOrd, Ord)]
+pub enum Stage {
+    /// Opening the port and `HELLO`.
+    Identify,
+    /// Registration ID, product line and duplicate checks.
+    Check,
+    /// Device key generation / CSR / TPM EK read, or the station making the key.
+    Key,
+    /// Certificate issuing or key derivation in the key store.
+    Issue,
+    /// The write-ahead ledger record.
+    Record,
+    /// Writing chain, key and config to the device.
+    Write,
+    /// Reading back and comparing digests.
+    Verify,
+    /// Locking the device.
+    Lock,
+    /// Enrolling with DPS.
+    Enroll,
+}
+
+impl Stage {
+    /// The name in events, reports and the ledger's failure reason.
+    pub fn as_str(self) -> &'static str {
+        match self {
+            Stage::Identify => "identify",
+            Stage::Check => "check",
+            Stage::Key => "key",
+            Stage::Issue => "issue",
+            Stage::Record => "record",
+            Stage::Write => "write",
+            Stage::Verify => "verify",
+            Stage::Lock => "lock",
+            Stage::Enroll => "enroll",
+        }
+    }
+}
+
+impl std::fmt::Display for Stage {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.write_str(self.as_str())
+    }
+}
+
+/// A batch's lifecycle.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum BatchState {
+    /// Created, no device yet.
+    Open,
+    /// Slots take devices.
+    Running,
+    /// Slots finish what they hold and take no new device.
+    Paused,
+    /// Done: no more devices; enrollment may still finish.
+    Closed,
+}
+
+/// Something that happened, for whoever shows the station.
+#[derive(Debug, Clone, PartialEq)]
+pub enum Event {
+    /// The batch changed state.
+    Batch(BatchState),
+    /// A slot waits for a device.
+    SlotWaiting {
+        /// Slot name.
+        slot: String,
+    },
+    /// A device answered in a slot.
+    DeviceSeen {
+        /// Slot name.
+        slot: String,
+        /// Its serial number.
+        serial: String,
+        /// Its model.
+        model: String,
+    },
+    /// A pipeline stage began.
+    StageStarted {
+        /// Slot name.
+        slot: String,
+        /// The stage.
+        stage: Stage,
+    },
+    /// The device left with a working, recorded identity.
+    Passed {
+        /// Slot name.
+        slot: String,
+        /// Serial number.
+        serial: String,
+        /// Its registration ID.
+        registration_id: String,
+        /// Time from HELLO to lock.
+        elapsed: Duration,
+    },
+    /// The device failed; the ledger holds its state (voided or failed).
+    Failed {
+        /// Slot name.
+        slot: String,
+        /// Serial, if the device said it.
+        serial: Option<String>,
+        /// Where it failed.
+        stage: Stage,
+        /// Why, and what to do.
+        reason: String,
+    },
+    /// The slot stopped for good (port gone, batch done, key store failed).
+    SlotStopped {
+        /// Slot name.
+        slot: String,
+        /// Why.
+        reason: String,
+    },
+    /// Devices done so far.
+    Progress {
+        /// Passed.
+        passed: u64,
+        /// Failed.
+        failed: u64,
+        /// The batch's size, if bounded by a count.
+        target: Option<u64>,
+    },
+    /// The enrollment worker's progress.
+    Enrollment {
+        /// Identities confirmed by DPS in this run.
+        enrolled: u64,
+        /// Identities DPS refused for good in this run.
+        failed: u64,
+        /// Still queued.
+        pending: u64,
+    },
+    /// An enrollment problem that does not stop the line (DPS unreachable, throttled).
+    EnrollmentProblem {
+        /// What happened and what to do.
+        message: String,
+    },
+}
+
+/// What the engine is told.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Command {
+    /// Stop taking new devices; in-flight devices finish.
+    Pause,
+    /// Take devices again.
+    Resume,
+    /// Finish in-flight devices, then close the batch.
+    Close,
+}

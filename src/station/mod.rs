@@ -1,0 +1,17 @@
+//! The engine layer: where the key store, the ledger, the identity module, devices and DPS are
+//! combined (none of them knows the others). The CLI and the GUI drive what lives here.
+//!
+//! The line: [`engine::Engine`] runs a batch ([`config::BatchConfig`]) on a station
+//! ([`config::StationConfig`]) with one thread per slot, one ledger writer, one enrollment worker;
+//! it takes [`events::Command`]s and emits [`events::Event`]s.
+
+pub mod config;
+pub mod demo;
+pub mod engine;
+pub mod enroll_worker;
+pub mod events;
+pub mod keys;
+pub mod ledger_thread;
+pub mod pipeline;
+pub mod report;
+pub mod source;

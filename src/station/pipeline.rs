@@ -1,0 +1,365 @@
+//! One device through the line, ledger written ahead:
+//!
+//! identify → check (product line, batch range, duplicate) → key (device keygen + CSR, or the
+//! station's key) → issue (HSM signs, or derives) → record `issued` → write (chain / encrypted key,
+//! config) → verify (read-back digests) → lock → `written` + queued for enrollment.
+//!
+//! Nothing reaches the device before the ledger holds the identity; a failure after that voids
+//! the identity (`failed{write}`), so a restart never finds a half-written identity it trusts.
+
+use std::sync::Arc;
+use std::time::{Duration, Instant};
+
+use p256::SecretKey;
+use p256::elliptic_curve::Generate;
+
+use super::config::{BatchConfig, Mode};
+use super::events::{Event, Stage};
+use super::keys::StationKeys;
+use super::ledger_thread::LedgerHandle;
+use crate::device::DeviceDriver;
+use crate::device::driver::{DeviceConfig, DeviceInfo, Expected};
+use crate::device::protocol::{caps, sha256_hex};
+use crate::identity::issue::{self, Issuer};
+use crate::identity::profile::DeviceProfile;
+use crate::identity::registration_id::{IdUse, RegistrationId};
+use crate::identity::signer::CaSigner;
+use crate::identity::template::TemplateValues;
+use crate::ledger::{
+    Attestation, BatchId, EnrollmentKind, FailureStage, IdentityState, KeyFingerprint, NewDevice, NewEnrollment,
+    NewIdentity, Transition,
+};
+use crate::secret::SecretBytes;
+
+/// The label mixed into per-device keys of `symmetric-individual` batches, so the master secret
+/// yields keys no other use of it produces.
+pub const DEVICE_KEY_LABEL: &[u8] = b"dps-station/v1 individual device key:";
+
+/// The CA a batch issues under: its signer (in the key store) and its chain.
+pub struct CaMaterial {
+    /// The key.
+    pub signer: Arc<dyn CaSigner>,
+    /// The issuing CA certificate (first of the chain), DER.
+    pub issuer_der: Vec<u8>,
+    /// The chain written after each leaf, PEM, issuer first.
+    pub chain_pem: String,
+}
+
+/// Everything a slot needs to run the batch's pipeline; shared by all slots.
+pub struct BatchContext {
+    /// The batch.
+    pub batch: BatchConfig,
+    /// Its ledger row.
+    pub batch_id: BatchId,
+    /// The key store.
+    pub keys: StationKeys,
+    /// The CA (X.509 modes).
+    pub ca: Option<CaMaterial>,
+    /// Device certificate policy.
+    pub profile: DeviceProfile,
+    /// The ledger writer.
+    pub ledger: LedgerHandle,
+}
+
+/// How one device ended.
+#[derive(Debug, Clone)]
+pub struct DeviceOutcome {
+    /// Slot.
+    pub slot: String,
+    /// Serial, if known.
+    pub serial: Option<String>,
+    /// Registration ID, if derived.
+    pub registration_id: Option<String>,
+    /// `None` = passed; else the failing stage and reason.
+    pub failure: Option<(Stage, String)>,
+    /// Time spent on the device.
+    pub elapsed: Duration,
+}
+
+struct Failure(Stage, String);
+
+fn fail<E: std::fmt::Display>(stage: Stage) -> impl FnOnce(E) -> Failure {
+    move |e| Failure(stage, e.to_string())
+}
+
+/// The derived device key of `registration_id` for a `symmetric-individual` batch.
+pub fn individual_device_key(
+    keys: &StationKeys,
+    batch: &BatchConfig,
+    registration_id: &str,
+) -> Result<SecretBytes, super::keys::KeysError> {
+    let master = batch.device_key_master.as_ref().ok_or_else(|| super::keys::KeysError::WrongKind {
+        key: "keys.device_key_master".into(),
+        store: "batch",
+        expected: "device key master secret",
+    })?;
+    let mut message = DEVICE_KEY_LABEL.to_vec();
+    message.extend_from_slice(registration_id.as_bytes());
+    keys.hmac(master, &message)
+}
+
+/// Runs one device that has answered `HELLO` through the pipeline; `emit` reports stages.
+pub fn provision(
+    ctx: &BatchContext,
+    slot: &str,
+    driver: &mut dyn DeviceDriver,
+    info: &DeviceInfo,
+    emit: &dyn Fn(Event),
+) -> DeviceOutcome {
+    let started = Instant::now();
+    let mut registration_id = None;
+    let result = run(ctx, slot, driver, info, emit, &mut registration_id);
+    DeviceOutcome {
+        slot: slot.to_string(),
+        serial: Some(info.serial.clone()),
+        registration_id: registration_id.map(|r: RegistrationId| r.as_str().to_string()),
+        failure: result.err().map(|Failure(s, r)| (s, r)),
+        elapsed: started.elapsed(),
+    }
+}
+
+fn run(
+    ctx: &BatchContext,
+    slot: &str,
+    driver: &mut dyn DeviceDriver,
+    info: &DeviceInfo,
+    emit: &dyn Fn(Event),
+    out_id: &mut Option<RegistrationId>,
+) -> Result<(), Failure> {
+    let stage = |s: Stage| emit(Event::StageStarted { slot: slot.to_string(), stage: s });
+    let batch = &ctx.batch;
+    let mode = batch.mode;
+
+    // --- check ------------------------------------------------------------------------------
+    stage(Stage::Check);
+    if let Some(model) = &batch.model
+        && &info.model != model
+    {
+        return Err(Failure(
+            Stage::Check,
+            format!(
+                "device {} is a '{}', not a '{model}' of product line {}; take it off this fixture",
+                info.serial, info.model, batch.product
+            ),
+        ));
+    }
+    if !batch.accepts_serial(&info.serial) {
+        return Err(Failure(
+            Stage::Check,
+            format!("serial {} is outside the batch's serial range; this device belongs to another batch", info.serial),
+        ));
+    }
+    if info.locked {
+        return Err(Failure(
+            Stage::Check,
+            format!("device {} is locked (already provisioned); it needs a factory reset before it can be provisioned again", info.serial),
+        ));
+    }
+    let needs: &[&str] = match mode {
+        Mode::X509Csr | Mode::X509Group => &[caps::P256_KEYGEN, caps::CSR],
+        Mode::X509Inject => &[caps::ENCRYPTED_INJECTION],
+        Mode::SymmetricGroup | Mode::SymmetricIndividual => &[caps::ENCRYPTED_INJECTION, caps::SYMMETRIC_KEY],
+        Mode::Tpm => &[caps::TPM_EK],
+    };
+    if let Some(missing) = needs.iter().find(|c| !info.has(c)) {
+        return Err(Failure(
+            Stage::Check,
+            format!("device {} (firmware {}) lacks capability '{missing}' that mode {mode} needs", info.serial, info.firmware),
+        ));
+    }
+    let usage = if mode.is_x509() { IdUse::X509CommonName } else { IdUse::Any };
+    let values = TemplateValues {
+        product: Some(&batch.product),
+        serial: Some(&info.serial),
+        model: Some(&info.model),
+        hardware_id: Some(&info.hardware_id),
+    };
+    let registration_id = batch.template.render(&values, usage).map_err(fail(Stage::Check))?;
+    *out_id = Some(registration_id.clone());
+    let rid = registration_id.as_str().to_string();
+    let existing = {
+        let rid = rid.clone();
+        ctx.ledger.call(move |l| l.find_identity(&rid)).map_err(fail(Stage::Check))?
+    };
+    let reissue = match existing {
+        None => false,
+        Some(rec) if rec.state == IdentityState::Issued
+            || (rec.state == IdentityState::Failed && rec.failed_stage == Some(FailureStage::Write)) =>
+        {
+            true
+        }
+        Some(rec) => {
+            return Err(Failure(
+                Stage::Check,
+                format!(
+                    "device serial {} was seen before: registration ID '{rid}' is already {} in the ledger (batch {}); the station does not provision a device twice",
+                    info.serial,
+                    rec.state,
+                    rec.batch.as_deref().unwrap_or("none")
+                ),
+            ));
+        }
+    };
+    let device_id = {
+        let d = NewDevice {
+            model: info.model.clone(),
+            serial_number: info.serial.clone(),
+            hardware_id: Some(info.hardware_id.clone()),
+            firmware: Some(info.firmware.clone()),
+            batch: Some(ctx.batch_id),
+        };
+        ctx.ledger.call(move |l| l.upsert_device(&d)).map_err(fail(Stage::Check))?
+    };
+
+    // --- key + issue ---------------------------------------------------------------------------
+    let mut expected = Expected::default();
+    let mut chain_pem: Option<String> = None;
+    let mut station_key: Option<SecretBytes> = None;
+    let mut symmetric: Option<SecretBytes> = None;
+    let attestation = match mode {
+        Mode::X509Csr | Mode::X509Group | Mode::X509Inject => {
+            stage(Stage::Key);
+            let public = if mode == Mode::X509Inject {
+                let key = SecretKey::generate();
+                let public = key.public_key().to_sec1_bytes().to_vec();
+                station_key = Some(SecretBytes::new(key.to_bytes().to_vec()));
+                public
+            } else {
+                let public = driver.keygen().map_err(fail(Stage::Key))?;
+                let csr = driver.csr(&rid).map_err(fail(Stage::Key))?;
+                let verified = crate::identity::csr::verify_csr(&csr).map_err(fail(Stage::Key))?;
+                if verified.public_key_sec1 != public {
+                    return Err(Failure(
+                        Stage::Key,
+                        format!("device {}: the CSR's key is not the key KEYGEN reported; the firmware is faulty", info.serial),
+                    ));
+                }
+                public
+            };
+            expected.key = Some(sha256_hex(&public));
+            stage(Stage::Issue);
+            let ca = ctx.ca.as_ref().ok_or_else(|| Failure(Stage::Issue, "the batch has no CA".into()))?;
+            let issuer = Issuer::new(ca.issuer_der.clone(), ca.signer.as_ref()).map_err(fail(Stage::Issue))?;
+            let cert = issue::issue_device_certificate_for_key(&public, &registration_id, &ctx.profile, &issuer)
+                .map_err(fail(Stage::Issue))?;
+            let chain = format!("{}{}", cert.pem(), ca.chain_pem);
+            expected.chain = Some(sha256_hex(chain.as_bytes()));
+            chain_pem = Some(chain);
+            Attestation::X509 { certificate_der: cert.der }
+        }
+        Mode::SymmetricGroup | Mode::SymmetricIndividual => {
+            stage(Stage::Issue);
+            let key = if mode == Mode::SymmetricGroup {
+                let group = batch
+                    .group_key
+                    .as_ref()
+                    .ok_or_else(|| Failure(Stage::Issue, "the batch has no group key".into()))?;
+                ctx.keys.hmac(group, rid.as_bytes()).map_err(fail(Stage::Issue))?
+            } else {
+                individual_device_key(&ctx.keys, batch, &rid).map_err(fail(Stage::Issue))?
+            };
+            expected.symmetric_key = Some(sha256_hex(key.expose()));
+            let fingerprint = KeyFingerprint::of_key(key.expose());
+            symmetric = Some(key);
+            Attestation::SymmetricKey { key_fingerprint: fingerprint }
+        }
+        Mode::Tpm => {
+            stage(Stage::Key);
+            let ek = driver.tpm_ek().map_err(fail(Stage::Key))?;
+            Attestation::Tpm { endorsement_key: ek.public_der }
+        }
+    };
+
+    // --- record (write-ahead) -------------------------------------------------------------------
+    stage(Stage::Record);
+    let identity =
+        NewIdentity { registration_id: rid.clone(), batch: Some(ctx.batch_id), device: Some(device_id), attestation };
+    ctx.ledger
+        .call(move |l| if reissue { l.reissue(&identity) } else { l.record_issued(&identity) })
+        .map_err(fail(Stage::Record))?;
+
+    let written = write_verify_lock(driver, batch, &rid, chain_pem, station_key, symmetric, expected, &stage);
+    if let Err(Failure(stage, reason)) = written {
+        void(ctx, &rid, stage, &reason);
+        return Err(Failure(stage, reason));
+    }
+
+    // --- written + queued -----------------------------------------------------------------------
+    let enrollment = NewEnrollment {
+        dps_target: batch.dps_target.clone(),
+        kind: if mode.is_group() { EnrollmentKind::Group } else { EnrollmentKind::Individual },
+        group_name: batch.enrollment_group.clone(),
+    };
+    let rid2 = rid.clone();
+    ctx.ledger
+        .call(move |l| {
+            l.transaction(|w| {
+                w.transition(&rid2, &Transition::Written)?;
+                w.queue_enrollment(&rid2, &enrollment)?;
+                Ok(())
+            })
+        })
+        .map_err(|e| {
+            // The device holds its identity and is locked, but the ledger could not say so: the
+            // identity stays `issued`; a restart voids it and the device needs a factory reset.
+            Failure(Stage::Record, format!("device {} is written and locked but the ledger refused 'written': {e}", info.serial))
+        })?;
+    Ok(())
+}
+
+#[allow(clippy::too_many_arguments)]
+fn write_verify_lock(
+    driver: &mut dyn DeviceDriver,
+    batch: &BatchConfig,
+    rid: &str,
+    chain_pem: Option<String>,
+    station_key: Option<SecretBytes>,
+    symmetric: Option<SecretBytes>,
+    mut expected: Expected,
+    stage: &dyn Fn(Stage),
+) -> Result<(), Failure> {
+    stage(Stage::Write);
+    if station_key.is_some() || symmetric.is_some() {
+        driver.open_session().map_err(fail(Stage::Write))?;
+    }
+    if let Some(key) = station_key {
+        driver.put_private_key(&key).map_err(fail(Stage::Write))?;
+        // `key` (SecretBytes) zeroizes its memory as it drops here, right after the write.
+    }
+    if let Some(key) = symmetric {
+        driver.put_symmetric_key(&key).map_err(fail(Stage::Write))?;
+    }
+    if let Some(chain) = chain_pem {
+        driver.put_certificate_chain(chain.as_bytes()).map_err(fail(Stage::Write))?;
+    }
+    let config = DeviceConfig {
+        registration_id: rid.to_string(),
+        id_scope: batch.id_scope.clone(),
+        global_endpoint: batch.global_endpoint.clone(),
+        extra: Default::default(),
+    };
+    expected.config = Some(config.digest_hex());
+    driver.config(&config).map_err(fail(Stage::Write))?;
+
+    stage(Stage::Verify);
+    let readback = driver.readback().map_err(fail(Stage::Verify))?;
+    let differences = readback.differences(&expected);
+    if !differences.is_empty() {
+        return Err(Failure(
+            Stage::Verify,
+            format!("the device's read-back differs from what was written: {}; re-seat the device and run it again", differences.join(", ")),
+        ));
+    }
+    stage(Stage::Lock);
+    driver.lock().map_err(fail(Stage::Lock))?;
+    Ok(())
+}
+
+/// Voids an identity whose write did not complete: `issued → failed{write}`. A later run of the
+/// same device reissues under the same registration ID.
+fn void(ctx: &BatchContext, rid: &str, stage: Stage, reason: &str) {
+    let (rid, reason) = (rid.to_string(), format!("{stage}: {reason}"));
+    if let Err(e) = ctx.ledger.call(move |l| l.transition(&rid, &Transition::Failed { stage: FailureStage::Write, reason })) {
+        tracing::error!("could not void an unwritten identity: {e}");
+    }
+}
