@@ -9,3 +9,12 @@ mod cert_info;
 
 #[path = "identity/issue.rs"]
 mod issue;
+
+#[path = "identity/cli.rs"]
+mod cli;
+
+#[path = "identity/rules.rs"]
+mod rules;
+
+#[path = "identity/software_key.rs"]
+mod software_key;

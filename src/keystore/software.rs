@@ -102,7 +102,7 @@ impl SoftwareCaKey {
         Ok(Self::from_key(path, key))
     }
 
-    /// Reads a key file (PKCS#8 or SEC1 PEM, or PKCS#8 DER).
+    /// Reads a key file (PKCS#8 or SEC1, PEM or DER).
     pub fn load(path: &Path) -> Result<Self, SoftwareKeyError> {
         let io = |source| SoftwareKeyError::Io {
             path: path.to_owned(),
@@ -142,7 +142,13 @@ impl SoftwareCaKey {
                 other => return Err(malformed(format!("a \"{other}\" block"))),
             }
         } else {
-            SigningKey::from_pkcs8_der(&bytes).map_err(|err| malformed(format!("DER: {err}")))?
+            // DER: PKCS#8, or SEC1 as `openssl pkey -outform DER` writes EC keys.
+            match SigningKey::from_pkcs8_der(&bytes) {
+                Ok(key) => key,
+                Err(pkcs8_err) => p256::SecretKey::from_sec1_der(&bytes)
+                    .map(|secret| SigningKey::from(&secret))
+                    .map_err(|_| malformed(format!("DER: {pkcs8_err}")))?,
+            }
         };
         Ok(Self::from_key(path, key))
     }
