@@ -69,6 +69,19 @@ fn openssl_keys_load_and_encrypted_or_foreign_ones_are_refused_clearly() {
         ],
     );
     SoftwareCaKey::load(&d.join("sec1.pem")).unwrap();
+    // With the EC PARAMETERS block openssl writes before the key when -noout is not given.
+    openssl_ok(
+        d,
+        &[
+            "ecparam",
+            "-name",
+            "prime256v1",
+            "-genkey",
+            "-out",
+            "params.pem",
+        ],
+    );
+    SoftwareCaKey::load(&d.join("params.pem")).unwrap();
     // The same key in DER.
     openssl_ok(
         d,
