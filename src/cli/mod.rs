@@ -8,6 +8,7 @@ use std::process::ExitCode;
 use clap::{CommandFactory, Parser, Subcommand};
 
 mod identity;
+mod ledger;
 mod logging;
 
 /// Line-side provisioning station for Azure IoT Hub Device Provisioning Service.
@@ -27,6 +28,8 @@ struct Cli {
 enum Command {
     #[command(flatten)]
     Identity(identity::Commands),
+    #[command(flatten)]
+    Ledger(ledger::Commands),
 }
 
 /// Parses the arguments, runs the command and turns any error into a message and an exit code.
@@ -50,5 +53,6 @@ pub fn main() -> ExitCode {
 fn run(command: Command) -> anyhow::Result<ExitCode> {
     match command {
         Command::Identity(cmd) => identity::run(cmd),
+        Command::Ledger(cmd) => ledger::run(cmd),
     }
 }
