@@ -18,3 +18,6 @@ mod rules;
 
 #[path = "identity/software_key.rs"]
 mod software_key;
+
+#[path = "identity/garbage.rs"]
+mod garbage;

@@ -395,3 +395,112 @@ fn every_identity_command_explains_itself() {
         assert!(top.contains(&format!("  {name} ")), "{top}");
     }
 }
+
+#[test]
+fn intermediate_added_to_an_existing_root_and_verification_certificate() {
+    let tmp = temp_dir();
+    let dir = tmp.path();
+    ok(&station(
+        dir,
+        &[
+            "ca",
+            "create",
+            "--out-dir",
+            "ca",
+            "--root-name",
+            "Factory Root",
+        ],
+    ));
+    let out = ok(&station(
+        dir,
+        &[
+            "ca",
+            "create",
+            "--out-dir",
+            "ca",
+            "--intermediate",
+            "--json",
+        ],
+    ));
+    let report: serde_json::Value = serde_json::from_str(&out).unwrap();
+    assert_eq!(report["softwareCa"], true);
+    assert!(report["notice"].as_str().unwrap().contains("NOT in an HSM"));
+    assert_eq!(
+        report["intermediate"]["info"]["issuerName"],
+        "CN=Factory Root"
+    );
+    assert!(
+        report["intermediate"]["keyName"]
+            .as_str()
+            .unwrap()
+            .starts_with("software:")
+    );
+    let verified = openssl_ok(
+        dir,
+        &[
+            "verify",
+            "-CAfile",
+            "ca/root.cert.pem",
+            "ca/intermediate.cert.pem",
+        ],
+    );
+    assert!(verified.contains("OK"), "{verified}");
+    // A third time: the intermediate exists, nothing is overwritten.
+    let err = failed(&station(
+        dir,
+        &["ca", "create", "--out-dir", "ca", "--intermediate"],
+    ));
+    assert!(err.contains("already holds an intermediate"), "{err}");
+
+    // Proof of possession for the root, as DPS asks after uploading root.cert.pem.
+    let code = "0F2A3B4C5D6E7F8091A2B3C4D5E6F708192A3B4C5D6E7F80";
+    let out = station(
+        dir,
+        &[
+            "ca",
+            "verify",
+            "--ca",
+            "ca",
+            "--code",
+            code,
+            "--out",
+            "verify.pem",
+        ],
+    );
+    ok(&out);
+    assert!(String::from_utf8_lossy(&out.stderr).contains("NOT in an HSM"));
+    let verified = openssl_ok(
+        dir,
+        &["verify", "-CAfile", "ca/root.cert.pem", "verify.pem"],
+    );
+    assert!(verified.contains("OK"), "{verified}");
+    let subject = openssl_ok(dir, &["x509", "-in", "verify.pem", "-noout", "-subject"]);
+    assert_eq!(subject.trim(), format!("subject=CN = {code}"));
+    // And for the intermediate.
+    ok(&station(
+        dir,
+        &[
+            "ca",
+            "verify",
+            "--ca",
+            "ca",
+            "--intermediate",
+            "--code",
+            "ABC123",
+            "--out",
+            "v2.pem",
+        ],
+    ));
+    let verified = openssl_ok(
+        dir,
+        &[
+            "verify",
+            "-CAfile",
+            "ca/root.cert.pem",
+            "-untrusted",
+            "ca/intermediate.cert.pem",
+            "v2.pem",
+        ],
+    );
+    assert!(verified.contains("OK"), "{verified}");
+}
