@@ -321,3 +321,27 @@ fn verification_certificate_proves_possession_of_the_root_key() {
             .unwrap_err();
     assert!(matches!(err, IssueError::VerificationCode { .. }), "{err}");
 }
+
+#[test]
+fn path_lengths_must_leave_room_below_the_issuer() {
+    let c = chain();
+    // The intermediate (path length 0) cannot sign another intermediate.
+    let issuer = Issuer::new(c.inter_der.clone(), &c.inter_key).unwrap();
+    let other = MemoryCaKey::new("other");
+    let err = make_intermediate_ca(
+        &CaProfile::intermediate("Too Deep").unwrap(),
+        other.public_key_sec1(),
+        &issuer,
+    )
+    .unwrap_err();
+    assert!(err.to_string().contains("path length is 0"), "{err}");
+    // Under the root (path length 1) an intermediate must have path length 0.
+    let root = Issuer::new(c.root_der.clone(), &c.root_key).unwrap();
+    let mut profile = CaProfile::intermediate("Same Depth").unwrap();
+    profile.path_len = Some(1);
+    let err = make_intermediate_ca(&profile, other.public_key_sec1(), &root).unwrap_err();
+    assert!(
+        err.to_string().contains("path length must be below"),
+        "{err}"
+    );
+}
