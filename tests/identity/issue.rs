@@ -345,3 +345,57 @@ fn path_lengths_must_leave_room_below_the_issuer() {
         "{err}"
     );
 }
+
+#[test]
+fn a_csr_asking_for_ca_powers_gets_a_plain_device_certificate() {
+    let dir = temp_dir();
+    let c = chain();
+    let csr = openssl_csr(
+        dir.path(),
+        "greedy",
+        &[
+            "-newkey",
+            "ec",
+            "-pkeyopt",
+            "ec_paramgen_curve:P-256",
+            "-addext",
+            "basicConstraints=critical,CA:TRUE",
+            "-addext",
+            "keyUsage=critical,keyCertSign,cRLSign",
+            "-addext",
+            "extendedKeyUsage=serverAuth,codeSigning",
+            "-addext",
+            "subjectAltName=DNS:evil.example",
+            "-addext",
+            "1.2.3.4.5=ASN1:UTF8String:vendor-extension",
+        ],
+        "/CN=greedy-device/O=Evil",
+    );
+    let asked = openssl_ok(dir.path(), &["req", "-in", "greedy.csr", "-noout", "-text"]);
+    assert!(
+        asked.contains("CA:TRUE") && asked.contains("evil.example"),
+        "{asked}"
+    );
+    let der = pem::der_from_pem_or_der(&csr, &[pem::label::CERTIFICATE_REQUEST]).unwrap();
+    let issuer = Issuer::new(c.inter_der.clone(), &c.inter_key).unwrap();
+    // rcgen's own CSR parser would refuse the vendor extension; ours takes only the key.
+    let leaf = issue_device_certificate(
+        &der,
+        &RegistrationId::parse("greedy-device").unwrap(),
+        &DeviceProfile::valid_for_days(30).unwrap(),
+        &issuer,
+    )
+    .unwrap();
+    write(dir.path(), "leaf.pem", leaf.pem());
+    let text = openssl_ok(dir.path(), &["x509", "-in", "leaf.pem", "-noout", "-text"]);
+    assert!(text.contains("CA:FALSE"), "{text}");
+    assert!(!text.contains("CA:TRUE"), "{text}");
+    assert!(!text.contains("Certificate Sign"), "{text}");
+    assert!(!text.contains("evil.example"), "{text}");
+    assert!(
+        !text.contains("Code Signing") && !text.contains("Server Authentication"),
+        "{text}"
+    );
+    assert!(!text.contains("Evil"), "{text}");
+    assert!(!text.contains("1.2.3.4.5"), "{text}");
+}
