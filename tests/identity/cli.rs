@@ -366,7 +366,10 @@ fn key_generate_and_cert_info() {
     let text = ok(&station(dir, &["cert", "info", "dev-9.cert.pem"]));
     assert!(text.contains("subjectName       CN=dev-9"), "{text}");
     let err = failed(&station(dir, &["cert", "info", "dev-9.key.pem"]));
-    assert!(err.contains("dev-9.key.pem"), "{err}");
+    assert!(
+        err.contains("dev-9.key.pem") && err.contains("\"PRIVATE KEY\", not \"CERTIFICATE\""),
+        "{err}"
+    );
 }
 
 #[test]
