@@ -7,6 +7,7 @@ use std::process::ExitCode;
 
 use clap::{CommandFactory, Parser, Subcommand};
 
+mod identity;
 mod ledger;
 mod line;
 mod bench;
@@ -29,6 +30,8 @@ struct Cli {
 
 #[derive(Debug, Subcommand)]
 enum Command {
+    #[command(flatten)]
+    Identity(identity::Commands),
     #[command(flatten)]
     Ledger(ledger::Commands),
     #[command(flatten)]
@@ -62,6 +65,7 @@ pub fn main() -> ExitCode {
 
 fn run(command: Command) -> anyhow::Result<ExitCode> {
     match command {
+        Command::Identity(cmd) => identity::run(cmd),
         Command::Ledger(cmd) => ledger::run(cmd),
         Command::Line(cmd) => line::run(cmd),
         Command::Device(cmd) => device::run(cmd),
