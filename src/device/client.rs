@@ -246,8 +246,10 @@ impl<W: Read + Write + Send> LineClient<W> {
                             ("BOOT", _) => {
                                 self.session = None;
                                 if matches!(step, Step::Hello | Step::Ping | Step::Console) {
-                                    // A device that just booted may have missed the request: resend.
-                                    break 'wait;
+                                    // These change nothing on the device, so a boot is no failure:
+                                    // keep waiting; if the booting device missed the request, the
+                                    // timeout resends it.
+                                    continue;
                                 }
                                 return Err(DeviceError::Restarted { port: self.port.clone(), step });
                             }

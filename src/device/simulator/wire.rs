@@ -165,6 +165,8 @@ pub fn run<P: Read + Write>(mut port: P, shared: Arc<SimShared>, stop: Arc<Atomi
             free_at = tx.free_at;
             if faults.disconnect_after.is_some_and(|n| frames_seen >= n) {
                 debug!(device = shared.index, frames_seen, "simulated disconnect");
+                // Let the last reply drain out of the pty before the "cable" is pulled.
+                std::thread::sleep(Duration::from_millis(100));
                 shared.disconnected.store(true, Ordering::Relaxed);
                 return;
             }
