@@ -240,3 +240,21 @@ pub fn config_digest_hex(fields: &[(String, String)]) -> String {
     }
     sha256_hex(text.as_bytes())
 }
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn config_digest_matches_the_documented_example() {
+        let mut extra = BTreeMap::new();
+        extra.insert("product.color".to_string(), b"blue".to_vec());
+        let config = DeviceConfig {
+            registration_id: "widget-0042".into(),
+            id_scope: "0ne00ABCDEF".into(),
+            global_endpoint: "global.azure-devices-provisioning.net".into(),
+            extra,
+        };
+        assert_eq!(config.digest_hex(), "20a071985cdc4db1a9ad8d524fb5bb68034e281861b3add50400c451cf76479a");
+    }
+}

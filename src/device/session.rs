@@ -152,6 +152,36 @@ pub fn point(key: &PublicKey) -> PublicPoint {
 mod tests {
     use super::*;
 
+    /// The SESSION test vector of `docs/device-protocol.md` (cross-checked there with Python's
+    /// `cryptography`): fixed ephemeral scalars instead of random ones.
+    #[test]
+    fn documented_test_vector() {
+        let station_secret = p256::SecretKey::from_slice(&(1..=32).collect::<Vec<u8>>()).unwrap();
+        let device_secret = p256::SecretKey::from_slice(&(33..=64).collect::<Vec<u8>>()).unwrap();
+        let station_pub = point(&station_secret.public_key());
+        let device_pub = point(&device_secret.public_key());
+        let shared = p256::ecdh::diffie_hellman(station_secret.to_nonzero_scalar(), device_secret.public_key().as_affine());
+        let shared_x = shared.raw_secret_bytes().to_vec();
+        let (key, confirm) = derive(&shared_x, &station_pub, &device_pub);
+        let symmetric: Vec<u8> = (0xA0..0xC0).collect();
+        let sealed = key.seal(1000, "symmetric-key", &symmetric);
+        assert_eq!(hex::encode(station_pub), "04515c3d6eb9e396b904d3feca7f54fdcd0cc1e997bf375dca515ad0a6c3b4035f4536be3a50f318fbf9a5475902a221502bef0d57e08c53b2cc0a56f17d9f9354");
+        assert_eq!(hex::encode(device_pub), "041f140146bfb1b251f84f4ddbe0d4cdcfd77afd984a9520e35794021f8312bb9eec995a08b1fa7704df3dcc0b50a9665263fb7711f95f9f8a449c5096e47c892b");
+        assert_eq!(hex::encode(&shared_x), "4fe243908f378aa1c2a69538822e6ed908c3225d8692575507c649901245150a");
+        assert_eq!(hex::encode(key.0.as_ref()), "fb94aee29ee3b8477b3bf927365210e7754e2468c95ff11367968a59e6294a8e");
+        assert_eq!(hex::encode(confirm), "41f5358a4d230fb4fe4dd618e814d683");
+        assert_eq!(hex::encode(nonce(1000)), "5354413100000000000003e8");
+        assert_eq!(hex::encode(&sealed), "21a5e132a5ae42dd1a40ff0125ff0cd01bbbadb668283e816af91bd0484996ab5d01e1b4153892149d5dd962624780a6");
+        let put = crate::device::frame::Frame::new(1000, "PUT")
+            .with("item", "symmetric-key")
+            .with("enc", "aes256gcm")
+            .with("off", "0")
+            .with("total", "48")
+            .with("data", crate::device::protocol::b64_encode(&sealed));
+        assert!(String::from_utf8(put.encode().unwrap()).unwrap().ends_with(" *E167\n"));
+        assert_eq!(key.open(1000, "symmetric-key", &sealed).unwrap().as_slice(), symmetric.as_slice());
+    }
+
     #[test]
     fn both_halves_agree_and_tampering_is_detected() {
         let station = StationHandshake::new();
