@@ -33,7 +33,9 @@ pub fn issue_chain(csr_der: Vec<u8>) -> String {
     let ca_key = rcgen::KeyPair::generate().unwrap();
     let mut params = rcgen::CertificateParams::new(Vec::<String>::new()).unwrap();
     params.is_ca = rcgen::IsCa::Ca(rcgen::BasicConstraints::Unconstrained);
-    params.distinguished_name.push(rcgen::DnType::CommonName, "test intermediate");
+    params
+        .distinguished_name
+        .push(rcgen::DnType::CommonName, "test intermediate");
     let ca = rcgen::CertifiedIssuer::self_signed(params, ca_key).unwrap();
     let csr = rcgen::CertificateSigningRequestParams::from_der(&csr_der.into()).unwrap();
     let leaf = csr.signed_by(&ca).unwrap();

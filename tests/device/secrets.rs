@@ -41,8 +41,15 @@ impl<P: Write> Write for Recording<P> {
 /// Every form the secret could take on a text line: raw, hex (both cases), base64 (standard and
 /// URL-safe, at each of the three alignments it can have inside a longer base64 string).
 fn forms(secret: &[u8]) -> Vec<Vec<u8>> {
-    let mut out = vec![secret.to_vec(), hex::encode(secret).into_bytes(), hex::encode_upper(secret).into_bytes()];
-    for engine in [base64::engine::general_purpose::STANDARD, base64::engine::general_purpose::URL_SAFE] {
+    let mut out = vec![
+        secret.to_vec(),
+        hex::encode(secret).into_bytes(),
+        hex::encode_upper(secret).into_bytes(),
+    ];
+    for engine in [
+        base64::engine::general_purpose::STANDARD,
+        base64::engine::general_purpose::URL_SAFE,
+    ] {
         for pad in 0..3 {
             let mut shifted = vec![0u8; pad];
             shifted.extend_from_slice(secret);
@@ -66,7 +73,14 @@ fn injected_secrets_appear_on_the_wire_in_no_form() {
     let path = fleet.paths()[0].clone();
     let log = Arc::new(Mutex::new(Vec::new()));
     let port = dps_station::device::transport::open(&path, 115_200).unwrap();
-    let mut client = LineClient::new(&path, Recording { port, log: log.clone() }, fast_options());
+    let mut client = LineClient::new(
+        &path,
+        Recording {
+            port,
+            log: log.clone(),
+        },
+        fast_options(),
+    );
 
     let private = SecretBytes::new((1..=32).map(|i| i * 7).collect());
     let symmetric = SecretBytes::new((0..32).map(|i| 0xA0 ^ i).collect());
@@ -82,14 +96,25 @@ fn injected_secrets_appear_on_the_wire_in_no_form() {
     assert_eq!(flash.symmetric_key, Some(hex::encode(symmetric.expose())));
 
     let wire = log.lock().unwrap().clone();
-    assert!(contains(&wire, b"PUT item=private-key enc=aes256gcm"), "the recording holds the PUT frames");
+    assert!(
+        contains(&wire, b"PUT item=private-key enc=aes256gcm"),
+        "the recording holds the PUT frames"
+    );
     for secret in [private.expose(), symmetric.expose()] {
         for form in forms(secret) {
-            assert!(!contains(&wire, &form), "secret found on the wire as {:?}", String::from_utf8_lossy(&form));
+            assert!(
+                !contains(&wire, &form),
+                "secret found on the wire as {:?}",
+                String::from_utf8_lossy(&form)
+            );
         }
     }
     // Self-check of the search: a plaintext PUT would have been caught.
-    assert!(forms(symmetric.expose()).iter().any(|f| contains(b64_encode(symmetric.expose()).as_bytes(), f)));
+    assert!(
+        forms(symmetric.expose())
+            .iter()
+            .any(|f| contains(b64_encode(symmetric.expose()).as_bytes(), f))
+    );
 }
 
 #[test]
@@ -98,7 +123,12 @@ fn the_device_refuses_a_plaintext_secret() {
     let mut client = LineClient::open(&fleet.paths()[0], fast_options()).unwrap();
     client.hello().unwrap();
     client.open_session().unwrap();
-    let reply = client.raw(&format!("PUT item=symmetric-key off=0 total=32 data={}", b64_encode(&[1u8; 32]))).unwrap();
+    let reply = client
+        .raw(&format!(
+            "PUT item=symmetric-key off=0 total=32 data={}",
+            b64_encode(&[1u8; 32])
+        ))
+        .unwrap();
     assert_eq!(reply.get("code"), Some("PLAINTEXT_REFUSED"));
     assert_eq!(fleet.flash(0).unwrap().symmetric_key, None);
 }
