@@ -50,14 +50,28 @@ struct Run {
 /// The X.509 flow with device-side key generation: HELLO, KEYGEN, CSR, PUT chain, CONFIG,
 /// READBACK (compared), LOCK. The station's own certificate issuing is not timed.
 fn one_exchange(baud: Option<u32>, client_baud: u32) -> anyhow::Result<Run> {
-    let options = SimOptions { faults: SimFaults { baud, ..SimFaults::default() }, ..SimOptions::default() };
+    let options = SimOptions {
+        faults: SimFaults {
+            baud,
+            ..SimFaults::default()
+        },
+        ..SimOptions::default()
+    };
     let fleet = Fleet::start(1, &options)?;
     let path = fleet.paths().remove(0);
-    let mut client = LineClient::open(&path, ClientOptions { baud: client_baud, ..ClientOptions::default() })?;
+    let mut client = LineClient::open(
+        &path,
+        ClientOptions {
+            baud: client_baud,
+            ..ClientOptions::default()
+        },
+    )?;
     let ca_key = rcgen::KeyPair::generate()?;
     let mut ca_params = rcgen::CertificateParams::new(Vec::<String>::new())?;
     ca_params.is_ca = rcgen::IsCa::Ca(rcgen::BasicConstraints::Unconstrained);
-    ca_params.distinguished_name.push(rcgen::DnType::CommonName, "bench intermediate");
+    ca_params
+        .distinguished_name
+        .push(rcgen::DnType::CommonName, "bench intermediate");
     let ca = rcgen::CertifiedIssuer::self_signed(ca_params, ca_key)?;
 
     let mut timed = Duration::ZERO;
@@ -69,7 +83,8 @@ fn one_exchange(baud: Option<u32>, client_baud: u32) -> anyhow::Result<Run> {
     let csr = client.csr(&format!("bench-{}", info.serial.to_lowercase()))?;
     timed += started.elapsed();
 
-    let csr = rcgen::CertificateSigningRequestParams::from_der(&csr.into()).context("the device's CSR does not parse")?;
+    let csr = rcgen::CertificateSigningRequestParams::from_der(&csr.into())
+        .context("the device's CSR does not parse")?;
     let leaf = csr.signed_by(&ca)?;
     let chain = format!("{}{}", leaf.pem(), ca.pem());
 
@@ -83,7 +98,11 @@ fn one_exchange(baud: Option<u32>, client_baud: u32) -> anyhow::Result<Run> {
     };
     client.config(&config)?;
     let readback = client.readback()?;
-    let expected = Expected { chain: Some(sha256_hex(chain.as_bytes())), config: Some(config.digest_hex()), ..Expected::default() };
+    let expected = Expected {
+        chain: Some(sha256_hex(chain.as_bytes())),
+        config: Some(config.digest_hex()),
+        ..Expected::default()
+    };
     let differences = readback.differences(&expected);
     if !differences.is_empty() {
         bail!("readback differs: {differences:?}");
@@ -92,7 +111,11 @@ fn one_exchange(baud: Option<u32>, client_baud: u32) -> anyhow::Result<Run> {
     timed += started.elapsed();
     let (sent, received) = client.byte_counts();
     fleet.stop();
-    Ok(Run { exchange: timed, keygen, bytes: sent + received })
+    Ok(Run {
+        exchange: timed,
+        keygen,
+        bytes: sent + received,
+    })
 }
 
 fn median(mut values: Vec<Duration>) -> Duration {
@@ -116,17 +139,36 @@ fn serial(args: &SerialArgs) -> anyhow::Result<ExitCode> {
     let keygen = median(unpaced.iter().map(|r| r.keygen).collect());
     let compute = median(unpaced.iter().map(|r| r.exchange).collect());
     let goal = (lower + keygen).mul_f64(1.10);
-    println!("bench serial: {} runs at {} baud (X.509 flow: HELLO KEYGEN CSR PUT-chain CONFIG READBACK LOCK)", args.runs, args.baud);
+    println!(
+        "bench serial: {} runs at {} baud (X.509 flow: HELLO KEYGEN CSR PUT-chain CONFIG READBACK LOCK)",
+        args.runs, args.baud
+    );
     println!("  bytes on the wire (both ways):     {bytes}");
-    println!("  wire-time lower bound:             {:.1} ms", lower.as_secs_f64() * 1e3);
-    println!("  simulator KEYGEN (unpaced):        {:.1} ms", keygen.as_secs_f64() * 1e3);
-    println!("  whole exchange unpaced:            {:.1} ms", compute.as_secs_f64() * 1e3);
-    println!("  whole exchange at {} baud (median): {:.1} ms", args.baud, exchange.as_secs_f64() * 1e3);
+    println!(
+        "  wire-time lower bound:             {:.1} ms",
+        lower.as_secs_f64() * 1e3
+    );
+    println!(
+        "  simulator KEYGEN (unpaced):        {:.1} ms",
+        keygen.as_secs_f64() * 1e3
+    );
+    println!(
+        "  whole exchange unpaced:            {:.1} ms",
+        compute.as_secs_f64() * 1e3
+    );
+    println!(
+        "  whole exchange at {} baud (median): {:.1} ms",
+        args.baud,
+        exchange.as_secs_f64() * 1e3
+    );
     println!(
         "  goal (lower bound + keygen) × 1.10: {:.1} ms  → {}",
         goal.as_secs_f64() * 1e3,
         if exchange <= goal { "met" } else { "NOT met" }
     );
-    println!("  ratio to lower bound + keygen:     {:.3}", exchange.as_secs_f64() / (lower + keygen).as_secs_f64());
+    println!(
+        "  ratio to lower bound + keygen:     {:.3}",
+        exchange.as_secs_f64() / (lower + keygen).as_secs_f64()
+    );
     Ok(ExitCode::SUCCESS)
 }

@@ -10,7 +10,9 @@ use clap::{Args, Subcommand};
 
 use dps_station::device::client::{ClientOptions, LineClient, WireEvent};
 use dps_station::device::driver::DeviceDriver;
-use dps_station::device::simulator::{FirmwareOptions, Fleet, SimFaults, SimOptions, SimulatedDevice};
+use dps_station::device::simulator::{
+    FirmwareOptions, Fleet, SimFaults, SimOptions, SimulatedDevice,
+};
 use dps_station::device::transport;
 
 /// The device area's top-level commands.
@@ -99,7 +101,9 @@ pub fn run(cmd: Commands) -> anyhow::Result<ExitCode> {
     match cmd {
         Commands::Device(DeviceCommand::List) => list(),
         Commands::Device(DeviceCommand::Info(port)) => info(&port),
-        Commands::Device(DeviceCommand::Console { port, command }) => console(&port, &command.join(" ")),
+        Commands::Device(DeviceCommand::Console { port, command }) => {
+            console(&port, &command.join(" "))
+        }
         Commands::SimulateDevice(args) => simulate(&args),
     }
 }
@@ -110,7 +114,10 @@ fn list() -> anyhow::Result<ExitCode> {
         println!("no serial ports found");
         return Ok(ExitCode::SUCCESS);
     }
-    println!("{:<16} {:<9} {:<20} {:<24} stable path", "port", "vid:pid", "serial number", "product");
+    println!(
+        "{:<16} {:<9} {:<20} {:<24} stable path",
+        "port", "vid:pid", "serial number", "product"
+    );
     for p in ports {
         let (ids, serial, product) = match &p.usb {
             Some(u) => (
@@ -120,14 +127,23 @@ fn list() -> anyhow::Result<ExitCode> {
             ),
             None => ("-".into(), "-".into(), "-".into()),
         };
-        let stable = p.by_id.map(|b| b.display().to_string()).unwrap_or_else(|| "(none: not a USB device)".into());
-        println!("{:<16} {:<9} {:<20} {:<24} {}", p.path, ids, serial, product, stable);
+        let stable = p
+            .by_id
+            .map(|b| b.display().to_string())
+            .unwrap_or_else(|| "(none: not a USB device)".into());
+        println!(
+            "{:<16} {:<9} {:<20} {:<24} {}",
+            p.path, ids, serial, product, stable
+        );
     }
     Ok(ExitCode::SUCCESS)
 }
 
 fn options(port: &PortArgs) -> ClientOptions {
-    ClientOptions { baud: port.baud, ..ClientOptions::default() }
+    ClientOptions {
+        baud: port.baud,
+        ..ClientOptions::default()
+    }
 }
 
 fn info(port: &PortArgs) -> anyhow::Result<ExitCode> {
@@ -148,21 +164,37 @@ fn info(port: &PortArgs) -> anyhow::Result<ExitCode> {
 
 fn console(port: &PortArgs, command: &str) -> anyhow::Result<ExitCode> {
     if command.trim().is_empty() {
-        bail!("give a command to send, e.g. `dps-station device console --port {} HELLO v=1`", port.port);
+        bail!(
+            "give a command to send, e.g. `dps-station device console --port {} HELLO v=1`",
+            port.port
+        );
     }
     let mut client = LineClient::open(&port.port, options(port))?;
     client.set_observer(|event| match event {
         WireEvent::Sent(bytes) => print!("-> {}", String::from_utf8_lossy(bytes)),
-        WireEvent::Received(line) => println!("<- {}", String::from_utf8_lossy(line).escape_debug()),
+        WireEvent::Received(line) => {
+            println!("<- {}", String::from_utf8_lossy(line).escape_debug())
+        }
     });
     let reply = client.raw(command)?;
-    Ok(if reply.verb == "OK" { ExitCode::SUCCESS } else { ExitCode::FAILURE })
+    Ok(if reply.verb == "OK" {
+        ExitCode::SUCCESS
+    } else {
+        ExitCode::FAILURE
+    })
 }
 
 fn simulate(args: &SimulateArgs) -> anyhow::Result<ExitCode> {
-    std::fs::create_dir_all(&args.flash_dir)
-        .with_context(|| format!("cannot create the flash directory {}", args.flash_dir.display()))?;
-    for (name, rate) in [("--drop-rate", args.drop_rate), ("--corrupt-rate", args.corrupt_rate)] {
+    std::fs::create_dir_all(&args.flash_dir).with_context(|| {
+        format!(
+            "cannot create the flash directory {}",
+            args.flash_dir.display()
+        )
+    })?;
+    for (name, rate) in [
+        ("--drop-rate", args.drop_rate),
+        ("--corrupt-rate", args.corrupt_rate),
+    ] {
         if !(0.0..=1.0).contains(&rate) {
             bail!("{name} must be between 0 and 1, not {rate}");
         }
@@ -185,7 +217,11 @@ fn simulate(args: &SimulateArgs) -> anyhow::Result<ExitCode> {
         flash_dir: Some(args.flash_dir.clone()),
     };
     let devices: Vec<SimulatedDevice> = match &args.port {
-        Some(port) => vec![SimulatedDevice::on_port(port, args.baud.unwrap_or(115_200), &options)?],
+        Some(port) => vec![SimulatedDevice::on_port(
+            port,
+            args.baud.unwrap_or(115_200),
+            &options,
+        )?],
         None => {
             if args.count == 0 {
                 bail!("--count must be at least 1");
@@ -196,9 +232,18 @@ fn simulate(args: &SimulateArgs) -> anyhow::Result<ExitCode> {
     };
     for (i, d) in devices.iter().enumerate() {
         let flash = d.flash();
-        println!("{}\t{}\tserial {}\tflash {}", i, d.path(), flash.serial, args.flash_dir.join(format!("sim-{i}.json")).display());
+        println!(
+            "{}\t{}\tserial {}\tflash {}",
+            i,
+            d.path(),
+            flash.serial,
+            args.flash_dir.join(format!("sim-{i}.json")).display()
+        );
     }
-    eprintln!("simulating {} device(s); connect the station to the path(s) above; Ctrl-C to stop", devices.len());
+    eprintln!(
+        "simulating {} device(s); connect the station to the path(s) above; Ctrl-C to stop",
+        devices.len()
+    );
     // Run until every device has vanished (disconnect fault) or the process is interrupted.
     while devices.iter().any(SimulatedDevice::is_running) {
         std::thread::sleep(Duration::from_millis(200));

@@ -15,7 +15,9 @@ use crate::secret::SecretBytes;
 use super::driver::{DeviceConfig, DeviceDriver, DeviceInfo, Readback, StoredItem, TpmEk};
 use super::error::{DeviceError, Step};
 use super::frame::{Frame, FrameError, Line, LineAssembler, MAX_FRAME, UNSOLICITED_ID};
-use super::protocol::{self, ErrorCode, Item, MAX_CHUNK, MAX_ITEM, b64_decode, b64_encode, caps, sha256_hex};
+use super::protocol::{
+    self, ErrorCode, Item, MAX_CHUNK, MAX_ITEM, b64_decode, b64_encode, caps, sha256_hex,
+};
 use super::session::{SessionKey, StationHandshake};
 
 /// How long to wait for each kind of reply, on top of the wire time.
@@ -55,7 +57,11 @@ pub struct ClientOptions {
 
 impl Default for ClientOptions {
     fn default() -> Self {
-        Self { baud: 115_200, timeouts: Timeouts::default(), attempts: 3 }
+        Self {
+            baud: 115_200,
+            timeouts: Timeouts::default(),
+            attempts: 3,
+        }
     }
 }
 
@@ -137,7 +143,11 @@ impl<W: Read + Write + Send> LineClient<W> {
 
     fn allocate_id(&mut self) -> u32 {
         let id = self.next_id;
-        self.next_id = self.next_id.checked_add(1).filter(|&n| n != UNSOLICITED_ID).unwrap_or(1);
+        self.next_id = self
+            .next_id
+            .checked_add(1)
+            .filter(|&n| n != UNSOLICITED_ID)
+            .unwrap_or(1);
         id
     }
 
@@ -154,7 +164,11 @@ impl<W: Read + Write + Send> LineClient<W> {
         self.wire
             .write_all(bytes)
             .and_then(|()| self.wire.flush())
-            .map_err(|source| DeviceError::Vanished { port: self.port.clone(), step, source })
+            .map_err(|source| DeviceError::Vanished {
+                port: self.port.clone(),
+                step,
+                source,
+            })
     }
 
     /// Reads whatever arrives before `deadline` and returns complete lines (empty on timeout).
@@ -170,8 +184,18 @@ impl<W: Read + Write + Send> LineClient<W> {
                         return Ok(lines);
                     }
                 }
-                Err(e) if matches!(e.kind(), ErrorKind::TimedOut | ErrorKind::WouldBlock | ErrorKind::Interrupted) => {}
-                Err(source) => return Err(DeviceError::Vanished { port: self.port.clone(), step, source }),
+                Err(e)
+                    if matches!(
+                        e.kind(),
+                        ErrorKind::TimedOut | ErrorKind::WouldBlock | ErrorKind::Interrupted
+                    ) => {}
+                Err(source) => {
+                    return Err(DeviceError::Vanished {
+                        port: self.port.clone(),
+                        step,
+                        source,
+                    });
+                }
             }
             if Instant::now() >= deadline {
                 return Ok(Vec::new());
@@ -181,10 +205,18 @@ impl<W: Read + Write + Send> LineClient<W> {
 
     /// Sends `frame` (whose id was allocated) and waits for its reply, with retries.
     /// `busy` allows `BUSY` keep-alives (KEYGEN, CSR); `timeout` is the reply timeout.
-    fn exchange(&mut self, step: Step, frame: Frame, timeout: Duration, busy: bool) -> Result<Frame, DeviceError> {
-        let bytes = frame
-            .encode()
-            .map_err(|e| DeviceError::Input { port: self.port.clone(), step, reason: e.to_string() })?;
+    fn exchange(
+        &mut self,
+        step: Step,
+        frame: Frame,
+        timeout: Duration,
+        busy: bool,
+    ) -> Result<Frame, DeviceError> {
+        let bytes = frame.encode().map_err(|e| DeviceError::Input {
+            port: self.port.clone(),
+            step,
+            reason: e.to_string(),
+        })?;
         let id = frame.id;
         let wire = self.wire_time(bytes.len() + MAX_FRAME);
         let attempts = self.options.attempts.max(1);
@@ -226,19 +258,30 @@ impl<W: Read + Write + Send> LineClient<W> {
                         match reply.verb.as_str() {
                             "OK" => return Ok(reply),
                             "ERR" => {
-                                let code = ErrorCode::parse(reply.get("code").unwrap_or("INTERNAL"));
+                                let code =
+                                    ErrorCode::parse(reply.get("code").unwrap_or("INTERNAL"));
                                 let detail = reply
                                     .get("detail")
                                     .and_then(b64_decode)
                                     .map(|d| String::from_utf8_lossy(&d).into_owned())
                                     .unwrap_or_default();
-                                return Err(DeviceError::Refused { port: self.port.clone(), step, code, detail });
+                                return Err(DeviceError::Refused {
+                                    port: self.port.clone(),
+                                    step,
+                                    code,
+                                    detail,
+                                });
                             }
                             "BUSY" if busy => {
-                                deadline = (Instant::now() + self.options.timeouts.busy_idle + wire).min(total_deadline);
+                                deadline =
+                                    (Instant::now() + self.options.timeouts.busy_idle + wire)
+                                        .min(total_deadline);
                             }
                             other => {
-                                return Err(self.protocol(step, format!("reply verb {other} to request {id}")));
+                                return Err(self.protocol(
+                                    step,
+                                    format!("reply verb {other} to request {id}"),
+                                ));
                             }
                         }
                     } else if reply.id == UNSOLICITED_ID {
@@ -246,10 +289,15 @@ impl<W: Read + Write + Send> LineClient<W> {
                             ("BOOT", _) => {
                                 self.session = None;
                                 if matches!(step, Step::Hello | Step::Ping | Step::Console) {
-                                    // A device that just booted may have missed the request: resend.
-                                    break 'wait;
+                                    // These change nothing on the device, so a boot is no failure:
+                                    // keep waiting; if the booting device missed the request, the
+                                    // timeout resends it.
+                                    continue;
                                 }
-                                return Err(DeviceError::Restarted { port: self.port.clone(), step });
+                                return Err(DeviceError::Restarted {
+                                    port: self.port.clone(),
+                                    step,
+                                });
                             }
                             ("ERR", Some("BAD_CRC" | "TOO_LONG" | "BAD_FRAME")) => {
                                 // The device saw our request corrupted: resend at once.
@@ -268,27 +316,44 @@ impl<W: Read + Write + Send> LineClient<W> {
             self.lines.reset();
         }
         if corrupted_every_time {
-            Err(DeviceError::Garbled { port: self.port.clone(), step, attempts })
+            Err(DeviceError::Garbled {
+                port: self.port.clone(),
+                step,
+                attempts,
+            })
         } else {
-            Err(DeviceError::NoAnswer { port: self.port.clone(), step, attempts, waited: started.elapsed() })
+            Err(DeviceError::NoAnswer {
+                port: self.port.clone(),
+                step,
+                attempts,
+                waited: started.elapsed(),
+            })
         }
     }
 
     fn protocol(&self, step: Step, reason: String) -> DeviceError {
-        DeviceError::Protocol { port: self.port.clone(), step, reason }
+        DeviceError::Protocol {
+            port: self.port.clone(),
+            step,
+            reason,
+        }
     }
 
     fn require(&self, step: Step, capability: &'static str) -> Result<(), DeviceError> {
         match &self.info {
-            Some(info) if !info.has(capability) => {
-                Err(DeviceError::Unsupported { port: self.port.clone(), step, capability })
-            }
+            Some(info) if !info.has(capability) => Err(DeviceError::Unsupported {
+                port: self.port.clone(),
+                step,
+                capability,
+            }),
             _ => Ok(()),
         }
     }
 
     fn field<'a>(&self, step: Step, reply: &'a Frame, key: &str) -> Result<&'a str, DeviceError> {
-        reply.get(key).ok_or_else(|| self.protocol(step, format!("reply without {key}=")))
+        reply
+            .get(key)
+            .ok_or_else(|| self.protocol(step, format!("reply without {key}=")))
     }
 
     fn b64_field(&self, step: Step, reply: &Frame, key: &str) -> Result<Vec<u8>, DeviceError> {
@@ -303,19 +368,32 @@ impl<W: Read + Write + Send> LineClient<W> {
     }
 
     /// Writes one item in chunks of at most [`MAX_CHUNK`] bytes; secrets in one sealed chunk.
-    fn put(&mut self, step: Step, item: Item, data: &[u8], expected_digest: String) -> Result<StoredItem, DeviceError> {
+    fn put(
+        &mut self,
+        step: Step,
+        item: Item,
+        data: &[u8],
+        expected_digest: String,
+    ) -> Result<StoredItem, DeviceError> {
         if data.is_empty() || data.len() > MAX_ITEM {
             return Err(DeviceError::Input {
                 port: self.port.clone(),
                 step,
-                reason: format!("the {} must be 1 to {MAX_ITEM} bytes, not {}", item.wire_name(), data.len()),
+                reason: format!(
+                    "the {} must be 1 to {MAX_ITEM} bytes, not {}",
+                    item.wire_name(),
+                    data.len()
+                ),
             });
         }
         let timeout = self.options.timeouts.reply;
         if item.is_secret() {
             let id = self.allocate_id();
             let Some(session) = self.session.as_ref() else {
-                return Err(DeviceError::NoSession { port: self.port.clone(), step });
+                return Err(DeviceError::NoSession {
+                    port: self.port.clone(),
+                    step,
+                });
             };
             let sealed = session.seal(id, item.wire_name(), data);
             let frame = Frame::new(id, "PUT")
@@ -342,19 +420,36 @@ impl<W: Read + Write + Send> LineClient<W> {
             }
             let next = self.field(step, &reply, "next")?;
             if next != end.to_string() {
-                return Err(self.protocol(step, format!("device expects offset {next}, station sent up to {end}")));
+                return Err(self.protocol(
+                    step,
+                    format!("device expects offset {next}, station sent up to {end}"),
+                ));
             }
             offset = end;
         }
     }
 
-    fn stored(&self, step: Step, item: Item, reply: &Frame, expected: String) -> Result<StoredItem, DeviceError> {
+    fn stored(
+        &self,
+        step: Step,
+        item: Item,
+        reply: &Frame,
+        expected: String,
+    ) -> Result<StoredItem, DeviceError> {
         if reply.get("stored") != Some(item.wire_name()) {
-            return Err(self.protocol(step, format!("last chunk not acknowledged as stored={}", item.wire_name())));
+            return Err(self.protocol(
+                step,
+                format!("last chunk not acknowledged as stored={}", item.wire_name()),
+            ));
         }
         let reported = self.field(step, reply, "sha256")?.to_string();
         if reported != expected {
-            return Err(DeviceError::Mismatch { port: self.port.clone(), step, reported, expected });
+            return Err(DeviceError::Mismatch {
+                port: self.port.clone(),
+                step,
+                reported,
+                expected,
+            });
         }
         Ok(StoredItem { sha256: reported })
     }
@@ -401,7 +496,9 @@ impl<W: Read + Write + Send> LineClient<W> {
         let nonce = self.field(step, &reply, "nonce")?.to_string();
         let id = self.allocate_id();
         let timeout = self.options.timeouts.reply;
-        let frame = Frame::new(id, "RESET").with("nonce", nonce).with("serial", serial);
+        let frame = Frame::new(id, "RESET")
+            .with("nonce", nonce)
+            .with("serial", serial);
         self.exchange(step, frame, timeout, false)?;
         self.session = None;
         Ok(())
@@ -420,16 +517,27 @@ impl<W: Read + Write + Send> DeviceDriver for LineClient<W> {
     fn hello(&mut self) -> Result<DeviceInfo, DeviceError> {
         let step = Step::Hello;
         let id = self.allocate_id();
-        let versions: Vec<String> = protocol::PROTOCOL_VERSIONS.iter().map(u32::to_string).collect();
+        let versions: Vec<String> = protocol::PROTOCOL_VERSIONS
+            .iter()
+            .map(u32::to_string)
+            .collect();
         let timeout = self.options.timeouts.reply;
-        let reply = self.exchange(step, Frame::new(id, "HELLO").with("v", versions.join(",")), timeout, false)?;
+        let reply = self.exchange(
+            step,
+            Frame::new(id, "HELLO").with("v", versions.join(",")),
+            timeout,
+            false,
+        )?;
         let text = |k: &str| reply.get(k).unwrap_or("").to_string();
         let protocol: u32 = self
             .field(step, &reply, "proto")?
             .parse()
             .map_err(|_| self.protocol(step, "proto= is not a number".into()))?;
         if !protocol::PROTOCOL_VERSIONS.contains(&protocol) {
-            return Err(self.protocol(step, format!("device chose protocol version {protocol}, which was not offered")));
+            return Err(self.protocol(
+                step,
+                format!("device chose protocol version {protocol}, which was not offered"),
+            ));
         }
         let info = DeviceInfo {
             protocol,
@@ -440,9 +548,17 @@ impl<W: Read + Write + Send> DeviceDriver for LineClient<W> {
             boot_counter: reply.get("boot").and_then(|b| b.parse().ok()).unwrap_or(0),
             capabilities: reply
                 .get("caps")
-                .map(|c| c.split(',').filter(|s| !s.is_empty()).map(str::to_string).collect())
+                .map(|c| {
+                    c.split(',')
+                        .filter(|s| !s.is_empty())
+                        .map(str::to_string)
+                        .collect()
+                })
                 .unwrap_or_default(),
-            max_frame: reply.get("max").and_then(|m| m.parse().ok()).unwrap_or(MAX_FRAME),
+            max_frame: reply
+                .get("max")
+                .and_then(|m| m.parse().ok())
+                .unwrap_or(MAX_FRAME),
             locked: reply.get("locked") == Some("1"),
         };
         self.info = Some(info.clone());
@@ -493,7 +609,10 @@ impl<W: Read + Write + Send> DeviceDriver for LineClient<W> {
             .finish(&device_pub)
             .ok_or_else(|| self.protocol(step, "pub= is not a P-256 point".into()))?;
         if confirm != expected {
-            return Err(self.protocol(step, "the key confirmation does not match: someone altered the exchange".into()));
+            return Err(self.protocol(
+                step,
+                "the key confirmation does not match: someone altered the exchange".into(),
+            ));
         }
         self.session = Some(key);
         Ok(())
@@ -519,9 +638,18 @@ impl<W: Read + Write + Send> DeviceDriver for LineClient<W> {
         let step = Step::PutSymmetricKey;
         self.require(step, caps::SYMMETRIC_KEY)?;
         if key.expose().len() > 64 {
-            return Err(DeviceError::Input { port: self.port.clone(), step, reason: "symmetric keys are at most 64 bytes".into() });
+            return Err(DeviceError::Input {
+                port: self.port.clone(),
+                step,
+                reason: "symmetric keys are at most 64 bytes".into(),
+            });
         }
-        self.put(step, Item::SymmetricKey, key.expose(), sha256_hex(key.expose()))
+        self.put(
+            step,
+            Item::SymmetricKey,
+            key.expose(),
+            sha256_hex(key.expose()),
+        )
     }
 
     fn config(&mut self, config: &DeviceConfig) -> Result<StoredItem, DeviceError> {
@@ -543,7 +671,12 @@ impl<W: Read + Write + Send> DeviceDriver for LineClient<W> {
         let reported = self.field(step, &reply, "sha256")?.to_string();
         let expected = config.digest_hex();
         if reported != expected {
-            return Err(DeviceError::Mismatch { port: self.port.clone(), step, reported, expected });
+            return Err(DeviceError::Mismatch {
+                port: self.port.clone(),
+                step,
+                reported,
+                expected,
+            });
         }
         Ok(StoredItem { sha256: reported })
     }

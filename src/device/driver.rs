@@ -8,8 +8,8 @@ use std::time::Duration;
 
 use crate::secret::SecretBytes;
 
-pub use super::protocol::DeviceConfig;
 use super::error::DeviceError;
+pub use super::protocol::DeviceConfig;
 
 /// What `HELLO` reports.
 #[derive(Debug, Clone, PartialEq, Eq)]
@@ -84,7 +84,11 @@ impl Readback {
         let pairs = [
             ("device key", &expected.key, &self.key),
             ("certificate chain", &expected.chain, &self.chain),
-            ("symmetric key", &expected.symmetric_key, &self.symmetric_key),
+            (
+                "symmetric key",
+                &expected.symmetric_key,
+                &self.symmetric_key,
+            ),
             ("registration config", &expected.config, &self.config),
         ];
         for (name, want, got) in pairs {

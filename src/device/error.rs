@@ -110,7 +110,9 @@ pub enum DeviceError {
         step: Step,
     },
     /// The port itself failed (USB unplugged).
-    #[error("the device on {port} disappeared during {step} ({source}); check the cable and plug the device in again")]
+    #[error(
+        "the device on {port} disappeared during {step} ({source}); check the cable and plug the device in again"
+    )]
     Vanished {
         /// The port path.
         port: String,
@@ -144,7 +146,9 @@ pub enum DeviceError {
         reason: String,
     },
     /// The device lacks a capability the step needs.
-    #[error("the device on {port} does not support {capability} (needed for {step}); check the product and firmware of this batch")]
+    #[error(
+        "the device on {port} does not support {capability} (needed for {step}); check the product and firmware of this batch"
+    )]
     Unsupported {
         /// The port path.
         port: String,
@@ -154,7 +158,9 @@ pub enum DeviceError {
         capability: &'static str,
     },
     /// A secret step without an open session: the station will not send a secret in plaintext.
-    #[error("refusing {step} on {port}: no encrypted session is open, and secrets never cross the wire in plaintext")]
+    #[error(
+        "refusing {step} on {port}: no encrypted session is open, and secrets never cross the wire in plaintext"
+    )]
     NoSession {
         /// The port path.
         port: String,

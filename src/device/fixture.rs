@@ -77,16 +77,27 @@ impl FixtureMap {
         let mut seen: BTreeMap<&Path, &str> = BTreeMap::new();
         for (slot, path) in &self.slots {
             let ok = (1..=32).contains(&slot.len())
-                && slot.chars().all(|c| c.is_ascii_alphanumeric() || c == '-' || c == '_');
+                && slot
+                    .chars()
+                    .all(|c| c.is_ascii_alphanumeric() || c == '-' || c == '_');
             if !ok {
                 return Err(FixtureError::SlotName(slot.clone()));
             }
             let name = path.file_name().and_then(|n| n.to_str()).unwrap_or("");
-            if path.starts_with("/dev") && (name.starts_with("ttyUSB") || name.starts_with("ttyACM")) {
-                return Err(FixtureError::Unstable { slot: slot.clone(), path: path.clone() });
+            if path.starts_with("/dev")
+                && (name.starts_with("ttyUSB") || name.starts_with("ttyACM"))
+            {
+                return Err(FixtureError::Unstable {
+                    slot: slot.clone(),
+                    path: path.clone(),
+                });
             }
             if let Some(other) = seen.insert(path, slot) {
-                return Err(FixtureError::Duplicate(other.to_string(), slot.clone(), path.clone()));
+                return Err(FixtureError::Duplicate(
+                    other.to_string(),
+                    slot.clone(),
+                    path.clone(),
+                ));
             }
         }
         Ok(())
@@ -98,11 +109,13 @@ impl FixtureMap {
         self.slots
             .iter()
             .filter_map(|(slot, stable)| {
-                std::fs::canonicalize(stable).ok().map(|device| ResolvedSlot {
-                    slot: slot.clone(),
-                    stable: stable.clone(),
-                    device,
-                })
+                std::fs::canonicalize(stable)
+                    .ok()
+                    .map(|device| ResolvedSlot {
+                        slot: slot.clone(),
+                        stable: stable.clone(),
+                        device,
+                    })
             })
             .collect()
     }
@@ -110,7 +123,10 @@ impl FixtureMap {
     /// The slot a device node belongs to (after a re-plug, `/dev/ttyUSB0` may now be `ttyUSB4`).
     pub fn slot_of(&self, device: &Path) -> Option<String> {
         let device = std::fs::canonicalize(device).ok()?;
-        self.resolve().into_iter().find(|r| r.device == device).map(|r| r.slot)
+        self.resolve()
+            .into_iter()
+            .find(|r| r.device == device)
+            .map(|r| r.slot)
     }
 }
 
@@ -140,9 +156,15 @@ mod tests {
     #[test]
     fn refuses_unstable_paths_duplicates_and_bad_names() {
         let unstable = FixtureMap::from_toml("[slots]\nA1 = \"/dev/ttyUSB0\"\n").unwrap_err();
-        assert!(unstable.to_string().contains("/dev/serial/by-id"), "{unstable}");
+        assert!(
+            unstable.to_string().contains("/dev/serial/by-id"),
+            "{unstable}"
+        );
         let dup = FixtureMap::from_toml("[slots]\nA1 = \"/x\"\nA2 = \"/x\"\n").unwrap_err();
         assert!(matches!(dup, FixtureError::Duplicate(..)));
-        assert!(matches!(FixtureMap::from_toml("[slots]\n\"a b\" = \"/x\"\n"), Err(FixtureError::SlotName(_))));
+        assert!(matches!(
+            FixtureMap::from_toml("[slots]\n\"a b\" = \"/x\"\n"),
+            Err(FixtureError::SlotName(_))
+        ));
     }
 }

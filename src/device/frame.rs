@@ -49,7 +49,11 @@ pub enum FrameError {
 impl Frame {
     /// A frame with no fields yet.
     pub fn new(id: u32, verb: &str) -> Self {
-        Self { id, verb: verb.to_string(), fields: Vec::new() }
+        Self {
+            id,
+            verb: verb.to_string(),
+            fields: Vec::new(),
+        }
     }
 
     /// Appends a field (builder style).
@@ -60,7 +64,10 @@ impl Frame {
 
     /// The first value of a field, if present.
     pub fn get(&self, key: &str) -> Option<&str> {
-        self.fields.iter().find(|(k, _)| k == key).map(|(_, v)| v.as_str())
+        self.fields
+            .iter()
+            .find(|(k, _)| k == key)
+            .map(|(_, v)| v.as_str())
     }
 
     /// The frame's bytes on the wire, CRC and `\n` included. Fails if a verb, key or value breaks the
@@ -75,7 +82,9 @@ impl Frame {
                 return Err(FrameError::Malformed("key must be 1-32 of a-z 0-9 - . _"));
             }
             if !value.bytes().all(is_value_byte) {
-                return Err(FrameError::Malformed("value must be printable ASCII without space or '@'"));
+                return Err(FrameError::Malformed(
+                    "value must be printable ASCII without space or '@'",
+                ));
             }
             body.push(' ');
             body.push_str(key);
@@ -98,11 +107,19 @@ impl Frame {
         }
         let line = line.strip_suffix(b"\n").unwrap_or(line);
         let line = line.strip_suffix(b"\r").unwrap_or(line);
-        let start = line.iter().rposition(|&b| b == b'@').ok_or(FrameError::Noise)?;
+        let start = line
+            .iter()
+            .rposition(|&b| b == b'@')
+            .ok_or(FrameError::Noise)?;
         let text = &line[start..];
-        let split = text.iter().rposition(|&b| b == b' ').ok_or(FrameError::Malformed("no CRC"))?;
+        let split = text
+            .iter()
+            .rposition(|&b| b == b' ')
+            .ok_or(FrameError::Malformed("no CRC"))?;
         let (body, crc_token) = (&text[..split], &text[split + 1..]);
-        let crc_hex = crc_token.strip_prefix(b"*").ok_or(FrameError::Malformed("no CRC"))?;
+        let crc_hex = crc_token
+            .strip_prefix(b"*")
+            .ok_or(FrameError::Malformed("no CRC"))?;
         if crc_hex.len() != 4 {
             return Err(FrameError::Malformed("CRC must be 4 hex digits"));
         }
@@ -118,23 +135,33 @@ impl Frame {
             .next()
             .filter(|t| !t.is_empty() && t.len() <= 10 && t.bytes().all(|b| b.is_ascii_digit()))
             .and_then(|t| t.parse::<u32>().ok())
-            .ok_or(FrameError::Malformed("request id must be a decimal number up to 4294967295"))?;
+            .ok_or(FrameError::Malformed(
+                "request id must be a decimal number up to 4294967295",
+            ))?;
         let verb = tokens
             .next()
             .filter(|t| is_verb(t.as_bytes()))
             .ok_or(FrameError::Malformed("verb must be 1-16 of A-Z 0-9 -"))?;
         let mut fields = Vec::new();
         for token in tokens {
-            let (key, value) = token.split_once('=').ok_or(FrameError::Malformed("field without '='"))?;
+            let (key, value) = token
+                .split_once('=')
+                .ok_or(FrameError::Malformed("field without '='"))?;
             if !is_key(key.as_bytes()) {
                 return Err(FrameError::Malformed("key must be 1-32 of a-z 0-9 - . _"));
             }
             if !value.bytes().all(is_value_byte) {
-                return Err(FrameError::Malformed("value must be printable ASCII without space or '@'"));
+                return Err(FrameError::Malformed(
+                    "value must be printable ASCII without space or '@'",
+                ));
             }
             fields.push((key.to_string(), value.to_string()));
         }
-        Ok(Frame { id, verb: verb.to_string(), fields })
+        Ok(Frame {
+            id,
+            verb: verb.to_string(),
+            fields,
+        })
     }
 }
 
@@ -150,12 +177,16 @@ impl fmt::Display for Frame {
 }
 
 fn is_verb(b: &[u8]) -> bool {
-    (1..=16).contains(&b.len()) && b.iter().all(|c| c.is_ascii_uppercase() || c.is_ascii_digit() || *c == b'-')
+    (1..=16).contains(&b.len())
+        && b.iter()
+            .all(|c| c.is_ascii_uppercase() || c.is_ascii_digit() || *c == b'-')
 }
 
 fn is_key(b: &[u8]) -> bool {
     (1..=32).contains(&b.len())
-        && b.iter().all(|c| c.is_ascii_lowercase() || c.is_ascii_digit() || matches!(c, b'-' | b'.' | b'_'))
+        && b.iter().all(|c| {
+            c.is_ascii_lowercase() || c.is_ascii_digit() || matches!(c, b'-' | b'.' | b'_')
+        })
 }
 
 fn is_value_byte(b: u8) -> bool {
@@ -225,7 +256,11 @@ mod tests {
     fn round_trips_and_matches_the_documented_example() {
         let frame = Frame::new(1, "HELLO").with("v", "1");
         let bytes = frame.encode().unwrap();
-        assert_eq!(bytes, b"@1 HELLO v=1 *1D4A\n".to_vec(), "docs/device-protocol.md example");
+        assert_eq!(
+            bytes,
+            b"@1 HELLO v=1 *1D4A\n".to_vec(),
+            "docs/device-protocol.md example"
+        );
         assert_eq!(Frame::parse(&bytes).unwrap(), frame);
     }
 
@@ -240,7 +275,10 @@ mod tests {
     fn rejects_a_flipped_bit() {
         let mut bytes = Frame::new(3, "PING").encode().unwrap();
         bytes[2] ^= 0x01;
-        assert!(matches!(Frame::parse(&bytes), Err(FrameError::BadCrc | FrameError::Malformed(_))));
+        assert!(matches!(
+            Frame::parse(&bytes),
+            Err(FrameError::BadCrc | FrameError::Malformed(_))
+        ));
     }
 
     #[test]
@@ -268,7 +306,11 @@ mod tests {
             state ^= state << 17;
             state
         };
-        let seed = Frame::new(42, "PUT").with("item", "chain").with("data", "QUJD+/==").encode().unwrap();
+        let seed = Frame::new(42, "PUT")
+            .with("item", "chain")
+            .with("data", "QUJD+/==")
+            .encode()
+            .unwrap();
         let mut asm = LineAssembler::new();
         for round in 0..20_000 {
             let len = (next() % 1200) as usize;

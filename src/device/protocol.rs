@@ -180,18 +180,28 @@ impl ErrorCode {
     /// What an operator should do about it.
     pub fn advice(&self) -> &'static str {
         match self {
-            ErrorCode::Locked => "the device is already locked; it needs a guarded factory reset before it can be written again",
+            ErrorCode::Locked => {
+                "the device is already locked; it needs a guarded factory reset before it can be written again"
+            }
             ErrorCode::Version | ErrorCode::UnknownCommand | ErrorCode::Unsupported => {
                 "the firmware does not support this station; flash the production firmware"
             }
-            ErrorCode::Storage => "the device could not write its flash; set the device aside as faulty",
+            ErrorCode::Storage => {
+                "the device could not write its flash; set the device aside as faulty"
+            }
             ErrorCode::NoKey => "the device has no key yet; run key generation or injection first",
             ErrorCode::NoSession | ErrorCode::Decrypt | ErrorCode::Sequence => {
                 "the exchange went out of step; restart the device and run the step again"
             }
-            ErrorCode::PlaintextRefused => "the station tried to send a secret unencrypted; report this as a station bug",
-            ErrorCode::Guarded => "the factory reset is guarded; enable the device's reset input and try again",
-            _ => "restart the device and run the step again; if it repeats, report it to the firmware team",
+            ErrorCode::PlaintextRefused => {
+                "the station tried to send a secret unencrypted; report this as a station bug"
+            }
+            ErrorCode::Guarded => {
+                "the factory reset is guarded; enable the device's reset input and try again"
+            }
+            _ => {
+                "restart the device and run the step again; if it repeats, report it to the firmware team"
+            }
         }
     }
 }
@@ -239,4 +249,25 @@ pub fn config_digest_hex(fields: &[(String, String)]) -> String {
         text.push('\n');
     }
     sha256_hex(text.as_bytes())
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn config_digest_matches_the_documented_example() {
+        let mut extra = BTreeMap::new();
+        extra.insert("product.color".to_string(), b"blue".to_vec());
+        let config = DeviceConfig {
+            registration_id: "widget-0042".into(),
+            id_scope: "0ne00ABCDEF".into(),
+            global_endpoint: "global.azure-devices-provisioning.net".into(),
+            extra,
+        };
+        assert_eq!(
+            config.digest_hex(),
+            "20a071985cdc4db1a9ad8d524fb5bb68034e281861b3add50400c451cf76479a"
+        );
+    }
 }

@@ -36,7 +36,11 @@ impl std::fmt::Debug for SessionKey {
 
 /// Derives the session key and the confirmation value from the ECDH shared secret (the X coordinate).
 /// `salt = station_pub || device_pub` (130 bytes) binds the key to this exchange's two points.
-pub fn derive(shared_x: &[u8], station_pub: &PublicPoint, device_pub: &PublicPoint) -> (SessionKey, [u8; 16]) {
+pub fn derive(
+    shared_x: &[u8],
+    station_pub: &PublicPoint,
+    device_pub: &PublicPoint,
+) -> (SessionKey, [u8; 16]) {
     let mut salt = [0u8; 130];
     salt[..65].copy_from_slice(station_pub);
     salt[65..].copy_from_slice(device_pub);
@@ -79,16 +83,36 @@ impl SessionKey {
         let aad = aad(item_wire_name);
         // AES-GCM encryption fails only for plaintexts over 64 GiB; ours are at most 64 bytes.
         cipher
-            .encrypt(&Nonce::from(n), Payload { msg: plaintext, aad: &aad })
+            .encrypt(
+                &Nonce::from(n),
+                Payload {
+                    msg: plaintext,
+                    aad: &aad,
+                },
+            )
             .unwrap_or_default()
     }
 
     /// The plaintext, or `None` if the ciphertext does not authenticate.
-    pub fn open(&self, request_id: u32, item_wire_name: &str, sealed: &[u8]) -> Option<Zeroizing<Vec<u8>>> {
+    pub fn open(
+        &self,
+        request_id: u32,
+        item_wire_name: &str,
+        sealed: &[u8],
+    ) -> Option<Zeroizing<Vec<u8>>> {
         let cipher = Aes256Gcm::new_from_slice(self.0.as_ref()).ok()?;
         let n = nonce(request_id);
         let aad = aad(item_wire_name);
-        cipher.decrypt(&Nonce::from(n), Payload { msg: sealed, aad: &aad }).ok().map(Zeroizing::new)
+        cipher
+            .decrypt(
+                &Nonce::from(n),
+                Payload {
+                    msg: sealed,
+                    aad: &aad,
+                },
+            )
+            .ok()
+            .map(Zeroizing::new)
     }
 }
 
@@ -117,7 +141,11 @@ impl StationHandshake {
         let device = PublicKey::from_sec1_bytes(device_pub).ok()?;
         let device_point = point(&device);
         let shared = self.secret.diffie_hellman(&device);
-        Some(derive(shared.raw_secret_bytes().as_ref(), &self.public, &device_point))
+        Some(derive(
+            shared.raw_secret_bytes().as_ref(),
+            &self.public,
+            &device_point,
+        ))
     }
 }
 
@@ -134,7 +162,11 @@ pub fn device_accept(station_pub: &[u8]) -> Option<(PublicPoint, SessionKey, [u8
     let secret = EphemeralSecret::generate_from_rng(&mut rand::rng());
     let device_point = point(&secret.public_key());
     let shared = secret.diffie_hellman(&station);
-    let (key, confirm) = derive(shared.raw_secret_bytes().as_ref(), &station_point, &device_point);
+    let (key, confirm) = derive(
+        shared.raw_secret_bytes().as_ref(),
+        &station_point,
+        &device_point,
+    );
     Some((device_point, key, confirm))
 }
 
@@ -152,6 +184,61 @@ pub fn point(key: &PublicKey) -> PublicPoint {
 mod tests {
     use super::*;
 
+    /// The SESSION test vector of `docs/device-protocol.md` (cross-checked there with Python's
+    /// `cryptography`): fixed ephemeral scalars instead of random ones.
+    #[test]
+    fn documented_test_vector() {
+        let station_secret = p256::SecretKey::from_slice(&(1..=32).collect::<Vec<u8>>()).unwrap();
+        let device_secret = p256::SecretKey::from_slice(&(33..=64).collect::<Vec<u8>>()).unwrap();
+        let station_pub = point(&station_secret.public_key());
+        let device_pub = point(&device_secret.public_key());
+        let shared = p256::ecdh::diffie_hellman(
+            station_secret.to_nonzero_scalar(),
+            device_secret.public_key().as_affine(),
+        );
+        let shared_x = shared.raw_secret_bytes().to_vec();
+        let (key, confirm) = derive(&shared_x, &station_pub, &device_pub);
+        let symmetric: Vec<u8> = (0xA0..0xC0).collect();
+        let sealed = key.seal(1000, "symmetric-key", &symmetric);
+        assert_eq!(
+            hex::encode(station_pub),
+            "04515c3d6eb9e396b904d3feca7f54fdcd0cc1e997bf375dca515ad0a6c3b4035f4536be3a50f318fbf9a5475902a221502bef0d57e08c53b2cc0a56f17d9f9354"
+        );
+        assert_eq!(
+            hex::encode(device_pub),
+            "041f140146bfb1b251f84f4ddbe0d4cdcfd77afd984a9520e35794021f8312bb9eec995a08b1fa7704df3dcc0b50a9665263fb7711f95f9f8a449c5096e47c892b"
+        );
+        assert_eq!(
+            hex::encode(&shared_x),
+            "4fe243908f378aa1c2a69538822e6ed908c3225d8692575507c649901245150a"
+        );
+        assert_eq!(
+            hex::encode(key.0.as_ref()),
+            "fb94aee29ee3b8477b3bf927365210e7754e2468c95ff11367968a59e6294a8e"
+        );
+        assert_eq!(hex::encode(confirm), "41f5358a4d230fb4fe4dd618e814d683");
+        assert_eq!(hex::encode(nonce(1000)), "5354413100000000000003e8");
+        assert_eq!(
+            hex::encode(&sealed),
+            "21a5e132a5ae42dd1a40ff0125ff0cd01bbbadb668283e816af91bd0484996ab5d01e1b4153892149d5dd962624780a6"
+        );
+        let put = crate::device::frame::Frame::new(1000, "PUT")
+            .with("item", "symmetric-key")
+            .with("enc", "aes256gcm")
+            .with("off", "0")
+            .with("total", "48")
+            .with("data", crate::device::protocol::b64_encode(&sealed));
+        assert!(
+            String::from_utf8(put.encode().unwrap())
+                .unwrap()
+                .ends_with(" *E167\n")
+        );
+        assert_eq!(
+            key.open(1000, "symmetric-key", &sealed).unwrap().as_slice(),
+            symmetric.as_slice()
+        );
+    }
+
     #[test]
     fn both_halves_agree_and_tampering_is_detected() {
         let station = StationHandshake::new();
@@ -160,8 +247,20 @@ mod tests {
         assert_eq!(device_confirm, expected_confirm);
         let sealed = station_key.seal(5, "private-key", &[7u8; 32]);
         assert_eq!(sealed.len(), 48);
-        assert_eq!(device_key.open(5, "private-key", &sealed).unwrap().as_slice(), &[7u8; 32]);
-        assert!(device_key.open(6, "private-key", &sealed).is_none(), "other nonce");
-        assert!(device_key.open(5, "symmetric-key", &sealed).is_none(), "other item");
+        assert_eq!(
+            device_key
+                .open(5, "private-key", &sealed)
+                .unwrap()
+                .as_slice(),
+            &[7u8; 32]
+        );
+        assert!(
+            device_key.open(6, "private-key", &sealed).is_none(),
+            "other nonce"
+        );
+        assert!(
+            device_key.open(5, "symmetric-key", &sealed).is_none(),
+            "other item"
+        );
     }
 }

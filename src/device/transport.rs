@@ -22,7 +22,10 @@ pub fn open(port: &str, baud: u32) -> Result<Box<dyn SerialPort>, DeviceError> {
     serialport::new(port, baud)
         .timeout(READ_POLL)
         .open()
-        .map_err(|source| DeviceError::Open { port: port.to_string(), source })
+        .map_err(|source| DeviceError::Open {
+            port: port.to_string(),
+            source,
+        })
 }
 
 /// One serial port as `device list` shows it.
@@ -53,7 +56,9 @@ pub struct UsbIdentity {
 
 /// Why ports could not be listed.
 #[derive(Debug, thiserror::Error)]
-#[error("cannot list serial ports: {0}; check that udev is running (or run as a user in the dialout group)")]
+#[error(
+    "cannot list serial ports: {0}; check that udev is running (or run as a user in the dialout group)"
+)]
 pub struct ListError(#[from] serialport::Error);
 
 /// Every serial port the OS reports, sorted by path, each with its by-id link resolved.
@@ -62,7 +67,8 @@ pub fn list_ports() -> Result<Vec<PortInfo>, ListError> {
     let mut ports: Vec<PortInfo> = serialport::available_ports()?
         .into_iter()
         .map(|p| {
-            let canonical = std::fs::canonicalize(&p.port_name).unwrap_or_else(|_| PathBuf::from(&p.port_name));
+            let canonical =
+                std::fs::canonicalize(&p.port_name).unwrap_or_else(|_| PathBuf::from(&p.port_name));
             let usb = match p.port_type {
                 SerialPortType::UsbPort(u) => Some(UsbIdentity {
                     vid: u.vid,
@@ -73,7 +79,11 @@ pub fn list_ports() -> Result<Vec<PortInfo>, ListError> {
                 }),
                 _ => None,
             };
-            PortInfo { by_id: links.get(&canonical).cloned(), path: p.port_name, usb }
+            PortInfo {
+                by_id: links.get(&canonical).cloned(),
+                path: p.port_name,
+                usb,
+            }
         })
         .collect();
     ports.sort_by(|a, b| a.path.cmp(&b.path));

@@ -13,7 +13,8 @@ use zeroize::Zeroizing;
 use super::flash::Flash;
 use crate::device::frame::{Frame, UNSOLICITED_ID};
 use crate::device::protocol::{
-    ErrorCode, Item, MAX_CONFIG_EXTRAS, MAX_ITEM, b64_decode, b64_encode, caps, config_digest_hex, sha256_hex,
+    ErrorCode, Item, MAX_CONFIG_EXTRAS, MAX_ITEM, b64_decode, b64_encode, caps, config_digest_hex,
+    sha256_hex,
 };
 use crate::device::session::{self, SessionKey};
 
@@ -35,7 +36,11 @@ pub struct FirmwareOptions {
 
 impl Default for FirmwareOptions {
     fn default() -> Self {
-        Self { keygen_delay: Duration::ZERO, tpm: true, reset_guarded: false }
+        Self {
+            keygen_delay: Duration::ZERO,
+            tpm: true,
+            reset_guarded: false,
+        }
     }
 }
 
@@ -66,8 +71,17 @@ type Reply = Result<Frame, (ErrorCode, &'static str)>;
 
 impl Firmware {
     /// Boots: increments the boot counter and returns the firmware with its `BOOT` frame.
-    pub fn boot(flash: Arc<Mutex<Flash>>, flash_path: Option<PathBuf>, options: FirmwareOptions) -> (Self, Frame) {
-        let mut fw = Self { flash, flash_path, options, ram: Ram::default() };
+    pub fn boot(
+        flash: Arc<Mutex<Flash>>,
+        flash_path: Option<PathBuf>,
+        options: FirmwareOptions,
+    ) -> (Self, Frame) {
+        let mut fw = Self {
+            flash,
+            flash_path,
+            options,
+            ram: Ram::default(),
+        };
         let frame = fw.reboot();
         (fw, frame)
     }
@@ -92,7 +106,9 @@ impl Firmware {
         let mut guard = self.flash.lock().unwrap_or_else(|p| p.into_inner());
         let out = f(&mut guard);
         if let Some(path) = &self.flash_path {
-            guard.save(path).map_err(|_| (ErrorCode::Storage, "flash write failed"))?;
+            guard
+                .save(path)
+                .map_err(|_| (ErrorCode::Storage, "flash write failed"))?;
         }
         Ok(out)
     }
@@ -108,7 +124,11 @@ impl Firmware {
             return reply.clone();
         }
         if request.id == UNSOLICITED_ID {
-            return error(UNSOLICITED_ID, ErrorCode::BadFrame, "request id 0 is reserved");
+            return error(
+                UNSOLICITED_ID,
+                ErrorCode::BadFrame,
+                "request id 0 is reserved",
+            );
         }
         let id = request.id;
         let reply = match request.verb.as_str() {
@@ -136,9 +156,20 @@ impl Firmware {
     fn hello(&self, request: &Frame) -> Reply {
         let offered = request.get("v").unwrap_or("1");
         if !offered.split(',').any(|v| v == "1") {
-            return Ok(error(request.id, ErrorCode::Version, "this firmware speaks protocol 1").with("supported", "1"));
+            return Ok(error(
+                request.id,
+                ErrorCode::Version,
+                "this firmware speaks protocol 1",
+            )
+            .with("supported", "1"));
         }
-        let mut capabilities = vec![caps::P256_KEYGEN, caps::CSR, caps::ENCRYPTED_INJECTION, caps::SYMMETRIC_KEY, caps::LOCK];
+        let mut capabilities = vec![
+            caps::P256_KEYGEN,
+            caps::CSR,
+            caps::ENCRYPTED_INJECTION,
+            caps::SYMMETRIC_KEY,
+            caps::LOCK,
+        ];
         if self.options.tpm {
             capabilities.insert(2, caps::TPM_EK);
         }
@@ -157,7 +188,11 @@ impl Firmware {
     }
 
     fn locked(&self) -> Result<(), (ErrorCode, &'static str)> {
-        if self.read(|f| f.locked) { Err((ErrorCode::Locked, "device is locked")) } else { Ok(()) }
+        if self.read(|f| f.locked) {
+            Err((ErrorCode::Locked, "device is locked"))
+        } else {
+            Ok(())
+        }
     }
 
     fn keygen(&mut self, id: u32, send: &mut dyn FnMut(&Frame)) -> Reply {
@@ -170,7 +205,9 @@ impl Firmware {
         let key = SecretKey::generate_from_rng(&mut rand::rng());
         let scalar = Zeroizing::new(hex::encode(key.to_bytes()));
         self.edit(|f| f.key = Some(scalar.to_string()))?;
-        Ok(Frame::new(id, "OK").with("alg", "p256").with("pub", b64_encode(&session::point(&key.public_key()))))
+        Ok(Frame::new(id, "OK")
+            .with("alg", "p256")
+            .with("pub", b64_encode(&session::point(&key.public_key()))))
     }
 
     fn device_key(&self) -> Option<SecretKey> {
@@ -180,59 +217,95 @@ impl Firmware {
     }
 
     fn csr(&self, request: &Frame) -> Reply {
-        let key = self.device_key().ok_or((ErrorCode::NoKey, "no device key: run KEYGEN first"))?;
+        let key = self
+            .device_key()
+            .ok_or((ErrorCode::NoKey, "no device key: run KEYGEN first"))?;
         let cn = request
             .get("cn")
             .and_then(b64_decode)
             .and_then(|b| String::from_utf8(b).ok())
             .filter(|cn| !cn.is_empty() && cn.len() <= 128)
-            .ok_or((ErrorCode::BadArg, "cn= must be base64 of 1-128 bytes of UTF-8"))?;
-        let der = key.to_pkcs8_der().map_err(|_| (ErrorCode::Internal, "key encoding failed"))?;
-        let pair = rcgen::KeyPair::try_from(der.as_bytes()).map_err(|_| (ErrorCode::Internal, "key load failed"))?;
+            .ok_or((
+                ErrorCode::BadArg,
+                "cn= must be base64 of 1-128 bytes of UTF-8",
+            ))?;
+        let der = key
+            .to_pkcs8_der()
+            .map_err(|_| (ErrorCode::Internal, "key encoding failed"))?;
+        let pair = rcgen::KeyPair::try_from(der.as_bytes())
+            .map_err(|_| (ErrorCode::Internal, "key load failed"))?;
         let mut params = rcgen::CertificateParams::default();
         params.distinguished_name = rcgen::DistinguishedName::new();
-        params.distinguished_name.push(rcgen::DnType::CommonName, cn);
-        let csr = params.serialize_request(&pair).map_err(|_| (ErrorCode::Internal, "CSR signing failed"))?;
+        params
+            .distinguished_name
+            .push(rcgen::DnType::CommonName, cn);
+        let csr = params
+            .serialize_request(&pair)
+            .map_err(|_| (ErrorCode::Internal, "CSR signing failed"))?;
         Ok(Frame::new(request.id, "OK").with("csr", b64_encode(csr.der())))
     }
 
     fn session(&mut self, request: &Frame) -> Reply {
-        let station = request.get("pub").and_then(b64_decode).ok_or((ErrorCode::BadArg, "pub= must be base64"))?;
-        let (device_pub, key, confirm) =
-            session::device_accept(&station).ok_or((ErrorCode::BadArg, "pub= is not a P-256 point"))?;
+        let station = request
+            .get("pub")
+            .and_then(b64_decode)
+            .ok_or((ErrorCode::BadArg, "pub= must be base64"))?;
+        let (device_pub, key, confirm) = session::device_accept(&station)
+            .ok_or((ErrorCode::BadArg, "pub= is not a P-256 point"))?;
         self.ram.session = Some(key);
         self.ram.last_secret_id = None;
-        Ok(Frame::new(request.id, "OK").with("pub", b64_encode(&device_pub)).with("confirm", b64_encode(&confirm)))
+        Ok(Frame::new(request.id, "OK")
+            .with("pub", b64_encode(&device_pub))
+            .with("confirm", b64_encode(&confirm)))
     }
 
     fn put(&mut self, request: &Frame) -> Reply {
         self.locked()?;
         let id = request.id;
-        let item = request.get("item").and_then(Item::from_wire).ok_or((ErrorCode::BadArg, "unknown item="))?;
+        let item = request
+            .get("item")
+            .and_then(Item::from_wire)
+            .ok_or((ErrorCode::BadArg, "unknown item="))?;
         let number = |k: &str| request.get(k).and_then(|v| v.parse::<usize>().ok());
         let (Some(off), Some(total)) = (number("off"), number("total")) else {
             return Err((ErrorCode::BadArg, "off= and total= must be numbers"));
         };
-        let data = request.get("data").and_then(b64_decode).ok_or((ErrorCode::BadArg, "data= must be base64"))?;
+        let data = request
+            .get("data")
+            .and_then(b64_decode)
+            .ok_or((ErrorCode::BadArg, "data= must be base64"))?;
         if total > MAX_ITEM {
             return Err((ErrorCode::TooLarge, "item larger than 16384 bytes"));
         }
         if item.is_secret() {
             if request.get("enc") != Some("aes256gcm") {
-                return Err((ErrorCode::PlaintextRefused, "secrets are accepted only inside a SESSION"));
+                return Err((
+                    ErrorCode::PlaintextRefused,
+                    "secrets are accepted only inside a SESSION",
+                ));
             }
-            let session = self.ram.session.as_ref().ok_or((ErrorCode::NoSession, "open a SESSION first"))?;
+            let session = self
+                .ram
+                .session
+                .as_ref()
+                .ok_or((ErrorCode::NoSession, "open a SESSION first"))?;
             if self.ram.last_secret_id.is_some_and(|last| id <= last) {
-                return Err((ErrorCode::Sequence, "request id must increase within a session"));
+                return Err((
+                    ErrorCode::Sequence,
+                    "request id must increase within a session",
+                ));
             }
             if off != 0 || total != data.len() {
                 return Err((ErrorCode::BadArg, "a secret item travels in one chunk"));
             }
-            let plain = session.open(id, item.wire_name(), &data).ok_or((ErrorCode::Decrypt, "ciphertext does not authenticate"))?;
+            let plain = session
+                .open(id, item.wire_name(), &data)
+                .ok_or((ErrorCode::Decrypt, "ciphertext does not authenticate"))?;
             self.ram.last_secret_id = Some(id);
             let digest = match item {
                 Item::PrivateKey => {
-                    let key = SecretKey::from_slice(&plain).map_err(|_| (ErrorCode::BadArg, "not a P-256 scalar"))?;
+                    let key = SecretKey::from_slice(&plain)
+                        .map_err(|_| (ErrorCode::BadArg, "not a P-256 scalar"))?;
                     let scalar = Zeroizing::new(hex::encode(plain.as_slice()));
                     self.edit(|f| f.key = Some(scalar.to_string()))?;
                     sha256_hex(&session::point(&key.public_key()))
@@ -246,14 +319,24 @@ impl Firmware {
                     sha256_hex(&plain)
                 }
             };
-            return Ok(Frame::new(id, "OK").with("stored", item.wire_name()).with("sha256", digest));
+            return Ok(Frame::new(id, "OK")
+                .with("stored", item.wire_name())
+                .with("sha256", digest));
         }
         if off == 0 {
-            self.ram.transfer = Some(Transfer { total, data: Vec::with_capacity(total) });
+            self.ram.transfer = Some(Transfer {
+                total,
+                data: Vec::with_capacity(total),
+            });
         }
         let transfer = match self.ram.transfer.as_mut() {
             Some(t) if t.total == total && t.data.len() == off => t,
-            _ => return Err((ErrorCode::Sequence, "chunk out of order; restart the item at off=0")),
+            _ => {
+                return Err((
+                    ErrorCode::Sequence,
+                    "chunk out of order; restart the item at off=0",
+                ));
+            }
         };
         if transfer.data.len() + data.len() > total {
             return Err((ErrorCode::BadArg, "chunk runs past total="));
@@ -265,18 +348,27 @@ impl Firmware {
         let done = self.ram.transfer.take().map(|t| t.data).unwrap_or_default();
         let digest = sha256_hex(&done);
         self.edit(|f| f.chain = Some(b64_encode(&done)))?;
-        Ok(Frame::new(id, "OK").with("stored", "chain").with("sha256", digest))
+        Ok(Frame::new(id, "OK")
+            .with("stored", "chain")
+            .with("sha256", digest))
     }
 
     fn config(&mut self, request: &Frame) -> Reply {
         self.locked()?;
         let mut fields = Vec::new();
         for key in ["regid", "scope", "endpoint"] {
-            let value = request.get(key).filter(|v| !v.is_empty()).ok_or((ErrorCode::BadArg, "regid=, scope= and endpoint= are required"))?;
+            let value = request.get(key).filter(|v| !v.is_empty()).ok_or((
+                ErrorCode::BadArg,
+                "regid=, scope= and endpoint= are required",
+            ))?;
             fields.push((key.to_string(), value.to_string()));
         }
-        let mut extras: Vec<(String, String)> =
-            request.fields.iter().filter(|(k, _)| k.starts_with("x.")).cloned().collect();
+        let mut extras: Vec<(String, String)> = request
+            .fields
+            .iter()
+            .filter(|(k, _)| k.starts_with("x."))
+            .cloned()
+            .collect();
         if extras.len() > MAX_CONFIG_EXTRAS {
             return Err((ErrorCode::TooLarge, "at most 8 extra key/values"));
         }
@@ -291,10 +383,20 @@ impl Firmware {
     }
 
     fn readback(&self, id: u32) -> Frame {
-        let key = self.device_key().map(|k| sha256_hex(&session::point(&k.public_key())));
+        let key = self
+            .device_key()
+            .map(|k| sha256_hex(&session::point(&k.public_key())));
         self.read(|f| {
-            let chain = f.chain.as_deref().and_then(b64_decode).map(|c| sha256_hex(&c));
-            let sym = f.symmetric_key.as_deref().and_then(|h| hex::decode(h).ok()).map(|k| sha256_hex(&Zeroizing::new(k)));
+            let chain = f
+                .chain
+                .as_deref()
+                .and_then(b64_decode)
+                .map(|c| sha256_hex(&c));
+            let sym = f
+                .symmetric_key
+                .as_deref()
+                .and_then(|h| hex::decode(h).ok())
+                .map(|k| sha256_hex(&Zeroizing::new(k)));
             let config = f.config.as_ref().map(|c| config_digest_hex(c));
             let dash = |v: Option<String>| v.unwrap_or_else(|| "-".into());
             Frame::new(id, "OK")
@@ -310,7 +412,10 @@ impl Firmware {
         if !self.options.tpm {
             return Err((ErrorCode::Unsupported, "this device has no TPM"));
         }
-        let existing = self.read(|f| f.tpm_ek.clone()).and_then(|h| hex::decode(h).ok()).and_then(|b| SecretKey::from_slice(&b).ok());
+        let existing = self
+            .read(|f| f.tpm_ek.clone())
+            .and_then(|h| hex::decode(h).ok())
+            .and_then(|b| SecretKey::from_slice(&b).ok());
         let ek = match existing {
             Some(k) => k,
             None => {
@@ -320,9 +425,14 @@ impl Firmware {
                 k
             }
         };
-        let der = ek.public_key().to_public_key_der().map_err(|_| (ErrorCode::Internal, "EK encoding failed"))?;
+        let der = ek
+            .public_key()
+            .to_public_key_der()
+            .map_err(|_| (ErrorCode::Internal, "EK encoding failed"))?;
         let suggestion = sha256_hex(der.as_bytes())[..32].to_string();
-        Ok(Frame::new(id, "OK").with("ek", b64_encode(der.as_bytes())).with("regid", suggestion))
+        Ok(Frame::new(id, "OK")
+            .with("ek", b64_encode(der.as_bytes()))
+            .with("regid", suggestion))
     }
 
     fn lock(&mut self, id: u32) -> Reply {
@@ -342,7 +452,10 @@ impl Firmware {
         self.ram.reset_nonce = None;
         let serial_ok = self.read(|f| request.get("serial") == Some(f.serial.as_str()));
         if !valid || !serial_ok {
-            return Err((ErrorCode::BadArg, "RESET needs the nonce of the previous RESET and the device serial"));
+            return Err((
+                ErrorCode::BadArg,
+                "RESET needs the nonce of the previous RESET and the device serial",
+            ));
         }
         if self.options.reset_guarded {
             return Err((ErrorCode::Guarded, "the reset input is not asserted"));
@@ -361,7 +474,9 @@ impl Firmware {
 }
 
 fn error(id: u32, code: ErrorCode, detail: &str) -> Frame {
-    Frame::new(id, "ERR").with("code", code.as_str()).with("detail", b64_encode(detail.as_bytes()))
+    Frame::new(id, "ERR")
+        .with("code", code.as_str())
+        .with("detail", b64_encode(detail.as_bytes()))
 }
 
 /// The `ERR` frame a device sends (id 0) for a line it could not take as a frame.

@@ -55,7 +55,9 @@ impl Flash {
     /// Loads a flash file, or `None` if it does not exist yet.
     pub fn load(path: &Path) -> Result<Option<Self>, std::io::Error> {
         match std::fs::read(path) {
-            Ok(bytes) => serde_json::from_slice(&bytes).map(Some).map_err(std::io::Error::other),
+            Ok(bytes) => serde_json::from_slice(&bytes)
+                .map(Some)
+                .map_err(std::io::Error::other),
             Err(e) if e.kind() == std::io::ErrorKind::NotFound => Ok(None),
             Err(e) => Err(e),
         }

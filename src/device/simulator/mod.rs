@@ -77,7 +77,9 @@ pub enum SimError {
         source: serialport::Error,
     },
     /// The flash file could not be read.
-    #[error("cannot read the simulated flash file {path}: {source}; delete it to start from a factory-fresh device")]
+    #[error(
+        "cannot read the simulated flash file {path}: {source}; delete it to start from a factory-fresh device"
+    )]
     Flash {
         /// The file.
         path: PathBuf,
@@ -109,10 +111,16 @@ pub struct SimulatedDevice {
 
 impl SimulatedDevice {
     fn shared(index: usize, options: &SimOptions) -> Result<Arc<SimShared>, SimError> {
-        let flash_path = options.flash_dir.as_ref().map(|d| d.join(format!("sim-{index}.json")));
+        let flash_path = options
+            .flash_dir
+            .as_ref()
+            .map(|d| d.join(format!("sim-{index}.json")));
         let flash = match &flash_path {
             Some(path) => Flash::load(path)
-                .map_err(|source| SimError::Flash { path: path.clone(), source })?
+                .map_err(|source| SimError::Flash {
+                    path: path.clone(),
+                    source,
+                })?
                 .unwrap_or_else(|| Flash::factory(index)),
             None => Flash::factory(index),
         };
@@ -132,12 +140,15 @@ impl SimulatedDevice {
     /// Starts device `index` on a new pseudo-terminal; [`SimulatedDevice::path`] is the end to open.
     pub fn on_pty(index: usize, options: &SimOptions) -> Result<Self, SimError> {
         let shared = Self::shared(index, options)?;
-        let (mut master, slave) = TTYPort::pair().map_err(|source| SimError::Pty { index, source })?;
+        let (mut master, slave) =
+            TTYPort::pair().map_err(|source| SimError::Pty { index, source })?;
         let path = slave.name().unwrap_or_default();
         // The simulator does not hold the station's end open: the station opens it by path, and
         // closing it (or re-opening it) must behave as with a real port.
         drop(slave);
-        master.set_timeout(Duration::from_millis(20)).map_err(|source| SimError::Pty { index, source })?;
+        master
+            .set_timeout(Duration::from_millis(20))
+            .map_err(|source| SimError::Pty { index, source })?;
         Ok(Self::spawn(path, master, shared))
     }
 
@@ -147,11 +158,18 @@ impl SimulatedDevice {
         let wire = serialport::new(port, baud)
             .timeout(Duration::from_millis(20))
             .open()
-            .map_err(|source| SimError::Port { port: port.to_string(), source })?;
+            .map_err(|source| SimError::Port {
+                port: port.to_string(),
+                source,
+            })?;
         Ok(Self::spawn(port.to_string(), wire, shared))
     }
 
-    fn spawn<P: std::io::Read + std::io::Write + Send + 'static>(path: String, port: P, shared: Arc<SimShared>) -> Self {
+    fn spawn<P: std::io::Read + std::io::Write + Send + 'static>(
+        path: String,
+        port: P,
+        shared: Arc<SimShared>,
+    ) -> Self {
         let stop = Arc::new(AtomicBool::new(false));
         let thread = {
             let (shared, stop) = (shared.clone(), stop.clone());
@@ -160,7 +178,12 @@ impl SimulatedDevice {
                 .spawn(move || wire::run(port, shared, stop))
                 .ok()
         };
-        Self { path, shared, stop, thread }
+        Self {
+            path,
+            shared,
+            stop,
+            thread,
+        }
     }
 
     /// The port path the station opens (`/dev/pts/N` for a pty).
@@ -170,7 +193,11 @@ impl SimulatedDevice {
 
     /// A copy of the device's flash as it is now.
     pub fn flash(&self) -> Flash {
-        self.shared.flash.lock().unwrap_or_else(|p| p.into_inner()).clone()
+        self.shared
+            .flash
+            .lock()
+            .unwrap_or_else(|p| p.into_inner())
+            .clone()
     }
 
     /// The flash file, if flash is kept on disk.
@@ -185,7 +212,10 @@ impl SimulatedDevice {
 
     /// Bytes (sent by the device, received by the device) so far.
     pub fn byte_counts(&self) -> (u64, u64) {
-        (self.shared.bytes_sent.load(Ordering::Relaxed), self.shared.bytes_received.load(Ordering::Relaxed))
+        (
+            self.shared.bytes_sent.load(Ordering::Relaxed),
+            self.shared.bytes_received.load(Ordering::Relaxed),
+        )
     }
 
     /// Whether the disconnect fault fired.
@@ -225,7 +255,9 @@ pub struct Fleet {
 impl Fleet {
     /// Starts `count` devices, each on its own pseudo-terminal.
     pub fn start(count: usize, options: &SimOptions) -> Result<Self, SimError> {
-        let devices = (0..count).map(|i| SimulatedDevice::on_pty(i, options)).collect::<Result<Vec<_>, _>>()?;
+        let devices = (0..count)
+            .map(|i| SimulatedDevice::on_pty(i, options))
+            .collect::<Result<Vec<_>, _>>()?;
         Ok(Self { devices })
     }
 

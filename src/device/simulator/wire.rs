@@ -71,7 +71,9 @@ impl<P: Write> Tx<'_, P> {
         if self.faults.garbage {
             // A firmware log line and a few binary bytes, as a chatty device or a noisy line emits.
             let mut noise = b"[log] sensor idle \x01\x7f\xfe".to_vec();
-            noise.extend((0..(self.rng.next_u64() % 8)).map(|_| (self.rng.next_u64() % 0x3f) as u8 + 0x20));
+            noise.extend(
+                (0..(self.rng.next_u64() % 8)).map(|_| (self.rng.next_u64() % 0x3f) as u8 + 0x20),
+            );
             noise.extend_from_slice(b"\r\n");
             self.write_paced(&noise);
         }
@@ -82,7 +84,8 @@ impl<P: Write> Tx<'_, P> {
     fn write_paced(&mut self, bytes: &[u8]) {
         if let Some(baud) = self.faults.baud {
             // The whole frame is on the station's side when its last byte would have left a real UART.
-            let wire = Duration::from_micros(bytes.len() as u64 * 10 * 1_000_000 / u64::from(baud.max(1)));
+            let wire =
+                Duration::from_micros(bytes.len() as u64 * 10 * 1_000_000 / u64::from(baud.max(1)));
             self.free_at = self.free_at.max(Instant::now()) + wire;
             let wait = self.free_at.saturating_duration_since(Instant::now());
             std::thread::sleep(wait);
@@ -97,7 +100,11 @@ impl<P: Write> Tx<'_, P> {
 pub fn run<P: Read + Write>(mut port: P, shared: Arc<SimShared>, stop: Arc<AtomicBool>) {
     let faults = shared.faults.clone();
     let mut rng = FaultRng::new(faults.seed ^ shared.index as u64);
-    let (mut firmware, boot) = Firmware::boot(shared.flash.clone(), shared.flash_path.clone(), shared.firmware.clone());
+    let (mut firmware, boot) = Firmware::boot(
+        shared.flash.clone(),
+        shared.flash_path.clone(),
+        shared.firmware.clone(),
+    );
     let mut lines = LineAssembler::new();
     let mut rx_done_at = Instant::now();
     let mut frames_seen: u64 = 0;
@@ -105,7 +112,13 @@ pub fn run<P: Read + Write>(mut port: P, shared: Arc<SimShared>, stop: Arc<Atomi
     let mut buf = [0u8; 1024];
     let mut free_at = Instant::now();
     {
-        let mut tx = Tx { port: &mut port, faults: &faults, rng: &mut rng, free_at, sent: &shared.bytes_sent };
+        let mut tx = Tx {
+            port: &mut port,
+            faults: &faults,
+            rng: &mut rng,
+            free_at,
+            sent: &shared.bytes_sent,
+        };
         tx.send_frame(&boot);
         free_at = tx.free_at;
     }
@@ -116,7 +129,14 @@ pub fn run<P: Read + Write>(mut port: P, shared: Arc<SimShared>, stop: Arc<Atomi
                 continue;
             }
             Ok(n) => n,
-            Err(e) if matches!(e.kind(), ErrorKind::TimedOut | ErrorKind::WouldBlock | ErrorKind::Interrupted) => continue,
+            Err(e)
+                if matches!(
+                    e.kind(),
+                    ErrorKind::TimedOut | ErrorKind::WouldBlock | ErrorKind::Interrupted
+                ) =>
+            {
+                continue;
+            }
             Err(_) => {
                 // A pty master reads EIO while no station has the other end open: wait for one.
                 std::thread::sleep(Duration::from_millis(10));
@@ -132,7 +152,13 @@ pub fn run<P: Read + Write>(mut port: P, shared: Arc<SimShared>, stop: Arc<Atomi
         let bytes = mangle(&buf[..n], &faults, &mut rng);
         for line in lines.push(&bytes) {
             std::thread::sleep(rx_done_at.saturating_duration_since(Instant::now()));
-            let mut tx = Tx { port: &mut port, faults: &faults, rng: &mut rng, free_at, sent: &shared.bytes_sent };
+            let mut tx = Tx {
+                port: &mut port,
+                faults: &faults,
+                rng: &mut rng,
+                free_at,
+                sent: &shared.bytes_sent,
+            };
             let line = match line {
                 Line::Complete(line) => line,
                 Line::Overflow => {
@@ -165,6 +191,8 @@ pub fn run<P: Read + Write>(mut port: P, shared: Arc<SimShared>, stop: Arc<Atomi
             free_at = tx.free_at;
             if faults.disconnect_after.is_some_and(|n| frames_seen >= n) {
                 debug!(device = shared.index, frames_seen, "simulated disconnect");
+                // Let the last reply drain out of the pty before the "cable" is pulled.
+                std::thread::sleep(Duration::from_millis(100));
                 shared.disconnected.store(true, Ordering::Relaxed);
                 return;
             }

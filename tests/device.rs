@@ -1,0 +1,10 @@
+//! Devices over serial: the line protocol against the simulator over real pseudo-terminal pairs.
+
+#[path = "device/common.rs"]
+mod common;
+#[path = "device/faults.rs"]
+mod faults;
+#[path = "device/roundtrip.rs"]
+mod roundtrip;
+#[path = "device/secrets.rs"]
+mod secrets;
