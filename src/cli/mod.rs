@@ -7,6 +7,8 @@ use std::process::ExitCode;
 
 use clap::{CommandFactory, Parser, Subcommand};
 
+mod bench;
+mod hsm;
 mod ledger;
 mod logging;
 
@@ -27,6 +29,10 @@ struct Cli {
 enum Command {
     #[command(flatten)]
     Ledger(ledger::Commands),
+    #[command(flatten)]
+    Hsm(hsm::Commands),
+    #[command(flatten)]
+    Bench(bench::Commands),
 }
 
 /// Parses the arguments, runs the command and turns any error into a message and an exit code.
@@ -50,5 +56,7 @@ pub fn main() -> ExitCode {
 fn run(command: Command) -> anyhow::Result<ExitCode> {
     match command {
         Command::Ledger(cmd) => ledger::run(cmd),
+        Command::Hsm(cmd) => hsm::run(cmd),
+        Command::Bench(cmd) => bench::run(cmd),
     }
 }

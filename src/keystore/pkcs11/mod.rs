@@ -167,19 +167,6 @@ impl Pkcs11KeyStore {
         self.pool.touch_idle();
     }
 
-    /// Raw signatures of a 32-byte digest with `CKM_ECDSA` — the token's own signing rate, which the
-    /// benchmark sets issuing against. Returns the raw `r‖s`.
-    pub fn sign_digest_raw(
-        &self,
-        uri: &Pkcs11Uri,
-        digest: &[u8; 32],
-    ) -> Result<Vec<u8>, KeyStoreError> {
-        let handle = self.find_handle(uri, Some(ObjectType::Private), "signing")?;
-        self.pool.run(&format!("signing with {uri}"), |s| {
-            s.sign(&Mechanism::Ecdsa, handle, digest)
-        })
-    }
-
     fn label(&self) -> &str {
         &self.token.label
     }
@@ -306,6 +293,18 @@ impl Pkcs11KeyStore {
             });
         }
         Ok(())
+    }
+
+    /// One raw `CKM_ECDSA` signature of `digest` with the key `handle` (the token's own rate).
+    pub(crate) fn sign_digest_with_handle(
+        &self,
+        key_name: &str,
+        handle: ObjectHandle,
+        digest: &[u8; 32],
+    ) -> Result<Vec<u8>, KeyStoreError> {
+        self.pool.run(&format!("signing with {key_name}"), |s| {
+            s.sign(&Mechanism::Ecdsa, handle, digest)
+        })
     }
 
     /// Signs `message` with the private key `handle`, honouring the profile's mechanism quirks.
