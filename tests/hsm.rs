@@ -10,3 +10,5 @@ mod signing;
 mod token;
 #[path = "hsm/uri.rs"]
 mod uri;
+#[path = "hsm/session.rs"]
+mod session;

@@ -83,6 +83,13 @@ pub enum KeyStoreError {
         token: String,
     },
 
+    /// The store was logged out (its key-injection session closed).
+    #[error("the station logged out of token \"{token}\" (its session was closed); open the token again to use its keys")]
+    LoggedOut {
+        /// Token label.
+        token: String,
+    },
+
     /// The token went away (unplugged, network HSM unreachable) and did not come back.
     #[error(
         "token \"{token}\" was removed or became unreachable during {operation}; reconnect it and run the command again (nothing was signed for the failed operation)"

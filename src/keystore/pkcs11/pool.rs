@@ -39,6 +39,9 @@ pub(crate) struct SessionPool {
     pin: SecretString,
     /// Set once the token refused the PIN: the pool never presents it again (tokens lock).
     pin_rejected: AtomicBool,
+    /// Set by an explicit logout: the pool then logs in no more (a closed key-injection session
+    /// must not come back to life through a re-opened session).
+    logged_out: AtomicBool,
     /// Dropping this stops the keep-alive thread.
     keep_alive_stop: Mutex<Option<mpsc::Sender<()>>>,
 }
@@ -117,6 +120,7 @@ impl SessionPool {
             freed: Condvar::new(),
             pin,
             pin_rejected: AtomicBool::new(false),
+            logged_out: AtomicBool::new(false),
             keep_alive_stop: Mutex::new(None),
         });
         let first = pool.open_session()?;
@@ -183,6 +187,11 @@ impl SessionPool {
             SessionState::RwUser | SessionState::RoUser
         ) {
             return Ok(());
+        }
+        if self.logged_out.load(Ordering::SeqCst) {
+            return Err(KeyStoreError::LoggedOut {
+                token: self.token_label.clone(),
+            });
         }
         if self.pin_rejected.load(Ordering::SeqCst) {
             return Err(KeyStoreError::PinIncorrect {
@@ -309,6 +318,7 @@ impl SessionPool {
     /// Logs the user out (ends the login for every session of this process on the token) and
     /// closes the idle sessions.
     pub(crate) fn logout(&self) -> Result<(), KeyStoreError> {
+        self.logged_out.store(true, Ordering::SeqCst);
         let result = self.run_once("logging out", |s| s.logout());
         let mut state = self.lock_state();
         let closed = state.idle.len();
