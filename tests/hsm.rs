@@ -4,11 +4,13 @@
 mod common;
 #[path = "hsm/keys.rs"]
 mod keys;
+#[path = "hsm/recovery.rs"]
+mod recovery;
+#[path = "hsm/session.rs"]
+mod session;
 #[path = "hsm/signing.rs"]
 mod signing;
 #[path = "hsm/token.rs"]
 mod token;
 #[path = "hsm/uri.rs"]
 mod uri;
-#[path = "hsm/session.rs"]
-mod session;

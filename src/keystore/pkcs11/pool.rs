@@ -280,6 +280,9 @@ impl SessionPool {
             Err(e) if session_lost(&e) => {
                 tracing::warn!(token = %self.token_label, operation, error = %e, "session lost; re-opening once");
                 lease.discard();
+                // Whatever killed this session (a re-plug, an idle timeout) likely killed the
+                // other idle ones too: prune them so the retry gets a live one.
+                self.touch_idle();
                 let lease = self.lease(operation)?;
                 f(lease.session()).map_err(|e| {
                     let err = KeyStoreError::from_cryptoki(&self.token_label, operation, e);
