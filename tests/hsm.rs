@@ -10,6 +10,8 @@ mod recovery;
 mod session;
 #[path = "hsm/signing.rs"]
 mod signing;
+#[path = "hsm/software.rs"]
+mod software;
 #[path = "hsm/token.rs"]
 mod token;
 #[path = "hsm/uri.rs"]

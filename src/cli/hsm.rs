@@ -20,6 +20,8 @@ use dps_station::keystore::import::parse_p256_private_key;
 use dps_station::keystore::pin::{self, obtain_pin};
 use dps_station::keystore::pkcs11::{self as p11, Pkcs11Config, Pkcs11KeyStore, TokenSelector};
 use dps_station::keystore::profile::HsmProfile;
+use dps_station::keystore::software::NOT_IN_HSM_NOTICE;
+use dps_station::keystore::software_store::SoftwareKeyStore;
 use dps_station::keystore::{KeyKind, KeyStore, Pkcs11Uri};
 use dps_station::ledger::{self, CaRole, Ledger, WriterIdentity};
 use dps_station::secret::{SecretBytes, SecretString};
@@ -86,6 +88,10 @@ struct TokenArgs {
         value_name = "PATH"
     )]
     pin_file: Option<PathBuf>,
+    /// Development only: keep keys as files in this directory instead of an HSM. Never implied:
+    /// it must be given explicitly, and cannot be combined with --profile/--token.
+    #[arg(long, global = true, value_name = "DIR", conflicts_with_all = ["profile", "profile_file", "module", "token", "token_serial"])]
+    software_dir: Option<PathBuf>,
 }
 
 /// Who runs a key-injection session, and where it is recorded.
@@ -498,6 +504,17 @@ fn selector(token: &TokenArgs) -> anyhow::Result<TokenSelector> {
     })
 }
 
+/// Opens the key store the arguments name: the software directory if (and only if) one was
+/// given, else the PKCS#11 token.
+fn open_any(token: &TokenArgs) -> anyhow::Result<Arc<dyn KeyStore>> {
+    if let Some(dir) = &token.software_dir {
+        let store = SoftwareKeyStore::open(dir)?;
+        eprintln!("note: {NOT_IN_HSM_NOTICE} (keys in {})", dir.display());
+        return Ok(store);
+    }
+    Ok(open_store(token)?)
+}
+
 /// Opens the token and logs in (the PIN is asked for once, and presented once).
 fn open_store(token: &TokenArgs) -> anyhow::Result<Arc<Pkcs11KeyStore>> {
     let profile = load_profile(token)?;
@@ -555,8 +572,7 @@ fn in_session(
         operator: operator.clone(),
     };
     let mut ledger = Ledger::open(&path, &writer)?;
-    let store = open_store(token)?;
-    let store: Arc<dyn KeyStore> = store;
+    let store = open_any(token)?;
     let mut s = KeyInjectionSession::open(&mut ledger, store, &operator)?;
     let result = f(&mut s);
     let closed = s.close();
@@ -613,6 +629,11 @@ fn yes_no(b: bool) -> &'static str {
 }
 
 fn list(token: &TokenArgs) -> anyhow::Result<ExitCode> {
+    if token.software_dir.is_some() {
+        let store = open_any(token)?;
+        print_objects(store.as_ref())?;
+        return Ok(ExitCode::SUCCESS);
+    }
     let profile = load_profile(token)?;
     let tokens = p11::list_tokens(&profile, token.module.as_deref())?;
     println!("tokens ({}):", profile.display_name);
@@ -638,6 +659,11 @@ fn list(token: &TokenArgs) -> anyhow::Result<ExitCode> {
         return Ok(ExitCode::SUCCESS);
     }
     let store = open_store(token)?;
+    print_objects(store.as_ref())?;
+    Ok(ExitCode::SUCCESS)
+}
+
+fn print_objects(store: &dyn KeyStore) -> anyhow::Result<()> {
     let objects = store.list()?;
     println!("objects on \"{}\":", store.token().label);
     for o in &objects {
@@ -663,7 +689,7 @@ fn list(token: &TokenArgs) -> anyhow::Result<ExitCode> {
             );
         }
     }
-    Ok(ExitCode::SUCCESS)
+    Ok(())
 }
 
 fn export_chain(
