@@ -9,3 +9,15 @@ mod cert_info;
 
 #[path = "identity/issue.rs"]
 mod issue;
+
+#[path = "identity/cli.rs"]
+mod cli;
+
+#[path = "identity/rules.rs"]
+mod rules;
+
+#[path = "identity/software_key.rs"]
+mod software_key;
+
+#[path = "identity/garbage.rs"]
+mod garbage;

@@ -9,6 +9,7 @@ use clap::{CommandFactory, Parser, Subcommand};
 
 mod bench;
 mod hsm;
+mod identity;
 mod ledger;
 mod logging;
 
@@ -27,6 +28,8 @@ struct Cli {
 
 #[derive(Debug, Subcommand)]
 enum Command {
+    #[command(flatten)]
+    Identity(identity::Commands),
     #[command(flatten)]
     Ledger(ledger::Commands),
     #[command(flatten)]
@@ -55,6 +58,7 @@ pub fn main() -> ExitCode {
 
 fn run(command: Command) -> anyhow::Result<ExitCode> {
     match command {
+        Command::Identity(cmd) => identity::run(cmd),
         Command::Ledger(cmd) => ledger::run(cmd),
         Command::Hsm(cmd) => hsm::run(cmd),
         Command::Bench(cmd) => bench::run(cmd),

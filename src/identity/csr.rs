@@ -77,6 +77,7 @@ pub fn verify_csr(der: &[u8]) -> Result<VerifiedCsr, CsrError> {
     let spki = &info.subject_pki;
     // The key type first: "RSA 2048-bit" tells the operator more than a signature verdict.
     require_p256(spki)?;
+    require_canonical_envelope(der, &csr)?;
     let point = spki.subject_public_key.data.as_ref();
     match point.first() {
         Some(0x04) if point.len() == 65 => {}
@@ -105,6 +106,48 @@ pub fn verify_csr(der: &[u8]) -> Result<VerifiedCsr, CsrError> {
         public_key_sec1: point.to_vec(),
         common_name,
     })
+}
+
+/// The signature covers only the request info; x509-parser reads the envelope around it (outer
+/// SEQUENCE, signature algorithm, BIT STRING) leniently, e.g. ignoring a flipped tag class. Re-encode
+/// the envelope in DER and require the input to be exactly that, so any altered byte is refused.
+fn require_canonical_envelope(
+    der: &[u8],
+    csr: &X509CertificationRequest<'_>,
+) -> Result<(), CsrError> {
+    let altered = || CsrError::BadSignature("the request is not canonically DER-encoded".into());
+    if csr.signature_algorithm.parameters.is_some() || csr.signature_value.unused_bits != 0 {
+        // ECDSA signature algorithms carry no parameters (RFC 5758 §3.2).
+        return Err(altered());
+    }
+    let mut alg = Vec::new();
+    push_tlv(&mut alg, 0x06, csr.signature_algorithm.algorithm.as_bytes());
+    let mut bits = vec![0u8];
+    bits.extend_from_slice(&csr.signature_value.data);
+    let mut body = csr.certification_request_info.raw.to_vec();
+    push_tlv(&mut body, 0x30, &alg);
+    push_tlv(&mut body, 0x03, &bits);
+    let mut expected = Vec::with_capacity(body.len() + 4);
+    push_tlv(&mut expected, 0x30, &body);
+    if expected != der {
+        return Err(altered());
+    }
+    Ok(())
+}
+
+/// Appends a DER tag-length-value.
+fn push_tlv(out: &mut Vec<u8>, tag: u8, value: &[u8]) {
+    out.push(tag);
+    let len = value.len();
+    if len < 0x80 {
+        out.push(len as u8);
+    } else {
+        let bytes = len.to_be_bytes();
+        let skip = bytes.iter().take_while(|&&b| b == 0).count();
+        out.push(0x80 | (bytes.len() - skip) as u8);
+        out.extend_from_slice(&bytes[skip..]);
+    }
+    out.extend_from_slice(value);
 }
 
 fn require_p256(spki: &SubjectPublicKeyInfo<'_>) -> Result<(), CsrError> {

@@ -105,6 +105,8 @@ pub struct Issuer<'a> {
     subject: DistinguishedName,
     key_id: Vec<u8>,
     not_after: OffsetDateTime,
+    /// basicConstraints pathLenConstraint; `None` when unconstrained.
+    path_len: Option<u32>,
 }
 
 impl std::fmt::Debug for Issuer<'_> {
@@ -127,15 +129,16 @@ impl<'a> Issuer<'a> {
                 key: signer.key_name(),
             });
         }
-        let is_ca = cert
+        let constraints = cert
             .basic_constraints()
             .map_err(|err| IssueError::IssuerCertificate(err.to_string()))?
-            .is_some_and(|bc| bc.value.ca);
-        if !is_ca {
+            .filter(|bc| bc.value.ca);
+        let Some(constraints) = constraints else {
             return Err(IssueError::IssuerCertificate(
                 "it is not a CA certificate (basicConstraints CA:TRUE is missing)".into(),
             ));
-        }
+        };
+        let path_len = constraints.value.path_len_constraint;
         let may_sign = cert
             .key_usage()
             .map_err(|err| IssueError::IssuerCertificate(err.to_string()))?
@@ -154,15 +157,15 @@ impl<'a> Issuer<'a> {
                 }
                 _ => None,
             })
-            .unwrap_or_else(|| KeyIdentifier::of(signer.public_key_sec1()));
+            .unwrap_or_else(|| key_identifier(signer.public_key_sec1()));
         let not_after = cert.validity().not_after.to_datetime();
-        drop(cert);
         Ok(Self {
             cert_der,
             signer,
             subject,
             key_id,
             not_after,
+            path_len,
         })
     }
 
@@ -288,16 +291,12 @@ impl PublicKeyData for P256PublicKey<'_> {
     }
 }
 
-/// Subject key identifiers as the station computes them when a CA certificate has none:
-/// the first 20 bytes of SHA-256 over the SubjectPublicKeyInfo (RFC 7093 method 1), as rcgen does.
-struct KeyIdentifier;
-
-impl KeyIdentifier {
-    fn of(sec1: &[u8]) -> Vec<u8> {
-        use sha2::{Digest, Sha256};
-        let spki = P256PublicKey(sec1).subject_public_key_info();
-        Sha256::digest(spki)[..20].to_vec()
-    }
+/// The key identifier used for a CA certificate that carries none: the first 20 bytes of SHA-256
+/// over the SubjectPublicKeyInfo (RFC 7093 method 1), as rcgen computes subject key identifiers.
+fn key_identifier(sec1: &[u8]) -> Vec<u8> {
+    use sha2::{Digest, Sha256};
+    let spki = P256PublicKey(sec1).subject_public_key_info();
+    Sha256::digest(spki)[..20].to_vec()
 }
 
 /// A random positive serial of exactly 16 bytes (126 random bits): the top bit is cleared so the
@@ -434,6 +433,23 @@ pub fn make_intermediate_ca(
     issuer: &Issuer<'_>,
 ) -> Result<IssuedCertificate, IssueError> {
     let key = P256PublicKey::new(subject_key_sec1)?;
+    // A chain whose path lengths contradict each other fails validation on every verifier.
+    if let Some(issuer_len) = issuer.path_len {
+        if issuer_len == 0 {
+            return Err(IssueError::IssuerCertificate(
+                "its path length is 0: it may sign device certificates but no intermediate CA"
+                    .into(),
+            ));
+        }
+        if profile
+            .path_len
+            .is_none_or(|len| u32::from(len) >= issuer_len)
+        {
+            return Err(IssueError::Subject(format!(
+                "the intermediate's path length must be below its issuer's ({issuer_len})"
+            )));
+        }
+    }
     let mut params = ca_params(profile)?;
     params.use_authority_key_identifier_extension = true;
     IssuedCertificate::from_der(issuer.sign(&params, &key)?)

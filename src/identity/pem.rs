@@ -35,6 +35,14 @@ pub enum PemError {
     /// No `-----BEGIN …-----` line at all.
     #[error("no PEM block found (no \"-----BEGIN ...-----\" line); is this a DER file?")]
     NoBlock,
+    /// PEM blocks, but none of the kind wanted (a key where a certificate was expected).
+    #[error("the PEM text holds {found}, not {wanted}")]
+    WrongKind {
+        /// The labels found, e.g. `"PRIVATE KEY"`.
+        found: String,
+        /// The labels wanted.
+        wanted: String,
+    },
     /// A block that never ends.
     #[error("the PEM block \"{label}\" that starts on line {line} has no matching END line")]
     Unterminated {
@@ -127,11 +135,19 @@ pub fn der_from_pem_or_der(bytes: &[u8], labels: &[&str]) -> Result<Vec<u8>, Pem
     }
     let text = String::from_utf8_lossy(bytes);
     let blocks = decode_all(&text)?;
+    let found: Vec<String> = blocks.iter().map(|b| format!("\"{}\"", b.label)).collect();
     blocks
         .into_iter()
         .find(|block| labels.contains(&block.label.as_str()))
         .map(|block| block.der)
-        .ok_or(PemError::NoBlock)
+        .ok_or_else(|| PemError::WrongKind {
+            found: found.join(", "),
+            wanted: labels
+                .iter()
+                .map(|l| format!("\"{l}\""))
+                .collect::<Vec<_>>()
+                .join(" or "),
+        })
 }
 
 #[cfg(test)]

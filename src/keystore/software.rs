@@ -17,7 +17,6 @@ use p256::ecdsa::{DerSignature, SigningKey};
 use p256::elliptic_curve::Generate;
 use p256::pkcs8::{DecodePrivateKey, EncodePrivateKey, LineEnding};
 
-use crate::identity::pem;
 use crate::identity::signer::{CaSigner, SignerError};
 
 /// What every output that uses a software key tells the user.
@@ -102,7 +101,7 @@ impl SoftwareCaKey {
         Ok(Self::from_key(path, key))
     }
 
-    /// Reads a key file (PKCS#8 or SEC1 PEM, or PKCS#8 DER).
+    /// Reads a key file (PKCS#8 or SEC1, PEM or DER).
     pub fn load(path: &Path) -> Result<Self, SoftwareKeyError> {
         let io = |source| SoftwareKeyError::Io {
             path: path.to_owned(),
@@ -122,27 +121,29 @@ impl SoftwareCaKey {
         };
         let key = if bytes.windows(11).any(|w| w == b"-----BEGIN ") {
             let text = zeroize::Zeroizing::new(String::from_utf8_lossy(&bytes).into_owned());
-            let blocks = pem::decode_all(&text).map_err(|err| malformed(err.to_string()))?;
-            let Some(block) = blocks
-                .into_iter()
-                .find(|b| b.label.ends_with("PRIVATE KEY"))
-            else {
-                return Err(malformed("no PRIVATE KEY block in the file".into()));
-            };
-            let der = zeroize::Zeroizing::new(block.der);
-            match block.label.as_str() {
-                pem::label::PRIVATE_KEY => SigningKey::from_pkcs8_der(&der)
-                    .map_err(|err| malformed(format!("PKCS#8: {err}")))?,
-                pem::label::EC_PRIVATE_KEY => p256::SecretKey::from_sec1_der(&der)
+            if pem_block(&text, "ENCRYPTED PRIVATE KEY").is_some() {
+                return Err(SoftwareKeyError::Encrypted(path.to_owned()));
+            }
+            if let Some(block) = pem_block(&text, "PRIVATE KEY") {
+                SigningKey::from_pkcs8_pem(block)
+                    .map_err(|err| malformed(format!("PKCS#8: {err}")))?
+            } else if let Some(block) = pem_block(&text, "EC PRIVATE KEY") {
+                p256::SecretKey::from_sec1_pem(block)
                     .map(|secret| SigningKey::from(&secret))
-                    .map_err(|err| malformed(format!("SEC1: {err}")))?,
-                pem::label::ENCRYPTED_PRIVATE_KEY => {
-                    return Err(SoftwareKeyError::Encrypted(path.to_owned()));
-                }
-                other => return Err(malformed(format!("a \"{other}\" block"))),
+                    .map_err(|err| malformed(format!("SEC1: {err}")))?
+            } else {
+                return Err(malformed(
+                    "no PRIVATE KEY or EC PRIVATE KEY block in the file".into(),
+                ));
             }
         } else {
-            SigningKey::from_pkcs8_der(&bytes).map_err(|err| malformed(format!("DER: {err}")))?
+            // DER: PKCS#8, or SEC1 as `openssl pkey -outform DER` writes EC keys.
+            match SigningKey::from_pkcs8_der(&bytes) {
+                Ok(key) => key,
+                Err(pkcs8_err) => p256::SecretKey::from_sec1_der(&bytes)
+                    .map(|secret| SigningKey::from(&secret))
+                    .map_err(|_| malformed(format!("DER: {pkcs8_err}")))?,
+            }
         };
         Ok(Self::from_key(path, key))
     }
@@ -176,4 +177,14 @@ impl CaSigner for SoftwareCaKey {
     fn key_name(&self) -> String {
         format!("software:{}", self.path.display())
     }
+}
+
+/// The text of the first `label` PEM block, BEGIN and END lines included, so that other blocks
+/// (openssl's `EC PARAMETERS`, comments) do not upset the strict RFC 7468 decoder.
+fn pem_block<'t>(text: &'t str, label: &str) -> Option<&'t str> {
+    let begin = format!("-----BEGIN {label}-----");
+    let end = format!("-----END {label}-----");
+    let start = text.find(&begin)?;
+    let stop = start + text[start..].find(&end)? + end.len();
+    Some(&text[start..stop])
 }

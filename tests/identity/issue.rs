@@ -321,3 +321,81 @@ fn verification_certificate_proves_possession_of_the_root_key() {
             .unwrap_err();
     assert!(matches!(err, IssueError::VerificationCode { .. }), "{err}");
 }
+
+#[test]
+fn path_lengths_must_leave_room_below_the_issuer() {
+    let c = chain();
+    // The intermediate (path length 0) cannot sign another intermediate.
+    let issuer = Issuer::new(c.inter_der.clone(), &c.inter_key).unwrap();
+    let other = MemoryCaKey::new("other");
+    let err = make_intermediate_ca(
+        &CaProfile::intermediate("Too Deep").unwrap(),
+        other.public_key_sec1(),
+        &issuer,
+    )
+    .unwrap_err();
+    assert!(err.to_string().contains("path length is 0"), "{err}");
+    // Under the root (path length 1) an intermediate must have path length 0.
+    let root = Issuer::new(c.root_der.clone(), &c.root_key).unwrap();
+    let mut profile = CaProfile::intermediate("Same Depth").unwrap();
+    profile.path_len = Some(1);
+    let err = make_intermediate_ca(&profile, other.public_key_sec1(), &root).unwrap_err();
+    assert!(
+        err.to_string().contains("path length must be below"),
+        "{err}"
+    );
+}
+
+#[test]
+fn a_csr_asking_for_ca_powers_gets_a_plain_device_certificate() {
+    let dir = temp_dir();
+    let c = chain();
+    let csr = openssl_csr(
+        dir.path(),
+        "greedy",
+        &[
+            "-newkey",
+            "ec",
+            "-pkeyopt",
+            "ec_paramgen_curve:P-256",
+            "-addext",
+            "basicConstraints=critical,CA:TRUE",
+            "-addext",
+            "keyUsage=critical,keyCertSign,cRLSign",
+            "-addext",
+            "extendedKeyUsage=serverAuth,codeSigning",
+            "-addext",
+            "subjectAltName=DNS:evil.example",
+            "-addext",
+            "1.2.3.4.5=ASN1:UTF8String:vendor-extension",
+        ],
+        "/CN=greedy-device/O=Evil",
+    );
+    let asked = openssl_ok(dir.path(), &["req", "-in", "greedy.csr", "-noout", "-text"]);
+    assert!(
+        asked.contains("CA:TRUE") && asked.contains("evil.example"),
+        "{asked}"
+    );
+    let der = pem::der_from_pem_or_der(&csr, &[pem::label::CERTIFICATE_REQUEST]).unwrap();
+    let issuer = Issuer::new(c.inter_der.clone(), &c.inter_key).unwrap();
+    // rcgen's own CSR parser would refuse the vendor extension; ours takes only the key.
+    let leaf = issue_device_certificate(
+        &der,
+        &RegistrationId::parse("greedy-device").unwrap(),
+        &DeviceProfile::valid_for_days(30).unwrap(),
+        &issuer,
+    )
+    .unwrap();
+    write(dir.path(), "leaf.pem", leaf.pem());
+    let text = openssl_ok(dir.path(), &["x509", "-in", "leaf.pem", "-noout", "-text"]);
+    assert!(text.contains("CA:FALSE"), "{text}");
+    assert!(!text.contains("CA:TRUE"), "{text}");
+    assert!(!text.contains("Certificate Sign"), "{text}");
+    assert!(!text.contains("evil.example"), "{text}");
+    assert!(
+        !text.contains("Code Signing") && !text.contains("Server Authentication"),
+        "{text}"
+    );
+    assert!(!text.contains("Evil"), "{text}");
+    assert!(!text.contains("1.2.3.4.5"), "{text}");
+}
