@@ -4,7 +4,7 @@
 //!
 //! Layout, one set of files per key label (labels are restricted to `[A-Za-z0-9._-]`):
 //! `<label>.key.pem` (P-256 PKCS#8, 0600), `<label>.secret` (group key, base64, 0600),
-//! `<label>.cert.pem`, and `<label>.id` (the key's id in hex, which PKCS#11 URIs carry).
+//! `<label>.cert.der`, and `<label>.id` (the key's id in hex, which PKCS#11 URIs carry).
 
 use std::fs::OpenOptions;
 use std::io::Write;
@@ -23,7 +23,6 @@ use super::{
     KeyInfo, KeyKind, KeyStore, KeyStoreError, ObjectType, Pkcs11Uri, StoredCertificate,
     TokenDescription,
 };
-use crate::identity::pem;
 use crate::identity::signer::CaSigner;
 use crate::secret::SecretBytes;
 
@@ -32,7 +31,7 @@ pub const SOFTWARE_TOKEN_LABEL: &str = "software";
 
 const KEY_EXT: &str = ".key.pem";
 const SECRET_EXT: &str = ".secret";
-const CERT_EXT: &str = ".cert.pem";
+const CERT_EXT: &str = ".cert.der";
 const ID_EXT: &str = ".id";
 
 /// Keys in a directory. Not an HSM: see [`NOT_IN_HSM_NOTICE`].
@@ -390,11 +389,12 @@ impl KeyStore for SoftwareKeyStore {
             self.check_label(label, id)?;
             self.write_new(&self.path(label, ID_EXT), hex::encode(id).as_bytes(), false)?;
         }
-        self.write_new(
-            &path,
-            pem::encode(pem::label::CERTIFICATE, der).as_bytes(),
-            false,
-        )?;
+        if x509_parser::parse_x509_certificate(der).is_err() {
+            return Err(KeyStoreError::Invalid(format!(
+                "certificate \"{label}\" is not valid DER X.509"
+            )));
+        }
+        self.write_new(&path, der, false)?;
         Ok(self.uri(label, id, ObjectType::Cert))
     }
 
@@ -405,10 +405,8 @@ impl KeyStore for SoftwareKeyStore {
             if !path.exists() {
                 continue;
             }
-            let bytes =
+            let der =
                 std::fs::read(&path).map_err(|e| software(&path, format!("cannot read: {e}")))?;
-            let der = pem::der_from_pem_or_der(&bytes, &[pem::label::CERTIFICATE])
-                .map_err(|e| software(&path, e.to_string()))?;
             let id = self.id_of(&label).unwrap_or_default();
             out.push(StoredCertificate {
                 uri: self.uri(&label, &id, ObjectType::Cert),
