@@ -698,7 +698,7 @@ fn export_chain(
     intermediate_label: &str,
     out: Option<&Path>,
 ) -> anyhow::Result<ExitCode> {
-    let store = open_store(token)?;
+    let store = open_any(token)?;
     let label = store.token().label.clone();
     let mut pem_text = String::new();
     for name in [intermediate_label, root_label] {

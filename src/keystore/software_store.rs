@@ -51,7 +51,7 @@ impl SoftwareKeyStore {
                 .create(dir)
                 .map_err(|e| software(dir, format!("cannot create the key directory: {e}")))?;
         }
-        tracing::warn!(dir = %dir.display(), "{NOT_IN_HSM_NOTICE}");
+        tracing::info!(dir = %dir.display(), "{NOT_IN_HSM_NOTICE}");
         Ok(Arc::new(SoftwareKeyStore {
             dir: dir.to_owned(),
             token: TokenDescription {
