@@ -1,5 +1,7 @@
 //! Integration tests of the HSM key store against a real SoftHSM2 token (one fresh token per test).
 
+#[path = "hsm/cli.rs"]
+mod cli;
 #[path = "hsm/common.rs"]
 mod common;
 #[path = "hsm/keys.rs"]
