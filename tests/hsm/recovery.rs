@@ -64,3 +64,36 @@ fn sessions_the_token_dropped_are_reopened_and_logged_in_again() {
         signer.public_key_sec1()
     );
 }
+
+#[test]
+fn the_keep_alive_thread_prunes_sessions_the_token_dropped() {
+    let label = fresh_token("keepalive");
+    // A profile that says the token drops idle sessions (as YubiHSM 2's does), with a short interval.
+    let mut config = softhsm_config(&label);
+    config.profile.sessions.keep_alive_secs = 1;
+    let store = dps_station::keystore::pkcs11::Pkcs11KeyStore::open(
+        &config,
+        dps_station::secret::SecretString::new(USER_PIN),
+    )
+    .unwrap();
+    let uri = store.generate_ec_p256("ca", &[0x01]).unwrap();
+    let signer = store.signer(&uri).unwrap();
+    std::thread::scope(|s| {
+        for _ in 0..3 {
+            s.spawn(|| signer.sign_p256_sha256(b"warm up").unwrap());
+        }
+    });
+    assert!(store.open_sessions() >= 1);
+    token_drops_all_sessions(&label);
+    // Without any call from us, the background round finds the dead sessions and closes them.
+    let deadline = std::time::Instant::now() + std::time::Duration::from_secs(5);
+    while store.open_sessions() > 0 && std::time::Instant::now() < deadline {
+        std::thread::sleep(std::time::Duration::from_millis(100));
+    }
+    assert_eq!(
+        store.open_sessions(),
+        0,
+        "the keep-alive thread did not prune dropped sessions"
+    );
+    signer.sign_p256_sha256(b"after").unwrap();
+}

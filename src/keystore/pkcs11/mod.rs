@@ -162,6 +162,11 @@ impl Pkcs11KeyStore {
         self.pool.max_sessions()
     }
 
+    /// How many sessions the pool holds open right now (leased or idle).
+    pub fn open_sessions(&self) -> usize {
+        self.pool.open_count()
+    }
+
     /// One keep-alive round now (the background thread does this on the profile's interval).
     pub fn keep_alive(&self) {
         self.pool.touch_idle();

@@ -220,6 +220,11 @@ impl SessionPool {
         }
     }
 
+    /// Sessions currently open (leased or idle), for status displays and tests.
+    pub(crate) fn open_count(&self) -> usize {
+        self.lock_state().open
+    }
+
     /// Leases a session: an idle one, a new one below the limit, or the next one freed.
     pub(crate) fn lease(&self, operation: &str) -> Result<Lease<'_>, KeyStoreError> {
         let mut state = self.lock_state();
