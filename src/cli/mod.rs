@@ -7,10 +7,11 @@ use std::process::ExitCode;
 
 use clap::{CommandFactory, Parser, Subcommand};
 
+mod bench;
+mod hsm;
 mod identity;
 mod ledger;
 mod line;
-mod bench;
 mod device;
 mod dps_emulator;
 mod logging;
@@ -38,11 +39,12 @@ enum Command {
     Line(line::Commands),
     #[command(flatten)]
     Device(device::Commands),
-    /// Measure the performance goals of each area.
-    #[command(subcommand)]
-    Bench(bench::BenchCommand),
     #[command(flatten)]
     DpsEmulator(dps_emulator::Commands),
+    #[command(flatten)]
+    Hsm(hsm::Commands),
+    #[command(flatten)]
+    Bench(bench::Commands),
 }
 
 /// Parses the arguments, runs the command and turns any error into a message and an exit code.
@@ -69,7 +71,8 @@ fn run(command: Command) -> anyhow::Result<ExitCode> {
         Command::Ledger(cmd) => ledger::run(cmd),
         Command::Line(cmd) => line::run(cmd),
         Command::Device(cmd) => device::run(cmd),
-        Command::Bench(cmd) => bench::run(cmd),
         Command::DpsEmulator(cmd) => dps_emulator::run(cmd),
+        Command::Hsm(cmd) => hsm::run(cmd),
+        Command::Bench(cmd) => bench::run(cmd),
     }
 }

@@ -12,6 +12,12 @@ fn rv_name(rv: &RvError) -> String {
     format!("{rv:?}")
 }
 
+/// The failing function as the PKCS#11 spec names it (`C_SignInit`), not as cryptoki prints it.
+fn function_name(function: &cryptoki::context::Function) -> String {
+    let text = format!("{function}");
+    format!("C_{}", text.trim_start_matches("Function::"))
+}
+
 /// A key-store failure.
 #[derive(Debug, thiserror::Error)]
 pub enum KeyStoreError {
@@ -79,6 +85,15 @@ pub enum KeyStoreError {
         "the user PIN of token \"{token}\" is locked after too many wrong attempts; the security officer must unlock it (e.g. reset the user PIN with the SO PIN) before the station can use it"
     )]
     PinLocked {
+        /// Token label.
+        token: String,
+    },
+
+    /// The store was logged out (its key-injection session closed).
+    #[error(
+        "the station logged out of token \"{token}\" (its session was closed); open the token again to use its keys"
+    )]
+    LoggedOut {
         /// Token label.
         token: String,
     },
@@ -242,7 +257,7 @@ impl KeyStoreError {
             },
             cryptoki::error::Error::Pkcs11(rv, function) => KeyStoreError::Pkcs11 {
                 token: token.to_owned(),
-                function: format!("{function}"),
+                function: function_name(&function),
                 rv: rv_name(&rv),
                 operation: operation.to_owned(),
             },
@@ -259,7 +274,7 @@ impl KeyStoreError {
         match err {
             cryptoki::error::Error::Pkcs11(rv, function) => KeyStoreError::Module {
                 path: path.to_owned(),
-                function: format!("{function}"),
+                function: function_name(&function),
                 rv: rv_name(&rv),
             },
             cryptoki::error::Error::LibraryLoading(e) => KeyStoreError::ModuleLoad {

@@ -10,6 +10,7 @@ pub mod pin;
 pub mod pkcs11;
 pub mod profile;
 pub mod software;
+pub mod software_store;
 pub mod uri;
 
 use std::sync::Arc;

@@ -59,7 +59,7 @@ pub enum ProfileError {
     },
     /// None of the module paths exists on this machine.
     #[error(
-        "the PKCS#11 module for HSM profile `{profile}` is not installed: tried {tried}; install the vendor's client software or pass --module <path>"
+        "the PKCS#11 module for HSM profile `{profile}` is not installed ({tried}); install the vendor's client software or pass --module <path>"
     )]
     ModuleMissing {
         /// The profile name.
@@ -214,7 +214,7 @@ impl HsmProfile {
             }
             return Err(ProfileError::ModuleMissing {
                 profile: self.name.clone(),
-                tried: path.display().to_string(),
+                tried: format!("tried {}", path.display()),
             });
         }
         match self.installed_module() {
@@ -224,13 +224,16 @@ impl HsmProfile {
                 Err(ProfileError::ModuleMissing {
                     profile: self.name.clone(),
                     tried: if tried.is_empty() {
-                        "no path is known for this OS (pass --module <path>)".to_owned()
+                        "the profile knows no path for this OS".to_owned()
                     } else {
-                        tried
-                            .iter()
-                            .map(|p| p.display().to_string())
-                            .collect::<Vec<_>>()
-                            .join(", ")
+                        format!(
+                            "tried {}",
+                            tried
+                                .iter()
+                                .map(|p| p.display().to_string())
+                                .collect::<Vec<_>>()
+                                .join(", ")
+                        )
                     },
                 })
             }

@@ -10,6 +10,8 @@ pub mod demo;
 pub mod engine;
 pub mod enroll_worker;
 pub mod events;
+pub mod hsm_bench;
+pub mod key_session;
 pub mod keys;
 pub mod ledger_thread;
 pub mod pipeline;

@@ -162,22 +162,14 @@ impl Pkcs11KeyStore {
         self.pool.max_sessions()
     }
 
+    /// How many sessions the pool holds open right now (leased or idle).
+    pub fn open_sessions(&self) -> usize {
+        self.pool.open_count()
+    }
+
     /// One keep-alive round now (the background thread does this on the profile's interval).
     pub fn keep_alive(&self) {
         self.pool.touch_idle();
-    }
-
-    /// Raw signatures of a 32-byte digest with `CKM_ECDSA` — the token's own signing rate, which the
-    /// benchmark sets issuing against. Returns the raw `r‖s`.
-    pub fn sign_digest_raw(
-        &self,
-        uri: &Pkcs11Uri,
-        digest: &[u8; 32],
-    ) -> Result<Vec<u8>, KeyStoreError> {
-        let handle = self.find_handle(uri, Some(ObjectType::Private), "signing")?;
-        self.pool.run(&format!("signing with {uri}"), |s| {
-            s.sign(&Mechanism::Ecdsa, handle, digest)
-        })
     }
 
     fn label(&self) -> &str {
@@ -306,6 +298,18 @@ impl Pkcs11KeyStore {
             });
         }
         Ok(())
+    }
+
+    /// One raw `CKM_ECDSA` signature of `digest` with the key `handle` (the token's own rate).
+    pub(crate) fn sign_digest_with_handle(
+        &self,
+        key_name: &str,
+        handle: ObjectHandle,
+        digest: &[u8; 32],
+    ) -> Result<Vec<u8>, KeyStoreError> {
+        self.pool.run(&format!("signing with {key_name}"), |s| {
+            s.sign(&Mechanism::Ecdsa, handle, digest)
+        })
     }
 
     /// Signs `message` with the private key `handle`, honouring the profile's mechanism quirks.

@@ -39,6 +39,9 @@ pub(crate) struct SessionPool {
     pin: SecretString,
     /// Set once the token refused the PIN: the pool never presents it again (tokens lock).
     pin_rejected: AtomicBool,
+    /// Set by an explicit logout: the pool then logs in no more (a closed key-injection session
+    /// must not come back to life through a re-opened session).
+    logged_out: AtomicBool,
     /// Dropping this stops the keep-alive thread.
     keep_alive_stop: Mutex<Option<mpsc::Sender<()>>>,
 }
@@ -117,6 +120,7 @@ impl SessionPool {
             freed: Condvar::new(),
             pin,
             pin_rejected: AtomicBool::new(false),
+            logged_out: AtomicBool::new(false),
             keep_alive_stop: Mutex::new(None),
         });
         let first = pool.open_session()?;
@@ -184,6 +188,11 @@ impl SessionPool {
         ) {
             return Ok(());
         }
+        if self.logged_out.load(Ordering::SeqCst) {
+            return Err(KeyStoreError::LoggedOut {
+                token: self.token_label.clone(),
+            });
+        }
         if self.pin_rejected.load(Ordering::SeqCst) {
             return Err(KeyStoreError::PinIncorrect {
                 token: self.token_label.clone(),
@@ -209,6 +218,11 @@ impl SessionPool {
                 ))
             }
         }
+    }
+
+    /// Sessions currently open (leased or idle), for status displays and tests.
+    pub(crate) fn open_count(&self) -> usize {
+        self.lock_state().open
     }
 
     /// Leases a session: an idle one, a new one below the limit, or the next one freed.
@@ -271,6 +285,9 @@ impl SessionPool {
             Err(e) if session_lost(&e) => {
                 tracing::warn!(token = %self.token_label, operation, error = %e, "session lost; re-opening once");
                 lease.discard();
+                // Whatever killed this session (a re-plug, an idle timeout) likely killed the
+                // other idle ones too: prune them so the retry gets a live one.
+                self.touch_idle();
                 let lease = self.lease(operation)?;
                 f(lease.session()).map_err(|e| {
                     let err = KeyStoreError::from_cryptoki(&self.token_label, operation, e);
@@ -309,6 +326,7 @@ impl SessionPool {
     /// Logs the user out (ends the login for every session of this process on the token) and
     /// closes the idle sessions.
     pub(crate) fn logout(&self) -> Result<(), KeyStoreError> {
+        self.logged_out.store(true, Ordering::SeqCst);
         let result = self.run_once("logging out", |s| s.logout());
         let mut state = self.lock_state();
         let closed = state.idle.len();

@@ -46,6 +46,14 @@ impl Pkcs11Signer {
         &self.uri
     }
 
+    /// A raw `CKM_ECDSA` signature (`r‖s`) of a digest: what the token itself delivers, without
+    /// hashing or DER, for the benchmark's reference rate.
+    pub fn sign_digest_raw(&self, digest: &[u8; 32]) -> Result<Vec<u8>, KeyStoreError> {
+        let handle = *self.handle.lock().unwrap_or_else(|e| e.into_inner());
+        self.store
+            .sign_digest_with_handle(&self.uri.to_string(), handle, digest)
+    }
+
     /// Signs, finding the key again once if the token forgot its handle (after a re-plug).
     pub fn sign(&self, message: &[u8]) -> Result<Vec<u8>, KeyStoreError> {
         let name = self.uri.to_string();
