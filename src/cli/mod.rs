@@ -7,6 +7,7 @@ use std::process::ExitCode;
 
 use clap::{CommandFactory, Parser, Subcommand};
 
+mod dps_emulator;
 mod logging;
 
 /// Line-side provisioning station for Azure IoT Hub Device Provisioning Service.
@@ -23,7 +24,10 @@ struct Cli {
 }
 
 #[derive(Debug, Subcommand)]
-enum Command {}
+enum Command {
+    #[command(flatten)]
+    DpsEmulator(dps_emulator::Commands),
+}
 
 /// Parses the arguments, runs the command and turns any error into a message and an exit code.
 pub fn main() -> ExitCode {
@@ -44,5 +48,7 @@ pub fn main() -> ExitCode {
 }
 
 fn run(command: Command) -> anyhow::Result<ExitCode> {
-    match command {}
+    match command {
+        Command::DpsEmulator(cmd) => dps_emulator::run(cmd),
+    }
 }

@@ -8,6 +8,7 @@
 pub mod bulk;
 pub mod client;
 pub mod connection_string;
+pub mod emulator;
 pub mod enrollments;
 pub mod error;
 pub mod export;

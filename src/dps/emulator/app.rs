@@ -1,0 +1,70 @@
+//! The shared state every request handler sees: the store, the keys, the limits and faults.
+
+use std::sync::{Arc, Mutex, MutexGuard, RwLock};
+
+use tokio::sync::Notify;
+
+use super::config::{Faults, Limits};
+use super::limits::RateLimiter;
+use super::store::State;
+use crate::secret::SecretString;
+
+/// One emulator instance's state, shared by all connections.
+pub struct App {
+    /// Enrollments, groups, registrations.
+    pub state: Mutex<State>,
+    /// Host name accepted in SAS `sr`.
+    pub host_name: String,
+    /// Policy name (`skn`).
+    pub policy_name: String,
+    /// Primary then secondary policy key.
+    pub keys: [SecretString; 2],
+    /// The ID scope the device API serves.
+    pub id_scope: String,
+    /// Linked IoT hubs (empty = any).
+    pub linked_hubs: Vec<String>,
+    /// Quotas.
+    pub limits: Limits,
+    /// Faults, changeable while running.
+    pub faults: RwLock<Faults>,
+    /// Service-API rate.
+    pub operations: Option<Mutex<RateLimiter>>,
+    /// Device registration rate.
+    pub registrations: Option<Mutex<RateLimiter>>,
+    /// Woken after every change, when a state file is kept.
+    pub changed: Option<Arc<Notify>>,
+}
+
+impl App {
+    /// Locks the store; a poisoned lock (a handler panicked) still holds consistent data,
+    /// because every change is a single map insert or remove.
+    pub fn lock(&self) -> MutexGuard<'_, State> {
+        self.state.lock().unwrap_or_else(|p| p.into_inner())
+    }
+
+    /// Tells the state-file writer that something changed.
+    pub fn mark_changed(&self) {
+        if let Some(n) = &self.changed {
+            n.notify_one();
+        }
+    }
+
+    /// The faults in force now.
+    pub fn faults(&self) -> Faults {
+        self.faults
+            .read()
+            .unwrap_or_else(|p| p.into_inner())
+            .clone()
+    }
+}
+
+/// Takes a token from an optional limiter; `Err(seconds)` when throttled.
+pub fn take(limiter: &Option<Mutex<RateLimiter>>) -> Result<(), u64> {
+    match limiter {
+        None => Ok(()),
+        Some(l) => l
+            .lock()
+            .unwrap_or_else(|p| p.into_inner())
+            .acquire(std::time::Instant::now()),
+    }
+}
