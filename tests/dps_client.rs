@@ -11,5 +11,8 @@ mod connection_string;
 #[path = "dps_client/payload.rs"]
 mod payload;
 
+#[path = "dps_client/operations.rs"]
+mod operations;
+
 #[path = "dps_client/export.rs"]
 mod export;
