@@ -14,5 +14,14 @@ mod payload;
 #[path = "dps_client/operations.rs"]
 mod operations;
 
+#[path = "dps_client/errors.rs"]
+mod errors;
+
+#[path = "dps_client/resilience.rs"]
+mod resilience;
+
+#[path = "dps_client/secrets.rs"]
+mod secrets;
+
 #[path = "dps_client/export.rs"]
 mod export;
