@@ -8,6 +8,7 @@
 pub mod bulk;
 pub mod client;
 pub mod connection_string;
+pub mod emulator;
 pub mod enrollments;
 pub mod error;
 pub mod export;
@@ -30,5 +31,3 @@ pub use enrollments::{CreateOutcome, IfMatch};
 pub use error::{DpsError, ServiceError, ServiceErrorKind};
 pub use payload::{EnrollmentSettings, PayloadError};
 pub use transport::TlsTrust;
-
-pub mod emulator;

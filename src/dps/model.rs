@@ -192,27 +192,9 @@ pub struct X509CertificateWithInfo {
     pub info: Option<X509CertificateInfo>,
 }
 
-/// What DPS reports about a certificate (schema `X509CertificateInfo`).
-#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
-#[serde(rename_all = "camelCase")]
-pub struct X509CertificateInfo {
-    /// Subject distinguished name.
-    pub subject_name: String,
-    /// SHA-1 of the DER, hex.
-    pub sha1_thumbprint: String,
-    /// SHA-256 of the DER, hex.
-    pub sha256_thumbprint: String,
-    /// Issuer distinguished name.
-    pub issuer_name: String,
-    /// Start of validity.
-    pub not_before_utc: String,
-    /// End of validity.
-    pub not_after_utc: String,
-    /// Serial number, hex.
-    pub serial_number: String,
-    /// X.509 version (3).
-    pub version: i32,
-}
+/// What DPS reports about a certificate (schema `X509CertificateInfo`); the identity module
+/// computes the same from a certificate, so both sides of a comparison use one definition.
+pub use crate::identity::cert_info::X509CertificateInfo;
 
 /// CA certificate names for a group (schema `X509CAReferences`).
 #[derive(Debug, Clone, Default, PartialEq, Serialize, Deserialize)]

@@ -7,9 +7,7 @@
 //! SHA-256 thumbprint of the PEM we sent is compared with the one DPS computed. When nothing
 //! comparable is returned, the answer is "not the same": nothing is confirmed on a guess.
 
-use rustls::pki_types::CertificateDer;
-use rustls::pki_types::pem::PemObject;
-use sha2::{Digest, Sha256};
+use crate::identity::cert_info;
 
 use super::error::DpsError;
 use super::model::{
@@ -107,19 +105,6 @@ fn same_cert(
 /// Upper-case hex SHA-256 of a certificate given as PEM, base64 of PEM, or base64 of DER (the
 /// three encodings DPS accepts).
 pub fn sha256_thumbprint(certificate: &str) -> Option<String> {
-    use base64::Engine as _;
-    let text = certificate.trim();
-    let der = if text.starts_with("-----BEGIN") {
-        CertificateDer::from_pem_slice(text.as_bytes())
-            .ok()?
-            .to_vec()
-    } else {
-        let bytes = base64::prelude::BASE64_STANDARD.decode(text).ok()?;
-        if bytes.starts_with(b"-----BEGIN") {
-            CertificateDer::from_pem_slice(&bytes).ok()?.to_vec()
-        } else {
-            bytes
-        }
-    };
-    Some(hex::encode_upper(Sha256::digest(&der)))
+    let der = cert_info::der_from_dps_certificate_field(certificate).ok()?;
+    Some(cert_info::sha256_thumbprint(&der))
 }
