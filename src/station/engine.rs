@@ -13,7 +13,7 @@ use super::enroll_worker::{EnrollStats, EnrollWorker};
 use super::events::{BatchState, Command, Event, Stage};
 use super::keys::{KeysError, StationKeys};
 use super::ledger_thread::{LedgerCallError, LedgerThread};
-use super::pipeline::{BatchContext, CaMaterial, DeviceOutcome, provision};
+use super::pipeline::{BatchContext, CaMaterial, DeviceOutcome, Done, provision};
 use super::source::DeviceSource;
 use crate::dps::DpsClient;
 use crate::identity::pem;
@@ -319,6 +319,13 @@ fn slot_worker(slot: &str, mut source: Box<dyn DeviceSource>, ctx: &BatchContext
         let outcome = provision(ctx, slot, arrival.driver.as_mut(), &arrival.info, &emit);
         drop(arrival.driver);
         source.finished(outcome.serial.as_deref(), outcome.failure.is_none());
+        if outcome.failure.is_none() && outcome.done == Done::AlreadyDone {
+            // Done in an earlier run and still in the slot: give its place in the batch back.
+            shared.claimed.fetch_sub(1, Ordering::SeqCst);
+            emit(Event::SlotWaiting { slot: slot.into() });
+            std::thread::sleep(Duration::from_millis(200));
+            continue;
+        }
         match &outcome.failure {
             None => {
                 shared.passed.fetch_add(1, Ordering::SeqCst);

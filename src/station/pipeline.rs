@@ -72,11 +72,24 @@ pub struct DeviceOutcome {
     pub registration_id: Option<String>,
     /// `None` = passed; else the failing stage and reason.
     pub failure: Option<(Stage, String)>,
+    /// How a device that did not fail got there.
+    pub done: Done,
     /// Time spent on the device.
     pub elapsed: Duration,
 }
 
 struct Failure(Stage, String);
+
+/// How a device that did not fail left the slot.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Done {
+    /// Provisioned now.
+    Provisioned,
+    /// Found locked with exactly the identity an interrupted run recorded: completed, not redone.
+    Completed,
+    /// Already provisioned and recorded (a device left in its slot across a restart): not counted.
+    AlreadyDone,
+}
 
 fn fail<E: std::fmt::Display>(stage: Stage) -> impl FnOnce(E) -> Failure {
     move |e| Failure(stage, e.to_string())
@@ -109,11 +122,16 @@ pub fn provision(
     let started = Instant::now();
     let mut registration_id = None;
     let result = run(ctx, slot, driver, info, emit, &mut registration_id);
+    let (done, failure) = match result {
+        Ok(done) => (done, None),
+        Err(Failure(s, r)) => (Done::Provisioned, Some((s, r))),
+    };
     DeviceOutcome {
         slot: slot.to_string(),
         serial: Some(info.serial.clone()),
         registration_id: registration_id.map(|r: RegistrationId| r.as_str().to_string()),
-        failure: result.err().map(|Failure(s, r)| (s, r)),
+        failure,
+        done,
         elapsed: started.elapsed(),
     }
 }
@@ -125,7 +143,7 @@ fn run(
     info: &DeviceInfo,
     emit: &dyn Fn(Event),
     out_id: &mut Option<RegistrationId>,
-) -> Result<(), Failure> {
+) -> Result<Done, Failure> {
     let stage = |s: Stage| emit(Event::StageStarted { slot: slot.to_string(), stage: s });
     let batch = &ctx.batch;
     let mode = batch.mode;
@@ -147,12 +165,6 @@ fn run(
         return Err(Failure(
             Stage::Check,
             format!("serial {} is outside the batch's serial range; this device belongs to another batch", info.serial),
-        ));
-    }
-    if info.locked {
-        return Err(Failure(
-            Stage::Check,
-            format!("device {} is locked (already provisioned); it needs a factory reset before it can be provisioned again", info.serial),
         ));
     }
     let needs: &[&str] = match mode {
@@ -181,6 +193,9 @@ fn run(
         let rid = rid.clone();
         ctx.ledger.call(move |l| l.find_identity(&rid)).map_err(fail(Stage::Check))?
     };
+    if info.locked {
+        return locked_device(ctx, driver, info, &rid, existing.as_ref());
+    }
     let reissue = match existing {
         None => false,
         Some(rec) if rec.state == IdentityState::Issued
@@ -304,7 +319,87 @@ fn run(
             // identity stays `issued`; a restart voids it and the device needs a factory reset.
             Failure(Stage::Record, format!("device {} is written and locked but the ledger refused 'written': {e}", info.serial))
         })?;
-    Ok(())
+    Ok(Done::Provisioned)
+}
+
+/// The expected config digest of a device of this batch.
+fn config_digest(batch: &BatchConfig, rid: &str) -> String {
+    DeviceConfig {
+        registration_id: rid.to_string(),
+        id_scope: batch.id_scope.clone(),
+        global_endpoint: batch.global_endpoint.clone(),
+        extra: Default::default(),
+    }
+    .digest_hex()
+}
+
+/// A locked device: already done (skip it), or written by a run that was interrupted before the
+/// ledger said `written` (complete it if the device holds exactly the recorded identity), or
+/// something else (refuse: it needs a factory reset).
+fn locked_device(
+    ctx: &BatchContext,
+    driver: &mut dyn DeviceDriver,
+    info: &DeviceInfo,
+    rid: &str,
+    existing: Option<&crate::ledger::IdentityRecord>,
+) -> Result<Done, Failure> {
+    let refuse = || {
+        Failure(
+            Stage::Check,
+            format!("device {} is locked (already provisioned) and the ledger has no unfinished identity for it; it needs a factory reset before it can be provisioned again", info.serial),
+        )
+    };
+    let Some(rec) = existing else { return Err(refuse()) };
+    match rec.state {
+        IdentityState::Written | IdentityState::Enrolled => return Ok(Done::AlreadyDone),
+        IdentityState::Issued => {}
+        IdentityState::Failed if rec.failed_stage == Some(FailureStage::Write) => {}
+        _ => return Err(refuse()),
+    }
+    let readback = driver.readback().map_err(fail(Stage::Verify))?;
+    let mut expected = Expected { config: Some(config_digest(&ctx.batch, rid)), ..Expected::default() };
+    if let Some(der) = &rec.certificate_der {
+        let (_, cert) = x509_parser::parse_x509_certificate(der).map_err(fail(Stage::Verify))?;
+        expected.key = Some(sha256_hex(&cert.public_key().subject_public_key.data));
+    } else if ctx.batch.mode == Mode::SymmetricGroup || ctx.batch.mode == Mode::SymmetricIndividual {
+        let key = if ctx.batch.mode == Mode::SymmetricGroup {
+            let group = ctx.batch.group_key.as_ref().ok_or_else(refuse)?;
+            ctx.keys.hmac(group, rid.as_bytes()).map_err(fail(Stage::Issue))?
+        } else {
+            individual_device_key(&ctx.keys, &ctx.batch, rid).map_err(fail(Stage::Issue))?
+        };
+        expected.symmetric_key = Some(sha256_hex(key.expose()));
+    } else {
+        return Err(refuse());
+    }
+    if !readback.locked || !readback.differences(&expected).is_empty() {
+        return Err(refuse());
+    }
+    let enrollment = NewEnrollment {
+        dps_target: ctx.batch.dps_target.clone(),
+        kind: if ctx.batch.mode.is_group() { EnrollmentKind::Group } else { EnrollmentKind::Individual },
+        group_name: ctx.batch.enrollment_group.clone(),
+    };
+    let (rid, failed) = (rid.to_string(), rec.state == IdentityState::Failed);
+    ctx.ledger
+        .call(move |l| {
+            l.transaction(|w| {
+                if failed {
+                    w.transition(&rid, &Transition::Retry)?;
+                }
+                w.transition(&rid, &Transition::Written)?;
+                w.queue_enrollment(&rid, &enrollment)?;
+                w.append_audit(
+                    "station",
+                    "identity.completed",
+                    &rid,
+                    &serde_json::json!({ "reason": "device found locked with the recorded identity after an interrupted run" }),
+                )?;
+                Ok(())
+            })
+        })
+        .map_err(fail(Stage::Record))?;
+    Ok(Done::Completed)
 }
 
 #[allow(clippy::too_many_arguments)]
