@@ -25,6 +25,7 @@ use crate::device::{ClientOptions, FixtureMap};
 use crate::dps::emulator::device_client::{DeviceCredential, DeviceRegistration, register};
 use crate::dps::emulator::{Emulator, EmulatorConfig, RunningEmulator};
 use crate::dps::payload::{self, EnrollmentSettings};
+use crate::dps::retry::RetryPolicy;
 use crate::dps::{ConnectionString, DpsClient, DpsClientConfig, TlsTrust};
 use crate::identity::issue;
 use crate::identity::profile::CaProfile;
@@ -289,6 +290,9 @@ impl DemoWorkspace {
             DpsClientConfig {
                 endpoint: Some(emulator.service_url()),
                 tls: TlsTrust::only(ca_pem.clone().into_bytes()),
+                // Short retries: on loopback a failed call is retried by the enrollment worker's
+                // next round anyway, and a demo should not sit in backoff.
+                retry: RetryPolicy { max_attempts: 4, base_delay: Duration::from_millis(50), max_delay: Duration::from_secs(1) },
                 ..DpsClientConfig::default()
             },
         )

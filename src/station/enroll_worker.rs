@@ -97,8 +97,10 @@ impl EnrollWorker {
             }
             let _ = self.events.send(Event::Enrollment { enrolled: stats.enrolled, failed: stats.failed, pending: 0 });
             if stats == before {
-                // Nothing moved (DPS unreachable or throttling): back off, the line goes on.
-                if closing.load(Ordering::Relaxed) && abort.load(Ordering::Relaxed) {
+                // Nothing moved (DPS unreachable or throttling): back off, the line goes on. Once
+                // the batch is closed, give up: the identities stay queued in the ledger for the
+                // next run (or `dps-station enroll`), nothing is lost.
+                if closing.load(Ordering::Relaxed) {
                     break;
                 }
                 std::thread::sleep(backoff);

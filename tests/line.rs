@@ -1,0 +1,11 @@
+//! End-to-end tests of the line: the engine over pseudo-terminals, SoftHSM2, the DPS emulator
+//! and real SQLite ledgers; the real binary for `run`, `demo` and the kill test.
+
+#[path = "line/common.rs"]
+mod common;
+#[path = "line/faults.rs"]
+mod faults;
+#[path = "line/kill.rs"]
+mod kill;
+#[path = "line/modes.rs"]
+mod modes;
