@@ -38,7 +38,8 @@ use crate::secret::{SecretBytes, SecretString};
 /// Where SoftHSM2's module is on Debian.
 pub const SOFTHSM_MODULE: &str = "/usr/lib/softhsm/libsofthsm2.so";
 const SO_PIN: &str = "demo-so-pin";
-const USER_PIN: &str = "demo-user-pin";
+/// The user PIN of demo tokens (throwaway tokens in a temporary directory).
+pub const USER_PIN: &str = "demo-user-pin";
 const GROUP_NAME: &str = "demo-symmetric-group";
 const X509_GROUP_NAME: &str = "demo-x509-group";
 

@@ -341,6 +341,10 @@ fn slot_worker(slot: &str, mut source: Box<dyn DeviceSource>, ctx: &BatchContext
                 emit(Event::Failed { slot: slot.into(), serial: outcome.serial.clone(), stage: *stage, reason: reason.clone() });
             }
         }
+        // The batch is full: slots still waiting for a device (a real port blocks) stop now.
+        if shared.target.is_some_and(|t| shared.passed.load(Ordering::SeqCst) + shared.failed.load(Ordering::SeqCst) >= t) {
+            shared.stop.store(true, Ordering::SeqCst);
+        }
         let record_stage = outcome.failure.as_ref().map(|(s, _)| *s);
         if let Ok(mut o) = shared.outcomes.lock() {
             o.push(outcome);
