@@ -1,6 +1,8 @@
 //! End-to-end tests of the line: the engine over pseudo-terminals, SoftHSM2, the DPS emulator
 //! and real SQLite ledgers; the real binary for `run`, `demo` and the kill test.
 
+#[path = "line/bad_input.rs"]
+mod bad_input;
 #[path = "line/common.rs"]
 mod common;
 #[path = "line/faults.rs"]

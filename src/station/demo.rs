@@ -377,6 +377,24 @@ impl DemoWorkspace {
         )
     }
 
+    /// An engine setup for a batch given as TOML text over the given device sources (tests drive
+    /// real ports of simulated devices this way).
+    pub fn engine_setup(
+        &self,
+        name: &str,
+        batch_toml: &str,
+        sources: Vec<(String, Box<dyn DeviceSource>)>,
+    ) -> Result<EngineSetup, DemoError> {
+        let batch = BatchConfig::from_toml(&self.dir.join(format!("{name}.toml")), batch_toml, &self.station).map_err(err("batch"))?;
+        Ok(EngineSetup {
+            station: self.station.clone(),
+            batch,
+            keys: self.keys.keys.clone(),
+            dps: Some(self.client.clone()),
+            sources,
+        })
+    }
+
     /// Runs one batch of `mode` on a virtual fixture; `on_event` sees every event as it comes.
     pub fn run_mode(
         &self,
