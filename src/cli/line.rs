@@ -104,14 +104,23 @@ impl View {
             bar.set_prefix(prefix.to_string());
             bar
         });
-        Self { headless, multi, slots: BTreeMap::new(), batch, prefix: prefix.to_string() }
+        Self {
+            headless,
+            multi,
+            slots: BTreeMap::new(),
+            batch,
+            prefix: prefix.to_string(),
+        }
     }
 
     fn slot(&mut self, slot: &str) -> &ProgressBar {
         let multi = &self.multi;
         self.slots.entry(slot.to_string()).or_insert_with(|| {
             let bar = multi.add(ProgressBar::new_spinner());
-            bar.set_style(ProgressStyle::with_template("{prefix:>14} {spinner} {msg}").unwrap_or_else(|_| ProgressStyle::default_spinner()));
+            bar.set_style(
+                ProgressStyle::with_template("{prefix:>14} {spinner} {msg}")
+                    .unwrap_or_else(|_| ProgressStyle::default_spinner()),
+            );
             bar.set_prefix(format!("slot {slot}"));
             bar.enable_steady_tick(Duration::from_millis(120));
             bar
@@ -121,9 +130,15 @@ impl View {
     fn show(&mut self, event: &Event) {
         if self.headless {
             match event {
-                Event::StageStarted { .. } | Event::SlotWaiting { .. } | Event::Progress { .. } => {}
-                Event::Enrollment { enrolled, failed, .. } => {
-                    println!("[{}] enrollment: {enrolled} confirmed by DPS, {failed} refused", self.prefix)
+                Event::StageStarted { .. } | Event::SlotWaiting { .. } | Event::Progress { .. } => {
+                }
+                Event::Enrollment {
+                    enrolled, failed, ..
+                } => {
+                    println!(
+                        "[{}] enrollment: {enrolled} confirmed by DPS, {failed} refused",
+                        self.prefix
+                    )
                 }
                 other => println!("[{}] {}", self.prefix, describe(other)),
             }
@@ -131,24 +146,41 @@ impl View {
         }
         match event {
             Event::SlotWaiting { slot } => self.slot(slot).set_message("waiting for a device"),
-            Event::DeviceSeen { slot, serial, .. } => self.slot(slot).set_message(format!("{serial}: seen")),
-            Event::StageStarted { slot, stage } => self.slot(slot).set_message(format!("{stage}")),
-            Event::Passed { slot, registration_id, elapsed, .. } => {
-                self.slot(slot).set_message(format!("PASS {registration_id} ({} ms)", elapsed.as_millis()))
+            Event::DeviceSeen { slot, serial, .. } => {
+                self.slot(slot).set_message(format!("{serial}: seen"))
             }
-            Event::Failed { slot, stage, reason, .. } => {
+            Event::StageStarted { slot, stage } => self.slot(slot).set_message(format!("{stage}")),
+            Event::Passed {
+                slot,
+                registration_id,
+                elapsed,
+                ..
+            } => self.slot(slot).set_message(format!(
+                "PASS {registration_id} ({} ms)",
+                elapsed.as_millis()
+            )),
+            Event::Failed {
+                slot,
+                stage,
+                reason,
+                ..
+            } => {
                 let msg = format!("FAIL at {stage}: {reason}");
                 self.slot(slot).set_message(msg.clone());
                 let _ = self.multi.println(format!("slot {slot}: {msg}"));
             }
-            Event::SlotStopped { slot, reason } => self.slot(slot).finish_with_message(format!("stopped: {reason}")),
+            Event::SlotStopped { slot, reason } => self
+                .slot(slot)
+                .finish_with_message(format!("stopped: {reason}")),
             Event::Progress { passed, failed, .. } => {
                 if let Some(b) = &self.batch {
                     b.set_position(passed + failed);
                     b.set_message(format!("{passed} passed, {failed} failed"));
                 }
             }
-            Event::Enrollment { enrolled, failed, .. } => {
+            Event::Enrollment {
+                enrolled, failed, ..
+            } => {
                 if let Some(b) = &self.batch {
                     b.set_message(format!("enrolled {enrolled}, refused {failed}"));
                 }
@@ -177,12 +209,32 @@ impl View {
 fn describe(event: &Event) -> String {
     match event {
         Event::Batch(s) => format!("batch {s:?}"),
-        Event::DeviceSeen { slot, serial, model } => format!("slot {slot}: device {serial} ({model})"),
-        Event::Passed { slot, serial, registration_id, elapsed } => {
-            format!("slot {slot}: PASS {serial} as {registration_id} in {} ms", elapsed.as_millis())
+        Event::DeviceSeen {
+            slot,
+            serial,
+            model,
+        } => format!("slot {slot}: device {serial} ({model})"),
+        Event::Passed {
+            slot,
+            serial,
+            registration_id,
+            elapsed,
+        } => {
+            format!(
+                "slot {slot}: PASS {serial} as {registration_id} in {} ms",
+                elapsed.as_millis()
+            )
         }
-        Event::Failed { slot, serial, stage, reason } => {
-            format!("slot {slot}: FAIL {} at {stage}: {reason}", serial.as_deref().unwrap_or("?"))
+        Event::Failed {
+            slot,
+            serial,
+            stage,
+            reason,
+        } => {
+            format!(
+                "slot {slot}: FAIL {} at {stage}: {reason}",
+                serial.as_deref().unwrap_or("?")
+            )
         }
         Event::SlotStopped { slot, reason } => format!("slot {slot}: stopped ({reason})"),
         Event::EnrollmentProblem { message } => format!("enrollment problem: {message}"),
@@ -209,29 +261,52 @@ fn print_summary(name: &str, summary: &RunSummary) {
     }
     let r = summary.resumed;
     if r.voided + r.requeued > 0 {
-        println!("  resumed from the ledger: {} unwritten identities voided, {} written ones re-queued", r.voided, r.requeued);
+        println!(
+            "  resumed from the ledger: {} unwritten identities voided, {} written ones re-queued",
+            r.voided, r.requeued
+        );
     }
 }
 
-fn dps_client(station: &StationConfig, batch: &BatchConfig) -> anyhow::Result<Option<Arc<DpsClient>>> {
+fn dps_client(
+    station: &StationConfig,
+    batch: &BatchConfig,
+) -> anyhow::Result<Option<Arc<DpsClient>>> {
     if batch.timing == EnrollTiming::Offline {
         return Ok(None);
     }
-    let target = station
-        .dps
-        .get(&batch.dps_target)
-        .with_context(|| format!("DPS target '{}' is not in {}", batch.dps_target, station.path.display()))?;
-    let secret = target.connection_string.fetch(&format!("the connection string of DPS target '{}'", target.name))?;
-    let connection = ConnectionString::parse(&secret).with_context(|| format!("DPS target '{}'", target.name))?;
+    let target = station.dps.get(&batch.dps_target).with_context(|| {
+        format!(
+            "DPS target '{}' is not in {}",
+            batch.dps_target,
+            station.path.display()
+        )
+    })?;
+    let secret = target.connection_string.fetch(&format!(
+        "the connection string of DPS target '{}'",
+        target.name
+    ))?;
+    let connection = ConnectionString::parse(&secret)
+        .with_context(|| format!("DPS target '{}'", target.name))?;
     let tls = match &target.ca_file {
-        Some(path) => TlsTrust::only(std::fs::read(path).with_context(|| format!("reading the CA file {}", path.display()))?),
+        Some(path) => TlsTrust::only(
+            std::fs::read(path)
+                .with_context(|| format!("reading the CA file {}", path.display()))?,
+        ),
         None => TlsTrust::platform(),
     };
-    let mut config = DpsClientConfig { endpoint: target.endpoint.clone(), tls, ..DpsClientConfig::default() };
+    let mut config = DpsClientConfig {
+        endpoint: target.endpoint.clone(),
+        tls,
+        ..DpsClientConfig::default()
+    };
     if let Some(opm) = target.operations_per_minute {
         config.operations_per_minute = opm;
     }
-    Ok(Some(Arc::new(DpsClient::new(connection, config).with_context(|| format!("DPS target '{}'", target.name))?)))
+    Ok(Some(Arc::new(
+        DpsClient::new(connection, config)
+            .with_context(|| format!("DPS target '{}'", target.name))?,
+    )))
 }
 
 fn run_batch(args: &RunArgs) -> anyhow::Result<ExitCode> {
@@ -246,7 +321,13 @@ fn run_batch(args: &RunArgs) -> anyhow::Result<ExitCode> {
         .fixture
         .slots
         .iter()
-        .map(|(slot, path)| (slot.clone(), Box::new(PortSource::new(path.clone(), ClientOptions::default())) as Box<dyn DeviceSource>))
+        .map(|(slot, path)| {
+            (
+                slot.clone(),
+                Box::new(PortSource::new(path.clone(), ClientOptions::default()))
+                    as Box<dyn DeviceSource>,
+            )
+        })
         .collect();
     let engine = Engine::start(EngineSetup {
         station: station.clone(),
@@ -257,44 +338,79 @@ fn run_batch(args: &RunArgs) -> anyhow::Result<ExitCode> {
     })?;
     // Ctrl-C: take no new device, let in-flight ones finish; the batch stays resumable.
     let commands = engine.commands();
-    let _ = std::thread::Builder::new().name("ctrl-c".into()).spawn(move || {
-        let Ok(rt) = tokio::runtime::Builder::new_current_thread().enable_all().build() else { return };
-        if rt.block_on(tokio::signal::ctrl_c()).is_ok() {
-            eprintln!("\nCtrl-C: pausing; devices in the slots finish, no new device is taken");
-            let _ = commands.send(Command::Close);
-        }
-    });
+    let _ = std::thread::Builder::new()
+        .name("ctrl-c".into())
+        .spawn(move || {
+            let Ok(rt) = tokio::runtime::Builder::new_current_thread()
+                .enable_all()
+                .build()
+            else {
+                return;
+            };
+            if rt.block_on(tokio::signal::ctrl_c()).is_ok() {
+                eprintln!("\nCtrl-C: pausing; devices in the slots finish, no new device is taken");
+                let _ = commands.send(Command::Close);
+            }
+        });
     let mut view = View::new(args.headless, &batch.name, batch.target());
     for event in engine.events.iter() {
         view.show(&event);
     }
     view.finish();
-    let summary = engine.join().context("the batch thread stopped unexpectedly")?;
+    let summary = engine
+        .join()
+        .context("the batch thread stopped unexpectedly")?;
     print_summary(&batch.name, &summary);
-    let (md, csv) = report::write(&station.reports, &batch.name, &station.name, &keys.describe(), &summary)
-        .with_context(|| format!("writing the report under {}", station.reports.display()))?;
+    let (md, csv) = report::write(
+        &station.reports,
+        &batch.name,
+        &station.name,
+        &keys.describe(),
+        &summary,
+    )
+    .with_context(|| format!("writing the report under {}", station.reports.display()))?;
     println!("report: {} and {}", md.display(), csv.display());
     if batch.timing == EnrollTiming::Offline {
         println!("enrollment is offline: the identities stay queued for `dps-station export`");
     }
-    Ok(if summary.failed() > 0 { ExitCode::FAILURE } else { ExitCode::SUCCESS })
+    Ok(if summary.failed() > 0 {
+        ExitCode::FAILURE
+    } else {
+        ExitCode::SUCCESS
+    })
 }
 
 fn run_demo(args: &DemoArgs) -> anyhow::Result<ExitCode> {
     let started = Instant::now();
-    let choice = if args.software_keys { KeyStoreChoice::Software } else { KeyStoreChoice::Auto };
+    let choice = if args.software_keys {
+        KeyStoreChoice::Software
+    } else {
+        KeyStoreChoice::Auto
+    };
     let workspace = DemoWorkspace::create(choice)?;
     println!("dps-station demo: workspace {}", workspace.dir.display());
-    println!("  DPS emulator: {} (ID scope {})", workspace.emulator.service_url(), workspace.emulator.id_scope());
+    println!(
+        "  DPS emulator: {} (ID scope {})",
+        workspace.emulator.service_url(),
+        workspace.emulator.id_scope()
+    );
     if workspace.is_software() {
-        println!("  !!! using the SOFTWARE key store ({} absent or --software-keys): keys are in files, NOT in an HSM !!!", demo::SOFTHSM_MODULE);
+        println!(
+            "  !!! using the SOFTWARE key store ({} absent or --software-keys): keys are in files, NOT in an HSM !!!",
+            demo::SOFTHSM_MODULE
+        );
     }
     println!("  key store: {}", workspace.keys_description());
-    let options = RunOptions { devices: args.devices, ..RunOptions::default() };
+    let options = RunOptions {
+        devices: args.devices,
+        ..RunOptions::default()
+    };
     let mut failed = 0usize;
     for mode in Mode::WORKING {
         let mut view = View::new(args.headless, mode.as_str(), Some(options.devices));
-        let run = workspace.run_mode(mode, &format!("demo-{mode}"), &options, &mut |e| view.show(e))?;
+        let run = workspace.run_mode(mode, &format!("demo-{mode}"), &options, &mut |e| {
+            view.show(e)
+        })?;
         view.finish();
         print_summary(&format!("demo-{mode}"), &run.summary);
         let mut registered = 0;
@@ -308,13 +424,20 @@ fn run_demo(args: &DemoArgs) -> anyhow::Result<ExitCode> {
             }
         }
         failed += run.summary.failed();
-        println!("  {registered} of {} devices registered through the emulator's device API with the credentials they stored", run.devices.len());
+        println!(
+            "  {registered} of {} devices registered through the emulator's device API with the credentials they stored",
+            run.devices.len()
+        );
     }
     println!("modes not offered in this build: tpm (refused at batch validation)");
     println!("demo finished in {:.1} s", started.elapsed().as_secs_f64());
     drop(workspace);
     demo::remove_softhsm_dir();
-    Ok(if failed > 0 { ExitCode::FAILURE } else { ExitCode::SUCCESS })
+    Ok(if failed > 0 {
+        ExitCode::FAILURE
+    } else {
+        ExitCode::SUCCESS
+    })
 }
 
 /// CPU seconds this process has used (user + system), from `/proc/self/stat`.
@@ -336,8 +459,19 @@ pub fn bench(args: &BenchLineArgs) -> anyhow::Result<ExitCode> {
     }
     let workspace = DemoWorkspace::create(KeyStoreChoice::Auto)?;
     let baud = (args.baud > 0).then_some(args.baud);
-    let sim = SimOptions { faults: SimFaults { baud, ..SimFaults::default() }, ..SimOptions::default() };
-    let options = RunOptions { devices: args.devices, slots: args.slots, sim, timing: "immediately" };
+    let sim = SimOptions {
+        faults: SimFaults {
+            baud,
+            ..SimFaults::default()
+        },
+        ..SimOptions::default()
+    };
+    let options = RunOptions {
+        devices: args.devices,
+        slots: args.slots,
+        sim,
+        timing: "immediately",
+    };
     let cpu0 = process_cpu_seconds().unwrap_or(0.0);
     let started = Instant::now();
     let run = workspace.run_mode(Mode::X509Csr, "bench-line", &options, &mut |_| {})?;
@@ -352,17 +486,43 @@ pub fn bench(args: &BenchLineArgs) -> anyhow::Result<ExitCode> {
         "bench line: {} devices, {} slots, {} (x509-csr, {}, emulator, durable ledger)",
         args.devices,
         args.slots,
-        if args.baud > 0 { format!("{} baud", args.baud) } else { "no wire delay".into() },
-        if workspace.is_software() { "SOFTWARE keys" } else { "SoftHSM2" }
+        if args.baud > 0 {
+            format!("{} baud", args.baud)
+        } else {
+            "no wire delay".into()
+        },
+        if workspace.is_software() {
+            "SOFTWARE keys"
+        } else {
+            "SoftHSM2"
+        }
     );
-    println!("  passed {} failed {}; enrolled {}", f.passed, f.failed, run.summary.enrollment.enrolled);
-    println!("  wall {:.1} s → {:.0} devices/hour ({:.1} devices/s)", wall, n * 3600.0 / wall, n / wall);
-    println!("  per device: median {:.1} ms, p95 {:.1} ms (HELLO to lock + ledger)", f.median.as_secs_f64() * 1e3, f.p95.as_secs_f64() * 1e3);
-    println!("  process CPU per device: {:.2} ms (station + in-process simulator + emulator; an upper bound for the station)", cpu * 1e3 / n);
+    println!(
+        "  passed {} failed {}; enrolled {}",
+        f.passed, f.failed, run.summary.enrollment.enrolled
+    );
+    println!(
+        "  wall {:.1} s → {:.0} devices/hour ({:.1} devices/s)",
+        wall,
+        n * 3600.0 / wall,
+        n / wall
+    );
+    println!(
+        "  per device: median {:.1} ms, p95 {:.1} ms (HELLO to lock + ledger)",
+        f.median.as_secs_f64() * 1e3,
+        f.p95.as_secs_f64() * 1e3
+    );
+    println!(
+        "  process CPU per device: {:.2} ms (station + in-process simulator + emulator; an upper bound for the station)",
+        cpu * 1e3 / n
+    );
     if let Some(baud) = baud {
         let wire = median_bytes as f64 * 10.0 / f64::from(baud);
         let limit_per_hour = args.slots as f64 * 3600.0 / wire;
-        println!("  wire bytes per device (median): {median_bytes} → {:.1} ms on the wire per device", wire * 1e3);
+        println!(
+            "  wire bytes per device (median): {median_bytes} → {:.1} ms on the wire per device",
+            wire * 1e3
+        );
         println!(
             "  wire limit with {} slots: {:.0} devices/hour; achieved/limit = {:.3}",
             args.slots,
@@ -372,5 +532,9 @@ pub fn bench(args: &BenchLineArgs) -> anyhow::Result<ExitCode> {
     }
     drop(workspace);
     demo::remove_softhsm_dir();
-    Ok(if f.failed > 0 { ExitCode::FAILURE } else { ExitCode::SUCCESS })
+    Ok(if f.failed > 0 {
+        ExitCode::FAILURE
+    } else {
+        ExitCode::SUCCESS
+    })
 }

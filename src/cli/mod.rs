@@ -8,12 +8,12 @@ use std::process::ExitCode;
 use clap::{CommandFactory, Parser, Subcommand};
 
 mod bench;
+mod device;
+mod dps_emulator;
 mod hsm;
 mod identity;
 mod ledger;
 mod line;
-mod device;
-mod dps_emulator;
 mod logging;
 
 /// Line-side provisioning station for Azure IoT Hub Device Provisioning Service.
@@ -29,6 +29,8 @@ struct Cli {
     command: Option<Command>,
 }
 
+// Parsed once per process: the size of the largest area's arguments does not matter.
+#[allow(clippy::large_enum_variant)]
 #[derive(Debug, Subcommand)]
 enum Command {
     #[command(flatten)]

@@ -60,16 +60,30 @@ pub enum ConfigError {
 }
 
 fn invalid(path: &Path, key: &str, message: impl Into<String>) -> ConfigError {
-    ConfigError::Invalid { path: path.to_path_buf(), key: key.to_string(), message: message.into() }
+    ConfigError::Invalid {
+        path: path.to_path_buf(),
+        key: key.to_string(),
+        message: message.into(),
+    }
 }
 
 fn read_toml<T: for<'de> Deserialize<'de>>(path: &Path) -> Result<T, ConfigError> {
-    let text = std::fs::read_to_string(path).map_err(|source| ConfigError::Read { path: path.to_path_buf(), source })?;
-    toml::from_str(&text).map_err(|e| ConfigError::Parse { path: path.to_path_buf(), message: e.to_string() })
+    let text = std::fs::read_to_string(path).map_err(|source| ConfigError::Read {
+        path: path.to_path_buf(),
+        source,
+    })?;
+    toml::from_str(&text).map_err(|e| ConfigError::Parse {
+        path: path.to_path_buf(),
+        message: e.to_string(),
+    })
 }
 
 fn resolve(base: &Path, p: &Path) -> PathBuf {
-    if p.is_absolute() { p.to_path_buf() } else { base.join(p) }
+    if p.is_absolute() {
+        p.to_path_buf()
+    } else {
+        base.join(p)
+    }
 }
 
 // ---- station.toml ---------------------------------------------------------------------------
@@ -233,29 +247,59 @@ impl StationConfig {
         let raw: RawStation = read_toml(path)?;
         let base = path.parent().unwrap_or(Path::new("."));
         if raw.name.trim().is_empty() {
-            return Err(invalid(path, "name", "give the station a name (it is written on every ledger row)"));
+            return Err(invalid(
+                path,
+                "name",
+                "give the station a name (it is written on every ledger row)",
+            ));
         }
-        raw.fixture.validate().map_err(|e| invalid(path, "fixture", e.to_string()))?;
+        raw.fixture
+            .validate()
+            .map_err(|e| invalid(path, "fixture", e.to_string()))?;
         if raw.fixture.slots.is_empty() {
-            return Err(invalid(path, "fixture.slots", "name at least one slot: A1 = \"/dev/serial/by-id/...\""));
+            return Err(invalid(
+                path,
+                "fixture.slots",
+                "name at least one slot: A1 = \"/dev/serial/by-id/...\"",
+            ));
         }
         let mut fixture = raw.fixture;
         for p in fixture.slots.values_mut() {
             *p = resolve(base, p);
         }
         let keystore = match raw.keystore {
-            RawKeyStore::Pkcs11 { profile, token_label, module, sessions } => {
+            RawKeyStore::Pkcs11 {
+                profile,
+                token_label,
+                module,
+                sessions,
+            } => {
                 if token_label.trim().is_empty() {
-                    return Err(invalid(path, "keystore.token_label", "name the token that holds the batch keys"));
+                    return Err(invalid(
+                        path,
+                        "keystore.token_label",
+                        "name the token that holds the batch keys",
+                    ));
                 }
-                KeyStoreConfig::Pkcs11 { profile, token_label, module: module.map(|m| resolve(base, &m)), sessions }
+                KeyStoreConfig::Pkcs11 {
+                    profile,
+                    token_label,
+                    module: module.map(|m| resolve(base, &m)),
+                    sessions,
+                }
             }
-            RawKeyStore::Software { dir } => KeyStoreConfig::Software { dir: resolve(base, &dir) },
+            RawKeyStore::Software { dir } => KeyStoreConfig::Software {
+                dir: resolve(base, &dir),
+            },
         };
         let mut dps = BTreeMap::new();
         for (name, t) in raw.dps {
             let key = format!("dps.{name}");
-            let connection_string = match (t.connection_string_env, t.keyring_service, t.keyring_account) {
+            let connection_string = match (
+                t.connection_string_env,
+                t.keyring_service,
+                t.keyring_account,
+            ) {
                 (Some(env), None, None) => SecretSource::Env(env),
                 (None, Some(service), Some(account)) => SecretSource::Keyring { service, account },
                 _ => {
@@ -287,7 +331,10 @@ impl StationConfig {
             name: raw.name,
             operator,
             ledger: resolve(base, &raw.ledger),
-            reports: resolve(base, &raw.reports.unwrap_or_else(|| PathBuf::from("reports"))),
+            reports: resolve(
+                base,
+                &raw.reports.unwrap_or_else(|| PathBuf::from("reports")),
+            ),
             fixture,
             keystore,
             dps,
@@ -328,12 +375,23 @@ impl Mode {
     }
 
     /// Every mode the station knows.
-    pub const ALL: [Mode; 6] =
-        [Mode::X509Csr, Mode::X509Group, Mode::X509Inject, Mode::SymmetricGroup, Mode::SymmetricIndividual, Mode::Tpm];
+    pub const ALL: [Mode; 6] = [
+        Mode::X509Csr,
+        Mode::X509Group,
+        Mode::X509Inject,
+        Mode::SymmetricGroup,
+        Mode::SymmetricIndividual,
+        Mode::Tpm,
+    ];
 
     /// Modes that work end to end in this build; a batch naming another is refused at validation.
-    pub const WORKING: [Mode; 5] =
-        [Mode::X509Csr, Mode::X509Group, Mode::X509Inject, Mode::SymmetricGroup, Mode::SymmetricIndividual];
+    pub const WORKING: [Mode; 5] = [
+        Mode::X509Csr,
+        Mode::X509Group,
+        Mode::X509Inject,
+        Mode::SymmetricGroup,
+        Mode::SymmetricIndividual,
+    ];
 
     /// Whether devices share one enrollment group (no per-device enrollment).
     pub fn is_group(self) -> bool {
@@ -452,7 +510,11 @@ impl std::fmt::Display for KeyRef {
 fn parse_key_ref(path: &Path, key: &str, text: &str) -> Result<KeyRef, ConfigError> {
     if let Some(name) = text.strip_prefix("file:") {
         if name.is_empty() || name.contains('/') {
-            return Err(invalid(path, key, "a software key is `file:NAME`, NAME a file in the software store's directory"));
+            return Err(invalid(
+                path,
+                key,
+                "a software key is `file:NAME`, NAME a file in the software store's directory",
+            ));
         }
         return Ok(KeyRef::File(name.to_string()));
     }
@@ -530,16 +592,30 @@ impl BatchConfig {
     }
 
     /// Validates a batch given as TOML text (the demo and tests build theirs in memory).
-    pub fn from_toml(origin: &Path, text: &str, station: &StationConfig) -> Result<Self, ConfigError> {
-        let raw: RawBatch =
-            toml::from_str(text).map_err(|e| ConfigError::Parse { path: origin.to_path_buf(), message: e.to_string() })?;
+    pub fn from_toml(
+        origin: &Path,
+        text: &str,
+        station: &StationConfig,
+    ) -> Result<Self, ConfigError> {
+        let raw: RawBatch = toml::from_str(text).map_err(|e| ConfigError::Parse {
+            path: origin.to_path_buf(),
+            message: e.to_string(),
+        })?;
         Self::validate(origin, raw, station)
     }
 
     fn validate(path: &Path, raw: RawBatch, station: &StationConfig) -> Result<Self, ConfigError> {
         let base = path.parent().unwrap_or(Path::new("."));
         let mode = Mode::parse(&raw.mode).ok_or_else(|| {
-            invalid(path, "mode", format!("unknown mode '{}'; use one of: {}", raw.mode, Mode::ALL.map(|m| m.as_str()).join(", ")))
+            invalid(
+                path,
+                "mode",
+                format!(
+                    "unknown mode '{}'; use one of: {}",
+                    raw.mode,
+                    Mode::ALL.map(|m| m.as_str()).join(", ")
+                ),
+            )
         })?;
         if !Mode::WORKING.contains(&mode) {
             return Err(invalid(
@@ -561,35 +637,67 @@ impl BatchConfig {
             (Some(n), None) if n > 0 => BatchSize::Count(n),
             (None, Some([first, last])) => {
                 if first.len() != last.len() || first > last || first.is_empty() {
-                    return Err(invalid(path, "serial_range", "give [first, last] of the same length with first <= last"));
+                    return Err(invalid(
+                        path,
+                        "serial_range",
+                        "give [first, last] of the same length with first <= last",
+                    ));
                 }
                 BatchSize::SerialRange { first, last }
             }
-            _ => return Err(invalid(path, "count", "give either count = N (N > 0) or serial_range = [\"first\", \"last\"]")),
+            _ => {
+                return Err(invalid(
+                    path,
+                    "count",
+                    "give either count = N (N > 0) or serial_range = [\"first\", \"last\"]",
+                ));
+            }
         };
         let template = RegistrationIdTemplate::parse(&raw.registration_id)
             .map_err(|e| invalid(path, "registration_id", e.to_string()))?;
         let _ = IdUse::Any;
-        let key = |k: &str, v: &Option<String>| v.as_deref().map(|t| parse_key_ref(path, k, t)).transpose();
+        let key = |k: &str, v: &Option<String>| {
+            v.as_deref().map(|t| parse_key_ref(path, k, t)).transpose()
+        };
         let ca_key = key("keys.ca_key", &raw.keys.ca_key)?;
         let group_key = key("keys.group_key", &raw.keys.group_key)?;
         let device_key_master = key("keys.device_key_master", &raw.keys.device_key_master)?;
         let ca_chain_pem = match &raw.keys.ca_chain {
             Some(p) => {
                 let p = resolve(base, p);
-                let text = std::fs::read_to_string(&p).map_err(|e| invalid(path, "keys.ca_chain", format!("cannot read {}: {e}", p.display())))?;
+                let text = std::fs::read_to_string(&p).map_err(|e| {
+                    invalid(
+                        path,
+                        "keys.ca_chain",
+                        format!("cannot read {}: {e}", p.display()),
+                    )
+                })?;
                 if !text.contains("-----BEGIN CERTIFICATE-----") {
-                    return Err(invalid(path, "keys.ca_chain", format!("{} holds no PEM certificate", p.display())));
+                    return Err(invalid(
+                        path,
+                        "keys.ca_chain",
+                        format!("{} holds no PEM certificate", p.display()),
+                    ));
                 }
                 Some(text)
             }
             None => None,
         };
         if mode.is_x509() && (ca_key.is_none() || ca_chain_pem.is_none()) {
-            return Err(invalid(path, "keys", format!("mode {mode} needs keys.ca_key (the signing CA key) and keys.ca_chain (its certificate chain, PEM)")));
+            return Err(invalid(
+                path,
+                "keys",
+                format!(
+                    "mode {mode} needs keys.ca_key (the signing CA key) and keys.ca_chain (its certificate chain, PEM)"
+                ),
+            ));
         }
         if mode == Mode::SymmetricGroup && group_key.is_none() {
-            return Err(invalid(path, "keys.group_key", "mode symmetric-group needs the group key's URI"));
+            return Err(invalid(
+                path,
+                "keys.group_key",
+                "mode symmetric-group needs the group key's URI",
+            ));
         }
         if mode == Mode::SymmetricIndividual && device_key_master.is_none() {
             return Err(invalid(
@@ -600,17 +708,29 @@ impl BatchConfig {
         }
         let enrollment_group = raw.enrollment_group.filter(|g| !g.trim().is_empty());
         if mode.is_group() && enrollment_group.is_none() {
-            return Err(invalid(path, "enrollment_group", format!("mode {mode} enrolls through one enrollment group: name it")));
+            return Err(invalid(
+                path,
+                "enrollment_group",
+                format!("mode {mode} enrolls through one enrollment group: name it"),
+            ));
         }
         let id_scope = raw.id_scope.trim().to_string();
         if id_scope.is_empty() || !id_scope.chars().all(|c| c.is_ascii_alphanumeric()) {
-            return Err(invalid(path, "id_scope", "give the DPS instance's ID scope (0ne...)"));
+            return Err(invalid(
+                path,
+                "id_scope",
+                "give the DPS instance's ID scope (0ne...)",
+            ));
         }
         if raw.global_endpoint.trim().is_empty() {
             return Err(invalid(path, "global_endpoint", "give the global endpoint"));
         }
         if !(1..=36500).contains(&raw.certificate_validity_days) {
-            return Err(invalid(path, "certificate_validity_days", "give 1 to 36500 days"));
+            return Err(invalid(
+                path,
+                "certificate_validity_days",
+                "give 1 to 36500 days",
+            ));
         }
         if !station.dps.contains_key(&raw.dps_target) {
             return Err(invalid(
@@ -630,20 +750,35 @@ impl BatchConfig {
             Some("geoLatency") | Some("geo-latency") => Some(AllocationPolicy::GeoLatency),
             Some("static") => Some(AllocationPolicy::Static),
             Some(other) => {
-                return Err(invalid(path, "allocation_policy", format!("unknown policy '{other}'; use hashed, geoLatency or static")));
+                return Err(invalid(
+                    path,
+                    "allocation_policy",
+                    format!("unknown policy '{other}'; use hashed, geoLatency or static"),
+                ));
             }
         };
         if allocation_policy == Some(AllocationPolicy::Static) && raw.iot_hubs.len() != 1 {
-            return Err(invalid(path, "iot_hubs", "the static allocation policy needs exactly one IoT hub"));
+            return Err(invalid(
+                path,
+                "iot_hubs",
+                "the static allocation policy needs exactly one IoT hub",
+            ));
         }
         let timing = match raw.enrollment.as_str() {
             "immediately" => EnrollTiming::Immediately,
             "batch-end" => EnrollTiming::BatchEnd,
             "offline" => EnrollTiming::Offline,
-            other => return Err(invalid(path, "enrollment", format!("unknown timing '{other}'; use immediately, batch-end or offline"))),
+            other => {
+                return Err(invalid(
+                    path,
+                    "enrollment",
+                    format!("unknown timing '{other}'; use immediately, batch-end or offline"),
+                ));
+            }
         };
         let to_json = |t: Option<toml::Table>| {
-            t.and_then(|t| serde_json::to_value(t).ok()).and_then(|v| v.as_object().cloned())
+            t.and_then(|t| serde_json::to_value(t).ok())
+                .and_then(|v| v.as_object().cloned())
         };
         let (twin_tags, twin_desired) = match raw.initial_twin {
             Some(t) => (to_json(t.tags), to_json(t.desired)),
@@ -713,14 +848,20 @@ mod tests {
         let p = dir.path().join("station.toml");
         std::fs::write(&p, "name = \"s\"\nledgr = \"x\"\n").unwrap();
         let err = StationConfig::load(&p).unwrap_err().to_string();
-        assert!(err.contains("ledgr") && err.contains("station.toml"), "{err}");
+        assert!(
+            err.contains("ledgr") && err.contains("station.toml"),
+            "{err}"
+        );
         let s = station(dir.path());
         assert_eq!(s.ledger, dir.path().join("ledger.db"));
         let b = dir.path().join("batch.toml");
         let text = "name = \"b\"\nproduct = \"p\"\ncount = 2\nregistration_id = \"{product}-{serial}\"\nmode = \"x509-csr\"\nid_scope = \"0ne1\"\ndps_target = \"main\"\ncolour = 1\n[keys]\n";
         std::fs::write(&b, text).unwrap();
         let err = BatchConfig::load(&b, &s).unwrap_err().to_string();
-        assert!(err.contains("colour") && err.contains("batch.toml"), "{err}");
+        assert!(
+            err.contains("colour") && err.contains("batch.toml"),
+            "{err}"
+        );
     }
 
     #[test]
@@ -729,16 +870,24 @@ mod tests {
         let s = station(dir.path());
         let base = "name = \"b\"\nproduct = \"p\"\ncount = 2\nregistration_id = \"{product}-{serial}\"\nid_scope = \"0ne1\"\ndps_target = \"main\"\n";
         let tpm = format!("{base}mode = \"tpm\"\n[keys]\n");
-        let err = BatchConfig::from_toml(Path::new("b.toml"), &tpm, &s).unwrap_err().to_string();
+        let err = BatchConfig::from_toml(Path::new("b.toml"), &tpm, &s)
+            .unwrap_err()
+            .to_string();
         assert!(err.contains("not available"), "{err}");
         let csr = format!("{base}mode = \"x509-csr\"\n[keys]\n");
-        let err = BatchConfig::from_toml(Path::new("b.toml"), &csr, &s).unwrap_err().to_string();
+        let err = BatchConfig::from_toml(Path::new("b.toml"), &csr, &s)
+            .unwrap_err()
+            .to_string();
         assert!(err.contains("ca_key"), "{err}");
-        let sym = format!("{base}mode = \"symmetric-group\"\nenrollment_group = \"g\"\n[keys]\ngroup_key = \"file:g.key\"\n");
+        let sym = format!(
+            "{base}mode = \"symmetric-group\"\nenrollment_group = \"g\"\n[keys]\ngroup_key = \"file:g.key\"\n"
+        );
         let b = BatchConfig::from_toml(Path::new("b.toml"), &sym, &s).unwrap();
         assert_eq!(b.group_key, Some(KeyRef::File("g.key".into())));
         let wrong_target = sym.replace("\"main\"", "\"other\"");
-        let err = BatchConfig::from_toml(Path::new("b.toml"), &wrong_target, &s).unwrap_err().to_string();
+        let err = BatchConfig::from_toml(Path::new("b.toml"), &wrong_target, &s)
+            .unwrap_err()
+            .to_string();
         assert!(err.contains("other") && err.contains("main"), "{err}");
     }
 }

@@ -7,7 +7,7 @@
 use std::path::{Path, PathBuf};
 use std::sync::atomic::{AtomicUsize, Ordering};
 use std::sync::{Arc, Mutex, OnceLock};
-use std::time::{Duration, Instant};
+use std::time::Duration;
 
 use base64::Engine as _;
 use base64::prelude::BASE64_STANDARD;
@@ -29,10 +29,10 @@ use crate::dps::retry::RetryPolicy;
 use crate::dps::{ConnectionString, DpsClient, DpsClientConfig, TlsTrust};
 use crate::identity::issue;
 use crate::identity::profile::CaProfile;
+use crate::keystore::KeyStore;
 use crate::keystore::pkcs11::{Pkcs11Config, Pkcs11KeyStore, TokenSelector, shared_context};
 use crate::keystore::profile::HsmProfile;
 use crate::keystore::software::SoftwareCaKey;
-use crate::keystore::KeyStore;
 use crate::secret::{SecretBytes, SecretString};
 
 /// Where SoftHSM2's module is on Debian.
@@ -54,7 +54,10 @@ pub struct DemoError {
 }
 
 fn err<E: std::fmt::Display>(what: &str) -> impl FnOnce(E) -> DemoError + '_ {
-    move |e| DemoError { what: what.to_string(), message: e.to_string() }
+    move |e| DemoError {
+        what: what.to_string(),
+        message: e.to_string(),
+    }
 }
 
 /// Which key store to use.
@@ -87,7 +90,10 @@ fn softhsm_dir() -> Result<&'static Path, DemoError> {
         unsafe { std::env::set_var("SOFTHSM2_CONF", &conf) };
         Ok(dir)
     });
-    dir.as_deref().map_err(|m| DemoError { what: "SoftHSM2 configuration".into(), message: m.clone() })
+    dir.as_deref().map_err(|m| DemoError {
+        what: "SoftHSM2 configuration".into(),
+        message: m.clone(),
+    })
 }
 
 /// Removes the process-wide SoftHSM2 token directory (call once, at the end of the process).
@@ -102,7 +108,11 @@ fn fresh_token() -> Result<String, DemoError> {
     static N: AtomicUsize = AtomicUsize::new(0);
     static INIT: Mutex<()> = Mutex::new(());
     softhsm_dir()?;
-    let label = format!("demo-{}-{}", std::process::id() % 100_000, N.fetch_add(1, Ordering::SeqCst));
+    let label = format!(
+        "demo-{}-{}",
+        std::process::id() % 100_000,
+        N.fetch_add(1, Ordering::SeqCst)
+    );
     let _guard = INIT.lock().unwrap_or_else(|e| e.into_inner());
     let e = err("SoftHSM2 token");
     let ctx = shared_context(Path::new(SOFTHSM_MODULE)).map_err(err("SoftHSM2 module"))?;
@@ -112,19 +122,38 @@ fn fresh_token() -> Result<String, DemoError> {
         .get_all_slots()
         .map_err(err("SoftHSM2 slots"))?
         .into_iter()
-        .find(|s| ctx.get_token_info(*s).map(|t| !t.token_initialized()).unwrap_or(false))
-        .ok_or_else(|| DemoError { what: "SoftHSM2".into(), message: "no free slot".into() })?;
-    ctx.init_token(free, &AuthPin::from(SO_PIN.to_owned()), &label).map_err(err("SoftHSM2 init token"))?;
+        .find(|s| {
+            ctx.get_token_info(*s)
+                .map(|t| !t.token_initialized())
+                .unwrap_or(false)
+        })
+        .ok_or_else(|| DemoError {
+            what: "SoftHSM2".into(),
+            message: "no free slot".into(),
+        })?;
+    ctx.init_token(free, &AuthPin::from(SO_PIN.to_owned()), &label)
+        .map_err(err("SoftHSM2 init token"))?;
     // SoftHSM2 renumbers slots after C_InitToken: find the token by its label.
     let slot = ctx
         .get_slots_with_initialized_token()
         .map_err(err("SoftHSM2 slots"))?
         .into_iter()
-        .find(|s| ctx.get_token_info(*s).map(|t| t.label().trim_end() == label).unwrap_or(false))
-        .ok_or_else(|| DemoError { what: "SoftHSM2".into(), message: format!("token {label} vanished") })?;
+        .find(|s| {
+            ctx.get_token_info(*s)
+                .map(|t| t.label().trim_end() == label)
+                .unwrap_or(false)
+        })
+        .ok_or_else(|| DemoError {
+            what: "SoftHSM2".into(),
+            message: format!("token {label} vanished"),
+        })?;
     let session = ctx.open_rw_session(slot).map_err(err("SoftHSM2 session"))?;
-    session.login(UserType::So, Some(&AuthPin::from(SO_PIN.to_owned()))).map_err(err("SoftHSM2 SO login"))?;
-    session.init_pin(&AuthPin::from(USER_PIN.to_owned())).map_err(e)?;
+    session
+        .login(UserType::So, Some(&AuthPin::from(SO_PIN.to_owned())))
+        .map_err(err("SoftHSM2 SO login"))?;
+    session
+        .init_pin(&AuthPin::from(USER_PIN.to_owned()))
+        .map_err(e)?;
     let _ = session.logout();
     Ok(label)
 }
@@ -150,17 +179,30 @@ fn hsm_keys(dir: &Path) -> Result<DemoKeys, DemoError> {
         token: TokenSelector::Label(label.clone()),
         sessions: Some(8),
     };
-    let store = Pkcs11KeyStore::open(&config, SecretString::new(USER_PIN)).map_err(err("SoftHSM2 login"))?;
-    let root = store.generate_ec_p256("demo-root-ca", b"root").map_err(err("root CA key"))?;
-    let inter = store.generate_ec_p256("demo-intermediate-ca", b"inter").map_err(err("intermediate CA key"))?;
-    let master = store.generate_secret("demo-device-master", b"master", 32).map_err(err("device key master"))?;
+    let store = Pkcs11KeyStore::open(&config, SecretString::new(USER_PIN))
+        .map_err(err("SoftHSM2 login"))?;
+    let root = store
+        .generate_ec_p256("demo-root-ca", b"root")
+        .map_err(err("root CA key"))?;
+    let inter = store
+        .generate_ec_p256("demo-intermediate-ca", b"inter")
+        .map_err(err("intermediate CA key"))?;
+    let master = store
+        .generate_secret("demo-device-master", b"master", 32)
+        .map_err(err("device key master"))?;
     let group_bytes: [u8; 32] = rand::random();
     let group_key_b64 = SecretString::new(BASE64_STANDARD.encode(group_bytes));
     let group = store
-        .import_secret("demo-group-key", b"group", &SecretBytes::new(group_bytes.to_vec()))
+        .import_secret(
+            "demo-group-key",
+            b"group",
+            &SecretBytes::new(group_bytes.to_vec()),
+        )
         .map_err(err("group key import"))?;
     let root_signer = store.signer(&root).map_err(err("root signer"))?;
-    let inter_pub = store.public_key_sec1(&inter).map_err(err("intermediate key"))?;
+    let inter_pub = store
+        .public_key_sec1(&inter)
+        .map_err(err("intermediate key"))?;
     let (chain_pem, root_pem) = make_chain(root_signer.as_ref(), &inter_pub)?;
     std::fs::write(dir.join("ca-chain.pem"), &chain_pem).map_err(err("CA chain file"))?;
     Ok(DemoKeys {
@@ -184,14 +226,17 @@ fn software_keys(dir: &Path) -> Result<DemoKeys, DemoError> {
     let keys_dir = dir.join("software-keys");
     std::fs::create_dir_all(&keys_dir).map_err(err("software key directory"))?;
     let root = SoftwareCaKey::generate(&keys_dir.join("root.pem")).map_err(err("root CA key"))?;
-    let inter = SoftwareCaKey::generate(&keys_dir.join("intermediate.pem")).map_err(err("intermediate CA key"))?;
+    let inter = SoftwareCaKey::generate(&keys_dir.join("intermediate.pem"))
+        .map_err(err("intermediate CA key"))?;
     use crate::identity::signer::CaSigner;
     let (chain_pem, root_pem) = make_chain(&root, inter.public_key_sec1())?;
     let group_bytes: [u8; 32] = rand::random();
     let group_key_b64 = SecretString::new(BASE64_STANDARD.encode(group_bytes));
-    std::fs::write(keys_dir.join("group.key"), group_key_b64.expose()).map_err(err("group key file"))?;
+    std::fs::write(keys_dir.join("group.key"), group_key_b64.expose())
+        .map_err(err("group key file"))?;
     let master: [u8; 32] = rand::random();
-    std::fs::write(keys_dir.join("master.key"), BASE64_STANDARD.encode(master)).map_err(err("master key file"))?;
+    std::fs::write(keys_dir.join("master.key"), BASE64_STANDARD.encode(master))
+        .map_err(err("master key file"))?;
     std::fs::write(dir.join("ca-chain.pem"), &chain_pem).map_err(err("CA chain file"))?;
     Ok(DemoKeys {
         keys: StationKeys::Software(keys_dir.clone()),
@@ -206,17 +251,27 @@ fn software_keys(dir: &Path) -> Result<DemoKeys, DemoError> {
 }
 
 /// Root CA (self-signed) and an intermediate for `inter_pub`; returns (intermediate+root PEM, root PEM).
-fn make_chain(root: &dyn crate::identity::signer::CaSigner, inter_pub: &[u8]) -> Result<(String, String), DemoError> {
-    let root_cert = issue::make_root_ca(&CaProfile::root("dps-station demo root CA").map_err(err("root profile"))?, root)
-        .map_err(err("root CA certificate"))?;
+fn make_chain(
+    root: &dyn crate::identity::signer::CaSigner,
+    inter_pub: &[u8],
+) -> Result<(String, String), DemoError> {
+    let root_cert = issue::make_root_ca(
+        &CaProfile::root("dps-station demo root CA").map_err(err("root profile"))?,
+        root,
+    )
+    .map_err(err("root CA certificate"))?;
     let issuer = issue::Issuer::new(root_cert.der.clone(), root).map_err(err("root issuer"))?;
     let inter_cert = issue::make_intermediate_ca(
-        &CaProfile::intermediate("dps-station demo intermediate CA").map_err(err("intermediate profile"))?,
+        &CaProfile::intermediate("dps-station demo intermediate CA")
+            .map_err(err("intermediate profile"))?,
         inter_pub,
         &issuer,
     )
     .map_err(err("intermediate CA certificate"))?;
-    Ok((format!("{}{}", inter_cert.pem(), root_cert.pem()), root_cert.pem()))
+    Ok((
+        format!("{}{}", inter_cert.pem(), root_cert.pem()),
+        root_cert.pem(),
+    ))
 }
 
 /// A whole station in a temporary directory.
@@ -258,7 +313,12 @@ pub struct RunOptions {
 
 impl Default for RunOptions {
     fn default() -> Self {
-        Self { devices: 8, slots: 8, sim: SimOptions::default(), timing: "immediately" }
+        Self {
+            devices: 8,
+            slots: 8,
+            sim: SimOptions::default(),
+            timing: "immediately",
+        }
     }
 }
 
@@ -280,12 +340,24 @@ impl DemoWorkspace {
         if use_hsm {
             softhsm_dir()?;
         }
-        let dir = std::env::temp_dir().join(format!("dps-station-demo-{}-{:08x}", std::process::id(), rand::random::<u32>()));
+        let dir = std::env::temp_dir().join(format!(
+            "dps-station-demo-{}-{:08x}",
+            std::process::id(),
+            rand::random::<u32>()
+        ));
         std::fs::create_dir_all(&dir).map_err(err("workspace directory"))?;
         let emulator = Emulator::start(EmulatorConfig::loopback()).map_err(err("DPS emulator"))?;
-        let keys = if use_hsm { hsm_keys(&dir)? } else { software_keys(&dir)? };
-        let ca_pem = emulator.ca_certificate_pem().unwrap_or_default().to_string();
-        let connection = ConnectionString::parse(&emulator.connection_string()).map_err(err("emulator connection string"))?;
+        let keys = if use_hsm {
+            hsm_keys(&dir)?
+        } else {
+            software_keys(&dir)?
+        };
+        let ca_pem = emulator
+            .ca_certificate_pem()
+            .unwrap_or_default()
+            .to_string();
+        let connection = ConnectionString::parse(&emulator.connection_string())
+            .map_err(err("emulator connection string"))?;
         let client = DpsClient::new(
             connection,
             DpsClientConfig {
@@ -293,16 +365,27 @@ impl DemoWorkspace {
                 tls: TlsTrust::only(ca_pem.clone().into_bytes()),
                 // Short retries: on loopback a failed call is retried by the enrollment worker's
                 // next round anyway, and a demo should not sit in backoff.
-                retry: RetryPolicy { max_attempts: 4, base_delay: Duration::from_millis(50), max_delay: Duration::from_secs(1) },
+                retry: RetryPolicy {
+                    max_attempts: 4,
+                    base_delay: Duration::from_millis(50),
+                    max_delay: Duration::from_secs(1),
+                },
                 ..DpsClientConfig::default()
             },
         )
         .map_err(err("DPS client"))?;
         // The symmetric group exists before the batch, as it would at a factory: its key was
         // made here, given to DPS and imported into the key store, and is dropped now.
-        let group = payload::symmetric_key_group(GROUP_NAME, Some(keys.group_key_b64.clone()), None, &EnrollmentSettings::default())
-            .map_err(err("symmetric group payload"))?;
-        client.create_group(&group).map_err(err("creating the symmetric enrollment group"))?;
+        let group = payload::symmetric_key_group(
+            GROUP_NAME,
+            Some(keys.group_key_b64.clone()),
+            None,
+            &EnrollmentSettings::default(),
+        )
+        .map_err(err("symmetric group payload"))?;
+        client
+            .create_group(&group)
+            .map_err(err("creating the symmetric enrollment group"))?;
         std::fs::write(dir.join("emulator-ca.pem"), &ca_pem).map_err(err("emulator CA file"))?;
         let mut dps = std::collections::BTreeMap::new();
         dps.insert(
@@ -325,7 +408,13 @@ impl DemoWorkspace {
             keystore: keys.keystore.clone(),
             dps,
         };
-        Ok(Self { dir, emulator, station, keys, client: Arc::new(client) })
+        Ok(Self {
+            dir,
+            emulator,
+            station,
+            keys,
+            client: Arc::new(client),
+        })
     }
 
     /// Which key store the workspace uses, for the printout.
@@ -358,10 +447,18 @@ impl DemoWorkspace {
         let mut keys = String::new();
         match mode {
             Mode::X509Csr | Mode::X509Group | Mode::X509Inject => {
-                keys += &format!("ca_key = {:?}\nca_chain = {:?}\n", self.keys.ca_key.to_string(), self.dir.join("ca-chain.pem").display().to_string());
+                keys += &format!(
+                    "ca_key = {:?}\nca_chain = {:?}\n",
+                    self.keys.ca_key.to_string(),
+                    self.dir.join("ca-chain.pem").display().to_string()
+                );
             }
-            Mode::SymmetricGroup => keys += &format!("group_key = {:?}\n", self.keys.group_key.to_string()),
-            Mode::SymmetricIndividual => keys += &format!("device_key_master = {:?}\n", self.keys.master.to_string()),
+            Mode::SymmetricGroup => {
+                keys += &format!("group_key = {:?}\n", self.keys.group_key.to_string())
+            }
+            Mode::SymmetricIndividual => {
+                keys += &format!("device_key_master = {:?}\n", self.keys.master.to_string())
+            }
             Mode::Tpm => {}
         }
         let group = match mode {
@@ -385,7 +482,12 @@ impl DemoWorkspace {
         batch_toml: &str,
         sources: Vec<(String, Box<dyn DeviceSource>)>,
     ) -> Result<EngineSetup, DemoError> {
-        let batch = BatchConfig::from_toml(&self.dir.join(format!("{name}.toml")), batch_toml, &self.station).map_err(err("batch"))?;
+        let batch = BatchConfig::from_toml(
+            &self.dir.join(format!("{name}.toml")),
+            batch_toml,
+            &self.station,
+        )
+        .map_err(err("batch"))?;
         Ok(EngineSetup {
             station: self.station.clone(),
             batch,
@@ -404,12 +506,21 @@ impl DemoWorkspace {
         on_event: &mut dyn FnMut(&Event),
     ) -> Result<ModeRun, DemoError> {
         let text = self.batch_toml(mode, name, options);
-        let batch = BatchConfig::from_toml(&self.dir.join(format!("{name}.toml")), &text, &self.station).map_err(err("batch"))?;
-        let fixture = VirtualFixture::new(options.devices, options.sim.clone(), ClientOptions::default());
+        let batch =
+            BatchConfig::from_toml(&self.dir.join(format!("{name}.toml")), &text, &self.station)
+                .map_err(err("batch"))?;
+        let fixture = VirtualFixture::new(
+            options.devices,
+            options.sim.clone(),
+            ClientOptions::default(),
+        );
         let sources: Vec<(String, Box<dyn DeviceSource>)> = (1..=options.slots)
             .map(|i| {
                 let slot = format!("S{i}");
-                (slot.clone(), Box::new(fixture.slot(&slot)) as Box<dyn DeviceSource>)
+                (
+                    slot.clone(),
+                    Box::new(fixture.slot(&slot)) as Box<dyn DeviceSource>,
+                )
             })
             .collect();
         let engine = Engine::start(EngineSetup {
@@ -425,14 +536,23 @@ impl DemoWorkspace {
             on_event(&event);
             events.push(event);
         }
-        let summary = engine.join().ok_or_else(|| DemoError { what: "engine".into(), message: "the batch thread panicked".into() })?;
-        Ok(ModeRun { mode, summary, devices: fixture.records(), events })
+        let summary = engine.join().ok_or_else(|| DemoError {
+            what: "engine".into(),
+            message: "the batch thread panicked".into(),
+        })?;
+        Ok(ModeRun {
+            mode,
+            summary,
+            devices: fixture.records(),
+            events,
+        })
     }
 
     /// Registers one simulated device through the emulator's device API with what its flash holds.
     pub fn register_device(&self, flash: &Flash) -> Result<String, DemoError> {
         let registration = device_registration(flash, &self.emulator)?;
-        let assignment = register(&registration, Duration::from_secs(20)).map_err(err("device registration"))?;
+        let assignment =
+            register(&registration, Duration::from_secs(20)).map_err(err("device registration"))?;
         if assignment.status != "assigned" {
             return Err(DemoError {
                 what: format!("device registration of '{}'", registration.registration_id),
@@ -450,16 +570,33 @@ impl Drop for DemoWorkspace {
 }
 
 /// What a simulated device would present to DPS, from its flash.
-pub fn device_registration(flash: &Flash, emulator: &RunningEmulator) -> Result<DeviceRegistration, DemoError> {
-    let config = flash.config.as_ref().ok_or_else(|| DemoError { what: "device".into(), message: format!("{} holds no config", flash.serial) })?;
-    let field = |k: &str| config.iter().find(|(n, _)| n == k).map(|(_, v)| v.clone()).unwrap_or_default();
+pub fn device_registration(
+    flash: &Flash,
+    emulator: &RunningEmulator,
+) -> Result<DeviceRegistration, DemoError> {
+    let config = flash.config.as_ref().ok_or_else(|| DemoError {
+        what: "device".into(),
+        message: format!("{} holds no config", flash.serial),
+    })?;
+    let field = |k: &str| {
+        config
+            .iter()
+            .find(|(n, _)| n == k)
+            .map(|(_, v)| v.clone())
+            .unwrap_or_default()
+    };
     let registration_id = field("regid");
     let id_scope = field("scope");
     let credential = if let Some(chain_b64) = &flash.chain {
-        let chain = BASE64_STANDARD.decode(chain_b64).map_err(err("device chain"))?;
-        let scalar = hex::decode(flash.key.as_deref().unwrap_or_default()).map_err(err("device key"))?;
+        let chain = BASE64_STANDARD
+            .decode(chain_b64)
+            .map_err(err("device chain"))?;
+        let scalar =
+            hex::decode(flash.key.as_deref().unwrap_or_default()).map_err(err("device key"))?;
         let key = p256::SecretKey::from_slice(&scalar).map_err(err("device key"))?;
-        let key_pem = key.to_pkcs8_pem(LineEnding::LF).map_err(err("device key"))?;
+        let key_pem = key
+            .to_pkcs8_pem(LineEnding::LF)
+            .map_err(err("device key"))?;
         DeviceCredential::X509 {
             chain_pem: String::from_utf8_lossy(&chain).into_owned(),
             key_pem: SecretString::new(key_pem.as_str()),
@@ -468,7 +605,10 @@ pub fn device_registration(flash: &Flash, emulator: &RunningEmulator) -> Result<
         let bytes = hex::decode(sym).map_err(err("device symmetric key"))?;
         DeviceCredential::SymmetricKey(SecretString::new(BASE64_STANDARD.encode(bytes)))
     } else {
-        return Err(DemoError { what: "device".into(), message: format!("{} holds no credential", flash.serial) });
+        return Err(DemoError {
+            what: "device".into(),
+            message: format!("{} holds no credential", flash.serial),
+        });
     };
     Ok(DeviceRegistration {
         endpoint: emulator.device_url(),
@@ -478,26 +618,4 @@ pub fn device_registration(flash: &Flash, emulator: &RunningEmulator) -> Result<
         trust_pem: emulator.ca_certificate_pem().map(str::to_string),
         payload: None,
     })
-}
-
-/// Runs the demo: a batch of every working mode, then every device registers. Returns the runs.
-pub fn run_all(
-    workspace: &DemoWorkspace,
-    options: &RunOptions,
-    on_event: &mut dyn FnMut(Mode, &Event),
-) -> Result<Vec<(ModeRun, Vec<Result<String, DemoError>>)>, DemoError> {
-    let mut out = Vec::new();
-    for mode in Mode::WORKING {
-        let started = Instant::now();
-        let run = workspace.run_mode(mode, &format!("demo-{mode}"), options, &mut |e| on_event(mode, e))?;
-        let registrations = run
-            .devices
-            .iter()
-            .filter(|d| d.passed)
-            .map(|d| workspace.register_device(&d.flash))
-            .collect::<Vec<_>>();
-        tracing::debug!(%mode, elapsed = ?started.elapsed(), "demo mode done");
-        out.push((run, registrations));
-    }
-    Ok(out)
 }

@@ -19,8 +19,8 @@ use crate::dps::DpsClient;
 use crate::identity::pem;
 use crate::identity::profile::DeviceProfile;
 use crate::ledger::{
-    AttestationKind, EnrollmentKind, FailureStage, IdentityFilter, IdentityState, Ledger, LedgerError, NewBatch,
-    NewEnrollment, Transition, WriterIdentity,
+    AttestationKind, EnrollmentKind, FailureStage, IdentityFilter, IdentityState, Ledger,
+    LedgerError, NewBatch, NewEnrollment, Transition, WriterIdentity,
 };
 
 /// Why a batch could not start.
@@ -44,7 +44,9 @@ pub enum EngineError {
         message: String,
     },
     /// A batch of the same name exists with other settings.
-    #[error("batch '{name}' already exists in the ledger with {what}; give this batch another name")]
+    #[error(
+        "batch '{name}' already exists in the ledger with {what}; give this batch another name"
+    )]
     BatchMismatch {
         /// The batch name.
         name: String,
@@ -138,20 +140,41 @@ impl Engine {
 
     /// Opens the ledger, resumes what an earlier run left, and starts the threads.
     pub fn start(setup: EngineSetup) -> Result<Engine, EngineError> {
-        let EngineSetup { station, batch, keys, dps, sources } = setup;
-        let writer = WriterIdentity { station: station.name.clone(), operator: station.operator.clone() };
+        let EngineSetup {
+            station,
+            batch,
+            keys,
+            dps,
+            sources,
+        } = setup;
+        let writer = WriterIdentity {
+            station: station.name.clone(),
+            operator: station.operator.clone(),
+        };
         let mut ledger = Ledger::open(&station.ledger, &writer)?;
         let batch_id = open_batch(&mut ledger, &batch)?;
         let resumed = resume(&mut ledger, &batch)?;
         let ca = load_ca(&keys, &batch)?;
-        let profile = DeviceProfile::valid_for_days(batch.certificate_validity_days)
-            .map_err(|e| EngineError::Ca { batch: batch.name.clone(), message: e.to_string() })?;
+        let profile =
+            DeviceProfile::valid_for_days(batch.certificate_validity_days).map_err(|e| {
+                EngineError::Ca {
+                    batch: batch.name.clone(),
+                    message: e.to_string(),
+                }
+            })?;
         let (ledger_thread, ledger_handle) = LedgerThread::start(ledger);
 
         let (events_tx, events_rx) = mpsc::channel::<Event>();
         let (commands_tx, commands_rx) = mpsc::channel::<Command>();
         let group_ca_der = ca.as_ref().map(|c| c.issuer_der.clone());
-        let ctx = Arc::new(BatchContext { batch: batch.clone(), batch_id, keys: keys.clone(), ca, profile, ledger: ledger_handle.clone() });
+        let ctx = Arc::new(BatchContext {
+            batch: batch.clone(),
+            batch_id,
+            keys: keys.clone(),
+            ca,
+            profile,
+            ledger: ledger_handle.clone(),
+        });
 
         let shared = Arc::new(Shared {
             paused: AtomicBool::new(false),
@@ -159,7 +182,9 @@ impl Engine {
             claimed: AtomicU64::new(0),
             passed: AtomicU64::new(0),
             failed: AtomicU64::new(0),
-            target: batch.target().map(|t| t.saturating_sub(resumed.already_done)),
+            target: batch
+                .target()
+                .map(|t| t.saturating_sub(resumed.already_done)),
             outcomes: Mutex::new(Vec::new()),
         });
         let _ = events_tx.send(Event::Batch(BatchState::Open));
@@ -171,7 +196,10 @@ impl Engine {
             let handle = std::thread::Builder::new()
                 .name(format!("slot-{slot}"))
                 .spawn(move || slot_worker(&name, source, &ctx, &shared, &events))
-                .map_err(|source| EngineError::Thread { what: format!("slot {slot}"), source })?;
+                .map_err(|source| EngineError::Thread {
+                    what: format!("slot {slot}"),
+                    source,
+                })?;
             slots.push(handle);
         }
 
@@ -179,26 +207,34 @@ impl Engine {
         let abort = Arc::new(AtomicBool::new(false));
         let enroll_now = batch.timing == EnrollTiming::Immediately;
         let worker = match (dps, batch.timing) {
-            (Some(client), EnrollTiming::Immediately | EnrollTiming::BatchEnd) => Some(EnrollWorker {
-                client,
-                ledger: ledger_handle.clone(),
-                batch: batch.clone(),
-                keys,
-                group_ca_der,
-                events: events_tx.clone(),
-            }),
+            (Some(client), EnrollTiming::Immediately | EnrollTiming::BatchEnd) => {
+                Some(EnrollWorker {
+                    client,
+                    ledger: ledger_handle.clone(),
+                    batch: batch.clone(),
+                    keys,
+                    group_ca_der,
+                    events: events_tx.clone(),
+                })
+            }
             _ => None,
         };
-        let start_worker = |worker: EnrollWorker, closing: Arc<AtomicBool>, abort: Arc<AtomicBool>| {
-            std::thread::Builder::new()
-                .name("enrollment".into())
-                .spawn(move || worker.run(&closing, &abort))
-                .map_err(|source| EngineError::Thread { what: "enrollment".into(), source })
-        };
+        let start_worker =
+            |worker: EnrollWorker, closing: Arc<AtomicBool>, abort: Arc<AtomicBool>| {
+                std::thread::Builder::new()
+                    .name("enrollment".into())
+                    .spawn(move || worker.run(&closing, &abort))
+                    .map_err(|source| EngineError::Thread {
+                        what: "enrollment".into(),
+                        source,
+                    })
+            };
         let mut worker_slot = None;
         let mut deferred = None;
         match worker {
-            Some(w) if enroll_now => worker_slot = Some(start_worker(w, closing.clone(), abort.clone())?),
+            Some(w) if enroll_now => {
+                worker_slot = Some(start_worker(w, closing.clone(), abort.clone())?)
+            }
             Some(w) => deferred = Some(w),
             None => {}
         }
@@ -238,17 +274,24 @@ impl Engine {
                     for s in slots {
                         let _ = s.join();
                     }
-                    let complete = shared.target.is_some_and(|t| shared.passed.load(Ordering::SeqCst) + shared.failed.load(Ordering::SeqCst) >= t);
+                    let complete = shared.target.is_some_and(|t| {
+                        shared.passed.load(Ordering::SeqCst) + shared.failed.load(Ordering::SeqCst)
+                            >= t
+                    });
                     if let Some(w) = deferred.take() {
                         match start_worker(w, closing.clone(), abort.clone()) {
                             Ok(h) => worker_slot = Some(h),
                             Err(e) => {
-                                let _ = events.send(Event::EnrollmentProblem { message: e.to_string() });
+                                let _ = events.send(Event::EnrollmentProblem {
+                                    message: e.to_string(),
+                                });
                             }
                         }
                     }
                     closing.store(true, Ordering::SeqCst);
-                    let enrollment = worker_slot.map(|h| h.join().unwrap_or_default()).unwrap_or_default();
+                    let enrollment = worker_slot
+                        .map(|h| h.join().unwrap_or_default())
+                        .unwrap_or_default();
                     let target = batch.dps_target.clone();
                     let pending = ledger_handle
                         .call(move |l| l.pending_enrollments(&target, 1_000_000))
@@ -258,9 +301,17 @@ impl Engine {
                     drop(ctx);
                     let _ = ledger_thread.join();
                     // A batch that did not reach its size stays resumable: it is paused, not closed.
-                    let state = if complete { BatchState::Closed } else { BatchState::Paused };
+                    let state = if complete {
+                        BatchState::Closed
+                    } else {
+                        BatchState::Paused
+                    };
                     let _ = events.send(Event::Batch(state));
-                    let outcomes = shared.outcomes.lock().map(|o| o.clone()).unwrap_or_default();
+                    let outcomes = shared
+                        .outcomes
+                        .lock()
+                        .map(|o| o.clone())
+                        .unwrap_or_default();
                     RunSummary {
                         outcomes,
                         enrollment,
@@ -271,9 +322,16 @@ impl Engine {
                         pending_enrollments: pending,
                     }
                 })
-                .map_err(|source| EngineError::Thread { what: "batch".into(), source })?
+                .map_err(|source| EngineError::Thread {
+                    what: "batch".into(),
+                    source,
+                })?
         };
-        Ok(Engine { events: events_rx, commands: commands_tx, coordinator })
+        Ok(Engine {
+            events: events_rx,
+            commands: commands_tx,
+            coordinator,
+        })
     }
 }
 
@@ -287,35 +345,60 @@ struct Shared {
     outcomes: Mutex<Vec<DeviceOutcome>>,
 }
 
-fn slot_worker(slot: &str, mut source: Box<dyn DeviceSource>, ctx: &BatchContext, shared: &Shared, events: &Sender<Event>) {
+fn slot_worker(
+    slot: &str,
+    mut source: Box<dyn DeviceSource>,
+    ctx: &BatchContext,
+    shared: &Shared,
+    events: &Sender<Event>,
+) {
     let emit = |e: Event| {
         let _ = events.send(e);
     };
     loop {
-        if shared.target.is_some_and(|t| shared.claimed.load(Ordering::SeqCst) >= t) {
-            emit(Event::SlotStopped { slot: slot.into(), reason: "the batch is complete".into() });
+        if shared
+            .target
+            .is_some_and(|t| shared.claimed.load(Ordering::SeqCst) >= t)
+        {
+            emit(Event::SlotStopped {
+                slot: slot.into(),
+                reason: "the batch is complete".into(),
+            });
             return;
         }
         while shared.paused.load(Ordering::SeqCst) && !shared.stop.load(Ordering::SeqCst) {
             std::thread::sleep(Duration::from_millis(50));
         }
         if shared.stop.load(Ordering::SeqCst) {
-            emit(Event::SlotStopped { slot: slot.into(), reason: "the batch was stopped".into() });
+            emit(Event::SlotStopped {
+                slot: slot.into(),
+                reason: "the batch was stopped".into(),
+            });
             return;
         }
         emit(Event::SlotWaiting { slot: slot.into() });
         let Some(mut arrival) = source.next_device(&shared.stop) else {
-            emit(Event::SlotStopped { slot: slot.into(), reason: "no more devices in this slot".into() });
+            emit(Event::SlotStopped {
+                slot: slot.into(),
+                reason: "no more devices in this slot".into(),
+            });
             return;
         };
         // Claim a place in the batch only once a device is really there.
         let claimed = shared.claimed.fetch_add(1, Ordering::SeqCst);
         if shared.target.is_some_and(|t| claimed >= t) {
             source.finished(None, false);
-            emit(Event::SlotStopped { slot: slot.into(), reason: "the batch is complete".into() });
+            emit(Event::SlotStopped {
+                slot: slot.into(),
+                reason: "the batch is complete".into(),
+            });
             return;
         }
-        emit(Event::DeviceSeen { slot: slot.into(), serial: arrival.info.serial.clone(), model: arrival.info.model.clone() });
+        emit(Event::DeviceSeen {
+            slot: slot.into(),
+            serial: arrival.info.serial.clone(),
+            model: arrival.info.model.clone(),
+        });
         let outcome = provision(ctx, slot, arrival.driver.as_mut(), &arrival.info, &emit);
         drop(arrival.driver);
         source.finished(outcome.serial.as_deref(), outcome.failure.is_none());
@@ -338,11 +421,18 @@ fn slot_worker(slot: &str, mut source: Box<dyn DeviceSource>, ctx: &BatchContext
             }
             Some((stage, reason)) => {
                 shared.failed.fetch_add(1, Ordering::SeqCst);
-                emit(Event::Failed { slot: slot.into(), serial: outcome.serial.clone(), stage: *stage, reason: reason.clone() });
+                emit(Event::Failed {
+                    slot: slot.into(),
+                    serial: outcome.serial.clone(),
+                    stage: *stage,
+                    reason: reason.clone(),
+                });
             }
         }
         // The batch is full: slots still waiting for a device (a real port blocks) stop now.
-        if shared.target.is_some_and(|t| shared.passed.load(Ordering::SeqCst) + shared.failed.load(Ordering::SeqCst) >= t) {
+        if shared.target.is_some_and(|t| {
+            shared.passed.load(Ordering::SeqCst) + shared.failed.load(Ordering::SeqCst) >= t
+        }) {
             shared.stop.store(true, Ordering::SeqCst);
         }
         let record_stage = outcome.failure.as_ref().map(|(s, _)| *s);
@@ -358,7 +448,10 @@ fn slot_worker(slot: &str, mut source: Box<dyn DeviceSource>, ctx: &BatchContext
         // the ledger cannot record.
         if record_stage == Some(Stage::Record) {
             shared.stop.store(true, Ordering::SeqCst);
-            emit(Event::SlotStopped { slot: slot.into(), reason: "the ledger refused a write; the batch is stopped".into() });
+            emit(Event::SlotStopped {
+                slot: slot.into(),
+                reason: "the ledger refused a write; the batch is stopped".into(),
+            });
             return;
         }
         arrival.info.serial.clear();
@@ -372,16 +465,32 @@ fn attestation_of(batch: &BatchConfig) -> (AttestationKind, EnrollmentKind) {
         SymmetricGroup | SymmetricIndividual => AttestationKind::SymmetricKey,
         Tpm => AttestationKind::Tpm,
     };
-    (a, if batch.mode.is_group() { EnrollmentKind::Group } else { EnrollmentKind::Individual })
+    (
+        a,
+        if batch.mode.is_group() {
+            EnrollmentKind::Group
+        } else {
+            EnrollmentKind::Individual
+        },
+    )
 }
 
-fn open_batch(ledger: &mut Ledger, batch: &BatchConfig) -> Result<crate::ledger::BatchId, EngineError> {
+fn open_batch(
+    ledger: &mut Ledger,
+    batch: &BatchConfig,
+) -> Result<crate::ledger::BatchId, EngineError> {
     let (attestation, enrollment_kind) = attestation_of(batch);
     if let Some(existing) = ledger.find_batch(&batch.name)? {
-        if existing.attestation != attestation || existing.dps_target != batch.dps_target || existing.product != batch.product {
+        if existing.attestation != attestation
+            || existing.dps_target != batch.dps_target
+            || existing.product != batch.product
+        {
             return Err(EngineError::BatchMismatch {
                 name: batch.name.clone(),
-                what: format!("product {}, {} attestation, DPS target {}", existing.product, existing.attestation, existing.dps_target),
+                what: format!(
+                    "product {}, {} attestation, DPS target {}",
+                    existing.product, existing.attestation, existing.dps_target
+                ),
             });
         }
         return Ok(existing.id);
@@ -402,14 +511,20 @@ fn open_batch(ledger: &mut Ledger, batch: &BatchConfig) -> Result<crate::ledger:
 pub fn resume(ledger: &mut Ledger, batch: &BatchConfig) -> Result<Resumed, LedgerError> {
     let mut resumed = Resumed::default();
     let list = |ledger: &Ledger, state| {
-        ledger.list_identities(&IdentityFilter { batch: Some(batch.name.clone()), state: Some(state), ..IdentityFilter::default() })
+        ledger.list_identities(&IdentityFilter {
+            batch: Some(batch.name.clone()),
+            state: Some(state),
+            ..IdentityFilter::default()
+        })
     };
     for identity in list(ledger, IdentityState::Issued)? {
         ledger.transition(
             &identity.registration_id,
             &Transition::Failed {
                 stage: FailureStage::Write,
-                reason: "voided on restart: the station stopped before the device confirmed the write".into(),
+                reason:
+                    "voided on restart: the station stopped before the device confirmed the write"
+                        .into(),
             },
         )?;
         resumed.voided += 1;
@@ -418,7 +533,11 @@ pub fn resume(ledger: &mut Ledger, batch: &BatchConfig) -> Result<Resumed, Ledge
     for identity in list(ledger, IdentityState::Written)? {
         ledger.queue_enrollment(
             &identity.registration_id,
-            &NewEnrollment { dps_target: batch.dps_target.clone(), kind, group_name: batch.enrollment_group.clone() },
+            &NewEnrollment {
+                dps_target: batch.dps_target.clone(),
+                kind,
+                group_name: batch.enrollment_group.clone(),
+            },
         )?;
         resumed.requeued += 1;
     }
@@ -430,7 +549,10 @@ fn load_ca(keys: &StationKeys, batch: &BatchConfig) -> Result<Option<CaMaterial>
     let (Some(key), Some(chain_pem)) = (&batch.ca_key, &batch.ca_chain_pem) else {
         return Ok(None);
     };
-    let ca_err = |message: String| EngineError::Ca { batch: batch.name.clone(), message };
+    let ca_err = |message: String| EngineError::Ca {
+        batch: batch.name.clone(),
+        message,
+    };
     let signer = keys.signer(key)?;
     let blocks = pem::decode_all(chain_pem).map_err(|e| ca_err(format!("keys.ca_chain: {e}")))?;
     let issuer_der = blocks
@@ -439,12 +561,19 @@ fn load_ca(keys: &StationKeys, batch: &BatchConfig) -> Result<Option<CaMaterial>
         .map(|b| b.der.clone())
         .ok_or_else(|| ca_err("keys.ca_chain holds no certificate".into()))?;
     // Checked once here, so a wrong chain stops the batch before any device is touched.
-    crate::identity::issue::Issuer::new(issuer_der.clone(), signer.as_ref())
-        .map_err(|e| ca_err(format!("keys.ca_key {key} does not match the first certificate of keys.ca_chain: {e}")))?;
+    crate::identity::issue::Issuer::new(issuer_der.clone(), signer.as_ref()).map_err(|e| {
+        ca_err(format!(
+            "keys.ca_key {key} does not match the first certificate of keys.ca_chain: {e}"
+        ))
+    })?;
     let chain_pem = blocks
         .iter()
         .filter(|b| b.label == pem::label::CERTIFICATE)
         .map(|b| pem::encode(pem::label::CERTIFICATE, &b.der))
         .collect::<String>();
-    Ok(Some(CaMaterial { signer, issuer_der, chain_pem }))
+    Ok(Some(CaMaterial {
+        signer,
+        issuer_der,
+        chain_pem,
+    }))
 }

@@ -73,14 +73,20 @@ impl EnrollWorker {
                 break;
             }
             let target = self.batch.dps_target.clone();
-            let pending = match self.ledger.call(move |l| l.pending_enrollments(&target, SCAN)) {
+            let pending = match self
+                .ledger
+                .call(move |l| l.pending_enrollments(&target, SCAN))
+            {
                 Ok(p) => p,
                 Err(e) => {
-                    let _ = self.events.send(Event::EnrollmentProblem { message: e.to_string() });
+                    let _ = self.events.send(Event::EnrollmentProblem {
+                        message: e.to_string(),
+                    });
                     break;
                 }
             };
-            let workable: Vec<PendingEnrollment> = pending.into_iter().filter(|p| self.can_enroll(p)).collect();
+            let workable: Vec<PendingEnrollment> =
+                pending.into_iter().filter(|p| self.can_enroll(p)).collect();
             if workable.is_empty() {
                 if closing.load(Ordering::Relaxed) {
                     break;
@@ -89,13 +95,18 @@ impl EnrollWorker {
                 continue;
             }
             let before = stats;
-            let (group, individual): (Vec<_>, Vec<_>) =
-                workable.into_iter().partition(|p| p.enrollment.kind == EnrollmentKind::Group);
+            let (group, individual): (Vec<_>, Vec<_>) = workable
+                .into_iter()
+                .partition(|p| p.enrollment.kind == EnrollmentKind::Group);
             self.enroll_groups(group, &mut groups_ok, &mut stats);
             for chunk in individual.chunks(MAX_BULK_ITEMS) {
                 self.enroll_chunk(chunk, &mut stats);
             }
-            let _ = self.events.send(Event::Enrollment { enrolled: stats.enrolled, failed: stats.failed, pending: 0 });
+            let _ = self.events.send(Event::Enrollment {
+                enrolled: stats.enrolled,
+                failed: stats.failed,
+                pending: 0,
+            });
             if stats == before {
                 // Nothing moved (DPS unreachable or throttling): back off, the line goes on. Once
                 // the batch is closed, give up: the identities stay queued in the ledger for the
@@ -117,7 +128,8 @@ impl EnrollWorker {
         match (p.enrollment.kind, p.attestation) {
             (EnrollmentKind::Group, _) => p.enrollment.group_name.is_some(),
             (EnrollmentKind::Individual, AttestationKind::SymmetricKey) => {
-                self.batch.mode == Mode::SymmetricIndividual && self.in_batch(&p.enrollment.registration_id)
+                self.batch.mode == Mode::SymmetricIndividual
+                    && self.in_batch(&p.enrollment.registration_id)
             }
             _ => true,
         }
@@ -137,19 +149,31 @@ impl EnrollWorker {
         let id = p.enrollment.id;
         let ok = matches!(outcome, EnrollmentOutcome::Enrolled { .. });
         let failed = matches!(outcome, EnrollmentOutcome::Failed { .. });
-        match self.ledger.call(move |l| l.record_enrollment_result(id, &outcome)) {
+        match self
+            .ledger
+            .call(move |l| l.record_enrollment_result(id, &outcome))
+        {
             Ok(_) if ok => stats.enrolled += 1,
             Ok(_) if failed => stats.failed += 1,
             Ok(_) => {}
             Err(e) => {
-                let _ = self.events.send(Event::EnrollmentProblem { message: e.to_string() });
+                let _ = self.events.send(Event::EnrollmentProblem {
+                    message: e.to_string(),
+                });
             }
         }
     }
 
-    fn enroll_groups(&self, items: Vec<PendingEnrollment>, groups_ok: &mut HashSet<String>, stats: &mut EnrollStats) {
+    fn enroll_groups(
+        &self,
+        items: Vec<PendingEnrollment>,
+        groups_ok: &mut HashSet<String>,
+        stats: &mut EnrollStats,
+    ) {
         for p in items {
-            let Some(name) = p.enrollment.group_name.clone() else { continue };
+            let Some(name) = p.enrollment.group_name.clone() else {
+                continue;
+            };
             if !groups_ok.contains(&name) {
                 match self.ensure_group(&name) {
                     Ok(()) => {
@@ -172,9 +196,13 @@ impl EnrollWorker {
             Ok(None) => match (&self.group_ca_der, self.batch.mode) {
                 (Some(der), Mode::X509Group) => {
                     let ca_pem = pem::encode(pem::label::CERTIFICATE, der);
-                    let group = payload::x509_group_signing_certificate(name, &ca_pem, &self.settings())
-                        .map_err(|e| e.to_string())?;
-                    self.client.create_group(&group).map(|_| ()).map_err(|e| e.to_string())
+                    let group =
+                        payload::x509_group_signing_certificate(name, &ca_pem, &self.settings())
+                            .map_err(|e| e.to_string())?;
+                    self.client
+                        .create_group(&group)
+                        .map(|_| ())
+                        .map_err(|e| e.to_string())
                 }
                 _ => Err(format!(
                     "enrollment group '{name}' does not exist in DPS target '{}'; create it with the group key first (identities stay queued)",
@@ -190,18 +218,27 @@ impl EnrollWorker {
         let settings = self.settings();
         match p.attestation {
             AttestationKind::X509 => {
-                let der = p.certificate_der.as_ref().ok_or("the ledger holds no certificate")?;
+                let der = p
+                    .certificate_der
+                    .as_ref()
+                    .ok_or("the ledger holds no certificate")?;
                 let pem = pem::encode(pem::label::CERTIFICATE, der);
                 payload::x509_individual(rid, &pem, &settings).map_err(|e| e.to_string())
             }
             AttestationKind::SymmetricKey => {
-                let key = individual_device_key(&self.keys, &self.batch, rid).map_err(|e| e.to_string())?;
+                let key = individual_device_key(&self.keys, &self.batch, rid)
+                    .map_err(|e| e.to_string())?;
                 let b64 = SecretString::new(BASE64_STANDARD.encode(key.expose()));
-                payload::symmetric_key_individual(rid, Some(b64), None, &settings).map_err(|e| e.to_string())
+                payload::symmetric_key_individual(rid, Some(b64), None, &settings)
+                    .map_err(|e| e.to_string())
             }
             AttestationKind::Tpm => {
-                let ek = p.endorsement_key.as_ref().ok_or("the ledger holds no endorsement key")?;
-                payload::tpm_individual(rid, &BASE64_STANDARD.encode(ek), None, &settings).map_err(|e| e.to_string())
+                let ek = p
+                    .endorsement_key
+                    .as_ref()
+                    .ok_or("the ledger holds no endorsement key")?;
+                payload::tpm_individual(rid, &BASE64_STANDARD.encode(ek), None, &settings)
+                    .map_err(|e| e.to_string())
             }
         }
     }
@@ -226,12 +263,21 @@ impl EnrollWorker {
             let outcome = match item.result {
                 Ok(_) => EnrollmentOutcome::Enrolled { etag: None },
                 // Per-item refusals (a 4xx code) are final; anything else is tried again later.
-                Err(f) if f.error_code.is_some_and(|c| (400_000..500_000).contains(&c) && c / 1000 != 429) => {
-                    EnrollmentOutcome::Failed { error: f.to_string() }
+                Err(f)
+                    if f.error_code
+                        .is_some_and(|c| (400_000..500_000).contains(&c) && c / 1000 != 429) =>
+                {
+                    EnrollmentOutcome::Failed {
+                        error: f.to_string(),
+                    }
                 }
                 Err(f) => {
-                    let _ = self.events.send(Event::EnrollmentProblem { message: f.to_string() });
-                    EnrollmentOutcome::RetryLater { error: f.to_string() }
+                    let _ = self.events.send(Event::EnrollmentProblem {
+                        message: f.to_string(),
+                    });
+                    EnrollmentOutcome::RetryLater {
+                        error: f.to_string(),
+                    }
                 }
             };
             self.record(p, outcome, stats);

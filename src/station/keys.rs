@@ -26,7 +26,9 @@ pub enum KeysError {
     #[error(transparent)]
     Store(#[from] KeyStoreError),
     /// The PIN is not in the environment.
-    #[error("the HSM PIN for token '{token}' is not set: export {HSM_PIN_ENV} (it is never read from a file)")]
+    #[error(
+        "the HSM PIN for token '{token}' is not set: export {HSM_PIN_ENV} (it is never read from a file)"
+    )]
     NoPin {
         /// The token label.
         token: String,
@@ -78,18 +80,28 @@ impl StationKeys {
     /// Opens the key store `station.toml` names (PIN from the environment, tried once).
     pub fn open(config: &KeyStoreConfig) -> Result<Self, KeysError> {
         match config {
-            KeyStoreConfig::Pkcs11 { profile, token_label, module, sessions } => {
+            KeyStoreConfig::Pkcs11 {
+                profile,
+                token_label,
+                module,
+                sessions,
+            } => {
                 let hsm_profile = if profile.ends_with(".toml") {
                     HsmProfile::from_file(std::path::Path::new(profile))
                 } else {
                     HsmProfile::built_in(profile)
                 }
-                .map_err(|e| KeysError::Profile { profile: profile.clone(), message: e.to_string() })?;
+                .map_err(|e| KeysError::Profile {
+                    profile: profile.clone(),
+                    message: e.to_string(),
+                })?;
                 let pin = std::env::var(HSM_PIN_ENV)
                     .ok()
                     .filter(|p| !p.is_empty())
                     .map(SecretString::new)
-                    .ok_or_else(|| KeysError::NoPin { token: token_label.clone() })?;
+                    .ok_or_else(|| KeysError::NoPin {
+                        token: token_label.clone(),
+                    })?;
                 let store = Pkcs11KeyStore::open(
                     &Pkcs11Config {
                         profile: hsm_profile,
@@ -113,9 +125,14 @@ impl StationKeys {
         match self {
             StationKeys::Hsm(s) => {
                 let t = s.token();
-                format!("PKCS#11 token '{}' (serial {}, {})", t.label, t.serial, t.model)
+                format!(
+                    "PKCS#11 token '{}' (serial {}, {})",
+                    t.label, t.serial, t.model
+                )
             }
-            StationKeys::Software(dir) => format!("SOFTWARE key store {} ({NOT_IN_HSM_NOTICE})", dir.display()),
+            StationKeys::Software(dir) => {
+                format!("SOFTWARE key store {} ({NOT_IN_HSM_NOTICE})", dir.display())
+            }
         }
     }
 
@@ -132,7 +149,10 @@ impl StationKeys {
                 let path = dir.join(name);
                 SoftwareCaKey::load(&path)
                     .map(|k| Arc::new(k) as Arc<dyn CaSigner>)
-                    .map_err(|e| KeysError::Software { path, message: e.to_string() })
+                    .map_err(|e| KeysError::Software {
+                        path,
+                        message: e.to_string(),
+                    })
             }
             _ => Err(self.wrong_kind(key)),
         }
@@ -144,14 +164,28 @@ impl StationKeys {
             (StationKeys::Hsm(s), KeyRef::Pkcs11(uri)) => Ok(s.hmac_sha256(uri, message)?),
             (StationKeys::Software(dir), KeyRef::File(name)) => {
                 let path = dir.join(name);
-                let text = zeroize::Zeroizing::new(
-                    std::fs::read_to_string(&path)
-                        .map_err(|e| KeysError::Software { path: path.clone(), message: e.to_string() })?,
-                );
-                let secret = crate::identity::symmetric::decode_key(&SecretString::new(text.trim()), "software secret")
-                    .map_err(|e| KeysError::Software { path: path.clone(), message: e.to_string() })?;
-                let mut mac = <Hmac<Sha256> as KeyInit>::new_from_slice(secret.expose())
-                    .map_err(|_| KeysError::Software { path, message: "empty key".into() })?;
+                let text =
+                    zeroize::Zeroizing::new(std::fs::read_to_string(&path).map_err(|e| {
+                        KeysError::Software {
+                            path: path.clone(),
+                            message: e.to_string(),
+                        }
+                    })?);
+                let secret = crate::identity::symmetric::decode_key(
+                    &SecretString::new(text.trim()),
+                    "software secret",
+                )
+                .map_err(|e| KeysError::Software {
+                    path: path.clone(),
+                    message: e.to_string(),
+                })?;
+                let mut mac =
+                    <Hmac<Sha256> as KeyInit>::new_from_slice(secret.expose()).map_err(|_| {
+                        KeysError::Software {
+                            path,
+                            message: "empty key".into(),
+                        }
+                    })?;
                 mac.update(message);
                 Ok(SecretBytes::new(mac.finalize().into_bytes().to_vec()))
             }
@@ -161,12 +195,16 @@ impl StationKeys {
 
     fn wrong_kind(&self, key: &KeyRef) -> KeysError {
         match self {
-            StationKeys::Hsm(_) => {
-                KeysError::WrongKind { key: key.to_string(), store: "PKCS#11", expected: "pkcs11: URI" }
-            }
-            StationKeys::Software(_) => {
-                KeysError::WrongKind { key: key.to_string(), store: "software", expected: "file:NAME" }
-            }
+            StationKeys::Hsm(_) => KeysError::WrongKind {
+                key: key.to_string(),
+                store: "PKCS#11",
+                expected: "pkcs11: URI",
+            },
+            StationKeys::Software(_) => KeysError::WrongKind {
+                key: key.to_string(),
+                store: "software",
+                expected: "file:NAME",
+            },
         }
     }
 }

@@ -16,7 +16,9 @@ pub enum LedgerCallError {
     #[error(transparent)]
     Ledger(#[from] LedgerError),
     /// The ledger thread is gone (it stopped after an earlier failure).
-    #[error("the ledger writer thread has stopped; restart the station (nothing was written by this request)")]
+    #[error(
+        "the ledger writer thread has stopped; restart the station (nothing was written by this request)"
+    )]
     Stopped,
 }
 
@@ -68,6 +70,9 @@ impl LedgerHandle {
             let _ = reply_tx.send(f(ledger));
         });
         self.tx.send(job).map_err(|_| LedgerCallError::Stopped)?;
-        reply_rx.recv().map_err(|_| LedgerCallError::Stopped)?.map_err(LedgerCallError::Ledger)
+        reply_rx
+            .recv()
+            .map_err(|_| LedgerCallError::Stopped)?
+            .map_err(LedgerCallError::Ledger)
     }
 }

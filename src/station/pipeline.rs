@@ -26,8 +26,8 @@ use crate::identity::registration_id::{IdUse, RegistrationId};
 use crate::identity::signer::CaSigner;
 use crate::identity::template::TemplateValues;
 use crate::ledger::{
-    Attestation, BatchId, EnrollmentKind, FailureStage, IdentityState, KeyFingerprint, NewDevice, NewEnrollment,
-    NewIdentity, Transition,
+    Attestation, BatchId, EnrollmentKind, FailureStage, IdentityState, KeyFingerprint, NewDevice,
+    NewEnrollment, NewIdentity, Transition,
 };
 use crate::secret::SecretBytes;
 
@@ -101,11 +101,15 @@ pub fn individual_device_key(
     batch: &BatchConfig,
     registration_id: &str,
 ) -> Result<SecretBytes, super::keys::KeysError> {
-    let master = batch.device_key_master.as_ref().ok_or_else(|| super::keys::KeysError::WrongKind {
-        key: "keys.device_key_master".into(),
-        store: "batch",
-        expected: "device key master secret",
-    })?;
+    let master =
+        batch
+            .device_key_master
+            .as_ref()
+            .ok_or_else(|| super::keys::KeysError::WrongKind {
+                key: "keys.device_key_master".into(),
+                store: "batch",
+                expected: "device key master secret",
+            })?;
     let mut message = DEVICE_KEY_LABEL.to_vec();
     message.extend_from_slice(registration_id.as_bytes());
     keys.hmac(master, &message)
@@ -144,7 +148,12 @@ fn run(
     emit: &dyn Fn(Event),
     out_id: &mut Option<RegistrationId>,
 ) -> Result<Done, Failure> {
-    let stage = |s: Stage| emit(Event::StageStarted { slot: slot.to_string(), stage: s });
+    let stage = |s: Stage| {
+        emit(Event::StageStarted {
+            slot: slot.to_string(),
+            stage: s,
+        })
+    };
     let batch = &ctx.batch;
     let mode = batch.mode;
 
@@ -164,42 +173,61 @@ fn run(
     if !batch.accepts_serial(&info.serial) {
         return Err(Failure(
             Stage::Check,
-            format!("serial {} is outside the batch's serial range; this device belongs to another batch", info.serial),
+            format!(
+                "serial {} is outside the batch's serial range; this device belongs to another batch",
+                info.serial
+            ),
         ));
     }
     let needs: &[&str] = match mode {
         Mode::X509Csr | Mode::X509Group => &[caps::P256_KEYGEN, caps::CSR],
         Mode::X509Inject => &[caps::ENCRYPTED_INJECTION],
-        Mode::SymmetricGroup | Mode::SymmetricIndividual => &[caps::ENCRYPTED_INJECTION, caps::SYMMETRIC_KEY],
+        Mode::SymmetricGroup | Mode::SymmetricIndividual => {
+            &[caps::ENCRYPTED_INJECTION, caps::SYMMETRIC_KEY]
+        }
         Mode::Tpm => &[caps::TPM_EK],
     };
     if let Some(missing) = needs.iter().find(|c| !info.has(c)) {
         return Err(Failure(
             Stage::Check,
-            format!("device {} (firmware {}) lacks capability '{missing}' that mode {mode} needs", info.serial, info.firmware),
+            format!(
+                "device {} (firmware {}) lacks capability '{missing}' that mode {mode} needs",
+                info.serial, info.firmware
+            ),
         ));
     }
-    let usage = if mode.is_x509() { IdUse::X509CommonName } else { IdUse::Any };
+    let usage = if mode.is_x509() {
+        IdUse::X509CommonName
+    } else {
+        IdUse::Any
+    };
     let values = TemplateValues {
         product: Some(&batch.product),
         serial: Some(&info.serial),
         model: Some(&info.model),
         hardware_id: Some(&info.hardware_id),
     };
-    let registration_id = batch.template.render(&values, usage).map_err(fail(Stage::Check))?;
+    let registration_id = batch
+        .template
+        .render(&values, usage)
+        .map_err(fail(Stage::Check))?;
     *out_id = Some(registration_id.clone());
     let rid = registration_id.as_str().to_string();
     let existing = {
         let rid = rid.clone();
-        ctx.ledger.call(move |l| l.find_identity(&rid)).map_err(fail(Stage::Check))?
+        ctx.ledger
+            .call(move |l| l.find_identity(&rid))
+            .map_err(fail(Stage::Check))?
     };
     if info.locked {
         return locked_device(ctx, driver, info, &rid, existing.as_ref());
     }
     let reissue = match existing {
         None => false,
-        Some(rec) if rec.state == IdentityState::Issued
-            || (rec.state == IdentityState::Failed && rec.failed_stage == Some(FailureStage::Write)) =>
+        Some(rec)
+            if rec.state == IdentityState::Issued
+                || (rec.state == IdentityState::Failed
+                    && rec.failed_stage == Some(FailureStage::Write)) =>
         {
             true
         }
@@ -223,7 +251,9 @@ fn run(
             firmware: Some(info.firmware.clone()),
             batch: Some(ctx.batch_id),
         };
-        ctx.ledger.call(move |l| l.upsert_device(&d)).map_err(fail(Stage::Check))?
+        ctx.ledger
+            .call(move |l| l.upsert_device(&d))
+            .map_err(fail(Stage::Check))?
     };
 
     // --- key + issue ---------------------------------------------------------------------------
@@ -246,21 +276,35 @@ fn run(
                 if verified.public_key_sec1 != public {
                     return Err(Failure(
                         Stage::Key,
-                        format!("device {}: the CSR's key is not the key KEYGEN reported; the firmware is faulty", info.serial),
+                        format!(
+                            "device {}: the CSR's key is not the key KEYGEN reported; the firmware is faulty",
+                            info.serial
+                        ),
                     ));
                 }
                 public
             };
             expected.key = Some(sha256_hex(&public));
             stage(Stage::Issue);
-            let ca = ctx.ca.as_ref().ok_or_else(|| Failure(Stage::Issue, "the batch has no CA".into()))?;
-            let issuer = Issuer::new(ca.issuer_der.clone(), ca.signer.as_ref()).map_err(fail(Stage::Issue))?;
-            let cert = issue::issue_device_certificate_for_key(&public, &registration_id, &ctx.profile, &issuer)
+            let ca = ctx
+                .ca
+                .as_ref()
+                .ok_or_else(|| Failure(Stage::Issue, "the batch has no CA".into()))?;
+            let issuer = Issuer::new(ca.issuer_der.clone(), ca.signer.as_ref())
                 .map_err(fail(Stage::Issue))?;
+            let cert = issue::issue_device_certificate_for_key(
+                &public,
+                &registration_id,
+                &ctx.profile,
+                &issuer,
+            )
+            .map_err(fail(Stage::Issue))?;
             let chain = format!("{}{}", cert.pem(), ca.chain_pem);
             expected.chain = Some(sha256_hex(chain.as_bytes()));
             chain_pem = Some(chain);
-            Attestation::X509 { certificate_der: cert.der }
+            Attestation::X509 {
+                certificate_der: cert.der,
+            }
         }
         Mode::SymmetricGroup | Mode::SymmetricIndividual => {
             stage(Stage::Issue);
@@ -269,31 +313,56 @@ fn run(
                     .group_key
                     .as_ref()
                     .ok_or_else(|| Failure(Stage::Issue, "the batch has no group key".into()))?;
-                ctx.keys.hmac(group, rid.as_bytes()).map_err(fail(Stage::Issue))?
+                ctx.keys
+                    .hmac(group, rid.as_bytes())
+                    .map_err(fail(Stage::Issue))?
             } else {
                 individual_device_key(&ctx.keys, batch, &rid).map_err(fail(Stage::Issue))?
             };
             expected.symmetric_key = Some(sha256_hex(key.expose()));
             let fingerprint = KeyFingerprint::of_key(key.expose());
             symmetric = Some(key);
-            Attestation::SymmetricKey { key_fingerprint: fingerprint }
+            Attestation::SymmetricKey {
+                key_fingerprint: fingerprint,
+            }
         }
         Mode::Tpm => {
             stage(Stage::Key);
             let ek = driver.tpm_ek().map_err(fail(Stage::Key))?;
-            Attestation::Tpm { endorsement_key: ek.public_der }
+            Attestation::Tpm {
+                endorsement_key: ek.public_der,
+            }
         }
     };
 
     // --- record (write-ahead) -------------------------------------------------------------------
     stage(Stage::Record);
-    let identity =
-        NewIdentity { registration_id: rid.clone(), batch: Some(ctx.batch_id), device: Some(device_id), attestation };
+    let identity = NewIdentity {
+        registration_id: rid.clone(),
+        batch: Some(ctx.batch_id),
+        device: Some(device_id),
+        attestation,
+    };
     ctx.ledger
-        .call(move |l| if reissue { l.reissue(&identity) } else { l.record_issued(&identity) })
+        .call(move |l| {
+            if reissue {
+                l.reissue(&identity)
+            } else {
+                l.record_issued(&identity)
+            }
+        })
         .map_err(fail(Stage::Record))?;
 
-    let written = write_verify_lock(driver, batch, &rid, chain_pem, station_key, symmetric, expected, &stage);
+    let written = write_verify_lock(
+        driver,
+        batch,
+        &rid,
+        chain_pem,
+        station_key,
+        symmetric,
+        expected,
+        &stage,
+    );
     if let Err(Failure(stage, reason)) = written {
         void(ctx, &rid, stage, &reason);
         return Err(Failure(stage, reason));
@@ -302,7 +371,11 @@ fn run(
     // --- written + queued -----------------------------------------------------------------------
     let enrollment = NewEnrollment {
         dps_target: batch.dps_target.clone(),
-        kind: if mode.is_group() { EnrollmentKind::Group } else { EnrollmentKind::Individual },
+        kind: if mode.is_group() {
+            EnrollmentKind::Group
+        } else {
+            EnrollmentKind::Individual
+        },
         group_name: batch.enrollment_group.clone(),
     };
     let rid2 = rid.clone();
@@ -317,7 +390,13 @@ fn run(
         .map_err(|e| {
             // The device holds its identity and is locked, but the ledger could not say so: the
             // identity stays `issued`; a restart voids it and the device needs a factory reset.
-            Failure(Stage::Record, format!("device {} is written and locked but the ledger refused 'written': {e}", info.serial))
+            Failure(
+                Stage::Record,
+                format!(
+                    "device {} is written and locked but the ledger refused 'written': {e}",
+                    info.serial
+                ),
+            )
         })?;
     Ok(Done::Provisioned)
 }
@@ -346,10 +425,15 @@ fn locked_device(
     let refuse = || {
         Failure(
             Stage::Check,
-            format!("device {} is locked (already provisioned) and the ledger has no unfinished identity for it; it needs a factory reset before it can be provisioned again", info.serial),
+            format!(
+                "device {} is locked (already provisioned) and the ledger has no unfinished identity for it; it needs a factory reset before it can be provisioned again",
+                info.serial
+            ),
         )
     };
-    let Some(rec) = existing else { return Err(refuse()) };
+    let Some(rec) = existing else {
+        return Err(refuse());
+    };
     match rec.state {
         IdentityState::Written | IdentityState::Enrolled => return Ok(Done::AlreadyDone),
         IdentityState::Issued => {}
@@ -357,14 +441,20 @@ fn locked_device(
         _ => return Err(refuse()),
     }
     let readback = driver.readback().map_err(fail(Stage::Verify))?;
-    let mut expected = Expected { config: Some(config_digest(&ctx.batch, rid)), ..Expected::default() };
+    let mut expected = Expected {
+        config: Some(config_digest(&ctx.batch, rid)),
+        ..Expected::default()
+    };
     if let Some(der) = &rec.certificate_der {
         let (_, cert) = x509_parser::parse_x509_certificate(der).map_err(fail(Stage::Verify))?;
         expected.key = Some(sha256_hex(&cert.public_key().subject_public_key.data));
-    } else if ctx.batch.mode == Mode::SymmetricGroup || ctx.batch.mode == Mode::SymmetricIndividual {
+    } else if ctx.batch.mode == Mode::SymmetricGroup || ctx.batch.mode == Mode::SymmetricIndividual
+    {
         let key = if ctx.batch.mode == Mode::SymmetricGroup {
             let group = ctx.batch.group_key.as_ref().ok_or_else(refuse)?;
-            ctx.keys.hmac(group, rid.as_bytes()).map_err(fail(Stage::Issue))?
+            ctx.keys
+                .hmac(group, rid.as_bytes())
+                .map_err(fail(Stage::Issue))?
         } else {
             individual_device_key(&ctx.keys, &ctx.batch, rid).map_err(fail(Stage::Issue))?
         };
@@ -377,7 +467,11 @@ fn locked_device(
     }
     let enrollment = NewEnrollment {
         dps_target: ctx.batch.dps_target.clone(),
-        kind: if ctx.batch.mode.is_group() { EnrollmentKind::Group } else { EnrollmentKind::Individual },
+        kind: if ctx.batch.mode.is_group() {
+            EnrollmentKind::Group
+        } else {
+            EnrollmentKind::Individual
+        },
         group_name: ctx.batch.enrollment_group.clone(),
     };
     let (rid, failed) = (rid.to_string(), rec.state == IdentityState::Failed);
@@ -425,7 +519,9 @@ fn write_verify_lock(
         driver.put_symmetric_key(&key).map_err(fail(Stage::Write))?;
     }
     if let Some(chain) = chain_pem {
-        driver.put_certificate_chain(chain.as_bytes()).map_err(fail(Stage::Write))?;
+        driver
+            .put_certificate_chain(chain.as_bytes())
+            .map_err(fail(Stage::Write))?;
     }
     let config = DeviceConfig {
         registration_id: rid.to_string(),
@@ -442,7 +538,10 @@ fn write_verify_lock(
     if !differences.is_empty() {
         return Err(Failure(
             Stage::Verify,
-            format!("the device's read-back differs from what was written: {}; re-seat the device and run it again", differences.join(", ")),
+            format!(
+                "the device's read-back differs from what was written: {}; re-seat the device and run it again",
+                differences.join(", ")
+            ),
         ));
     }
     stage(Stage::Lock);
@@ -454,7 +553,15 @@ fn write_verify_lock(
 /// same device reissues under the same registration ID.
 fn void(ctx: &BatchContext, rid: &str, stage: Stage, reason: &str) {
     let (rid, reason) = (rid.to_string(), format!("{stage}: {reason}"));
-    if let Err(e) = ctx.ledger.call(move |l| l.transition(&rid, &Transition::Failed { stage: FailureStage::Write, reason })) {
+    if let Err(e) = ctx.ledger.call(move |l| {
+        l.transition(
+            &rid,
+            &Transition::Failed {
+                stage: FailureStage::Write,
+                reason,
+            },
+        )
+    }) {
         tracing::error!("could not void an unwritten identity: {e}");
     }
 }

@@ -41,8 +41,12 @@ impl ReportFigures {
     pub fn of(summary: &RunSummary) -> Self {
         let devices = summary.outcomes.len();
         let passed = summary.passed();
-        let mut times: Vec<Duration> =
-            summary.outcomes.iter().filter(|o| o.failure.is_none()).map(|o| o.elapsed).collect();
+        let mut times: Vec<Duration> = summary
+            .outcomes
+            .iter()
+            .filter(|o| o.failure.is_none())
+            .map(|o| o.elapsed)
+            .collect();
         times.sort();
         let mut failures_by_stage = BTreeMap::new();
         for (stage, _) in summary.outcomes.iter().filter_map(|o| o.failure.as_ref()) {
@@ -52,7 +56,11 @@ impl ReportFigures {
             devices,
             passed,
             failed: devices - passed,
-            yield_ratio: if devices == 0 { 0.0 } else { passed as f64 / devices as f64 },
+            yield_ratio: if devices == 0 {
+                0.0
+            } else {
+                passed as f64 / devices as f64
+            },
             failures_by_stage,
             median: quantile(&times, 0.5),
             p95: quantile(&times, 0.95),
@@ -64,8 +72,16 @@ impl ReportFigures {
 pub fn markdown(batch: &str, station: &str, keys: &str, summary: &RunSummary) -> String {
     let f = ReportFigures::of(summary);
     let mut out = format!("# Batch report: {batch}\n\n");
-    out += &format!("- Station: {station}\n- Key store: {keys}\n- State: {:?}\n", summary.state);
-    out += &format!("- Devices: {} passed, {} failed, yield {:.1}%\n", f.passed, f.failed, f.yield_ratio * 100.0);
+    out += &format!(
+        "- Station: {station}\n- Key store: {keys}\n- State: {:?}\n",
+        summary.state
+    );
+    out += &format!(
+        "- Devices: {} passed, {} failed, yield {:.1}%\n",
+        f.passed,
+        f.failed,
+        f.yield_ratio * 100.0
+    );
     out += &format!(
         "- Time per device: median {:.0} ms, 95th percentile {:.0} ms; wall time {:.1} s\n",
         f.median.as_secs_f64() * 1e3,
@@ -104,7 +120,15 @@ pub fn markdown(batch: &str, station: &str, keys: &str, summary: &RunSummary) ->
 /// The CSV report: one row per device.
 pub fn csv(summary: &RunSummary) -> Result<String, csv::Error> {
     let mut w = csv::Writer::from_writer(Vec::new());
-    w.write_record(["slot", "serial", "registration_id", "result", "stage", "reason", "milliseconds"])?;
+    w.write_record([
+        "slot",
+        "serial",
+        "registration_id",
+        "result",
+        "stage",
+        "reason",
+        "milliseconds",
+    ])?;
     for o in &summary.outcomes {
         let (result, stage, reason) = match &o.failure {
             None => ("passed", String::new(), String::new()),
@@ -120,7 +144,9 @@ pub fn csv(summary: &RunSummary) -> Result<String, csv::Error> {
             &o.elapsed.as_millis().to_string(),
         ])?;
     }
-    let bytes = w.into_inner().map_err(|e| csv::Error::from(e.into_error()))?;
+    let bytes = w
+        .into_inner()
+        .map_err(|e| csv::Error::from(e.into_error()))?;
     Ok(String::from_utf8_lossy(&bytes).into_owned())
 }
 
@@ -133,8 +159,20 @@ pub fn write(
     summary: &RunSummary,
 ) -> Result<(PathBuf, PathBuf), std::io::Error> {
     std::fs::create_dir_all(dir)?;
-    let stamp = std::time::SystemTime::now().duration_since(std::time::UNIX_EPOCH).map(|d| d.as_secs()).unwrap_or(0);
-    let safe: String = batch.chars().map(|c| if c.is_ascii_alphanumeric() || c == '-' || c == '_' { c } else { '_' }).collect();
+    let stamp = std::time::SystemTime::now()
+        .duration_since(std::time::UNIX_EPOCH)
+        .map(|d| d.as_secs())
+        .unwrap_or(0);
+    let safe: String = batch
+        .chars()
+        .map(|c| {
+            if c.is_ascii_alphanumeric() || c == '-' || c == '_' {
+                c
+            } else {
+                '_'
+            }
+        })
+        .collect();
     let md = dir.join(format!("{safe}-{stamp}.md"));
     let csv_path = dir.join(format!("{safe}-{stamp}.csv"));
     std::fs::write(&md, markdown(batch, station, keys, summary))?;

@@ -40,7 +40,11 @@ pub struct PortSource {
 impl PortSource {
     /// A slot on `path`.
     pub fn new(path: PathBuf, options: ClientOptions) -> Self {
-        Self { path, options, last_serial: None }
+        Self {
+            path,
+            options,
+            last_serial: None,
+        }
     }
 }
 
@@ -55,7 +59,10 @@ impl DeviceSource for PortSource {
                 // The device just done stays in the slot until the operator takes it out.
                 let same = self.last_serial.as_deref() == Some(info.serial.as_str());
                 if !same {
-                    return Some(Arrival { driver: Box::new(client), info });
+                    return Some(Arrival {
+                        driver: Box::new(client),
+                        info,
+                    });
                 }
             }
             std::thread::sleep(POLL);
@@ -105,7 +112,11 @@ impl VirtualFixture {
 
     /// The source for one slot.
     pub fn slot(self: &Arc<Self>, slot: &str) -> SimSlot {
-        SimSlot { fixture: self.clone(), slot: slot.to_string(), current: None }
+        SimSlot {
+            fixture: self.clone(),
+            slot: slot.to_string(),
+            current: None,
+        }
     }
 
     /// Every device that went through, in the order they finished.
@@ -114,7 +125,9 @@ impl VirtualFixture {
     }
 
     fn take(&self) -> bool {
-        self.remaining.fetch_update(Ordering::SeqCst, Ordering::SeqCst, |n| n.checked_sub(1)).is_ok()
+        self.remaining
+            .fetch_update(Ordering::SeqCst, Ordering::SeqCst, |n| n.checked_sub(1))
+            .is_ok()
     }
 }
 
@@ -148,7 +161,10 @@ impl DeviceSource for SimSlot {
         let info = client.hello();
         self.current = Some(device);
         match info {
-            Ok(info) => Some(Arrival { driver: Box::new(client), info }),
+            Ok(info) => Some(Arrival {
+                driver: Box::new(client),
+                info,
+            }),
             Err(e) => {
                 // A device that cannot even say HELLO is taken off the fixture and counted.
                 tracing::warn!(slot = %self.slot, "simulated device did not answer HELLO: {e}");
@@ -164,7 +180,12 @@ impl DeviceSource for SimSlot {
             let (sent, received) = device.byte_counts();
             device.stop();
             if let Ok(mut records) = self.fixture.records.lock() {
-                records.push(SimulatedRecord { slot: self.slot.clone(), flash, passed, wire_bytes: sent + received });
+                records.push(SimulatedRecord {
+                    slot: self.slot.clone(),
+                    flash,
+                    passed,
+                    wire_bytes: sent + received,
+                });
             }
         }
     }

@@ -17,7 +17,13 @@ fn port_sources(paths: &[String]) -> Vec<(String, Box<dyn DeviceSource>)> {
     paths
         .iter()
         .enumerate()
-        .map(|(i, p)| (format!("P{i}"), Box::new(PortSource::new(p.into(), ClientOptions::default())) as Box<dyn DeviceSource>))
+        .map(|(i, p)| {
+            (
+                format!("P{i}"),
+                Box::new(PortSource::new(p.into(), ClientOptions::default()))
+                    as Box<dyn DeviceSource>,
+            )
+        })
         .collect()
 }
 
@@ -25,17 +31,37 @@ fn port_sources(paths: &[String]) -> Vec<(String, Box<dyn DeviceSource>)> {
 fn a_device_of_another_model_is_refused_and_a_device_seen_twice_is_refused() {
     let ws = DemoWorkspace::create(KeyStoreChoice::SoftHsm).unwrap();
     let fleet = Fleet::start(1, &SimOptions::default()).unwrap();
-    let options = RunOptions { devices: 1, ..RunOptions::default() };
+    let options = RunOptions {
+        devices: 1,
+        ..RunOptions::default()
+    };
 
-    let wrong = ws.batch_toml(Mode::X509Csr, "wrong-model", &options).replacen("product = \"demo\"", "product = \"demo\"\nmodel = \"pump-9\"", 1);
-    let engine = Engine::start(ws.engine_setup("wrong-model", &wrong, port_sources(&fleet.paths())).unwrap()).unwrap();
+    let wrong = ws
+        .batch_toml(Mode::X509Csr, "wrong-model", &options)
+        .replacen(
+            "product = \"demo\"",
+            "product = \"demo\"\nmodel = \"pump-9\"",
+            1,
+        );
+    let engine = Engine::start(
+        ws.engine_setup("wrong-model", &wrong, port_sources(&fleet.paths()))
+            .unwrap(),
+    )
+    .unwrap();
     let summary = engine.join().unwrap();
     let (stage, reason) = summary.outcomes[0].failure.clone().unwrap();
     assert_eq!(stage, Stage::Check);
-    assert!(reason.contains("pump-9") && reason.contains("sim-sensor"), "{reason}");
+    assert!(
+        reason.contains("pump-9") && reason.contains("sim-sensor"),
+        "{reason}"
+    );
 
     let first = ws.batch_toml(Mode::X509Csr, "first", &options);
-    let engine = Engine::start(ws.engine_setup("first", &first, port_sources(&fleet.paths())).unwrap()).unwrap();
+    let engine = Engine::start(
+        ws.engine_setup("first", &first, port_sources(&fleet.paths()))
+            .unwrap(),
+    )
+    .unwrap();
     assert_eq!(engine.join().unwrap().passed(), 1);
 
     // Factory-reset the device and offer it to a second batch: same serial, same registration ID.
@@ -43,12 +69,20 @@ fn a_device_of_another_model_is_refused_and_a_device_seen_twice_is_refused() {
     client.factory_reset().unwrap();
     drop(client);
     let second = first.replace("name = \"first\"", "name = \"second\"");
-    let engine = Engine::start(ws.engine_setup("second", &second, port_sources(&fleet.paths())).unwrap()).unwrap();
+    let engine = Engine::start(
+        ws.engine_setup("second", &second, port_sources(&fleet.paths()))
+            .unwrap(),
+    )
+    .unwrap();
     let summary = engine.join().unwrap();
     let (stage, reason) = summary.outcomes[0].failure.clone().unwrap();
     assert_eq!(stage, Stage::Check);
     assert!(reason.contains("seen before"), "{reason}");
-    assert_eq!(ws.emulator.enrollments_snapshot().len(), 1, "enrolled twice");
+    assert_eq!(
+        ws.emulator.enrollments_snapshot().len(),
+        1,
+        "enrolled twice"
+    );
 }
 
 #[test]
@@ -62,25 +96,53 @@ fn batch_files_with_unknown_keys_or_unavailable_modes_are_refused_naming_the_key
     .unwrap();
     let base = "name = \"b\"\nproduct = \"p\"\ncount = 1\nregistration_id = \"{product}-{serial}\"\nid_scope = \"0ne1\"\ndps_target = \"main\"\n";
     for (text, needle) in [
-        (format!("{base}mode = \"symmetric-group\"\nenrollment_group = \"g\"\nretries = 3\n[keys]\ngroup_key = \"file:g\"\n"), "retries"),
+        (
+            format!(
+                "{base}mode = \"symmetric-group\"\nenrollment_group = \"g\"\nretries = 3\n[keys]\ngroup_key = \"file:g\"\n"
+            ),
+            "retries",
+        ),
         (format!("{base}mode = \"tpm\"\n[keys]\n"), "not available"),
     ] {
         let batch = dir.path().join("batch.toml");
         std::fs::write(&batch, text).unwrap();
-        let out = Command::new(BIN).args(["run", "--headless", "--config"]).arg(&station).arg("--batch").arg(&batch).output().unwrap();
+        let out = Command::new(BIN)
+            .args(["run", "--headless", "--config"])
+            .arg(&station)
+            .arg("--batch")
+            .arg(&batch)
+            .output()
+            .unwrap();
         let stderr = String::from_utf8_lossy(&out.stderr);
         assert!(!out.status.success());
-        assert!(stderr.contains(needle) && stderr.contains("batch.toml"), "{stderr}");
+        assert!(
+            stderr.contains(needle) && stderr.contains("batch.toml"),
+            "{stderr}"
+        );
     }
 }
 
 #[test]
 fn the_demo_runs_every_working_mode_and_its_devices_register() {
-    let out = Command::new(BIN).args(["demo", "--headless", "--devices", "2"]).output().unwrap();
+    let out = Command::new(BIN)
+        .args(["demo", "--headless", "--devices", "2"])
+        .output()
+        .unwrap();
     let stdout = String::from_utf8_lossy(&out.stdout);
-    assert!(out.status.success(), "{stdout}{}", String::from_utf8_lossy(&out.stderr));
+    assert!(
+        out.status.success(),
+        "{stdout}{}",
+        String::from_utf8_lossy(&out.stderr)
+    );
     for mode in Mode::WORKING {
-        assert!(stdout.contains(&format!("batch demo-{mode}: Closed; 2 passed, 0 failed")), "{mode}: {stdout}");
+        assert!(
+            stdout.contains(&format!("batch demo-{mode}: Closed; 2 passed, 0 failed")),
+            "{mode}: {stdout}"
+        );
     }
-    assert_eq!(stdout.matches("2 of 2 devices registered").count(), Mode::WORKING.len(), "{stdout}");
+    assert_eq!(
+        stdout.matches("2 of 2 devices registered").count(),
+        Mode::WORKING.len(),
+        "{stdout}"
+    );
 }

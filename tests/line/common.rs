@@ -12,13 +12,20 @@ pub const BIN: &str = env!("CARGO_BIN_EXE_dps-station");
 /// `openssl verify` of a leaf against a root with the intermediates as untrusted.
 pub fn openssl_verify(dir: &Path, chain_pem: &str, root_pem: &str) -> Result<(), String> {
     let blocks = pem::decode_all(chain_pem).map_err(|e| e.to_string())?;
-    let certs: Vec<String> = blocks.iter().map(|b| pem::encode(pem::label::CERTIFICATE, &b.der)).collect();
+    let certs: Vec<String> = blocks
+        .iter()
+        .map(|b| pem::encode(pem::label::CERTIFICATE, &b.der))
+        .collect();
     let leaf = dir.join("leaf.pem");
     let untrusted = dir.join("untrusted.pem");
     let root = dir.join("root.pem");
     std::fs::write(&leaf, &certs[0]).unwrap();
     // Everything after the leaf except the root itself.
-    let inter: String = certs[1..].iter().filter(|c| c.as_str() != root_pem).cloned().collect();
+    let inter: String = certs[1..]
+        .iter()
+        .filter(|c| c.as_str() != root_pem)
+        .cloned()
+        .collect();
     std::fs::write(&untrusted, inter).unwrap();
     std::fs::write(&root, root_pem).unwrap();
     let out = Command::new("openssl")
@@ -32,7 +39,11 @@ pub fn openssl_verify(dir: &Path, chain_pem: &str, root_pem: &str) -> Result<(),
     if out.status.success() {
         Ok(())
     } else {
-        Err(format!("{}{}", String::from_utf8_lossy(&out.stdout), String::from_utf8_lossy(&out.stderr)))
+        Err(format!(
+            "{}{}",
+            String::from_utf8_lossy(&out.stdout),
+            String::from_utf8_lossy(&out.stderr)
+        ))
     }
 }
 
@@ -54,6 +65,17 @@ pub fn max_in_flight(events: &[Event]) -> usize {
 
 /// `dps-station ledger verify` on a ledger file; true when it passes.
 pub fn ledger_verify(ledger: &Path) -> (bool, String) {
-    let out = Command::new(BIN).args(["ledger", "verify", "--ledger"]).arg(ledger).output().unwrap();
-    (out.status.success(), format!("{}{}", String::from_utf8_lossy(&out.stdout), String::from_utf8_lossy(&out.stderr)))
+    let out = Command::new(BIN)
+        .args(["ledger", "verify", "--ledger"])
+        .arg(ledger)
+        .output()
+        .unwrap();
+    (
+        out.status.success(),
+        format!(
+            "{}{}",
+            String::from_utf8_lossy(&out.stdout),
+            String::from_utf8_lossy(&out.stderr)
+        ),
+    )
 }

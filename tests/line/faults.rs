@@ -11,7 +11,10 @@ use dps_station::station::events::Stage;
 fn states(ws: &DemoWorkspace, batch: &str) -> Vec<(String, IdentityState, Option<FailureStage>)> {
     let ledger = Ledger::open_read_only(&ws.station.ledger).unwrap();
     ledger
-        .list_identities(&IdentityFilter { batch: Some(batch.into()), ..IdentityFilter::default() })
+        .list_identities(&IdentityFilter {
+            batch: Some(batch.into()),
+            ..IdentityFilter::default()
+        })
         .unwrap()
         .into_iter()
         .map(|i| (i.registration_id, i.state, i.failed_stage))
@@ -22,9 +25,22 @@ fn states(ws: &DemoWorkspace, batch: &str) -> Vec<(String, IdentityState, Option
 fn a_device_unplugged_mid_write_fails_at_write_and_its_identity_is_voided() {
     let ws = DemoWorkspace::create(KeyStoreChoice::SoftHsm).unwrap();
     // HELLO, KEYGEN, CSR, then the cable goes during the chain's PUT.
-    let sim = SimOptions { faults: SimFaults { disconnect_after: Some(4), ..SimFaults::default() }, ..SimOptions::default() };
-    let options = RunOptions { devices: 4, slots: 4, sim, timing: "immediately" };
-    let run = ws.run_mode(Mode::X509Csr, "unplug", &options, &mut |_| {}).unwrap();
+    let sim = SimOptions {
+        faults: SimFaults {
+            disconnect_after: Some(4),
+            ..SimFaults::default()
+        },
+        ..SimOptions::default()
+    };
+    let options = RunOptions {
+        devices: 4,
+        slots: 4,
+        sim,
+        timing: "immediately",
+    };
+    let run = ws
+        .run_mode(Mode::X509Csr, "unplug", &options, &mut |_| {})
+        .unwrap();
     assert_eq!(run.summary.failed(), 4);
     for o in &run.summary.outcomes {
         let (stage, reason) = o.failure.as_ref().unwrap();
@@ -33,24 +49,44 @@ fn a_device_unplugged_mid_write_fails_at_write_and_its_identity_is_voided() {
     let states = states(&ws, "unplug");
     assert_eq!(states.len(), 4);
     for (rid, state, stage) in states {
-        assert_eq!((state, stage), (IdentityState::Failed, Some(FailureStage::Write)), "{rid}");
+        assert_eq!(
+            (state, stage),
+            (IdentityState::Failed, Some(FailureStage::Write)),
+            "{rid}"
+        );
     }
-    assert!(ws.emulator.enrollments_snapshot().is_empty(), "a voided identity was enrolled");
+    assert!(
+        ws.emulator.enrollments_snapshot().is_empty(),
+        "a voided identity was enrolled"
+    );
 }
 
 #[test]
 fn corrupt_frames_are_retried_or_fail_cleanly_and_every_passed_device_registers() {
     let ws = DemoWorkspace::create(KeyStoreChoice::SoftHsm).unwrap();
     let sim = SimOptions {
-        faults: SimFaults { corrupt_rate: 0.0005, garbage: true, seed: 7, ..SimFaults::default() },
+        faults: SimFaults {
+            corrupt_rate: 0.0005,
+            garbage: true,
+            seed: 7,
+            ..SimFaults::default()
+        },
         ..SimOptions::default()
     };
-    let options = RunOptions { devices: 6, slots: 6, sim, timing: "immediately" };
-    let run = ws.run_mode(Mode::SymmetricIndividual, "corrupt", &options, &mut |_| {}).unwrap();
+    let options = RunOptions {
+        devices: 6,
+        slots: 6,
+        sim,
+        timing: "immediately",
+    };
+    let run = ws
+        .run_mode(Mode::SymmetricIndividual, "corrupt", &options, &mut |_| {})
+        .unwrap();
     assert!(run.summary.passed() >= 1, "{:?}", run.summary.outcomes);
     for (rid, state, stage) in states(&ws, "corrupt") {
         assert!(
-            state == IdentityState::Enrolled || (state == IdentityState::Failed && stage == Some(FailureStage::Write)),
+            state == IdentityState::Enrolled
+                || (state == IdentityState::Failed && stage == Some(FailureStage::Write)),
             "{rid} ended {state} {stage:?}"
         );
     }
@@ -63,30 +99,75 @@ fn corrupt_frames_are_retried_or_fail_cleanly_and_every_passed_device_registers(
 fn dps_errors_are_retried_and_an_unreachable_dps_leaves_identities_queued_for_the_next_run() {
     let ws = DemoWorkspace::create(KeyStoreChoice::SoftHsm).unwrap();
     // Half the requests answered 500: every identity still ends enrolled, once.
-    ws.emulator.set_faults(Faults { error_rate: 0.5, ..Faults::default() }).unwrap();
-    let run = ws.run_mode(Mode::X509Csr, "flaky", &RunOptions { devices: 4, slots: 4, ..RunOptions::default() }, &mut |_| {}).unwrap();
+    ws.emulator
+        .set_faults(Faults {
+            error_rate: 0.5,
+            ..Faults::default()
+        })
+        .unwrap();
+    let run = ws
+        .run_mode(
+            Mode::X509Csr,
+            "flaky",
+            &RunOptions {
+                devices: 4,
+                slots: 4,
+                ..RunOptions::default()
+            },
+            &mut |_| {},
+        )
+        .unwrap();
     assert_eq!(run.summary.passed(), 4);
-    assert_eq!(run.summary.enrollment.enrolled + run.summary.pending_enrollments, 4);
+    assert_eq!(
+        run.summary.enrollment.enrolled + run.summary.pending_enrollments,
+        4
+    );
 
     // DPS down for the whole batch: devices pass, identities stay `written` and queued.
-    ws.emulator.set_faults(Faults { error_rate: 1.0, ..Faults::default() }).unwrap();
-    let options = RunOptions { devices: 4, slots: 4, timing: "batch-end", ..RunOptions::default() };
-    let down = ws.run_mode(Mode::X509Inject, "down", &options, &mut |_| {}).unwrap();
+    ws.emulator
+        .set_faults(Faults {
+            error_rate: 1.0,
+            ..Faults::default()
+        })
+        .unwrap();
+    let options = RunOptions {
+        devices: 4,
+        slots: 4,
+        timing: "batch-end",
+        ..RunOptions::default()
+    };
+    let down = ws
+        .run_mode(Mode::X509Inject, "down", &options, &mut |_| {})
+        .unwrap();
     assert_eq!(down.summary.passed(), 4);
     assert_eq!(down.summary.enrollment.enrolled, 0);
-    assert!(states(&ws, "down").iter().all(|(_, s, _)| *s == IdentityState::Written));
+    assert!(
+        states(&ws, "down")
+            .iter()
+            .all(|(_, s, _)| *s == IdentityState::Written)
+    );
 
     // DPS back: running the batch again takes no device and enrolls what was queued.
     ws.emulator.set_faults(Faults::default()).unwrap();
-    let again = ws.run_mode(Mode::X509Inject, "down", &options, &mut |_| {}).unwrap();
+    let again = ws
+        .run_mode(Mode::X509Inject, "down", &options, &mut |_| {})
+        .unwrap();
     assert!(again.summary.outcomes.is_empty());
     assert_eq!(again.summary.resumed.requeued, 4);
-    assert!(states(&ws, "down").iter().all(|(_, s, _)| *s == IdentityState::Enrolled));
+    assert!(
+        states(&ws, "down")
+            .iter()
+            .all(|(_, s, _)| *s == IdentityState::Enrolled)
+    );
     for device in &down.devices {
         ws.register_device(&device.flash).unwrap();
     }
-    let ids: Vec<String> =
-        ws.emulator.enrollments_snapshot().iter().filter_map(|e| e["registrationId"].as_str().map(str::to_string)).collect();
+    let ids: Vec<String> = ws
+        .emulator
+        .enrollments_snapshot()
+        .iter()
+        .filter_map(|e| e["registrationId"].as_str().map(str::to_string))
+        .collect();
     let unique: std::collections::HashSet<_> = ids.iter().collect();
     assert_eq!(ids.len(), unique.len(), "an enrollment exists twice");
 }

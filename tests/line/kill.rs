@@ -25,7 +25,10 @@ fn spawn_run(dir: &std::path::Path, ws: &DemoWorkspace) -> Child {
         .arg("--batch")
         .arg(dir.join("batch.toml"))
         .env("DPS_STATION_HSM_PIN", USER_PIN)
-        .env("DPS_STATION_TEST_CS", ws.emulator.connection_string().expose())
+        .env(
+            "DPS_STATION_TEST_CS",
+            ws.emulator.connection_string().expose(),
+        )
         .stdout(Stdio::null())
         .stderr(Stdio::null())
         .spawn()
@@ -38,13 +41,18 @@ fn sigkill_at_random_points_then_restart_loses_and_duplicates_nothing() {
     let dir = tempfile::tempdir().unwrap();
     // Paced like a UART so that a kill lands inside exchanges, not only between them.
     let sim = SimOptions {
-        faults: SimFaults { baud: Some(9_600), ..SimFaults::default() },
+        faults: SimFaults {
+            baud: Some(9_600),
+            ..SimFaults::default()
+        },
         flash_dir: Some(dir.path().join("flash")),
         ..SimOptions::default()
     };
     std::fs::create_dir_all(dir.path().join("flash")).unwrap();
     let fleet = Fleet::start(DEVICES, &sim).unwrap();
-    let KeyStoreConfig::Pkcs11 { token_label, .. } = &ws.station.keystore else { panic!("SoftHSM2 expected") };
+    let KeyStoreConfig::Pkcs11 { token_label, .. } = &ws.station.keystore else {
+        panic!("SoftHSM2 expected")
+    };
     let mut station = format!(
         "name = \"kill-test\"\nledger = \"ledger.db\"\n[keystore]\nkind = \"pkcs11\"\nprofile = \"softhsm2\"\ntoken_label = {token_label:?}\nmodule = \"/usr/lib/softhsm/libsofthsm2.so\"\n[dps.emulator]\nconnection_string_env = \"DPS_STATION_TEST_CS\"\nendpoint = {:?}\nca_file = {:?}\n[fixture.slots]\n",
         ws.emulator.service_url(),
@@ -54,8 +62,15 @@ fn sigkill_at_random_points_then_restart_loses_and_duplicates_nothing() {
         station += &format!("S{i} = {path:?}\n");
     }
     std::fs::write(dir.path().join("station.toml"), station).unwrap();
-    let options = RunOptions { devices: DEVICES as u64, ..RunOptions::default() };
-    std::fs::write(dir.path().join("batch.toml"), ws.batch_toml(Mode::X509Csr, "kill", &options)).unwrap();
+    let options = RunOptions {
+        devices: DEVICES as u64,
+        ..RunOptions::default()
+    };
+    std::fs::write(
+        dir.path().join("batch.toml"),
+        ws.batch_toml(Mode::X509Csr, "kill", &options),
+    )
+    .unwrap();
 
     let mut killed = 0;
     for round in 0..KILLS {
@@ -69,7 +84,10 @@ fn sigkill_at_random_points_then_restart_loses_and_duplicates_nothing() {
         let status = child.wait().unwrap();
         eprintln!("round {round}: after {wait:?}: {status}");
     }
-    assert!(killed >= 2, "the batch finished before the station could be killed");
+    assert!(
+        killed >= 2,
+        "the batch finished before the station could be killed"
+    );
 
     // The last run finishes the batch.
     let mut child = spawn_run(dir.path(), &ws);
@@ -88,7 +106,10 @@ fn sigkill_at_random_points_then_restart_loses_and_duplicates_nothing() {
 
     let ledger = Ledger::open_read_only(&dir.path().join("ledger.db")).unwrap();
     let identities = ledger
-        .list_identities(&IdentityFilter { batch: Some("kill".into()), ..IdentityFilter::default() })
+        .list_identities(&IdentityFilter {
+            batch: Some("kill".into()),
+            ..IdentityFilter::default()
+        })
         .unwrap();
     let enrolled: HashSet<String> = identities
         .iter()
@@ -113,10 +134,21 @@ fn sigkill_at_random_points_then_restart_loses_and_duplicates_nothing() {
     for device in fleet.devices() {
         let flash = device.flash();
         assert!(flash.locked, "{} not locked", flash.serial);
-        let chain = base64::prelude::BASE64_STANDARD.decode(flash.chain.as_ref().unwrap()).unwrap();
+        let chain = base64::prelude::BASE64_STANDARD
+            .decode(flash.chain.as_ref().unwrap())
+            .unwrap();
         assert!(!chain.is_empty());
-        let rid = flash.config.as_ref().unwrap().iter().find(|(k, _)| k == "regid").unwrap().1.clone();
+        let rid = flash
+            .config
+            .as_ref()
+            .unwrap()
+            .iter()
+            .find(|(k, _)| k == "regid")
+            .unwrap()
+            .1
+            .clone();
         assert!(enrolled.contains(&rid), "{rid}");
-        ws.register_device(&flash).unwrap_or_else(|e| panic!("{rid}: {e}"));
+        ws.register_device(&flash)
+            .unwrap_or_else(|e| panic!("{rid}: {e}"));
     }
 }
