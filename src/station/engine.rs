@@ -162,7 +162,11 @@ impl Engine {
                     message: e.to_string(),
                 }
             })?;
-        let (ledger_thread, ledger_handle) = LedgerThread::start(ledger);
+        let (ledger_thread, ledger_handle) =
+            LedgerThread::start(ledger).map_err(|source| EngineError::Thread {
+                what: "ledger writer".into(),
+                source,
+            })?;
 
         let (events_tx, events_rx) = mpsc::channel::<Event>();
         let (commands_tx, commands_rx) = mpsc::channel::<Command>();

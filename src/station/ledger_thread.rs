@@ -35,7 +35,7 @@ pub struct LedgerThread {
 
 impl LedgerThread {
     /// Moves `ledger` onto its own thread.
-    pub fn start(ledger: Ledger) -> (LedgerThread, LedgerHandle) {
+    pub fn start(ledger: Ledger) -> Result<(LedgerThread, LedgerHandle), std::io::Error> {
         let (tx, rx) = mpsc::channel::<Job>();
         let thread = std::thread::Builder::new()
             .name("ledger-writer".into())
@@ -46,11 +46,7 @@ impl LedgerThread {
                 }
                 ledger
             });
-        match thread {
-            Ok(thread) => (LedgerThread { thread }, LedgerHandle { tx }),
-            // Spawning fails only when the OS is out of threads; nothing can run then.
-            Err(e) => panic!("cannot start the ledger thread: {e}"),
-        }
+        thread.map(|thread| (LedgerThread { thread }, LedgerHandle { tx }))
     }
 
     /// Waits for the thread (after every handle is dropped) and returns the ledger.

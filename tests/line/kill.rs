@@ -35,8 +35,15 @@ fn spawn_run(dir: &std::path::Path, ws: &DemoWorkspace) -> Child {
         .unwrap()
 }
 
-#[test]
-fn sigkill_at_random_points_then_restart_loses_and_duplicates_nothing() {
+struct Line {
+    ws: DemoWorkspace,
+    dir: tempfile::TempDir,
+    fleet: Fleet,
+}
+
+/// A SoftHSM2 token, the emulator, DEVICES simulated devices paced at 9600 baud with their flash on
+/// disk, and station.toml + batch.toml naming them.
+fn line() -> Line {
     let ws = DemoWorkspace::create(KeyStoreChoice::SoftHsm).unwrap();
     let dir = tempfile::tempdir().unwrap();
     // Paced like a UART so that a kill lands inside exchanges, not only between them.
@@ -72,6 +79,12 @@ fn sigkill_at_random_points_then_restart_loses_and_duplicates_nothing() {
     )
     .unwrap();
 
+    Line { ws, dir, fleet }
+}
+
+#[test]
+fn sigkill_at_random_points_then_restart_loses_and_duplicates_nothing() {
+    let Line { ws, dir, fleet } = line();
     let mut killed = 0;
     for round in 0..KILLS {
         let mut child = spawn_run(dir.path(), &ws);
@@ -151,4 +164,73 @@ fn sigkill_at_random_points_then_restart_loses_and_duplicates_nothing() {
         ws.register_device(&flash)
             .unwrap_or_else(|e| panic!("{rid}: {e}"));
     }
+}
+
+#[test]
+fn ctrl_c_stops_taking_devices_leaves_no_identity_half_done_and_the_batch_resumes() {
+    let Line { ws, dir, fleet } = line();
+    let mut child = spawn_run(dir.path(), &ws);
+    std::thread::sleep(Duration::from_millis(700));
+    let pid = child.id().to_string();
+    assert!(
+        Command::new("kill")
+            .args(["-INT", &pid])
+            .status()
+            .unwrap()
+            .success()
+    );
+    let started = Instant::now();
+    let status = loop {
+        if let Some(status) = child.try_wait().unwrap() {
+            break status;
+        }
+        assert!(
+            started.elapsed() < Duration::from_secs(30),
+            "Ctrl-C did not stop the run"
+        );
+        std::thread::sleep(Duration::from_millis(50));
+    };
+    assert!(
+        status.code().is_some(),
+        "the run died of the signal instead of pausing: {status}"
+    );
+    let ledger = Ledger::open_read_only(&dir.path().join("ledger.db")).unwrap();
+    let identities = ledger
+        .list_identities(&IdentityFilter {
+            batch: Some("kill".into()),
+            ..IdentityFilter::default()
+        })
+        .unwrap();
+    assert!(
+        identities.iter().all(|i| i.state != IdentityState::Issued),
+        "{identities:?}"
+    );
+    drop(ledger);
+    let mut child = spawn_run(dir.path(), &ws);
+    let status = child.wait().unwrap();
+    assert!(status.success(), "{status}");
+    let ledger = Ledger::open_read_only(&dir.path().join("ledger.db")).unwrap();
+    let enrolled = ledger
+        .list_identities(&IdentityFilter {
+            batch: Some("kill".into()),
+            state: Some(IdentityState::Enrolled),
+            ..IdentityFilter::default()
+        })
+        .unwrap();
+    assert_eq!(enrolled.len(), DEVICES);
+    assert!(fleet.devices().iter().all(|d| d.flash().locked));
+    let reports: Vec<_> = std::fs::read_dir(dir.path().join("reports"))
+        .unwrap()
+        .filter_map(|e| e.ok())
+        .collect();
+    assert!(
+        reports
+            .iter()
+            .any(|e| e.path().extension().is_some_and(|x| x == "md"))
+    );
+    assert!(
+        reports
+            .iter()
+            .any(|e| e.path().extension().is_some_and(|x| x == "csv"))
+    );
 }
