@@ -865,6 +865,45 @@ mod tests {
     }
 
     #[test]
+    fn the_documented_examples_parse_and_serial_ranges_hold() {
+        let dir = tempfile::tempdir().unwrap();
+        let station_path = dir.path().join("station.toml");
+        std::fs::write(
+            &station_path,
+            include_str!("../../docs/examples/station.toml"),
+        )
+        .unwrap();
+        let station = StationConfig::load(&station_path).unwrap();
+        assert_eq!(station.fixture.slots.len(), 2);
+        assert_eq!(
+            station.dps["production"].connection_string,
+            SecretSource::Env("DPS_PRODUCTION_CONNECTION_STRING".into())
+        );
+        std::fs::write(
+            dir.path().join("intermediate-and-root.pem"),
+            "-----BEGIN CERTIFICATE-----\nAA==\n-----END CERTIFICATE-----\n",
+        )
+        .unwrap();
+        let batch_text = include_str!("../../docs/examples/batch.toml");
+        let batch =
+            BatchConfig::from_toml(&dir.path().join("batch.toml"), batch_text, &station).unwrap();
+        assert_eq!(
+            (batch.mode, batch.target(), batch.timing),
+            (Mode::X509Csr, Some(500), EnrollTiming::Immediately)
+        );
+        assert_eq!(
+            batch.twin_desired.as_ref().unwrap()["telemetryInterval"],
+            60
+        );
+        let ranged =
+            batch_text.replace("count = 500", "serial_range = [\"SN000100\", \"SN000599\"]");
+        let ranged =
+            BatchConfig::from_toml(&dir.path().join("batch.toml"), &ranged, &station).unwrap();
+        assert!(ranged.accepts_serial("SN000100") && ranged.accepts_serial("SN000599"));
+        assert!(!ranged.accepts_serial("SN000600") && !ranged.accepts_serial("SN00010"));
+    }
+
+    #[test]
     fn unavailable_modes_and_missing_keys_are_refused_with_the_reason() {
         let dir = tempfile::tempdir().unwrap();
         let s = station(dir.path());
