@@ -9,5 +9,7 @@ mod common;
 mod faults;
 #[path = "line/kill.rs"]
 mod kill;
+#[path = "line/lifecycle.rs"]
+mod lifecycle;
 #[path = "line/modes.rs"]
 mod modes;
