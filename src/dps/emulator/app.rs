@@ -15,6 +15,8 @@ pub struct App {
     pub state: Mutex<State>,
     /// Host name accepted in SAS `sr`.
     pub host_name: String,
+    /// The listeners' `ip:port`, also accepted in SAS `sr` (clients sign what they connect to).
+    pub listener_hosts: Vec<String>,
     /// Policy name (`skn`).
     pub policy_name: String,
     /// Primary then secondary policy key.

@@ -121,10 +121,34 @@ impl Emulator {
             }
         }
 
+        let tls_material = match config.https {
+            Some(_) => Some(tls::material(&config.tls, &config.host_name)?),
+            None => None,
+        };
+        let http_listener = config.http.map(server::bind_tcp).transpose()?;
+        let https_listener = config.https.map(server::bind_tcp).transpose()?;
+        let unix_listener = config
+            .unix_socket
+            .as_deref()
+            .map(server::bind_unix)
+            .transpose()?;
+        let http = http_listener
+            .as_ref()
+            .map(|(_, a)| loopback_if_unspecified(*a));
+        let https = https_listener
+            .as_ref()
+            .map(|(_, a)| loopback_if_unspecified(*a));
+        let listener_hosts = http
+            .iter()
+            .chain(https.iter())
+            .map(|a| a.to_string())
+            .collect();
+
         let changed = config.state_file.as_ref().map(|_| Arc::new(Notify::new()));
         let app = Arc::new(App {
             state: Mutex::new(state),
             host_name: config.host_name.clone(),
+            listener_hosts,
             policy_name: config.policy_name.clone(),
             keys,
             id_scope,
@@ -156,26 +180,15 @@ impl Emulator {
             .with_state(app.clone());
         let (shutdown, shutdown_rx) = watch::channel(false);
 
-        let tls_material = match config.https {
-            Some(_) => Some(tls::material(&config.tls, &config.host_name)?),
-            None => None,
-        };
-        let mut http = None;
-        let mut https = None;
-        if let Some(addr) = config.http {
-            let (listener, local) = server::bind_tcp(addr)?;
-            http = Some(local);
+        if let Some((listener, _)) = http_listener {
             runtime.spawn(server::run_tcp(
                 listener,
                 router.clone(),
                 shutdown_rx.clone(),
             ));
         }
-        if let (Some(addr), Some(material)) = (config.https, &tls_material) {
-            let server_config = tls::server_config(material)?;
-            let (listener, local) = server::bind_tcp(addr)?;
-            https = Some(local);
-            let acceptor = tokio_rustls::TlsAcceptor::from(server_config);
+        if let (Some((listener, _)), Some(material)) = (https_listener, &tls_material) {
+            let acceptor = tokio_rustls::TlsAcceptor::from(tls::server_config(material)?);
             runtime.spawn(server::run_tls(
                 listener,
                 acceptor,
@@ -183,8 +196,7 @@ impl Emulator {
                 shutdown_rx.clone(),
             ));
         }
-        if let Some(path) = &config.unix_socket {
-            let listener = server::bind_unix(path)?;
+        if let (Some(listener), Some(path)) = (unix_listener, &config.unix_socket) {
             runtime.spawn(server::run_unix(
                 listener,
                 path.clone(),
@@ -204,8 +216,8 @@ impl Emulator {
         Ok(RunningEmulator {
             runtime: Some(runtime),
             app,
-            http: http.map(loopback_if_unspecified),
-            https: https.map(loopback_if_unspecified),
+            http,
+            https,
             unix_socket: config.unix_socket,
             trust_pem: tls_material.map(|m| m.trust_pem),
             state_file: config.state_file,

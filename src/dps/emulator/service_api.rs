@@ -30,7 +30,8 @@ pub fn authorize(app: &App, call: &Call<'_>) -> Result<(), ApiError> {
         .map(|(h, _)| h.to_owned())
         .unwrap_or_else(|| host.clone());
     let covered = [app.host_name.to_ascii_lowercase(), host, host_no_port]
-        .iter()
+        .into_iter()
+        .chain(app.listener_hosts.iter().cloned())
         .filter(|h| !h.is_empty())
         .any(|h| token.covers(&format!("{h}{}", call.raw_path)));
     if !covered {
