@@ -2,6 +2,8 @@
 //! API, SAS, limits, faults, the state file, the device registration API, and the official
 //! Node and Python service SDKs run against it.
 
+#[path = "dps_emulator/cli.rs"]
+mod cli;
 #[path = "dps_emulator/common.rs"]
 mod common;
 #[path = "dps_emulator/device.rs"]

@@ -572,3 +572,77 @@ fn plain_http_listener_serves_the_same_api() {
         "one store behind both listeners"
     );
 }
+
+#[test]
+fn malformed_requests_get_an_answer_never_a_dropped_connection() {
+    let dps = loopback();
+    let scope = dps.emu.id_scope().to_owned();
+    let paths = [
+        format!("/{scope}/registrations"),
+        format!("/{scope}/registrations/dev-1"),
+        format!("/{scope}/registrations/dev-1/operations"),
+        format!("/{scope}/registrations/%ff%fe/register"),
+        format!("/{scope}/registrations/dev-1/register/extra"),
+        "/enrollments/%".to_owned(),
+        "/enrollments/%zz/attestationmechanism/x/y".to_owned(),
+        "/registrations".to_owned(),
+        "/registrations/a/b/c".to_owned(),
+        "/enrollmentGroups//query".to_owned(),
+        "/".to_owned(),
+    ];
+    for path in &paths {
+        for method in ["GET", "PUT", "POST", "DELETE"] {
+            for version in ["?api-version=2021-10-01", "?api-version=2021-06-01", ""] {
+                let r = dps.call(
+                    method,
+                    &format!("{path}{version}"),
+                    Some(&json!({ "x": [1, 2] })),
+                    &[],
+                );
+                assert!(
+                    (400..500).contains(&r.status),
+                    "{method} {path}{version}: {}",
+                    r.status
+                );
+                assert!(r.body["errorCode"].is_u64(), "{method} {path}: {}", r.body);
+            }
+        }
+    }
+    for auth in [
+        "SharedAccessSignature",
+        "SharedAccessSignature sr",
+        "SharedAccessSignature sr=&sig=&se=&skn=",
+        "SharedAccessSignature sr=a&sig=%&se=99999999999999999999",
+    ] {
+        assert_eq!(
+            dps.call_raw(
+                "GET",
+                &format!("/enrollments/x?{V}"),
+                None,
+                &[("authorization", auth)]
+            )
+            .status,
+            401,
+            "{auth}"
+        );
+    }
+    let big = json!({ "registrationId": "big", "attestation": { "type": "none" }, "initialTwin": { "tags": { "blob": "x".repeat(100 * 1024) } } });
+    let r = dps.put("/enrollments/big", &big);
+    assert_eq!(r.status, 413, "over the 96 KB message size");
+    let not_utf8 = dps
+        .client
+        .post(format!("{}/enrollments/query?{V}", dps.emu.service_url()))
+        .header("authorization", dps.token())
+        .body(vec![0xff, 0xfe, 0x00])
+        .send()
+        .unwrap();
+    assert_eq!(not_utf8.status().as_u16(), 400);
+    let expired_device = dps.call_raw("PUT", &format!("/{scope}/registrations/dev-1/register?api-version=2021-06-01"), Some(&json!({})), &[("authorization", &format!("SharedAccessSignature sr={scope}%2Fregistrations%2Fdev-1&sig=AAAA&se=1&skn=registration"))]);
+    assert_eq!(
+        expired_device.status, 404,
+        "no enrollment for dev-1: {}",
+        expired_device.body
+    );
+    assert_eq!(dps.get("/enrollments/x").status, 404, "still serving");
+    let _ = now();
+}

@@ -45,7 +45,12 @@ pub fn handle(app: &App, call: &Call<'_>) -> Result<Response, ApiError> {
     }
     let registration_id = seg.get(2).cloned().unwrap_or_default();
     ids::validate("registration ID", &registration_id).map_err(ApiError::bad_request)?;
-    let rest: Vec<String> = seg[3..].iter().map(|s| s.to_ascii_lowercase()).collect();
+    let rest: Vec<String> = seg
+        .get(3..)
+        .unwrap_or(&[])
+        .iter()
+        .map(|s| s.to_ascii_lowercase())
+        .collect();
     match (
         call.method,
         rest.iter()
@@ -57,10 +62,10 @@ pub fn handle(app: &App, call: &Call<'_>) -> Result<Response, ApiError> {
         (&Method::GET, ["operations", _]) => {
             let state = app.lock();
             authenticate(app, &state, call, &registration_id)?;
-            let op_id = &seg[4];
+            let op_id = seg.get(4).map(String::as_str).unwrap_or("");
             let op = state
                 .operations
-                .get(op_id.as_str())
+                .get(op_id)
                 .filter(|o| o.registration_key == ids::key(&registration_id))
                 .ok_or_else(|| {
                     ApiError::new(

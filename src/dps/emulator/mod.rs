@@ -226,7 +226,7 @@ impl Emulator {
     }
 }
 
-/// Writes the state file after changes, at most five times a second.
+/// Writes the state file after changes, at most twice a second (a whole-file rewrite each time).
 async fn keep_state_file(
     app: Arc<App>,
     path: PathBuf,
@@ -238,7 +238,7 @@ async fn keep_state_file(
             () = changed.notified() => {}
             _ = shutdown.changed() => return,
         }
-        tokio::time::sleep(Duration::from_millis(200)).await;
+        tokio::time::sleep(Duration::from_millis(500)).await;
         let snapshot = app.lock().clone();
         let path = path.clone();
         match tokio::task::spawn_blocking(move || persistence::save(&path, &snapshot)).await {

@@ -92,15 +92,24 @@ pub async fn handle(
 ) -> Response {
     let (parts, body) = request.into_parts();
     let max = app.limits.max_message_bytes;
-    let body = match axum::body::to_bytes(body, max.saturating_add(1)).await {
-        Ok(b) if b.len() > max => {
-            return ApiError::new(
-                code::TOO_LARGE,
-                format!("the body exceeds the maximum message size of {max} bytes"),
-            )
-            .into_response();
-        }
+    let too_large = || {
+        ApiError::new(
+            code::TOO_LARGE,
+            format!("the body exceeds the maximum message size of {max} bytes; send fewer or smaller items"),
+        )
+        .into_response()
+    };
+    let declared = parts
+        .headers
+        .get(axum::http::header::CONTENT_LENGTH)
+        .and_then(|v| v.to_str().ok())
+        .and_then(|v| v.parse::<usize>().ok());
+    if declared.is_some_and(|n| n > max) {
+        return too_large();
+    }
+    let body = match axum::body::to_bytes(body, max).await {
         Ok(b) => b,
+        Err(e) if e.to_string().contains("length limit") => return too_large(),
         Err(e) => {
             return ApiError::bad_request(format!("the request body could not be read: {e}"))
                 .into_response();
