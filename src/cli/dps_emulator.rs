@@ -212,6 +212,21 @@ pub fn run(cmd: Commands) -> anyhow::Result<ExitCode> {
     };
     let emulator = Emulator::start(config).context("the DPS emulator did not start")?;
 
+    // Signal handlers go in before anything is printed: a supervisor that reads the output may
+    // stop the emulator at once, and SIGTERM must then save the state, not kill the process.
+    let runtime = tokio::runtime::Builder::new_current_thread()
+        .enable_all()
+        .build()
+        .context("cannot start the signal handler")?;
+    let (mut interrupt, mut terminate) = {
+        use tokio::signal::unix::{SignalKind, signal};
+        let _guard = runtime.enter();
+        (
+            signal(SignalKind::interrupt()).context("cannot handle Ctrl-C")?,
+            signal(SignalKind::terminate()).context("cannot handle SIGTERM")?,
+        )
+    };
+
     let mut out = std::io::stdout().lock();
     writeln!(out, "DPS emulator running")?;
     if let Some(u) = emulator.http_url() {
@@ -254,15 +269,10 @@ pub fn run(cmd: Commands) -> anyhow::Result<ExitCode> {
     out.flush()?;
     drop(out);
 
-    let runtime = tokio::runtime::Builder::new_current_thread()
-        .enable_all()
-        .build()
-        .context("cannot wait for Ctrl-C")?;
     runtime.block_on(async {
-        let mut term = tokio::signal::unix::signal(tokio::signal::unix::SignalKind::terminate()).ok();
         tokio::select! {
-            _ = tokio::signal::ctrl_c() => {}
-            _ = async { match term.as_mut() { Some(t) => { t.recv().await; } None => std::future::pending::<()>().await } } => {}
+            _ = interrupt.recv() => {}
+            _ = terminate.recv() => {}
         }
     });
     drop(runtime);

@@ -68,6 +68,24 @@ fn query_param(query: Option<&str>, name: &str) -> Option<String> {
     })
 }
 
+fn too_large(max: usize, close: bool) -> Response {
+    let mut r = ApiError::new(
+        code::TOO_LARGE,
+        format!(
+            "the body exceeds the maximum message size of {max} bytes; send fewer or smaller items"
+        ),
+    )
+    .into_response();
+    if close {
+        // The unread rest of the body makes the connection unusable.
+        r.headers_mut().insert(
+            axum::http::header::CONNECTION,
+            axum::http::HeaderValue::from_static("close"),
+        );
+    }
+    r
+}
+
 /// Which API a path belongs to.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 enum Api {
@@ -92,24 +110,13 @@ pub async fn handle(
 ) -> Response {
     let (parts, body) = request.into_parts();
     let max = app.limits.max_message_bytes;
-    let too_large = || {
-        ApiError::new(
-            code::TOO_LARGE,
-            format!("the body exceeds the maximum message size of {max} bytes; send fewer or smaller items"),
-        )
-        .into_response()
-    };
-    let declared = parts
-        .headers
-        .get(axum::http::header::CONTENT_LENGTH)
-        .and_then(|v| v.to_str().ok())
-        .and_then(|v| v.parse::<usize>().ok());
-    if declared.is_some_and(|n| n > max) {
-        return too_large();
-    }
-    let body = match axum::body::to_bytes(body, max).await {
+    // Bodies up to a hard cap are read in full before a 413, so that the client, still
+    // writing, does not meet a closed socket; beyond the cap the connection is closed.
+    let cap = max.saturating_mul(16).max(1 << 20);
+    let body = match axum::body::to_bytes(body, cap).await {
+        Ok(b) if b.len() > max => return too_large(max, false),
         Ok(b) => b,
-        Err(e) if e.to_string().contains("length limit") => return too_large(),
+        Err(e) if e.to_string().contains("length limit") => return too_large(max, true),
         Err(e) => {
             return ApiError::bad_request(format!("the request body could not be read: {e}"))
                 .into_response();
