@@ -78,6 +78,9 @@ pub struct EmulatorArgs {
     /// Service-API operations per minute before 429 (default: unlimited).
     #[arg(long, value_name = "N")]
     ops_per_minute: Option<u32>,
+    /// Operations allowed at once before the per-minute rate applies (default: a minute's worth).
+    #[arg(long, value_name = "N")]
+    burst: Option<u32>,
     /// Device registrations per minute before 429 (default: unlimited).
     #[arg(long, value_name = "N")]
     registrations_per_minute: Option<u32>,
@@ -181,6 +184,7 @@ pub fn run(cmd: Commands) -> anyhow::Result<ExitCode> {
     };
     let limits = Limits {
         operations_per_minute: args.ops_per_minute.or(base.operations_per_minute),
+        operations_burst: args.burst,
         registrations_per_minute: args
             .registrations_per_minute
             .or(base.registrations_per_minute),

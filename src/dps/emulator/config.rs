@@ -37,6 +37,8 @@ pub enum TlsIdentity {
 pub struct Limits {
     /// Service-API operations per minute (each HTTP request is one operation); `None` = unlimited.
     pub operations_per_minute: Option<u32>,
+    /// Operations the rate bucket holds (a burst allowed at once); `None` = one minute's worth.
+    pub operations_burst: Option<u32>,
     /// Device registrations per minute; `None` = unlimited.
     pub registrations_per_minute: Option<u32>,
     /// Items allowed in one bulk call (10 on the real service).
@@ -57,6 +59,7 @@ impl Default for Limits {
     fn default() -> Self {
         Self {
             operations_per_minute: None,
+            operations_burst: None,
             registrations_per_minute: None,
             max_bulk_items: 10,
             max_individual_enrollments: 1_000_000,

@@ -158,11 +158,11 @@ impl Emulator {
             operations: config
                 .limits
                 .operations_per_minute
-                .map(|n| Mutex::new(RateLimiter::new(n))),
+                .map(|n| Mutex::new(RateLimiter::new(n, config.limits.operations_burst))),
             registrations: config
                 .limits
                 .registrations_per_minute
-                .map(|n| Mutex::new(RateLimiter::new(n))),
+                .map(|n| Mutex::new(RateLimiter::new(n, None))),
             changed: changed.clone(),
         });
         if let Some(path) = &config.state_file {
