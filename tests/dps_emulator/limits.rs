@@ -218,3 +218,49 @@ fn a_port_in_use_is_named() {
     .unwrap();
     assert!(err.to_string().contains(&taken.to_string()), "{err}");
 }
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 1)]
+async fn it_starts_and_stops_inside_an_async_runtime_too() {
+    let emu = Emulator::start(EmulatorConfig::loopback()).unwrap();
+    let url = emu.http_url().unwrap();
+    let addr = url.trim_start_matches("http://").to_owned();
+    let stream = tokio::net::TcpStream::connect(&addr).await;
+    assert!(stream.is_ok(), "listening on {addr}");
+    drop(stream);
+    drop(emu);
+    tokio::time::sleep(Duration::from_millis(100)).await;
+    assert!(
+        tokio::net::TcpStream::connect(&addr).await.is_err(),
+        "stopped listening on {addr}"
+    );
+}
+
+#[test]
+fn a_given_tls_certificate_is_served() {
+    let key = rcgen::KeyPair::generate().unwrap();
+    let cert = rcgen::CertificateParams::new(vec!["127.0.0.1".to_owned()])
+        .unwrap()
+        .self_signed(&key)
+        .unwrap();
+    let dps = start(EmulatorConfig {
+        tls: dps_station::dps::emulator::TlsIdentity::Given {
+            cert_chain_pem: cert.pem(),
+            key_pem: dps_station::secret::SecretString::new(key.serialize_pem()),
+        },
+        ..EmulatorConfig::loopback()
+    });
+    assert_eq!(dps.emu.ca_certificate_pem(), Some(cert.pem().as_str()));
+    assert_eq!(
+        dps.get("/enrollments/x").status,
+        404,
+        "a client trusting the given certificate connects"
+    );
+    let bad = Emulator::start(EmulatorConfig {
+        tls: dps_station::dps::emulator::TlsIdentity::Given {
+            cert_chain_pem: "not pem".into(),
+            key_pem: dps_station::secret::SecretString::new(key.serialize_pem()),
+        },
+        ..EmulatorConfig::loopback()
+    });
+    assert!(bad.err().unwrap().to_string().contains("TLS"));
+}
