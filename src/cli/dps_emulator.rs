@@ -17,7 +17,7 @@ use dps_station::secret::SecretString;
 #[derive(Debug, Subcommand)]
 pub enum Commands {
     /// Run a local Device Provisioning Service (service API + device registration API) for tests and benches.
-    DpsEmulator(EmulatorArgs),
+    DpsEmulator(Box<EmulatorArgs>),
 }
 
 /// Flags of `dps-emulator`.

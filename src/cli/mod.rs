@@ -8,6 +8,8 @@ use std::process::ExitCode;
 use clap::{CommandFactory, Parser, Subcommand};
 
 mod dps_emulator;
+mod identity;
+mod ledger;
 mod logging;
 
 /// Line-side provisioning station for Azure IoT Hub Device Provisioning Service.
@@ -27,6 +29,10 @@ struct Cli {
 enum Command {
     #[command(flatten)]
     DpsEmulator(dps_emulator::Commands),
+    #[command(flatten)]
+    Identity(identity::Commands),
+    #[command(flatten)]
+    Ledger(ledger::Commands),
 }
 
 /// Parses the arguments, runs the command and turns any error into a message and an exit code.
@@ -50,5 +56,7 @@ pub fn main() -> ExitCode {
 fn run(command: Command) -> anyhow::Result<ExitCode> {
     match command {
         Command::DpsEmulator(cmd) => dps_emulator::run(cmd),
+        Command::Identity(cmd) => identity::run(cmd),
+        Command::Ledger(cmd) => ledger::run(cmd),
     }
 }

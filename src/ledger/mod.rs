@@ -1,1 +1,558 @@
 //! The ledger: one SQLite file that is the station's source of truth.
+//!
+//! - One file, WAL, `synchronous=FULL`: a committed change survives a power cut.
+//! - Schema migrations keyed by `PRAGMA user_version` ([`schema`]).
+//! - The identity state machine `issued → written → enrolled` (+ `failed`, `revoked`) is enforced
+//!   ([`state`]); an illegal change is [`LedgerError::IllegalTransition`] and writes nothing.
+//! - Every change is one transaction and writes its audit row in it; the audit log is
+//!   append-only and hash-chained ([`audit`]).
+//! - One writer per ledger, held by `<ledger>.lock` ([`lock`]); readers open read-only.
+//! - No field of the API can carry a private key, a PIN or a DPS key ([`types`]).
+//!
+//! `Ledger` owns one `rusqlite::Connection`: it is `Send`, not `Sync`. The station keeps it on
+//! its one ledger thread.
+
+pub mod audit;
+
+mod certificate;
+mod error;
+mod export;
+pub mod lock;
+mod queries;
+pub mod schema;
+pub mod state;
+pub mod types;
+mod writer;
+
+use std::path::{Path, PathBuf};
+use std::time::Duration;
+
+use rusqlite::{Connection, OpenFlags, TransactionBehavior};
+
+pub use audit::{BrokenRow, VerifyReport};
+pub use error::LedgerError;
+pub use lock::{LockHolder, WriterLock};
+pub use types::*;
+pub use writer::LedgerWriter;
+
+use error::classify;
+use writer::WriterContext;
+
+/// How long a reader waits for a checkpoint or a writer's brief exclusive moment.
+const BUSY_TIMEOUT: Duration = Duration::from_secs(5);
+
+/// The file name of the default ledger, under `$XDG_DATA_HOME/dps-station/`.
+pub const DEFAULT_FILE_NAME: &str = "ledger.db";
+
+/// The default ledger path: `$XDG_DATA_HOME/dps-station/ledger.db`, with `XDG_DATA_HOME`
+/// defaulting to `~/.local/share` as the XDG spec says. `None` when neither it nor `HOME` is set.
+pub fn default_path() -> Option<PathBuf> {
+    let data_home = std::env::var_os("XDG_DATA_HOME")
+        .filter(|v| !v.is_empty())
+        .map(PathBuf::from)
+        .filter(|p| p.is_absolute())
+        .or_else(|| {
+            std::env::var_os("HOME")
+                .filter(|v| !v.is_empty())
+                .map(|h| PathBuf::from(h).join(".local/share"))
+        })?;
+    Some(data_home.join("dps-station").join(DEFAULT_FILE_NAME))
+}
+
+/// An open ledger: the writer (holding the lock) or a read-only reader.
+#[derive(Debug)]
+pub struct Ledger {
+    conn: Connection,
+    path: PathBuf,
+    schema_version: i64,
+    writer: Option<Writer>,
+}
+
+#[derive(Debug)]
+struct Writer {
+    _lock: WriterLock,
+    ctx: WriterContext,
+}
+
+/// What opening a ledger for writing did to its schema.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct Migration {
+    /// The version found (0 for a new ledger).
+    pub from: i64,
+    /// The version now.
+    pub to: i64,
+}
+
+impl Ledger {
+    /// Opens (creating and migrating as needed) the ledger for writing and takes its lock.
+    ///
+    /// A second writer gets [`LedgerError::Locked`] naming the holder. A file that is not a
+    /// ledger, is damaged or is newer than this build is refused and left as it was.
+    pub fn open(path: &Path, writer: &WriterIdentity) -> Result<Ledger, LedgerError> {
+        Self::open_migrating_to(path, writer, schema::CURRENT_VERSION).map(|(l, _)| l)
+    }
+
+    /// [`Ledger::open`], also saying which migration ran (for `ledger init`).
+    pub fn open_reporting(
+        path: &Path,
+        writer: &WriterIdentity,
+    ) -> Result<(Ledger, Migration), LedgerError> {
+        Self::open_migrating_to(path, writer, schema::CURRENT_VERSION)
+    }
+
+    /// Opens for writing but migrates only up to `target`: lets tests build a ledger of an
+    /// earlier schema version through the real code, to test the migrations from it.
+    #[doc(hidden)]
+    pub fn open_migrating_to(
+        path: &Path,
+        writer: &WriterIdentity,
+        target: i64,
+    ) -> Result<(Ledger, Migration), LedgerError> {
+        if writer.station.trim().is_empty() || writer.operator.trim().is_empty() {
+            return Err(LedgerError::Refused {
+                what: format!("opening the ledger {}", path.display()),
+                reason: "the writer needs a station name and an operator name".into(),
+            });
+        }
+        if let Some(dir) = path.parent().filter(|d| !d.as_os_str().is_empty()) {
+            std::fs::create_dir_all(dir).map_err(|source| LedgerError::LockFile {
+                path: WriterLock::path_for(path),
+                source,
+            })?;
+        }
+        let now = now();
+        let host = lock::host_name();
+        let lock = WriterLock::acquire(
+            path,
+            &LockHolder {
+                station: writer.station.clone(),
+                operator: writer.operator.clone(),
+                host: host.clone(),
+                pid: std::process::id(),
+                since: now.clone(),
+            },
+        )?;
+        let mut conn = Connection::open(path).map_err(|source| LedgerError::Open {
+            path: path.to_path_buf(),
+            source,
+        })?;
+        conn.busy_timeout(BUSY_TIMEOUT)
+            .map_err(|e| classify(path, "setting the busy timeout", e))?;
+        // Inspect before any pragma that writes: a foreign or newer file must stay untouched.
+        let from = match schema::inspect(&conn, path)? {
+            schema::FileState::Empty => 0,
+            schema::FileState::Ledger(v) => v,
+        };
+        let mode: String = conn
+            .query_row("PRAGMA journal_mode = WAL", [], |r| r.get(0))
+            .map_err(|e| classify(path, "switching to WAL", e))?;
+        if !mode.eq_ignore_ascii_case("wal") {
+            return Err(LedgerError::Refused {
+                what: format!("the ledger {}", path.display()),
+                reason: format!(
+                    "SQLite could not switch it to WAL mode (it stays {mode}); put the ledger on a local file system"
+                ),
+            });
+        }
+        conn.execute_batch("PRAGMA synchronous = FULL; PRAGMA foreign_keys = ON;")
+            .map_err(|e| classify(path, "setting durability", e))?;
+        let to = schema::migrate(&mut conn, path, from, target.max(from))?;
+        let ctx = if to >= 1 {
+            let tx = conn
+                .transaction_with_behavior(TransactionBehavior::Immediate)
+                .map_err(|e| classify(path, "recording the station", e))?;
+            let station_id = writer::upsert_station(&tx, &writer.station, &host, &now)
+                .map_err(|e| classify(path, "recording the station", e))?;
+            let operator_id = writer::upsert_operator(&tx, &writer.operator, &now)
+                .map_err(|e| classify(path, "recording the operator", e))?;
+            let ctx = WriterContext {
+                station: writer.station.clone(),
+                operator: writer.operator.clone(),
+                station_id,
+                operator_id,
+            };
+            let w = LedgerWriter {
+                tx: &tx,
+                ctx: &ctx,
+                path,
+                now: now.clone(),
+            };
+            w.append_audit(
+                &writer.operator,
+                "ledger.opened",
+                &format!("station:{}", writer.station),
+                &serde_json::json!({
+                    "host": host,
+                    "pid": std::process::id(),
+                    "schema_version": to,
+                    "migrated_from": if from != to { Some(from) } else { None },
+                }),
+            )?;
+            tx.commit()
+                .map_err(|e| classify(path, "recording the station", e))?;
+            ctx
+        } else {
+            WriterContext {
+                station: writer.station.clone(),
+                operator: writer.operator.clone(),
+                station_id: 0,
+                operator_id: 0,
+            }
+        };
+        tracing::info!(ledger = %path.display(), schema = to, "ledger open for writing");
+        Ok((
+            Ledger {
+                conn,
+                path: path.to_path_buf(),
+                schema_version: to,
+                writer: Some(Writer { _lock: lock, ctx }),
+            },
+            Migration { from, to },
+        ))
+    }
+
+    /// Opens an existing ledger read-only, for reports; works while a station writes to it.
+    pub fn open_read_only(path: &Path) -> Result<Ledger, LedgerError> {
+        if !path.exists() {
+            return Err(LedgerError::NotFound {
+                path: path.to_path_buf(),
+            });
+        }
+        let conn = Connection::open_with_flags(
+            path,
+            OpenFlags::SQLITE_OPEN_READ_ONLY
+                | OpenFlags::SQLITE_OPEN_URI
+                | OpenFlags::SQLITE_OPEN_NO_MUTEX,
+        )
+        .map_err(|source| LedgerError::Open {
+            path: path.to_path_buf(),
+            source,
+        })?;
+        conn.busy_timeout(BUSY_TIMEOUT)
+            .map_err(|e| classify(path, "setting the busy timeout", e))?;
+        let version = match schema::inspect(&conn, path)? {
+            schema::FileState::Empty => {
+                return Err(LedgerError::NotALedger {
+                    path: path.to_path_buf(),
+                    reason: "an empty file; `dps-station ledger init` makes it a ledger".into(),
+                });
+            }
+            schema::FileState::Ledger(v) => v,
+        };
+        if version < schema::CURRENT_VERSION {
+            return Err(LedgerError::NeedsMigration {
+                path: path.to_path_buf(),
+                found: version,
+                supported: schema::CURRENT_VERSION,
+            });
+        }
+        Ok(Ledger {
+            conn,
+            path: path.to_path_buf(),
+            schema_version: version,
+            writer: None,
+        })
+    }
+
+    /// The ledger file.
+    pub fn path(&self) -> &Path {
+        &self.path
+    }
+
+    /// The schema version of the open file.
+    pub fn schema_version(&self) -> i64 {
+        self.schema_version
+    }
+
+    /// Whether this handle may write.
+    pub fn is_writer(&self) -> bool {
+        self.writer.is_some()
+    }
+
+    /// Runs `f` in one `BEGIN IMMEDIATE` transaction: all of its writes commit together, or,
+    /// when it (or the commit) fails, none do and the ledger is as it was.
+    pub fn transaction<T>(
+        &mut self,
+        f: impl FnOnce(&LedgerWriter<'_>) -> Result<T, LedgerError>,
+    ) -> Result<T, LedgerError> {
+        let Some(writer) = self.writer.as_ref() else {
+            return Err(LedgerError::ReadOnly {
+                path: self.path.clone(),
+            });
+        };
+        let path = self.path.as_path();
+        let tx = self
+            .conn
+            .transaction_with_behavior(TransactionBehavior::Immediate)
+            .map_err(|e| classify(path, "starting a transaction", e))?;
+        let w = LedgerWriter {
+            tx: &tx,
+            ctx: &writer.ctx,
+            path,
+            now: now(),
+        };
+        let value = f(&w)?;
+        drop(w);
+        tx.commit()
+            .map_err(|e| classify(path, "committing a transaction", e))?;
+        Ok(value)
+    }
+
+    /// Changes the operator recorded on later rows (a new shift at a running station).
+    pub fn set_operator(&mut self, operator: &str) -> Result<(), LedgerError> {
+        let old = self
+            .writer
+            .as_ref()
+            .map(|w| w.ctx.operator.clone())
+            .unwrap_or_default();
+        let id = self.transaction(|w| {
+            let id = w.record_operator(operator)?;
+            w.append_audit(
+                operator,
+                "operator.changed",
+                &format!("station:{}", w.ctx.station),
+                &serde_json::json!({ "previous": old }),
+            )?;
+            Ok(id)
+        })?;
+        if let Some(w) = self.writer.as_mut() {
+            w.ctx.operator = operator.to_string();
+            w.ctx.operator_id = id;
+        }
+        Ok(())
+    }
+
+    // --- writes, each its own transaction -------------------------------------------------
+
+    /// Creates a batch. See [`LedgerWriter::create_batch`].
+    pub fn create_batch(&mut self, batch: &NewBatch) -> Result<BatchId, LedgerError> {
+        self.transaction(|w| w.create_batch(batch))
+    }
+
+    /// Records or refreshes a device. See [`LedgerWriter::upsert_device`].
+    pub fn upsert_device(&mut self, device: &NewDevice) -> Result<DeviceId, LedgerError> {
+        self.transaction(|w| w.upsert_device(device))
+    }
+
+    /// The write-ahead record of an issued identity. See [`LedgerWriter::record_issued`].
+    pub fn record_issued(&mut self, identity: &NewIdentity) -> Result<IdentityId, LedgerError> {
+        self.transaction(|w| w.record_issued(identity))
+    }
+
+    /// Replaces an identity's certificate or key. See [`LedgerWriter::reissue`].
+    pub fn reissue(&mut self, identity: &NewIdentity) -> Result<IdentityId, LedgerError> {
+        self.transaction(|w| w.reissue(identity))
+    }
+
+    /// Moves an identity through the state machine. See [`LedgerWriter::transition`].
+    pub fn transition(
+        &mut self,
+        registration_id: &str,
+        transition: &Transition,
+    ) -> Result<IdentityState, LedgerError> {
+        self.transaction(|w| w.transition(registration_id, transition))
+    }
+
+    /// Queues a written identity for enrollment. See [`LedgerWriter::queue_enrollment`].
+    pub fn queue_enrollment(
+        &mut self,
+        registration_id: &str,
+        enrollment: &NewEnrollment,
+    ) -> Result<EnrollmentId, LedgerError> {
+        self.transaction(|w| w.queue_enrollment(registration_id, enrollment))
+    }
+
+    /// Records what DPS answered. See [`LedgerWriter::record_enrollment_result`].
+    pub fn record_enrollment_result(
+        &mut self,
+        id: EnrollmentId,
+        outcome: &EnrollmentOutcome,
+    ) -> Result<EnrollmentState, LedgerError> {
+        self.transaction(|w| w.record_enrollment_result(id, outcome))
+    }
+
+    /// Appends an audit row. See [`LedgerWriter::append_audit`].
+    pub fn append_audit(
+        &mut self,
+        actor: &str,
+        action: &str,
+        subject: &str,
+        details: &serde_json::Value,
+    ) -> Result<AuditId, LedgerError> {
+        self.transaction(|w| w.append_audit(actor, action, subject, details))
+    }
+
+    /// Opens a key-injection session. See [`LedgerWriter::open_key_session`].
+    pub fn open_key_session(
+        &mut self,
+        session: &NewKeySession,
+    ) -> Result<KeySessionId, LedgerError> {
+        self.transaction(|w| w.open_key_session(session))
+    }
+
+    /// Closes a key-injection session. See [`LedgerWriter::close_key_session`].
+    pub fn close_key_session(&mut self, id: KeySessionId) -> Result<(), LedgerError> {
+        self.transaction(|w| w.close_key_session(id))
+    }
+
+    /// Records a CA certificate. See [`LedgerWriter::record_ca_certificate`].
+    pub fn record_ca_certificate(
+        &mut self,
+        ca: &NewCaCertificate,
+        session: Option<KeySessionId>,
+    ) -> Result<CaCertificateId, LedgerError> {
+        self.transaction(|w| w.record_ca_certificate(ca, session))
+    }
+
+    // --- reads ---------------------------------------------------------------------------
+
+    fn read<T>(
+        &self,
+        operation: &'static str,
+        f: impl FnOnce(&Connection) -> rusqlite::Result<T>,
+    ) -> Result<T, LedgerError> {
+        f(&self.conn).map_err(|e| classify(&self.path, operation, e))
+    }
+
+    /// The identity with this registration ID (case-insensitive), if any.
+    pub fn find_identity(
+        &self,
+        registration_id: &str,
+    ) -> Result<Option<IdentityRecord>, LedgerError> {
+        self.read("looking up an identity", |c| {
+            queries::find_identity(c, registration_id)
+        })
+    }
+
+    /// Identities matching `filter`, oldest first.
+    pub fn list_identities(
+        &self,
+        filter: &IdentityFilter,
+    ) -> Result<Vec<IdentityRecord>, LedgerError> {
+        self.read("listing identities", |c| {
+            queries::list_identities(c, filter)
+        })
+    }
+
+    /// The enrollments of one identity.
+    pub fn enrollments_for(
+        &self,
+        registration_id: &str,
+    ) -> Result<Vec<EnrollmentRecord>, LedgerError> {
+        self.read("listing enrollments", |c| {
+            queries::enrollments_for(c, registration_id)
+        })
+    }
+
+    /// Up to `limit` pending enrollments of one DPS target, oldest first.
+    pub fn pending_enrollments(
+        &self,
+        dps_target: &str,
+        limit: u32,
+    ) -> Result<Vec<PendingEnrollment>, LedgerError> {
+        self.read("listing pending enrollments", |c| {
+            queries::pending_enrollments(c, dps_target, limit)
+        })
+    }
+
+    /// A batch by name.
+    pub fn find_batch(&self, name: &str) -> Result<Option<BatchRecord>, LedgerError> {
+        self.read("looking up a batch", |c| queries::find_batch(c, name))
+    }
+
+    /// All batches.
+    pub fn list_batches(&self) -> Result<Vec<BatchRecord>, LedgerError> {
+        self.read("listing batches", queries::list_batches)
+    }
+
+    /// All key-injection sessions.
+    pub fn key_sessions(&self) -> Result<Vec<KeySessionRecord>, LedgerError> {
+        self.read("listing key sessions", queries::key_sessions)
+    }
+
+    /// All CA certificates.
+    pub fn ca_certificates(&self) -> Result<Vec<CaCertificateRecord>, LedgerError> {
+        self.read("listing CA certificates", queries::ca_certificates)
+    }
+
+    /// A CA certificate by name.
+    pub fn find_ca_certificate(
+        &self,
+        name: &str,
+    ) -> Result<Option<CaCertificateRecord>, LedgerError> {
+        self.read("looking up a CA certificate", |c| {
+            queries::find_ca_certificate(c, name)
+        })
+    }
+
+    /// The audit rows about one subject (a registration ID, `station:NAME`, `ca:NAME`, `token:LABEL`).
+    pub fn audit_for(&self, subject: &str) -> Result<Vec<AuditRecord>, LedgerError> {
+        self.read("reading the audit log", |c| {
+            audit::rows_for_subject(c, subject)
+        })
+    }
+
+    /// Recomputes the audit hash chain; names the first broken row.
+    pub fn verify_audit_chain(&self) -> Result<VerifyReport, LedgerError> {
+        self.read("verifying the audit log", audit::verify_chain)
+    }
+
+    /// SQLite's own structural check (`PRAGMA quick_check`): empty when the file is sound.
+    pub fn quick_check(&self) -> Result<Vec<String>, LedgerError> {
+        self.read("checking the file", |c| {
+            let mut stmt = c.prepare("PRAGMA quick_check")?;
+            let rows = stmt.query_map([], |r| r.get::<_, String>(0))?;
+            let problems: Vec<String> = rows
+                .collect::<rusqlite::Result<Vec<_>>>()?
+                .into_iter()
+                .filter(|s| s != "ok")
+                .collect();
+            Ok(problems)
+        })
+    }
+
+    /// Counts for reports.
+    pub fn stats(&self) -> Result<LedgerStats, LedgerError> {
+        let mut stats = self.read("counting", |c| queries::stats(c, self.schema_version))?;
+        stats.path = self.path.display().to_string();
+        stats.file_bytes = file_bytes(&self.path);
+        Ok(stats)
+    }
+
+    /// Writes every identity as CSV (header + one row each, in id order); returns the row count.
+    pub fn export_csv(&self, out: impl std::io::Write) -> Result<u64, LedgerError> {
+        export::identities_csv(&self.conn, &self.path, out)
+    }
+
+    /// Caps the file at `pages` pages for this connection, so that tests can make SQLite answer
+    /// SQLITE_FULL as on a full disk.
+    #[doc(hidden)]
+    pub fn limit_pages(&self, pages: i64) -> Result<i64, LedgerError> {
+        self.read("limiting the size", |c| {
+            c.query_row(&format!("PRAGMA max_page_count = {pages}"), [], |r| {
+                r.get(0)
+            })
+        })
+    }
+}
+
+/// Bytes on disk: the ledger plus its WAL.
+fn file_bytes(path: &Path) -> u64 {
+    let mut wal = path.as_os_str().to_owned();
+    wal.push("-wal");
+    [path.to_path_buf(), PathBuf::from(wal)]
+        .iter()
+        .filter_map(|p| std::fs::metadata(p).ok())
+        .map(|m| m.len())
+        .sum()
+}
+
+/// Now, UTC, RFC 3339 with milliseconds: the form every timestamp in the ledger has.
+pub fn now() -> String {
+    let format = time::macros::format_description!(
+        "[year]-[month]-[day]T[hour]:[minute]:[second].[subsecond digits:3]Z"
+    );
+    time::OffsetDateTime::now_utc()
+        .format(&format)
+        .unwrap_or_else(|_| "1970-01-01T00:00:00.000Z".to_string())
+}

@@ -1,0 +1,80 @@
+//! CSV export of every identity: what a production engineer hands to a customer or a spreadsheet.
+//! Public material only (thumbprints, fingerprints, states), never the certificate itself.
+
+use std::io::Write;
+use std::path::Path;
+
+use rusqlite::Connection;
+
+use super::error::{LedgerError, classify};
+
+/// The header row; one column per field, in this order.
+pub const CSV_HEADER: &[&str] = &[
+    "registration_id",
+    "state",
+    "failed_stage",
+    "failed_reason",
+    "attestation",
+    "batch",
+    "device_model",
+    "device_serial_number",
+    "hardware_id",
+    "subject",
+    "issuer",
+    "cert_serial",
+    "not_before",
+    "not_after",
+    "sha1_thumbprint",
+    "sha256_thumbprint",
+    "key_fingerprint",
+    "created_at",
+    "updated_at",
+];
+
+/// Streams the identities (id order) as CSV into `out`; returns the number of data rows.
+pub(crate) fn identities_csv(
+    conn: &Connection,
+    path: &Path,
+    out: impl Write,
+) -> Result<u64, LedgerError> {
+    let csv_err = |e: csv::Error| LedgerError::Export {
+        detail: e.to_string(),
+    };
+    let mut w = csv::Writer::from_writer(out);
+    w.write_record(CSV_HEADER).map_err(csv_err)?;
+    let mut stmt = conn
+        .prepare(
+            "SELECT i.registration_id, i.state, i.failed_stage, i.failed_reason, i.attestation,
+                    b.name, d.model, d.serial_number, d.hardware_id, i.subject, i.issuer,
+                    i.cert_serial, i.not_before, i.not_after, i.sha1_thumbprint,
+                    i.sha256_thumbprint, i.key_fingerprint, i.created_at, i.updated_at
+             FROM identities i
+             LEFT JOIN batches b ON b.id = i.batch_id
+             LEFT JOIN devices d ON d.id = i.device_id
+             ORDER BY i.id",
+        )
+        .map_err(|e| classify(path, "exporting identities", e))?;
+    let mut rows = stmt
+        .query([])
+        .map_err(|e| classify(path, "exporting identities", e))?;
+    let mut count = 0u64;
+    let mut fields: Vec<String> = Vec::with_capacity(CSV_HEADER.len());
+    while let Some(r) = rows
+        .next()
+        .map_err(|e| classify(path, "exporting identities", e))?
+    {
+        fields.clear();
+        for i in 0..CSV_HEADER.len() {
+            let v: Option<String> = r
+                .get(i)
+                .map_err(|e| classify(path, "exporting identities", e))?;
+            fields.push(v.unwrap_or_default());
+        }
+        w.write_record(&fields).map_err(csv_err)?;
+        count += 1;
+    }
+    w.flush().map_err(|e| LedgerError::Export {
+        detail: e.to_string(),
+    })?;
+    Ok(count)
+}

@@ -1,0 +1,233 @@
+//! Schema and migrations, keyed by `PRAGMA user_version`; `PRAGMA application_id` marks the file
+//! as ours so that another application's SQLite file is refused instead of "migrated".
+//!
+//! Rules for whoever adds a version: never edit a migration that has shipped; add the next one
+//! to [`MIGRATIONS`]; each runs in one transaction together with the `user_version` bump, so a
+//! crash or a full disk mid-migration leaves the previous version intact.
+
+use std::path::Path;
+
+use rusqlite::Connection;
+
+use super::error::{LedgerError, classify};
+
+/// `PRAGMA application_id` of a dps-station ledger: ASCII "DPST".
+pub const APPLICATION_ID: i32 = 0x4450_5354;
+
+/// The schema version this build writes and reads.
+pub const CURRENT_VERSION: i64 = MIGRATIONS.len() as i64;
+
+/// Migration `i` takes the schema from version `i` to `i + 1`.
+pub const MIGRATIONS: &[&str] = &[V1_FOUNDATION, V2_HSM];
+
+/// v1: stations, operators, batches, devices, identities, enrollments, the audit log.
+const V1_FOUNDATION: &str = r#"
+CREATE TABLE stations (
+    id          INTEGER PRIMARY KEY,
+    name        TEXT NOT NULL UNIQUE,
+    host        TEXT NOT NULL,
+    first_seen  TEXT NOT NULL,
+    last_seen   TEXT NOT NULL
+);
+CREATE TABLE operators (
+    id          INTEGER PRIMARY KEY,
+    name        TEXT NOT NULL UNIQUE,
+    first_seen  TEXT NOT NULL
+);
+CREATE TABLE batches (
+    id                        INTEGER PRIMARY KEY,
+    name                      TEXT NOT NULL UNIQUE,
+    product                   TEXT NOT NULL,
+    attestation               TEXT NOT NULL CHECK (attestation IN ('x509', 'symmetric-key', 'tpm')),
+    enrollment_kind           TEXT NOT NULL CHECK (enrollment_kind IN ('individual', 'group')),
+    dps_target                TEXT NOT NULL,
+    registration_id_template  TEXT NOT NULL,
+    station_id                INTEGER REFERENCES stations(id),
+    operator_id               INTEGER REFERENCES operators(id),
+    created_at                TEXT NOT NULL
+);
+CREATE TABLE devices (
+    id             INTEGER PRIMARY KEY,
+    model          TEXT NOT NULL,
+    serial_number  TEXT NOT NULL,
+    hardware_id    TEXT,
+    firmware       TEXT,
+    batch_id       INTEGER REFERENCES batches(id),
+    first_seen     TEXT NOT NULL,
+    UNIQUE (model, serial_number)
+);
+CREATE TABLE identities (
+    id                 INTEGER PRIMARY KEY,
+    -- DPS compares registration IDs case-insensitively; so does this UNIQUE index.
+    registration_id    TEXT NOT NULL COLLATE NOCASE UNIQUE,
+    batch_id           INTEGER REFERENCES batches(id),
+    device_id          INTEGER REFERENCES devices(id),
+    attestation        TEXT NOT NULL CHECK (attestation IN ('x509', 'symmetric-key', 'tpm')),
+    certificate_der    BLOB,
+    sha1_thumbprint    TEXT,
+    sha256_thumbprint  TEXT,
+    subject            TEXT,
+    issuer             TEXT,
+    cert_serial        TEXT,
+    not_before         TEXT,
+    not_after          TEXT,
+    key_fingerprint    TEXT,
+    endorsement_key    BLOB,
+    state              TEXT NOT NULL
+                       CHECK (state IN ('issued', 'written', 'enrolled', 'failed', 'revoked')),
+    failed_stage       TEXT CHECK (failed_stage IS NULL OR failed_stage IN ('write', 'enroll')),
+    failed_reason      TEXT,
+    revoked_reason     TEXT,
+    station_id         INTEGER REFERENCES stations(id),
+    operator_id        INTEGER REFERENCES operators(id),
+    created_at         TEXT NOT NULL,
+    updated_at         TEXT NOT NULL,
+    CHECK ((attestation = 'x509') = (certificate_der IS NOT NULL AND sha256_thumbprint IS NOT NULL)),
+    CHECK ((attestation = 'symmetric-key') = (key_fingerprint IS NOT NULL)),
+    CHECK ((attestation = 'tpm') = (endorsement_key IS NOT NULL)),
+    CHECK ((state = 'failed') = (failed_stage IS NOT NULL))
+);
+CREATE INDEX identities_by_state ON identities (state);
+CREATE INDEX identities_by_batch ON identities (batch_id, state);
+CREATE INDEX identities_by_sha256 ON identities (sha256_thumbprint) WHERE sha256_thumbprint IS NOT NULL;
+CREATE INDEX identities_by_device ON identities (device_id) WHERE device_id IS NOT NULL;
+CREATE TABLE enrollments (
+    id           INTEGER PRIMARY KEY,
+    identity_id  INTEGER NOT NULL REFERENCES identities(id),
+    dps_target   TEXT NOT NULL,
+    kind         TEXT NOT NULL CHECK (kind IN ('individual', 'group')),
+    group_name   TEXT,
+    state        TEXT NOT NULL CHECK (state IN ('pending', 'enrolled', 'failed')),
+    attempts     INTEGER NOT NULL DEFAULT 0,
+    last_error   TEXT,
+    etag         TEXT,
+    queued_at    TEXT NOT NULL,
+    updated_at   TEXT NOT NULL,
+    enrolled_at  TEXT,
+    UNIQUE (identity_id, dps_target)
+);
+CREATE INDEX enrollments_queue ON enrollments (dps_target, state, id);
+CREATE TABLE audit_log (
+    id         INTEGER PRIMARY KEY,
+    at         TEXT NOT NULL,
+    station    TEXT NOT NULL,
+    actor      TEXT NOT NULL,
+    action     TEXT NOT NULL,
+    subject    TEXT NOT NULL,
+    details    TEXT NOT NULL,
+    prev_hash  TEXT NOT NULL,
+    hash       TEXT NOT NULL
+);
+CREATE INDEX audit_by_subject ON audit_log (subject);
+-- Append-only. Whoever drops these triggers with the sqlite3 shell is still caught by
+-- `ledger verify`, which recomputes the hash chain.
+CREATE TRIGGER audit_log_no_update BEFORE UPDATE ON audit_log
+BEGIN SELECT RAISE(ABORT, 'the audit log is append-only'); END;
+CREATE TRIGGER audit_log_no_delete BEFORE DELETE ON audit_log
+BEGIN SELECT RAISE(ABORT, 'the audit log is append-only'); END;
+"#;
+
+/// v2: what HSM key-injection sessions record.
+const V2_HSM: &str = r#"
+CREATE TABLE key_sessions (
+    id            INTEGER PRIMARY KEY,
+    operator      TEXT NOT NULL,
+    token_label   TEXT NOT NULL,
+    token_serial  TEXT NOT NULL,
+    token_model   TEXT NOT NULL,
+    station_id    INTEGER REFERENCES stations(id),
+    opened_at     TEXT NOT NULL,
+    closed_at     TEXT
+);
+CREATE TABLE ca_certificates (
+    id                 INTEGER PRIMARY KEY,
+    name               TEXT NOT NULL UNIQUE,
+    role               TEXT NOT NULL CHECK (role IN ('root', 'intermediate')),
+    key_uri            TEXT NOT NULL,
+    certificate_der    BLOB NOT NULL,
+    sha1_thumbprint    TEXT NOT NULL,
+    sha256_thumbprint  TEXT NOT NULL,
+    subject            TEXT NOT NULL,
+    issuer             TEXT NOT NULL,
+    cert_serial        TEXT NOT NULL,
+    not_before         TEXT NOT NULL,
+    not_after          TEXT NOT NULL,
+    key_session_id     INTEGER REFERENCES key_sessions(id),
+    created_at         TEXT NOT NULL
+);
+"#;
+
+/// What a file is, read without writing anything to it.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum FileState {
+    /// Zero-length or no tables: a new ledger may be created here.
+    Empty,
+    /// Ours, at this schema version.
+    Ledger(i64),
+}
+
+/// Reads `application_id`, `user_version` and whether any table exists, and refuses files that
+/// are not ours or are newer than this build. Reads only: safe on a foreign file.
+pub fn inspect(conn: &Connection, path: &Path) -> Result<FileState, LedgerError> {
+    let read = |sql: &str| -> Result<i64, LedgerError> {
+        conn.query_row(sql, [], |r| r.get::<_, i64>(0))
+            .map_err(|e| classify(path, "reading the schema header", e))
+    };
+    let app_id = read("PRAGMA application_id")?;
+    let version = read("PRAGMA user_version")?;
+    let objects = read("SELECT count(*) FROM sqlite_master")?;
+    if app_id != i64::from(APPLICATION_ID) {
+        if app_id == 0 && objects == 0 && version == 0 {
+            return Ok(FileState::Empty);
+        }
+        return Err(LedgerError::NotALedger {
+            path: path.to_path_buf(),
+            reason: if app_id == 0 {
+                format!(
+                    "a SQLite database of another application: {objects} schema objects, no dps-station marker"
+                )
+            } else {
+                format!("a SQLite database of another application (application_id {app_id:#x})")
+            },
+        });
+    }
+    if version > CURRENT_VERSION {
+        return Err(LedgerError::TooNew {
+            path: path.to_path_buf(),
+            found: version,
+            supported: CURRENT_VERSION,
+        });
+    }
+    Ok(FileState::Ledger(version))
+}
+
+/// Brings the schema from `from` to `target`, one transaction per step. Returns the new version.
+pub fn migrate(
+    conn: &mut Connection,
+    path: &Path,
+    from: i64,
+    target: i64,
+) -> Result<i64, LedgerError> {
+    let target = target.clamp(0, CURRENT_VERSION);
+    let mut version = from;
+    while version < target {
+        let sql = MIGRATIONS[version as usize];
+        let next = version + 1;
+        let tx = conn
+            .transaction_with_behavior(rusqlite::TransactionBehavior::Exclusive)
+            .map_err(|e| classify(path, "starting a migration", e))?;
+        if version == 0 {
+            tx.execute_batch(&format!("PRAGMA application_id = {APPLICATION_ID};"))
+                .map_err(|e| classify(path, "marking the file as a ledger", e))?;
+        }
+        tx.execute_batch(sql)
+            .map_err(|e| classify(path, "migrating the schema", e))?;
+        tx.execute_batch(&format!("PRAGMA user_version = {next};"))
+            .map_err(|e| classify(path, "recording the schema version", e))?;
+        tx.commit()
+            .map_err(|e| classify(path, "committing a migration", e))?;
+        tracing::info!(ledger = %path.display(), from = version, to = next, "ledger schema migrated");
+        version = next;
+    }
+    Ok(version)
+}

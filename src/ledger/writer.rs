@@ -1,0 +1,865 @@
+//! Every write the ledger knows, run inside one transaction opened by
+//! [`crate::ledger::Ledger::transaction`]. Each state change writes its audit row in the same
+//! transaction, so the audit log and the tables can never disagree.
+
+use std::path::Path;
+
+use rusqlite::{OptionalExtension, Transaction, params};
+use serde_json::{Value, json};
+
+use super::audit::{self, AuditContent};
+use super::certificate;
+use super::error::{LedgerError, classify};
+use super::queries;
+use super::state;
+use super::types::*;
+
+/// Who is writing, resolved to the rows of the `stations` and `operators` tables.
+#[derive(Debug, Clone)]
+pub(crate) struct WriterContext {
+    pub station: String,
+    pub operator: String,
+    pub station_id: i64,
+    pub operator_id: i64,
+}
+
+/// The write side of one open transaction. Dropped without commit (an error), nothing is written.
+pub struct LedgerWriter<'t> {
+    pub(crate) tx: &'t Transaction<'t>,
+    pub(crate) ctx: &'t WriterContext,
+    pub(crate) path: &'t Path,
+    /// One timestamp for every row of the transaction.
+    pub(crate) now: String,
+}
+
+impl LedgerWriter<'_> {
+    fn sql(&self, operation: &'static str) -> impl Fn(rusqlite::Error) -> LedgerError + '_ {
+        move |e| classify(self.path, operation, e)
+    }
+
+    /// Appends an audit row as this station's operator.
+    fn audit(&self, action: &str, subject: &str, details: Value) -> Result<AuditId, LedgerError> {
+        let actor = self.ctx.operator.clone();
+        self.audit_as(&actor, action, subject, &details)
+    }
+
+    fn audit_as(
+        &self,
+        actor: &str,
+        action: &str,
+        subject: &str,
+        details: &Value,
+    ) -> Result<AuditId, LedgerError> {
+        let details = details.to_string();
+        audit::append(
+            self.tx,
+            &AuditContent {
+                at: &self.now,
+                station: &self.ctx.station,
+                actor,
+                action,
+                subject,
+                details: &details,
+            },
+        )
+        .map_err(self.sql("appending to the audit log"))
+    }
+
+    /// Records who did what to which subject, for events the ledger has no table for (an HSM key
+    /// generated, a group checked in DPS). `details` is JSON; keys that name a secret (`pin`,
+    /// `password`, `private_key`, `primary_key`, `shared_access_key`, ...) are refused.
+    pub fn append_audit(
+        &self,
+        actor: &str,
+        action: &str,
+        subject: &str,
+        details: &Value,
+    ) -> Result<AuditId, LedgerError> {
+        non_empty("audit actor", actor)?;
+        non_empty("audit action", action)?;
+        if let Some(field) = secret_field(details) {
+            return Err(LedgerError::Refused {
+                what: format!("audit row {action} for {subject}"),
+                reason: format!(
+                    "its details carry a field named {field:?}, which looks like a secret; the ledger never stores PINs or keys"
+                ),
+            });
+        }
+        self.audit_as(actor, action, subject, details)
+    }
+
+    /// Creates a batch.
+    pub fn create_batch(&self, batch: &NewBatch) -> Result<BatchId, LedgerError> {
+        non_empty("batch name", &batch.name)?;
+        if queries::find_batch(self.tx, &batch.name)
+            .map_err(self.sql("looking up a batch"))?
+            .is_some()
+        {
+            return Err(LedgerError::DuplicateBatch {
+                path: self.path.to_path_buf(),
+                name: batch.name.clone(),
+            });
+        }
+        self.tx
+            .prepare_cached(
+                "INSERT INTO batches (name, product, attestation, enrollment_kind, dps_target,
+                   registration_id_template, station_id, operator_id, created_at)
+                 VALUES (?1, ?2, ?3, ?4, ?5, ?6, ?7, ?8, ?9)",
+            )
+            .and_then(|mut s| {
+                s.execute(params![
+                    batch.name,
+                    batch.product,
+                    batch.attestation.as_str(),
+                    batch.enrollment_kind.as_str(),
+                    batch.dps_target,
+                    batch.registration_id_template,
+                    self.ctx.station_id,
+                    self.ctx.operator_id,
+                    self.now
+                ])
+            })
+            .map_err(self.sql("creating a batch"))?;
+        let id = BatchId(self.tx.last_insert_rowid());
+        self.audit(
+            "batch.created",
+            &batch.name,
+            json!({
+                "product": batch.product,
+                "attestation": batch.attestation.as_str(),
+                "enrollment_kind": batch.enrollment_kind.as_str(),
+                "dps_target": batch.dps_target,
+                "registration_id_template": batch.registration_id_template,
+            }),
+        )?;
+        Ok(id)
+    }
+
+    /// Records a device (model + serial number), or updates what it reports; returns its id.
+    pub fn upsert_device(&self, device: &NewDevice) -> Result<DeviceId, LedgerError> {
+        non_empty("device model", &device.model)?;
+        non_empty("device serial number", &device.serial_number)?;
+        let id: i64 = self
+            .tx
+            .prepare_cached(
+                "INSERT INTO devices (model, serial_number, hardware_id, firmware, batch_id, first_seen)
+                 VALUES (?1, ?2, ?3, ?4, ?5, ?6)
+                 ON CONFLICT (model, serial_number) DO UPDATE SET
+                   hardware_id = coalesce(excluded.hardware_id, hardware_id),
+                   firmware = coalesce(excluded.firmware, firmware),
+                   batch_id = coalesce(excluded.batch_id, batch_id)
+                 RETURNING id",
+            )
+            .and_then(|mut s| {
+                s.query_row(
+                    params![
+                        device.model,
+                        device.serial_number,
+                        device.hardware_id,
+                        device.firmware,
+                        device.batch.map(|b| b.0),
+                        self.now
+                    ],
+                    |r| r.get(0),
+                )
+            })
+            .map_err(self.sql("recording a device"))?;
+        Ok(DeviceId(id))
+    }
+
+    /// The write-ahead record: the identity exists in the ledger before the device is touched.
+    pub fn record_issued(&self, identity: &NewIdentity) -> Result<IdentityId, LedgerError> {
+        check_registration_id(&identity.registration_id)?;
+        if let Some(existing) = queries::find_identity(self.tx, &identity.registration_id)
+            .map_err(self.sql("looking up a registration ID"))?
+        {
+            return Err(LedgerError::DuplicateRegistrationId {
+                registration_id: identity.registration_id.clone(),
+                existing: existing.registration_id,
+                state: existing.state,
+            });
+        }
+        let material = Material::of(&identity.registration_id, &identity.attestation)?;
+        self.tx
+            .prepare_cached(
+                "INSERT INTO identities (registration_id, batch_id, device_id, attestation,
+                   certificate_der, sha1_thumbprint, sha256_thumbprint, subject, issuer, cert_serial,
+                   not_before, not_after, key_fingerprint, endorsement_key, state,
+                   station_id, operator_id, created_at, updated_at)
+                 VALUES (?1, ?2, ?3, ?4, ?5, ?6, ?7, ?8, ?9, ?10, ?11, ?12, ?13, ?14, 'issued',
+                   ?15, ?16, ?17, ?17)",
+            )
+            .and_then(|mut s| {
+                let f = material.facts.as_ref();
+                s.execute(params![
+                    identity.registration_id,
+                    identity.batch.map(|b| b.0),
+                    identity.device.map(|d| d.0),
+                    identity.attestation.kind().as_str(),
+                    material.certificate_der,
+                    f.map(|f| &f.sha1_thumbprint),
+                    f.map(|f| &f.sha256_thumbprint),
+                    f.map(|f| &f.subject),
+                    f.map(|f| &f.issuer),
+                    f.map(|f| &f.serial),
+                    f.map(|f| &f.not_before),
+                    f.map(|f| &f.not_after),
+                    material.key_fingerprint,
+                    material.endorsement_key,
+                    self.ctx.station_id,
+                    self.ctx.operator_id,
+                    self.now,
+                ])
+            })
+            .map_err(self.sql("recording an issued identity"))?;
+        let id = IdentityId(self.tx.last_insert_rowid());
+        self.audit(
+            "identity.issued",
+            &identity.registration_id,
+            material.audit_details(identity),
+        )?;
+        Ok(id)
+    }
+
+    /// Replaces the certificate or key of an identity that is still `issued` or whose write
+    /// failed (the device made a new key), keeping its registration ID; state becomes `issued`.
+    pub fn reissue(&self, identity: &NewIdentity) -> Result<IdentityId, LedgerError> {
+        let current = self.existing(&identity.registration_id)?;
+        if !state::may_reissue(current.state, current.failed_stage) {
+            return Err(LedgerError::IllegalTransition {
+                registration_id: current.registration_id,
+                from: current.state,
+                to: "reissue",
+            });
+        }
+        let material = Material::of(&identity.registration_id, &identity.attestation)?;
+        let f = material.facts.as_ref();
+        self.tx
+            .prepare_cached(
+                "UPDATE identities SET attestation = ?2, certificate_der = ?3, sha1_thumbprint = ?4,
+                   sha256_thumbprint = ?5, subject = ?6, issuer = ?7, cert_serial = ?8,
+                   not_before = ?9, not_after = ?10, key_fingerprint = ?11, endorsement_key = ?12,
+                   batch_id = coalesce(?13, batch_id), device_id = coalesce(?14, device_id),
+                   state = 'issued', failed_stage = NULL, failed_reason = NULL,
+                   station_id = ?15, operator_id = ?16, updated_at = ?17
+                 WHERE id = ?1",
+            )
+            .and_then(|mut s| {
+                s.execute(params![
+                    current.id.0,
+                    identity.attestation.kind().as_str(),
+                    material.certificate_der,
+                    f.map(|f| &f.sha1_thumbprint),
+                    f.map(|f| &f.sha256_thumbprint),
+                    f.map(|f| &f.subject),
+                    f.map(|f| &f.issuer),
+                    f.map(|f| &f.serial),
+                    f.map(|f| &f.not_before),
+                    f.map(|f| &f.not_after),
+                    material.key_fingerprint,
+                    material.endorsement_key,
+                    identity.batch.map(|b| b.0),
+                    identity.device.map(|d| d.0),
+                    self.ctx.station_id,
+                    self.ctx.operator_id,
+                    self.now,
+                ])
+            })
+            .map_err(self.sql("reissuing an identity"))?;
+        let mut details = material.audit_details(identity);
+        details["from"] = json!(current.state.as_str());
+        self.audit("identity.reissued", &current.registration_id, details)?;
+        Ok(current.id)
+    }
+
+    fn existing(&self, registration_id: &str) -> Result<IdentityRecord, LedgerError> {
+        queries::find_identity(self.tx, registration_id)
+            .map_err(self.sql("looking up an identity"))?
+            .ok_or_else(|| LedgerError::UnknownIdentity {
+                path: self.path.to_path_buf(),
+                registration_id: registration_id.to_string(),
+            })
+    }
+
+    /// Moves an identity through the state machine; an illegal change is an error and writes nothing.
+    pub fn transition(
+        &self,
+        registration_id: &str,
+        transition: &Transition,
+    ) -> Result<IdentityState, LedgerError> {
+        let current = self.existing(registration_id)?;
+        let Some(next) = state::next_state(current.state, current.failed_stage, transition) else {
+            return Err(LedgerError::IllegalTransition {
+                registration_id: current.registration_id,
+                from: current.state,
+                to: state::change_name(transition),
+            });
+        };
+        let (stage, failed_reason, revoked_reason) = match transition {
+            Transition::Failed { stage, reason } => (Some(stage.as_str()), Some(reason), None),
+            Transition::Revoked { reason } => (
+                current.failed_stage.map(FailureStage::as_str),
+                current.failed_reason.as_ref(),
+                Some(reason),
+            ),
+            _ => (None, None, None),
+        };
+        // A revoked identity keeps the failure it had, for the record; the CHECK constraint
+        // only ties failed_stage to the `failed` state, so clear it then.
+        let stage = if next == IdentityState::Failed {
+            stage
+        } else {
+            None
+        };
+        let failed_reason = if next == IdentityState::Failed {
+            failed_reason
+        } else {
+            None
+        };
+        self.tx
+            .prepare_cached(
+                "UPDATE identities SET state = ?2, failed_stage = ?3, failed_reason = ?4,
+                   revoked_reason = coalesce(?5, revoked_reason), updated_at = ?6
+                 WHERE id = ?1",
+            )
+            .and_then(|mut s| {
+                s.execute(params![
+                    current.id.0,
+                    next.as_str(),
+                    stage,
+                    failed_reason,
+                    revoked_reason,
+                    self.now
+                ])
+            })
+            .map_err(self.sql("changing an identity's state"))?;
+        let mut details = json!({ "from": current.state.as_str(), "to": next.as_str() });
+        match transition {
+            Transition::Failed { stage, reason } => {
+                details["stage"] = json!(stage.as_str());
+                details["reason"] = json!(reason);
+            }
+            Transition::Revoked { reason } => details["reason"] = json!(reason),
+            _ => {}
+        }
+        self.audit(
+            &format!("identity.{}", state::change_name(transition)),
+            &current.registration_id,
+            details,
+        )?;
+        Ok(next)
+    }
+
+    /// Puts a `written` identity on the enrollment queue of a DPS target. Queuing again is harmless:
+    /// a pending enrollment is returned as it is, a failed one is made pending again.
+    pub fn queue_enrollment(
+        &self,
+        registration_id: &str,
+        enrollment: &NewEnrollment,
+    ) -> Result<EnrollmentId, LedgerError> {
+        non_empty("DPS target", &enrollment.dps_target)?;
+        let identity = self.existing(registration_id)?;
+        if identity.state != IdentityState::Written {
+            return Err(LedgerError::NotEnrollable {
+                registration_id: identity.registration_id,
+                state: identity.state,
+            });
+        }
+        let existing: Option<(i64, String)> = self
+            .tx
+            .prepare_cached(
+                "SELECT id, state FROM enrollments WHERE identity_id = ?1 AND dps_target = ?2",
+            )
+            .and_then(|mut s| {
+                s.query_row(params![identity.id.0, enrollment.dps_target], |r| {
+                    Ok((r.get(0)?, r.get(1)?))
+                })
+                .optional()
+            })
+            .map_err(self.sql("looking up an enrollment"))?;
+        let id = match existing {
+            Some((id, state)) if state == "pending" => return Ok(EnrollmentId(id)),
+            Some((id, state)) if state == "enrolled" => {
+                return Err(LedgerError::AlreadyFinished {
+                    what: "enrollment",
+                    id,
+                    state,
+                });
+            }
+            Some((id, _failed)) => {
+                self.tx
+                    .execute(
+                        "UPDATE enrollments SET state = 'pending', kind = ?2, group_name = ?3,
+                           updated_at = ?4 WHERE id = ?1",
+                        params![
+                            id,
+                            enrollment.kind.as_str(),
+                            enrollment.group_name,
+                            self.now
+                        ],
+                    )
+                    .map_err(self.sql("re-queuing an enrollment"))?;
+                id
+            }
+            None => {
+                self.tx
+                    .prepare_cached(
+                        "INSERT INTO enrollments (identity_id, dps_target, kind, group_name, state,
+                           queued_at, updated_at) VALUES (?1, ?2, ?3, ?4, 'pending', ?5, ?5)",
+                    )
+                    .and_then(|mut s| {
+                        s.execute(params![
+                            identity.id.0,
+                            enrollment.dps_target,
+                            enrollment.kind.as_str(),
+                            enrollment.group_name,
+                            self.now
+                        ])
+                    })
+                    .map_err(self.sql("queuing an enrollment"))?;
+                self.tx.last_insert_rowid()
+            }
+        };
+        self.audit(
+            "enrollment.queued",
+            &identity.registration_id,
+            json!({
+                "enrollment": id,
+                "dps_target": enrollment.dps_target,
+                "kind": enrollment.kind.as_str(),
+                "group_name": enrollment.group_name,
+            }),
+        )?;
+        Ok(EnrollmentId(id))
+    }
+
+    /// Records what DPS answered; on success or final failure the identity follows
+    /// (`written → enrolled`, or `→ failed{enroll}`) in the same transaction.
+    pub fn record_enrollment_result(
+        &self,
+        id: EnrollmentId,
+        outcome: &EnrollmentOutcome,
+    ) -> Result<EnrollmentState, LedgerError> {
+        let enrollment = queries::find_enrollment(self.tx, id)
+            .map_err(self.sql("looking up an enrollment"))?
+            .ok_or_else(|| LedgerError::UnknownRecord {
+                path: self.path.to_path_buf(),
+                what: "enrollment",
+                id: id.0,
+            })?;
+        if enrollment.state != EnrollmentState::Pending {
+            return Err(LedgerError::AlreadyFinished {
+                what: "enrollment",
+                id: id.0,
+                state: enrollment.state.to_string(),
+            });
+        }
+        let (next, etag, error) = match outcome {
+            EnrollmentOutcome::Enrolled { etag } => (EnrollmentState::Enrolled, etag.clone(), None),
+            EnrollmentOutcome::RetryLater { error } => {
+                (EnrollmentState::Pending, None, Some(error.clone()))
+            }
+            EnrollmentOutcome::Failed { error } => {
+                (EnrollmentState::Failed, None, Some(error.clone()))
+            }
+        };
+        self.tx
+            .prepare_cached(
+                "UPDATE enrollments SET state = ?2, attempts = attempts + 1,
+                   last_error = coalesce(?3, last_error), etag = coalesce(?4, etag), updated_at = ?5,
+                   enrolled_at = CASE WHEN ?2 = 'enrolled' THEN ?5 ELSE enrolled_at END
+                 WHERE id = ?1",
+            )
+            .and_then(|mut s| {
+                s.execute(params![id.0, next.as_str(), error, etag, self.now])
+            })
+            .map_err(self.sql("recording an enrollment result"))?;
+        let action = match outcome {
+            EnrollmentOutcome::Enrolled { .. } => "enrollment.enrolled",
+            EnrollmentOutcome::RetryLater { .. } => "enrollment.retry_later",
+            EnrollmentOutcome::Failed { .. } => "enrollment.failed",
+        };
+        self.audit(
+            action,
+            &enrollment.registration_id,
+            json!({
+                "enrollment": id.0,
+                "dps_target": enrollment.dps_target,
+                "attempt": enrollment.attempts + 1,
+                "etag": etag,
+                "error": error,
+            }),
+        )?;
+        match outcome {
+            EnrollmentOutcome::Enrolled { .. } => {
+                self.transition(&enrollment.registration_id, &Transition::Enrolled)?;
+            }
+            EnrollmentOutcome::Failed { error } => {
+                self.transition(
+                    &enrollment.registration_id,
+                    &Transition::Failed {
+                        stage: FailureStage::Enroll,
+                        reason: error.clone(),
+                    },
+                )?;
+            }
+            EnrollmentOutcome::RetryLater { .. } => {}
+        }
+        Ok(next)
+    }
+
+    /// Opens an HSM key-injection session (audited under the session's operator).
+    pub fn open_key_session(&self, session: &NewKeySession) -> Result<KeySessionId, LedgerError> {
+        non_empty("key session operator", &session.operator)?;
+        non_empty("token label", &session.token_label)?;
+        self.tx
+            .execute(
+                "INSERT INTO key_sessions (operator, token_label, token_serial, token_model,
+                   station_id, opened_at) VALUES (?1, ?2, ?3, ?4, ?5, ?6)",
+                params![
+                    session.operator,
+                    session.token_label,
+                    session.token_serial,
+                    session.token_model,
+                    self.ctx.station_id,
+                    self.now
+                ],
+            )
+            .map_err(self.sql("opening a key session"))?;
+        let id = self.tx.last_insert_rowid();
+        self.audit_as(
+            &session.operator,
+            "key_session.opened",
+            &format!("token:{}", session.token_label),
+            &json!({
+                "key_session": id,
+                "token_label": session.token_label,
+                "token_serial": session.token_serial,
+                "token_model": session.token_model,
+            }),
+        )?;
+        Ok(KeySessionId(id))
+    }
+
+    /// Closes a key-injection session.
+    pub fn close_key_session(&self, id: KeySessionId) -> Result<(), LedgerError> {
+        let row: Option<(String, String, Option<String>)> = self
+            .tx
+            .query_row(
+                "SELECT operator, token_label, closed_at FROM key_sessions WHERE id = ?1",
+                [id.0],
+                |r| Ok((r.get(0)?, r.get(1)?, r.get(2)?)),
+            )
+            .optional()
+            .map_err(self.sql("looking up a key session"))?;
+        let Some((operator, token_label, closed_at)) = row else {
+            return Err(LedgerError::UnknownRecord {
+                path: self.path.to_path_buf(),
+                what: "key session",
+                id: id.0,
+            });
+        };
+        if let Some(at) = closed_at {
+            return Err(LedgerError::AlreadyFinished {
+                what: "key session",
+                id: id.0,
+                state: format!("closed (at {at})"),
+            });
+        }
+        self.tx
+            .execute(
+                "UPDATE key_sessions SET closed_at = ?2 WHERE id = ?1",
+                params![id.0, self.now],
+            )
+            .map_err(self.sql("closing a key session"))?;
+        self.audit_as(
+            &operator,
+            "key_session.closed",
+            &format!("token:{token_label}"),
+            &json!({ "key_session": id.0 }),
+        )?;
+        Ok(())
+    }
+
+    /// Records a CA certificate whose key lives in an HSM (or, for development, in software).
+    pub fn record_ca_certificate(
+        &self,
+        ca: &NewCaCertificate,
+        session: Option<KeySessionId>,
+    ) -> Result<CaCertificateId, LedgerError> {
+        non_empty("CA certificate name", &ca.name)?;
+        let lower_uri = ca.key_uri.to_ascii_lowercase();
+        if lower_uri.contains("pin-value") {
+            return Err(LedgerError::Refused {
+                what: format!("CA certificate {}", ca.name),
+                reason: "its key URI carries a PIN (pin-value); record the URI without it".into(),
+            });
+        }
+        if queries::find_ca_certificate(self.tx, &ca.name)
+            .map_err(self.sql("looking up a CA certificate"))?
+            .is_some()
+        {
+            return Err(LedgerError::DuplicateCaCertificate {
+                path: self.path.to_path_buf(),
+                name: ca.name.clone(),
+            });
+        }
+        let facts = certificate::facts(&ca.certificate_der).map_err(|detail| {
+            LedgerError::InvalidCertificate {
+                subject: format!("CA {}", ca.name),
+                detail,
+            }
+        })?;
+        self.tx
+            .execute(
+                "INSERT INTO ca_certificates (name, role, key_uri, certificate_der, sha1_thumbprint,
+                   sha256_thumbprint, subject, issuer, cert_serial, not_before, not_after,
+                   key_session_id, created_at)
+                 VALUES (?1, ?2, ?3, ?4, ?5, ?6, ?7, ?8, ?9, ?10, ?11, ?12, ?13)",
+                params![
+                    ca.name,
+                    ca.role.as_str(),
+                    ca.key_uri,
+                    ca.certificate_der,
+                    facts.sha1_thumbprint,
+                    facts.sha256_thumbprint,
+                    facts.subject,
+                    facts.issuer,
+                    facts.serial,
+                    facts.not_before,
+                    facts.not_after,
+                    session.map(|s| s.0),
+                    self.now
+                ],
+            )
+            .map_err(self.sql("recording a CA certificate"))?;
+        let id = self.tx.last_insert_rowid();
+        self.audit(
+            "ca_certificate.recorded",
+            &format!("ca:{}", ca.name),
+            json!({
+                "role": ca.role.as_str(),
+                "key_uri": ca.key_uri,
+                "sha256_thumbprint": facts.sha256_thumbprint,
+                "subject": facts.subject,
+                "key_session": session.map(|s| s.0),
+            }),
+        )?;
+        Ok(CaCertificateId(id))
+    }
+
+    /// Notes an operator change at a running station (a new shift).
+    pub(crate) fn record_operator(&self, operator: &str) -> Result<i64, LedgerError> {
+        upsert_operator(self.tx, operator, &self.now).map_err(self.sql("recording an operator"))
+    }
+}
+
+/// Inserts the operator if new; returns its id.
+pub(crate) fn upsert_operator(
+    conn: &rusqlite::Connection,
+    operator: &str,
+    now: &str,
+) -> rusqlite::Result<i64> {
+    conn.query_row(
+        "INSERT INTO operators (name, first_seen) VALUES (?1, ?2)
+         ON CONFLICT (name) DO UPDATE SET name = excluded.name RETURNING id",
+        params![operator, now],
+        |r| r.get(0),
+    )
+}
+
+/// Inserts or refreshes the station row; returns its id.
+pub(crate) fn upsert_station(
+    conn: &rusqlite::Connection,
+    station: &str,
+    host: &str,
+    now: &str,
+) -> rusqlite::Result<i64> {
+    conn.query_row(
+        "INSERT INTO stations (name, host, first_seen, last_seen) VALUES (?1, ?2, ?3, ?3)
+         ON CONFLICT (name) DO UPDATE SET host = excluded.host, last_seen = excluded.last_seen
+         RETURNING id",
+        params![station, host, now],
+        |r| r.get(0),
+    )
+}
+
+/// The attestation material as columns, checked.
+struct Material {
+    certificate_der: Option<Vec<u8>>,
+    facts: Option<CertificateFacts>,
+    key_fingerprint: Option<String>,
+    endorsement_key: Option<Vec<u8>>,
+}
+
+impl Material {
+    fn of(registration_id: &str, attestation: &Attestation) -> Result<Self, LedgerError> {
+        Ok(match attestation {
+            Attestation::X509 { certificate_der } => {
+                let facts = certificate::facts(certificate_der).map_err(|detail| {
+                    LedgerError::InvalidCertificate {
+                        subject: format!("identity {registration_id}"),
+                        detail,
+                    }
+                })?;
+                Self {
+                    certificate_der: Some(certificate_der.clone()),
+                    facts: Some(facts),
+                    key_fingerprint: None,
+                    endorsement_key: None,
+                }
+            }
+            Attestation::SymmetricKey { key_fingerprint } => Self {
+                certificate_der: None,
+                facts: None,
+                key_fingerprint: Some(key_fingerprint.as_str().to_string()),
+                endorsement_key: None,
+            },
+            Attestation::Tpm { endorsement_key } => {
+                if endorsement_key.is_empty() {
+                    return Err(LedgerError::Refused {
+                        what: format!("identity {registration_id}"),
+                        reason: "its TPM endorsement key is empty".into(),
+                    });
+                }
+                Self {
+                    certificate_der: None,
+                    facts: None,
+                    key_fingerprint: None,
+                    endorsement_key: Some(endorsement_key.clone()),
+                }
+            }
+        })
+    }
+
+    fn audit_details(&self, identity: &NewIdentity) -> Value {
+        let mut d = json!({ "attestation": identity.attestation.kind().as_str() });
+        if let Some(f) = &self.facts {
+            d["sha256_thumbprint"] = json!(f.sha256_thumbprint);
+            d["issuer"] = json!(f.issuer);
+            d["serial"] = json!(f.serial);
+        }
+        if let Some(fp) = &self.key_fingerprint {
+            d["key_fingerprint"] = json!(fp);
+        }
+        if let Some(batch) = identity.batch {
+            d["batch"] = json!(batch.0);
+        }
+        if let Some(device) = identity.device {
+            d["device"] = json!(device.0);
+        }
+        d
+    }
+}
+
+fn non_empty(what: &str, value: &str) -> Result<(), LedgerError> {
+    if value.trim().is_empty() {
+        return Err(LedgerError::Refused {
+            what: what.to_string(),
+            reason: "it is empty".into(),
+        });
+    }
+    Ok(())
+}
+
+/// The ledger's own sanity check; the full DPS rules live in `identity` (this module must not
+/// import it), so this only keeps out what no DPS registration ID can be.
+fn check_registration_id(id: &str) -> Result<(), LedgerError> {
+    let refuse = |reason: String| {
+        Err(LedgerError::Refused {
+            what: format!("registration ID {id:?}"),
+            reason,
+        })
+    };
+    if id.is_empty() {
+        return refuse("it is empty".into());
+    }
+    if id.len() > 128 {
+        return refuse(format!("it has {} characters; DPS allows 128", id.len()));
+    }
+    if let Some((pos, c)) = id
+        .char_indices()
+        .find(|(_, c)| !(c.is_ascii_alphanumeric() || "-._:".contains(*c)))
+    {
+        return refuse(format!(
+            "character {c:?} at position {} is not allowed by DPS",
+            pos + 1
+        ));
+    }
+    Ok(())
+}
+
+/// Names of JSON fields that would hold a secret; compared after lowercasing and removing `-`/`_`.
+const SECRET_FIELDS: &[&str] = &[
+    "pin",
+    "userpin",
+    "sopin",
+    "pinvalue",
+    "password",
+    "passphrase",
+    "secret",
+    "privatekey",
+    "primarykey",
+    "secondarykey",
+    "sharedaccesskey",
+    "symmetrickey",
+    "groupkey",
+    "devicekey",
+    "derivedkey",
+    "key",
+    "sastoken",
+    "connectionstring",
+];
+
+/// The first field name in `value` (at any depth) that names a secret.
+fn secret_field(value: &Value) -> Option<String> {
+    match value {
+        Value::Object(map) => map.iter().find_map(|(k, v)| {
+            let norm: String = k
+                .chars()
+                .filter(|c| *c != '_' && *c != '-')
+                .collect::<String>()
+                .to_ascii_lowercase();
+            if SECRET_FIELDS.contains(&norm.as_str()) {
+                Some(k.clone())
+            } else {
+                secret_field(v)
+            }
+        }),
+        Value::Array(items) => items.iter().find_map(secret_field),
+        Value::String(s) if s.contains("SharedAccessKey=") => {
+            Some("(a connection string with SharedAccessKey)".into())
+        }
+        _ => None,
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn secret_fields_are_found_at_any_depth() {
+        assert_eq!(
+            secret_field(&json!({"a": {"user_pin": "1"}})),
+            Some("user_pin".into())
+        );
+        assert_eq!(
+            secret_field(&json!([{"Primary-Key": "x"}])),
+            Some("Primary-Key".into())
+        );
+        assert!(
+            secret_field(&json!({"key_uri": "pkcs11:object=ca", "key_fingerprint": "x"})).is_none()
+        );
+        assert!(secret_field(&json!({"c": "HostName=x;SharedAccessKey=abc"})).is_some());
+    }
+
+    #[test]
+    fn registration_id_sanity() {
+        assert!(check_registration_id("sensor-000001").is_ok());
+        assert!(check_registration_id("").is_err());
+        assert!(check_registration_id(&"a".repeat(129)).is_err());
+        let err = check_registration_id("bad id").unwrap_err().to_string();
+        assert!(err.contains("position 4"), "{err}");
+    }
+}
