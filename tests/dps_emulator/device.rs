@@ -269,6 +269,29 @@ fn symmetric_keys_register_individually_and_with_group_derived_keys() {
     .unwrap();
     assert_eq!(a.status, "assigned");
     assert_eq!(a.device_id.as_deref(), Some("sym-1"));
+    let again = register(
+        &registration(
+            &dps,
+            "sym-1",
+            DeviceCredential::SymmetricKey(SecretString::new(
+                keys["symmetricKey"]["primaryKey"].as_str().unwrap(),
+            )),
+        ),
+        WAIT,
+    )
+    .unwrap();
+    assert_eq!(
+        again.assigned_hub, a.assigned_hub,
+        "a re-registration keeps its hub"
+    );
+    assert_eq!(
+        again.registration_state["createdDateTimeUtc"],
+        a.registration_state["createdDateTimeUtc"]
+    );
+    assert_ne!(
+        again.registration_state["etag"],
+        a.registration_state["etag"]
+    );
     let wrong = SecretString::new("AAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAA=");
     assert_eq!(
         refused_status(

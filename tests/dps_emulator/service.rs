@@ -405,6 +405,17 @@ fn bulk_reports_per_item_errors_and_refuses_more_than_ten() {
         r.body["errors"][0]["errorCode"].as_u64().unwrap() / 1000,
         412
     );
+    let r = dps.call(
+        "POST",
+        &format!("/enrollments?{V}"),
+        Some(&json!({ "mode": "updateIfMatchETag", "enrollments": [none_enrollment("k-1")] })),
+        &[],
+    );
+    assert_eq!(
+        r.body["errors"][0]["errorCode"].as_u64().unwrap() / 1000,
+        412,
+        "an existing item without its etag is not replaced"
+    );
     let mut fresh = none_enrollment("k-1");
     fresh["etag"] = json!(etag);
     let r = dps.call(

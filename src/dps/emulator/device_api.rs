@@ -65,8 +65,8 @@ pub fn handle(app: &App, call: &Call<'_>) -> Result<Response, ApiError> {
             let op_id = seg.get(4).map(String::as_str).unwrap_or("");
             let op = state
                 .operations
-                .get(op_id)
-                .filter(|o| o.registration_key == ids::key(&registration_id))
+                .get(&ids::key(&registration_id))
+                .filter(|o| o.operation_id == op_id)
                 .ok_or_else(|| {
                     ApiError::new(
                         code::OPERATION_NOT_FOUND,
@@ -172,9 +172,9 @@ fn register(app: &App, call: &Call<'_>, registration_id: &str) -> Result<Respons
     );
     let status = device_state["status"].clone();
     state.operations.insert(
-        operation_id.clone(),
+        key,
         OperationRecord {
-            registration_key: key,
+            operation_id: operation_id.clone(),
             result: json!({ "operationId": operation_id, "status": status, "registrationState": device_state }),
         },
     );
