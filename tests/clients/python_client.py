@@ -102,6 +102,12 @@ def main():
     out("registration_delete", ok=True)
     svc.enrollment_group.delete(id="official-group")
 
+    # The connection string the emulator prints, as is: HTTPS to its listener, trusting its CA.
+    cs, ca = os.environ.get("DPS_CONNECTION_STRING"), os.environ.get("DPS_CA_FILE")
+    if cs and ca:
+        via_cs = DeviceProvisioningClient.from_connection_string(cs, connection_verify=ca, retry_total=0)
+        out("https_connection_string", registrationId=via_cs.enrollment.get(id="official-bulk-00")["registrationId"])
+
     wrong = client(base64.b64encode(b"not the key of this instance").decode())
     out("wrong_key", status=status_of(lambda: wrong.enrollment.get(id="official-bulk-00")))
 

@@ -194,13 +194,25 @@ fn the_python_service_sdk_works_against_the_emulator() {
     let python = clients.join(".venv/bin/python");
     require(&python);
     let helper = register_member_when_asked(&dps, dir.path());
+    let ca_file = dir.path().join("emulator-ca.pem");
+    std::fs::write(&ca_file, dps.emu.ca_certificate_pem().unwrap()).unwrap();
     let mut cmd = Command::new(python);
     cmd.arg(clients.join("python_client.py"))
+        .env(
+            "DPS_CONNECTION_STRING",
+            dps.emu.connection_string().expose(),
+        )
+        .env("DPS_CA_FILE", &ca_file)
         .env("DPS_ENDPOINT", dps.emu.http_url().unwrap())
         .env("DPS_KEY", dps.emu.primary_key().expose())
         .env("DPS_SYNC_DIR", dir.path());
     let lines = run(cmd, "Python");
     helper.join().unwrap();
     check_common(&lines, "python");
+    assert_eq!(
+        step(&lines, "https_connection_string")["registrationId"],
+        "official-bulk-00",
+        "the printed connection string works as is, over HTTPS"
+    );
     assert_eq!(dps.emu.enrollments_snapshot().len(), 12);
 }
