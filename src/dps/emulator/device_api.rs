@@ -111,7 +111,7 @@ fn register(app: &App, call: &Call<'_>, registration_id: &str) -> Result<Respons
         }
         body.get("payload").cloned().unwrap_or(Value::Null)
     };
-    let mut state = app.lock();
+    let mut state = app.change();
     let found = authenticate(app, &state, call, registration_id)?;
     let now = clock::now_rfc3339();
     let enabled = found.doc.get("provisioningStatus").and_then(Value::as_str) != Some("disabled");
@@ -179,7 +179,6 @@ fn register(app: &App, call: &Call<'_>, registration_id: &str) -> Result<Respons
         },
     );
     drop(state);
-    app.mark_changed();
     let mut r = json(
         StatusCode::ACCEPTED,
         &json!({ "operationId": operation_id, "status": "assigning" }),

@@ -59,7 +59,6 @@ pub struct RunningEmulator {
     https: Option<SocketAddr>,
     unix_socket: Option<PathBuf>,
     trust_pem: Option<String>,
-    state_file: Option<PathBuf>,
     shutdown: watch::Sender<bool>,
 }
 
@@ -164,10 +163,9 @@ impl Emulator {
                 .registrations_per_minute
                 .map(|n| Mutex::new(RateLimiter::new(n, None))),
             changed: changed.clone(),
+            writer: config.state_file.clone().map(persistence::StateWriter::new),
         });
-        if let Some(path) = &config.state_file {
-            persistence::save(path, &app.lock())?;
-        }
+        app.save_now()?;
 
         let runtime = tokio::runtime::Builder::new_multi_thread()
             .worker_threads(2)
@@ -204,13 +202,8 @@ impl Emulator {
                 shutdown_rx.clone(),
             ));
         }
-        if let (Some(path), Some(changed)) = (config.state_file.clone(), changed) {
-            runtime.spawn(keep_state_file(
-                app.clone(),
-                path,
-                changed,
-                shutdown_rx.clone(),
-            ));
+        if let Some(changed) = changed {
+            runtime.spawn(keep_state_file(app.clone(), changed, shutdown_rx.clone()));
         }
         tracing::info!(http = ?http, https = ?https, unix = ?config.unix_socket, id_scope = %app.id_scope, "DPS emulator listening");
         Ok(RunningEmulator {
@@ -220,28 +213,21 @@ impl Emulator {
             https,
             unix_socket: config.unix_socket,
             trust_pem: tls_material.map(|m| m.trust_pem),
-            state_file: config.state_file,
             shutdown,
         })
     }
 }
 
 /// Writes the state file after changes, at most twice a second (a whole-file rewrite each time).
-async fn keep_state_file(
-    app: Arc<App>,
-    path: PathBuf,
-    changed: Arc<Notify>,
-    mut shutdown: watch::Receiver<bool>,
-) {
+async fn keep_state_file(app: Arc<App>, changed: Arc<Notify>, mut shutdown: watch::Receiver<bool>) {
     loop {
         tokio::select! {
             () = changed.notified() => {}
             _ = shutdown.changed() => return,
         }
         tokio::time::sleep(Duration::from_millis(500)).await;
-        let snapshot = app.lock().clone();
-        let path = path.clone();
-        match tokio::task::spawn_blocking(move || persistence::save(&path, &snapshot)).await {
+        let app = app.clone();
+        match tokio::task::spawn_blocking(move || app.save_now()).await {
             Ok(Ok(())) => {}
             Ok(Err(e)) => tracing::error!("{e}"),
             Err(e) => tracing::error!("the state-file writer failed: {e}"),
@@ -369,9 +355,7 @@ impl RunningEmulator {
         } else {
             runtime.shutdown_timeout(Duration::from_secs(2));
         }
-        if let Some(path) = &self.state_file {
-            persistence::save(path, &self.app.lock())?;
-        }
+        self.app.save_now()?;
         Ok(())
     }
 }

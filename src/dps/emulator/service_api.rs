@@ -73,7 +73,7 @@ pub fn dispatch(app: &App, call: &Call<'_>) -> Result<Response, ApiError> {
         [id] if m == Method::PUT => {
             let body = parse_body(call)?;
             let now = clock::now_rfc3339();
-            let doc = app.lock().put(
+            let doc = app.change().put(
                 kind,
                 body,
                 Some(id),
@@ -84,7 +84,6 @@ pub fn dispatch(app: &App, call: &Call<'_>) -> Result<Response, ApiError> {
                     now: &now,
                 },
             )?;
-            app.mark_changed();
             Ok(json(StatusCode::OK, &enrollment::render(&doc)))
         }
         [id] if m == Method::GET => {
@@ -92,8 +91,7 @@ pub fn dispatch(app: &App, call: &Call<'_>) -> Result<Response, ApiError> {
             Ok(json(StatusCode::OK, &doc))
         }
         [id] if m == Method::DELETE => {
-            app.lock().delete(kind, id, call.header("if-match"))?;
-            app.mark_changed();
+            app.change().delete(kind, id, call.header("if-match"))?;
             Ok(StatusCode::NO_CONTENT.into_response())
         }
         [id, a] if a.eq_ignore_ascii_case("attestationmechanism") && m == Method::POST => {
@@ -147,7 +145,7 @@ fn bulk(app: &App, call: &Call<'_>, kind: Kind) -> Result<Response, ApiError> {
         ));
     }
     let now = clock::now_rfc3339();
-    let errors = app.lock().bulk(
+    let errors = app.change().bulk(
         kind,
         items,
         mode,
@@ -157,7 +155,6 @@ fn bulk(app: &App, call: &Call<'_>, kind: Kind) -> Result<Response, ApiError> {
             now: &now,
         },
     );
-    app.mark_changed();
     Ok(json(StatusCode::OK, &bulk_result(kind, &errors)))
 }
 
@@ -206,9 +203,8 @@ fn registrations(app: &App, call: &Call<'_>, rest: &[&str]) -> Result<Response, 
             Ok(json(StatusCode::OK, &state))
         }
         [id] if m == Method::DELETE => {
-            app.lock()
+            app.change()
                 .delete_registration(id, call.header("if-match"))?;
-            app.mark_changed();
             Ok(StatusCode::NO_CONTENT.into_response())
         }
         // Node and C# send a query body here although the spec has none: accepted and ignored.

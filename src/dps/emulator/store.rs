@@ -33,6 +33,9 @@ pub struct OperationRecord {
 /// Everything the emulator knows; serialised as-is into the state file.
 #[derive(Debug, Clone, Default, Serialize, Deserialize)]
 pub struct State {
+    /// Counts changes, so that the state-file writer never replaces a newer snapshot with an older one.
+    #[serde(skip)]
+    pub generation: u64,
     /// The ID scope, kept so that a restart serves the same scope.
     #[serde(default)]
     pub id_scope: String,
