@@ -264,3 +264,24 @@ fn a_given_tls_certificate_is_served() {
     });
     assert!(bad.err().unwrap().to_string().contains("TLS"));
 }
+
+#[test]
+fn a_running_emulator_can_be_shared_between_threads() {
+    fn shareable<T: Send + Sync>(_: &T) {}
+    let dps = loopback();
+    shareable(&dps.emu);
+    std::thread::scope(|s| {
+        for i in 0..4 {
+            let dps = &dps;
+            s.spawn(move || {
+                let id = format!("t-{i}");
+                assert_eq!(
+                    dps.put(&format!("/enrollments/{id}"), &none_enrollment(&id))
+                        .status,
+                    200
+                );
+            });
+        }
+    });
+    assert_eq!(dps.emu.enrollments_snapshot().len(), 4);
+}
