@@ -102,6 +102,9 @@ pub struct EmulatorArgs {
     /// Share of requests whose connection is dropped (0.0–1.0).
     #[arg(long, default_value_t = 0.0, value_name = "SHARE")]
     drop_rate: f64,
+    /// Share of requests answered 200 with an HTML page instead of JSON, unprocessed (0.0–1.0).
+    #[arg(long, default_value_t = 0.0, value_name = "SHARE")]
+    garbage_rate: f64,
     /// Share of requests answered late (0.0–1.0).
     #[arg(long, default_value_t = 0.0, value_name = "SHARE")]
     slow_rate: f64,
@@ -209,6 +212,7 @@ pub fn run(cmd: Commands) -> anyhow::Result<ExitCode> {
         faults: Faults {
             error_rate: args.error_rate,
             drop_rate: args.drop_rate,
+            garbage_rate: args.garbage_rate,
             slow_rate: args.slow_rate,
             slow_delay: Duration::from_millis(args.slow_ms),
         },

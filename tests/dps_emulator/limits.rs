@@ -72,6 +72,23 @@ fn faults_give_500s_and_dropped_connections_on_demand() {
 
     dps.emu
         .set_faults(Faults {
+            garbage_rate: 1.0,
+            ..Faults::default()
+        })
+        .unwrap();
+    let r = dps.put("/enrollments/garbage", &none_enrollment("garbage"));
+    assert_eq!(r.status, 200);
+    assert!(r.body.is_string(), "not JSON: {}", r.body);
+    assert_eq!(r.header("content-type"), Some("text/html"));
+    dps.emu.set_faults(Faults::default()).unwrap();
+    assert_eq!(
+        dps.get("/enrollments/garbage").status,
+        404,
+        "a garbage answer was not processed"
+    );
+
+    dps.emu
+        .set_faults(Faults {
             drop_rate: 1.0,
             ..Faults::default()
         })

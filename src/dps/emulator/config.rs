@@ -90,6 +90,9 @@ pub struct Faults {
     /// Share of requests whose connection is dropped without an answer: half of them before
     /// the request is processed, half after (so the operation may have landed).
     pub drop_rate: f64,
+    /// Share of requests answered 200 with an HTML page instead of JSON (a misbehaving proxy),
+    /// without being processed: a client must not take that for success.
+    pub garbage_rate: f64,
     /// Share of requests answered late.
     pub slow_rate: f64,
     /// How late a slow answer comes.
@@ -102,6 +105,7 @@ impl Faults {
         for (name, v) in [
             ("error rate", self.error_rate),
             ("drop rate", self.drop_rate),
+            ("garbage rate", self.garbage_rate),
             ("slow rate", self.slow_rate),
         ] {
             if !(0.0..=1.0).contains(&v) || v.is_nan() {

@@ -54,6 +54,8 @@ pub enum Fault {
     DropBefore,
     /// Process, then drop the connection instead of answering.
     DropAfter,
+    /// Answer 200 with HTML, without processing.
+    Garbage,
 }
 
 /// Draws the faults for one request: an optional delay and an optional failure.
@@ -62,6 +64,8 @@ pub fn draw(faults: &Faults) -> (Option<Duration>, Option<Fault>) {
         .then_some(faults.slow_delay);
     let fault = if faults.error_rate > 0.0 && rand::random_bool(faults.error_rate.clamp(0.0, 1.0)) {
         Some(Fault::Error)
+    } else if faults.garbage_rate > 0.0 && rand::random_bool(faults.garbage_rate.clamp(0.0, 1.0)) {
+        Some(Fault::Garbage)
     } else if faults.drop_rate > 0.0 && rand::random_bool(faults.drop_rate.clamp(0.0, 1.0)) {
         Some(if rand::random_bool(0.5) {
             Fault::DropBefore

@@ -141,6 +141,16 @@ pub async fn handle(
         tokio::time::sleep(d).await;
     }
     match fault {
+        Some(Fault::Garbage) => {
+            let mut r = Response::new(Body::from(
+                "<html><body><h1>Gateway</h1><p>injected fault: not a DPS answer</p></body></html>",
+            ));
+            r.headers_mut().insert(
+                axum::http::header::CONTENT_TYPE,
+                axum::http::HeaderValue::from_static("text/html"),
+            );
+            return r;
+        }
         Some(Fault::Error) => {
             return ApiError::new(
                 code::INTERNAL,
