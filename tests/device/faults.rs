@@ -135,7 +135,7 @@ fn a_device_that_never_answers_fails_within_the_timeout() {
     );
     // 3 attempts × (400 ms + wire time of 1 KiB at 115200 ≈ 90 ms) plus scheduling slack.
     assert!(
-        waited >= Duration::from_millis(1200) && waited < Duration::from_millis(2500),
+        waited >= Duration::from_millis(1200) && waited < Duration::from_millis(4000),
         "{waited:?}"
     );
 }
@@ -154,7 +154,7 @@ fn a_disconnect_is_reported_and_nothing_more_is_claimed() {
         .put_certificate_chain(issue_chain(csr).as_bytes())
         .unwrap_err();
     assert!(
-        started.elapsed() < Duration::from_secs(3),
+        started.elapsed() < Duration::from_secs(4),
         "{:?}",
         started.elapsed()
     );
@@ -286,7 +286,7 @@ fn a_hopelessly_noisy_line_fails_clearly_and_in_bounded_time() {
     let started = Instant::now();
     let err = client.hello().unwrap_err();
     assert!(
-        started.elapsed() < Duration::from_secs(3),
+        started.elapsed() < Duration::from_secs(4),
         "{:?}",
         started.elapsed()
     );
