@@ -126,7 +126,12 @@ mod tests {
 
     #[test]
     fn opening_a_missing_port_names_it_and_says_what_to_do() {
-        let err = open("/dev/serial/by-id/not-plugged-in", 115_200).unwrap_err().to_string();
-        assert!(err.contains("/dev/serial/by-id/not-plugged-in") && err.contains("plugged in"), "{err}");
+        let err = open("/dev/serial/by-id/not-plugged-in", 115_200)
+            .unwrap_err()
+            .to_string();
+        assert!(
+            err.contains("/dev/serial/by-id/not-plugged-in") && err.contains("plugged in"),
+            "{err}"
+        );
     }
 }
