@@ -7,6 +7,8 @@ use std::process::ExitCode;
 
 use clap::{CommandFactory, Parser, Subcommand};
 
+mod bench;
+mod device;
 mod dps_emulator;
 mod identity;
 mod ledger;
@@ -33,6 +35,11 @@ enum Command {
     Identity(identity::Commands),
     #[command(flatten)]
     Ledger(ledger::Commands),
+    #[command(flatten)]
+    Device(device::Commands),
+    /// Measure the performance goals of each area.
+    #[command(subcommand)]
+    Bench(bench::BenchCommand),
 }
 
 /// Parses the arguments, runs the command and turns any error into a message and an exit code.
@@ -58,5 +65,7 @@ fn run(command: Command) -> anyhow::Result<ExitCode> {
         Command::DpsEmulator(cmd) => dps_emulator::run(cmd),
         Command::Identity(cmd) => identity::run(cmd),
         Command::Ledger(cmd) => ledger::run(cmd),
+        Command::Device(cmd) => device::run(cmd),
+        Command::Bench(cmd) => bench::run(cmd),
     }
 }
