@@ -1,5 +1,7 @@
 //! Devices over serial: the line protocol against the simulator over real pseudo-terminal pairs.
 
+#[path = "device/cli.rs"]
+mod cli;
 #[path = "device/common.rs"]
 mod common;
 #[path = "device/faults.rs"]

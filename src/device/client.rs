@@ -4,6 +4,7 @@
 //! of the largest reply at the configured speed) and is retried a bounded number of times under the
 //! same request id, which the device answers from its reply cache instead of executing twice.
 
+use std::collections::VecDeque;
 use std::io::{ErrorKind, Read, Write};
 use std::time::{Duration, Instant};
 
@@ -86,6 +87,7 @@ pub struct LineClient<W> {
     options: ClientOptions,
     next_id: u32,
     lines: LineAssembler,
+    pending: VecDeque<Line>,
     session: Option<SessionKey>,
     info: Option<DeviceInfo>,
     observer: Option<Observer>,
@@ -113,6 +115,7 @@ impl<W: Read + Write + Send> LineClient<W> {
             options,
             next_id,
             lines: LineAssembler::new(),
+            pending: VecDeque::new(),
             session: None,
             info: None,
             observer: None,
@@ -172,6 +175,17 @@ impl<W: Read + Write + Send> LineClient<W> {
     }
 
     /// Reads whatever arrives before `deadline` and returns complete lines (empty on timeout).
+    /// The next complete line, from lines already read or from the port; `None` at the deadline.
+    /// Lines that arrived with a reply are kept for the next request (a `BOOT` right after a
+    /// reply must not be lost).
+    fn next_line(&mut self, step: Step, deadline: Instant) -> Result<Option<Line>, DeviceError> {
+        if self.pending.is_empty() {
+            let lines = self.read_lines(step, deadline)?;
+            self.pending.extend(lines);
+        }
+        Ok(self.pending.pop_front())
+    }
+
     fn read_lines(&mut self, step: Step, deadline: Instant) -> Result<Vec<Line>, DeviceError> {
         let mut buf = [0u8; 1024];
         loop {
@@ -222,18 +236,19 @@ impl<W: Read + Write + Send> LineClient<W> {
         let attempts = self.options.attempts.max(1);
         let started = Instant::now();
         let mut corrupted_every_time = true;
-        // Attempt 1..=attempts; a BOOT during HELLO/PING also uses one attempt.
+        // However many BUSY frames arrive, a step ends within busy_total (plus wire time).
+        let total_deadline = started + self.options.timeouts.busy_total + wire;
+        // Each attempt resends the identical bytes, so the device can answer from its reply cache.
         for attempt in 1..=attempts {
             debug!(port = %self.port, %step, attempt, "-> {frame}");
             self.send(step, &bytes)?;
             let mut deadline = Instant::now() + timeout + wire;
-            let total_deadline = Instant::now() + self.options.timeouts.busy_total + wire;
             let mut corrupted = false;
             'wait: loop {
                 if Instant::now() >= deadline {
                     break 'wait;
                 }
-                for line in self.read_lines(step, deadline)? {
+                while let Some(line) = self.next_line(step, deadline)? {
                     let Line::Complete(line) = line else {
                         corrupted = true;
                         break 'wait;

@@ -105,3 +105,33 @@ pub fn by_id_links(dir: &Path) -> BTreeMap<PathBuf, PathBuf> {
     }
     map
 }
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn by_id_links_map_device_nodes_to_their_stable_names() {
+        let dir = tempfile::tempdir().unwrap();
+        let node = dir.path().join("ttyUSB7");
+        std::fs::write(&node, "").unwrap();
+        let by_id = dir.path().join("by-id");
+        std::fs::create_dir(&by_id).unwrap();
+        let link = by_id.join("usb-Silicon_Labs_CP2102_0001-if00-port0");
+        std::os::unix::fs::symlink("../ttyUSB7", &link).unwrap();
+        let map = by_id_links(&by_id);
+        assert_eq!(map.get(&std::fs::canonicalize(&node).unwrap()), Some(&link));
+        assert!(by_id_links(&dir.path().join("absent")).is_empty());
+    }
+
+    #[test]
+    fn opening_a_missing_port_names_it_and_says_what_to_do() {
+        let err = open("/dev/serial/by-id/not-plugged-in", 115_200)
+            .unwrap_err()
+            .to_string();
+        assert!(
+            err.contains("/dev/serial/by-id/not-plugged-in") && err.contains("plugged in"),
+            "{err}"
+        );
+    }
+}

@@ -135,7 +135,7 @@ fn a_device_that_never_answers_fails_within_the_timeout() {
     );
     // 3 attempts × (400 ms + wire time of 1 KiB at 115200 ≈ 90 ms) plus scheduling slack.
     assert!(
-        waited >= Duration::from_millis(1200) && waited < Duration::from_millis(2500),
+        waited >= Duration::from_millis(1200) && waited < Duration::from_millis(4000),
         "{waited:?}"
     );
 }
@@ -154,7 +154,7 @@ fn a_disconnect_is_reported_and_nothing_more_is_claimed() {
         .put_certificate_chain(issue_chain(csr).as_bytes())
         .unwrap_err();
     assert!(
-        started.elapsed() < Duration::from_secs(3),
+        started.elapsed() < Duration::from_secs(4),
         "{:?}",
         started.elapsed()
     );
@@ -286,7 +286,7 @@ fn a_hopelessly_noisy_line_fails_clearly_and_in_bounded_time() {
     let started = Instant::now();
     let err = client.hello().unwrap_err();
     assert!(
-        started.elapsed() < Duration::from_secs(3),
+        started.elapsed() < Duration::from_secs(4),
         "{:?}",
         started.elapsed()
     );
@@ -298,4 +298,48 @@ fn a_hopelessly_noisy_line_fails_clearly_and_in_bounded_time() {
         "{err}"
     );
     assert!(err.to_string().contains("check the cable"), "{err}");
+}
+
+#[test]
+fn a_babbling_device_never_panics_the_client_and_fails_in_bounded_time() {
+    // A broken device that sends random bytes (with newlines and '@' among them) without pause.
+    let (mut master, slave) = serialport::TTYPort::pair().unwrap();
+    let path = slave.name().unwrap();
+    let stop = Arc::new(std::sync::atomic::AtomicBool::new(false));
+    let babbler = {
+        let stop = stop.clone();
+        std::thread::spawn(move || {
+            let mut rng = dps_station::device::simulator::FaultRng::new(42);
+            let deadline = Instant::now() + Duration::from_secs(5);
+            while !stop.load(std::sync::atomic::Ordering::Relaxed) && Instant::now() < deadline {
+                let chunk: Vec<u8> = (0..64)
+                    .map(|_| match rng.next_u64() % 16 {
+                        0 => b'\n',
+                        1 => b'@',
+                        _ => rng.next_u64() as u8,
+                    })
+                    .collect();
+                let _ = master.write_all(&chunk);
+                std::thread::sleep(Duration::from_millis(2));
+            }
+        })
+    };
+    let mut client = LineClient::open(&path, fast_options()).unwrap();
+    let started = Instant::now();
+    let err = client.hello().unwrap_err();
+    stop.store(true, std::sync::atomic::Ordering::Relaxed);
+    babbler.join().unwrap();
+    assert!(
+        started.elapsed() < Duration::from_secs(4),
+        "{:?}",
+        started.elapsed()
+    );
+    assert!(
+        matches!(
+            err,
+            DeviceError::Garbled { .. } | DeviceError::NoAnswer { .. }
+        ),
+        "{err}"
+    );
+    drop(slave);
 }

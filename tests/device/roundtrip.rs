@@ -189,7 +189,9 @@ fn injected_keys_travel_in_a_session_and_are_used() {
 
 #[test]
 fn tpm_ek_is_reported_and_absence_is_a_clear_error() {
-    let (_fleet, mut client) = device(&SimOptions::default());
+    let (_fleet, client) = device(&SimOptions::default());
+    // The station holds drivers as trait objects, so other firmware families fit beside ours.
+    let mut client: Box<dyn DeviceDriver> = Box::new(client);
     client.hello().unwrap();
     let ek = client.tpm_ek().unwrap();
     let (_, spki) = x509_parser::x509::SubjectPublicKeyInfo::from_der(&ek.public_der).unwrap();
@@ -335,4 +337,48 @@ fn a_virtual_fixture_runs_devices_in_parallel() {
     for i in 0..4 {
         assert!(fleet.flash(i).unwrap().key.is_some());
     }
+}
+
+/// Reads lines from a raw port until `count` frames arrived (bounded by a deadline).
+fn read_frames(
+    port: &mut Box<dyn serialport::SerialPort>,
+    count: usize,
+) -> Vec<dps_station::device::frame::Frame> {
+    use dps_station::device::frame::{Frame, Line, LineAssembler};
+    let mut assembler = LineAssembler::new();
+    let mut frames = Vec::new();
+    let deadline = std::time::Instant::now() + std::time::Duration::from_secs(3);
+    while frames.len() < count && std::time::Instant::now() < deadline {
+        let mut buf = [0u8; 512];
+        if let Ok(n) = std::io::Read::read(port, &mut buf) {
+            for line in assembler.push(&buf[..n]) {
+                if let Line::Complete(l) = line
+                    && let Ok(f) = Frame::parse(&l)
+                    && f.verb != "BOOT"
+                {
+                    frames.push(f);
+                }
+            }
+        }
+    }
+    frames
+}
+
+#[test]
+fn a_retransmitted_request_is_answered_from_the_cache_not_run_twice() {
+    use dps_station::device::frame::Frame;
+    let fleet = Fleet::start(1, &SimOptions::default()).unwrap();
+    let mut port = dps_station::device::transport::open(&fleet.paths()[0], 115_200).unwrap();
+    let keygen = Frame::new(5, "KEYGEN").encode().unwrap();
+    // The same bytes twice (a retry): one key, the same reply twice.
+    std::io::Write::write_all(&mut port, &keygen).unwrap();
+    let first = read_frames(&mut port, 1);
+    std::io::Write::write_all(&mut port, &keygen).unwrap();
+    let second = read_frames(&mut port, 1);
+    assert_eq!(first.len(), 1);
+    assert_eq!(first, second, "a retry must not generate a second key");
+    // A new request id is a new command: a new key.
+    std::io::Write::write_all(&mut port, &Frame::new(6, "KEYGEN").encode().unwrap()).unwrap();
+    let third = read_frames(&mut port, 1);
+    assert_ne!(third[0].get("pub"), first[0].get("pub"));
 }

@@ -286,6 +286,3 @@ impl Fleet {
         drop(self);
     }
 }
-
-/// The port type the simulator uses (re-exported so callers need not name `serialport`).
-pub type SimPort = Box<dyn SerialPort>;

@@ -151,12 +151,15 @@ pub fn run<P: Read + Write>(mut port: P, shared: Arc<SimShared>, stop: Arc<Atomi
         }
         let bytes = mangle(&buf[..n], &faults, &mut rng);
         for line in lines.push(&bytes) {
-            std::thread::sleep(rx_done_at.saturating_duration_since(Instant::now()));
+            // The device works on the request at once but answers no earlier than a real one
+            // could: after the request's last byte arrived plus the time the work took. One sleep
+            // per reply (in `write_paced`) keeps the pacing accurate on a loaded machine.
+            let started = Instant::now();
             let mut tx = Tx {
                 port: &mut port,
                 faults: &faults,
                 rng: &mut rng,
-                free_at,
+                free_at: free_at.max(rx_done_at),
                 sent: &shared.bytes_sent,
             };
             let line = match line {
@@ -181,6 +184,9 @@ pub fn run<P: Read + Write>(mut port: P, shared: Arc<SimShared>, stop: Arc<Atomi
             match Frame::parse(&line) {
                 Ok(request) => {
                     let reply = firmware.handle(&request, &mut |busy| tx.send_frame(busy));
+                    if faults.baud.is_some() {
+                        tx.free_at = tx.free_at.max(rx_done_at + started.elapsed());
+                    }
                     tx.send_frame(&reply);
                 }
                 Err(FrameError::Noise) => {}
