@@ -21,7 +21,9 @@ use crate::dps::model::{BulkMode, IndividualEnrollment};
 use crate::dps::payload::{self, EnrollmentSettings};
 use crate::dps::{DpsClient, bulk::MAX_BULK_ITEMS};
 use crate::identity::pem;
-use crate::ledger::{AttestationKind, EnrollmentKind, EnrollmentOutcome, PendingEnrollment};
+use crate::ledger::{
+    AttestationKind, EnrollmentId, EnrollmentKind, EnrollmentOutcome, PendingEnrollment,
+};
 use crate::secret::SecretString;
 
 /// How many queued items are looked at per round (others' batches may sit in the same queue).
@@ -170,6 +172,7 @@ impl EnrollWorker {
         groups_ok: &mut HashSet<String>,
         stats: &mut EnrollStats,
     ) {
+        let mut confirmed = Vec::new();
         for p in items {
             let Some(name) = p.enrollment.group_name.clone() else {
                 continue;
@@ -181,12 +184,13 @@ impl EnrollWorker {
                     }
                     Err(message) => {
                         let _ = self.events.send(Event::EnrollmentProblem { message });
-                        return;
+                        break;
                     }
                 }
             }
-            self.record(&p, EnrollmentOutcome::Enrolled { etag: None }, stats);
+            confirmed.push((p.enrollment.id, EnrollmentOutcome::Enrolled { etag: None }));
         }
+        self.record_all(confirmed, stats);
     }
 
     /// Checks the group once per batch; creates an X.509 group from the batch CA if it is missing.
@@ -259,6 +263,7 @@ impl EnrollWorker {
             return;
         }
         let report = self.client.bulk_enrollments(&payloads, BulkMode::Create);
+        let mut results = Vec::new();
         for (p, item) in sendable.into_iter().zip(report.items) {
             let outcome = match item.result {
                 Ok(_) => EnrollmentOutcome::Enrolled { etag: None },
@@ -280,7 +285,39 @@ impl EnrollWorker {
                     }
                 }
             };
-            self.record(p, outcome, stats);
+            results.push((p.enrollment.id, outcome));
+        }
+        self.record_all(results, stats);
+    }
+
+    /// Records a whole bulk call's answers in one ledger transaction (one durable commit).
+    fn record_all(&self, results: Vec<(EnrollmentId, EnrollmentOutcome)>, stats: &mut EnrollStats) {
+        if results.is_empty() {
+            return;
+        }
+        let count = |want: fn(&EnrollmentOutcome) -> bool| {
+            results.iter().filter(|(_, o)| want(o)).count() as u64
+        };
+        let enrolled = count(|o| matches!(o, EnrollmentOutcome::Enrolled { .. }));
+        let failed = count(|o| matches!(o, EnrollmentOutcome::Failed { .. }));
+        let written = self.ledger.call(move |l| {
+            l.transaction(|w| {
+                for (id, outcome) in &results {
+                    w.record_enrollment_result(*id, outcome)?;
+                }
+                Ok(())
+            })
+        });
+        match written {
+            Ok(()) => {
+                stats.enrolled += enrolled;
+                stats.failed += failed;
+            }
+            Err(e) => {
+                let _ = self.events.send(Event::EnrollmentProblem {
+                    message: e.to_string(),
+                });
+            }
         }
     }
 }

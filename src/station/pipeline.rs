@@ -243,17 +243,12 @@ fn run(
             ));
         }
     };
-    let device_id = {
-        let d = NewDevice {
-            model: info.model.clone(),
-            serial_number: info.serial.clone(),
-            hardware_id: Some(info.hardware_id.clone()),
-            firmware: Some(info.firmware.clone()),
-            batch: Some(ctx.batch_id),
-        };
-        ctx.ledger
-            .call(move |l| l.upsert_device(&d))
-            .map_err(fail(Stage::Check))?
+    let device = NewDevice {
+        model: info.model.clone(),
+        serial_number: info.serial.clone(),
+        hardware_id: Some(info.hardware_id.clone()),
+        firmware: Some(info.firmware.clone()),
+        batch: Some(ctx.batch_id),
     };
 
     // --- key + issue ---------------------------------------------------------------------------
@@ -337,19 +332,24 @@ fn run(
 
     // --- record (write-ahead) -------------------------------------------------------------------
     stage(Stage::Record);
-    let identity = NewIdentity {
-        registration_id: rid.clone(),
-        batch: Some(ctx.batch_id),
-        device: Some(device_id),
-        attestation,
-    };
+    let (rid_record, batch_id) = (rid.clone(), ctx.batch_id);
+    // The device row and the identity in one transaction: one durable commit per device here.
     ctx.ledger
         .call(move |l| {
-            if reissue {
-                l.reissue(&identity)
-            } else {
-                l.record_issued(&identity)
-            }
+            l.transaction(|w| {
+                let device_id = w.upsert_device(&device)?;
+                let identity = NewIdentity {
+                    registration_id: rid_record,
+                    batch: Some(batch_id),
+                    device: Some(device_id),
+                    attestation,
+                };
+                if reissue {
+                    w.reissue(&identity)
+                } else {
+                    w.record_issued(&identity)
+                }
+            })
         })
         .map_err(fail(Stage::Record))?;
 
