@@ -34,8 +34,9 @@ enum Command {
     Ledger(ledger::Commands),
     #[command(flatten)]
     Hsm(hsm::Commands),
-    #[command(flatten)]
-    Bench(bench::Commands),
+    /// Measure performance on this machine (use a release build).
+    #[command(subcommand)]
+    Bench(bench::BenchCommand),
 }
 
 /// Parses the arguments, runs the command and turns any error into a message and an exit code.

@@ -37,6 +37,9 @@ pub struct BenchRow {
     pub raw_signatures_per_sec: f64,
     /// Device certificates issued from CSRs per second.
     pub certificates_per_sec: f64,
+    /// CSR checks (parse + signature verification) per second on the same threads, without
+    /// issuing: the host-side work each issued certificate adds to its signature.
+    pub csr_checks_per_sec: f64,
 }
 
 impl BenchRow {
@@ -191,7 +194,15 @@ pub fn run(
         let digest = [0x5au8; 32];
         let mut raw = Vec::new();
         let mut issued = Vec::new();
+        let mut checks = Vec::new();
         for _ in 0..plan.runs.max(1) {
+            let check = |t: usize, i: u64| {
+                let n = (t * 7919 + i as usize) % csrs.len();
+                crate::identity::csr::verify_csr(&csrs[n])
+                    .map(|_| ())
+                    .map_err(|e| BenchError::Issue(e.to_string()))
+            };
+            checks.push(timed(sessions, plan.run, &check)?);
             let s = signer.clone();
             raw.push(timed(sessions, plan.run, &move |_, _| {
                 s.sign_digest_raw(&digest).map(|_| ())
@@ -210,13 +221,15 @@ pub fn run(
             sessions,
             raw_signatures_per_sec: median(raw),
             certificates_per_sec: median(issued),
+            csr_checks_per_sec: median(checks),
         };
         progress(&format!(
-            "{} session(s): raw {:.0} signatures/s, issuing {:.0} certificates/s ({:.0}%)",
+            "{} session(s): raw {:.0} signatures/s, issuing {:.0} certificates/s ({:.0}%), CSR checks alone {:.0}/s",
             row.sessions,
             row.raw_signatures_per_sec,
             row.certificates_per_sec,
-            row.ratio() * 100.0
+            row.ratio() * 100.0,
+            row.csr_checks_per_sec
         ));
         rows.push(row);
     }
