@@ -8,6 +8,8 @@ use std::process::ExitCode;
 use clap::{CommandFactory, Parser, Subcommand};
 
 mod bench;
+mod device;
+mod dps_emulator;
 mod hsm;
 mod identity;
 mod ledger;
@@ -29,12 +31,16 @@ struct Cli {
 #[derive(Debug, Subcommand)]
 enum Command {
     #[command(flatten)]
+    DpsEmulator(dps_emulator::Commands),
+    #[command(flatten)]
     Identity(identity::Commands),
     #[command(flatten)]
     Ledger(ledger::Commands),
     #[command(flatten)]
     Hsm(hsm::Commands),
-    /// Measure performance on this machine (use a release build).
+    #[command(flatten)]
+    Device(device::Commands),
+    /// Measure the performance goals of each area.
     #[command(subcommand)]
     Bench(bench::BenchCommand),
 }
@@ -59,9 +65,11 @@ pub fn main() -> ExitCode {
 
 fn run(command: Command) -> anyhow::Result<ExitCode> {
     match command {
+        Command::DpsEmulator(cmd) => dps_emulator::run(cmd),
         Command::Identity(cmd) => identity::run(cmd),
         Command::Ledger(cmd) => ledger::run(cmd),
         Command::Hsm(cmd) => hsm::run(cmd),
+        Command::Device(cmd) => device::run(cmd),
         Command::Bench(cmd) => bench::run(cmd),
     }
 }

@@ -1,0 +1,442 @@
+//! The device registration API: `PUT /{idScope}/registrations/{id}/register` and
+//! `GET /{idScope}/registrations/{id}/operations/{operationId}`. A device proves itself with
+//! its TLS client certificate (checked against the enrolled leaf, or chained to a group's
+//! signing certificate) or with a SAS token signed by its enrollment's key or its
+//! group-derived key; then it is assigned a hub, as DPS does.
+
+use axum::http::{HeaderValue, Method, StatusCode};
+use axum::response::Response;
+use rustls::pki_types::{CertificateDer, UnixTime};
+use serde_json::{Value, json};
+
+use super::api_error::{ApiError, code};
+use super::app::{self, App};
+use super::certinfo;
+use super::clock;
+use super::config::DEFAULT_IOT_HUB;
+use super::enrollment::{self, Kind};
+use super::ids;
+use super::routes::{Call, DEVICE_API_VERSIONS, check_api_version, json};
+use super::sas;
+use super::store::{OperationRecord, State};
+use crate::secret::SecretString;
+
+/// Which enrollment a device proved it belongs to.
+#[derive(Debug, Clone)]
+struct Match {
+    /// `Some(id)` for a group, `None` for the individual enrollment.
+    group: Option<String>,
+    /// The enrollment document.
+    doc: Value,
+    /// `x509` or `symmetricKey`.
+    attestation: &'static str,
+}
+
+/// Handles a device-API call.
+pub fn handle(app: &App, call: &Call<'_>) -> Result<Response, ApiError> {
+    check_api_version(call.api_version.as_deref(), DEVICE_API_VERSIONS)?;
+    let seg = &call.segments;
+    let scope = &seg[0];
+    if !scope.eq_ignore_ascii_case(&app.id_scope) {
+        return Err(ApiError::unauthorized(format!(
+            "ID scope '{scope}' is not served here (this instance's is {})",
+            app.id_scope
+        )));
+    }
+    let registration_id = seg.get(2).cloned().unwrap_or_default();
+    ids::validate("registration ID", &registration_id).map_err(ApiError::bad_request)?;
+    let rest: Vec<String> = seg
+        .get(3..)
+        .unwrap_or(&[])
+        .iter()
+        .map(|s| s.to_ascii_lowercase())
+        .collect();
+    match (
+        call.method,
+        rest.iter()
+            .map(String::as_str)
+            .collect::<Vec<_>>()
+            .as_slice(),
+    ) {
+        (&Method::PUT, ["register"]) => register(app, call, &registration_id),
+        (&Method::GET, ["operations", _]) => {
+            let state = app.lock();
+            authenticate(app, &state, call, &registration_id)?;
+            let op_id = seg.get(4).map(String::as_str).unwrap_or("");
+            let op = state
+                .operations
+                .get(&ids::key(&registration_id))
+                .filter(|o| o.operation_id == op_id)
+                .ok_or_else(|| {
+                    ApiError::new(
+                        code::OPERATION_NOT_FOUND,
+                        format!(
+                            "operation '{op_id}' of registration ID '{registration_id}' not found"
+                        ),
+                    )
+                })?;
+            Ok(json(StatusCode::OK, &op.result))
+        }
+        _ => Err(ApiError::new(
+            code::NOT_FOUND,
+            format!(
+                "no such device API resource: {} {}",
+                call.method, call.raw_path
+            ),
+        )),
+    }
+}
+
+fn register(app: &App, call: &Call<'_>, registration_id: &str) -> Result<Response, ApiError> {
+    if let Err(seconds) = app::take(&app.registrations) {
+        return Err(ApiError::throttled(seconds));
+    }
+    let payload = if call.body.iter().all(u8::is_ascii_whitespace) {
+        Value::Null
+    } else {
+        let body: Value = serde_json::from_slice(&call.body).map_err(|e| {
+            ApiError::bad_request(format!("the registration body is not JSON: {e}"))
+        })?;
+        if let Some(id) = body.get("registrationId").and_then(Value::as_str)
+            && ids::key(id) != ids::key(registration_id)
+        {
+            return Err(ApiError::bad_request(format!(
+                "the body's registrationId '{id}' does not match '{registration_id}' in the path"
+            )));
+        }
+        if body.get("tpm").is_some_and(|t| !t.is_null()) {
+            return Err(ApiError::unauthorized(
+                "TPM attestation is not emulated; use X.509 or a symmetric key",
+            ));
+        }
+        body.get("payload").cloned().unwrap_or(Value::Null)
+    };
+    let mut state = app.change();
+    let found = authenticate(app, &state, call, registration_id)?;
+    let now = clock::now_rfc3339();
+    let enabled = found.doc.get("provisioningStatus").and_then(Value::as_str) != Some("disabled");
+    let key = ids::key(registration_id);
+    let previous = state.registrations.get(&key).map(|r| r.state.clone());
+    let mut reg = json!({
+        "registrationId": registration_id,
+        "createdDateTimeUtc": previous.as_ref().and_then(|p| p.get("createdDateTimeUtc")).cloned().unwrap_or_else(|| json!(now)),
+        "lastUpdatedDateTimeUtc": now,
+        "etag": enrollment::new_etag(),
+    });
+    if enabled {
+        let device_id = found
+            .doc
+            .get("deviceId")
+            .and_then(Value::as_str)
+            .unwrap_or(registration_id);
+        reg["assignedHub"] = json!(choose_hub(
+            app,
+            &found.doc,
+            registration_id,
+            previous.as_ref()
+        ));
+        reg["deviceId"] = json!(device_id);
+        reg["status"] = json!("assigned");
+        reg["substatus"] = json!("initialAssignment");
+    } else {
+        reg["status"] = json!("disabled");
+        reg["errorCode"] = json!(401_003);
+        reg["errorMessage"] = json!("the enrollment is disabled");
+    }
+    if !payload.is_null() {
+        reg["payload"] = payload;
+    }
+    state.record_registration(
+        registration_id,
+        reg.clone(),
+        found.group.as_deref(),
+        &app.limits,
+    )?;
+
+    let mut device_state = reg;
+    let mut detail = json!({});
+    if let Some(g) = &found.group {
+        detail["enrollmentGroupId"] = json!(g);
+    }
+    if found.attestation == "x509"
+        && let Some(certs) = call.connection.peer_certificates.as_ref()
+        && let Some(info) = certs.first().and_then(|c| certinfo::info(c).ok())
+    {
+        detail["certificateInfo"] = info;
+    }
+    device_state[found.attestation] = detail;
+    let operation_id = format!(
+        "4.{}.{}",
+        uuid::Uuid::new_v4().simple(),
+        uuid::Uuid::new_v4().simple()
+    );
+    let status = device_state["status"].clone();
+    state.operations.insert(
+        key,
+        OperationRecord {
+            operation_id: operation_id.clone(),
+            result: json!({ "operationId": operation_id, "status": status, "registrationState": device_state }),
+        },
+    );
+    drop(state);
+    let mut r = json(
+        StatusCode::ACCEPTED,
+        &json!({ "operationId": operation_id, "status": "assigning" }),
+    );
+    r.headers_mut()
+        .insert("retry-after", HeaderValue::from_static("1"));
+    Ok(r)
+}
+
+/// Picks the hub: the one already assigned if still allowed, else by the allocation policy.
+fn choose_hub(app: &App, doc: &Value, registration_id: &str, previous: Option<&Value>) -> String {
+    let mut hubs: Vec<String> = doc
+        .get("iotHubs")
+        .and_then(Value::as_array)
+        .map(|a| {
+            a.iter()
+                .filter_map(Value::as_str)
+                .map(str::to_owned)
+                .collect()
+        })
+        .unwrap_or_default();
+    if hubs.is_empty()
+        && let Some(h) = doc.get("iotHubHostName").and_then(Value::as_str)
+    {
+        hubs.push(h.to_owned());
+    }
+    if hubs.is_empty() {
+        hubs = app.linked_hubs.clone();
+    }
+    if hubs.is_empty() {
+        hubs.push(DEFAULT_IOT_HUB.to_owned());
+    }
+    if let Some(prev) = previous
+        .and_then(|p| p.get("assignedHub"))
+        .and_then(Value::as_str)
+        && hubs.iter().any(|h| h.eq_ignore_ascii_case(prev))
+    {
+        return prev.to_owned();
+    }
+    let hashed = doc.get("allocationPolicy").and_then(Value::as_str) == Some("hashed");
+    if hashed {
+        let sum = ids::key(registration_id).bytes().fold(0usize, |acc, b| {
+            acc.wrapping_mul(31).wrapping_add(usize::from(b))
+        });
+        hubs[sum % hubs.len()].clone()
+    } else {
+        hubs[0].clone()
+    }
+}
+
+/// Finds the enrollment the device's credentials prove it belongs to.
+fn authenticate(
+    app: &App,
+    state: &State,
+    call: &Call<'_>,
+    registration_id: &str,
+) -> Result<Match, ApiError> {
+    let key = ids::key(registration_id);
+    let individual = state.enrollments.get(&key);
+    if let Some(header) = call.header("authorization") {
+        let token = sas::parse(Some(header)).map_err(|e| ApiError::unauthorized(e.to_string()))?;
+        if let Some(skn) = &token.skn
+            && !skn.eq_ignore_ascii_case("registration")
+        {
+            return Err(ApiError::unauthorized(format!(
+                "a device SAS token has skn=registration, not '{skn}'"
+            )));
+        }
+        let resource = format!("{}/registrations/{}", app.id_scope, registration_id);
+        if !token.covers(&resource) {
+            return Err(ApiError::unauthorized(format!(
+                "the SAS token's sr '{}' is not '{resource}'",
+                token.sr_decoded
+            )));
+        }
+        let now = clock::unix_now();
+        if let Some(doc) = individual {
+            if enrollment::attestation_type(doc) != "symmetricKey" {
+                return Err(ApiError::new(
+                    code::DEVICE_UNAUTHORIZED,
+                    format!(
+                        "registration ID '{registration_id}' is enrolled with {} attestation, not a symmetric key",
+                        enrollment::attestation_type(doc)
+                    ),
+                ));
+            }
+            let keys: Vec<SecretString> = enrollment::symmetric_keys(doc)
+                .into_iter()
+                .map(SecretString::new)
+                .collect();
+            let refs: Vec<&SecretString> = keys.iter().collect();
+            token
+                .verify(&refs, now, registration_id)
+                .map_err(|e| ApiError::new(code::DEVICE_UNAUTHORIZED, e.to_string()))?;
+            return Ok(Match {
+                group: None,
+                doc: doc.clone(),
+                attestation: "symmetricKey",
+            });
+        }
+        let mut any_group = false;
+        for group in state
+            .groups
+            .values()
+            .filter(|g| enrollment::attestation_type(g) == "symmetricKey")
+        {
+            any_group = true;
+            let derived: Vec<SecretString> = enrollment::symmetric_keys(group)
+                .into_iter()
+                .filter_map(|k| sas::derive_device_key(&SecretString::new(k), registration_id))
+                .collect();
+            let refs: Vec<&SecretString> = derived.iter().collect();
+            if let Err(sas::SasError::Expired(se)) = token.verify(&refs, now, registration_id) {
+                return Err(ApiError::new(
+                    code::DEVICE_UNAUTHORIZED,
+                    sas::SasError::Expired(se).to_string(),
+                ));
+            }
+            if token.verify(&refs, now, registration_id).is_ok() {
+                return Ok(Match {
+                    group: Some(enrollment::body_id(Kind::Group, group)),
+                    doc: group.clone(),
+                    attestation: "symmetricKey",
+                });
+            }
+        }
+        if any_group {
+            return Err(ApiError::new(
+                code::DEVICE_UNAUTHORIZED,
+                format!(
+                    "registration ID '{registration_id}': the SAS signature matches no symmetric-key enrollment"
+                ),
+            ));
+        }
+        return Err(ApiError::new(
+            code::ENROLLMENT_NOT_FOUND,
+            format!("registration ID '{registration_id}' has no enrollment"),
+        ));
+    }
+
+    let Some(chain) = call
+        .connection
+        .peer_certificates
+        .as_ref()
+        .filter(|c| !c.is_empty())
+    else {
+        return Err(ApiError::unauthorized(
+            "the device presented neither a client certificate (HTTPS) nor a SAS token",
+        ));
+    };
+    let leaf = &chain[0];
+    let cn = certinfo::common_name(leaf).unwrap_or_default();
+    if ids::key(&cn) != key {
+        return Err(ApiError::new(
+            code::DEVICE_UNAUTHORIZED,
+            format!(
+                "the client certificate's CN '{cn}' is not the registration ID '{registration_id}'"
+            ),
+        ));
+    }
+    if let Some(doc) = individual {
+        if enrollment::attestation_type(doc) != "x509" {
+            return Err(ApiError::new(
+                code::DEVICE_UNAUTHORIZED,
+                format!(
+                    "registration ID '{registration_id}' is enrolled with {} attestation, not X.509",
+                    enrollment::attestation_type(doc)
+                ),
+            ));
+        }
+        let thumb = certinfo::sha256_thumbprint(leaf);
+        let enrolled = enrollment::certificates_der(doc, "clientCertificates");
+        if !enrolled
+            .iter()
+            .any(|c| certinfo::sha256_thumbprint(c) == thumb)
+        {
+            return Err(ApiError::new(
+                code::DEVICE_UNAUTHORIZED,
+                format!(
+                    "registration ID '{registration_id}': the client certificate is not the enrolled one"
+                ),
+            ));
+        }
+        check_validity(leaf, registration_id)?;
+        return Ok(Match {
+            group: None,
+            doc: doc.clone(),
+            attestation: "x509",
+        });
+    }
+    let leaf_der = CertificateDer::from(leaf.as_slice());
+    let intermediates: Vec<CertificateDer<'_>> = chain[1..]
+        .iter()
+        .map(|c| CertificateDer::from(c.as_slice()))
+        .collect();
+    let algs = rustls::crypto::ring::default_provider()
+        .signature_verification_algorithms
+        .all;
+    let mut last_error = None;
+    for group in state
+        .groups
+        .values()
+        .filter(|g| enrollment::attestation_type(g) == "x509")
+    {
+        for signing in enrollment::certificates_der(group, "signingCertificates") {
+            let signing_der = CertificateDer::from(signing.as_slice());
+            let Ok(anchor) = webpki::anchor_from_trusted_cert(&signing_der) else {
+                continue;
+            };
+            let Ok(ee) = webpki::EndEntityCert::try_from(&leaf_der) else {
+                return Err(ApiError::new(
+                    code::DEVICE_UNAUTHORIZED,
+                    "the client certificate cannot be parsed",
+                ));
+            };
+            match ee.verify_for_usage(
+                algs,
+                &[anchor],
+                &intermediates,
+                UnixTime::now(),
+                webpki::KeyUsage::client_auth(),
+                None,
+                None,
+            ) {
+                Ok(_) => {
+                    return Ok(Match {
+                        group: Some(enrollment::body_id(Kind::Group, group)),
+                        doc: group.clone(),
+                        attestation: "x509",
+                    });
+                }
+                Err(e) => last_error = Some(e),
+            }
+        }
+    }
+    Err(match last_error {
+        Some(e) => ApiError::new(
+            code::DEVICE_UNAUTHORIZED,
+            format!(
+                "registration ID '{registration_id}': the certificate chain does not verify against any X.509 enrollment group ({e:?})"
+            ),
+        ),
+        None => ApiError::new(
+            code::ENROLLMENT_NOT_FOUND,
+            format!("registration ID '{registration_id}' has no enrollment"),
+        ),
+    })
+}
+
+fn check_validity(der: &[u8], registration_id: &str) -> Result<(), ApiError> {
+    let cert = certinfo::parse(der).map_err(|e| ApiError::new(code::DEVICE_UNAUTHORIZED, e))?;
+    if !cert.validity().is_valid() {
+        return Err(ApiError::new(
+            code::DEVICE_UNAUTHORIZED,
+            format!(
+                "registration ID '{registration_id}': the client certificate is outside its validity period"
+            ),
+        ));
+    }
+    Ok(())
+}

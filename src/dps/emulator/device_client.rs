@@ -1,0 +1,253 @@
+//! A small device-side client of the registration API, so that tests (and the line engineer)
+//! can prove that an identity the station made would register: with its certificate and key
+//! over TLS client authentication, or with its symmetric key (individual or group-derived).
+//!
+//! Blocking (reqwest's blocking client): call it from a plain thread, not from async code.
+
+use std::sync::Arc;
+use std::time::{Duration, Instant};
+
+use rustls::pki_types::pem::PemObject;
+use rustls::pki_types::{CertificateDer, PrivateKeyDer};
+use serde_json::{Value, json};
+
+use super::clock;
+use super::sas;
+use crate::secret::SecretString;
+
+/// How a device proves who it is.
+#[derive(Debug, Clone)]
+pub enum DeviceCredential {
+    /// Its certificate chain (leaf first, PEM) and private key (PEM).
+    X509 {
+        /// Leaf first, then intermediates, PEM.
+        chain_pem: String,
+        /// The leaf's private key, PEM.
+        key_pem: SecretString,
+    },
+    /// Its symmetric key: the individual enrollment's key, or the key derived from a group key.
+    SymmetricKey(SecretString),
+}
+
+/// Where and as whom to register.
+#[derive(Debug, Clone)]
+pub struct DeviceRegistration {
+    /// `https://host:port` of the device API (the emulator's `device_url()`).
+    pub endpoint: String,
+    /// ID scope.
+    pub id_scope: String,
+    /// Registration ID.
+    pub registration_id: String,
+    /// Credential.
+    pub credential: DeviceCredential,
+    /// PEM of the CA that signed the endpoint's TLS certificate (the emulator's `ca_certificate_pem()`).
+    pub trust_pem: Option<String>,
+    /// Optional custom payload.
+    pub payload: Option<Value>,
+}
+
+/// The outcome of a registration.
+#[derive(Debug, Clone, PartialEq)]
+pub struct Assignment {
+    /// `assigned`, `disabled`, `failed`.
+    pub status: String,
+    /// IoT hub the device is assigned to.
+    pub assigned_hub: Option<String>,
+    /// Device id in that hub.
+    pub device_id: Option<String>,
+    /// The full `registrationState` the service returned.
+    pub registration_state: Value,
+}
+
+/// Why a registration did not complete.
+#[derive(Debug, thiserror::Error)]
+pub enum DeviceClientError {
+    /// The credential or trust PEM cannot be used.
+    #[error("registration ID '{registration_id}': {message}")]
+    Credential {
+        /// Who.
+        registration_id: String,
+        /// What is wrong.
+        message: String,
+    },
+    /// The request did not get an answer.
+    #[error("registration ID '{registration_id}': request to {url} failed: {source}")]
+    Http {
+        /// Who.
+        registration_id: String,
+        /// Where.
+        url: String,
+        /// Why.
+        source: reqwest::Error,
+    },
+    /// The service refused.
+    #[error("registration ID '{registration_id}': DPS answered {status} {body}")]
+    Refused {
+        /// Who.
+        registration_id: String,
+        /// HTTP status.
+        status: u16,
+        /// The error body.
+        body: String,
+    },
+    /// The operation did not finish in time.
+    #[error("registration ID '{registration_id}': still '{status}' after {seconds} s")]
+    Timeout {
+        /// Who.
+        registration_id: String,
+        /// Last status seen.
+        status: String,
+        /// How long we polled.
+        seconds: u64,
+    },
+}
+
+/// The device API version the helper speaks.
+pub const DEVICE_API_VERSION: &str = "2021-06-01";
+
+fn client(reg: &DeviceRegistration) -> Result<reqwest::blocking::Client, DeviceClientError> {
+    let err = |message: String| DeviceClientError::Credential {
+        registration_id: reg.registration_id.clone(),
+        message,
+    };
+    let mut roots = rustls::RootCertStore::empty();
+    if let Some(pem) = &reg.trust_pem {
+        for cert in CertificateDer::pem_slice_iter(pem.as_bytes()) {
+            let cert = cert.map_err(|e| err(format!("the trust PEM is not PEM: {e}")))?;
+            roots
+                .add(cert)
+                .map_err(|e| err(format!("the trust certificate is unusable: {e}")))?;
+        }
+    }
+    let builder = rustls::ClientConfig::builder_with_provider(Arc::new(
+        rustls::crypto::ring::default_provider(),
+    ))
+    .with_safe_default_protocol_versions()
+    .map_err(|e| err(e.to_string()))?
+    .with_root_certificates(roots);
+    let config = match &reg.credential {
+        DeviceCredential::X509 { chain_pem, key_pem } => {
+            let chain: Vec<CertificateDer<'static>> =
+                CertificateDer::pem_slice_iter(chain_pem.as_bytes())
+                    .collect::<Result<_, _>>()
+                    .map_err(|e| err(format!("the certificate chain is not PEM: {e}")))?;
+            let key = PrivateKeyDer::from_pem_slice(key_pem.expose().as_bytes())
+                .map_err(|e| err(format!("the private key is not PEM: {e}")))?;
+            builder
+                .with_client_auth_cert(chain, key)
+                .map_err(|e| err(format!("the certificate and key do not fit together: {e}")))?
+        }
+        DeviceCredential::SymmetricKey(_) => builder.with_no_client_auth(),
+    };
+    reqwest::blocking::Client::builder()
+        .tls_backend_preconfigured(config)
+        .timeout(Duration::from_secs(30))
+        .build()
+        .map_err(|e| err(format!("cannot build the HTTP client: {e}")))
+}
+
+/// Registers and polls until the operation leaves `assigning` (at most `timeout`).
+pub fn register(
+    reg: &DeviceRegistration,
+    timeout: Duration,
+) -> Result<Assignment, DeviceClientError> {
+    let http = client(reg)?;
+    let base = format!(
+        "{}/{}/registrations/{}",
+        reg.endpoint.trim_end_matches('/'),
+        sas::percent_encode(&reg.id_scope),
+        sas::percent_encode(&reg.registration_id)
+    );
+    let auth = match &reg.credential {
+        DeviceCredential::SymmetricKey(key) => {
+            let resource = format!("{}/registrations/{}", reg.id_scope, reg.registration_id);
+            Some(
+                sas::make_token(
+                    &resource,
+                    key,
+                    Some("registration"),
+                    clock::unix_now() + 3600,
+                )
+                .ok_or_else(|| DeviceClientError::Credential {
+                    registration_id: reg.registration_id.clone(),
+                    message: "the symmetric key is not base64".into(),
+                })?,
+            )
+        }
+        DeviceCredential::X509 { .. } => None,
+    };
+    let send =
+        |req: reqwest::blocking::RequestBuilder, url: &str| -> Result<Value, DeviceClientError> {
+            let req = match &auth {
+                Some(a) => req.header("authorization", a),
+                None => req,
+            };
+            let resp = req.send().map_err(|source| DeviceClientError::Http {
+                registration_id: reg.registration_id.clone(),
+                url: url.to_owned(),
+                source,
+            })?;
+            let status = resp.status();
+            let text = resp.text().map_err(|source| DeviceClientError::Http {
+                registration_id: reg.registration_id.clone(),
+                url: url.to_owned(),
+                source,
+            })?;
+            if !status.is_success() {
+                return Err(DeviceClientError::Refused {
+                    registration_id: reg.registration_id.clone(),
+                    status: status.as_u16(),
+                    body: text,
+                });
+            }
+            serde_json::from_str(&text).map_err(|_| DeviceClientError::Refused {
+                registration_id: reg.registration_id.clone(),
+                status: status.as_u16(),
+                body: text,
+            })
+        };
+    let url = format!("{base}/register?api-version={DEVICE_API_VERSION}");
+    let mut body = json!({ "registrationId": reg.registration_id });
+    if let Some(p) = &reg.payload {
+        body["payload"] = p.clone();
+    }
+    let mut answer = send(http.put(&url).json(&body), &url)?;
+    let started = Instant::now();
+    loop {
+        let status = answer
+            .get("status")
+            .and_then(Value::as_str)
+            .unwrap_or("")
+            .to_owned();
+        if status != "assigning" && status != "unassigned" {
+            let state = answer
+                .get("registrationState")
+                .cloned()
+                .unwrap_or(Value::Null);
+            let text = |f: &str| state.get(f).and_then(Value::as_str).map(str::to_owned);
+            return Ok(Assignment {
+                status,
+                assigned_hub: text("assignedHub"),
+                device_id: text("deviceId"),
+                registration_state: state,
+            });
+        }
+        if started.elapsed() > timeout {
+            return Err(DeviceClientError::Timeout {
+                registration_id: reg.registration_id.clone(),
+                status,
+                seconds: timeout.as_secs(),
+            });
+        }
+        std::thread::sleep(Duration::from_millis(100));
+        let op = answer
+            .get("operationId")
+            .and_then(Value::as_str)
+            .unwrap_or("");
+        let url = format!(
+            "{base}/operations/{}?api-version={DEVICE_API_VERSION}",
+            sas::percent_encode(op)
+        );
+        answer = send(http.get(&url), &url)?;
+    }
+}
