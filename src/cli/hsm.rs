@@ -2,6 +2,15 @@
 //! key runs inside a key-injection session recorded in the ledger (operator from `--operator` or
 //! `$USER`). The PIN comes from `DPS_STATION_HSM_PIN`, `--pin-file` or a prompt, never from argv.
 
+/// `println!` that does not panic when stdout is closed early (`dps-station hsm profiles | head`):
+/// there is nobody left to tell, so the write error is dropped.
+macro_rules! say {
+    ($($arg:tt)*) => {{
+        use std::io::Write as _;
+        let _ = writeln!(std::io::stdout().lock(), $($arg)*);
+    }};
+}
+
 use std::io::Write;
 use std::path::{Path, PathBuf};
 use std::process::ExitCode;
@@ -271,17 +280,19 @@ pub fn run(cmd: Commands) -> anyhow::Result<ExitCode> {
             };
             in_session(&args.token, &args.session, |s| {
                 let ca = s.init_ca(&request)?;
-                println!("root key          {}", ca.root_key);
-                println!(
+                say!("root key          {}", ca.root_key);
+                say!(
                     "root certificate  {} (sha256 {})",
-                    ca.root.info.subject_name, ca.root.info.sha256_thumbprint
+                    ca.root.info.subject_name,
+                    ca.root.info.sha256_thumbprint
                 );
-                println!("intermediate key  {}", ca.intermediate_key);
-                println!(
+                say!("intermediate key  {}", ca.intermediate_key);
+                say!(
                     "intermediate cert {} (sha256 {})",
-                    ca.intermediate.info.subject_name, ca.intermediate.info.sha256_thumbprint
+                    ca.intermediate.info.subject_name,
+                    ca.intermediate.info.sha256_thumbprint
                 );
-                println!(
+                say!(
                     "both certificates are stored on the token and in the ledger; `dps-station hsm export-chain` writes them as PEM"
                 );
                 Ok(())
@@ -334,12 +345,12 @@ pub fn run(cmd: Commands) -> anyhow::Result<ExitCode> {
             };
             in_session(&args.token, &args.session, |s| {
                 let uri = s.import_ca_key(&label, &id, &scalar, &origin)?;
-                println!("imported {uri}");
+                say!("imported {uri}");
                 if let Some(der) = &cert_der {
                     let cert_uri = s.store_ca_certificate(&label, &id, role, &uri, der)?;
-                    println!("certificate stored as {cert_uri} and in the ledger");
+                    say!("certificate stored as {cert_uri} and in the ledger");
                 }
-                println!(
+                say!(
                     "the key file {origin} still holds the key: destroy it once the import is verified"
                 );
                 Ok(())
@@ -359,7 +370,7 @@ fn group_key(
             let id = parse_id(id.as_deref(), &label)?;
             in_session(token, session, |s| {
                 let uri = s.generate_group_key(&label, &id)?;
-                println!("created {uri}");
+                say!("created {uri}");
                 Ok(())
             })
         }
@@ -390,7 +401,7 @@ fn group_key(
                 })?;
             in_session(token, session, |s| {
                 let uri = s.import_group_key(&label, &id, &raw)?;
-                println!(
+                say!(
                     "imported {uri} (fingerprint {})",
                     KeyFingerprint::of_key_bytes(&raw).as_str()
                 );
@@ -415,13 +426,13 @@ fn group_key(
                         format!("{}\n", device_key.expose()).as_bytes(),
                         true,
                     )?;
-                    println!(
+                    say!(
                         "device key for {registration_id} written to {} (fingerprint {})",
                         path.display(),
                         fingerprint.as_str()
                     );
                 } else {
-                    println!(
+                    say!(
                         "device key for {registration_id}: fingerprint {} (use --out to write the key for injection)",
                         fingerprint.as_str()
                     );
@@ -595,9 +606,9 @@ fn profiles() -> anyhow::Result<ExitCode> {
                     .join(", ")
             ),
         };
-        println!("{:<14} {}", p.name, p.display_name);
-        println!("  module      {status}");
-        println!(
+        say!("{:<14} {}", p.name, p.display_name);
+        say!("  module      {status}");
+        say!(
             "  mechanisms  ECDSA-SHA256 in token: {}; HMAC group keys: {}; key import: {}",
             yes_no(p.mechanisms.ecdsa_sha256),
             yes_no(p.mechanisms.sha256_hmac && p.mechanisms.generic_secret_key_gen),
@@ -608,18 +619,18 @@ fn profiles() -> anyhow::Result<ExitCode> {
         } else {
             "not needed".to_owned()
         };
-        println!(
+        say!(
             "  sessions    up to {}; keep-alive {keep_alive}",
             p.sessions.max_sessions
         );
-        println!("  PIN         {}", p.login.pin_hint);
+        say!("  PIN         {}", p.login.pin_hint);
         for line in p.operator.notes.lines().filter(|l| !l.trim().is_empty()) {
-            println!("  note        {}", line.trim());
+            say!("  note        {}", line.trim());
         }
         if !p.hardware {
-            println!("  note        software token: keys are NOT in a hardware HSM");
+            say!("  note        software token: keys are NOT in a hardware HSM");
         }
-        println!();
+        say!();
     }
     Ok(ExitCode::SUCCESS)
 }
@@ -636,12 +647,12 @@ fn list(token: &TokenArgs) -> anyhow::Result<ExitCode> {
     }
     let profile = load_profile(token)?;
     let tokens = p11::list_tokens(&profile, token.module.as_deref())?;
-    println!("tokens ({}):", profile.display_name);
+    say!("tokens ({}):", profile.display_name);
     if tokens.is_empty() {
-        println!("  none initialised");
+        say!("  none initialised");
     }
     for t in &tokens {
-        println!(
+        say!(
             "  \"{}\"  serial {}  model {}  {}{}",
             t.label,
             t.serial,
@@ -655,7 +666,7 @@ fn list(token: &TokenArgs) -> anyhow::Result<ExitCode> {
         );
     }
     if token.token.is_none() && token.token_serial.is_none() {
-        println!("(pass --token <label> to list its keys and certificates)");
+        say!("(pass --token <label> to list its keys and certificates)");
         return Ok(ExitCode::SUCCESS);
     }
     let store = open_store(token)?;
@@ -665,7 +676,7 @@ fn list(token: &TokenArgs) -> anyhow::Result<ExitCode> {
 
 fn print_objects(store: &dyn KeyStore) -> anyhow::Result<()> {
     let objects = store.list()?;
-    println!("objects on \"{}\":", store.token().label);
+    say!("objects on \"{}\":", store.token().label);
     for o in &objects {
         let kind = match &o.kind {
             KeyKind::EcPrivate => "EC private key".to_owned(),
@@ -679,13 +690,16 @@ fn print_objects(store: &dyn KeyStore) -> anyhow::Result<()> {
             (_, Some(true)) => "  [EXTRACTABLE]",
             _ => "",
         };
-        println!("  {kind:<28} {}{protection}", o.uri);
+        say!("  {kind:<28} {}{protection}", o.uri);
     }
     for c in store.certificates()? {
         if let Ok(info) = dps_station::identity::cert_info::X509CertificateInfo::from_der(&c.der) {
-            println!(
+            say!(
                 "  certificate \"{}\": {} issued by {}, until {}",
-                c.label, info.subject_name, info.issuer_name, info.not_after_utc
+                c.label,
+                info.subject_name,
+                info.issuer_name,
+                info.not_after_utc
             );
         }
     }

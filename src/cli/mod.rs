@@ -40,13 +40,14 @@ enum Command {
     #[command(flatten)]
     Line(line::Commands),
     #[command(flatten)]
-    Device(device::Commands),
-    #[command(flatten)]
     DpsEmulator(dps_emulator::Commands),
     #[command(flatten)]
     Hsm(hsm::Commands),
     #[command(flatten)]
-    Bench(bench::Commands),
+    Device(device::Commands),
+    /// Measure the performance goals of each area.
+    #[command(subcommand)]
+    Bench(bench::BenchCommand),
 }
 
 /// Parses the arguments, runs the command and turns any error into a message and an exit code.
@@ -72,9 +73,9 @@ fn run(command: Command) -> anyhow::Result<ExitCode> {
         Command::Identity(cmd) => identity::run(cmd),
         Command::Ledger(cmd) => ledger::run(cmd),
         Command::Line(cmd) => line::run(cmd),
-        Command::Device(cmd) => device::run(cmd),
         Command::DpsEmulator(cmd) => dps_emulator::run(cmd),
         Command::Hsm(cmd) => hsm::run(cmd),
+        Command::Device(cmd) => device::run(cmd),
         Command::Bench(cmd) => bench::run(cmd),
     }
 }

@@ -31,12 +31,17 @@ pub enum BenchError {
 /// One line of results: rates for one session count, each the median of the runs.
 #[derive(Debug, Clone, serde::Serialize)]
 pub struct BenchRow {
-    /// Sessions (and threads) used.
+    /// Sessions used (at most this many calls in the token at once).
     pub sessions: usize,
+    /// Worker threads sharing them.
+    pub threads: usize,
     /// Raw `CKM_ECDSA` signatures of a digest per second.
     pub raw_signatures_per_sec: f64,
     /// Device certificates issued from CSRs per second.
     pub certificates_per_sec: f64,
+    /// CSR checks (parse + signature verification) per second on the same threads, without
+    /// issuing: the host-side work each issued certificate adds to its signature.
+    pub csr_checks_per_sec: f64,
 }
 
 impl BenchRow {
@@ -59,6 +64,11 @@ pub struct BenchPlan {
     pub run: Duration,
     /// Runs per measurement; the median is reported.
     pub runs: usize,
+    /// Worker threads per session, for both measurements. The station's line slots are threads
+    /// sharing a smaller pool of sessions; with more threads than sessions a thread checks a CSR
+    /// and builds a certificate while another holds the session to sign. The pool never lets
+    /// more than `sessions` calls reach the token at once, so the raw rate does not grow with it.
+    pub threads_per_session: usize,
 }
 
 fn median(mut v: Vec<f64>) -> f64 {
@@ -180,6 +190,7 @@ pub fn run(
 
     let mut rows = Vec::new();
     for &sessions in &plan.sessions {
+        let threads = sessions * plan.threads_per_session.max(1);
         let store = Pkcs11KeyStore::open(
             &Pkcs11Config {
                 sessions: Some(sessions),
@@ -191,7 +202,15 @@ pub fn run(
         let digest = [0x5au8; 32];
         let mut raw = Vec::new();
         let mut issued = Vec::new();
+        let mut checks = Vec::new();
         for _ in 0..plan.runs.max(1) {
+            let check = |t: usize, i: u64| {
+                let n = (t * 7919 + i as usize) % csrs.len();
+                crate::identity::csr::verify_csr(&csrs[n])
+                    .map(|_| ())
+                    .map_err(|e| BenchError::Issue(e.to_string()))
+            };
+            checks.push(timed(threads, plan.run, &check)?);
             let s = signer.clone();
             raw.push(timed(sessions, plan.run, &move |_, _| {
                 s.sign_digest_raw(&digest).map(|_| ())
@@ -204,19 +223,23 @@ pub fn run(
                     .map(|_| ())
                     .map_err(|e| BenchError::Issue(e.to_string()))
             };
-            issued.push(timed(sessions, plan.run, &work)?);
+            issued.push(timed(threads, plan.run, &work)?);
         }
         let row = BenchRow {
             sessions,
+            threads,
             raw_signatures_per_sec: median(raw),
             certificates_per_sec: median(issued),
+            csr_checks_per_sec: median(checks),
         };
         progress(&format!(
-            "{} session(s): raw {:.0} signatures/s, issuing {:.0} certificates/s ({:.0}%)",
+            "{} session(s), {} threads: raw {:.0} signatures/s, issuing {:.0} certificates/s ({:.0}%), CSR checks alone {:.0}/s",
             row.sessions,
+            row.threads,
             row.raw_signatures_per_sec,
             row.certificates_per_sec,
-            row.ratio() * 100.0
+            row.ratio() * 100.0,
+            row.csr_checks_per_sec
         ));
         rows.push(row);
     }

@@ -21,6 +21,7 @@ pub const USER_PIN: &str = "4711-user";
 struct Harness {
     _dir: tempfile::TempDir,
     conf: PathBuf,
+    spy_log: PathBuf,
 }
 
 fn harness() -> &'static Harness {
@@ -38,11 +39,27 @@ fn harness() -> &'static Harness {
             ),
         )
         .unwrap();
-        // Set before any test loads the module, so that C_Initialize reads our config.
-        // SAFETY-ish: set once, inside OnceLock, before any thread reads it through SoftHSM2.
-        unsafe { std::env::set_var("SOFTHSM2_CONF", &conf) };
-        Harness { _dir: dir, conf }
+        let spy_log = dir.path().join("pkcs11-spy.log");
+        // SAFETY: set once, inside this OnceLock, which every test passes through before it loads
+        // a module or starts a process (the only readers of the environment here), so no thread
+        // reads the environment while it changes. SOFTHSM2_CONF is read by SoftHSM2's
+        // C_Initialize; PKCS11SPY* only by OpenSC's pkcs11-spy when a test loads it.
+        unsafe {
+            std::env::set_var("SOFTHSM2_CONF", &conf);
+            std::env::set_var("PKCS11SPY", MODULE);
+            std::env::set_var("PKCS11SPY_OUTPUT", &spy_log);
+        }
+        Harness {
+            _dir: dir,
+            conf,
+            spy_log,
+        }
     })
+}
+
+/// Where OpenSC's pkcs11-spy (loaded by one test in place of SoftHSM2) logs every PKCS#11 call.
+pub fn spy_log() -> &'static Path {
+    &harness().spy_log
 }
 
 /// The config file, for the command-line tools.

@@ -39,12 +39,7 @@ fn a_wrong_pin_is_a_clear_error_and_is_presented_exactly_once() {
         spy.is_file(),
         "opensc's pkcs11-spy.so is needed for this test"
     );
-    let log = tempfile::NamedTempFile::new().unwrap();
-    // SAFETY-ish: the spy reads these when it is loaded, which happens just below in this test.
-    unsafe {
-        std::env::set_var("PKCS11SPY", MODULE);
-        std::env::set_var("PKCS11SPY_OUTPUT", log.path());
-    }
+    // The harness pointed PKCS11SPY at SoftHSM2 and PKCS11SPY_OUTPUT at `spy_log()`.
     let config = Pkcs11Config {
         module: Some(spy.to_owned()),
         ..softhsm_config(&label)
@@ -57,7 +52,7 @@ fn a_wrong_pin_is_a_clear_error_and_is_presented_exactly_once() {
         "{msg}"
     );
     assert!(!msg.contains("not-the-pin"));
-    let calls = std::fs::read_to_string(log.path()).unwrap();
+    let calls = std::fs::read_to_string(spy_log()).unwrap();
     assert_eq!(
         calls.matches("C_Login").count(),
         1,

@@ -245,7 +245,7 @@ impl Pkcs11KeyStore {
         }
         let by_label = [Attribute::Label(label.as_bytes().to_vec())];
         let by_id = [Attribute::Id(id.to_vec())];
-        let taken = self.pool.run("checking for existing keys", |s| {
+        let taken = self.pool.run(&"checking for existing keys", |s| {
             Ok(!s.find_objects(&by_label)?.is_empty() || !s.find_objects(&by_id)?.is_empty())
         })?;
         if taken {
@@ -307,9 +307,11 @@ impl Pkcs11KeyStore {
         handle: ObjectHandle,
         digest: &[u8; 32],
     ) -> Result<Vec<u8>, KeyStoreError> {
-        self.pool.run(&format!("signing with {key_name}"), |s| {
-            s.sign(&Mechanism::Ecdsa, handle, digest)
-        })
+        // `format_args!`: the message is only built if the call fails (this is the hot path).
+        self.pool
+            .run(&format_args!("signing with {key_name}"), |s| {
+                s.sign(&Mechanism::Ecdsa, handle, digest)
+            })
     }
 
     /// Signs `message` with the private key `handle`, honouring the profile's mechanism quirks.
@@ -319,16 +321,19 @@ impl Pkcs11KeyStore {
         handle: ObjectHandle,
         message: &[u8],
     ) -> Result<Vec<u8>, KeyStoreError> {
-        let operation = format!("signing with {key_name}");
+        // `format_args!`: the message is only built if the call fails (this is the hot path).
         let raw = if self.profile.mechanisms.ecdsa_sha256 {
-            self.pool.run(&operation, |s| {
-                s.sign(&Mechanism::EcdsaSha256, handle, message)
-            })?
+            self.pool
+                .run(&format_args!("signing with {key_name}"), |s| {
+                    s.sign(&Mechanism::EcdsaSha256, handle, message)
+                })?
         } else {
             // The token lacks CKM_ECDSA_SHA256 (SoftHSM2): hash here, sign the digest with CKM_ECDSA.
             let digest = sha2::Sha256::digest(message);
             self.pool
-                .run(&operation, |s| s.sign(&Mechanism::Ecdsa, handle, &digest))?
+                .run(&format_args!("signing with {key_name}"), |s| {
+                    s.sign(&Mechanism::Ecdsa, handle, &digest)
+                })?
         };
         raw_to_der(&raw).ok_or_else(|| KeyStoreError::Malformed {
             token: self.token.label.clone(),
@@ -501,7 +506,7 @@ impl KeyStore for Pkcs11KeyStore {
     }
 
     fn list(&self) -> Result<Vec<KeyInfo>, KeyStoreError> {
-        self.pool.run("listing objects", |s| {
+        self.pool.run(&"listing objects", |s| {
             let mut out = Vec::new();
             for class in [
                 ObjectClass::PRIVATE_KEY,
@@ -605,7 +610,7 @@ impl KeyStore for Pkcs11KeyStore {
     }
 
     fn certificates(&self) -> Result<Vec<StoredCertificate>, KeyStoreError> {
-        self.pool.run("reading certificates", |s| {
+        self.pool.run(&"reading certificates", |s| {
             let mut out = Vec::new();
             for handle in s.find_objects(&[Attribute::Class(ObjectClass::CERTIFICATE)])? {
                 let info = self.object_info(s, handle)?;

@@ -226,7 +226,10 @@ impl SessionPool {
     }
 
     /// Leases a session: an idle one, a new one below the limit, or the next one freed.
-    pub(crate) fn lease(&self, operation: &str) -> Result<Lease<'_>, KeyStoreError> {
+    pub(crate) fn lease(
+        &self,
+        operation: &dyn std::fmt::Display,
+    ) -> Result<Lease<'_>, KeyStoreError> {
         let mut state = self.lock_state();
         loop {
             if let Some(session) = state.idle.pop() {
@@ -265,7 +268,7 @@ impl SessionPool {
                         self.max,
                         LEASE_TIMEOUT.as_secs()
                     ),
-                    operation: operation.to_owned(),
+                    operation: operation.to_string(),
                 });
             }
         }
@@ -276,28 +279,29 @@ impl SessionPool {
     /// repeat (signing, HMAC, reading), which is why `run_once` exists for key creation.
     pub(crate) fn run<T>(
         &self,
-        operation: &str,
+        operation: &dyn std::fmt::Display,
         f: impl Fn(&Session) -> cryptoki::error::Result<T>,
     ) -> Result<T, KeyStoreError> {
         let lease = self.lease(operation)?;
         match f(lease.session()) {
             Ok(v) => Ok(v),
             Err(e) if session_lost(&e) => {
-                tracing::warn!(token = %self.token_label, operation, error = %e, "session lost; re-opening once");
+                tracing::warn!(token = %self.token_label, %operation, error = %e, "session lost; re-opening once");
                 lease.discard();
                 // Whatever killed this session (a re-plug, an idle timeout) likely killed the
                 // other idle ones too: prune them so the retry gets a live one.
                 self.touch_idle();
                 let lease = self.lease(operation)?;
                 f(lease.session()).map_err(|e| {
-                    let err = KeyStoreError::from_cryptoki(&self.token_label, operation, e);
+                    let err =
+                        KeyStoreError::from_cryptoki(&self.token_label, &operation.to_string(), e);
                     lease.discard();
                     err
                 })
             }
             Err(e) => Err(KeyStoreError::from_cryptoki(
                 &self.token_label,
-                operation,
+                &operation.to_string(),
                 e,
             )),
         }
@@ -306,7 +310,7 @@ impl SessionPool {
     /// Runs `f` on a leased session without repeating it: key creation must not happen twice.
     pub(crate) fn run_once<T>(
         &self,
-        operation: &str,
+        operation: &dyn std::fmt::Display,
         f: impl FnOnce(&Session) -> cryptoki::error::Result<T>,
     ) -> Result<T, KeyStoreError> {
         let lease = self.lease(operation)?;
@@ -314,7 +318,8 @@ impl SessionPool {
             Ok(v) => Ok(v),
             Err(e) => {
                 let lost = session_lost(&e);
-                let err = KeyStoreError::from_cryptoki(&self.token_label, operation, e);
+                let err =
+                    KeyStoreError::from_cryptoki(&self.token_label, &operation.to_string(), e);
                 if lost {
                     lease.discard();
                 }
@@ -327,7 +332,7 @@ impl SessionPool {
     /// closes the idle sessions.
     pub(crate) fn logout(&self) -> Result<(), KeyStoreError> {
         self.logged_out.store(true, Ordering::SeqCst);
-        let result = self.run_once("logging out", |s| s.logout());
+        let result = self.run_once(&"logging out", |s| s.logout());
         let mut state = self.lock_state();
         let closed = state.idle.len();
         state.idle.clear();

@@ -13,6 +13,8 @@ use crate::keystore::{KeyStoreError, Pkcs11Uri};
 pub struct Pkcs11Signer {
     store: Arc<Pkcs11KeyStore>,
     uri: Pkcs11Uri,
+    /// The URI as text, made once: signing is the hot path.
+    name: String,
     /// Cached so that a signature is one PKCS#11 call; found again if the token invalidates it.
     handle: Mutex<ObjectHandle>,
     public: Vec<u8>,
@@ -35,6 +37,7 @@ impl Pkcs11Signer {
     ) -> Self {
         Pkcs11Signer {
             store,
+            name: uri.to_string(),
             uri,
             handle: Mutex::new(handle),
             public,
@@ -56,15 +59,15 @@ impl Pkcs11Signer {
 
     /// Signs, finding the key again once if the token forgot its handle (after a re-plug).
     pub fn sign(&self, message: &[u8]) -> Result<Vec<u8>, KeyStoreError> {
-        let name = self.uri.to_string();
+        let name = &self.name;
         let handle = *self.handle.lock().unwrap_or_else(|e| e.into_inner());
-        match self.store.sign_with_handle(&name, handle, message) {
+        match self.store.sign_with_handle(name, handle, message) {
             Err(KeyStoreError::Pkcs11 { rv, .. })
                 if rv == "ObjectHandleInvalid" || rv == "KeyHandleInvalid" =>
             {
                 let fresh = self.store.find_handle(&self.uri, None, "signing")?;
                 *self.handle.lock().unwrap_or_else(|e| e.into_inner()) = fresh;
-                self.store.sign_with_handle(&name, fresh, message)
+                self.store.sign_with_handle(name, fresh, message)
             }
             other => other,
         }
@@ -78,12 +81,12 @@ impl CaSigner for Pkcs11Signer {
 
     fn sign_p256_sha256(&self, message: &[u8]) -> Result<Vec<u8>, SignerError> {
         self.sign(message).map_err(|e| SignerError {
-            key: self.uri.to_string(),
+            key: self.name.clone(),
             source: Box::new(e),
         })
     }
 
     fn key_name(&self) -> String {
-        self.uri.to_string()
+        self.name.clone()
     }
 }
