@@ -11,3 +11,4 @@ pub mod identity;
 pub mod keystore;
 pub mod ledger;
 pub mod secret;
+pub mod station;

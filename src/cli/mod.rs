@@ -7,6 +7,7 @@ use std::process::ExitCode;
 
 use clap::{CommandFactory, Parser, Subcommand};
 
+mod dps;
 mod dps_emulator;
 mod identity;
 mod ledger;
@@ -27,6 +28,8 @@ struct Cli {
 
 #[derive(Debug, Subcommand)]
 enum Command {
+    #[command(flatten)]
+    Dps(dps::Commands),
     #[command(flatten)]
     DpsEmulator(dps_emulator::Commands),
     #[command(flatten)]
@@ -55,6 +58,7 @@ pub fn main() -> ExitCode {
 
 fn run(command: Command) -> anyhow::Result<ExitCode> {
     match command {
+        Command::Dps(cmd) => dps::run(cmd),
         Command::DpsEmulator(cmd) => dps_emulator::run(cmd),
         Command::Identity(cmd) => identity::run(cmd),
         Command::Ledger(cmd) => ledger::run(cmd),
