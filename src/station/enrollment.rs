@@ -107,7 +107,7 @@ pub struct Progress {
 
 /// What can go into an individual enrollment, from the ledger's public material.
 enum Prepared {
-    Individual(IndividualEnrollment),
+    Individual(Box<IndividualEnrollment>),
     Group(String),
     NotSendable(String),
     Refused(String),
@@ -144,7 +144,7 @@ fn prepare(p: &PendingEnrollment, settings: &EnrollmentSettings) -> Prepared {
         }
     };
     match built {
-        Ok(e) => Prepared::Individual(e),
+        Ok(e) => Prepared::Individual(Box::new(e)),
         Err(e) => Prepared::Refused(e.to_string()),
     }
 }
@@ -187,7 +187,7 @@ pub fn enroll_pending(
         match prepare(p, &options.settings) {
             Prepared::Individual(e) => {
                 ids.insert(reg.to_ascii_lowercase(), p.enrollment.id);
-                individuals.push(e);
+                individuals.push(*e);
             }
             Prepared::Group(g) => groups.entry(g).or_default().push((p.enrollment.id, reg)),
             Prepared::NotSendable(reason) => {
