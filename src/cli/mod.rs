@@ -7,6 +7,7 @@ use std::process::ExitCode;
 
 use clap::{CommandFactory, Parser, Subcommand};
 
+mod bench;
 mod dps;
 mod dps_emulator;
 mod identity;
@@ -36,6 +37,9 @@ enum Command {
     Identity(identity::Commands),
     #[command(flatten)]
     Ledger(ledger::Commands),
+    /// Measure performance on this machine (use a release build).
+    #[command(subcommand)]
+    Bench(bench::BenchCommand),
 }
 
 /// Parses the arguments, runs the command and turns any error into a message and an exit code.
@@ -62,5 +66,6 @@ fn run(command: Command) -> anyhow::Result<ExitCode> {
         Command::DpsEmulator(cmd) => dps_emulator::run(cmd),
         Command::Identity(cmd) => identity::run(cmd),
         Command::Ledger(cmd) => ledger::run(cmd),
+        Command::Bench(cmd) => bench::run(cmd),
     }
 }
