@@ -23,5 +23,8 @@ mod resilience;
 #[path = "dps_client/secrets.rs"]
 mod secrets;
 
+#[path = "dps_client/station.rs"]
+mod station;
+
 #[path = "dps_client/export.rs"]
 mod export;

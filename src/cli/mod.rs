@@ -9,6 +9,7 @@ use clap::{CommandFactory, Parser, Subcommand};
 
 mod bench;
 mod device;
+mod dps;
 mod dps_emulator;
 mod hsm;
 mod identity;
@@ -39,6 +40,8 @@ enum Command {
     Ledger(ledger::Commands),
     #[command(flatten)]
     Line(line::Commands),
+    #[command(flatten)]
+    Dps(dps::Commands),
     #[command(flatten)]
     DpsEmulator(dps_emulator::Commands),
     #[command(flatten)]
@@ -73,6 +76,7 @@ fn run(command: Command) -> anyhow::Result<ExitCode> {
         Command::Identity(cmd) => identity::run(cmd),
         Command::Ledger(cmd) => ledger::run(cmd),
         Command::Line(cmd) => line::run(cmd),
+        Command::Dps(cmd) => dps::run(cmd),
         Command::DpsEmulator(cmd) => dps_emulator::run(cmd),
         Command::Hsm(cmd) => hsm::run(cmd),
         Command::Device(cmd) => device::run(cmd),

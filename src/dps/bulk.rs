@@ -46,6 +46,9 @@ pub struct ItemFailure {
     pub error_code: Option<i64>,
     /// What DPS or the client said, and what to do.
     pub message: String,
+    /// True when DPS did not judge this item (the call failed, was not sent, or the check of an
+    /// existing enrollment failed): it may succeed later. False when DPS or the ID rules refused it.
+    pub retry_later: bool,
 }
 
 impl fmt::Display for ItemFailure {
@@ -201,27 +204,29 @@ impl DpsClient {
             let mut to_send = Vec::new();
             for (i, item) in chunk.iter().enumerate() {
                 let id = item.id().to_string();
+                // (message, retry_later): an item not sent may go later; a bad ID never will.
                 let failure = if let Some(reason) = &stop {
-                    Some((None, format!("not sent: {reason}")))
+                    Some((format!("not sent: {reason}"), true))
                 } else if let Err(e) = item.validate() {
-                    Some((None, e.to_string()))
+                    Some((e.to_string(), false))
                 } else if !seen.insert(id.to_ascii_lowercase()) {
                     Some((
-                        None,
                         "appears twice in this batch (DPS IDs are case-insensitive); sent once"
-                            .into(),
+                            .to_string(),
+                        false,
                     ))
                 } else {
                     None
                 };
                 match failure {
-                    Some((error_code, message)) => {
+                    Some((message, retry_later)) => {
                         results[i] = Some(ItemResult {
                             id: id.clone(),
                             result: Err(ItemFailure {
                                 id,
-                                error_code,
+                                error_code: None,
                                 message,
+                                retry_later,
                             }),
                         });
                     }
@@ -256,6 +261,8 @@ impl DpsClient {
                                     id,
                                     error_code: code,
                                     message: message.clone(),
+                                    // DPS did not judge the item: the whole call failed.
+                                    retry_later: true,
                                 }),
                             });
                         }
@@ -326,11 +333,13 @@ impl DpsClient {
                                 "{status}: it already exists in DPS with a different attestation \
                                  and was left untouched; choose re-provisioning to replace it"
                             ),
+                            retry_later: false,
                         }),
                         Err(e) => Err(ItemFailure {
                             id: id.to_string(),
                             error_code: Some(*code),
                             message: format!("{status}; checking the existing one failed: {e}"),
+                            retry_later: true,
                         }),
                     }
                 }
@@ -338,6 +347,8 @@ impl DpsClient {
                     id: id.to_string(),
                     error_code: Some(*code),
                     message: status.clone(),
+                    // A per-item 429 or 5xx is DPS saying "not now", not "no".
+                    retry_later: *code / 1000 == 429 || *code / 1000 >= 500,
                 }),
             };
             if let Err(f) = &result {

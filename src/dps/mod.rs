@@ -5,6 +5,7 @@
 //! caller chose re-provisioning. It may use `crate::identity` (registration-ID rules, certificate
 //! information) and nothing else of the station.
 
+pub mod bench;
 pub mod bulk;
 pub mod client;
 pub mod connection_string;
