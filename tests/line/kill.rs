@@ -173,8 +173,9 @@ fn ctrl_c_stops_taking_devices_leaves_no_identity_half_done_and_the_batch_resume
     std::thread::sleep(Duration::from_millis(700));
     let pid = child.id().to_string();
     assert!(
-        Command::new("kill")
-            .args(["-INT", &pid])
+        // The shell's builtin `kill`: Ctrl-C is SIGINT.
+        Command::new("sh")
+            .args(["-c", &format!("kill -INT {pid}")])
             .status()
             .unwrap()
             .success()
