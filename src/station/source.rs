@@ -178,7 +178,12 @@ impl DeviceSource for SimSlot {
         if let Some(device) = self.current.take() {
             let flash = device.flash();
             let (sent, received) = device.byte_counts();
-            device.stop();
+            // Stopping joins the device's thread (up to one 20 ms read timeout): do it off the
+            // slot's thread, as a real fixture swaps a device while the slot takes the next one.
+            let stopper = std::thread::Builder::new().name("sim-stop".into()).spawn(move || device.stop());
+            if let Err(e) = stopper {
+                tracing::warn!("cannot stop a simulated device in the background: {e}");
+            }
             if let Ok(mut records) = self.fixture.records.lock() {
                 records.push(SimulatedRecord {
                     slot: self.slot.clone(),
