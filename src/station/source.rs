@@ -180,7 +180,9 @@ impl DeviceSource for SimSlot {
             let (sent, received) = device.byte_counts();
             // Stopping joins the device's thread (up to one 20 ms read timeout): do it off the
             // slot's thread, as a real fixture swaps a device while the slot takes the next one.
-            let stopper = std::thread::Builder::new().name("sim-stop".into()).spawn(move || device.stop());
+            let stopper = std::thread::Builder::new()
+                .name("sim-stop".into())
+                .spawn(move || device.stop());
             if let Err(e) = stopper {
                 tracing::warn!("cannot stop a simulated device in the background: {e}");
             }
