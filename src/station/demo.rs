@@ -422,6 +422,14 @@ impl DemoWorkspace {
         self.keys.keys.describe()
     }
 
+    /// The PKCS#11 key store, when the workspace uses SoftHSM2 (tests pull its plug).
+    pub fn key_store(&self) -> Option<Arc<dyn KeyStore>> {
+        match &self.keys.keys {
+            StationKeys::Hsm(store) => Some(store.clone()),
+            StationKeys::Software(_) => None,
+        }
+    }
+
     /// Whether the keys are in files.
     pub fn is_software(&self) -> bool {
         self.keys.keys.is_software()

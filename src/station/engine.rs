@@ -450,15 +450,25 @@ fn slot_worker(
         });
         // A ledger that refuses writes stops the line: nothing may be written to a device that
         // the ledger cannot record.
-        if record_stage == Some(Stage::Record) {
+        // A key store that cannot sign or derive (HSM unplugged, session lost for good) fails
+        // every device the same way: stop and say so rather than burn through the batch.
+        let stop_reason = match record_stage {
+            Some(Stage::Record) => Some(
+                "the ledger refused a write; the batch is stopped (check the disk and the ledger file, then run the batch again)",
+            ),
+            Some(Stage::Issue) => Some(
+                "the key store could not issue; the batch is stopped (check the HSM and its cable, then run the batch again: devices done stay done)",
+            ),
+            _ => None,
+        };
+        if let Some(reason) = stop_reason {
             shared.stop.store(true, Ordering::SeqCst);
             emit(Event::SlotStopped {
                 slot: slot.into(),
-                reason: "the ledger refused a write; the batch is stopped".into(),
+                reason: reason.into(),
             });
             return;
         }
-        arrival.info.serial.clear();
     }
 }
 

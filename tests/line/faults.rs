@@ -6,7 +6,7 @@ use dps_station::dps::emulator::Faults;
 use dps_station::ledger::{FailureStage, IdentityFilter, IdentityState, Ledger};
 use dps_station::station::config::Mode;
 use dps_station::station::demo::{DemoWorkspace, KeyStoreChoice, RunOptions};
-use dps_station::station::events::Stage;
+use dps_station::station::events::{Event, Stage};
 
 fn states(ws: &DemoWorkspace, batch: &str) -> Vec<(String, IdentityState, Option<FailureStage>)> {
     let ledger = Ledger::open_read_only(&ws.station.ledger).unwrap();
@@ -170,4 +170,57 @@ fn dps_errors_are_retried_and_an_unreachable_dps_leaves_identities_queued_for_th
         .collect();
     let unique: std::collections::HashSet<_> = ids.iter().collect();
     assert_eq!(ids.len(), unique.len(), "an enrollment exists twice");
+}
+
+#[test]
+fn a_key_store_that_stops_signing_stops_the_batch_and_a_batch_does_not_start_without_it() {
+    let ws = DemoWorkspace::create(KeyStoreChoice::SoftHsm).unwrap();
+    let store = ws.key_store().unwrap();
+    let options = RunOptions {
+        devices: 6,
+        slots: 1,
+        ..RunOptions::default()
+    };
+    // The token is logged out after the first device (as when an HSM is unplugged): signing fails.
+    let run = ws
+        .run_mode(Mode::X509Csr, "no-hsm", &options, &mut |e| {
+            if matches!(e, Event::Passed { .. }) {
+                let _ = store.logout();
+            }
+        })
+        .unwrap();
+    assert_eq!(run.summary.passed(), 1);
+    assert_eq!(
+        run.summary.failed(),
+        1,
+        "the batch went on after the key store failed: {:?}",
+        run.summary.outcomes
+    );
+    assert_eq!(
+        run.summary.outcomes[1].failure.as_ref().unwrap().0,
+        Stage::Issue
+    );
+    assert_eq!(
+        states(&ws, "no-hsm").len(),
+        1,
+        "an identity was recorded without a certificate"
+    );
+    assert!(
+        run.devices
+            .iter()
+            .filter(|d| !d.passed)
+            .all(|d| !d.flash.locked && d.flash.chain.is_none())
+    );
+    assert!(
+        run.events
+            .iter()
+            .any(|e| matches!(e, Event::SlotStopped { reason, .. } if reason.contains("HSM"))),
+        "no stop message"
+    );
+    // A new batch refuses to start, naming the token.
+    let err = ws
+        .run_mode(Mode::X509Csr, "no-hsm-2", &options, &mut |_| {})
+        .err()
+        .unwrap();
+    assert!(err.to_string().contains("logged out"), "{err}");
 }
