@@ -5,7 +5,9 @@
 
 use std::sync::atomic::{AtomicBool, Ordering};
 use std::sync::mpsc::{self, RecvTimeoutError};
-use std::sync::{Arc, Condvar, Mutex, MutexGuard, Weak};
+use std::sync::{Arc, Condvar, Mutex, MutexGuard, OnceLock, Weak};
+
+use sha2::Digest as _;
 use std::time::Duration;
 
 use cryptoki::context::Pkcs11;
@@ -78,6 +80,31 @@ impl Drop for Lease<'_> {
             self.pool.freed.notify_one();
         }
     }
+}
+
+/// A salted digest of the PIN that logged this process in to each token (module, label); never
+/// the PIN itself. The salt is random per process, so the digests mean nothing outside it.
+type LoginKey = (std::path::PathBuf, String);
+
+fn lock_logins() -> MutexGuard<'static, std::collections::HashMap<LoginKey, [u8; 32]>> {
+    static LOGINS: OnceLock<Mutex<std::collections::HashMap<LoginKey, [u8; 32]>>> = OnceLock::new();
+    LOGINS
+        .get_or_init(|| Mutex::new(std::collections::HashMap::new()))
+        .lock()
+        .unwrap_or_else(|e| e.into_inner())
+}
+
+fn pin_digest(pin: &SecretString) -> [u8; 32] {
+    static SALT: OnceLock<[u8; 32]> = OnceLock::new();
+    let salt = SALT.get_or_init(|| {
+        let mut salt = [0u8; 32];
+        rand::fill(&mut salt[..]);
+        salt
+    });
+    let mut hasher = sha2::Sha256::new();
+    sha2::Digest::update(&mut hasher, salt);
+    sha2::Digest::update(&mut hasher, pin.expose().as_bytes());
+    sha2::Digest::finalize(hasher).into()
 }
 
 /// True for return codes after which the session (not the operation) is gone.
@@ -179,19 +206,29 @@ impl SessionPool {
     /// Logs in unless the token already has the user logged in (login state is per token and
     /// application, shared by all its sessions). Never presents a PIN the token has refused.
     fn ensure_logged_in(&self, session: &Session) -> Result<(), KeyStoreError> {
-        let info = session.get_session_info().map_err(|e| {
-            KeyStoreError::from_cryptoki(&self.token_label, "reading session state", e)
-        })?;
-        if matches!(
-            info.session_state(),
-            SessionState::RwUser | SessionState::RoUser
-        ) {
-            return Ok(());
-        }
         if self.logged_out.load(Ordering::SeqCst) {
             return Err(KeyStoreError::LoggedOut {
                 token: self.token_label.clone(),
             });
+        }
+        let info = session.get_session_info().map_err(|e| {
+            KeyStoreError::from_cryptoki(&self.token_label, "reading session state", e)
+        })?;
+        let digest = pin_digest(&self.pin);
+        let key = (self.module.clone(), self.token_label.clone());
+        if matches!(
+            info.session_state(),
+            SessionState::RwUser | SessionState::RoUser
+        ) {
+            // Already logged in by this process, where C_Login would not check the PIN at all
+            // (CKR_USER_ALREADY_LOGGED_IN): compare with the PIN that did log in, so a second
+            // store (a key-injection session in the GUI) cannot ride on another's login.
+            return match lock_logins().get(&key) {
+                Some(known) if *known != digest => Err(KeyStoreError::PinIncorrect {
+                    token: self.token_label.clone(),
+                }),
+                _ => Ok(()),
+            };
         }
         if self.pin_rejected.load(Ordering::SeqCst) {
             return Err(KeyStoreError::PinIncorrect {
@@ -200,10 +237,12 @@ impl SessionPool {
         }
         let pin = AuthPin::from(self.pin.expose().to_owned());
         match session.login(UserType::User, Some(&pin)) {
-            Ok(()) | Err(Error::Pkcs11(RvError::UserAlreadyLoggedIn, _)) => {
+            Ok(()) => {
+                lock_logins().insert(key, digest);
                 tracing::info!(token = %self.token_label, "logged in to token");
                 Ok(())
             }
+            Err(Error::Pkcs11(RvError::UserAlreadyLoggedIn, _)) => Ok(()),
             Err(e) => {
                 if matches!(
                     e,
@@ -332,6 +371,7 @@ impl SessionPool {
     /// closes the idle sessions.
     pub(crate) fn logout(&self) -> Result<(), KeyStoreError> {
         self.logged_out.store(true, Ordering::SeqCst);
+        lock_logins().remove(&(self.module.clone(), self.token_label.clone()));
         let result = self.run_once(&"logging out", |s| s.logout());
         let mut state = self.lock_state();
         let closed = state.idle.len();
