@@ -62,10 +62,15 @@ impl Lease<'_> {
             .unwrap_or_else(|| unreachable!("lease used after discard"))
     }
 
-    /// Closes a session the token no longer honours, instead of returning it to the pool.
-    fn discard(mut self) {
+    /// Takes a session out of the pool instead of returning it: a `dead` one (its handle is
+    /// invalid) is let go without a call, a live one (logged out under us) is closed.
+    fn discard(mut self, dead: bool) {
         if let Some(session) = self.session.take() {
-            drop(session);
+            if dead {
+                forget_dead(session);
+            } else {
+                drop(session);
+            }
             let mut state = self.pool.lock_state();
             state.open = state.open.saturating_sub(1);
             self.pool.freed.notify_one();
@@ -105,6 +110,28 @@ fn pin_digest(pin: &SecretString) -> [u8; 32] {
     sha2::Digest::update(&mut hasher, salt);
     sha2::Digest::update(&mut hasher, pin.expose().as_bytes());
     sha2::Digest::finalize(hasher).into()
+}
+
+/// Lets go of a session the token already invalidated without calling `C_CloseSession` on it:
+/// cryptoki's drop would, fail with `CKR_SESSION_HANDLE_INVALID` and log an error for a situation
+/// the pool has recovered from. What is leaked is a handle number and a reference to the
+/// process-wide module context, which lives as long as the process anyway.
+fn forget_dead(session: Session) {
+    std::mem::forget(session);
+}
+
+/// True for return codes after which the session handle itself is invalid.
+fn session_dead(err: &Error) -> bool {
+    matches!(
+        err,
+        Error::Pkcs11(
+            RvError::SessionHandleInvalid
+                | RvError::SessionClosed
+                | RvError::DeviceRemoved
+                | RvError::TokenNotPresent,
+            _
+        )
+    )
 }
 
 /// True for return codes after which the session (not the operation) is gone.
@@ -326,17 +353,24 @@ impl SessionPool {
             Ok(v) => Ok(v),
             Err(e) if session_lost(&e) => {
                 tracing::warn!(token = %self.token_label, %operation, error = %e, "session lost; re-opening once");
-                lease.discard();
+                lease.discard(session_dead(&e));
                 // Whatever killed this session (a re-plug, an idle timeout) likely killed the
                 // other idle ones too: prune them so the retry gets a live one.
                 self.touch_idle();
                 let lease = self.lease(operation)?;
-                f(lease.session()).map_err(|e| {
-                    let err =
-                        KeyStoreError::from_cryptoki(&self.token_label, &operation.to_string(), e);
-                    lease.discard();
-                    err
-                })
+                match f(lease.session()) {
+                    Ok(v) => Ok(v),
+                    Err(e) => {
+                        if session_lost(&e) {
+                            lease.discard(session_dead(&e));
+                        }
+                        Err(KeyStoreError::from_cryptoki(
+                            &self.token_label,
+                            &operation.to_string(),
+                            e,
+                        ))
+                    }
+                }
             }
             Err(e) => Err(KeyStoreError::from_cryptoki(
                 &self.token_label,
@@ -356,13 +390,14 @@ impl SessionPool {
         match f(lease.session()) {
             Ok(v) => Ok(v),
             Err(e) => {
-                let lost = session_lost(&e);
-                let err =
-                    KeyStoreError::from_cryptoki(&self.token_label, &operation.to_string(), e);
-                if lost {
-                    lease.discard();
+                if session_lost(&e) {
+                    lease.discard(session_dead(&e));
                 }
-                Err(err)
+                Err(KeyStoreError::from_cryptoki(
+                    &self.token_label,
+                    &operation.to_string(),
+                    e,
+                ))
             }
         }
     }
@@ -424,6 +459,11 @@ impl SessionPool {
                 Ok(_) => alive.push(session),
                 Err(e) => {
                     tracing::debug!(token = %self.token_label, error = %e, "idle session dropped by the token");
+                    if session_dead(&e) {
+                        forget_dead(session);
+                    } else {
+                        drop(session);
+                    }
                     dead += 1;
                 }
             }
