@@ -17,7 +17,7 @@ use dps_station::secret::SecretString;
 #[derive(Debug, Subcommand)]
 pub enum Commands {
     /// Run a local Device Provisioning Service (service API + device registration API) for tests and benches.
-    DpsEmulator(EmulatorArgs),
+    DpsEmulator(Box<EmulatorArgs>),
 }
 
 /// Flags of `dps-emulator`.
@@ -78,6 +78,9 @@ pub struct EmulatorArgs {
     /// Service-API operations per minute before 429 (default: unlimited).
     #[arg(long, value_name = "N")]
     ops_per_minute: Option<u32>,
+    /// Operations allowed at once before the per-minute rate applies (default: a minute's worth).
+    #[arg(long, value_name = "N")]
+    burst: Option<u32>,
     /// Device registrations per minute before 429 (default: unlimited).
     #[arg(long, value_name = "N")]
     registrations_per_minute: Option<u32>,
@@ -99,6 +102,9 @@ pub struct EmulatorArgs {
     /// Share of requests whose connection is dropped (0.0–1.0).
     #[arg(long, default_value_t = 0.0, value_name = "SHARE")]
     drop_rate: f64,
+    /// Share of requests answered 200 with an HTML page instead of JSON, unprocessed (0.0–1.0).
+    #[arg(long, default_value_t = 0.0, value_name = "SHARE")]
+    garbage_rate: f64,
     /// Share of requests answered late (0.0–1.0).
     #[arg(long, default_value_t = 0.0, value_name = "SHARE")]
     slow_rate: f64,
@@ -181,6 +187,7 @@ pub fn run(cmd: Commands) -> anyhow::Result<ExitCode> {
     };
     let limits = Limits {
         operations_per_minute: args.ops_per_minute.or(base.operations_per_minute),
+        operations_burst: args.burst,
         registrations_per_minute: args
             .registrations_per_minute
             .or(base.registrations_per_minute),
@@ -205,12 +212,28 @@ pub fn run(cmd: Commands) -> anyhow::Result<ExitCode> {
         faults: Faults {
             error_rate: args.error_rate,
             drop_rate: args.drop_rate,
+            garbage_rate: args.garbage_rate,
             slow_rate: args.slow_rate,
             slow_delay: Duration::from_millis(args.slow_ms),
         },
         state_file: args.state_file.clone(),
     };
     let emulator = Emulator::start(config).context("the DPS emulator did not start")?;
+
+    // Signal handlers go in before anything is printed: a supervisor that reads the output may
+    // stop the emulator at once, and SIGTERM must then save the state, not kill the process.
+    let runtime = tokio::runtime::Builder::new_current_thread()
+        .enable_all()
+        .build()
+        .context("cannot start the signal handler")?;
+    let (mut interrupt, mut terminate) = {
+        use tokio::signal::unix::{SignalKind, signal};
+        let _guard = runtime.enter();
+        (
+            signal(SignalKind::interrupt()).context("cannot handle Ctrl-C")?,
+            signal(SignalKind::terminate()).context("cannot handle SIGTERM")?,
+        )
+    };
 
     let mut out = std::io::stdout().lock();
     writeln!(out, "DPS emulator running")?;
@@ -254,15 +277,10 @@ pub fn run(cmd: Commands) -> anyhow::Result<ExitCode> {
     out.flush()?;
     drop(out);
 
-    let runtime = tokio::runtime::Builder::new_current_thread()
-        .enable_all()
-        .build()
-        .context("cannot wait for Ctrl-C")?;
     runtime.block_on(async {
-        let mut term = tokio::signal::unix::signal(tokio::signal::unix::SignalKind::terminate()).ok();
         tokio::select! {
-            _ = tokio::signal::ctrl_c() => {}
-            _ = async { match term.as_mut() { Some(t) => { t.recv().await; } None => std::future::pending::<()>().await } } => {}
+            _ = interrupt.recv() => {}
+            _ = terminate.recv() => {}
         }
     });
     drop(runtime);

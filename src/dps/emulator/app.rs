@@ -5,7 +5,9 @@ use std::sync::{Arc, Mutex, MutexGuard, RwLock};
 use tokio::sync::Notify;
 
 use super::config::{Faults, Limits};
+use super::error::EmulatorError;
 use super::limits::RateLimiter;
+use super::persistence::StateWriter;
 use super::store::State;
 use crate::secret::SecretString;
 
@@ -15,6 +17,8 @@ pub struct App {
     pub state: Mutex<State>,
     /// Host name accepted in SAS `sr`.
     pub host_name: String,
+    /// The listeners' `ip:port`, also accepted in SAS `sr` (clients sign what they connect to).
+    pub listener_hosts: Vec<String>,
     /// Policy name (`skn`).
     pub policy_name: String,
     /// Primary then secondary policy key.
@@ -33,6 +37,8 @@ pub struct App {
     pub registrations: Option<Mutex<RateLimiter>>,
     /// Woken after every change, when a state file is kept.
     pub changed: Option<Arc<Notify>>,
+    /// Writes the state file, when one is kept.
+    pub writer: Option<StateWriter>,
 }
 
 impl App {
@@ -42,10 +48,24 @@ impl App {
         self.state.lock().unwrap_or_else(|p| p.into_inner())
     }
 
-    /// Tells the state-file writer that something changed.
-    pub fn mark_changed(&self) {
+    /// Locks the store to change it: counts the change and wakes the state-file writer.
+    pub fn change(&self) -> MutexGuard<'_, State> {
+        let mut state = self.lock();
+        state.generation += 1;
         if let Some(n) = &self.changed {
             n.notify_one();
+        }
+        state
+    }
+
+    /// Writes a snapshot of the store to the state file now (start, shutdown).
+    pub fn save_now(&self) -> Result<(), EmulatorError> {
+        match &self.writer {
+            Some(w) => {
+                let snapshot = self.lock().clone();
+                w.save(&snapshot)
+            }
+            None => Ok(()),
         }
     }
 

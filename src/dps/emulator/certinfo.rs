@@ -108,7 +108,7 @@ pub fn info(der: &[u8]) -> Result<Value, String> {
         "notBeforeUtc": rfc3339(validity.not_before.to_datetime()),
         "notAfterUtc": rfc3339(validity.not_after.to_datetime()),
         "serialNumber": hex::encode_upper(cert.raw_serial()),
-        "version": cert.version().0 + 1,
+        "version": cert.version().0.saturating_add(1),
     }))
 }
 

@@ -37,6 +37,8 @@ pub enum TlsIdentity {
 pub struct Limits {
     /// Service-API operations per minute (each HTTP request is one operation); `None` = unlimited.
     pub operations_per_minute: Option<u32>,
+    /// Operations the rate bucket holds (a burst allowed at once); `None` = one minute's worth.
+    pub operations_burst: Option<u32>,
     /// Device registrations per minute; `None` = unlimited.
     pub registrations_per_minute: Option<u32>,
     /// Items allowed in one bulk call (10 on the real service).
@@ -57,6 +59,7 @@ impl Default for Limits {
     fn default() -> Self {
         Self {
             operations_per_minute: None,
+            operations_burst: None,
             registrations_per_minute: None,
             max_bulk_items: 10,
             max_individual_enrollments: 1_000_000,
@@ -87,6 +90,9 @@ pub struct Faults {
     /// Share of requests whose connection is dropped without an answer: half of them before
     /// the request is processed, half after (so the operation may have landed).
     pub drop_rate: f64,
+    /// Share of requests answered 200 with an HTML page instead of JSON (a misbehaving proxy),
+    /// without being processed: a client must not take that for success.
+    pub garbage_rate: f64,
     /// Share of requests answered late.
     pub slow_rate: f64,
     /// How late a slow answer comes.
@@ -99,6 +105,7 @@ impl Faults {
         for (name, v) in [
             ("error rate", self.error_rate),
             ("drop rate", self.drop_rate),
+            ("garbage rate", self.garbage_rate),
             ("slow rate", self.slow_rate),
         ] {
             if !(0.0..=1.0).contains(&v) || v.is_nan() {

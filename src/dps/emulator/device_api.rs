@@ -45,7 +45,12 @@ pub fn handle(app: &App, call: &Call<'_>) -> Result<Response, ApiError> {
     }
     let registration_id = seg.get(2).cloned().unwrap_or_default();
     ids::validate("registration ID", &registration_id).map_err(ApiError::bad_request)?;
-    let rest: Vec<String> = seg[3..].iter().map(|s| s.to_ascii_lowercase()).collect();
+    let rest: Vec<String> = seg
+        .get(3..)
+        .unwrap_or(&[])
+        .iter()
+        .map(|s| s.to_ascii_lowercase())
+        .collect();
     match (
         call.method,
         rest.iter()
@@ -57,11 +62,11 @@ pub fn handle(app: &App, call: &Call<'_>) -> Result<Response, ApiError> {
         (&Method::GET, ["operations", _]) => {
             let state = app.lock();
             authenticate(app, &state, call, &registration_id)?;
-            let op_id = &seg[4];
+            let op_id = seg.get(4).map(String::as_str).unwrap_or("");
             let op = state
                 .operations
-                .get(op_id.as_str())
-                .filter(|o| o.registration_key == ids::key(&registration_id))
+                .get(&ids::key(&registration_id))
+                .filter(|o| o.operation_id == op_id)
                 .ok_or_else(|| {
                     ApiError::new(
                         code::OPERATION_NOT_FOUND,
@@ -106,7 +111,7 @@ fn register(app: &App, call: &Call<'_>, registration_id: &str) -> Result<Respons
         }
         body.get("payload").cloned().unwrap_or(Value::Null)
     };
-    let mut state = app.lock();
+    let mut state = app.change();
     let found = authenticate(app, &state, call, registration_id)?;
     let now = clock::now_rfc3339();
     let enabled = found.doc.get("provisioningStatus").and_then(Value::as_str) != Some("disabled");
@@ -167,14 +172,13 @@ fn register(app: &App, call: &Call<'_>, registration_id: &str) -> Result<Respons
     );
     let status = device_state["status"].clone();
     state.operations.insert(
-        operation_id.clone(),
+        key,
         OperationRecord {
-            registration_key: key,
+            operation_id: operation_id.clone(),
             result: json!({ "operationId": operation_id, "status": status, "registrationState": device_state }),
         },
     );
     drop(state);
-    app.mark_changed();
     let mut r = json(
         StatusCode::ACCEPTED,
         &json!({ "operationId": operation_id, "status": "assigning" }),

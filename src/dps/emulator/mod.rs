@@ -1,5 +1,5 @@
-//! A local Azure IoT Hub Device Provisioning Service, faithful enough that the official service
-//! SDKs cannot tell it from the real one: the 15 operations of the service API (2021-10-01),
+//! A local Azure IoT Hub Device Provisioning Service, close enough to the real one that the
+//! official service SDKs work against it unchanged: the 15 operations of the service API (2021-10-01),
 //! SAS verification, quotas, throttling, injected faults, a state file, and the device
 //! registration API with X.509 and symmetric-key attestation. Factory test benches have no
 //! route to Azure; this is what the station's client and its tests talk to instead.
@@ -59,7 +59,6 @@ pub struct RunningEmulator {
     https: Option<SocketAddr>,
     unix_socket: Option<PathBuf>,
     trust_pem: Option<String>,
-    state_file: Option<PathBuf>,
     shutdown: watch::Sender<bool>,
 }
 
@@ -121,10 +120,34 @@ impl Emulator {
             }
         }
 
+        let tls_material = match config.https {
+            Some(_) => Some(tls::material(&config.tls, &config.host_name)?),
+            None => None,
+        };
+        let http_listener = config.http.map(server::bind_tcp).transpose()?;
+        let https_listener = config.https.map(server::bind_tcp).transpose()?;
+        let unix_listener = config
+            .unix_socket
+            .as_deref()
+            .map(server::bind_unix)
+            .transpose()?;
+        let http = http_listener
+            .as_ref()
+            .map(|(_, a)| loopback_if_unspecified(*a));
+        let https = https_listener
+            .as_ref()
+            .map(|(_, a)| loopback_if_unspecified(*a));
+        let listener_hosts = http
+            .iter()
+            .chain(https.iter())
+            .map(|a| a.to_string())
+            .collect();
+
         let changed = config.state_file.as_ref().map(|_| Arc::new(Notify::new()));
         let app = Arc::new(App {
             state: Mutex::new(state),
             host_name: config.host_name.clone(),
+            listener_hosts,
             policy_name: config.policy_name.clone(),
             keys,
             id_scope,
@@ -134,16 +157,15 @@ impl Emulator {
             operations: config
                 .limits
                 .operations_per_minute
-                .map(|n| Mutex::new(RateLimiter::new(n))),
+                .map(|n| Mutex::new(RateLimiter::new(n, config.limits.operations_burst))),
             registrations: config
                 .limits
                 .registrations_per_minute
-                .map(|n| Mutex::new(RateLimiter::new(n))),
+                .map(|n| Mutex::new(RateLimiter::new(n, None))),
             changed: changed.clone(),
+            writer: config.state_file.clone().map(persistence::StateWriter::new),
         });
-        if let Some(path) = &config.state_file {
-            persistence::save(path, &app.lock())?;
-        }
+        app.save_now()?;
 
         let runtime = tokio::runtime::Builder::new_multi_thread()
             .worker_threads(2)
@@ -156,26 +178,15 @@ impl Emulator {
             .with_state(app.clone());
         let (shutdown, shutdown_rx) = watch::channel(false);
 
-        let tls_material = match config.https {
-            Some(_) => Some(tls::material(&config.tls, &config.host_name)?),
-            None => None,
-        };
-        let mut http = None;
-        let mut https = None;
-        if let Some(addr) = config.http {
-            let (listener, local) = server::bind_tcp(addr)?;
-            http = Some(local);
+        if let Some((listener, _)) = http_listener {
             runtime.spawn(server::run_tcp(
                 listener,
                 router.clone(),
                 shutdown_rx.clone(),
             ));
         }
-        if let (Some(addr), Some(material)) = (config.https, &tls_material) {
-            let server_config = tls::server_config(material)?;
-            let (listener, local) = server::bind_tcp(addr)?;
-            https = Some(local);
-            let acceptor = tokio_rustls::TlsAcceptor::from(server_config);
+        if let (Some((listener, _)), Some(material)) = (https_listener, &tls_material) {
+            let acceptor = tokio_rustls::TlsAcceptor::from(tls::server_config(material)?);
             runtime.spawn(server::run_tls(
                 listener,
                 acceptor,
@@ -183,8 +194,7 @@ impl Emulator {
                 shutdown_rx.clone(),
             ));
         }
-        if let Some(path) = &config.unix_socket {
-            let listener = server::bind_unix(path)?;
+        if let (Some(listener), Some(path)) = (unix_listener, &config.unix_socket) {
             runtime.spawn(server::run_unix(
                 listener,
                 path.clone(),
@@ -192,44 +202,32 @@ impl Emulator {
                 shutdown_rx.clone(),
             ));
         }
-        if let (Some(path), Some(changed)) = (config.state_file.clone(), changed) {
-            runtime.spawn(keep_state_file(
-                app.clone(),
-                path,
-                changed,
-                shutdown_rx.clone(),
-            ));
+        if let Some(changed) = changed {
+            runtime.spawn(keep_state_file(app.clone(), changed, shutdown_rx.clone()));
         }
         tracing::info!(http = ?http, https = ?https, unix = ?config.unix_socket, id_scope = %app.id_scope, "DPS emulator listening");
         Ok(RunningEmulator {
             runtime: Some(runtime),
             app,
-            http: http.map(loopback_if_unspecified),
-            https: https.map(loopback_if_unspecified),
+            http,
+            https,
             unix_socket: config.unix_socket,
             trust_pem: tls_material.map(|m| m.trust_pem),
-            state_file: config.state_file,
             shutdown,
         })
     }
 }
 
-/// Writes the state file after changes, at most five times a second.
-async fn keep_state_file(
-    app: Arc<App>,
-    path: PathBuf,
-    changed: Arc<Notify>,
-    mut shutdown: watch::Receiver<bool>,
-) {
+/// Writes the state file after changes, at most twice a second (a whole-file rewrite each time).
+async fn keep_state_file(app: Arc<App>, changed: Arc<Notify>, mut shutdown: watch::Receiver<bool>) {
     loop {
         tokio::select! {
             () = changed.notified() => {}
             _ = shutdown.changed() => return,
         }
-        tokio::time::sleep(Duration::from_millis(200)).await;
-        let snapshot = app.lock().clone();
-        let path = path.clone();
-        match tokio::task::spawn_blocking(move || persistence::save(&path, &snapshot)).await {
+        tokio::time::sleep(Duration::from_millis(500)).await;
+        let app = app.clone();
+        match tokio::task::spawn_blocking(move || app.save_now()).await {
             Ok(Ok(())) => {}
             Ok(Err(e)) => tracing::error!("{e}"),
             Err(e) => tracing::error!("the state-file writer failed: {e}"),
@@ -357,9 +355,7 @@ impl RunningEmulator {
         } else {
             runtime.shutdown_timeout(Duration::from_secs(2));
         }
-        if let Some(path) = &self.state_file {
-            persistence::save(path, &self.app.lock())?;
-        }
+        self.app.save_now()?;
         Ok(())
     }
 }

@@ -31,6 +31,35 @@ pub fn load(path: &Path) -> Result<Option<State>, EmulatorError> {
     })
 }
 
+/// The one writer of a state file: serialises writes and skips a snapshot older than the
+/// last one written (a background write may finish after the final write at shutdown).
+#[derive(Debug)]
+pub struct StateWriter {
+    path: PathBuf,
+    last_written: std::sync::Mutex<Option<u64>>,
+}
+
+impl StateWriter {
+    /// A writer for `path`.
+    pub fn new(path: PathBuf) -> Self {
+        Self {
+            path,
+            last_written: std::sync::Mutex::new(None),
+        }
+    }
+
+    /// Writes `state` unless a newer generation is already on disk.
+    pub fn save(&self, state: &State) -> Result<(), EmulatorError> {
+        let mut last = self.last_written.lock().unwrap_or_else(|p| p.into_inner());
+        if last.is_some_and(|g| g > state.generation) {
+            return Ok(());
+        }
+        save(&self.path, state)?;
+        *last = Some(state.generation);
+        Ok(())
+    }
+}
+
 /// Writes the state atomically.
 pub fn save(path: &Path, state: &State) -> Result<(), EmulatorError> {
     let bytes = serde_json::to_vec(state)
@@ -81,6 +110,26 @@ fn write_atomically(path: &Path, bytes: &[u8]) -> Result<(), EmulatorError> {
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    #[test]
+    fn an_older_snapshot_never_replaces_a_newer_one() {
+        let dir = tempfile::tempdir().unwrap();
+        let path = dir.path().join("state.json");
+        let writer = StateWriter::new(path.clone());
+        let newer = State {
+            generation: 5,
+            id_scope: "0ne-newer".into(),
+            ..State::default()
+        };
+        let older = State {
+            generation: 4,
+            id_scope: "0ne-older".into(),
+            ..State::default()
+        };
+        writer.save(&newer).unwrap();
+        writer.save(&older).unwrap();
+        assert_eq!(load(&path).unwrap().unwrap().id_scope, "0ne-newer");
+    }
 
     #[test]
     fn round_trip_and_corrupt_file() {

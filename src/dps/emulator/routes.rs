@@ -68,6 +68,24 @@ fn query_param(query: Option<&str>, name: &str) -> Option<String> {
     })
 }
 
+fn too_large(max: usize, close: bool) -> Response {
+    let mut r = ApiError::new(
+        code::TOO_LARGE,
+        format!(
+            "the body exceeds the maximum message size of {max} bytes; send fewer or smaller items"
+        ),
+    )
+    .into_response();
+    if close {
+        // The unread rest of the body makes the connection unusable.
+        r.headers_mut().insert(
+            axum::http::header::CONNECTION,
+            axum::http::HeaderValue::from_static("close"),
+        );
+    }
+    r
+}
+
 /// Which API a path belongs to.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 enum Api {
@@ -92,15 +110,13 @@ pub async fn handle(
 ) -> Response {
     let (parts, body) = request.into_parts();
     let max = app.limits.max_message_bytes;
-    let body = match axum::body::to_bytes(body, max.saturating_add(1)).await {
-        Ok(b) if b.len() > max => {
-            return ApiError::new(
-                code::TOO_LARGE,
-                format!("the body exceeds the maximum message size of {max} bytes"),
-            )
-            .into_response();
-        }
+    // Bodies up to a hard cap are read in full before a 413, so that the client, still
+    // writing, does not meet a closed socket; beyond the cap the connection is closed.
+    let cap = max.saturating_mul(16).max(1 << 20);
+    let body = match axum::body::to_bytes(body, cap).await {
+        Ok(b) if b.len() > max => return too_large(max, false),
         Ok(b) => b,
+        Err(e) if e.to_string().contains("length limit") => return too_large(max, true),
         Err(e) => {
             return ApiError::bad_request(format!("the request body could not be read: {e}"))
                 .into_response();
@@ -125,6 +141,16 @@ pub async fn handle(
         tokio::time::sleep(d).await;
     }
     match fault {
+        Some(Fault::Garbage) => {
+            let mut r = Response::new(Body::from(
+                "<html><body><h1>Gateway</h1><p>injected fault: not a DPS answer</p></body></html>",
+            ));
+            r.headers_mut().insert(
+                axum::http::header::CONTENT_TYPE,
+                axum::http::HeaderValue::from_static("text/html"),
+            );
+            return r;
+        }
         Some(Fault::Error) => {
             return ApiError::new(
                 code::INTERNAL,

@@ -30,7 +30,8 @@ pub fn authorize(app: &App, call: &Call<'_>) -> Result<(), ApiError> {
         .map(|(h, _)| h.to_owned())
         .unwrap_or_else(|| host.clone());
     let covered = [app.host_name.to_ascii_lowercase(), host, host_no_port]
-        .iter()
+        .into_iter()
+        .chain(app.listener_hosts.iter().cloned())
         .filter(|h| !h.is_empty())
         .any(|h| token.covers(&format!("{h}{}", call.raw_path)));
     if !covered {
@@ -72,7 +73,7 @@ pub fn dispatch(app: &App, call: &Call<'_>) -> Result<Response, ApiError> {
         [id] if m == Method::PUT => {
             let body = parse_body(call)?;
             let now = clock::now_rfc3339();
-            let doc = app.lock().put(
+            let doc = app.change().put(
                 kind,
                 body,
                 Some(id),
@@ -83,7 +84,6 @@ pub fn dispatch(app: &App, call: &Call<'_>) -> Result<Response, ApiError> {
                     now: &now,
                 },
             )?;
-            app.mark_changed();
             Ok(json(StatusCode::OK, &enrollment::render(&doc)))
         }
         [id] if m == Method::GET => {
@@ -91,8 +91,7 @@ pub fn dispatch(app: &App, call: &Call<'_>) -> Result<Response, ApiError> {
             Ok(json(StatusCode::OK, &doc))
         }
         [id] if m == Method::DELETE => {
-            app.lock().delete(kind, id, call.header("if-match"))?;
-            app.mark_changed();
+            app.change().delete(kind, id, call.header("if-match"))?;
             Ok(StatusCode::NO_CONTENT.into_response())
         }
         [id, a] if a.eq_ignore_ascii_case("attestationmechanism") && m == Method::POST => {
@@ -146,7 +145,7 @@ fn bulk(app: &App, call: &Call<'_>, kind: Kind) -> Result<Response, ApiError> {
         ));
     }
     let now = clock::now_rfc3339();
-    let errors = app.lock().bulk(
+    let errors = app.change().bulk(
         kind,
         items,
         mode,
@@ -156,7 +155,6 @@ fn bulk(app: &App, call: &Call<'_>, kind: Kind) -> Result<Response, ApiError> {
             now: &now,
         },
     );
-    app.mark_changed();
     Ok(json(StatusCode::OK, &bulk_result(kind, &errors)))
 }
 
@@ -205,9 +203,8 @@ fn registrations(app: &App, call: &Call<'_>, rest: &[&str]) -> Result<Response, 
             Ok(json(StatusCode::OK, &state))
         }
         [id] if m == Method::DELETE => {
-            app.lock()
+            app.change()
                 .delete_registration(id, call.header("if-match"))?;
-            app.mark_changed();
             Ok(StatusCode::NO_CONTENT.into_response())
         }
         // Node and C# send a query body here although the spec has none: accepted and ignored.

@@ -24,8 +24,8 @@ pub struct RegistrationRecord {
 /// A device-API registration operation, polled by `GET .../operations/{operationId}`.
 #[derive(Debug, Clone, Serialize, Deserialize)]
 pub struct OperationRecord {
-    /// Registration ID it belongs to (lower-cased).
-    pub registration_key: String,
+    /// The operation's ID.
+    pub operation_id: String,
     /// `RegistrationOperationStatus` body once assigned.
     pub result: Value,
 }
@@ -33,6 +33,9 @@ pub struct OperationRecord {
 /// Everything the emulator knows; serialised as-is into the state file.
 #[derive(Debug, Clone, Default, Serialize, Deserialize)]
 pub struct State {
+    /// Counts changes, so that the state-file writer never replaces a newer snapshot with an older one.
+    #[serde(skip)]
+    pub generation: u64,
     /// The ID scope, kept so that a restart serves the same scope.
     #[serde(default)]
     pub id_scope: String,
@@ -48,7 +51,8 @@ pub struct State {
     /// Device registration states.
     #[serde(default)]
     pub registrations: BTreeMap<String, RegistrationRecord>,
-    /// Device-API operations.
+    /// The latest device-API operation of each registration ID (lower-cased), so that the
+    /// store does not grow with every re-registration.
     #[serde(default)]
     pub operations: BTreeMap<String, OperationRecord>,
 }
@@ -235,12 +239,11 @@ impl State {
                 BulkMode::Update => self.put(kind, item, None, Some("*"), rules).map(drop),
                 BulkMode::UpdateIfMatchEtag => {
                     let exists = self.map(kind).contains_key(&ids::key(&id));
-                    let m = match (&etag, exists) {
-                        (Some(e), true) => e.clone(),
-                        (None, true) => String::from("\u{0}missing"),
-                        (_, false) => "*".to_owned(),
-                    };
-                    self.put(kind, item, None, Some(&m), rules).map(drop)
+                    match (&etag, exists) {
+                        (Some(e), true) => self.put(kind, item, None, Some(e), rules).map(drop),
+                        (None, true) => Err(precondition_failed(kind, &id)),
+                        (_, false) => self.put(kind, item, None, Some("*"), rules).map(drop),
+                    }
                 }
                 BulkMode::Delete => {
                     if id.is_empty() {
