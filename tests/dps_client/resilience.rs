@@ -177,8 +177,16 @@ fn slow_answers_time_out_and_are_checked_not_duplicated() {
     }
     let bulk = batch("slow-b", 30);
     let report = dps.bulk_enrollments(&bulk, BulkMode::Create);
-    assert!(report.all_succeeded(), "{:?}", report.failed().collect::<Vec<_>>());
-    assert!(dps.stats().transport_failures > 0, "no answer came late: {:?}", dps.stats());
+    assert!(
+        report.all_succeeded(),
+        "{:?}",
+        report.failed().collect::<Vec<_>>()
+    );
+    assert!(
+        dps.stats().transport_failures > 0,
+        "no answer came late: {:?}",
+        dps.stats()
+    );
     // Let the late requests finish before counting.
     std::thread::sleep(Duration::from_millis(1_600));
     emu.set_faults(Faults::default()).unwrap();
