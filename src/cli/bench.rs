@@ -1,18 +1,178 @@
-//! `dps-station bench …`: performance measurements on this machine (run them from a release
-//! build). Each area adds its own variant; figures go to `docs/PERFORMANCE.md`.
+//! `dps-station bench ...`: the performance goals of each area, measured (not asserted in tests).
 
 use std::process::ExitCode;
+use std::time::{Duration, Instant};
 
-use anyhow::Context;
+use anyhow::{Context, bail};
 use clap::{Args, Subcommand};
+
+use dps_station::device::client::{ClientOptions, LineClient};
+use dps_station::device::driver::{DeviceConfig, DeviceDriver, Expected};
+use dps_station::device::protocol::sha256_hex;
+use dps_station::device::simulator::{Fleet, SimFaults, SimOptions};
 use dps_station::dps::bench::{EnrollBenchOptions, PhaseReport, run_enroll_bench};
 
-/// The benchmarks.
+/// Benchmarks, one per area.
 #[derive(Debug, Subcommand)]
 pub enum BenchCommand {
+    /// One device's full exchange over a pseudo-terminal against the simulator at a UART speed,
+    /// beside the wire-time lower bound (bytes × 10 / baud).
+    Serial(SerialArgs),
     /// DPS enrollment: enrollments per minute against the in-process emulator held to the real
     /// quota (1,000 operations/min), with bulk calls of 10 and with one PUT per device.
     Enroll(EnrollBench),
+}
+
+/// `bench serial` options.
+#[derive(Debug, Args)]
+pub struct SerialArgs {
+    /// The emulated line speed.
+    #[arg(long, default_value_t = 115_200)]
+    pub baud: u32,
+    /// How many devices to run through (the median is reported).
+    #[arg(long, default_value_t = 7)]
+    pub runs: usize,
+}
+
+/// Runs a benchmark.
+pub fn run(cmd: BenchCommand) -> anyhow::Result<ExitCode> {
+    match cmd {
+        BenchCommand::Serial(args) => serial(&args),
+        BenchCommand::Enroll(args) => enroll(args),
+    }
+}
+
+/// One exchange's measurements.
+struct Run {
+    exchange: Duration,
+    keygen: Duration,
+    bytes: u64,
+}
+
+/// The X.509 flow with device-side key generation: HELLO, KEYGEN, CSR, PUT chain, CONFIG,
+/// READBACK (compared), LOCK. The station's own certificate issuing is not timed.
+fn one_exchange(baud: Option<u32>, client_baud: u32) -> anyhow::Result<Run> {
+    let options = SimOptions {
+        faults: SimFaults {
+            baud,
+            ..SimFaults::default()
+        },
+        ..SimOptions::default()
+    };
+    let fleet = Fleet::start(1, &options)?;
+    let path = fleet.paths().remove(0);
+    let mut client = LineClient::open(
+        &path,
+        ClientOptions {
+            baud: client_baud,
+            ..ClientOptions::default()
+        },
+    )?;
+    let ca_key = rcgen::KeyPair::generate()?;
+    let mut ca_params = rcgen::CertificateParams::new(Vec::<String>::new())?;
+    ca_params.is_ca = rcgen::IsCa::Ca(rcgen::BasicConstraints::Unconstrained);
+    ca_params
+        .distinguished_name
+        .push(rcgen::DnType::CommonName, "bench intermediate");
+    let ca = rcgen::CertifiedIssuer::self_signed(ca_params, ca_key)?;
+
+    let mut timed = Duration::ZERO;
+    let started = Instant::now();
+    let info = client.hello()?;
+    let t = Instant::now();
+    client.keygen()?;
+    let keygen = t.elapsed();
+    let csr = client.csr(&format!("bench-{}", info.serial.to_lowercase()))?;
+    timed += started.elapsed();
+
+    let csr = rcgen::CertificateSigningRequestParams::from_der(&csr.into())
+        .context("the device's CSR does not parse")?;
+    let leaf = csr.signed_by(&ca)?;
+    let chain = format!("{}{}", leaf.pem(), ca.pem());
+
+    let started = Instant::now();
+    client.put_certificate_chain(chain.as_bytes())?;
+    let config = DeviceConfig {
+        registration_id: format!("bench-{}", info.serial.to_lowercase()),
+        id_scope: "0ne00000A0A".into(),
+        global_endpoint: "global.azure-devices-provisioning.net".into(),
+        extra: Default::default(),
+    };
+    client.config(&config)?;
+    let readback = client.readback()?;
+    let expected = Expected {
+        chain: Some(sha256_hex(chain.as_bytes())),
+        config: Some(config.digest_hex()),
+        ..Expected::default()
+    };
+    let differences = readback.differences(&expected);
+    if !differences.is_empty() {
+        bail!("readback differs: {differences:?}");
+    }
+    client.lock()?;
+    timed += started.elapsed();
+    let (sent, received) = client.byte_counts();
+    fleet.stop();
+    Ok(Run {
+        exchange: timed,
+        keygen,
+        bytes: sent + received,
+    })
+}
+
+fn median(mut values: Vec<Duration>) -> Duration {
+    values.sort();
+    values.get(values.len() / 2).copied().unwrap_or_default()
+}
+
+fn serial(args: &SerialArgs) -> anyhow::Result<ExitCode> {
+    if args.runs == 0 || args.baud == 0 {
+        bail!("--runs and --baud must be at least 1");
+    }
+    let mut paced = Vec::new();
+    let mut unpaced = Vec::new();
+    for _ in 0..args.runs {
+        paced.push(one_exchange(Some(args.baud), args.baud)?);
+        unpaced.push(one_exchange(None, args.baud)?);
+    }
+    let bytes = paced.iter().map(|r| r.bytes).max().unwrap_or(0);
+    let lower = Duration::from_secs_f64(bytes as f64 * 10.0 / f64::from(args.baud));
+    let exchange = median(paced.iter().map(|r| r.exchange).collect());
+    let keygen = median(unpaced.iter().map(|r| r.keygen).collect());
+    let compute = median(unpaced.iter().map(|r| r.exchange).collect());
+    let goal = (lower + keygen).mul_f64(1.10);
+    println!(
+        "bench serial: {} runs at {} baud (X.509 flow: HELLO KEYGEN CSR PUT-chain CONFIG READBACK LOCK)",
+        args.runs, args.baud
+    );
+    println!("  bytes on the wire (both ways):     {bytes}");
+    println!(
+        "  wire-time lower bound:             {:.1} ms",
+        lower.as_secs_f64() * 1e3
+    );
+    println!(
+        "  simulator KEYGEN (unpaced):        {:.1} ms",
+        keygen.as_secs_f64() * 1e3
+    );
+    println!(
+        "  whole exchange unpaced:            {:.1} ms",
+        compute.as_secs_f64() * 1e3
+    );
+    println!(
+        "  whole exchange at {} baud (median): {:.1} ms",
+        args.baud,
+        exchange.as_secs_f64() * 1e3
+    );
+    println!(
+        "  goal (lower bound + keygen) × 1.10: {:.1} ms  → {}",
+        goal.as_secs_f64() * 1e3,
+        if exchange <= goal { "met" } else { "NOT met" }
+    );
+    println!(
+        "  ratio to lower bound + keygen:     {:.3}",
+        exchange.as_secs_f64() / (lower + keygen).as_secs_f64()
+    );
+    Ok(ExitCode::SUCCESS)
 }
 
 /// Options of `bench enroll`.
@@ -33,13 +193,6 @@ pub struct EnrollBench {
     /// Print the report as JSON.
     #[arg(long)]
     json: bool,
-}
-
-/// Runs a benchmark.
-pub fn run(cmd: BenchCommand) -> anyhow::Result<ExitCode> {
-    match cmd {
-        BenchCommand::Enroll(args) => enroll(args),
-    }
 }
 
 fn enroll(args: EnrollBench) -> anyhow::Result<ExitCode> {

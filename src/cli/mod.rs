@@ -8,6 +8,7 @@ use std::process::ExitCode;
 use clap::{CommandFactory, Parser, Subcommand};
 
 mod bench;
+mod device;
 mod dps;
 mod dps_emulator;
 mod identity;
@@ -37,7 +38,9 @@ enum Command {
     Identity(identity::Commands),
     #[command(flatten)]
     Ledger(ledger::Commands),
-    /// Measure performance on this machine (use a release build).
+    #[command(flatten)]
+    Device(device::Commands),
+    /// Measure the performance goals of each area.
     #[command(subcommand)]
     Bench(bench::BenchCommand),
 }
@@ -66,6 +69,7 @@ fn run(command: Command) -> anyhow::Result<ExitCode> {
         Command::DpsEmulator(cmd) => dps_emulator::run(cmd),
         Command::Identity(cmd) => identity::run(cmd),
         Command::Ledger(cmd) => ledger::run(cmd),
+        Command::Device(cmd) => device::run(cmd),
         Command::Bench(cmd) => bench::run(cmd),
     }
 }

@@ -1,0 +1,253 @@
+//! `dps-station device ...` and `dps-station simulate-device`: bench work on serial devices, for
+//! production and firmware engineers.
+
+use std::path::PathBuf;
+use std::process::ExitCode;
+use std::time::Duration;
+
+use anyhow::{Context, bail};
+use clap::{Args, Subcommand};
+
+use dps_station::device::client::{ClientOptions, LineClient, WireEvent};
+use dps_station::device::driver::DeviceDriver;
+use dps_station::device::simulator::{
+    FirmwareOptions, Fleet, SimFaults, SimOptions, SimulatedDevice,
+};
+use dps_station::device::transport;
+
+/// The device area's top-level commands.
+#[derive(Debug, Subcommand)]
+pub enum Commands {
+    /// Serial ports and devices on the bench.
+    #[command(subcommand)]
+    Device(DeviceCommand),
+    /// Run simulated devices that speak the line protocol, on pseudo-terminals or a given port.
+    SimulateDevice(SimulateArgs),
+}
+
+/// `device ...` subcommands.
+#[derive(Debug, Subcommand)]
+pub enum DeviceCommand {
+    /// List serial ports with USB vendor/product id, serial number and stable /dev/serial/by-id path.
+    List,
+    /// Identify the device on a port (HELLO).
+    Info(PortArgs),
+    /// Send one command (e.g. "HELLO v=1", "READBACK") and show the frames both ways.
+    Console {
+        #[command(flatten)]
+        port: PortArgs,
+        /// The command: a verb and key=value fields, as in docs/device-protocol.md.
+        command: Vec<String>,
+    },
+}
+
+/// Which port, at which speed.
+#[derive(Debug, Args)]
+pub struct PortArgs {
+    /// The serial port (prefer the /dev/serial/by-id/... path).
+    #[arg(long)]
+    pub port: String,
+    /// Line speed in baud.
+    #[arg(long, default_value_t = 115_200)]
+    pub baud: u32,
+}
+
+/// `simulate-device` options.
+#[derive(Debug, Args)]
+pub struct SimulateArgs {
+    /// How many devices to start, each on its own pseudo-terminal (a virtual fixture).
+    #[arg(long, default_value_t = 1, conflicts_with = "port")]
+    pub count: usize,
+    /// Run one device on this real serial port instead of a pseudo-terminal.
+    #[arg(long)]
+    pub port: Option<String>,
+    /// Directory holding each device's flash (sim-<n>.json); kept across runs.
+    #[arg(long, default_value = "sim-flash")]
+    pub flash_dir: PathBuf,
+    /// Emulate a UART at this speed (bytes take 10/baud s each, both ways). Also the --port speed.
+    #[arg(long)]
+    pub baud: Option<u32>,
+    /// Probability of losing each byte, 0..1.
+    #[arg(long, default_value_t = 0.0)]
+    pub drop_rate: f64,
+    /// Probability of flipping a bit in each byte, 0..1.
+    #[arg(long, default_value_t = 0.0)]
+    pub corrupt_rate: f64,
+    /// Send a noise line before every frame.
+    #[arg(long)]
+    pub garbage: bool,
+    /// Vanish after answering this many frames, like an unplugged cable.
+    #[arg(long)]
+    pub disconnect_after: Option<u64>,
+    /// Reboot on receiving frame number N (1-based) instead of answering it.
+    #[arg(long)]
+    pub reboot_at: Option<u64>,
+    /// Extra time KEYGEN takes, in milliseconds (a slow secure element).
+    #[arg(long, default_value_t = 0)]
+    pub keygen_delay_ms: u64,
+    /// Simulate a device without a TPM.
+    #[arg(long)]
+    pub no_tpm: bool,
+    /// Refuse the factory reset, as a device whose reset input is not asserted.
+    #[arg(long)]
+    pub reset_guarded: bool,
+    /// Seed of the fault generator.
+    #[arg(long, default_value_t = 1)]
+    pub seed: u64,
+}
+
+/// Runs a device-area command.
+pub fn run(cmd: Commands) -> anyhow::Result<ExitCode> {
+    match cmd {
+        Commands::Device(DeviceCommand::List) => list(),
+        Commands::Device(DeviceCommand::Info(port)) => info(&port),
+        Commands::Device(DeviceCommand::Console { port, command }) => {
+            console(&port, &command.join(" "))
+        }
+        Commands::SimulateDevice(args) => simulate(&args),
+    }
+}
+
+fn list() -> anyhow::Result<ExitCode> {
+    let ports = transport::list_ports()?;
+    if ports.is_empty() {
+        println!("no serial ports found");
+        return Ok(ExitCode::SUCCESS);
+    }
+    println!(
+        "{:<16} {:<9} {:<20} {:<24} stable path",
+        "port", "vid:pid", "serial number", "product"
+    );
+    for p in ports {
+        let (ids, serial, product) = match &p.usb {
+            Some(u) => (
+                format!("{:04x}:{:04x}", u.vid, u.pid),
+                u.serial_number.clone().unwrap_or_else(|| "-".into()),
+                u.product.clone().unwrap_or_else(|| "-".into()),
+            ),
+            None => ("-".into(), "-".into(), "-".into()),
+        };
+        let stable = p
+            .by_id
+            .map(|b| b.display().to_string())
+            .unwrap_or_else(|| "(none: not a USB device)".into());
+        println!(
+            "{:<16} {:<9} {:<20} {:<24} {}",
+            p.path, ids, serial, product, stable
+        );
+    }
+    Ok(ExitCode::SUCCESS)
+}
+
+fn options(port: &PortArgs) -> ClientOptions {
+    ClientOptions {
+        baud: port.baud,
+        ..ClientOptions::default()
+    }
+}
+
+fn info(port: &PortArgs) -> anyhow::Result<ExitCode> {
+    let mut client = LineClient::open(&port.port, options(port))?;
+    let info = client.hello()?;
+    println!("port:          {}", port.port);
+    println!("model:         {}", info.model);
+    println!("serial number: {}", info.serial);
+    println!("hardware id:   {}", info.hardware_id);
+    println!("firmware:      {}", info.firmware);
+    println!("protocol:      {}", info.protocol);
+    println!("boot counter:  {}", info.boot_counter);
+    println!("capabilities:  {}", info.capabilities.join(", "));
+    println!("max frame:     {} bytes", info.max_frame);
+    println!("locked:        {}", if info.locked { "yes" } else { "no" });
+    Ok(ExitCode::SUCCESS)
+}
+
+fn console(port: &PortArgs, command: &str) -> anyhow::Result<ExitCode> {
+    if command.trim().is_empty() {
+        bail!(
+            "give a command to send, e.g. `dps-station device console --port {} HELLO v=1`",
+            port.port
+        );
+    }
+    let mut client = LineClient::open(&port.port, options(port))?;
+    client.set_observer(|event| match event {
+        WireEvent::Sent(bytes) => print!("-> {}", String::from_utf8_lossy(bytes)),
+        WireEvent::Received(line) => {
+            println!("<- {}", String::from_utf8_lossy(line).escape_debug())
+        }
+    });
+    let reply = client.raw(command)?;
+    Ok(if reply.verb == "OK" {
+        ExitCode::SUCCESS
+    } else {
+        ExitCode::FAILURE
+    })
+}
+
+fn simulate(args: &SimulateArgs) -> anyhow::Result<ExitCode> {
+    std::fs::create_dir_all(&args.flash_dir).with_context(|| {
+        format!(
+            "cannot create the flash directory {}",
+            args.flash_dir.display()
+        )
+    })?;
+    for (name, rate) in [
+        ("--drop-rate", args.drop_rate),
+        ("--corrupt-rate", args.corrupt_rate),
+    ] {
+        if !(0.0..=1.0).contains(&rate) {
+            bail!("{name} must be between 0 and 1, not {rate}");
+        }
+    }
+    let options = SimOptions {
+        faults: SimFaults {
+            baud: args.baud,
+            drop_rate: args.drop_rate,
+            corrupt_rate: args.corrupt_rate,
+            garbage: args.garbage,
+            disconnect_after: args.disconnect_after,
+            reboot_at: args.reboot_at,
+            seed: args.seed,
+        },
+        firmware: FirmwareOptions {
+            keygen_delay: Duration::from_millis(args.keygen_delay_ms),
+            tpm: !args.no_tpm,
+            reset_guarded: args.reset_guarded,
+        },
+        flash_dir: Some(args.flash_dir.clone()),
+    };
+    let devices: Vec<SimulatedDevice> = match &args.port {
+        Some(port) => vec![SimulatedDevice::on_port(
+            port,
+            args.baud.unwrap_or(115_200),
+            &options,
+        )?],
+        None => {
+            if args.count == 0 {
+                bail!("--count must be at least 1");
+            }
+            let fleet = Fleet::start(args.count, &options)?;
+            fleet.into_devices()
+        }
+    };
+    for (i, d) in devices.iter().enumerate() {
+        let flash = d.flash();
+        println!(
+            "{}\t{}\tserial {}\tflash {}",
+            i,
+            d.path(),
+            flash.serial,
+            args.flash_dir.join(format!("sim-{i}.json")).display()
+        );
+    }
+    eprintln!(
+        "simulating {} device(s); connect the station to the path(s) above; Ctrl-C to stop",
+        devices.len()
+    );
+    // Run until every device has vanished (disconnect fault) or the process is interrupted.
+    while devices.iter().any(SimulatedDevice::is_running) {
+        std::thread::sleep(Duration::from_millis(200));
+    }
+    eprintln!("every simulated device has disconnected");
+    Ok(ExitCode::SUCCESS)
+}
