@@ -126,6 +126,8 @@ fn faulty_service_loses_and_duplicates_nothing() {
         c.faults = Faults {
             error_rate: 0.2,
             drop_rate: 0.15,
+            // And now and then a proxy's HTML page with a 200, which is no success.
+            garbage_rate: 0.05,
             ..Faults::default()
         };
     });
