@@ -9,6 +9,7 @@ use clap::{CommandFactory, Parser, Subcommand};
 
 mod bench;
 mod device;
+mod dps;
 mod dps_emulator;
 mod hsm;
 mod identity;
@@ -30,6 +31,8 @@ struct Cli {
 
 #[derive(Debug, Subcommand)]
 enum Command {
+    #[command(flatten)]
+    Dps(dps::Commands),
     #[command(flatten)]
     DpsEmulator(dps_emulator::Commands),
     #[command(flatten)]
@@ -65,6 +68,7 @@ pub fn main() -> ExitCode {
 
 fn run(command: Command) -> anyhow::Result<ExitCode> {
     match command {
+        Command::Dps(cmd) => dps::run(cmd),
         Command::DpsEmulator(cmd) => dps_emulator::run(cmd),
         Command::Identity(cmd) => identity::run(cmd),
         Command::Ledger(cmd) => ledger::run(cmd),

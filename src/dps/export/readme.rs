@@ -1,0 +1,49 @@
+//! `README.txt` next to the enrollment files: what each file is, how to use it, and, in capitals
+//! at the top, whether the files hold secrets (symmetric keys) and must be handled as such.
+
+use std::path::Path;
+
+use super::{ExportError, ExportInput, write_file};
+
+pub(super) fn write(
+    dir: &Path,
+    input: &ExportInput,
+    holds_secrets: bool,
+) -> Result<(), ExportError> {
+    let mut s = String::new();
+    if holds_secrets {
+        s.push_str(
+            "WARNING: THESE FILES HOLD SECRETS.\n\
+             enrollments.csv, enroll-with-az.sh and the bulk/*.json bodies contain symmetric keys\n\
+             (device keys or enrollment-group keys). Anyone holding them can provision devices\n\
+             into your IoT hubs. Keep them on encrypted, access-controlled storage, do not mail\n\
+             them, and delete them once the enrollments are done.\n\n",
+        );
+    } else {
+        s.push_str(
+            "These files hold no secrets: certificates are public, and no symmetric key was\n\
+             exported. They still describe which devices may provision: keep them intact.\n\n",
+        );
+    }
+    s.push_str(&format!(
+        "Exported by dps-station: {} individual enrollment(s), {} enrollment group(s).\n\n",
+        input.individuals.len(),
+        input.groups.len()
+    ));
+    s.push_str(
+        "Files\n\
+         - bulk/enrollments-NNNN.json, bulk/enrollment-groups-NNNN.json: request bodies of the DPS\n\
+           bulk operation (api-version 2021-10-01), at most 10 enrollments each, sent as\n\
+           POST https://<dps>.azure-devices-provisioning.net/enrollments?api-version=2021-10-01\n\
+           (groups: /enrollmentGroups). Save each answer next to its body as\n\
+           enrollments-NNNN.result.json, then run `dps-station import-results <this folder>`.\n\
+         - enrollments.csv: one row per enrollment, for spreadsheets.\n\
+         - enroll-with-az.sh: the same enrollments as Azure CLI commands; it writes\n\
+           az-results.csv, which `dps-station import-results` also reads.\n\
+         - certs/devices/*.pem: device certificates; certs/groups/*.pem: group signing (CA)\n\
+           certificates.\n\n\
+         Existing enrollments are never overwritten: mode \"create\" fails an item that exists.\n",
+    );
+    write_file(dir, "README.txt", s.as_bytes(), false, holds_secrets)?;
+    Ok(())
+}

@@ -1,0 +1,481 @@
+//! The enrollment queue between the ledger and DPS: sends the pending enrollments of one DPS
+//! target, exports them as enrollment files, and imports results enrolled elsewhere.
+//!
+//! The ledger is the truth: an identity becomes `enrolled` only when DPS confirmed it (created
+//! now, or found already holding the same attestation, or its enrollment group exists), and each
+//! chunk of results is recorded in one ledger transaction. What DPS did not judge (a failed call,
+//! throttling that outlasted the retries) stays pending with its error, for the next run.
+
+use std::collections::{BTreeMap, HashMap};
+use std::path::Path;
+
+use base64::Engine as _;
+use base64::prelude::BASE64_STANDARD;
+
+use crate::dps::export::import::{ImportError, ImportedStatus, import_results};
+use crate::dps::export::{
+    ExportError, ExportInput, ExportSummary, GroupRecord, IndividualRecord, RecordAttestation,
+    export,
+};
+use crate::dps::model::{BulkMode, IndividualEnrollment, ProvisioningStatus};
+use crate::dps::payload::{self, EnrollmentSettings};
+use crate::dps::{DpsClient, ItemOutcome, ItemResult};
+use crate::ledger::{
+    AttestationKind, EnrollmentId, EnrollmentKind, EnrollmentOutcome, Ledger, LedgerError,
+    PendingEnrollment,
+};
+
+/// Most pending enrollments one run reads from the ledger (a ledger holds up to a million).
+const MAX_PENDING: u32 = 1_000_000;
+
+/// Why a run stopped.
+#[derive(Debug, thiserror::Error)]
+pub enum EnrollmentError {
+    /// The ledger refused a read or write.
+    #[error(transparent)]
+    Ledger(#[from] LedgerError),
+    /// Writing enrollment files failed.
+    #[error(transparent)]
+    Export(#[from] ExportError),
+    /// Reading results failed.
+    #[error(transparent)]
+    Import(#[from] ImportError),
+}
+
+/// How to enroll.
+#[derive(Debug, Clone)]
+pub struct EnrollOptions {
+    /// The DPS target the ledger queued the enrollments for.
+    pub dps_target: String,
+    /// Hubs, allocation, twin, status for the enrollments.
+    pub settings: EnrollmentSettings,
+    /// Replace enrollments that exist with other content (the user chose re-provisioning);
+    /// otherwise they are never overwritten.
+    pub reprovision: bool,
+}
+
+/// One registration ID and why it did not end enrolled.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct Unfinished {
+    /// The registration ID.
+    pub registration_id: String,
+    /// What DPS or the station said.
+    pub reason: String,
+}
+
+/// What a run did.
+#[derive(Debug, Clone, Default, PartialEq, Eq)]
+pub struct EnrollSummary {
+    /// Pending enrollments found.
+    pub pending: usize,
+    /// Created in DPS now.
+    pub created: usize,
+    /// Already in DPS with the same attestation (confirmed, unchanged).
+    pub already_present: usize,
+    /// Replaced (re-provisioning).
+    pub replaced: usize,
+    /// Covered by an enrollment group that DPS holds.
+    pub by_group: usize,
+    /// Refused for good: enrollment `failed`, identity `failed{enroll}`.
+    pub failed: Vec<Unfinished>,
+    /// Not judged by DPS: still pending, error recorded.
+    pub retry_later: Vec<Unfinished>,
+    /// Cannot be sent by this command: left pending untouched.
+    pub not_sendable: Vec<Unfinished>,
+}
+
+impl EnrollSummary {
+    /// Identities now enrolled.
+    pub fn enrolled(&self) -> usize {
+        self.created + self.already_present + self.replaced + self.by_group
+    }
+
+    /// True when every pending enrollment ended enrolled.
+    pub fn all_enrolled(&self) -> bool {
+        self.failed.is_empty() && self.retry_later.is_empty() && self.not_sendable.is_empty()
+    }
+}
+
+/// What the run is doing, for a progress bar.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct Progress {
+    /// Enrollments handled so far.
+    pub done: usize,
+    /// Of how many.
+    pub total: usize,
+}
+
+/// What can go into an individual enrollment, from the ledger's public material.
+enum Prepared {
+    Individual(Box<IndividualEnrollment>),
+    Group(String),
+    NotSendable(String),
+    Refused(String),
+}
+
+fn prepare(p: &PendingEnrollment, settings: &EnrollmentSettings) -> Prepared {
+    let id = &p.enrollment.registration_id;
+    if p.enrollment.kind == EnrollmentKind::Group {
+        return match &p.enrollment.group_name {
+            Some(g) if !g.is_empty() => Prepared::Group(g.clone()),
+            _ => Prepared::Refused(format!(
+                "'{id}' is queued for an enrollment group but the ledger names none"
+            )),
+        };
+    }
+    let built = match p.attestation {
+        AttestationKind::X509 => match &p.certificate_der {
+            Some(der) => payload::x509_individual(id, &pem_certificate(der), settings),
+            None => return Prepared::Refused(format!("'{id}' has no certificate in the ledger")),
+        },
+        AttestationKind::Tpm => match &p.endorsement_key {
+            Some(ek) => payload::tpm_individual(id, &BASE64_STANDARD.encode(ek), None, settings),
+            None => {
+                return Prepared::Refused(format!("'{id}' has no endorsement key in the ledger"));
+            }
+        },
+        // The ledger never holds a symmetric key, only its fingerprint; the key-injection
+        // pipeline that holds it enrolls these.
+        AttestationKind::SymmetricKey => {
+            return Prepared::NotSendable(format!(
+                "'{id}' is an individual symmetric-key enrollment: the ledger holds only the key's \
+                 fingerprint, so it is enrolled by the station pipeline that holds the key"
+            ));
+        }
+    };
+    match built {
+        Ok(e) => Prepared::Individual(Box::new(e)),
+        Err(e) => Prepared::Refused(e.to_string()),
+    }
+}
+
+/// A DER certificate as PEM text.
+pub fn pem_certificate(der: &[u8]) -> String {
+    let body = BASE64_STANDARD.encode(der);
+    let mut pem = String::from("-----BEGIN CERTIFICATE-----\n");
+    for line in body.as_bytes().chunks(64) {
+        pem.push_str(&String::from_utf8_lossy(line));
+        pem.push('\n');
+    }
+    pem.push_str("-----END CERTIFICATE-----\n");
+    pem
+}
+
+/// Sends the pending enrollments of `options.dps_target`, 10 per bulk call, recording each
+/// chunk's results in the ledger as they come.
+pub fn enroll_pending(
+    ledger: &mut Ledger,
+    client: &DpsClient,
+    options: &EnrollOptions,
+    mut progress: impl FnMut(Progress),
+) -> Result<EnrollSummary, EnrollmentError> {
+    let pending = ledger.pending_enrollments(&options.dps_target, MAX_PENDING)?;
+    let total = pending.len();
+    let mut summary = EnrollSummary {
+        pending: total,
+        ..EnrollSummary::default()
+    };
+    let mut done = 0;
+    progress(Progress { done, total });
+
+    let mut ids: HashMap<String, EnrollmentId> = HashMap::new();
+    let mut individuals = Vec::new();
+    let mut groups: BTreeMap<String, Vec<(EnrollmentId, String)>> = BTreeMap::new();
+    let mut refused = Vec::new();
+    for p in &pending {
+        let reg = p.enrollment.registration_id.clone();
+        match prepare(p, &options.settings) {
+            Prepared::Individual(e) => {
+                ids.insert(reg.to_ascii_lowercase(), p.enrollment.id);
+                individuals.push(*e);
+            }
+            Prepared::Group(g) => groups.entry(g).or_default().push((p.enrollment.id, reg)),
+            Prepared::NotSendable(reason) => {
+                done += 1;
+                summary.not_sendable.push(Unfinished {
+                    registration_id: reg,
+                    reason,
+                });
+            }
+            Prepared::Refused(reason) => refused.push((p.enrollment.id, reg, reason)),
+        }
+    }
+
+    // Identities the station cannot turn into a valid enrollment: failed for good.
+    if !refused.is_empty() {
+        ledger.transaction(|w| {
+            for (id, _, reason) in &refused {
+                w.record_enrollment_result(
+                    *id,
+                    &EnrollmentOutcome::Failed {
+                        error: reason.clone(),
+                    },
+                )?;
+            }
+            Ok(())
+        })?;
+        done += refused.len();
+        summary
+            .failed
+            .extend(refused.into_iter().map(|(_, reg, reason)| Unfinished {
+                registration_id: reg,
+                reason,
+            }));
+        progress(Progress { done, total });
+    }
+
+    // Group enrollments: one check per group.
+    for (group, members) in &groups {
+        let verdict = match client.find_group(group) {
+            Ok(Some(g)) if g.provisioning_status == Some(ProvisioningStatus::Disabled) => {
+                Err(format!(
+                    "enrollment group '{group}' is disabled in DPS: enable it, then enroll again"
+                ))
+            }
+            Ok(Some(_)) => Ok(()),
+            Ok(None) => Err(format!(
+                "enrollment group '{group}' does not exist in DPS: create it, then enroll again"
+            )),
+            Err(e) => Err(e.to_string()),
+        };
+        ledger.transaction(|w| {
+            for (id, _) in members {
+                let outcome = match &verdict {
+                    Ok(()) => EnrollmentOutcome::Enrolled { etag: None },
+                    Err(error) => EnrollmentOutcome::RetryLater {
+                        error: error.clone(),
+                    },
+                };
+                w.record_enrollment_result(*id, &outcome)?;
+            }
+            Ok(())
+        })?;
+        for (_, reg) in members {
+            match &verdict {
+                Ok(()) => summary.by_group += 1,
+                Err(reason) => summary.retry_later.push(Unfinished {
+                    registration_id: reg.clone(),
+                    reason: reason.clone(),
+                }),
+            }
+        }
+        done += members.len();
+        progress(Progress { done, total });
+    }
+
+    // Individual enrollments, 10 per call; each chunk recorded as it comes back.
+    let mode = if options.reprovision {
+        BulkMode::Update
+    } else {
+        BulkMode::Create
+    };
+    let mut ledger_error: Option<LedgerError> = None;
+    client.bulk_enrollments_with_progress(&individuals, mode, |results: &[ItemResult]| {
+        done += results.len();
+        if ledger_error.is_none()
+            && let Err(e) = record_chunk(ledger, &ids, results)
+        {
+            ledger_error = Some(e);
+        }
+        for r in results {
+            match &r.result {
+                Ok(ItemOutcome::Created) => summary.created += 1,
+                Ok(ItemOutcome::AlreadyPresent) => summary.already_present += 1,
+                Ok(ItemOutcome::Updated | ItemOutcome::Deleted) => summary.replaced += 1,
+                Err(f) => {
+                    let u = Unfinished {
+                        registration_id: r.id.clone(),
+                        reason: f.to_string(),
+                    };
+                    if f.retry_later {
+                        summary.retry_later.push(u);
+                    } else {
+                        summary.failed.push(u);
+                    }
+                }
+            }
+        }
+        progress(Progress { done, total });
+    });
+    if let Some(e) = ledger_error {
+        // DPS holds what it confirmed; the ledger still says pending, and the next run confirms
+        // those as already present.
+        return Err(e.into());
+    }
+    Ok(summary)
+}
+
+fn record_chunk(
+    ledger: &mut Ledger,
+    ids: &HashMap<String, EnrollmentId>,
+    results: &[ItemResult],
+) -> Result<(), LedgerError> {
+    ledger.transaction(|w| {
+        for r in results {
+            let Some(id) = ids.get(&r.id.to_ascii_lowercase()) else {
+                continue;
+            };
+            let outcome = match &r.result {
+                Ok(_) => EnrollmentOutcome::Enrolled { etag: None },
+                Err(f) if f.retry_later => EnrollmentOutcome::RetryLater {
+                    error: f.to_string(),
+                },
+                Err(f) => EnrollmentOutcome::Failed {
+                    error: f.to_string(),
+                },
+            };
+            w.record_enrollment_result(*id, &outcome)?;
+        }
+        Ok(())
+    })
+}
+
+/// What an export left out.
+#[derive(Debug, Clone, Default, PartialEq, Eq)]
+pub struct ExportReport {
+    /// What was written.
+    pub written: ExportSummary,
+    /// Pending enrollments that could not go into the files.
+    pub left_out: Vec<Unfinished>,
+}
+
+/// Writes the pending individual enrollments of `dps_target` (and the given groups) as
+/// enrollment files into `dir`. Nothing is marked enrolled: that comes with `import-results`.
+pub fn export_pending(
+    ledger: &Ledger,
+    dps_target: &str,
+    settings: &EnrollmentSettings,
+    groups: Vec<GroupRecord>,
+    dir: &Path,
+) -> Result<ExportReport, EnrollmentError> {
+    let pending = ledger.pending_enrollments(dps_target, MAX_PENDING)?;
+    let mut individuals = Vec::new();
+    let mut left_out = Vec::new();
+    for p in &pending {
+        let reg = p.enrollment.registration_id.clone();
+        let attestation = match (p.enrollment.kind, p.attestation) {
+            (EnrollmentKind::Group, _) => {
+                left_out.push(Unfinished {
+                    registration_id: reg,
+                    reason: format!(
+                        "covered by enrollment group '{}': export the group instead",
+                        p.enrollment.group_name.as_deref().unwrap_or("?")
+                    ),
+                });
+                continue;
+            }
+            (_, AttestationKind::X509) => {
+                p.certificate_der
+                    .as_ref()
+                    .map(|der| RecordAttestation::X509 {
+                        certificate_pem: pem_certificate(der),
+                    })
+            }
+            (_, AttestationKind::Tpm) => {
+                p.endorsement_key.as_ref().map(|ek| RecordAttestation::Tpm {
+                    endorsement_key: BASE64_STANDARD.encode(ek),
+                })
+            }
+            (_, AttestationKind::SymmetricKey) => None,
+        };
+        match attestation {
+            Some(attestation) => individuals.push(IndividualRecord {
+                registration_id: reg,
+                attestation,
+                device_id: None,
+            }),
+            None => left_out.push(Unfinished {
+                registration_id: reg,
+                reason: "the ledger holds no exportable attestation (symmetric keys are never \
+                         stored; only their fingerprints)"
+                    .into(),
+            }),
+        }
+    }
+    let written = export(
+        dir,
+        &ExportInput {
+            settings: settings.clone(),
+            individuals,
+            groups,
+            mode: BulkMode::Create,
+        },
+    )?;
+    Ok(ExportReport { written, left_out })
+}
+
+/// What an import did.
+#[derive(Debug, Clone, Default, PartialEq, Eq)]
+pub struct ImportSummary {
+    /// Results read.
+    pub read: usize,
+    /// Pending enrollments marked enrolled.
+    pub enrolled: usize,
+    /// Pending enrollments left pending with the reported error.
+    pub reported_failed: Vec<Unfinished>,
+    /// Results for registration IDs with no pending enrollment for this target.
+    pub not_pending: Vec<String>,
+}
+
+/// Reads results of an enrollment done elsewhere and records them against the pending
+/// enrollments of `dps_target`. A reported failure keeps the enrollment pending (with the error),
+/// since the remote site may simply try again.
+pub fn import_pending_results(
+    ledger: &mut Ledger,
+    dps_target: &str,
+    path: &Path,
+) -> Result<ImportSummary, EnrollmentError> {
+    let results = import_results(path)?;
+    let pending = ledger.pending_enrollments(dps_target, MAX_PENDING)?;
+    let by_id: HashMap<String, EnrollmentId> = pending
+        .iter()
+        .map(|p| {
+            (
+                p.enrollment.registration_id.to_ascii_lowercase(),
+                p.enrollment.id,
+            )
+        })
+        .collect();
+    let mut summary = ImportSummary {
+        read: results.len(),
+        ..ImportSummary::default()
+    };
+    ledger.transaction(|w| {
+        for r in &results {
+            let Some(id) = by_id.get(&r.registration_id) else {
+                continue;
+            };
+            let outcome = match &r.status {
+                ImportedStatus::Enrolled => EnrollmentOutcome::Enrolled { etag: None },
+                ImportedStatus::Failed {
+                    error_code,
+                    message,
+                } => EnrollmentOutcome::RetryLater {
+                    error: format!(
+                        "reported failed in {}{}: {message}",
+                        r.source.display(),
+                        error_code
+                            .map(|c| format!(" (errorCode {c})"))
+                            .unwrap_or_default()
+                    ),
+                },
+            };
+            w.record_enrollment_result(*id, &outcome)?;
+        }
+        Ok(())
+    })?;
+    for r in results {
+        if !by_id.contains_key(&r.registration_id) {
+            summary.not_pending.push(r.registration_id);
+            continue;
+        }
+        match r.status {
+            ImportedStatus::Enrolled => summary.enrolled += 1,
+            ImportedStatus::Failed { message, .. } => summary.reported_failed.push(Unfinished {
+                registration_id: r.registration_id,
+                reason: message,
+            }),
+        }
+    }
+    Ok(summary)
+}
