@@ -194,12 +194,39 @@ impl DpsClient {
             let result = self.transport.send(req, auth.expose());
             drop(auth);
             let retry_after = match result {
-                Ok(answer) if (200..300).contains(&answer.status) => {
+                Ok(answer) if (200..300).contains(&answer.status) && !is_foreign_page(&answer) => {
                     tracing::debug!(
                         method = %req.method, path = %req.path, status = answer.status, attempt,
                         "DPS answered"
                     );
                     return Ok(Executed::Answer(answer));
+                }
+                Ok(answer) if (200..300).contains(&answer.status) => {
+                    // A 2xx that is not DPS talking (a proxy's or gateway's HTML page): never a
+                    // success, even for a DELETE whose real answer has no body. Retried like a
+                    // 5xx, since such pages come and go; it may have been applied behind the proxy.
+                    self.counters.server_errors.fetch_add(1, Ordering::Relaxed);
+                    maybe_applied = true;
+                    tracing::warn!(
+                        operation = op.operation,
+                        target_name = op.target,
+                        attempt,
+                        status = answer.status,
+                        "an answer that is not from DPS"
+                    );
+                    if attempt >= self.retry.max_attempts {
+                        return Err(DpsError::UnexpectedAnswer {
+                            operation: op.operation.to_string(),
+                            target: op.target.to_string(),
+                            status: answer.status,
+                            detail: format!(
+                                "{} body starting with {:?}",
+                                answer.header("content-type").unwrap_or("untyped"),
+                                snippet(&answer.body)
+                            ),
+                        });
+                    }
+                    None
                 }
                 Ok(answer) => {
                     tracing::debug!(
@@ -324,6 +351,14 @@ fn service_error(op: &Op<'_>, answer: &Answer, attempts: u32) -> DpsError {
         message,
         attempts,
     }))
+}
+
+/// A non-empty body that declares itself as something other than JSON.
+fn is_foreign_page(answer: &Answer) -> bool {
+    !answer.body.is_empty()
+        && answer
+            .header("content-type")
+            .is_some_and(|t| !t.to_ascii_lowercase().contains("json"))
 }
 
 fn snippet(body: &[u8]) -> String {

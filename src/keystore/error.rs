@@ -122,6 +122,19 @@ pub enum KeyStoreError {
         operation: String,
     },
 
+    /// The token refused a mechanism the profile said it offers.
+    #[error(
+        "token \"{token}\" does not offer the mechanism {function} needs while {operation}; the HSM profile's [mechanisms] promise more than this token has (e.g. set ecdsa_sha256 = false to hash on the host), or use the right --profile"
+    )]
+    MechanismMissing {
+        /// Token label.
+        token: String,
+        /// The failing PKCS#11 function.
+        function: String,
+        /// What the station was doing, naming the key.
+        operation: String,
+    },
+
     /// A non-PKCS#11 failure of the cryptoki layer (bad attribute conversion, ...).
     #[error("token \"{token}\": {operation} failed: {reason}")]
     Cryptoki {
@@ -255,6 +268,13 @@ impl KeyStoreError {
                 token: token.to_owned(),
                 operation: operation.to_owned(),
             },
+            cryptoki::error::Error::Pkcs11(RvError::MechanismInvalid, function) => {
+                KeyStoreError::MechanismMissing {
+                    token: token.to_owned(),
+                    function: function_name(&function),
+                    operation: operation.to_owned(),
+                }
+            }
             cryptoki::error::Error::Pkcs11(rv, function) => KeyStoreError::Pkcs11 {
                 token: token.to_owned(),
                 function: function_name(&function),

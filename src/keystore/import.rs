@@ -112,3 +112,48 @@ fn parse_der(
         }),
     }
 }
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use p256::pkcs8::{EncodePrivateKey, LineEnding};
+
+    fn key() -> p256::SecretKey {
+        p256::SecretKey::from_slice(&[0x42; 32]).unwrap()
+    }
+
+    #[test]
+    fn plain_pkcs8_der_and_pem_and_sec1_pem_give_the_same_scalar() {
+        let k = key();
+        let der = k.to_pkcs8_der().unwrap();
+        let pem = k.to_pkcs8_pem(LineEnding::LF).unwrap();
+        let sec1 = k.to_sec1_pem(LineEnding::LF).unwrap();
+        for (name, bytes) in [
+            ("der", der.as_bytes()),
+            ("pem", pem.as_bytes()),
+            ("sec1", sec1.as_bytes()),
+        ] {
+            let scalar = parse_p256_private_key(name, bytes, None).unwrap();
+            assert_eq!(scalar.expose(), &[0x42; 32], "{name}");
+        }
+    }
+
+    #[test]
+    fn unsupported_inputs_are_named_and_never_quoted() {
+        let legacy = "-----BEGIN EC PRIVATE KEY-----\nProc-Type: 4,ENCRYPTED\nDEK-Info: AES-128-CBC,00\n\nAAAA\n-----END EC PRIVATE KEY-----\n";
+        let err = parse_p256_private_key("old.pem", legacy.as_bytes(), None).unwrap_err();
+        assert!(
+            matches!(err, ImportError::LegacyPem { .. })
+                && err.to_string().contains("openssl pkcs8 -topk8"),
+            "{err}"
+        );
+        let err = parse_p256_private_key("junk.bin", b"\x30\x03\x02\x01\x00 not a key", None)
+            .unwrap_err();
+        assert!(
+            matches!(err, ImportError::NotP256 { .. }) && err.to_string().contains("junk.bin"),
+            "{err}"
+        );
+        let err = parse_p256_private_key("empty", b"", None).unwrap_err();
+        assert!(matches!(err, ImportError::NotP256 { .. }));
+    }
+}

@@ -14,13 +14,12 @@ pub const PIN_ENV: &str = "DPS_STATION_HSM_PIN";
 #[derive(Debug, thiserror::Error)]
 pub enum PinError {
     /// The PIN file could not be read.
-    #[error("cannot read PIN file {path}: {source}")]
+    #[error("cannot read PIN file {path}: {error}")]
     File {
         /// The file.
         path: PathBuf,
         /// The I/O error.
-        #[source]
-        source: std::io::Error,
+        error: std::io::Error,
     },
     /// The PIN is empty.
     #[error("the PIN from {origin} is empty")]
@@ -37,9 +36,9 @@ pub enum PinError {
 /// on the controlling terminal.
 pub fn obtain_pin(pin_file: Option<&Path>, prompt: &str) -> Result<SecretString, PinError> {
     if let Some(path) = pin_file {
-        let text = std::fs::read_to_string(path).map_err(|source| PinError::File {
+        let text = std::fs::read_to_string(path).map_err(|error| PinError::File {
             path: path.to_owned(),
-            source,
+            error,
         })?;
         let pin = SecretString::new(text.trim_end_matches(['\r', '\n']).to_owned());
         drop(SecretString::new(text));

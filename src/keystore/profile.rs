@@ -40,22 +40,20 @@ pub enum ProfileError {
         known: String,
     },
     /// A profile file that does not parse (only possible for a file given by the user).
-    #[error("HSM profile {origin} is not valid: {source}")]
+    #[error("HSM profile {origin} is not valid: {error}")]
     Invalid {
         /// The file or built-in name.
         origin: String,
         /// The TOML error.
-        #[source]
-        source: Box<toml::de::Error>,
+        error: Box<toml::de::Error>,
     },
     /// A profile file that cannot be read.
-    #[error("cannot read HSM profile file {path}: {source}")]
+    #[error("cannot read HSM profile file {path}: {error}")]
     Read {
         /// The file.
         path: PathBuf,
         /// The I/O error.
-        #[source]
-        source: std::io::Error,
+        error: std::io::Error,
     },
     /// None of the module paths exists on this machine.
     #[error(
@@ -148,17 +146,17 @@ pub struct HsmProfile {
 impl HsmProfile {
     /// Parses a profile from TOML text; `origin` names it in errors.
     pub fn from_toml(origin: &str, text: &str) -> Result<HsmProfile, ProfileError> {
-        toml::from_str(text).map_err(|source| ProfileError::Invalid {
+        toml::from_str(text).map_err(|error| ProfileError::Invalid {
             origin: origin.to_owned(),
-            source: Box::new(source),
+            error: Box::new(error),
         })
     }
 
     /// Loads a user-supplied profile file (a site's own HSM family).
     pub fn from_file(path: &Path) -> Result<HsmProfile, ProfileError> {
-        let text = std::fs::read_to_string(path).map_err(|source| ProfileError::Read {
+        let text = std::fs::read_to_string(path).map_err(|error| ProfileError::Read {
             path: path.to_owned(),
-            source,
+            error,
         })?;
         HsmProfile::from_toml(&path.display().to_string(), &text)
     }

@@ -30,13 +30,12 @@ pub enum KeySessionError {
     #[error(transparent)]
     Ledger(#[from] LedgerError),
     /// A certificate could not be made.
-    #[error("{what}: {source}")]
+    #[error("{what}: {error}")]
     Issue {
         /// Which certificate.
         what: String,
         /// Why.
-        #[source]
-        source: issue::IssueError,
+        error: issue::IssueError,
     },
     /// The session was already closed.
     #[error("the key-injection session on token \"{token}\" is closed; open a new one")]
@@ -281,7 +280,7 @@ impl<'l> KeyInjectionSession<'l> {
         let root_signer = self.store.signer(&root_key)?;
         let issue_err = |what: &str| {
             let what = what.to_owned();
-            move |source| KeySessionError::Issue { what, source }
+            move |error| KeySessionError::Issue { what, error }
         };
         let root = issue::make_root_ca(&request.root_profile, root_signer.as_ref())
             .map_err(issue_err(&format!("root certificate for {root_key}")))?;
@@ -361,12 +360,12 @@ impl<'l> KeyInjectionSession<'l> {
         let signer = self.store.signer(ca_key)?;
         let what = format!("verification certificate signed by {ca_key}");
         let issuer =
-            Issuer::new(ca_cert, signer.as_ref()).map_err(|source| KeySessionError::Issue {
+            Issuer::new(ca_cert, signer.as_ref()).map_err(|error| KeySessionError::Issue {
                 what: what.clone(),
-                source,
+                error,
             })?;
         let cert = issue::verification_certificate(code, validity, &issuer)
-            .map_err(|source| KeySessionError::Issue { what, source })?;
+            .map_err(|error| KeySessionError::Issue { what, error })?;
         self.audit(
             "hsm.verification_certificate.signed",
             &ca_key.to_string(),

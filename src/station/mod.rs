@@ -1,5 +1,6 @@
-//! The engine layer: where the key store, the ledger, the identity module, devices and DPS are
-//! combined (none of them knows the others). The CLI and the GUI drive what lives here.
+//! The engine layer: code that combines the areas below it (ledger + dps for enrollment, ledger +
+//! keystore + identity for key-injection sessions, all of them for the line) and that the CLI and
+//! the GUI drive. The areas themselves never import each other.
 //!
 //! The line: [`engine::Engine`] runs a batch ([`config::BatchConfig`]) on a station
 //! ([`config::StationConfig`]) with one thread per slot, one ledger writer, one enrollment worker;

@@ -137,7 +137,7 @@ fn plain_client(endpoint: String) -> DpsClient {
 fn an_answer_that_is_not_json_is_named() {
     let endpoint = fixed_answer_server(
         "HTTP/1.1 200 OK\r\nContent-Type: text/html\r\nContent-Length: 30\r\nConnection: close\r\n\r\n<html>Please log in</html>    ",
-        5,
+        20,
     );
     let dps = plain_client(endpoint);
     let err = dps.get_enrollment("dev-1").unwrap_err();
@@ -149,6 +149,12 @@ fn an_answer_that_is_not_json_is_named() {
     assert!(
         message.contains("dev-1") && message.contains("Please log in"),
         "{message}"
+    );
+    // Not even a DELETE, whose real answer has no body, takes such a page for success.
+    let err = dps.delete_enrollment("dev-1", None).unwrap_err();
+    assert!(
+        matches!(err, DpsError::UnexpectedAnswer { status: 200, .. }),
+        "{err}"
     );
 }
 

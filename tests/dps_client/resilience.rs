@@ -126,6 +126,8 @@ fn faulty_service_loses_and_duplicates_nothing() {
         c.faults = Faults {
             error_rate: 0.2,
             drop_rate: 0.15,
+            // And now and then a proxy's HTML page with a 200, which is no success.
+            garbage_rate: 0.05,
             ..Faults::default()
         };
     });
@@ -158,4 +160,44 @@ fn faulty_service_loses_and_duplicates_nothing() {
     assert_eq!(stored_ids(&emu), expected, "none lost, none duplicated");
     assert_keys_are_ours(&dps, &bulk[..10]);
     assert_keys_are_ours(&dps, &singles[..10]);
+}
+
+#[test]
+fn slow_answers_time_out_and_are_checked_not_duplicated() {
+    let emu = emulator(|c| {
+        c.faults = Faults {
+            slow_rate: 0.3,
+            slow_delay: Duration::from_millis(1_500),
+            ..Faults::default()
+        };
+    });
+    // Answers later than 400 ms count as lost: the create may still land after we gave up.
+    let dps = client(&emu, |c| c.timeout = Duration::from_millis(400));
+    let singles = batch("slow-s", 12);
+    for e in &singles {
+        dps.create_enrollment(e).unwrap();
+    }
+    let bulk = batch("slow-b", 30);
+    let report = dps.bulk_enrollments(&bulk, BulkMode::Create);
+    assert!(
+        report.all_succeeded(),
+        "{:?}",
+        report.failed().collect::<Vec<_>>()
+    );
+    assert!(
+        dps.stats().transport_failures > 0,
+        "no answer came late: {:?}",
+        dps.stats()
+    );
+    // Let the late requests finish before counting.
+    std::thread::sleep(Duration::from_millis(1_600));
+    emu.set_faults(Faults::default()).unwrap();
+    let mut expected: Vec<String> = singles
+        .iter()
+        .chain(&bulk)
+        .map(|e| e.registration_id.clone())
+        .collect();
+    expected.sort();
+    assert_eq!(stored_ids(&emu), expected, "none lost, none duplicated");
+    assert_keys_are_ours(&dps, &singles);
 }

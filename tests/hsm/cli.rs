@@ -135,3 +135,68 @@ fn profiles_say_which_modules_are_present_and_a_missing_one_is_named() {
         "{msg}"
     );
 }
+
+#[test]
+fn group_key_import_and_derive_never_print_a_key() {
+    let label = fresh_token("cli-group");
+    let dir = tempfile::tempdir().unwrap();
+    let ledger = dir.path().join("ledger.db");
+    let group_key =
+        "8isrFI1sGsIlvvFSSFRiMfCNzv21fjbE/+ah/lSh3lF8e2YG1Te7w1KpZhJFFXJrqYKi9yegxkqIChbqOS9Egw==";
+    let key_file = dir.path().join("group.b64");
+    std::fs::write(&key_file, format!("{group_key}\n")).unwrap();
+    let hsm = [
+        "hsm",
+        "--profile",
+        "softhsm2",
+        "--token",
+        label.as_str(),
+        "group-key",
+    ];
+    let run = |extra: &[&str]| {
+        let args: Vec<&str> = hsm.iter().chain(extra).copied().collect();
+        station(&args, &ledger, USER_PIN)
+    };
+    let out = run(&[
+        "import",
+        "--label",
+        "dps-group",
+        "--key-file",
+        key_file.to_str().unwrap(),
+    ]);
+    assert!(out.status.success(), "{}", text(&out));
+    let device_key = dir.path().join("device.key");
+    let out = run(&[
+        "derive",
+        "--key",
+        "pkcs11:object=dps-group",
+        "--registration-id",
+        "sn-007-888-abc-mac-a1-b2-c3-d4-e5-f6",
+        "--out",
+        device_key.to_str().unwrap(),
+    ]);
+    assert!(out.status.success(), "{}", text(&out));
+    let derived = "Jsm0lyGpjaVYVP2g3FnmnmG9dI/9qU24wNoykUmermc=";
+    assert_eq!(
+        std::fs::read_to_string(&device_key).unwrap().trim(),
+        derived
+    );
+    use std::os::unix::fs::PermissionsExt;
+    assert_eq!(
+        std::fs::metadata(&device_key).unwrap().permissions().mode() & 0o077,
+        0
+    );
+    let all = text(&out);
+    assert!(!all.contains(derived) && !all.contains(group_key), "{all}");
+    assert!(all.contains("sha256:"), "the fingerprint is shown: {all}");
+    // Without --out only the fingerprint is shown.
+    let out = run(&[
+        "derive",
+        "--key",
+        "pkcs11:object=dps-group",
+        "--registration-id",
+        "sn-0002",
+    ]);
+    assert!(out.status.success(), "{}", text(&out));
+    assert!(text(&out).contains("fingerprint sha256:"), "{}", text(&out));
+}

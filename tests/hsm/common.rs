@@ -67,6 +67,24 @@ pub fn conf() -> &'static Path {
     &harness().conf
 }
 
+/// Held while a token is being initialised: SoftHSM2 answers CKR_GENERAL_ERROR to a slot
+/// enumeration that meets a token half-way through C_InitToken.
+static INIT: Mutex<()> = Mutex::new(());
+
+/// The slot of the token labelled `label` (found while no token is being initialised).
+pub fn slot_of(label: &str) -> cryptoki::slot::Slot {
+    let _guard = INIT.lock().unwrap_or_else(|e| e.into_inner());
+    let ctx = shared_context(Path::new(MODULE)).unwrap();
+    ctx.get_slots_with_token()
+        .unwrap()
+        .into_iter()
+        .find(|s| {
+            ctx.get_token_info(*s)
+                .is_ok_and(|t| t.label().trim_end() == label)
+        })
+        .unwrap()
+}
+
 /// A new token named after the test, with SO PIN [`SO_PIN`] and user PIN [`USER_PIN`].
 ///
 /// SoftHSM2 2.6 scans its token directory only at C_Initialize: a token that `softhsm2-util` (another
@@ -76,7 +94,6 @@ pub fn conf() -> &'static Path {
 /// in a separate process sees it and its objects.
 pub fn fresh_token(name: &str) -> String {
     static N: AtomicUsize = AtomicUsize::new(0);
-    static INIT: Mutex<()> = Mutex::new(());
     harness();
     let label = format!("{name}-{}", N.fetch_add(1, Ordering::SeqCst));
     assert!(label.len() <= 32, "token label too long: {label}");

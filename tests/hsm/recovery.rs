@@ -1,10 +1,7 @@
 //! Sessions the token drops (an idle timeout, a re-plugged token) are re-opened and logged in
 //! again, and the keep-alive round prunes them, without the caller seeing a failure.
 
-use std::path::Path;
-
 use dps_station::keystore::KeyStore;
-use dps_station::keystore::pkcs11::shared_context;
 use p256::ecdsa::signature::Verifier;
 
 use crate::common::*;
@@ -12,13 +9,7 @@ use crate::common::*;
 /// Closes every session of this process on the token, as a token does when it drops idle
 /// sessions or is unplugged and plugged back: all handles become invalid and the login ends.
 fn token_drops_all_sessions(label: &str) {
-    let ctx = shared_context(Path::new(MODULE)).unwrap();
-    let slot = ctx
-        .get_slots_with_initialized_token()
-        .unwrap()
-        .into_iter()
-        .find(|s| ctx.get_token_info(*s).unwrap().label().trim_end() == label)
-        .unwrap();
+    let slot = slot_of(label);
     // cryptoki has no C_CloseAllSessions; call it on the same (already initialised) library.
     // SAFETY: the library is SoftHSM2, loaded and initialised by this process; the slot id is valid.
     let lib = unsafe { cryptoki_sys::Pkcs11::new(MODULE) }.unwrap();

@@ -143,3 +143,29 @@ fn four_threads_sign_at_once_and_every_signature_verifies() {
     assert_eq!(total, 200);
     assert_eq!(store.max_sessions(), 4);
 }
+
+#[test]
+fn a_profile_promising_ecdsa_sha256_on_softhsm2_gets_a_clear_error() {
+    let label = fresh_token("mech");
+    let mut config = softhsm_config(&label);
+    config.profile.mechanisms.ecdsa_sha256 = true;
+    let store = dps_station::keystore::pkcs11::Pkcs11KeyStore::open(
+        &config,
+        dps_station::secret::SecretString::new(USER_PIN),
+    )
+    .unwrap();
+    let uri = store.generate_ec_p256("ca", &[0x01]).unwrap();
+    let err = store.sign_p256_sha256(&uri, b"tbs").unwrap_err();
+    let msg = err.to_string();
+    assert!(
+        matches!(
+            err,
+            dps_station::keystore::KeyStoreError::MechanismMissing { .. }
+        ),
+        "{msg}"
+    );
+    assert!(
+        msg.contains(&label) && msg.contains("ecdsa_sha256 = false") && msg.contains("object=ca"),
+        "{msg}"
+    );
+}

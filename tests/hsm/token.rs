@@ -105,3 +105,15 @@ fn an_unknown_token_label_lists_the_tokens_present() {
         "{msg}"
     );
 }
+
+#[test]
+fn a_second_store_on_a_logged_in_token_still_needs_the_right_pin() {
+    let (label, _first) = open_fresh("second-store");
+    // The token is logged in for this process; C_Login would not check a PIN now. The station does.
+    let err = Pkcs11KeyStore::open(&softhsm_config(&label), SecretString::new("not-the-pin"))
+        .unwrap_err();
+    assert!(matches!(err, KeyStoreError::PinIncorrect { .. }), "{err:?}");
+    let second =
+        Pkcs11KeyStore::open(&softhsm_config(&label), SecretString::new(USER_PIN)).unwrap();
+    assert_eq!(second.token().label, label);
+}

@@ -5,7 +5,9 @@
 
 use std::sync::atomic::{AtomicBool, Ordering};
 use std::sync::mpsc::{self, RecvTimeoutError};
-use std::sync::{Arc, Condvar, Mutex, MutexGuard, Weak};
+use std::sync::{Arc, Condvar, Mutex, MutexGuard, OnceLock, Weak};
+
+use sha2::Digest as _;
 use std::time::Duration;
 
 use cryptoki::context::Pkcs11;
@@ -60,10 +62,15 @@ impl Lease<'_> {
             .unwrap_or_else(|| unreachable!("lease used after discard"))
     }
 
-    /// Closes a session the token no longer honours, instead of returning it to the pool.
-    fn discard(mut self) {
+    /// Takes a session out of the pool instead of returning it: a `dead` one (its handle is
+    /// invalid) is let go without a call, a live one (logged out under us) is closed.
+    fn discard(mut self, dead: bool) {
         if let Some(session) = self.session.take() {
-            drop(session);
+            if dead {
+                forget_dead(session);
+            } else {
+                drop(session);
+            }
             let mut state = self.pool.lock_state();
             state.open = state.open.saturating_sub(1);
             self.pool.freed.notify_one();
@@ -78,6 +85,53 @@ impl Drop for Lease<'_> {
             self.pool.freed.notify_one();
         }
     }
+}
+
+/// A salted digest of the PIN that logged this process in to each token (module, label); never
+/// the PIN itself. The salt is random per process, so the digests mean nothing outside it.
+type LoginKey = (std::path::PathBuf, String);
+
+fn lock_logins() -> MutexGuard<'static, std::collections::HashMap<LoginKey, [u8; 32]>> {
+    static LOGINS: OnceLock<Mutex<std::collections::HashMap<LoginKey, [u8; 32]>>> = OnceLock::new();
+    LOGINS
+        .get_or_init(|| Mutex::new(std::collections::HashMap::new()))
+        .lock()
+        .unwrap_or_else(|e| e.into_inner())
+}
+
+fn pin_digest(pin: &SecretString) -> [u8; 32] {
+    static SALT: OnceLock<[u8; 32]> = OnceLock::new();
+    let salt = SALT.get_or_init(|| {
+        let mut salt = [0u8; 32];
+        rand::fill(&mut salt[..]);
+        salt
+    });
+    let mut hasher = sha2::Sha256::new();
+    sha2::Digest::update(&mut hasher, salt);
+    sha2::Digest::update(&mut hasher, pin.expose().as_bytes());
+    sha2::Digest::finalize(hasher).into()
+}
+
+/// Lets go of a session the token already invalidated without calling `C_CloseSession` on it:
+/// cryptoki's drop would, fail with `CKR_SESSION_HANDLE_INVALID` and log an error for a situation
+/// the pool has recovered from. What is leaked is a handle number and a reference to the
+/// process-wide module context, which lives as long as the process anyway.
+fn forget_dead(session: Session) {
+    std::mem::forget(session);
+}
+
+/// True for return codes after which the session handle itself is invalid.
+fn session_dead(err: &Error) -> bool {
+    matches!(
+        err,
+        Error::Pkcs11(
+            RvError::SessionHandleInvalid
+                | RvError::SessionClosed
+                | RvError::DeviceRemoved
+                | RvError::TokenNotPresent,
+            _
+        )
+    )
 }
 
 /// True for return codes after which the session (not the operation) is gone.
@@ -179,19 +233,29 @@ impl SessionPool {
     /// Logs in unless the token already has the user logged in (login state is per token and
     /// application, shared by all its sessions). Never presents a PIN the token has refused.
     fn ensure_logged_in(&self, session: &Session) -> Result<(), KeyStoreError> {
-        let info = session.get_session_info().map_err(|e| {
-            KeyStoreError::from_cryptoki(&self.token_label, "reading session state", e)
-        })?;
-        if matches!(
-            info.session_state(),
-            SessionState::RwUser | SessionState::RoUser
-        ) {
-            return Ok(());
-        }
         if self.logged_out.load(Ordering::SeqCst) {
             return Err(KeyStoreError::LoggedOut {
                 token: self.token_label.clone(),
             });
+        }
+        let info = session.get_session_info().map_err(|e| {
+            KeyStoreError::from_cryptoki(&self.token_label, "reading session state", e)
+        })?;
+        let digest = pin_digest(&self.pin);
+        let key = (self.module.clone(), self.token_label.clone());
+        if matches!(
+            info.session_state(),
+            SessionState::RwUser | SessionState::RoUser
+        ) {
+            // Already logged in by this process, where C_Login would not check the PIN at all
+            // (CKR_USER_ALREADY_LOGGED_IN): compare with the PIN that did log in, so a second
+            // store (a key-injection session in the GUI) cannot ride on another's login.
+            return match lock_logins().get(&key) {
+                Some(known) if *known != digest => Err(KeyStoreError::PinIncorrect {
+                    token: self.token_label.clone(),
+                }),
+                _ => Ok(()),
+            };
         }
         if self.pin_rejected.load(Ordering::SeqCst) {
             return Err(KeyStoreError::PinIncorrect {
@@ -200,10 +264,12 @@ impl SessionPool {
         }
         let pin = AuthPin::from(self.pin.expose().to_owned());
         match session.login(UserType::User, Some(&pin)) {
-            Ok(()) | Err(Error::Pkcs11(RvError::UserAlreadyLoggedIn, _)) => {
+            Ok(()) => {
+                lock_logins().insert(key, digest);
                 tracing::info!(token = %self.token_label, "logged in to token");
                 Ok(())
             }
+            Err(Error::Pkcs11(RvError::UserAlreadyLoggedIn, _)) => Ok(()),
             Err(e) => {
                 if matches!(
                     e,
@@ -287,17 +353,24 @@ impl SessionPool {
             Ok(v) => Ok(v),
             Err(e) if session_lost(&e) => {
                 tracing::warn!(token = %self.token_label, %operation, error = %e, "session lost; re-opening once");
-                lease.discard();
+                lease.discard(session_dead(&e));
                 // Whatever killed this session (a re-plug, an idle timeout) likely killed the
                 // other idle ones too: prune them so the retry gets a live one.
                 self.touch_idle();
                 let lease = self.lease(operation)?;
-                f(lease.session()).map_err(|e| {
-                    let err =
-                        KeyStoreError::from_cryptoki(&self.token_label, &operation.to_string(), e);
-                    lease.discard();
-                    err
-                })
+                match f(lease.session()) {
+                    Ok(v) => Ok(v),
+                    Err(e) => {
+                        if session_lost(&e) {
+                            lease.discard(session_dead(&e));
+                        }
+                        Err(KeyStoreError::from_cryptoki(
+                            &self.token_label,
+                            &operation.to_string(),
+                            e,
+                        ))
+                    }
+                }
             }
             Err(e) => Err(KeyStoreError::from_cryptoki(
                 &self.token_label,
@@ -317,13 +390,14 @@ impl SessionPool {
         match f(lease.session()) {
             Ok(v) => Ok(v),
             Err(e) => {
-                let lost = session_lost(&e);
-                let err =
-                    KeyStoreError::from_cryptoki(&self.token_label, &operation.to_string(), e);
-                if lost {
-                    lease.discard();
+                if session_lost(&e) {
+                    lease.discard(session_dead(&e));
                 }
-                Err(err)
+                Err(KeyStoreError::from_cryptoki(
+                    &self.token_label,
+                    &operation.to_string(),
+                    e,
+                ))
             }
         }
     }
@@ -332,6 +406,7 @@ impl SessionPool {
     /// closes the idle sessions.
     pub(crate) fn logout(&self) -> Result<(), KeyStoreError> {
         self.logged_out.store(true, Ordering::SeqCst);
+        lock_logins().remove(&(self.module.clone(), self.token_label.clone()));
         let result = self.run_once(&"logging out", |s| s.logout());
         let mut state = self.lock_state();
         let closed = state.idle.len();
@@ -384,6 +459,11 @@ impl SessionPool {
                 Ok(_) => alive.push(session),
                 Err(e) => {
                     tracing::debug!(token = %self.token_label, error = %e, "idle session dropped by the token");
+                    if session_dead(&e) {
+                        forget_dead(session);
+                    } else {
+                        drop(session);
+                    }
                     dead += 1;
                 }
             }

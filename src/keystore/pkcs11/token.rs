@@ -38,15 +38,9 @@ pub fn find_token(
     module: &Path,
     selector: &TokenSelector,
 ) -> Result<(Slot, TokenInfo), KeyStoreError> {
-    let slots = ctx
-        .get_slots_with_initialized_token()
-        .map_err(|e| KeyStoreError::from_module(module, e))?;
     let mut found = Vec::new();
     let mut present = Vec::new();
-    for slot in slots {
-        let Ok(info) = ctx.get_token_info(slot) else {
-            continue;
-        };
+    for (slot, info) in initialized_tokens(ctx, module)? {
         let label = trim_padded(info.label()).to_owned();
         let matches = match selector {
             TokenSelector::Label(want) => label == trim_padded(want),
@@ -77,11 +71,25 @@ pub fn find_token(
 
 /// Every initialised token the module shows, for `hsm list`.
 pub fn list_tokens(ctx: &Pkcs11, module: &Path) -> Result<Vec<TokenInfo>, KeyStoreError> {
+    Ok(initialized_tokens(ctx, module)?
+        .into_iter()
+        .map(|(_, info)| info)
+        .collect())
+}
+
+/// Slots with an initialised token. A slot whose token cannot be read right now (being
+/// initialised or unplugged at this moment) is skipped rather than failing the whole listing,
+/// which cryptoki's `get_slots_with_initialized_token` would do.
+fn initialized_tokens(
+    ctx: &Pkcs11,
+    module: &Path,
+) -> Result<Vec<(Slot, TokenInfo)>, KeyStoreError> {
     let slots = ctx
-        .get_slots_with_initialized_token()
+        .get_slots_with_token()
         .map_err(|e| KeyStoreError::from_module(module, e))?;
     Ok(slots
         .into_iter()
-        .filter_map(|slot| ctx.get_token_info(slot).ok())
+        .filter_map(|slot| ctx.get_token_info(slot).ok().map(|info| (slot, info)))
+        .filter(|(_, info)| info.token_initialized())
         .collect())
 }
