@@ -30,20 +30,18 @@ struct Cli {
     command: Option<Command>,
 }
 
-// Parsed once per process: the size of the largest area's arguments does not matter.
-#[allow(clippy::large_enum_variant)]
 #[derive(Debug, Subcommand)]
 enum Command {
+    #[command(flatten)]
+    Dps(dps::Commands),
+    #[command(flatten)]
+    DpsEmulator(dps_emulator::Commands),
     #[command(flatten)]
     Identity(identity::Commands),
     #[command(flatten)]
     Ledger(ledger::Commands),
     #[command(flatten)]
     Line(line::Commands),
-    #[command(flatten)]
-    Dps(dps::Commands),
-    #[command(flatten)]
-    DpsEmulator(dps_emulator::Commands),
     #[command(flatten)]
     Hsm(hsm::Commands),
     #[command(flatten)]
@@ -73,11 +71,11 @@ pub fn main() -> ExitCode {
 
 fn run(command: Command) -> anyhow::Result<ExitCode> {
     match command {
+        Command::Dps(cmd) => dps::run(cmd),
+        Command::DpsEmulator(cmd) => dps_emulator::run(cmd),
         Command::Identity(cmd) => identity::run(cmd),
         Command::Ledger(cmd) => ledger::run(cmd),
         Command::Line(cmd) => line::run(cmd),
-        Command::Dps(cmd) => dps::run(cmd),
-        Command::DpsEmulator(cmd) => dps_emulator::run(cmd),
         Command::Hsm(cmd) => hsm::run(cmd),
         Command::Device(cmd) => device::run(cmd),
         Command::Bench(cmd) => bench::run(cmd),
