@@ -89,6 +89,7 @@ struct View {
     slots: BTreeMap<String, ProgressBar>,
     batch: Option<ProgressBar>,
     prefix: String,
+    done: (u64, u64),
 }
 
 impl View {
@@ -110,6 +111,7 @@ impl View {
             slots: BTreeMap::new(),
             batch,
             prefix: prefix.to_string(),
+            done: (0, 0),
         }
     }
 
@@ -173,6 +175,7 @@ impl View {
                 .slot(slot)
                 .finish_with_message(format!("stopped: {reason}")),
             Event::Progress { passed, failed, .. } => {
+                self.done = (*passed, *failed);
                 if let Some(b) = &self.batch {
                     b.set_position(passed + failed);
                     b.set_message(format!("{passed} passed, {failed} failed"));
@@ -190,7 +193,10 @@ impl View {
             }
             Event::Batch(state) => {
                 if let Some(b) = &self.batch {
-                    b.set_message(format!("{state:?}"));
+                    b.set_message(format!(
+                        "{state:?}: {} passed, {} failed",
+                        self.done.0, self.done.1
+                    ));
                 }
             }
         }
