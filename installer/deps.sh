@@ -11,7 +11,11 @@ packages=(
   ca-certificates
 )
 if [[ "${1:-}" == "--test" ]]; then
-  packages+=(openssl sqlite3 nodejs npm python3 python3-venv tmux)
+  packages+=(openssl sqlite3 python3 python3-venv tmux)
+  # Node may come from a non-Debian nodejs package that bundles npm (and conflicts with Debian's
+  # npm): ask for Debian's only when the commands are missing.
+  command -v node >/dev/null || packages+=(nodejs)
+  command -v npm >/dev/null || packages+=(npm)
 fi
 
 missing=()
