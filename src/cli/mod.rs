@@ -7,6 +7,7 @@ use std::process::ExitCode;
 
 use clap::{CommandFactory, Parser, Subcommand};
 
+mod bench;
 mod ledger;
 mod logging;
 
@@ -27,6 +28,9 @@ struct Cli {
 enum Command {
     #[command(flatten)]
     Ledger(ledger::Commands),
+    /// Measure performance on this machine (use a release build).
+    #[command(subcommand)]
+    Bench(bench::BenchCommand),
 }
 
 /// Parses the arguments, runs the command and turns any error into a message and an exit code.
@@ -50,5 +54,6 @@ pub fn main() -> ExitCode {
 fn run(command: Command) -> anyhow::Result<ExitCode> {
     match command {
         Command::Ledger(cmd) => ledger::run(cmd),
+        Command::Bench(cmd) => bench::run(cmd),
     }
 }

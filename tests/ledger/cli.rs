@@ -273,3 +273,40 @@ fn reports_on_a_missing_ledger_say_how_to_create_it() {
     );
     assert!(!t.ledger.exists(), "a report does not create a ledger");
 }
+
+#[test]
+fn the_ledger_benchmark_runs_and_reports_every_figure() {
+    let t = test_dir();
+    let dir = t.dir.path().join("bench");
+    let out = Command::new(BIN)
+        .args([
+            "bench",
+            "ledger",
+            "--identities",
+            "300",
+            "--batch-size",
+            "100",
+            "--single",
+            "20",
+            "--lookups",
+            "50",
+            "--json",
+            "--keep",
+            "--dir",
+        ])
+        .arg(&dir)
+        .output()
+        .unwrap();
+    let r = json(&out);
+    assert_eq!(r["batched_insert"]["count"], 300);
+    assert_eq!(r["single_transaction_insert"]["count"], 20);
+    assert_eq!(r["lookup"]["count"], 50);
+    assert_eq!(r["export"]["count"], 320);
+    assert_eq!(r["identities_total"], 320);
+    assert!(r["lookup"]["p99_us"].as_f64().unwrap() > 0.0);
+    assert!(r["bytes_per_identity"].as_f64().unwrap() > 100.0);
+    // The benchmark's ledger is a real, verifiable ledger.
+    let l = Ledger::open_read_only(&dir.join("bench-ledger.db")).unwrap();
+    assert_eq!(l.stats().unwrap().identities, 320);
+    assert!(l.verify_audit_chain().unwrap().is_intact());
+}
