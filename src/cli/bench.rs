@@ -93,6 +93,10 @@ fn ledger(args: LedgerBench) -> anyhow::Result<ExitCode> {
         r.export.count, r.export.seconds, r.export.per_second, r.export_bytes
     );
     println!(
+        "verify           {} audit rows in {:.2} s",
+        r.verify_audit_chain.count, r.verify_audit_chain.seconds
+    );
+    println!(
         "file size        {} bytes for {} identities: {:.0} bytes/identity",
         r.ledger_bytes, r.identities_total, r.bytes_per_identity
     );

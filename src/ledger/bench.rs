@@ -67,6 +67,8 @@ pub struct BenchReport {
     pub lookup: Latency,
     pub export: Rate,
     pub export_bytes: u64,
+    /// Recomputing the whole audit hash chain (`ledger verify`).
+    pub verify_audit_chain: Rate,
     pub identities_total: u64,
     pub ledger_bytes: u64,
     pub bytes_per_identity: f64,
@@ -237,6 +239,17 @@ pub fn run(
     let export = Rate::new(rows, start.elapsed());
     let export_bytes = std::fs::metadata(&csv_path).map(|m| m.len()).unwrap_or(0);
 
+    progress("verify: the whole audit hash chain");
+    let start = Instant::now();
+    let report = ledger.verify_audit_chain()?;
+    let verify_audit_chain = Rate::new(report.rows_checked, start.elapsed());
+    if !report.is_intact() {
+        return Err(BenchError::Setup(format!(
+            "the audit chain is broken: {:?}",
+            report.first_broken
+        )));
+    }
+
     ledger.checkpoint()?;
     let ledger_bytes = ledger.stats()?.file_bytes;
     Ok(BenchReport {
@@ -247,6 +260,7 @@ pub fn run(
         lookup,
         export,
         export_bytes,
+        verify_audit_chain,
         identities_total: total,
         ledger_bytes,
         bytes_per_identity: if total > 0 {

@@ -502,16 +502,30 @@ impl Ledger {
         self.read("verifying the audit log", audit::verify_chain)
     }
 
-    /// SQLite's own structural check (`PRAGMA quick_check`): empty when the file is sound.
-    pub fn quick_check(&self) -> Result<Vec<String>, LedgerError> {
+    /// What is wrong with the file apart from the audit chain: SQLite's own structural check
+    /// (`PRAGMA quick_check`) and the append-only triggers, which only someone with the `sqlite3`
+    /// shell can have dropped. Empty when all is well.
+    pub fn file_problems(&self) -> Result<Vec<String>, LedgerError> {
         self.read("checking the file", |c| {
             let mut stmt = c.prepare("PRAGMA quick_check")?;
             let rows = stmt.query_map([], |r| r.get::<_, String>(0))?;
-            let problems: Vec<String> = rows
+            let mut problems: Vec<String> = rows
                 .collect::<rusqlite::Result<Vec<_>>>()?
                 .into_iter()
                 .filter(|s| s != "ok")
                 .collect();
+            for trigger in ["audit_log_no_update", "audit_log_no_delete"] {
+                let present: i64 = c.query_row(
+                    "SELECT count(*) FROM sqlite_master WHERE type = 'trigger' AND name = ?1",
+                    [trigger],
+                    |r| r.get(0),
+                )?;
+                if present == 0 {
+                    problems.push(format!(
+                        "the audit log's append-only trigger {trigger} is missing: someone removed it outside dps-station"
+                    ));
+                }
+            }
             Ok(problems)
         })
     }
@@ -568,4 +582,14 @@ pub fn now() -> String {
     time::OffsetDateTime::now_utc()
         .format(&format)
         .unwrap_or_else(|_| "1970-01-01T00:00:00.000Z".to_string())
+}
+
+#[cfg(test)]
+mod tests {
+    /// The station moves the ledger onto its writer thread; it must stay `Send`.
+    #[test]
+    fn ledger_is_send() {
+        fn assert_send<T: Send>() {}
+        assert_send::<super::Ledger>();
+    }
 }

@@ -78,6 +78,11 @@ fn a_row_edited_with_sqlite3_is_named_by_verify() {
     assert!(!ok, "verify must fail: {report}");
     assert_eq!(report["audit"]["first_broken"]["id"], 4);
     assert_eq!(report["audit"]["rows_checked"], 3);
+    let problems = report["file_problems"].to_string();
+    assert!(
+        problems.contains("audit_log_no_update is missing"),
+        "{problems}"
+    );
     let problem = report["audit"]["first_broken"]["problem"].as_str().unwrap();
     assert!(problem.contains("does not match its hash"), "{problem}");
     // The text output names the row too.
@@ -89,6 +94,25 @@ fn a_row_edited_with_sqlite3_is_named_by_verify() {
     assert!(!out.status.success());
     let text = String::from_utf8_lossy(&out.stdout);
     assert!(text.contains("BROKEN at row 4"), "{text}");
+}
+
+#[test]
+fn dropping_a_trigger_alone_fails_verify() {
+    let t = test_dir();
+    filled(&t.ledger);
+    sqlite3(&t.ledger, "DROP TRIGGER audit_log_no_delete;");
+    let (ok, report) = verify(&t.ledger);
+    assert!(!ok, "{report}");
+    assert_eq!(
+        report["audit"]["first_broken"],
+        serde_json::Value::Null,
+        "the chain is intact"
+    );
+    assert!(
+        report["file_problems"]
+            .to_string()
+            .contains("audit_log_no_delete")
+    );
 }
 
 #[test]
