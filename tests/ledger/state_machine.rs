@@ -307,3 +307,38 @@ fn enrollment_results_move_the_identity() {
     assert_eq!(e.last_error.as_deref(), Some("400 bad cert"));
     assert!(e.enrolled_at.is_some());
 }
+
+#[test]
+fn revoking_ends_the_identitys_pending_enrollments() {
+    let t = test_dir();
+    let mut l = open(&t.ledger);
+    l.record_issued(&x509_identity("v-1")).unwrap();
+    l.transition("v-1", &Transition::Written).unwrap();
+    let id = l
+        .queue_enrollment(
+            "v-1",
+            &NewEnrollment {
+                dps_target: "dps".into(),
+                kind: EnrollmentKind::Individual,
+                group_name: None,
+            },
+        )
+        .unwrap();
+    l.transition(
+        "v-1",
+        &Transition::Revoked {
+            reason: "returned by customer".into(),
+        },
+    )
+    .unwrap();
+    assert!(l.pending_enrollments("dps", 10).unwrap().is_empty());
+    let e = &l.enrollments_for("v-1").unwrap()[0];
+    assert_eq!(e.state, EnrollmentState::Failed);
+    assert_eq!(e.last_error.as_deref(), Some("identity revoked"));
+    let err = l
+        .record_enrollment_result(id, &EnrollmentOutcome::Enrolled { etag: None })
+        .unwrap_err();
+    assert!(matches!(err, LedgerError::AlreadyFinished { .. }), "{err}");
+    let i = l.find_identity("v-1").unwrap().unwrap();
+    assert_eq!(i.revoked_reason.as_deref(), Some("returned by customer"));
+}
