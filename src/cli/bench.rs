@@ -79,6 +79,10 @@ fn ledger(args: LedgerBench) -> anyhow::Result<ExitCode> {
         r.batched_insert.count, r.batched_insert.seconds, r.batched_insert.per_second, r.batch_size
     );
     println!(
+        "disk syncs       {:.0} bare fdatasync/s (the ceiling for durable transactions)",
+        r.disk_syncs.per_second
+    );
+    println!(
         "single insert    {} identities in {:.2} s: {:.0} durable transactions/s",
         r.single_transaction_insert.count,
         r.single_transaction_insert.seconds,

@@ -62,6 +62,9 @@ pub struct Latency {
 pub struct BenchReport {
     pub ledger: String,
     pub batch_size: u64,
+    /// Bare `fdatasync` of a 4 KiB overwrite in the same directory: the ceiling for durable
+    /// transactions on this disk, measured just before them.
+    pub disk_syncs: Rate,
     pub batched_insert: Rate,
     pub single_transaction_insert: Rate,
     pub lookup: Latency,
@@ -177,6 +180,9 @@ pub fn run(
     }
     let batched_insert = Rate::new(options.identities, start.elapsed());
 
+    progress("disk: bare fdatasync rate");
+    let disk_syncs = disk_sync_rate(&options.dir, 500)?;
+
     progress(&format!(
         "single-transaction insert: {} identities, one durable transaction each",
         options.single
@@ -255,6 +261,7 @@ pub fn run(
     Ok(BenchReport {
         ledger: path.display().to_string(),
         batch_size,
+        disk_syncs,
         batched_insert,
         single_transaction_insert,
         lookup,
@@ -269,6 +276,28 @@ pub fn run(
             0.0
         },
     })
+}
+
+/// Overwrites one 4 KiB block of a scratch file and syncs it (`File::sync_data`, fdatasync on
+/// Linux), `count` times: what one durable commit can at best cost on this disk.
+fn disk_sync_rate(dir: &Path, count: u64) -> Result<Rate, BenchError> {
+    use std::io::{Seek, SeekFrom, Write};
+    let path = dir.join("bench-sync.bin");
+    let err = |e: std::io::Error| BenchError::Setup(format!("{}: {e}", path.display()));
+    let mut file = std::fs::File::create(&path).map_err(err)?;
+    file.write_all(&vec![0u8; 1 << 20]).map_err(err)?;
+    file.sync_all().map_err(err)?;
+    let block = [0x5Au8; 4096];
+    let start = Instant::now();
+    for i in 0..count {
+        file.seek(SeekFrom::Start((i % 256) * 4096)).map_err(err)?;
+        file.write_all(&block).map_err(err)?;
+        file.sync_data().map_err(err)?;
+    }
+    let rate = Rate::new(count, start.elapsed());
+    drop(file);
+    let _ = std::fs::remove_file(&path);
+    Ok(rate)
 }
 
 /// Removes what [`run`] wrote in `dir` (the ledger, its WAL and lock, the export).

@@ -170,7 +170,7 @@ impl LedgerWriter<'_> {
     /// The write-ahead record: the identity exists in the ledger before the device is touched.
     pub fn record_issued(&self, identity: &NewIdentity) -> Result<IdentityId, LedgerError> {
         check_registration_id(&identity.registration_id)?;
-        if let Some(existing) = queries::find_identity(self.tx, &identity.registration_id)
+        if let Some(existing) = queries::identity_state(self.tx, &identity.registration_id)
             .map_err(self.sql("looking up a registration ID"))?
         {
             return Err(LedgerError::DuplicateRegistrationId {
@@ -272,8 +272,8 @@ impl LedgerWriter<'_> {
         Ok(current.id)
     }
 
-    fn existing(&self, registration_id: &str) -> Result<IdentityRecord, LedgerError> {
-        queries::find_identity(self.tx, registration_id)
+    fn existing(&self, registration_id: &str) -> Result<queries::CurrentState, LedgerError> {
+        queries::identity_state(self.tx, registration_id)
             .map_err(self.sql("looking up an identity"))?
             .ok_or_else(|| LedgerError::UnknownIdentity {
                 path: self.path.to_path_buf(),

@@ -303,6 +303,7 @@ fn the_ledger_benchmark_runs_and_reports_every_figure() {
     assert_eq!(r["lookup"]["count"], 50);
     assert_eq!(r["export"]["count"], 320);
     assert_eq!(r["identities_total"], 320);
+    assert_eq!(r["disk_syncs"]["count"], 500);
     assert!(r["lookup"]["p99_us"].as_f64().unwrap() > 0.0);
     assert!(r["bytes_per_identity"].as_f64().unwrap() > 100.0);
     // The benchmark's ledger is a real, verifiable ledger.
