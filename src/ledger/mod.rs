@@ -116,9 +116,9 @@ impl Ledger {
             });
         }
         if let Some(dir) = path.parent().filter(|d| !d.as_os_str().is_empty()) {
-            std::fs::create_dir_all(dir).map_err(|source| LedgerError::LockFile {
-                path: WriterLock::path_for(path),
-                source,
+            std::fs::create_dir_all(dir).map_err(|cause| LedgerError::CreateDir {
+                dir: dir.to_path_buf(),
+                cause,
             })?;
         }
         let now = now();
@@ -133,9 +133,9 @@ impl Ledger {
                 since: now.clone(),
             },
         )?;
-        let mut conn = Connection::open(path).map_err(|source| LedgerError::Open {
+        let mut conn = Connection::open(path).map_err(|cause| LedgerError::Open {
             path: path.to_path_buf(),
-            source,
+            cause,
         })?;
         conn.busy_timeout(BUSY_TIMEOUT)
             .map_err(|e| classify(path, "setting the busy timeout", e))?;
@@ -229,9 +229,9 @@ impl Ledger {
                 | OpenFlags::SQLITE_OPEN_URI
                 | OpenFlags::SQLITE_OPEN_NO_MUTEX,
         )
-        .map_err(|source| LedgerError::Open {
+        .map_err(|cause| LedgerError::Open {
             path: path.to_path_buf(),
-            source,
+            cause,
         })?;
         conn.busy_timeout(BUSY_TIMEOUT)
             .map_err(|e| classify(path, "setting the busy timeout", e))?;
