@@ -208,3 +208,30 @@ fn a_full_disk_rolls_the_transaction_back_and_says_so() {
     l.record_issued(&x509_identity("full-0")).unwrap();
     assert!(l.verify_audit_chain().unwrap().is_intact());
 }
+
+#[test]
+fn a_truncated_ledger_is_refused_untouched() {
+    let t = test_dir();
+    {
+        let mut l = open(&t.ledger);
+        l.transaction(|w| {
+            for i in 0..300 {
+                w.record_issued(&x509_identity(&format!("t-{i}")))?;
+            }
+            Ok(())
+        })
+        .unwrap();
+        l.checkpoint().unwrap();
+    }
+    let len = std::fs::metadata(&t.ledger).unwrap().len();
+    assert!(len > 200_000, "{len}");
+    let f = std::fs::OpenOptions::new()
+        .write(true)
+        .open(&t.ledger)
+        .unwrap();
+    f.set_len(len / 2).unwrap();
+    drop(f);
+    refused_both_ways(&t.ledger, |e| {
+        assert!(matches!(e, LedgerError::Corrupt { .. }), "{e}");
+    });
+}
