@@ -11,6 +11,25 @@
 //!
 //! `Ledger` owns one `rusqlite::Connection`: it is `Send`, not `Sync`. The station keeps it on
 //! its one ledger thread.
+//!
+//! How the station uses it (one device, X.509):
+//!
+//! ```ignore
+//! let mut ledger = Ledger::open(&path, &WriterIdentity { station: "line-1".into(), operator: "ann".into() })?;
+//! let batch = ledger.create_batch(&NewBatch { name: "b1".into(), /* … */ })?;
+//! let device = ledger.upsert_device(&NewDevice { model, serial_number, hardware_id, firmware: None, batch: Some(batch) })?;
+//! // Write-ahead: recorded before the device is touched.
+//! ledger.record_issued(&NewIdentity { registration_id, batch: Some(batch), device: Some(device),
+//!     attestation: Attestation::X509 { certificate_der } })?;
+//! // … write to the device, read back …
+//! ledger.transition(&registration_id, &Transition::Written)?;       // or Failed { stage: Write, reason }
+//! let e = ledger.queue_enrollment(&registration_id, &NewEnrollment { dps_target, kind, group_name: None })?;
+//! // The enrollment worker:
+//! for p in ledger.pending_enrollments(&dps_target, 500)? { /* bulk POST */ }
+//! ledger.record_enrollment_result(e, &EnrollmentOutcome::Enrolled { etag })?; // identity → enrolled
+//! // Several writes in one transaction:
+//! ledger.transaction(|w| { let d = w.upsert_device(&dev)?; w.record_issued(&id) })?;
+//! ```
 
 pub mod audit;
 pub mod bench;
