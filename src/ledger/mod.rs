@@ -611,4 +611,30 @@ mod tests {
         fn assert_send<T: Send>() {}
         assert_send::<super::Ledger>();
     }
+
+    /// Durability is the point of the ledger: WAL, and a sync on every commit.
+    #[test]
+    fn the_writer_connection_is_wal_with_synchronous_full() {
+        let dir = tempfile::tempdir().unwrap();
+        let writer = super::WriterIdentity {
+            station: "s".into(),
+            operator: "o".into(),
+        };
+        let l = super::Ledger::open(&dir.path().join("l.db"), &writer).unwrap();
+        let sync: i64 = l
+            .conn
+            .query_row("PRAGMA synchronous", [], |r| r.get(0))
+            .unwrap();
+        assert_eq!(sync, 2, "FULL");
+        let mode: String = l
+            .conn
+            .query_row("PRAGMA journal_mode", [], |r| r.get(0))
+            .unwrap();
+        assert_eq!(mode, "wal");
+        let fk: i64 = l
+            .conn
+            .query_row("PRAGMA foreign_keys", [], |r| r.get(0))
+            .unwrap();
+        assert_eq!(fk, 1);
+    }
 }
