@@ -6,3 +6,24 @@ mod common;
 
 #[path = "ledger/api.rs"]
 mod api;
+
+#[path = "ledger/migrations.rs"]
+mod migrations;
+
+#[path = "ledger/state_machine.rs"]
+mod state_machine;
+
+#[path = "ledger/lock.rs"]
+mod lock;
+
+#[path = "ledger/audit.rs"]
+mod audit;
+
+#[path = "ledger/bad_files.rs"]
+mod bad_files;
+
+#[path = "ledger/secrets.rs"]
+mod secrets;
+
+#[path = "ledger/cli.rs"]
+mod cli;

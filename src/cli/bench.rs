@@ -20,6 +20,9 @@ use dps_station::station::hsm_bench::{self, BenchPlan};
 /// Benchmarks, one per area.
 #[derive(Debug, Subcommand)]
 pub enum BenchCommand {
+    /// Ledger: durable insert rates (batched and one transaction per identity), lookup latency,
+    /// CSV export time, file size per identity.
+    Ledger(super::ledger_bench::LedgerBench),
     /// One device's full exchange over a pseudo-terminal against the simulator at a UART speed,
     /// beside the wire-time lower bound (bytes × 10 / baud).
     Serial(SerialArgs),
@@ -78,6 +81,7 @@ pub struct SerialArgs {
 /// Runs a benchmark.
 pub fn run(cmd: BenchCommand) -> anyhow::Result<ExitCode> {
     match cmd {
+        BenchCommand::Ledger(args) => super::ledger_bench::run(args),
         BenchCommand::Serial(args) => serial(&args),
         BenchCommand::Hsm(args) => hsm(args),
         BenchCommand::Enroll(args) => enroll(args),

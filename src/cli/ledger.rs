@@ -72,7 +72,8 @@ enum LedgerCommand {
         #[arg(long)]
         json: bool,
     },
-    /// Check the file (SQLite quick_check) and the audit log's hash chain; exits 1 when broken.
+    /// Check the file (SQLite quick_check, append-only triggers) and the audit log's hash chain;
+    /// exits 1 and names the first broken row when anything is wrong.
     Verify {
         /// Print JSON instead of text.
         #[arg(long)]
@@ -338,7 +339,7 @@ fn print_identity(i: &IdentityRecord) {
 }
 
 fn verify(l: &Ledger, json: bool) -> anyhow::Result<ExitCode> {
-    let problems = l.quick_check()?;
+    let problems = l.file_problems()?;
     let report = l.verify_audit_chain()?;
     let ok = problems.is_empty() && report.is_intact();
     if json {
@@ -350,9 +351,9 @@ fn verify(l: &Ledger, json: bool) -> anyhow::Result<ExitCode> {
         }))?;
     } else {
         if problems.is_empty() {
-            println!("file: ok (SQLite quick_check)");
+            println!("file: ok (SQLite quick_check, append-only triggers present)");
         } else {
-            println!("file: DAMAGED (SQLite quick_check):");
+            println!("file: PROBLEMS:");
             for p in problems.iter().take(20) {
                 println!("  {p}");
             }

@@ -14,6 +14,7 @@ mod dps_emulator;
 mod hsm;
 mod identity;
 mod ledger;
+mod ledger_bench;
 mod line;
 mod logging;
 

@@ -79,11 +79,8 @@ pub(crate) fn append(
     content: &AuditContent<'_>,
 ) -> Result<AuditId, rusqlite::Error> {
     let last: Option<(i64, String)> = conn
-        .query_row(
-            "SELECT id, hash FROM audit_log ORDER BY id DESC LIMIT 1",
-            [],
-            |r| Ok((r.get(0)?, r.get(1)?)),
-        )
+        .prepare_cached("SELECT id, hash FROM audit_log ORDER BY id DESC LIMIT 1")?
+        .query_row([], |r| Ok((r.get(0)?, r.get(1)?)))
         .optional()?;
     let (id, prev) = match last {
         Some((last_id, hash)) => (last_id + 1, decode_hash(&hash).unwrap_or(GENESIS)),

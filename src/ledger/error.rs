@@ -8,18 +8,26 @@ use super::types::IdentityState;
 
 /// Everything that can go wrong when opening, reading or writing a ledger.
 ///
+/// Underlying SQLite and I/O errors are part of the message (field `cause`, not a `source`), so
+/// that `{:#}` does not print them twice.
+///
 /// Errors from writes are returned after the transaction was rolled back: the ledger is as it was.
 #[derive(Debug, thiserror::Error)]
 pub enum LedgerError {
     /// The file could not be opened or created at all (missing directory, permissions).
     #[error(
-        "cannot open the ledger {path}: {source}; check that the directory exists and is writable"
+        "cannot open the ledger {path}: {cause}; check that the directory exists and is writable"
     )]
     Open {
         path: PathBuf,
-        #[source]
-        source: rusqlite::Error,
+        cause: rusqlite::Error,
     },
+
+    /// The ledger's directory does not exist and cannot be created.
+    #[error(
+        "cannot create the directory {dir} for the ledger: {cause}; create it, or choose another path with --ledger"
+    )]
+    CreateDir { dir: PathBuf, cause: std::io::Error },
 
     /// A read-only open (reports) of a file that does not exist.
     #[error(
@@ -69,11 +77,10 @@ pub enum LedgerError {
     },
 
     /// The lock file next to the ledger could not be created or locked.
-    #[error("cannot use the lock file {path}: {source}; check that its directory is writable")]
+    #[error("cannot use the lock file {path}: {cause}; check that its directory is writable")]
     LockFile {
         path: PathBuf,
-        #[source]
-        source: std::io::Error,
+        cause: std::io::Error,
     },
 
     /// SQLITE_FULL: the disk (or the size limit) is full.
@@ -166,12 +173,11 @@ pub enum LedgerError {
     Refused { what: String, reason: String },
 
     /// Any other SQLite error, with the operation that failed.
-    #[error("ledger {path}: {operation} failed: {source}")]
+    #[error("ledger {path}: {operation} failed: {cause}")]
     Sqlite {
         path: PathBuf,
         operation: &'static str,
-        #[source]
-        source: rusqlite::Error,
+        cause: rusqlite::Error,
     },
 
     /// Writing an export (CSV) failed.
@@ -200,7 +206,7 @@ pub(crate) fn classify(
         _ => LedgerError::Sqlite {
             path,
             operation,
-            source: err,
+            cause: err,
         },
     }
 }

@@ -54,9 +54,9 @@ impl WriterLock {
     /// Takes the lock or says who has it. Never waits.
     pub fn acquire(ledger: &Path, holder: &LockHolder) -> Result<Self, LedgerError> {
         let path = Self::path_for(ledger);
-        let io_err = |source| LedgerError::LockFile {
+        let io_err = |cause| LedgerError::LockFile {
             path: path.clone(),
-            source,
+            cause,
         };
         // No truncate on open: the file may belong to a running holder whose name we must read.
         let mut file = OpenOptions::new()
@@ -79,7 +79,7 @@ impl WriterLock {
                     holder: Box::new(holder),
                 });
             }
-            Err(TryLockError::Error(source)) => return Err(io_err(source)),
+            Err(TryLockError::Error(cause)) => return Err(io_err(cause)),
         }
         let text = serde_json::to_string_pretty(holder).unwrap_or_default();
         file.set_len(0).map_err(io_err)?;

@@ -105,6 +105,34 @@ pub(crate) fn find_identity(
         .optional()
 }
 
+/// The few columns the state machine needs, without the certificate: cheap on the write path.
+#[derive(Debug, Clone)]
+pub(crate) struct CurrentState {
+    pub id: IdentityId,
+    pub registration_id: String,
+    pub state: IdentityState,
+    pub failed_stage: Option<FailureStage>,
+}
+
+/// The state of the identity with this registration ID (compared case-insensitively).
+pub(crate) fn identity_state(
+    conn: &Connection,
+    registration_id: &str,
+) -> rusqlite::Result<Option<CurrentState>> {
+    conn.prepare_cached(
+        "SELECT id, registration_id, state, failed_stage FROM identities WHERE registration_id = ?1",
+    )?
+    .query_row([registration_id], |r| {
+        Ok(CurrentState {
+            id: IdentityId(r.get(0)?),
+            registration_id: r.get(1)?,
+            state: parse_col(r, 2)?,
+            failed_stage: parse_opt_col(r, 3)?,
+        })
+    })
+    .optional()
+}
+
 /// Identities matching the filter, oldest first (with a limit: the newest `limit`, oldest first).
 pub(crate) fn list_identities(
     conn: &Connection,

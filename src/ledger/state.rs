@@ -33,7 +33,21 @@ pub fn next_state(
     match (current, transition) {
         (S::Issued, Transition::Written) => Some(S::Written),
         (S::Written, Transition::Enrolled) => Some(S::Enrolled),
-        (S::Issued | S::Written, Transition::Failed { .. }) => Some(S::Failed),
+        // A stage fails while it runs: the write while `issued`, the enrollment while `written`.
+        (
+            S::Issued,
+            Transition::Failed {
+                stage: FailureStage::Write,
+                ..
+            },
+        ) => Some(S::Failed),
+        (
+            S::Written,
+            Transition::Failed {
+                stage: FailureStage::Enroll,
+                ..
+            },
+        ) => Some(S::Failed),
         (S::Failed, Transition::Retry) => match failed_stage {
             Some(FailureStage::Write) => Some(S::Issued),
             Some(FailureStage::Enroll) => Some(S::Written),

@@ -364,7 +364,7 @@ pub enum Transition {
     Written,
     /// `written → enrolled`: DPS knows the device.
     Enrolled,
-    /// `issued|written → failed`.
+    /// `issued → failed{write}` or `written → failed{enroll}`: the stage that was running.
     Failed { stage: FailureStage, reason: String },
     /// `failed → issued` (failed at write) or `failed → written` (failed at enroll): try the stage again.
     Retry,

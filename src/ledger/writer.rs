@@ -170,7 +170,7 @@ impl LedgerWriter<'_> {
     /// The write-ahead record: the identity exists in the ledger before the device is touched.
     pub fn record_issued(&self, identity: &NewIdentity) -> Result<IdentityId, LedgerError> {
         check_registration_id(&identity.registration_id)?;
-        if let Some(existing) = queries::find_identity(self.tx, &identity.registration_id)
+        if let Some(existing) = queries::identity_state(self.tx, &identity.registration_id)
             .map_err(self.sql("looking up a registration ID"))?
         {
             return Err(LedgerError::DuplicateRegistrationId {
@@ -272,8 +272,8 @@ impl LedgerWriter<'_> {
         Ok(current.id)
     }
 
-    fn existing(&self, registration_id: &str) -> Result<IdentityRecord, LedgerError> {
-        queries::find_identity(self.tx, registration_id)
+    fn existing(&self, registration_id: &str) -> Result<queries::CurrentState, LedgerError> {
+        queries::identity_state(self.tx, registration_id)
             .map_err(self.sql("looking up an identity"))?
             .ok_or_else(|| LedgerError::UnknownIdentity {
                 path: self.path.to_path_buf(),
@@ -295,26 +295,12 @@ impl LedgerWriter<'_> {
                 to: state::change_name(transition),
             });
         };
+        // Only a `failed` identity carries a stage and reason (a CHECK constraint ties them);
+        // leaving `failed` (retry, revoke) clears them, and the audit log keeps the history.
         let (stage, failed_reason, revoked_reason) = match transition {
             Transition::Failed { stage, reason } => (Some(stage.as_str()), Some(reason), None),
-            Transition::Revoked { reason } => (
-                current.failed_stage.map(FailureStage::as_str),
-                current.failed_reason.as_ref(),
-                Some(reason),
-            ),
+            Transition::Revoked { reason } => (None, None, Some(reason)),
             _ => (None, None, None),
-        };
-        // A revoked identity keeps the failure it had, for the record; the CHECK constraint
-        // only ties failed_stage to the `failed` state, so clear it then.
-        let stage = if next == IdentityState::Failed {
-            stage
-        } else {
-            None
-        };
-        let failed_reason = if next == IdentityState::Failed {
-            failed_reason
-        } else {
-            None
         };
         self.tx
             .prepare_cached(
@@ -333,6 +319,16 @@ impl LedgerWriter<'_> {
                 ])
             })
             .map_err(self.sql("changing an identity's state"))?;
+        if next == IdentityState::Revoked {
+            // Nothing may enroll a revoked identity: its waiting enrollments end here.
+            self.tx
+                .execute(
+                    "UPDATE enrollments SET state = 'failed', last_error = 'identity revoked',
+                       updated_at = ?2 WHERE identity_id = ?1 AND state = 'pending'",
+                    params![current.id.0, self.now],
+                )
+                .map_err(self.sql("cancelling the enrollments of a revoked identity"))?;
+        }
         let mut details = json!({ "from": current.state.as_str(), "to": next.as_str() });
         match transition {
             Transition::Failed { stage, reason } => {
