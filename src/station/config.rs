@@ -489,12 +489,13 @@ fn default_timing() -> String {
     "immediately".into()
 }
 
-/// A key named in a batch: a PKCS#11 URI, or a file name in the software store's directory.
+/// A key named in a batch: a PKCS#11 URI, or a file name in the software store's directory
+/// (`<label>.key.pem` for a CA key, `<label>.secret` for a secret: that store's layout).
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub enum KeyRef {
     /// In a token.
     Pkcs11(Pkcs11Uri),
-    /// `file:NAME` in the software store.
+    /// `file:NAME` in the software store (`file:intermediate.key.pem`, `file:group.secret`).
     File(String),
 }
 

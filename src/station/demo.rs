@@ -32,7 +32,7 @@ use crate::identity::profile::CaProfile;
 use crate::keystore::KeyStore;
 use crate::keystore::pkcs11::{Pkcs11Config, Pkcs11KeyStore, TokenSelector, shared_context};
 use crate::keystore::profile::HsmProfile;
-use crate::keystore::software::SoftwareCaKey;
+use crate::keystore::software_store::SoftwareKeyStore;
 use crate::secret::{SecretBytes, SecretString};
 
 /// Where SoftHSM2's module is on Debian.
@@ -225,24 +225,34 @@ fn hsm_keys(dir: &Path) -> Result<DemoKeys, DemoError> {
 fn software_keys(dir: &Path) -> Result<DemoKeys, DemoError> {
     let keys_dir = dir.join("software-keys");
     std::fs::create_dir_all(&keys_dir).map_err(err("software key directory"))?;
-    let root = SoftwareCaKey::generate(&keys_dir.join("root.pem")).map_err(err("root CA key"))?;
-    let inter = SoftwareCaKey::generate(&keys_dir.join("intermediate.pem"))
+    // The same store and file layout a station's `kind = "software"` key store reads.
+    let store = SoftwareKeyStore::open(&keys_dir).map_err(err("software key store"))?;
+    let root_uri = store
+        .generate_ec_p256("root", &[1])
+        .map_err(err("root CA key"))?;
+    let root = store.signer(&root_uri).map_err(err("root CA key"))?;
+    let inter_uri = store
+        .generate_ec_p256("intermediate", &[2])
         .map_err(err("intermediate CA key"))?;
-    use crate::identity::signer::CaSigner;
-    let (chain_pem, root_pem) = make_chain(&root, inter.public_key_sec1())?;
+    let inter_pub = store
+        .public_key_sec1(&inter_uri)
+        .map_err(err("intermediate CA key"))?;
+    let (chain_pem, root_pem) = make_chain(root.as_ref(), &inter_pub)?;
     let group_bytes: [u8; 32] = rand::random();
     let group_key_b64 = SecretString::new(BASE64_STANDARD.encode(group_bytes));
-    std::fs::write(keys_dir.join("group.key"), group_key_b64.expose())
+    store
+        .import_secret("group", &[3], &SecretBytes::new(group_bytes.to_vec()))
         .map_err(err("group key file"))?;
     let master: [u8; 32] = rand::random();
-    std::fs::write(keys_dir.join("master.key"), BASE64_STANDARD.encode(master))
+    store
+        .import_secret("master", &[4], &SecretBytes::new(master.to_vec()))
         .map_err(err("master key file"))?;
     std::fs::write(dir.join("ca-chain.pem"), &chain_pem).map_err(err("CA chain file"))?;
     Ok(DemoKeys {
-        keys: StationKeys::Software(keys_dir.clone()),
-        ca_key: KeyRef::File("intermediate.pem".into()),
-        group_key: KeyRef::File("group.key".into()),
-        master: KeyRef::File("master.key".into()),
+        keys: StationKeys::Software(store),
+        ca_key: KeyRef::File("intermediate.key.pem".into()),
+        group_key: KeyRef::File("group.secret".into()),
+        master: KeyRef::File("master.secret".into()),
         chain_pem,
         root_pem,
         group_key_b64,

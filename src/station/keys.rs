@@ -2,22 +2,27 @@
 //! and HMAC-SHA256 under a secret (symmetric modes). A PKCS#11 token does both inside the token;
 //! the software store (development and the demo without SoftHSM2) reads files and says so loudly.
 //!
-//! This is an adapter over `keystore::KeyStore` and `keystore::software::SoftwareCaKey`: the
-//! software store offers no HMAC, so group and master secrets for it are base64 files.
+//! Both go through the one `keystore::KeyStore` trait: a PKCS#11 token, or
+//! `keystore::software_store::SoftwareKeyStore` (a directory of files). A batch names a software
+//! key `file:NAME`, NAME a file of that store's layout: `<label>.key.pem` (a CA key) or
+//! `<label>.secret` (a group or master secret, base64).
 
 use std::path::PathBuf;
 use std::sync::Arc;
-
-use hmac::{Hmac, KeyInit, Mac};
-use sha2::Sha256;
 
 use super::config::{HSM_PIN_ENV, KeyRef, KeyStoreConfig};
 use crate::identity::signer::CaSigner;
 use crate::keystore::pkcs11::{Pkcs11Config, Pkcs11KeyStore, TokenSelector};
 use crate::keystore::profile::HsmProfile;
-use crate::keystore::software::{NOT_IN_HSM_NOTICE, SoftwareCaKey};
-use crate::keystore::{KeyStore, KeyStoreError};
+use crate::keystore::software::NOT_IN_HSM_NOTICE;
+use crate::keystore::software_store::{SOFTWARE_TOKEN_LABEL, SoftwareKeyStore};
+use crate::keystore::{KeyStore, KeyStoreError, ObjectType, Pkcs11Uri};
 use crate::secret::{SecretBytes, SecretString};
+
+/// A software CA key file's suffix in the software store (`<label>.key.pem`).
+pub const SOFTWARE_CA_KEY_SUFFIX: &str = ".key.pem";
+/// A software secret file's suffix in the software store (`<label>.secret`).
+pub const SOFTWARE_SECRET_SUFFIX: &str = ".secret";
 
 /// Why a key could not be used.
 #[derive(Debug, thiserror::Error)]
@@ -41,7 +46,7 @@ pub enum KeysError {
         /// What is wrong.
         message: String,
     },
-    /// A software key file.
+    /// A software key file or directory.
     #[error("software key {path}: {message}")]
     Software {
         /// The file.
@@ -67,7 +72,7 @@ pub enum StationKeys {
     /// A logged-in token (its own session pool is shared by all slots).
     Hsm(Arc<dyn KeyStore>),
     /// Files in a directory: NOT an HSM.
-    Software(PathBuf),
+    Software(Arc<SoftwareKeyStore>),
 }
 
 impl std::fmt::Debug for StationKeys {
@@ -114,8 +119,16 @@ impl StationKeys {
                 Ok(StationKeys::Hsm(store))
             }
             KeyStoreConfig::Software { dir } => {
+                // The store would create a missing directory; a station must not invent an
+                // empty key store from a typo in station.toml.
+                if !dir.is_dir() {
+                    return Err(KeysError::Software {
+                        path: dir.clone(),
+                        message: "is not a directory: fix [keystore] dir in station.toml".into(),
+                    });
+                }
                 tracing::warn!("{NOT_IN_HSM_NOTICE}");
-                Ok(StationKeys::Software(dir.clone()))
+                Ok(StationKeys::Software(SoftwareKeyStore::open(dir)?))
             }
         }
     }
@@ -130,8 +143,11 @@ impl StationKeys {
                     t.label, t.serial, t.model
                 )
             }
-            StationKeys::Software(dir) => {
-                format!("SOFTWARE key store {} ({NOT_IN_HSM_NOTICE})", dir.display())
+            StationKeys::Software(s) => {
+                format!(
+                    "SOFTWARE key store {} ({NOT_IN_HSM_NOTICE})",
+                    s.dir().display()
+                )
             }
         }
     }
@@ -143,51 +159,22 @@ impl StationKeys {
 
     /// A signer for the CA key `key`.
     pub fn signer(&self, key: &KeyRef) -> Result<Arc<dyn CaSigner>, KeysError> {
-        match (self, key) {
-            (StationKeys::Hsm(s), KeyRef::Pkcs11(uri)) => Ok(s.signer(uri)?),
-            (StationKeys::Software(dir), KeyRef::File(name)) => {
-                let path = dir.join(name);
-                SoftwareCaKey::load(&path)
-                    .map(|k| Arc::new(k) as Arc<dyn CaSigner>)
-                    .map_err(|e| KeysError::Software {
-                        path,
-                        message: e.to_string(),
-                    })
-            }
-            _ => Err(self.wrong_kind(key)),
-        }
+        let (store, uri) = self.resolve(key)?;
+        Ok(store.signer(&uri)?)
     }
 
     /// HMAC-SHA256 of `message` under the secret `key` (a derived device key: secret).
     pub fn hmac(&self, key: &KeyRef, message: &[u8]) -> Result<SecretBytes, KeysError> {
+        let (store, uri) = self.resolve(key)?;
+        Ok(store.hmac_sha256(&uri, message)?)
+    }
+
+    /// The store and the URI `key` names in it.
+    fn resolve(&self, key: &KeyRef) -> Result<(&dyn KeyStore, Pkcs11Uri), KeysError> {
         match (self, key) {
-            (StationKeys::Hsm(s), KeyRef::Pkcs11(uri)) => Ok(s.hmac_sha256(uri, message)?),
-            (StationKeys::Software(dir), KeyRef::File(name)) => {
-                let path = dir.join(name);
-                let text =
-                    zeroize::Zeroizing::new(std::fs::read_to_string(&path).map_err(|e| {
-                        KeysError::Software {
-                            path: path.clone(),
-                            message: e.to_string(),
-                        }
-                    })?);
-                let secret = crate::identity::symmetric::decode_key(
-                    &SecretString::new(text.trim()),
-                    "software secret",
-                )
-                .map_err(|e| KeysError::Software {
-                    path: path.clone(),
-                    message: e.to_string(),
-                })?;
-                let mut mac =
-                    <Hmac<Sha256> as KeyInit>::new_from_slice(secret.expose()).map_err(|_| {
-                        KeysError::Software {
-                            path,
-                            message: "empty key".into(),
-                        }
-                    })?;
-                mac.update(message);
-                Ok(SecretBytes::new(mac.finalize().into_bytes().to_vec()))
+            (StationKeys::Hsm(s), KeyRef::Pkcs11(uri)) => Ok((s.as_ref(), uri.clone())),
+            (StationKeys::Software(s), KeyRef::File(name)) => {
+                Ok((s.as_ref(), software_uri(s, name)?))
             }
             _ => Err(self.wrong_kind(key)),
         }
@@ -206,5 +193,113 @@ impl StationKeys {
                 expected: "file:NAME",
             },
         }
+    }
+}
+
+/// The software store's URI for the file `name`: its label, typed by the file's suffix.
+fn software_uri(store: &SoftwareKeyStore, name: &str) -> Result<Pkcs11Uri, KeysError> {
+    let typed = [
+        (SOFTWARE_CA_KEY_SUFFIX, ObjectType::Private),
+        (SOFTWARE_SECRET_SUFFIX, ObjectType::SecretKey),
+    ];
+    let (label, object_type) = typed
+        .iter()
+        .find_map(|(suffix, t)| name.strip_suffix(suffix).map(|label| (label, *t)))
+        .filter(|(label, _)| !label.is_empty())
+        .ok_or_else(|| KeysError::Software {
+            path: store.dir().join(name),
+            message: format!(
+                "name a file of the software store: file:LABEL{SOFTWARE_CA_KEY_SUFFIX} (a CA key) or file:LABEL{SOFTWARE_SECRET_SUFFIX} (a base64 secret)"
+            ),
+        })?;
+    Ok(Pkcs11Uri {
+        token: Some(SOFTWARE_TOKEN_LABEL.to_owned()),
+        object: Some(label.to_owned()),
+        object_type: Some(object_type),
+        ..Pkcs11Uri::default()
+    })
+}
+
+#[cfg(test)]
+mod tests {
+    use hmac::{Hmac, KeyInit, Mac};
+    use sha2::Sha256;
+
+    use super::*;
+
+    fn software_keys(dir: &std::path::Path) -> (StationKeys, Arc<SoftwareKeyStore>) {
+        let store = SoftwareKeyStore::open(dir).unwrap();
+        let keys = StationKeys::open(&KeyStoreConfig::Software {
+            dir: dir.to_owned(),
+        })
+        .unwrap();
+        (keys, store)
+    }
+
+    #[test]
+    fn file_names_map_onto_the_software_store_layout() {
+        let dir = tempfile::tempdir().unwrap();
+        let (keys, store) = software_keys(dir.path());
+        assert!(keys.is_software());
+        assert!(keys.describe().contains("NOT in an HSM"));
+
+        let ca = store.generate_ec_p256("intermediate", &[1]).unwrap();
+        let signer = keys
+            .signer(&KeyRef::File("intermediate.key.pem".into()))
+            .unwrap();
+        assert_eq!(
+            signer.public_key_sec1(),
+            store.public_key_sec1(&ca).unwrap().as_slice()
+        );
+
+        let secret = [7u8; 32];
+        store
+            .import_secret("group", &[2], &SecretBytes::new(secret.to_vec()))
+            .unwrap();
+        let mut mac = <Hmac<Sha256> as KeyInit>::new_from_slice(&secret).unwrap();
+        mac.update(b"device-1");
+        let got = keys
+            .hmac(&KeyRef::File("group.secret".into()), b"device-1")
+            .unwrap();
+        assert_eq!(got.expose(), mac.finalize().into_bytes().as_slice());
+    }
+
+    #[test]
+    fn wrong_names_and_kinds_are_refused_naming_the_key() {
+        let dir = tempfile::tempdir().unwrap();
+        let (keys, store) = software_keys(dir.path());
+        store.generate_ec_p256("ca", &[1]).unwrap();
+
+        let e = keys
+            .signer(&KeyRef::File("ca.pem".into()))
+            .err()
+            .expect("refused");
+        assert!(e.to_string().contains("ca.pem") && e.to_string().contains(".key.pem"));
+        let e = keys
+            .hmac(&KeyRef::File("ca.key.pem".into()), b"x")
+            .unwrap_err();
+        assert!(e.to_string().contains("object=ca"), "{e}");
+        let e = keys
+            .signer(&KeyRef::File("absent.key.pem".into()))
+            .err()
+            .expect("refused");
+        assert!(e.to_string().contains("object=absent"), "{e}");
+        let uri: Pkcs11Uri = "pkcs11:token=software;object=ca;type=private"
+            .parse()
+            .unwrap();
+        let e = keys.signer(&KeyRef::Pkcs11(uri)).err().expect("refused");
+        assert!(e.to_string().contains("file:NAME"), "{e}");
+    }
+
+    #[test]
+    fn a_missing_software_directory_is_refused_not_created() {
+        let dir = tempfile::tempdir().unwrap();
+        let missing = dir.path().join("typo");
+        let e = StationKeys::open(&KeyStoreConfig::Software {
+            dir: missing.clone(),
+        })
+        .unwrap_err();
+        assert!(e.to_string().contains("typo"), "{e}");
+        assert!(!missing.exists());
     }
 }
