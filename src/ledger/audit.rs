@@ -150,17 +150,7 @@ pub(crate) fn verify_chain(conn: &Connection) -> Result<VerifyReport, rusqlite::
     let mut checked: u64 = 0;
     let broken = |id, problem: String| Some(BrokenRow { id, problem });
     while let Some(r) = rows.next()? {
-        let record = AuditRecord {
-            id: AuditId(r.get(0)?),
-            at: text(r, 1)?,
-            station: text(r, 2)?,
-            actor: text(r, 3)?,
-            action: text(r, 4)?,
-            subject: text(r, 5)?,
-            details: text(r, 6)?,
-            prev_hash: text(r, 7)?,
-            hash: text(r, 8)?,
-        };
+        let record = record_from_row(r)?;
         let id = record.id.0;
         let first_broken = if id != expected_id {
             if id > expected_id {
@@ -226,6 +216,22 @@ pub(crate) fn verify_chain(conn: &Connection) -> Result<VerifyReport, rusqlite::
 }
 
 /// Reads a text column; a row edited to hold a number or a blob still verifies (as broken).
+/// One audit row, read from a `SELECT id, at, station, actor, action, subject, details, prev_hash,
+/// hash` (the column order both readers use).
+fn record_from_row(r: &rusqlite::Row<'_>) -> Result<AuditRecord, rusqlite::Error> {
+    Ok(AuditRecord {
+        id: AuditId(r.get(0)?),
+        at: text(r, 1)?,
+        station: text(r, 2)?,
+        actor: text(r, 3)?,
+        action: text(r, 4)?,
+        subject: text(r, 5)?,
+        details: text(r, 6)?,
+        prev_hash: text(r, 7)?,
+        hash: text(r, 8)?,
+    })
+}
+
 fn text(r: &rusqlite::Row<'_>, i: usize) -> Result<String, rusqlite::Error> {
     use rusqlite::types::ValueRef;
     Ok(match r.get_ref(i)? {
@@ -245,19 +251,7 @@ pub(crate) fn rows_for_subject(
         "SELECT id, at, station, actor, action, subject, details, prev_hash, hash
          FROM audit_log WHERE subject = ?1 ORDER BY id",
     )?;
-    let rows = stmt.query_map([subject], |r| {
-        Ok(AuditRecord {
-            id: AuditId(r.get(0)?),
-            at: text(r, 1)?,
-            station: text(r, 2)?,
-            actor: text(r, 3)?,
-            action: text(r, 4)?,
-            subject: text(r, 5)?,
-            details: text(r, 6)?,
-            prev_hash: text(r, 7)?,
-            hash: text(r, 8)?,
-        })
-    })?;
+    let rows = stmt.query_map([subject], record_from_row)?;
     rows.collect()
 }
 
