@@ -5,6 +5,8 @@
 mod bad_input;
 #[path = "line/common.rs"]
 mod common;
+#[path = "line/disk_full.rs"]
+mod disk_full;
 #[path = "line/faults.rs"]
 mod faults;
 #[path = "line/kill.rs"]
@@ -13,3 +15,5 @@ mod kill;
 mod lifecycle;
 #[path = "line/modes.rs"]
 mod modes;
+#[path = "line/throttled.rs"]
+mod throttled;

@@ -335,6 +335,16 @@ impl Default for RunOptions {
 impl DemoWorkspace {
     /// Builds the workspace: emulator, key store, CA chain, groups in DPS, station config.
     pub fn create(choice: KeyStoreChoice) -> Result<Self, DemoError> {
+        Self::create_with_emulator(choice, EmulatorConfig::loopback())
+    }
+
+    /// [`DemoWorkspace::create`] with an emulator of the given config: tests use it to give the
+    /// emulator a low quota so that a batch really meets 429s.
+    #[doc(hidden)]
+    pub fn create_with_emulator(
+        choice: KeyStoreChoice,
+        emulator_config: EmulatorConfig,
+    ) -> Result<Self, DemoError> {
         let softhsm = Path::new(SOFTHSM_MODULE).exists();
         let use_hsm = match choice {
             KeyStoreChoice::Auto => softhsm,
@@ -356,7 +366,7 @@ impl DemoWorkspace {
             rand::random::<u32>()
         ));
         std::fs::create_dir_all(&dir).map_err(err("workspace directory"))?;
-        let emulator = Emulator::start(EmulatorConfig::loopback()).map_err(err("DPS emulator"))?;
+        let emulator = Emulator::start(emulator_config).map_err(err("DPS emulator"))?;
         let keys = if use_hsm {
             hsm_keys(&dir)?
         } else {

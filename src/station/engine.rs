@@ -140,6 +140,17 @@ impl Engine {
 
     /// Opens the ledger, resumes what an earlier run left, and starts the threads.
     pub fn start(setup: EngineSetup) -> Result<Engine, EngineError> {
+        Self::start_preparing_ledger(setup, |_| Ok(()))
+    }
+
+    /// [`Engine::start`] that first runs `prepare` on the freshly opened ledger: tests use it to
+    /// cap the ledger's size ([`Ledger::limit_pages`]) so that SQLite answers SQLITE_FULL in the
+    /// middle of a batch, as on a full disk, without needing a small filesystem.
+    #[doc(hidden)]
+    pub fn start_preparing_ledger(
+        setup: EngineSetup,
+        prepare: impl FnOnce(&Ledger) -> Result<(), LedgerError>,
+    ) -> Result<Engine, EngineError> {
         let EngineSetup {
             station,
             batch,
@@ -152,6 +163,7 @@ impl Engine {
             operator: station.operator.clone(),
         };
         let mut ledger = Ledger::open(&station.ledger, &writer)?;
+        prepare(&ledger)?;
         let batch_id = open_batch(&mut ledger, &batch)?;
         let resumed = resume(&mut ledger, &batch)?;
         let ca = load_ca(&keys, &batch)?;
