@@ -6,7 +6,7 @@ use std::time::Duration;
 use dps_station::dps::emulator::device_client::{
     DeviceClientError, DeviceCredential, DeviceRegistration, register,
 };
-use dps_station::dps::emulator::sas;
+use dps_station::identity::symmetric::derive_device_key;
 use dps_station::secret::SecretString;
 use serde_json::{Value, json};
 
@@ -315,7 +315,7 @@ fn symmetric_keys_register_individually_and_with_group_derived_keys() {
         )
         .body;
     let group_key = SecretString::new(att["symmetricKey"]["primaryKey"].as_str().unwrap());
-    let device_key = sas::derive_device_key(&group_key, "sym-member-7").unwrap();
+    let device_key = derive_device_key(&group_key, "sym-member-7").unwrap();
     let a = register(
         &registration(
             &dps,

@@ -149,7 +149,11 @@ fn register_member_when_asked(dps: &crate::common::Dps, dir: &Path) -> std::thre
             id_scope: scope,
             registration_id: "official-member-1".into(),
             credential: DeviceCredential::SymmetricKey(
-                sas::derive_device_key(&group_key, "official-member-1").unwrap(),
+                dps_station::identity::symmetric::derive_device_key(
+                    &group_key,
+                    "official-member-1",
+                )
+                .unwrap(),
             ),
             trust_pem: trust,
             payload: None,

@@ -19,6 +19,7 @@ use super::ids;
 use super::routes::{Call, DEVICE_API_VERSIONS, check_api_version, json};
 use super::sas;
 use super::store::{OperationRecord, State};
+use crate::identity::symmetric::derive_device_key;
 use crate::secret::SecretString;
 
 /// Which enrollment a device proved it belongs to.
@@ -288,7 +289,7 @@ fn authenticate(
             any_group = true;
             let derived: Vec<SecretString> = enrollment::symmetric_keys(group)
                 .into_iter()
-                .filter_map(|k| sas::derive_device_key(&SecretString::new(k), registration_id))
+                .filter_map(|k| derive_device_key(&SecretString::new(k), registration_id).ok())
                 .collect();
             let refs: Vec<&SecretString> = derived.iter().collect();
             if let Err(sas::SasError::Expired(se)) = token.verify(&refs, now, registration_id) {

@@ -139,11 +139,6 @@ pub fn sign(key_b64: &str, message: &str) -> Option<String> {
     Some(STANDARD.encode(mac.finalize().into_bytes()))
 }
 
-/// The device key of a symmetric-key enrollment group member (REFERENCE.md §7).
-pub fn derive_device_key(group_key: &SecretString, registration_id: &str) -> Option<SecretString> {
-    sign(group_key.expose(), registration_id).map(SecretString::new)
-}
-
 /// Makes a token the way the official SDKs do: `sr` URL-encoded, signature over that.
 pub fn make_token(
     resource: &str,
@@ -243,15 +238,6 @@ mod tests {
         let t = parse(Some("SharedAccessSignature sr=http%3A%2F%2F127.0.0.1%3A38287&sig=DK8aCe%2FHw55CzuZon3xlrkwzUNsI62DvFOLT1V41qDk%3D&se=1795534529&skn=provisioningserviceowner")).unwrap();
         t.verify(&[&key], 1_795_534_529, "p").unwrap();
         assert!(t.covers("127.0.0.1:38287/enrollments/query"));
-    }
-
-    #[test]
-    fn derived_key_vector() {
-        let g = SecretString::new(
-            "8isrFI1sGsIlvvFSSFRiMfCNzv21fjbE/+ah/lSh3lF8e2YG1Te7w1KpZhJFFXJrqYKi9yegxkqIChbqOS9Egw==",
-        );
-        let k = derive_device_key(&g, "sn-007-888-abc-mac-a1-b2-c3-d4-e5-f6").unwrap();
-        assert_eq!(k.expose(), "Jsm0lyGpjaVYVP2g3FnmnmG9dI/9qU24wNoykUmermc=");
     }
 
     #[test]
