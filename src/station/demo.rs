@@ -30,6 +30,7 @@ use crate::dps::{ConnectionString, DpsClient, DpsClientConfig, TlsTrust};
 use crate::identity::issue;
 use crate::identity::profile::CaProfile;
 use crate::keystore::KeyStore;
+use crate::keystore::pkcs11::token::find_slot_where;
 use crate::keystore::pkcs11::{Pkcs11Config, Pkcs11KeyStore, TokenSelector, shared_context};
 use crate::keystore::profile::HsmProfile;
 use crate::keystore::software_store::SoftwareKeyStore;
@@ -118,35 +119,25 @@ fn fresh_token() -> Result<String, DemoError> {
     let ctx = shared_context(Path::new(SOFTHSM_MODULE)).map_err(err("SoftHSM2 module"))?;
     use cryptoki::session::UserType;
     use cryptoki::types::AuthPin;
-    let free = ctx
-        .get_all_slots()
-        .map_err(err("SoftHSM2 slots"))?
-        .into_iter()
-        .find(|s| {
-            ctx.get_token_info(*s)
-                .map(|t| !t.token_initialized())
-                .unwrap_or(false)
-        })
-        .ok_or_else(|| DemoError {
-            what: "SoftHSM2".into(),
-            message: "no free slot".into(),
-        })?;
+    let free = find_slot_where(&ctx, Path::new(SOFTHSM_MODULE), 50, |t| {
+        !t.token_initialized()
+    })
+    .map_err(err("SoftHSM2 slots"))?
+    .ok_or_else(|| DemoError {
+        what: "SoftHSM2".into(),
+        message: "no free slot".into(),
+    })?;
     ctx.init_token(free, &AuthPin::from(SO_PIN.to_owned()), &label)
         .map_err(err("SoftHSM2 init token"))?;
     // SoftHSM2 renumbers slots after C_InitToken: find the token by its label.
-    let slot = ctx
-        .get_slots_with_initialized_token()
-        .map_err(err("SoftHSM2 slots"))?
-        .into_iter()
-        .find(|s| {
-            ctx.get_token_info(*s)
-                .map(|t| t.label().trim_end() == label)
-                .unwrap_or(false)
-        })
-        .ok_or_else(|| DemoError {
-            what: "SoftHSM2".into(),
-            message: format!("token {label} vanished"),
-        })?;
+    let slot = find_slot_where(&ctx, Path::new(SOFTHSM_MODULE), 50, |t| {
+        t.token_initialized() && t.label().trim_end() == label
+    })
+    .map_err(err("SoftHSM2 slots"))?
+    .ok_or_else(|| DemoError {
+        what: "SoftHSM2".into(),
+        message: format!("token {label} vanished"),
+    })?;
     let session = ctx.open_rw_session(slot).map_err(err("SoftHSM2 session"))?;
     session
         .login(UserType::So, Some(&AuthPin::from(SO_PIN.to_owned())))

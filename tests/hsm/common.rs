@@ -75,13 +75,16 @@ static INIT: Mutex<()> = Mutex::new(());
 pub fn slot_of(label: &str) -> cryptoki::slot::Slot {
     let _guard = INIT.lock().unwrap_or_else(|e| e.into_inner());
     let ctx = shared_context(Path::new(MODULE)).unwrap();
-    ctx.get_slots_with_token()
-        .unwrap()
-        .into_iter()
-        .find(|s| {
-            ctx.get_token_info(*s)
-                .is_ok_and(|t| t.label().trim_end() == label)
-        })
+    find_slot(&ctx, |t| t.label().trim_end() == label)
+        .unwrap_or_else(|| panic!("no token labelled {label}"))
+}
+
+/// The first slot whose token satisfies `wanted`, through the key store's own bounded rescan.
+fn find_slot(
+    ctx: &cryptoki::context::Pkcs11,
+    wanted: impl Fn(&cryptoki::slot::TokenInfo) -> bool,
+) -> Option<cryptoki::slot::Slot> {
+    dps_station::keystore::pkcs11::token::find_slot_where(ctx, Path::new(MODULE), 50, wanted)
         .unwrap()
 }
 
@@ -100,21 +103,15 @@ pub fn fresh_token(name: &str) -> String {
     // One free slot at a time: two tests must not initialise the same one.
     let _guard = INIT.lock().unwrap_or_else(|e| e.into_inner());
     let ctx = shared_context(Path::new(MODULE)).unwrap();
-    let free = ctx
-        .get_all_slots()
-        .unwrap()
-        .into_iter()
-        .find(|s| !ctx.get_token_info(*s).unwrap().token_initialized())
+    let free = find_slot(&ctx, |t| !t.token_initialized())
         .expect("SoftHSM2 always offers one uninitialised slot");
     ctx.init_token(free, &AuthPin::from(SO_PIN.to_owned()), &label)
         .unwrap();
     // Slots are renumbered after C_InitToken: find the new token by its label.
-    let slot = ctx
-        .get_slots_with_initialized_token()
-        .unwrap()
-        .into_iter()
-        .find(|s| ctx.get_token_info(*s).unwrap().label().trim_end() == label)
-        .unwrap();
+    let slot = find_slot(&ctx, |t| {
+        t.token_initialized() && t.label().trim_end() == label
+    })
+    .unwrap_or_else(|| panic!("the token {label} just initialised is not listed"));
     let session = ctx.open_rw_session(slot).unwrap();
     session
         .login(UserType::So, Some(&AuthPin::from(SO_PIN.to_owned())))

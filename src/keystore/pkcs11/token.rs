@@ -93,3 +93,31 @@ fn initialized_tokens(
         .filter(|(_, info)| info.token_initialized())
         .collect())
 }
+
+/// The first slot whose token satisfies `wanted`, for code that creates tokens in this process
+/// (the demo's SoftHSM2 tokens, test harnesses): SoftHSM2 rebuilds its slot list on every
+/// `C_GetSlotList`, which other threads' key stores call, so a slot id listed a moment ago can
+/// answer `CKR_GENERAL_ERROR`. An unreadable slot is skipped, and the list is scanned again (at
+/// most `attempts` times, 10 ms apart) while no slot matches.
+pub fn find_slot_where(
+    ctx: &Pkcs11,
+    module: &Path,
+    attempts: u32,
+    wanted: impl Fn(&TokenInfo) -> bool,
+) -> Result<Option<Slot>, KeyStoreError> {
+    for attempt in 0..attempts.max(1) {
+        if attempt > 0 {
+            std::thread::sleep(std::time::Duration::from_millis(10));
+        }
+        let slots = ctx
+            .get_all_slots()
+            .map_err(|e| KeyStoreError::from_module(module, e))?;
+        let found = slots
+            .into_iter()
+            .find(|slot| ctx.get_token_info(*slot).is_ok_and(|info| wanted(&info)));
+        if found.is_some() {
+            return Ok(found);
+        }
+    }
+    Ok(None)
+}
