@@ -12,6 +12,7 @@ packages=(
 )
 if [[ "${1:-}" == "--test" ]]; then
   packages+=(openssl sqlite3 python3 python3-venv tmux)
+  packages+=(swtpm tpm2-tools libtss2-tcti-swtpm0)   # the EK conversion is checked against a software TPM
   # Node may come from a non-Debian nodejs package that bundles npm (and conflicts with Debian's
   # npm): ask for Debian's only when the commands are missing.
   command -v node >/dev/null || packages+=(nodejs)

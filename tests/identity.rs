@@ -21,3 +21,6 @@ mod software_key;
 
 #[path = "identity/garbage.rs"]
 mod garbage;
+
+#[path = "identity/tpm_ek.rs"]
+mod tpm_ek;

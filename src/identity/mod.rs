@@ -14,3 +14,4 @@ pub mod self_signed;
 pub mod signer;
 pub mod symmetric;
 pub mod template;
+pub mod tpm_ek;
