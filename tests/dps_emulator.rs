@@ -14,3 +14,5 @@ mod limits;
 mod official_clients;
 #[path = "dps_emulator/service.rs"]
 mod service;
+#[path = "dps_emulator/tpm.rs"]
+mod tpm;

@@ -2,10 +2,13 @@
 //! `GET /{idScope}/registrations/{id}/operations/{operationId}`. A device proves itself with
 //! its TLS client certificate (checked against the enrolled leaf, or chained to a group's
 //! signing certificate) or with a SAS token signed by its enrollment's key or its
-//! group-derived key; then it is assigned a hub, as DPS does.
+//! group-derived key, or (TPM) with a SAS token signed by the key the TPM challenge sent it
+//! wrapped to its endorsement key (see `tpm_credential`); then it is assigned a hub, as DPS does.
 
 use axum::http::{HeaderValue, Method, StatusCode};
 use axum::response::Response;
+use base64::Engine as _;
+use base64::engine::general_purpose::STANDARD;
 use rustls::pki_types::{CertificateDer, UnixTime};
 use serde_json::{Value, json};
 
@@ -18,8 +21,10 @@ use super::enrollment::{self, Kind};
 use super::ids;
 use super::routes::{Call, DEVICE_API_VERSIONS, check_api_version, json};
 use super::sas;
-use super::store::{OperationRecord, State};
+use super::store::{OperationRecord, State, TpmChallenge};
+use super::tpm_credential;
 use crate::identity::symmetric::derive_device_key;
+use crate::identity::tpm_ek::{self, EkPublic};
 use crate::secret::SecretString;
 
 /// Which enrollment a device proved it belongs to.
@@ -29,7 +34,7 @@ struct Match {
     group: Option<String>,
     /// The enrollment document.
     doc: Value,
-    /// `x509` or `symmetricKey`.
+    /// `x509`, `symmetricKey` or `tpm`.
     attestation: &'static str,
 }
 
@@ -92,6 +97,7 @@ fn register(app: &App, call: &Call<'_>, registration_id: &str) -> Result<Respons
     if let Err(seconds) = app::take(&app.registrations) {
         return Err(ApiError::throttled(seconds));
     }
+    let mut tpm = None;
     let payload = if call.body.iter().all(u8::is_ascii_whitespace) {
         Value::Null
     } else {
@@ -105,13 +111,14 @@ fn register(app: &App, call: &Call<'_>, registration_id: &str) -> Result<Respons
                 "the body's registrationId '{id}' does not match '{registration_id}' in the path"
             )));
         }
-        if body.get("tpm").is_some_and(|t| !t.is_null()) {
-            return Err(ApiError::unauthorized(
-                "TPM attestation is not emulated; use X.509 or a symmetric key",
-            ));
-        }
+        tpm = body.get("tpm").filter(|t| !t.is_null()).cloned();
         body.get("payload").cloned().unwrap_or(Value::Null)
     };
+    if let Some(tpm) = &tpm
+        && call.header("authorization").is_none()
+    {
+        return tpm_challenge(app, registration_id, tpm);
+    }
     let mut state = app.change();
     let found = authenticate(app, &state, call, registration_id)?;
     let now = clock::now_rfc3339();
@@ -164,6 +171,12 @@ fn register(app: &App, call: &Call<'_>, registration_id: &str) -> Result<Respons
         && let Some(info) = certs.first().and_then(|c| certinfo::info(c).ok())
     {
         detail["certificateInfo"] = info;
+    }
+    if found.attestation == "tpm"
+        && let Some(challenge) = state.tpm_challenges.get(&ids::key(registration_id))
+    {
+        // DPS returns the (wrapped) key here too; the device activates it for the hub.
+        detail["authenticationKey"] = json!(challenge.blob_b64);
     }
     device_state[found.attestation] = detail;
     let operation_id = format!(
@@ -256,6 +269,35 @@ fn authenticate(
             )));
         }
         let now = clock::unix_now();
+        if let Some(doc) = individual
+            && enrollment::attestation_type(doc) == "tpm"
+        {
+            let challenge = state.tpm_challenges.get(&key).ok_or_else(|| {
+                ApiError::new(
+                    code::DEVICE_UNAUTHORIZED,
+                    format!(
+                        "registration ID '{registration_id}' is enrolled with TPM attestation and no authentication key was issued to it; send the registration with its endorsement key and without Authorization first"
+                    ),
+                )
+            })?;
+            if challenge.expires < now {
+                return Err(ApiError::new(
+                    code::DEVICE_UNAUTHORIZED,
+                    format!(
+                        "the authentication key issued to registration ID '{registration_id}' expired at {} (Unix seconds); register again without Authorization for a new one",
+                        challenge.expires
+                    ),
+                ));
+            }
+            token
+                .verify(&[&challenge.key], now, registration_id)
+                .map_err(|e| ApiError::new(code::DEVICE_UNAUTHORIZED, e.to_string()))?;
+            return Ok(Match {
+                group: None,
+                doc: doc.clone(),
+                attestation: "tpm",
+            });
+        }
         if let Some(doc) = individual {
             if enrollment::attestation_type(doc) != "symmetricKey" {
                 return Err(ApiError::new(
@@ -427,6 +469,107 @@ fn authenticate(
             format!("registration ID '{registration_id}' has no enrollment"),
         ),
     })
+}
+
+/// How long the key a TPM challenge issued stays usable.
+pub const TPM_CHALLENGE_TTL_SECS: i64 = 900;
+
+/// The first half of TPM attestation: the device sent its endorsement key and no credential.
+/// If the key is the enrolled one, a fresh registration key wrapped to it goes back in a 401,
+/// as DPS does; the device recovers it with its TPM and signs its SAS token with it.
+fn tpm_challenge(app: &App, registration_id: &str, tpm: &Value) -> Result<Response, ApiError> {
+    let sent = tpm
+        .get("endorsementKey")
+        .and_then(Value::as_str)
+        .ok_or_else(|| {
+            ApiError::bad_request(format!(
+                "registration ID '{registration_id}': tpm.endorsementKey (base64 TPM2B_PUBLIC) is required"
+            ))
+        })?;
+    let sent = decode_ek(sent).map_err(|e| {
+        ApiError::bad_request(format!(
+            "registration ID '{registration_id}': tpm.endorsementKey: {e}"
+        ))
+    })?;
+    let key = ids::key(registration_id);
+    let mut state = app.lock();
+    let doc = state.enrollments.get(&key).ok_or_else(|| {
+        ApiError::new(
+            code::ENROLLMENT_NOT_FOUND,
+            format!("registration ID '{registration_id}' has no enrollment"),
+        )
+    })?;
+    if enrollment::attestation_type(doc) != "tpm" {
+        return Err(ApiError::new(
+            code::DEVICE_UNAUTHORIZED,
+            format!(
+                "registration ID '{registration_id}' is enrolled with {} attestation, not TPM",
+                enrollment::attestation_type(doc)
+            ),
+        ));
+    }
+    let enrolled = doc
+        .pointer("/attestation/tpm/endorsementKey")
+        .and_then(Value::as_str)
+        .map(decode_ek)
+        .transpose()
+        .map_err(|e| {
+            ApiError::new(
+                code::DEVICE_UNAUTHORIZED,
+                format!(
+                    "the enrolled endorsement key of registration ID '{registration_id}' is unusable: {e}"
+                ),
+            )
+        })?
+        .ok_or_else(|| {
+            ApiError::new(
+                code::DEVICE_UNAUTHORIZED,
+                format!("the enrollment of '{registration_id}' has no endorsement key"),
+            )
+        })?;
+    if enrolled.key != sent.key {
+        return Err(ApiError::new(
+            code::DEVICE_UNAUTHORIZED,
+            format!(
+                "registration ID '{registration_id}': the endorsement key the device sent is not the enrolled one"
+            ),
+        ));
+    }
+    let mut secret = zeroize::Zeroizing::new([0u8; tpm_credential::KEY_BYTES]);
+    rand::fill(secret.as_mut());
+    let blob = tpm_credential::make(&enrolled.key, &secret).map_err(|e| {
+        ApiError::new(
+            code::DEVICE_UNAUTHORIZED,
+            format!("registration ID '{registration_id}': {e}"),
+        )
+    })?;
+    let blob_b64 = STANDARD.encode(&blob);
+    let now = clock::unix_now();
+    state.tpm_challenges.retain(|_, c| c.expires >= now);
+    state.tpm_challenges.insert(
+        key,
+        TpmChallenge {
+            key: SecretString::new(STANDARD.encode(secret.as_ref())),
+            blob_b64: blob_b64.clone(),
+            expires: now + TPM_CHALLENGE_TTL_SECS,
+        },
+    );
+    drop(state);
+    Ok(json(
+        StatusCode::UNAUTHORIZED,
+        &json!({
+            "message": "TPM attestation: activate authenticationKey with the endorsement key and sign the SAS token with it",
+            "authenticationKey": blob_b64,
+            "keyName": "registration",
+        }),
+    ))
+}
+
+fn decode_ek(b64: &str) -> Result<EkPublic, String> {
+    let bytes = STANDARD
+        .decode(b64.trim())
+        .map_err(|e| format!("not base64 ({e})"))?;
+    tpm_ek::parse_tpm2b_public(&bytes).map_err(|e| e.to_string())
 }
 
 fn check_validity(der: &[u8], registration_id: &str) -> Result<(), ApiError> {

@@ -1,6 +1,8 @@
 //! A small device-side client of the registration API, so that tests (and the line engineer)
 //! can prove that an identity the station made would register: with its certificate and key
-//! over TLS client authentication, or with its symmetric key (individual or group-derived).
+//! over TLS client authentication, with its symmetric key (individual or group-derived), or with
+//! its TPM endorsement key (the TPM challenge: a 401 carrying a key wrapped to the EK, recovered
+//! with the EK's private part as the TPM's ActivateCredential would, then a SAS token signed with it).
 //!
 //! Blocking (reqwest's blocking client): call it from a plain thread, not from async code.
 
@@ -11,9 +13,15 @@ use rustls::pki_types::pem::PemObject;
 use rustls::pki_types::{CertificateDer, PrivateKeyDer};
 use serde_json::{Value, json};
 
+use base64::Engine as _;
+use base64::prelude::BASE64_STANDARD;
+use p256::pkcs8::EncodePublicKey as _;
+
 use super::clock;
 use super::sas;
-use crate::secret::SecretString;
+use super::tpm_credential;
+use crate::identity::tpm_ek;
+use crate::secret::{SecretBytes, SecretString};
 
 /// How a device proves who it is.
 #[derive(Debug, Clone)]
@@ -27,6 +35,12 @@ pub enum DeviceCredential {
     },
     /// Its symmetric key: the individual enrollment's key, or the key derived from a group key.
     SymmetricKey(SecretString),
+    /// Its TPM: the ECC P-256 endorsement key's private scalar (32 bytes), which stands for the
+    /// TPM itself (it only ever activates the challenge here, as a TPM would).
+    Tpm {
+        /// The EK private scalar.
+        ek_scalar: SecretBytes,
+    },
 }
 
 /// Where and as whom to register.
@@ -137,7 +151,9 @@ fn client(reg: &DeviceRegistration) -> Result<reqwest::blocking::Client, DeviceC
                 .with_client_auth_cert(chain, key)
                 .map_err(|e| err(format!("the certificate and key do not fit together: {e}")))?
         }
-        DeviceCredential::SymmetricKey(_) => builder.with_no_client_auth(),
+        DeviceCredential::SymmetricKey(_) | DeviceCredential::Tpm { .. } => {
+            builder.with_no_client_auth()
+        }
     };
     reqwest::blocking::Client::builder()
         .tls_backend_preconfigured(config)
@@ -158,23 +174,32 @@ pub fn register(
         sas::percent_encode(&reg.id_scope),
         sas::percent_encode(&reg.registration_id)
     );
+    let sas_with = |key: &SecretString| {
+        let resource = format!("{}/registrations/{}", reg.id_scope, reg.registration_id);
+        sas::make_token(
+            &resource,
+            key,
+            Some("registration"),
+            clock::unix_now() + 3600,
+        )
+        .ok_or_else(|| DeviceClientError::Credential {
+            registration_id: reg.registration_id.clone(),
+            message: "the signing key is not base64".into(),
+        })
+    };
+    let url = format!("{base}/register?api-version={DEVICE_API_VERSION}");
+    let mut body = json!({ "registrationId": reg.registration_id });
+    if let Some(p) = &reg.payload {
+        body["payload"] = p.clone();
+    }
     let auth = match &reg.credential {
-        DeviceCredential::SymmetricKey(key) => {
-            let resource = format!("{}/registrations/{}", reg.id_scope, reg.registration_id);
-            Some(
-                sas::make_token(
-                    &resource,
-                    key,
-                    Some("registration"),
-                    clock::unix_now() + 3600,
-                )
-                .ok_or_else(|| DeviceClientError::Credential {
-                    registration_id: reg.registration_id.clone(),
-                    message: "the symmetric key is not base64".into(),
-                })?,
-            )
-        }
+        DeviceCredential::SymmetricKey(key) => Some(sas_with(key)?),
         DeviceCredential::X509 { .. } => None,
+        DeviceCredential::Tpm { ek_scalar } => {
+            body["tpm"] = json!({ "endorsementKey": endorsement_key(reg, ek_scalar)? });
+            let key = tpm_challenge(reg, &http, &url, &body, ek_scalar)?;
+            Some(sas_with(&key)?)
+        }
     };
     let send =
         |req: reqwest::blocking::RequestBuilder, url: &str| -> Result<Value, DeviceClientError> {
@@ -206,11 +231,6 @@ pub fn register(
                 body: text,
             })
         };
-    let url = format!("{base}/register?api-version={DEVICE_API_VERSION}");
-    let mut body = json!({ "registrationId": reg.registration_id });
-    if let Some(p) = &reg.payload {
-        body["payload"] = p.clone();
-    }
     let mut answer = send(http.put(&url).json(&body), &url)?;
     let started = Instant::now();
     loop {
@@ -250,4 +270,67 @@ pub fn register(
         );
         answer = send(http.get(&url), &url)?;
     }
+}
+
+/// The EK as DPS holds it: base64 of the TPM2B_PUBLIC of the EK's public key.
+fn endorsement_key(
+    reg: &DeviceRegistration,
+    ek_scalar: &SecretBytes,
+) -> Result<String, DeviceClientError> {
+    let err = |message: String| DeviceClientError::Credential {
+        registration_id: reg.registration_id.clone(),
+        message,
+    };
+    let secret = p256::SecretKey::from_slice(ek_scalar.expose())
+        .map_err(|_| err("the TPM's endorsement key is not a P-256 scalar".into()))?;
+    let spki = secret
+        .public_key()
+        .to_public_key_der()
+        .map_err(|e| err(format!("cannot encode the endorsement key: {e}")))?;
+    let public = tpm_ek::spki_to_tpm2b_public(spki.as_bytes()).map_err(|e| err(e.to_string()))?;
+    Ok(BASE64_STANDARD.encode(public))
+}
+
+/// The first request of TPM attestation: the EK without credentials; DPS answers 401 with the
+/// registration key wrapped to the EK, which the TPM activates. Returns that key, base64.
+fn tpm_challenge(
+    reg: &DeviceRegistration,
+    http: &reqwest::blocking::Client,
+    url: &str,
+    body: &Value,
+    ek_scalar: &SecretBytes,
+) -> Result<SecretString, DeviceClientError> {
+    let rid = || reg.registration_id.clone();
+    let http_err = |source| DeviceClientError::Http {
+        registration_id: rid(),
+        url: url.to_owned(),
+        source,
+    };
+    let resp = http.put(url).json(body).send().map_err(http_err)?;
+    let status = resp.status().as_u16();
+    let text = resp.text().map_err(http_err)?;
+    let refused = || DeviceClientError::Refused {
+        registration_id: rid(),
+        status,
+        body: text.clone(),
+    };
+    if status != 401 {
+        return Err(refused());
+    }
+    let answer: Value = serde_json::from_str(&text).map_err(|_| refused())?;
+    let Some(blob) = answer.get("authenticationKey").and_then(Value::as_str) else {
+        return Err(refused());
+    };
+    let blob = BASE64_STANDARD
+        .decode(blob)
+        .map_err(|_| DeviceClientError::Credential {
+            registration_id: rid(),
+            message: "the TPM challenge's authenticationKey is not base64".into(),
+        })?;
+    let key =
+        tpm_credential::activate(ek_scalar, &blob).map_err(|e| DeviceClientError::Credential {
+            registration_id: rid(),
+            message: e.to_string(),
+        })?;
+    Ok(SecretString::new(BASE64_STANDARD.encode(key.expose())))
 }

@@ -26,6 +26,7 @@ mod server;
 mod service_api;
 mod store;
 mod tls;
+pub mod tpm_credential;
 
 use std::net::SocketAddr;
 use std::path::PathBuf;

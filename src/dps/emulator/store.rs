@@ -11,6 +11,7 @@ use super::api_error::{ApiError, code};
 use super::config::Limits;
 use super::enrollment::{self, Context, Kind};
 use super::ids;
+use crate::secret::SecretString;
 
 /// A device's registration record and the group it came through (for query by group).
 #[derive(Debug, Clone, Serialize, Deserialize)]
@@ -28,6 +29,18 @@ pub struct OperationRecord {
     pub operation_id: String,
     /// `RegistrationOperationStatus` body once assigned.
     pub result: Value,
+}
+
+/// The registration key the TPM challenge issued to one registration ID: the device proves it
+/// recovered it (with its EK) by signing its SAS token with it.
+#[derive(Debug, Clone)]
+pub struct TpmChallenge {
+    /// The key, base64 (the SAS signing key).
+    pub key: SecretString,
+    /// The blob the device was sent (`authenticationKey`), repeated in the registration result.
+    pub blob_b64: String,
+    /// Unix seconds after which the key is refused.
+    pub expires: i64,
 }
 
 /// Everything the emulator knows; serialised as-is into the state file.
@@ -55,6 +68,10 @@ pub struct State {
     /// store does not grow with every re-registration.
     #[serde(default)]
     pub operations: BTreeMap<String, OperationRecord>,
+    /// Keys issued by the TPM challenge, by registration ID (lower-cased). Held in memory only:
+    /// after a restart a device simply gets a new challenge, as from DPS.
+    #[serde(skip)]
+    pub tpm_challenges: BTreeMap<String, TpmChallenge>,
 }
 
 /// An `If-Match` value without quotes or weak prefix; `*` stays `*`.

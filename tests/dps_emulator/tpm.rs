@@ -1,0 +1,225 @@
+//! TPM attestation on the device API, shaped like DPS's HTTP flow: the device sends its EK with no
+//! credential and gets 401 + `authenticationKey` (a key wrapped to its EK); it recovers the key
+//! with its TPM and retries with a SAS token signed by it.
+
+use std::time::Duration;
+
+use base64::Engine as _;
+use base64::prelude::BASE64_STANDARD;
+use dps_station::dps::emulator::device_client::{
+    DeviceClientError, DeviceCredential, DeviceRegistration, register,
+};
+use dps_station::dps::emulator::{sas, tpm_credential};
+use dps_station::identity::tpm_ek::{self, EkKey};
+use dps_station::secret::{SecretBytes, SecretString};
+use p256::pkcs8::EncodePublicKey as _;
+use serde_json::{Value, json};
+
+use crate::common::{Dps, loopback, now};
+
+const DEVICE_V: &str = "api-version=2021-06-01";
+
+/// A simulated TPM's EK: the private scalar and DPS's `endorsementKey` (base64 TPM2B_PUBLIC).
+fn ek(seed: u8) -> (SecretBytes, String) {
+    let secret = p256::SecretKey::from_slice(&[seed; 32]).unwrap();
+    let spki = secret.public_key().to_public_key_der().unwrap();
+    let public = tpm_ek::spki_to_tpm2b_public(spki.as_bytes()).unwrap();
+    (
+        SecretBytes::new(secret.to_bytes().to_vec()),
+        BASE64_STANDARD.encode(public),
+    )
+}
+
+fn enroll(dps: &Dps, id: &str, endorsement_key: &str) {
+    let answer = dps.put(
+        &format!("/enrollments/{id}"),
+        &json!({
+            "registrationId": id,
+            "attestation": { "type": "tpm", "tpm": { "endorsementKey": endorsement_key } }
+        }),
+    );
+    assert_eq!(answer.status, 200, "{}", answer.body);
+}
+
+/// A raw device-API call: (status, JSON body).
+fn device_call(
+    dps: &Dps,
+    method: &str,
+    id: &str,
+    tail: &str,
+    body: Option<&Value>,
+    auth: Option<&str>,
+) -> (u16, Value) {
+    let url = format!(
+        "{}/{}/registrations/{id}/{tail}?{DEVICE_V}",
+        dps.emu.device_url(),
+        dps.emu.id_scope()
+    );
+    let mut req = dps.client.request(method.parse().unwrap(), &url);
+    if let Some(a) = auth {
+        req = req.header("authorization", a);
+    }
+    if let Some(b) = body {
+        req = req
+            .header("content-type", "application/json")
+            .body(b.to_string());
+    }
+    let resp = req.send().unwrap();
+    let status = resp.status().as_u16();
+    let text = resp.text().unwrap();
+    (status, serde_json::from_str(&text).unwrap_or(Value::Null))
+}
+
+fn sas_token(dps: &Dps, id: &str, key: &SecretString, expiry: i64) -> String {
+    sas::make_token(
+        &format!("{}/registrations/{id}", dps.emu.id_scope()),
+        key,
+        Some("registration"),
+        expiry,
+    )
+    .unwrap()
+}
+
+fn registration(dps: &Dps, id: &str, ek_scalar: SecretBytes) -> DeviceRegistration {
+    DeviceRegistration {
+        endpoint: dps.emu.device_url(),
+        id_scope: dps.emu.id_scope().to_owned(),
+        registration_id: id.to_owned(),
+        credential: DeviceCredential::Tpm { ek_scalar },
+        trust_pem: dps.emu.ca_certificate_pem().map(str::to_owned),
+        payload: None,
+    }
+}
+
+const WAIT: Duration = Duration::from_secs(10);
+
+#[test]
+fn the_ek_gets_a_401_challenge_and_the_sas_signed_with_the_activated_key_registers() {
+    let dps = loopback();
+    let (scalar, endorsement_key) = ek(11);
+    enroll(&dps, "tpm-1", &endorsement_key);
+    let body = json!({ "registrationId": "tpm-1", "tpm": { "endorsementKey": endorsement_key } });
+
+    let (status, challenge) = device_call(&dps, "PUT", "tpm-1", "register", Some(&body), None);
+    assert_eq!(status, 401, "{challenge}");
+    assert_eq!(challenge["keyName"], "registration");
+    let blob = BASE64_STANDARD
+        .decode(challenge["authenticationKey"].as_str().unwrap())
+        .unwrap();
+    let key = tpm_credential::activate(&scalar, &blob).unwrap();
+    let key = SecretString::new(BASE64_STANDARD.encode(key.expose()));
+
+    // A forged token (another key) and a stale one (signed right, expired) are refused.
+    let forged = SecretString::new(BASE64_STANDARD.encode([7u8; 32]));
+    let (status, refusal) = device_call(
+        &dps,
+        "PUT",
+        "tpm-1",
+        "register",
+        Some(&body),
+        Some(&sas_token(&dps, "tpm-1", &forged, now() + 3600)),
+    );
+    assert_eq!(
+        (status, refusal["errorCode"].as_u64()),
+        (401, Some(401_002))
+    );
+    let (status, refusal) = device_call(
+        &dps,
+        "PUT",
+        "tpm-1",
+        "register",
+        Some(&body),
+        Some(&sas_token(&dps, "tpm-1", &key, now() - 3600)),
+    );
+    assert_eq!(
+        (status, refusal["errorCode"].as_u64()),
+        (401, Some(401_002))
+    );
+    assert!(
+        refusal["message"].as_str().unwrap().contains("expired"),
+        "{refusal}"
+    );
+
+    let token = sas_token(&dps, "tpm-1", &key, now() + 3600);
+    let (status, accepted) =
+        device_call(&dps, "PUT", "tpm-1", "register", Some(&body), Some(&token));
+    assert_eq!(status, 202, "{accepted}");
+    let op = accepted["operationId"].as_str().unwrap().to_owned();
+    let (status, done) = device_call(
+        &dps,
+        "GET",
+        "tpm-1",
+        &format!("operations/{op}"),
+        None,
+        Some(&token),
+    );
+    assert_eq!(status, 200, "{done}");
+    assert_eq!(done["status"], "assigned");
+    assert_eq!(
+        done["registrationState"]["tpm"]["authenticationKey"],
+        challenge["authenticationKey"]
+    );
+
+    // The device-side client does the same two steps.
+    let a = register(&registration(&dps, "tpm-1", scalar), WAIT).unwrap();
+    assert_eq!(a.status, "assigned");
+    assert_eq!(a.device_id.as_deref(), Some("tpm-1"));
+}
+
+#[test]
+fn a_wrong_ek_an_unknown_id_and_an_rsa_ek_are_refused() {
+    let dps = loopback();
+    let (_, enrolled) = ek(21);
+    enroll(&dps, "tpm-2", &enrolled);
+    let (other, _) = ek(22);
+    match register(&registration(&dps, "tpm-2", other), WAIT).unwrap_err() {
+        DeviceClientError::Refused { status, body, .. } => {
+            assert_eq!(status, 401);
+            assert!(body.contains("not the enrolled one"), "{body}");
+            assert!(!body.contains("authenticationKey"), "{body}");
+        }
+        e => panic!("expected a refusal, got {e}"),
+    }
+
+    let (scalar, _) = ek(23);
+    match register(&registration(&dps, "tpm-unknown", scalar), WAIT).unwrap_err() {
+        DeviceClientError::Refused { status, body, .. } => {
+            assert_eq!(status, 404);
+            assert!(body.contains("404201"), "{body}");
+        }
+        e => panic!("expected a refusal, got {e}"),
+    }
+
+    // No authentication key was issued: a SAS token alone gets nowhere.
+    let key = SecretString::new(BASE64_STANDARD.encode([1u8; 32]));
+    let (status, refusal) = device_call(
+        &dps,
+        "PUT",
+        "tpm-2",
+        "register",
+        Some(&json!({ "registrationId": "tpm-2" })),
+        Some(&sas_token(&dps, "tpm-2", &key, now() + 3600)),
+    );
+    assert_eq!(status, 401, "{refusal}");
+
+    let rsa = BASE64_STANDARD.encode(tpm_ek::tpm2b_public(&EkKey::Rsa2048 {
+        modulus: vec![0xC3; 256],
+    }));
+    enroll(&dps, "tpm-rsa", &rsa);
+    let (status, refusal) = device_call(
+        &dps,
+        "PUT",
+        "tpm-rsa",
+        "register",
+        Some(&json!({ "registrationId": "tpm-rsa", "tpm": { "endorsementKey": rsa } })),
+        None,
+    );
+    assert_eq!(status, 401, "{refusal}");
+    assert!(
+        refusal["message"]
+            .as_str()
+            .unwrap()
+            .contains("ECC P-256 EKs only"),
+        "{refusal}"
+    );
+}
