@@ -17,3 +17,5 @@ mod lifecycle;
 mod modes;
 #[path = "line/throttled.rs"]
 mod throttled;
+#[path = "line/tpm.rs"]
+mod tpm;

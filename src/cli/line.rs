@@ -435,7 +435,6 @@ fn run_demo(args: &DemoArgs) -> anyhow::Result<ExitCode> {
             run.devices.len()
         );
     }
-    println!("modes not offered in this build: tpm (refused at batch validation)");
     println!("demo finished in {:.1} s", started.elapsed().as_secs_f64());
     drop(workspace);
     demo::remove_softhsm_dir();

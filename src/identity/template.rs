@@ -22,6 +22,9 @@ pub enum Field {
     Model,
     /// The device's hardware ID, e.g. a MAC address (`{hwid}`).
     HardwareId,
+    /// The registration ID the device itself suggests (`{regid}`): a TPM device's `TPM-EK`
+    /// reply may carry one (often derived from the EK), and a batch opts in by naming it.
+    DeviceSuggestion,
 }
 
 impl Field {
@@ -32,6 +35,7 @@ impl Field {
             Field::Serial => "serial",
             Field::Model => "model",
             Field::HardwareId => "hwid",
+            Field::DeviceSuggestion => "regid",
         }
     }
 
@@ -41,6 +45,7 @@ impl Field {
             "serial" => Some(Field::Serial),
             "model" => Some(Field::Model),
             "hwid" => Some(Field::HardwareId),
+            "regid" => Some(Field::DeviceSuggestion),
             _ => None,
         }
     }
@@ -76,7 +81,7 @@ pub enum TemplateError {
     },
     /// A placeholder name the station does not know.
     #[error(
-        "template \"{template}\": unknown placeholder \"{{{name}}}\" at position {position}; known are {{product}}, {{serial}}, {{model}} and {{hwid}}"
+        "template \"{template}\": unknown placeholder \"{{{name}}}\" at position {position}; known are {{product}}, {{serial}}, {{model}}, {{hwid}} and {{regid}}"
     )]
     UnknownPlaceholder {
         /// The template as given.
@@ -147,6 +152,8 @@ pub struct TemplateValues<'a> {
     pub model: Option<&'a str>,
     /// The device's hardware ID.
     pub hardware_id: Option<&'a str>,
+    /// The registration ID the device suggests (TPM devices).
+    pub device_suggestion: Option<&'a str>,
 }
 
 impl<'a> TemplateValues<'a> {
@@ -156,6 +163,7 @@ impl<'a> TemplateValues<'a> {
             Field::Serial => self.serial,
             Field::Model => self.model,
             Field::HardwareId => self.hardware_id,
+            Field::DeviceSuggestion => self.device_suggestion,
         }
     }
 }
@@ -347,7 +355,21 @@ mod tests {
             serial: Some(serial),
             model: Some("t100"),
             hardware_id: None,
+            device_suggestion: None,
         }
+    }
+
+    #[test]
+    fn the_device_suggestion_is_used_only_where_the_template_names_it() {
+        let t = RegistrationIdTemplate::parse("{product}-{regid}").unwrap();
+        assert_eq!(t.fields(), vec![Field::Product, Field::DeviceSuggestion]);
+        let with = TemplateValues {
+            device_suggestion: Some("AB12"),
+            ..values("1")
+        };
+        assert_eq!(t.render(&with, IdUse::Any).unwrap().as_str(), "thermo-ab12");
+        let err = t.render(&values("1"), IdUse::Any).unwrap_err();
+        assert!(err.to_string().contains("{regid}"), "{err}");
     }
 
     #[test]

@@ -13,7 +13,7 @@ use serde::Deserialize;
 use crate::device::FixtureMap;
 use crate::dps::model::AllocationPolicy;
 use crate::identity::registration_id::IdUse;
-use crate::identity::template::RegistrationIdTemplate;
+use crate::identity::template::{Field, RegistrationIdTemplate};
 use crate::keystore::Pkcs11Uri;
 use crate::secret::SecretString;
 
@@ -384,14 +384,9 @@ impl Mode {
         Mode::Tpm,
     ];
 
-    /// Modes that work end to end in this build; a batch naming another is refused at validation.
-    pub const WORKING: [Mode; 5] = [
-        Mode::X509Csr,
-        Mode::X509Group,
-        Mode::X509Inject,
-        Mode::SymmetricGroup,
-        Mode::SymmetricIndividual,
-    ];
+    /// Modes that work end to end in this build: all of them (kept as its own name so that
+    /// callers iterate "what this build offers", not "what the enum lists").
+    pub const WORKING: [Mode; 6] = Mode::ALL;
 
     /// Whether devices share one enrollment group (no per-device enrollment).
     pub fn is_group(self) -> bool {
@@ -618,16 +613,6 @@ impl BatchConfig {
                 ),
             )
         })?;
-        if !Mode::WORKING.contains(&mode) {
-            return Err(invalid(
-                path,
-                "mode",
-                format!(
-                    "mode '{mode}' is not available in this build of the station (the simulator's TPM has no DPS TPM challenge); use one of: {}",
-                    Mode::WORKING.map(|m| m.as_str()).join(", ")
-                ),
-            ));
-        }
         if raw.name.trim().is_empty() {
             return Err(invalid(path, "name", "give the batch a name"));
         }
@@ -656,6 +641,15 @@ impl BatchConfig {
         };
         let template = RegistrationIdTemplate::parse(&raw.registration_id)
             .map_err(|e| invalid(path, "registration_id", e.to_string()))?;
+        if mode != Mode::Tpm && template.fields().contains(&Field::DeviceSuggestion) {
+            return Err(invalid(
+                path,
+                "registration_id",
+                format!(
+                    "{{regid}} is the registration ID a TPM device suggests in its TPM-EK reply; mode '{mode}' has none, use {{serial}} or {{hwid}}"
+                ),
+            ));
+        }
         let _ = IdUse::Any;
         let key = |k: &str, v: &Option<String>| {
             v.as_deref().map(|t| parse_key_ref(path, k, t)).transpose()
@@ -905,15 +899,24 @@ mod tests {
     }
 
     #[test]
-    fn unavailable_modes_and_missing_keys_are_refused_with_the_reason() {
+    fn missing_keys_and_a_misplaced_regid_are_refused_with_the_reason() {
         let dir = tempfile::tempdir().unwrap();
         let s = station(dir.path());
         let base = "name = \"b\"\nproduct = \"p\"\ncount = 2\nregistration_id = \"{product}-{serial}\"\nid_scope = \"0ne1\"\ndps_target = \"main\"\n";
         let tpm = format!("{base}mode = \"tpm\"\n[keys]\n");
-        let err = BatchConfig::from_toml(Path::new("b.toml"), &tpm, &s)
-            .unwrap_err()
-            .to_string();
-        assert!(err.contains("not available"), "{err}");
+        let b = BatchConfig::from_toml(Path::new("b.toml"), &tpm, &s).unwrap();
+        assert_eq!(b.mode, Mode::Tpm, "tpm needs no keys");
+        let suggested = tpm.replace("{product}-{serial}", "{product}-{regid}");
+        let b = BatchConfig::from_toml(Path::new("b.toml"), &suggested, &s).unwrap();
+        assert_eq!(b.template.as_str(), "{product}-{regid}");
+        let err = BatchConfig::from_toml(
+            Path::new("b.toml"),
+            &suggested.replace("\"tpm\"", "\"symmetric-individual\""),
+            &s,
+        )
+        .unwrap_err()
+        .to_string();
+        assert!(err.contains("{regid}") && err.contains("TPM"), "{err}");
         let csr = format!("{base}mode = \"x509-csr\"\n[keys]\n");
         let err = BatchConfig::from_toml(Path::new("b.toml"), &csr, &s)
             .unwrap_err()

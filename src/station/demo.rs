@@ -478,6 +478,7 @@ impl DemoWorkspace {
             Mode::SymmetricIndividual => {
                 keys += &format!("device_key_master = {:?}\n", self.keys.master.to_string())
             }
+            // The device's TPM holds its key already: nothing of the station's.
             Mode::Tpm => {}
         }
         let group = match mode {
@@ -623,6 +624,12 @@ pub fn device_registration(
     } else if let Some(sym) = &flash.symmetric_key {
         let bytes = hex::decode(sym).map_err(err("device symmetric key"))?;
         DeviceCredential::SymmetricKey(SecretString::new(BASE64_STANDARD.encode(bytes)))
+    } else if let Some(ek) = &flash.tpm_ek {
+        // The simulated TPM's EK private scalar: it answers the DPS TPM challenge.
+        let scalar = hex::decode(ek).map_err(err("device TPM endorsement key"))?;
+        DeviceCredential::Tpm {
+            ek_scalar: SecretBytes::new(scalar),
+        }
     } else {
         return Err(DemoError {
             what: "device".into(),

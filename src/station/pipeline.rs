@@ -24,7 +24,8 @@ use crate::identity::issue::{self, Issuer};
 use crate::identity::profile::DeviceProfile;
 use crate::identity::registration_id::{IdUse, RegistrationId};
 use crate::identity::signer::CaSigner;
-use crate::identity::template::TemplateValues;
+use crate::identity::template::{Field, TemplateValues};
+use crate::identity::tpm_ek;
 use crate::ledger::{
     Attestation, BatchId, EnrollmentKind, FailureStage, IdentityState, KeyFingerprint, NewDevice,
     NewEnrollment, NewIdentity, Transition,
@@ -201,11 +202,22 @@ fn run(
     } else {
         IdUse::Any
     };
+    // A TPM batch whose template names {regid} takes the ID the device suggests with its EK;
+    // only then is the EK read before the ID is known (config refuses {regid} in other modes).
+    let early_ek =
+        if mode == Mode::Tpm && batch.template.fields().contains(&Field::DeviceSuggestion) {
+            Some(driver.tpm_ek().map_err(fail(Stage::Check))?)
+        } else {
+            None
+        };
     let values = TemplateValues {
         product: Some(&batch.product),
         serial: Some(&info.serial),
         model: Some(&info.model),
         hardware_id: Some(&info.hardware_id),
+        device_suggestion: early_ek
+            .as_ref()
+            .and_then(|ek| ek.suggested_registration_id.as_deref()),
     };
     let registration_id = batch
         .template
@@ -323,9 +335,16 @@ fn run(
         }
         Mode::Tpm => {
             stage(Stage::Key);
-            let ek = driver.tpm_ek().map_err(fail(Stage::Key))?;
+            let ek = match early_ek {
+                Some(ek) => ek,
+                None => driver.tpm_ek().map_err(fail(Stage::Key))?,
+            };
+            // DPS holds the EK as the TPM's TPM2B_PUBLIC, not as the SPKI the device reports;
+            // the ledger keeps exactly what is enrolled.
+            let public = tpm_ek::spki_to_tpm2b_public(&ek.public_der)
+                .map_err(|e| Failure(Stage::Key, format!("device {}: {e}", info.serial)))?;
             Attestation::Tpm {
-                endorsement_key: ek.public_der,
+                endorsement_key: public,
             }
         }
     };
@@ -459,6 +478,13 @@ fn locked_device(
             individual_device_key(&ctx.keys, &ctx.batch, rid).map_err(fail(Stage::Issue))?
         };
         expected.symmetric_key = Some(sha256_hex(key.expose()));
+    } else if ctx.batch.mode == Mode::Tpm {
+        // Nothing but the config was written: the device must still have the recorded EK.
+        let ek = driver.tpm_ek().map_err(fail(Stage::Verify))?;
+        let public = tpm_ek::spki_to_tpm2b_public(&ek.public_der).map_err(fail(Stage::Verify))?;
+        if rec.endorsement_key.as_deref() != Some(public.as_slice()) {
+            return Err(refuse());
+        }
     } else {
         return Err(refuse());
     }

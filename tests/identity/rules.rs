@@ -84,6 +84,7 @@ fn templates_render_and_fail_by_position() {
         serial: Some("731"),
         model: None,
         hardware_id: Some("A1:B2:C3:D4:E5:F6"),
+        device_suggestion: None,
     };
     let id = template.render(&values, IdUse::X509CommonName).unwrap();
     assert_eq!(id.as_str(), "contoso-thermo-000731");

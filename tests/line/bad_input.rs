@@ -102,7 +102,13 @@ fn batch_files_with_unknown_keys_or_unavailable_modes_are_refused_naming_the_key
             ),
             "retries",
         ),
-        (format!("{base}mode = \"tpm\"\n[keys]\n"), "not available"),
+        (
+            format!(
+                "{}mode = \"symmetric-individual\"\n[keys]\ndevice_key_master = \"file:m\"\n",
+                base.replace("{serial}", "{regid}")
+            ),
+            "{regid}",
+        ),
     ] {
         let batch = dir.path().join("batch.toml");
         std::fs::write(&batch, text).unwrap();
@@ -144,5 +150,9 @@ fn the_demo_runs_every_working_mode_and_its_devices_register() {
         stdout.matches("2 of 2 devices registered").count(),
         Mode::WORKING.len(),
         "{stdout}"
+    );
+    assert!(
+        Mode::WORKING.contains(&Mode::Tpm) && !stdout.contains("not offered"),
+        "every mode, tpm included, is offered: {stdout}"
     );
 }

@@ -1,9 +1,10 @@
-//! Every working mode, 8 devices at once over pseudo-terminals, SoftHSM2 and the emulator.
+//! Every mode (tpm included), 8 devices at once over pseudo-terminals, SoftHSM2 and the emulator.
 
 use std::collections::HashSet;
 
 use base64::Engine as _;
 use base64::prelude::BASE64_STANDARD;
+use dps_station::identity::tpm_ek;
 use dps_station::ledger::{IdentityFilter, IdentityState, Ledger};
 use dps_station::station::config::Mode;
 use dps_station::station::demo::{DemoWorkspace, KeyStoreChoice, RunOptions};
@@ -75,12 +76,22 @@ fn every_working_mode_provisions_eight_devices_at_once_and_each_registers_with_w
                     "{mode}: no group"
                 );
             } else {
-                assert!(
-                    enrollments
-                        .iter()
-                        .any(|e| e["registrationId"] == rid.as_str()),
-                    "{mode}: {rid} is not enrolled in the emulator"
-                );
+                let enrollment = enrollments
+                    .iter()
+                    .find(|e| e["registrationId"] == rid.as_str())
+                    .unwrap_or_else(|| panic!("{mode}: {rid} is not enrolled in the emulator"));
+                if mode == Mode::Tpm {
+                    // DPS gets the EK as the TPM's TPM2B_PUBLIC of the default EK template.
+                    let ek = BASE64_STANDARD
+                        .decode(
+                            enrollment["attestation"]["tpm"]["endorsementKey"]
+                                .as_str()
+                                .unwrap(),
+                        )
+                        .unwrap();
+                    let public = tpm_ek::parse_tpm2b_public(&ek).unwrap();
+                    assert!(public.is_default_template(), "{mode}: {rid}");
+                }
             }
             ws.register_device(flash)
                 .unwrap_or_else(|e| panic!("{mode}: {rid} could not register: {e}"));
