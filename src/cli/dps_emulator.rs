@@ -23,7 +23,7 @@ pub enum Commands {
 /// Flags of `dps-emulator`.
 #[derive(Debug, Args)]
 pub struct EmulatorArgs {
-    /// Plain-HTTP address (service API; symmetric-key device registration), e.g. 127.0.0.1:8080.
+    /// Plain-HTTP address (service API; symmetric-key and TPM device registration), e.g. 127.0.0.1:8080.
     #[arg(long, value_name = "ADDR")]
     listen: Option<SocketAddr>,
     /// HTTPS address (service API and device registration with X.509 client certificates).
