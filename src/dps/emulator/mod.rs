@@ -1,8 +1,8 @@
 //! A local Azure IoT Hub Device Provisioning Service, close enough to the real one that the
 //! official service SDKs work against it unchanged: the 15 operations of the service API (2021-10-01),
 //! SAS verification, quotas, throttling, injected faults, a state file, and the device
-//! registration API with X.509, symmetric-key and TPM (ECC P-256 EK) attestation. Factory test benches have no
-//! route to Azure; this is what the station's client and its tests talk to instead.
+//! registration API with X.509, symmetric-key and TPM (ECC P-256 EK) attestation. Factory test
+//! benches have no route to Azure; this is what the station's client and its tests talk to instead.
 //!
 //! It runs on its own tokio runtime and threads, so blocking callers and tests use it directly:
 //! `Emulator::start(EmulatorConfig::loopback())`.
