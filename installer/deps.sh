@@ -9,9 +9,11 @@ packages=(
   softhsm2                     # the PKCS#11 token the demo and the tests use
   opensc                       # pkcs11-tool, and the OpenSC module for Nitrokey/SmartCard-HSM
   ca-certificates
+  libsecret-tools              # secret-tool: DPS connection strings from the OS keyring
 )
 if [[ "${1:-}" == "--test" ]]; then
   packages+=(openssl sqlite3 python3 python3-venv tmux)
+  packages+=(dbus gnome-keyring)   # a real Secret Service for the keyring test
   packages+=(swtpm tpm2-tools libtss2-tcti-swtpm0)   # the EK conversion is checked against a software TPM
   # Node may come from a non-Debian nodejs package that bundles npm (and conflicts with Debian's
   # npm): ask for Debian's only when the commands are missing.

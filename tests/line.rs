@@ -9,6 +9,8 @@ mod common;
 mod disk_full;
 #[path = "line/faults.rs"]
 mod faults;
+#[path = "line/keyring.rs"]
+mod keyring;
 #[path = "line/kill.rs"]
 mod kill;
 #[path = "line/lifecycle.rs"]

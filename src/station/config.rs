@@ -190,7 +190,9 @@ impl SecretSource {
                         what: what.to_string(),
                         message: format!("cannot run secret-tool ({e}); install libsecret-tools or use an environment variable"),
                     })?;
-                let value = String::from_utf8_lossy(&out.stdout).trim().to_string();
+                // secret-tool prints the secret bare; wipe its copy of it too.
+                let stdout = zeroize::Zeroizing::new(out.stdout);
+                let value = String::from_utf8_lossy(&stdout).trim().to_string();
                 if !out.status.success() || value.is_empty() {
                     return Err(ConfigError::Secret {
                         what: what.to_string(),
