@@ -455,6 +455,8 @@ struct RawBatch {
     enrollment_group: Option<String>,
     #[serde(default = "default_timing")]
     enrollment: String,
+    #[serde(default)]
+    reprovision: Option<String>,
 }
 
 #[derive(Debug, Deserialize)]
@@ -583,6 +585,10 @@ pub struct BatchConfig {
     pub enrollment_group: Option<String>,
     /// When to enroll.
     pub timing: EnrollTiming,
+    /// The operator's reason when this run re-provisions devices seen before (`--reprovision`,
+    /// or `reprovision = "..."` in batch.toml): each such device is factory-reset if locked,
+    /// its old identity revoked and a new one issued, all audited. `None`: they are refused.
+    pub reprovision: Option<String>,
 }
 
 impl BatchConfig {
@@ -777,6 +783,16 @@ impl BatchConfig {
                 ));
             }
         };
+        let reprovision = match raw.reprovision {
+            Some(reason) if reason.trim().is_empty() => {
+                return Err(invalid(
+                    path,
+                    "reprovision",
+                    "say why the devices are re-provisioned (an RMA number, a ticket); the reason is audited",
+                ));
+            }
+            other => other.map(|r| r.trim().to_string()),
+        };
         let to_json = |t: Option<toml::Table>| {
             t.and_then(|t| serde_json::to_value(t).ok())
                 .and_then(|v| v.as_object().cloned())
@@ -807,6 +823,7 @@ impl BatchConfig {
             dps_target: raw.dps_target,
             enrollment_group,
             timing,
+            reprovision,
         })
     }
 
