@@ -15,5 +15,7 @@ mod kill;
 mod lifecycle;
 #[path = "line/modes.rs"]
 mod modes;
+#[path = "line/reprovision.rs"]
+mod reprovision;
 #[path = "line/throttled.rs"]
 mod throttled;
