@@ -417,3 +417,59 @@ fn the_run_command_refuses_seen_devices_and_reprovisions_them_with_the_flag() {
     }
     fleet.stop();
 }
+
+/// The key of a `symmetric-individual` identity is recomputed in the HSM from the nonce the
+/// ledger recorded: a device written and locked by a run that stopped before the ledger said
+/// `written` is completed (its read-back matches the recomputed key), not refused.
+#[test]
+fn a_symmetric_individual_key_is_recomputed_from_the_recorded_nonce_after_a_crash() {
+    let ws = DemoWorkspace::create(KeyStoreChoice::SoftHsm).unwrap();
+    let flash_dir = tempfile::tempdir().unwrap();
+    let sim = sim_in(flash_dir.path());
+    let first = run(&ws, Mode::SymmetricIndividual, "crash", &sim, None);
+    assert_eq!(first.summary.passed(), DEVICES as usize);
+    // What a crash between LOCK and the `written` commit leaves: the identities still `issued`,
+    // nothing queued. (Written with the sqlite3 shell's equivalent; the audit chain is untouched.)
+    {
+        let c = rusqlite::Connection::open(&ws.station.ledger).unwrap();
+        c.execute_batch(
+            "DELETE FROM enrollments; UPDATE identities SET state = 'issued' WHERE state = 'enrolled';",
+        )
+        .unwrap();
+    }
+    let nonces: Vec<_> = identities(&ws).iter().map(|i| i.key_nonce).collect();
+    assert!(nonces.iter().all(Option::is_some), "{nonces:?}");
+
+    let resumed = run(&ws, Mode::SymmetricIndividual, "crash", &sim, None);
+    assert_eq!(resumed.summary.resumed.voided, DEVICES);
+    assert_eq!(
+        resumed.summary.passed(),
+        DEVICES as usize,
+        "{:?}",
+        resumed.summary.outcomes
+    );
+    assert_eq!(resumed.summary.enrollment.enrolled, DEVICES);
+    let after = identities(&ws);
+    assert!(
+        after.iter().all(|i| i.state == IdentityState::Enrolled),
+        "{after:?}"
+    );
+    assert_eq!(
+        after.iter().map(|i| i.key_nonce).collect::<Vec<_>>(),
+        nonces,
+        "completed, not reissued"
+    );
+    for d in &resumed.devices {
+        assert_eq!(
+            d.flash.symmetric_key,
+            first
+                .devices
+                .iter()
+                .find(|f| f.flash.serial == d.flash.serial)
+                .unwrap()
+                .flash
+                .symmetric_key
+        );
+        ws.register_device(&d.flash).unwrap();
+    }
+}
