@@ -263,6 +263,38 @@ fn refuses_then_reprovisions(mode: Mode) {
     drop(ledger);
     let (ok, out) = ledger_verify(&ws.station.ledger);
     assert!(ok, "{out}");
+    no_device_key_in_the_ledger(
+        &ws,
+        old.values().chain(again.devices.iter().map(|d| &d.flash)),
+    );
+}
+
+/// Neither the old nor the new device keys reach the ledger file or its WAL, in any encoding.
+fn no_device_key_in_the_ledger<'a>(ws: &DemoWorkspace, flashes: impl Iterator<Item = &'a Flash>) {
+    let mut bytes = std::fs::read(&ws.station.ledger).unwrap();
+    let mut wal = ws.station.ledger.as_os_str().to_owned();
+    wal.push("-wal");
+    bytes.extend(std::fs::read(std::path::PathBuf::from(wal)).unwrap_or_default());
+    let mut checked = 0;
+    for flash in flashes {
+        for key in [&flash.key, &flash.symmetric_key].into_iter().flatten() {
+            let raw = hex::decode(key).unwrap();
+            for form in [
+                raw.clone(),
+                BASE64_STANDARD.encode(&raw).into_bytes(),
+                hex::encode(&raw).into_bytes(),
+                hex::encode_upper(&raw).into_bytes(),
+            ] {
+                assert!(
+                    !bytes.windows(form.len()).any(|w| w == form.as_slice()),
+                    "a device key of {} is in the ledger",
+                    flash.serial
+                );
+            }
+            checked += 1;
+        }
+    }
+    assert!(checked >= 2 * DEVICES as usize, "{checked} keys checked");
 }
 
 #[test]
