@@ -11,10 +11,13 @@ use base64::Engine as _;
 use base64::prelude::BASE64_STANDARD;
 use dps_station::device::ClientOptions;
 use dps_station::device::simulator::{Flash, Fleet, SimOptions};
-use dps_station::ledger::{IdentityFilter, IdentityRecord, IdentityState, Ledger};
+use dps_station::dps::payload::{self, EnrollmentSettings};
+use dps_station::ledger::{IdentityFilter, IdentityRecord, IdentityState, Ledger, WriterIdentity};
+use dps_station::secret::SecretString;
 use dps_station::station::config::{KeyStoreConfig, Mode};
 use dps_station::station::demo::{DemoWorkspace, KeyStoreChoice, RunOptions, USER_PIN};
 use dps_station::station::engine::{Engine, RunSummary};
+use dps_station::station::enrollment::{EnrollOptions, enroll_pending, export_pending};
 use dps_station::station::events::Stage;
 use dps_station::station::source::{DeviceSource, SimulatedRecord, VirtualFixture};
 
@@ -35,19 +38,32 @@ fn run(
     sim: &SimOptions,
     reprovision: Option<&str>,
 ) -> Run {
+    run_timed(ws, mode, name, sim, reprovision, "immediately", DEVICES)
+}
+
+/// [`run`] with the batch's enrollment timing (`immediately`, `batch-end`, `offline`).
+fn run_timed(
+    ws: &DemoWorkspace,
+    mode: Mode,
+    name: &str,
+    sim: &SimOptions,
+    reprovision: Option<&str>,
+    timing: &'static str,
+    devices: u64,
+) -> Run {
     let options = RunOptions {
-        devices: DEVICES,
-        slots: DEVICES as usize,
+        devices,
+        slots: devices as usize,
         sim: sim.clone(),
-        timing: "immediately",
+        timing,
     };
     let mut toml = ws.batch_toml(mode, name, &options);
     if let Some(reason) = reprovision {
         // Top-level keys go before the first table of the file.
         toml = format!("reprovision = {reason:?}\n{toml}");
     }
-    let fixture = VirtualFixture::new(DEVICES, sim.clone(), ClientOptions::default());
-    let sources: Vec<(String, Box<dyn DeviceSource>)> = (1..=DEVICES)
+    let fixture = VirtualFixture::new(devices, sim.clone(), ClientOptions::default());
+    let sources: Vec<(String, Box<dyn DeviceSource>)> = (1..=devices)
         .map(|i| {
             let slot = format!("S{i}");
             (
@@ -502,6 +518,165 @@ fn a_symmetric_individual_key_is_recomputed_from_the_recorded_nonce_after_a_cras
                 .flash
                 .symmetric_key
         );
+        ws.register_device(&d.flash).unwrap();
+    }
+}
+
+/// An enrollment DPS holds with other content, outside re-provisioning, is reported and left as
+/// it is; re-provisioning the device is what replaces it.
+#[test]
+fn an_unexpected_conflict_is_reported_not_overwritten_and_reprovisioning_replaces_it() {
+    let ws = DemoWorkspace::create(KeyStoreChoice::SoftHsm).unwrap();
+    let flash_dir = tempfile::tempdir().unwrap();
+    let sim = sim_in(flash_dir.path());
+    // Devices whose serials are known before the run, and someone else's enrollment for the
+    // registration ID of one of them.
+    let mut rids = Vec::new();
+    for i in 0..DEVICES as usize {
+        let flash = Flash::factory(i);
+        rids.push(format!(
+            "demo-x509-csr-{}",
+            flash.serial.to_ascii_lowercase()
+        ));
+        flash
+            .save(&flash_dir.path().join(format!("sim-{i}.json")))
+            .unwrap();
+    }
+    let taken = &rids[0];
+    let foreign = payload::symmetric_key_individual(
+        taken,
+        Some(SecretString::new(BASE64_STANDARD.encode([5u8; 32]))),
+        None,
+        &EnrollmentSettings::default(),
+    )
+    .unwrap();
+    ws.client().create_enrollment(&foreign).unwrap();
+
+    let first = run(&ws, Mode::X509Csr, "first", &sim, None);
+    assert_eq!(
+        first.summary.passed(),
+        DEVICES as usize,
+        "the devices are written"
+    );
+    assert_eq!(first.summary.enrollment.enrolled, DEVICES - 1);
+    assert_eq!(
+        first.summary.enrollment.failed, 1,
+        "the conflict is reported"
+    );
+    let ledger = Ledger::open_read_only(&ws.station.ledger).unwrap();
+    let conflicted = ledger.find_identity(taken).unwrap().unwrap();
+    assert_eq!(conflicted.state, IdentityState::Failed);
+    let why = conflicted.failed_reason.clone().unwrap();
+    assert!(
+        why.contains("different attestation") && why.contains("re-provisioning"),
+        "{why}"
+    );
+    drop(ledger);
+    let held = |ws: &DemoWorkspace| {
+        ws.emulator
+            .enrollments_snapshot()
+            .into_iter()
+            .find(|e| e["registrationId"].as_str() == Some(taken.as_str()))
+            .unwrap()
+    };
+    assert_eq!(
+        held(&ws)["attestation"]["type"],
+        "symmetricKey",
+        "the existing enrollment is left untouched"
+    );
+
+    // The operator chooses re-provisioning (a new batch, so every device of the first one is
+    // re-provisioned): each is reset and re-issued, and the conflicting enrollment is replaced.
+    let rma = run(&ws, Mode::X509Csr, "rma", &sim, Some("conflict in DPS"));
+    assert_eq!(
+        rma.summary.passed(),
+        DEVICES as usize,
+        "{:?}",
+        rma.summary.outcomes
+    );
+    assert_eq!(rma.summary.enrollment.enrolled, DEVICES);
+    assert_eq!(held(&ws)["attestation"]["type"], "x509");
+    let flash = rma
+        .devices
+        .iter()
+        .find(|d| regid(&d.flash) == *taken)
+        .unwrap();
+    ws.register_device(&flash.flash).unwrap();
+}
+
+/// Re-provisioned identities left queued (offline enrollment) replace their DPS enrollment when
+/// `dps-station enroll` sends them later, and are left out of enrollment files (which create).
+#[test]
+fn queued_reprovisioned_identities_are_replaced_by_enroll_and_left_out_of_export_files() {
+    let ws = DemoWorkspace::create(KeyStoreChoice::SoftHsm).unwrap();
+    let flash_dir = tempfile::tempdir().unwrap();
+    let sim = sim_in(flash_dir.path());
+    let first = run(&ws, Mode::X509Csr, "first", &sim, None);
+    assert_eq!(first.summary.enrollment.enrolled, DEVICES);
+    // The three come back with a new device, in an offline batch.
+    let rma = run_timed(
+        &ws,
+        Mode::X509Csr,
+        "rma",
+        &sim,
+        Some("RMA 9"),
+        "offline",
+        DEVICES + 1,
+    );
+    assert_eq!(
+        rma.summary.passed(),
+        DEVICES as usize + 1,
+        "{:?}",
+        rma.summary.outcomes
+    );
+    assert_eq!(rma.summary.pending_enrollments, DEVICES + 1);
+
+    let mut ledger = Ledger::open(
+        &ws.station.ledger,
+        &WriterIdentity {
+            station: "office".into(),
+            operator: "eve".into(),
+        },
+    )
+    .unwrap();
+    let out = tempfile::tempdir().unwrap();
+    let report = export_pending(
+        &ledger,
+        "emulator",
+        &EnrollmentSettings::default(),
+        Vec::new(),
+        &out.path().join("files"),
+    )
+    .unwrap();
+    assert_eq!(report.written.individuals, 1, "the new device only");
+    assert_eq!(report.left_out.len(), DEVICES as usize);
+    assert!(
+        report
+            .left_out
+            .iter()
+            .all(|u| u.reason.contains("revoked identity")),
+        "{:?}",
+        report.left_out
+    );
+    let summary = enroll_pending(
+        &mut ledger,
+        &ws.client(),
+        &EnrollOptions {
+            dps_target: "emulator".into(),
+            settings: EnrollmentSettings::default(),
+            reprovision: false,
+        },
+        |_| {},
+    )
+    .unwrap();
+    assert_eq!(summary.replaced, DEVICES as usize, "{summary:?}");
+    assert_eq!(summary.created, 1, "{summary:?}");
+    assert!(summary.failed.is_empty(), "{summary:?}");
+    for d in &rma.devices {
+        let rid = regid(&d.flash);
+        let live = ledger.find_identity(&rid).unwrap().unwrap();
+        assert_eq!(live.state, IdentityState::Enrolled);
+        enrollment_holds(&ws, Mode::X509Csr, &rid, &live, &d.flash);
         ws.register_device(&d.flash).unwrap();
     }
 }
