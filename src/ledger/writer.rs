@@ -560,6 +560,25 @@ impl LedgerWriter<'_> {
                 state: enrollment.state.to_string(),
             });
         }
+        // The identity follows below by registration ID, which names the live identity: make
+        // sure this enrollment is that identity's (revoking one cancels its pending enrollments,
+        // so this holds unless the file was edited by hand).
+        let owner: i64 = self
+            .tx
+            .prepare_cached("SELECT identity_id FROM enrollments WHERE id = ?1")
+            .and_then(|mut s| s.query_row([id.0], |r| r.get(0)))
+            .map_err(self.sql("looking up an enrollment"))?;
+        let live = self.existing(&enrollment.registration_id)?;
+        if live.id.0 != owner {
+            return Err(LedgerError::AlreadyFinished {
+                what: "enrollment",
+                id: id.0,
+                state: format!(
+                    "pending for identity #{owner} of {}, which is no longer its live identity (#{} is)",
+                    enrollment.registration_id, live.id
+                ),
+            });
+        }
         let (next, etag, error) = match outcome {
             EnrollmentOutcome::Enrolled { etag } => (EnrollmentState::Enrolled, etag.clone(), None),
             EnrollmentOutcome::RetryLater { error } => {
