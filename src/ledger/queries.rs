@@ -173,6 +173,20 @@ fn current_state_from_row(r: &Row<'_>) -> rusqlite::Result<CurrentState> {
     })
 }
 
+/// The live identity of a registration ID, or else its newest revoked one: one lookup for the
+/// write path, which refuses or changes either.
+pub(crate) fn live_or_last_revoked(
+    conn: &Connection,
+    registration_id: &str,
+) -> rusqlite::Result<Option<CurrentState>> {
+    conn.prepare_cached(
+        "SELECT id, registration_id, state, failed_stage FROM identities
+         WHERE registration_id = ?1 ORDER BY state = 'revoked', id DESC LIMIT 1",
+    )?
+    .query_row([registration_id], current_state_from_row)
+    .optional()
+}
+
 /// The state of the live (not revoked) identity with this registration ID (case-insensitive).
 pub(crate) fn identity_state(
     conn: &Connection,

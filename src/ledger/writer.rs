@@ -176,14 +176,13 @@ impl LedgerWriter<'_> {
     /// and audited choice.
     pub fn record_issued(&self, identity: &NewIdentity) -> Result<IdentityId, LedgerError> {
         check_registration_id(&identity.registration_id)?;
-        self.refuse_live(&identity.registration_id)?;
-        if let Some(revoked) = queries::last_revoked(self.tx, &identity.registration_id)
+        if let Some(existing) = queries::live_or_last_revoked(self.tx, &identity.registration_id)
             .map_err(self.sql("looking up a registration ID"))?
         {
             return Err(LedgerError::DuplicateRegistrationId {
                 registration_id: identity.registration_id.clone(),
-                existing: revoked.registration_id,
-                state: revoked.state,
+                existing: existing.registration_id,
+                state: existing.state,
             });
         }
         self.insert_issued(identity, json!({}))
@@ -244,19 +243,6 @@ impl LedgerWriter<'_> {
             }),
         )?;
         self.insert_issued(identity, json!({ "replaces": old.id.0 }))
-    }
-
-    fn refuse_live(&self, registration_id: &str) -> Result<(), LedgerError> {
-        if let Some(existing) = queries::identity_state(self.tx, registration_id)
-            .map_err(self.sql("looking up a registration ID"))?
-        {
-            return Err(LedgerError::DuplicateRegistrationId {
-                registration_id: registration_id.to_string(),
-                existing: existing.registration_id,
-                state: existing.state,
-            });
-        }
-        Ok(())
     }
 
     fn insert_issued(
@@ -378,17 +364,12 @@ impl LedgerWriter<'_> {
     /// The live identity of a registration ID, or else its newest revoked one (so that a change
     /// of a revoked identity is an illegal transition, not an unknown identity).
     fn existing(&self, registration_id: &str) -> Result<queries::CurrentState, LedgerError> {
-        let live = queries::identity_state(self.tx, registration_id)
-            .map_err(self.sql("looking up an identity"))?;
-        let found = match live {
-            Some(live) => Some(live),
-            None => queries::last_revoked(self.tx, registration_id)
-                .map_err(self.sql("looking up an identity"))?,
-        };
-        found.ok_or_else(|| LedgerError::UnknownIdentity {
-            path: self.path.to_path_buf(),
-            registration_id: registration_id.to_string(),
-        })
+        queries::live_or_last_revoked(self.tx, registration_id)
+            .map_err(self.sql("looking up an identity"))?
+            .ok_or_else(|| LedgerError::UnknownIdentity {
+                path: self.path.to_path_buf(),
+                registration_id: registration_id.to_string(),
+            })
     }
 
     /// Moves an identity through the state machine; an illegal change is an error and writes nothing.
