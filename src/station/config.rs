@@ -947,4 +947,26 @@ mod tests {
             .to_string();
         assert!(err.contains("other") && err.contains("main"), "{err}");
     }
+
+    #[test]
+    fn reprovisioning_is_chosen_with_a_reason_in_the_batch_file() {
+        let dir = tempfile::tempdir().unwrap();
+        let s = station(dir.path());
+        let base = "name = \"b\"\nproduct = \"p\"\ncount = 2\nregistration_id = \"{product}-{serial}\"\nid_scope = \"0ne1\"\ndps_target = \"main\"\nmode = \"symmetric-individual\"\n";
+        let keys = "[keys]\ndevice_key_master = \"file:m.secret\"\n";
+        let plain =
+            BatchConfig::from_toml(Path::new("b.toml"), &format!("{base}{keys}"), &s).unwrap();
+        assert_eq!(plain.reprovision, None, "not chosen unless said");
+        let chosen = format!("{base}reprovision = \" RMA 123 \"\n{keys}");
+        let b = BatchConfig::from_toml(Path::new("b.toml"), &chosen, &s).unwrap();
+        assert_eq!(b.reprovision.as_deref(), Some("RMA 123"));
+        let empty = format!("{base}reprovision = \"\"\n{keys}");
+        let err = BatchConfig::from_toml(Path::new("b.toml"), &empty, &s)
+            .unwrap_err()
+            .to_string();
+        assert!(
+            err.contains("reprovision") && err.contains("reason"),
+            "{err}"
+        );
+    }
 }
