@@ -231,10 +231,18 @@ fn run(
         .map_err(fail(Stage::Check))?;
     *out_id = Some(registration_id.clone());
     let rid = registration_id.as_str().to_string();
-    let (existing, history) = {
+    // The live identity, or else the newest revoked one (re-provisioning history).
+    let (existing, revoked) = {
         let rid = rid.clone();
         ctx.ledger
-            .call(move |l| Ok((l.find_identity(&rid)?, l.identity_history(&rid)?)))
+            .call(move |l| {
+                let live = l.find_identity(&rid)?;
+                let revoked = match live {
+                    Some(_) => None,
+                    None => l.identity_history(&rid)?.pop(),
+                };
+                Ok((live, revoked))
+            })
             .map_err(fail(Stage::Check))?
     };
     // Seen before: the registration ID has (or had) an identity the device held for good.
@@ -248,7 +256,7 @@ fn run(
             None
         }
         Some(rec) => Some(rec),
-        None => history.last(),
+        None => revoked.as_ref(),
     };
     // A device this batch itself finished (left in its slot across a restart) is done, also in
     // a re-provisioning batch: re-provisioning replaces identities of earlier batches.
