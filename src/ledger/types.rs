@@ -114,7 +114,8 @@ named_enum!(
         Enrolled => "enrolled",
         /// A stage failed; `failed_stage` and `failed_reason` say which and why.
         Failed => "failed",
-        /// Withdrawn for good; the registration ID is never reused.
+        /// Withdrawn for good. Its registration ID gets a new identity only through an explicit,
+        /// audited re-provisioning; the revoked one stays as history.
         Revoked => "revoked",
     }
 );
