@@ -27,3 +27,6 @@ mod secrets;
 
 #[path = "ledger/cli.rs"]
 mod cli;
+
+#[path = "ledger/reprovision.rs"]
+mod reprovision;

@@ -234,7 +234,17 @@ fn list(l: &Ledger, filter: &IdentityFilter, json: bool) -> anyhow::Result<ExitC
 }
 
 fn show(l: &Ledger, registration_id: &str, json: bool) -> anyhow::Result<ExitCode> {
-    let Some(identity) = l.find_identity(registration_id)? else {
+    // The live identity, or else the newest revoked one; earlier ones are re-provisioning history.
+    let history = l.identity_history(registration_id)?;
+    let identity = match l.find_identity(registration_id)? {
+        Some(live) => Some(live),
+        None => history.last().cloned(),
+    };
+    let earlier: Vec<&IdentityRecord> = history
+        .iter()
+        .filter(|h| identity.as_ref().is_some_and(|i| i.id != h.id))
+        .collect();
+    let Some(identity) = identity else {
         bail!(
             "no identity with registration ID {registration_id} in the ledger {}; `dps-station ledger list` shows what is there",
             l.path().display()
@@ -245,12 +255,28 @@ fn show(l: &Ledger, registration_id: &str, json: bool) -> anyhow::Result<ExitCod
     if json {
         print_json(&serde_json::json!({
             "identity": identity,
+            "earlier_identities": earlier,
             "enrollments": enrollments,
             "audit": audit,
         }))?;
         return Ok(ExitCode::SUCCESS);
     }
     print_identity(&identity);
+    if !earlier.is_empty() {
+        println!("earlier identities of this registration ID:");
+        for h in &earlier {
+            println!(
+                "  #{} {} since {}{}",
+                h.id,
+                h.state,
+                h.updated_at,
+                h.revoked_reason
+                    .as_deref()
+                    .map(|r| format!(": {r}"))
+                    .unwrap_or_default()
+            );
+        }
+    }
     println!("enrollments:");
     if enrollments.is_empty() {
         println!("  (none)");
@@ -325,6 +351,9 @@ fn print_identity(i: &IdentityRecord) {
     }
     if let Some(fp) = &i.key_fingerprint {
         println!("key fingerprint  {fp}");
+    }
+    if let Some(nonce) = &i.key_nonce {
+        println!("key nonce        {nonce} (random input of the HSM-computed key; not secret)");
     }
     if let Some(ek) = &i.endorsement_key {
         println!("endorsement key  {} bytes", ek.len());

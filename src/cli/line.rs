@@ -44,6 +44,12 @@ pub struct RunArgs {
     /// Print one line per event instead of progress bars.
     #[arg(long)]
     headless: bool,
+    /// Re-provision devices seen before, for this run, and say why (e.g. "RMA 123"): a locked
+    /// device is factory-reset (its reset input must be asserted), its old identity revoked and
+    /// a new one issued and enrolled in place of the old; all audited. Without it such devices
+    /// are refused. Overrides `reprovision` in the batch file.
+    #[arg(long, value_name = "REASON")]
+    reprovision: Option<String>,
 }
 
 /// `demo` options.
@@ -317,7 +323,20 @@ fn dps_client(
 
 fn run_batch(args: &RunArgs) -> anyhow::Result<ExitCode> {
     let station = StationConfig::load(&args.config)?;
-    let batch = BatchConfig::load(&args.batch, &station)?;
+    let mut batch = BatchConfig::load(&args.batch, &station)?;
+    if let Some(reason) = &args.reprovision {
+        if reason.trim().is_empty() {
+            bail!(
+                "--reprovision needs a reason (an RMA number, a ticket): it is recorded in the ledger's audit log"
+            );
+        }
+        batch.reprovision = Some(reason.trim().to_string());
+    }
+    if let Some(reason) = &batch.reprovision {
+        eprintln!(
+            "RE-PROVISIONING: devices seen before get a new identity, their old one is revoked (reason: {reason})"
+        );
+    }
     let keys = StationKeys::open(&station.keystore)?;
     if keys.is_software() {
         eprintln!("WARNING: {}", keys.describe());

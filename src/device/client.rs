@@ -726,4 +726,8 @@ impl<W: Read + Write + Send> DeviceDriver for LineClient<W> {
         }
         Ok(())
     }
+
+    fn factory_reset(&mut self) -> Result<(), DeviceError> {
+        LineClient::factory_reset(self)
+    }
 }

@@ -137,4 +137,8 @@ pub trait DeviceDriver: Send {
     fn tpm_ek(&mut self) -> Result<TpmEk, DeviceError>;
     /// Locks the device against further writes.
     fn lock(&mut self) -> Result<(), DeviceError>;
+    /// The guarded factory reset (nonce, then nonce + serial): wipes what the station wrote and
+    /// the lock, for an explicit re-provisioning. A device whose physical reset input is not
+    /// asserted refuses with `GUARDED`.
+    fn factory_reset(&mut self) -> Result<(), DeviceError>;
 }

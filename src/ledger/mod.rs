@@ -208,6 +208,7 @@ impl Ledger {
                 operator: writer.operator.clone(),
                 station_id,
                 operator_id,
+                schema_version: to,
             };
             let w = LedgerWriter {
                 tx: &tx,
@@ -235,6 +236,7 @@ impl Ledger {
                 operator: writer.operator.clone(),
                 station_id: 0,
                 operator_id: 0,
+                schema_version: to,
             }
         };
         tracing::info!(ledger = %path.display(), schema = to, "ledger open for writing");
@@ -376,6 +378,15 @@ impl Ledger {
         self.transaction(|w| w.record_issued(identity))
     }
 
+    /// Re-provisions a device under its registration ID. See [`LedgerWriter::reprovision`].
+    pub fn reprovision(
+        &mut self,
+        identity: &NewIdentity,
+        why: &Reprovisioning,
+    ) -> Result<IdentityId, LedgerError> {
+        self.transaction(|w| w.reprovision(identity, why))
+    }
+
     /// Replaces an identity's certificate or key. See [`LedgerWriter::reissue`].
     pub fn reissue(&mut self, identity: &NewIdentity) -> Result<IdentityId, LedgerError> {
         self.transaction(|w| w.reissue(identity))
@@ -451,13 +462,24 @@ impl Ledger {
         f(&self.conn).map_err(|e| classify(&self.path, operation, e))
     }
 
-    /// The identity with this registration ID (case-insensitive), if any.
+    /// The live (not revoked) identity with this registration ID (case-insensitive), if any.
     pub fn find_identity(
         &self,
         registration_id: &str,
     ) -> Result<Option<IdentityRecord>, LedgerError> {
         self.read("looking up an identity", |c| {
             queries::find_identity(c, registration_id)
+        })
+    }
+
+    /// Every identity a registration ID ever had (revoked ones too: re-provisioning history),
+    /// oldest first.
+    pub fn identity_history(
+        &self,
+        registration_id: &str,
+    ) -> Result<Vec<IdentityRecord>, LedgerError> {
+        self.read("reading an identity's history", |c| {
+            queries::identity_history(c, registration_id)
         })
     }
 

@@ -35,7 +35,7 @@ SELECT i.id, i.registration_id, i.state, i.failed_stage, i.failed_reason, i.revo
        d.id, d.model, d.serial_number, d.hardware_id, d.firmware, d.batch_id, d.first_seen,
        i.certificate_der, i.sha1_thumbprint, i.sha256_thumbprint, i.subject, i.issuer,
        i.cert_serial, i.not_before, i.not_after,
-       i.key_fingerprint, i.endorsement_key, s.name, o.name, i.created_at, i.updated_at
+       i.key_fingerprint, i.endorsement_key, s.name, o.name, i.created_at, i.updated_at, i.key_nonce
 FROM identities i
 LEFT JOIN batches b ON b.id = i.batch_id
 LEFT JOIN devices d ON d.id = i.device_id
@@ -88,6 +88,7 @@ fn identity_from_row(r: &Row<'_>) -> rusqlite::Result<IdentityRecord> {
         certificate,
         key_fingerprint,
         endorsement_key: r.get(24)?,
+        key_nonce: nonce_col(r, 29)?,
         station: r.get(25)?,
         operator: r.get(26)?,
         created_at: r.get(27)?,
@@ -95,14 +96,63 @@ fn identity_from_row(r: &Row<'_>) -> rusqlite::Result<IdentityRecord> {
     })
 }
 
-/// The identity with this registration ID (compared case-insensitively).
+/// A stored key nonce; a value of another length is a conversion error, never a guess.
+fn nonce_col(r: &Row<'_>, i: usize) -> rusqlite::Result<Option<KeyNonce>> {
+    let bytes: Option<Vec<u8>> = r.get(i)?;
+    bytes
+        .map(|b| {
+            KeyNonce::from_slice(&b).ok_or_else(|| {
+                rusqlite::Error::FromSqlConversionFailure(
+                    i,
+                    Type::Blob,
+                    format!(
+                        "a key nonce of {} bytes; expected {}",
+                        b.len(),
+                        KeyNonce::LEN
+                    )
+                    .into(),
+                )
+            })
+        })
+        .transpose()
+}
+
+/// The live (not revoked) identity with this registration ID (compared case-insensitively):
+/// there is at most one. Revoked ones are history ([`identity_history`]).
 pub(crate) fn find_identity(
     conn: &Connection,
     registration_id: &str,
 ) -> rusqlite::Result<Option<IdentityRecord>> {
-    conn.prepare_cached(&format!("{IDENTITY_SELECT} WHERE i.registration_id = ?1"))?
-        .query_row([registration_id], identity_from_row)
-        .optional()
+    conn.prepare_cached(&format!(
+        "{IDENTITY_SELECT} WHERE i.registration_id = ?1 AND i.state <> 'revoked'"
+    ))?
+    .query_row([registration_id], identity_from_row)
+    .optional()
+}
+
+/// Every identity a registration ID ever had, revoked ones included, oldest first.
+pub(crate) fn identity_history(
+    conn: &Connection,
+    registration_id: &str,
+) -> rusqlite::Result<Vec<IdentityRecord>> {
+    let mut stmt = conn.prepare_cached(&format!(
+        "{IDENTITY_SELECT} WHERE i.registration_id = ?1 ORDER BY i.id"
+    ))?;
+    let rows = stmt.query_map([registration_id], identity_from_row)?;
+    rows.collect()
+}
+
+/// The newest revoked identity of a registration ID, if any (cheap: no certificate).
+pub(crate) fn last_revoked(
+    conn: &Connection,
+    registration_id: &str,
+) -> rusqlite::Result<Option<CurrentState>> {
+    conn.prepare_cached(
+        "SELECT id, registration_id, state, failed_stage FROM identities
+         WHERE registration_id = ?1 AND state = 'revoked' ORDER BY id DESC LIMIT 1",
+    )?
+    .query_row([registration_id], current_state_from_row)
+    .optional()
 }
 
 /// The few columns the state machine needs, without the certificate: cheap on the write path.
@@ -114,22 +164,39 @@ pub(crate) struct CurrentState {
     pub failed_stage: Option<FailureStage>,
 }
 
-/// The state of the identity with this registration ID (compared case-insensitively).
+fn current_state_from_row(r: &Row<'_>) -> rusqlite::Result<CurrentState> {
+    Ok(CurrentState {
+        id: IdentityId(r.get(0)?),
+        registration_id: r.get(1)?,
+        state: parse_col(r, 2)?,
+        failed_stage: parse_opt_col(r, 3)?,
+    })
+}
+
+/// The live identity of a registration ID, or else its newest revoked one: one lookup for the
+/// write path, which refuses or changes either.
+pub(crate) fn live_or_last_revoked(
+    conn: &Connection,
+    registration_id: &str,
+) -> rusqlite::Result<Option<CurrentState>> {
+    conn.prepare_cached(
+        "SELECT id, registration_id, state, failed_stage FROM identities
+         WHERE registration_id = ?1 ORDER BY state = 'revoked', id DESC LIMIT 1",
+    )?
+    .query_row([registration_id], current_state_from_row)
+    .optional()
+}
+
+/// The state of the live (not revoked) identity with this registration ID (case-insensitive).
 pub(crate) fn identity_state(
     conn: &Connection,
     registration_id: &str,
 ) -> rusqlite::Result<Option<CurrentState>> {
     conn.prepare_cached(
-        "SELECT id, registration_id, state, failed_stage FROM identities WHERE registration_id = ?1",
+        "SELECT id, registration_id, state, failed_stage FROM identities
+         WHERE registration_id = ?1 AND state <> 'revoked'",
     )?
-    .query_row([registration_id], |r| {
-        Ok(CurrentState {
-            id: IdentityId(r.get(0)?),
-            registration_id: r.get(1)?,
-            state: parse_col(r, 2)?,
-            failed_stage: parse_opt_col(r, 3)?,
-        })
-    })
+    .query_row([registration_id], current_state_from_row)
     .optional()
 }
 
@@ -163,7 +230,9 @@ pub(crate) fn list_identities(
 const ENROLLMENT_SELECT: &str = "
 SELECT e.id, i.registration_id, e.dps_target, e.kind, e.group_name, e.state, e.attempts,
        e.last_error, e.etag, e.queued_at, e.updated_at, e.enrolled_at,
-       i.attestation, i.certificate_der, i.endorsement_key
+       i.attestation, i.certificate_der, i.endorsement_key, i.key_nonce,
+       (SELECT max(r.id) FROM identities r
+         WHERE r.registration_id = i.registration_id AND r.state = 'revoked' AND r.id < i.id)
 FROM enrollments e JOIN identities i ON i.id = e.identity_id";
 
 fn enrollment_from_row(r: &Row<'_>) -> rusqlite::Result<EnrollmentRecord> {
@@ -220,6 +289,8 @@ pub(crate) fn pending_enrollments(
             attestation: parse_col(r, 12)?,
             certificate_der: r.get(13)?,
             endorsement_key: r.get(14)?,
+            key_nonce: nonce_col(r, 15)?,
+            replaces: r.get::<_, Option<i64>>(16)?.map(IdentityId),
         })
     })?;
     rows.collect()

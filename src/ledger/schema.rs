@@ -18,7 +18,12 @@ pub const APPLICATION_ID: i32 = 0x4450_5354;
 pub const CURRENT_VERSION: i64 = MIGRATIONS.len() as i64;
 
 /// Migration `i` takes the schema from version `i` to `i + 1`.
-pub const MIGRATIONS: &[&str] = &[V1_FOUNDATION, V2_HSM];
+pub const MIGRATIONS: &[&str] = &[V1_FOUNDATION, V2_HSM, V3_REPROVISIONING];
+
+/// Tables a migration rebuilds (create new, copy, drop, rename), by the version it starts from.
+/// Dropping a table drops its triggers, so [`migrate`] saves the triggers of these tables and
+/// re-creates them afterwards: a trigger a site added with the `sqlite3` shell survives.
+const REBUILDS: &[(i64, &str)] = &[(2, "identities")];
 
 /// v1: stations, operators, batches, devices, identities, enrollments, the audit log.
 const V1_FOUNDATION: &str = r#"
@@ -157,6 +162,72 @@ CREATE TABLE ca_certificates (
 );
 "#;
 
+/// v3: re-provisioning and random per-identity keys.
+///
+/// - A registration ID is unique only among identities that are not `revoked`: a re-provisioned
+///   device gets a new identity under its registration ID, and the revoked one stays as history.
+///   SQLite cannot change a UNIQUE column constraint in place, so the table is rebuilt (the
+///   documented create-copy-drop-rename procedure; [`migrate`] turns foreign keys off around it,
+///   checks them before the commit, and keeps the table's triggers).
+/// - `key_nonce`: 16 random bytes per `symmetric-key` identity of a `symmetric-individual` batch.
+///   Not secret: the key is an HMAC computed inside the HSM over the registration ID and this
+///   nonce, so the station can recompute it (after a crash, to enroll it) and the ledger never
+///   holds it. NULL for identities made before v3 and for group-derived keys.
+const V3_REPROVISIONING: &str = r#"
+CREATE TABLE identities_v3 (
+    id                 INTEGER PRIMARY KEY,
+    -- DPS compares registration IDs case-insensitively; so does the partial UNIQUE index below,
+    -- which allows one live (not revoked) identity per registration ID.
+    registration_id    TEXT NOT NULL COLLATE NOCASE,
+    batch_id           INTEGER REFERENCES batches(id),
+    device_id          INTEGER REFERENCES devices(id),
+    attestation        TEXT NOT NULL CHECK (attestation IN ('x509', 'symmetric-key', 'tpm')),
+    certificate_der    BLOB,
+    sha1_thumbprint    TEXT,
+    sha256_thumbprint  TEXT,
+    subject            TEXT,
+    issuer             TEXT,
+    cert_serial        TEXT,
+    not_before         TEXT,
+    not_after          TEXT,
+    key_fingerprint    TEXT,
+    endorsement_key    BLOB,
+    state              TEXT NOT NULL
+                       CHECK (state IN ('issued', 'written', 'enrolled', 'failed', 'revoked')),
+    failed_stage       TEXT CHECK (failed_stage IS NULL OR failed_stage IN ('write', 'enroll')),
+    failed_reason      TEXT,
+    revoked_reason     TEXT,
+    station_id         INTEGER REFERENCES stations(id),
+    operator_id        INTEGER REFERENCES operators(id),
+    created_at         TEXT NOT NULL,
+    updated_at         TEXT NOT NULL,
+    key_nonce          BLOB,
+    CHECK ((attestation = 'x509') = (certificate_der IS NOT NULL AND sha256_thumbprint IS NOT NULL)),
+    CHECK ((attestation = 'symmetric-key') = (key_fingerprint IS NOT NULL)),
+    CHECK ((attestation = 'tpm') = (endorsement_key IS NOT NULL)),
+    CHECK ((state = 'failed') = (failed_stage IS NOT NULL)),
+    CHECK (key_nonce IS NULL OR (attestation = 'symmetric-key' AND length(key_nonce) = 16))
+);
+INSERT INTO identities_v3 (id, registration_id, batch_id, device_id, attestation, certificate_der,
+    sha1_thumbprint, sha256_thumbprint, subject, issuer, cert_serial, not_before, not_after,
+    key_fingerprint, endorsement_key, state, failed_stage, failed_reason, revoked_reason,
+    station_id, operator_id, created_at, updated_at)
+SELECT id, registration_id, batch_id, device_id, attestation, certificate_der,
+    sha1_thumbprint, sha256_thumbprint, subject, issuer, cert_serial, not_before, not_after,
+    key_fingerprint, endorsement_key, state, failed_stage, failed_reason, revoked_reason,
+    station_id, operator_id, created_at, updated_at
+FROM identities ORDER BY id;
+DROP TABLE identities;
+ALTER TABLE identities_v3 RENAME TO identities;
+CREATE UNIQUE INDEX identities_live_registration_id ON identities (registration_id COLLATE NOCASE)
+    WHERE state <> 'revoked';
+CREATE INDEX identities_by_registration_id ON identities (registration_id COLLATE NOCASE, id);
+CREATE INDEX identities_by_state ON identities (state);
+CREATE INDEX identities_by_batch ON identities (batch_id, state);
+CREATE INDEX identities_by_sha256 ON identities (sha256_thumbprint) WHERE sha256_thumbprint IS NOT NULL;
+CREATE INDEX identities_by_device ON identities (device_id) WHERE device_id IS NOT NULL;
+"#;
+
 /// What a file is, read without writing anything to it.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 pub enum FileState {
@@ -202,6 +273,10 @@ pub fn inspect(conn: &Connection, path: &Path) -> Result<FileState, LedgerError>
 }
 
 /// Brings the schema from `from` to `target`, one transaction per step. Returns the new version.
+///
+/// Foreign-key enforcement is off while migrating (SQLite ignores the pragma inside a
+/// transaction, and a table rebuild would otherwise trip over its own references); each step
+/// runs `PRAGMA foreign_key_check` before it commits instead, and the setting is restored after.
 pub fn migrate(
     conn: &mut Connection,
     path: &Path,
@@ -209,6 +284,29 @@ pub fn migrate(
     target: i64,
 ) -> Result<i64, LedgerError> {
     let target = target.clamp(0, CURRENT_VERSION);
+    if from >= target {
+        return Ok(from);
+    }
+    let foreign_keys: i64 = conn
+        .query_row("PRAGMA foreign_keys", [], |r| r.get(0))
+        .map_err(|e| classify(path, "reading the foreign-key setting", e))?;
+    conn.execute_batch("PRAGMA foreign_keys = OFF;")
+        .map_err(|e| classify(path, "preparing a migration", e))?;
+    let result = migrate_steps(conn, path, from, target);
+    let restored = conn
+        .execute_batch(&format!("PRAGMA foreign_keys = {foreign_keys};"))
+        .map_err(|e| classify(path, "restoring the foreign-key setting", e));
+    let version = result?;
+    restored?;
+    Ok(version)
+}
+
+fn migrate_steps(
+    conn: &mut Connection,
+    path: &Path,
+    from: i64,
+    target: i64,
+) -> Result<i64, LedgerError> {
     let mut version = from;
     while version < target {
         let sql = MIGRATIONS[version as usize];
@@ -220,8 +318,27 @@ pub fn migrate(
             tx.execute_batch(&format!("PRAGMA application_id = {APPLICATION_ID};"))
                 .map_err(|e| classify(path, "marking the file as a ledger", e))?;
         }
+        let triggers = triggers_of_rebuilt_tables(&tx, version)
+            .map_err(|e| classify(path, "reading the triggers of a rebuilt table", e))?;
         tx.execute_batch(sql)
             .map_err(|e| classify(path, "migrating the schema", e))?;
+        for trigger in &triggers {
+            tx.execute_batch(trigger)
+                .map_err(|e| classify(path, "re-creating a trigger of a rebuilt table", e))?;
+        }
+        let broken: i64 = tx
+            .query_row("SELECT count(*) FROM pragma_foreign_key_check", [], |r| {
+                r.get(0)
+            })
+            .map_err(|e| classify(path, "checking foreign keys after a migration", e))?;
+        if broken > 0 {
+            return Err(LedgerError::Refused {
+                what: format!("migrating the ledger {} to schema {next}", path.display()),
+                reason: format!(
+                    "{broken} rows would reference rows that do not exist; the file was left at schema {version}: restore it from a backup or report it"
+                ),
+            });
+        }
         tx.execute_batch(&format!("PRAGMA user_version = {next};"))
             .map_err(|e| classify(path, "recording the schema version", e))?;
         tx.commit()
@@ -230,4 +347,19 @@ pub fn migrate(
         version = next;
     }
     Ok(version)
+}
+
+/// The `CREATE TRIGGER` statements of the tables the migration from `version` rebuilds.
+fn triggers_of_rebuilt_tables(conn: &Connection, version: i64) -> rusqlite::Result<Vec<String>> {
+    let mut out = Vec::new();
+    for (_, table) in REBUILDS.iter().filter(|(v, _)| *v == version) {
+        let mut stmt = conn.prepare(
+            "SELECT sql FROM sqlite_master WHERE type = 'trigger' AND tbl_name = ?1 AND sql IS NOT NULL ORDER BY name",
+        )?;
+        let rows = stmt.query_map([table], |r| r.get::<_, String>(0))?;
+        for sql in rows {
+            out.push(sql?);
+        }
+    }
+    Ok(out)
 }

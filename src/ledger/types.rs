@@ -114,7 +114,8 @@ named_enum!(
         Enrolled => "enrolled",
         /// A stage failed; `failed_stage` and `failed_reason` say which and why.
         Failed => "failed",
-        /// Withdrawn for good; the registration ID is never reused.
+        /// Withdrawn for good. Its registration ID gets a new identity only through an explicit,
+        /// audited re-provisioning; the revoked one stays as history.
         Revoked => "revoked",
     }
 );
@@ -278,14 +279,57 @@ impl fmt::Display for KeyFingerprint {
     }
 }
 
+/// The 16 random bytes a `symmetric-individual` key is computed from, with the registration ID,
+/// inside the HSM. Not secret (without the HSM's master secret it yields nothing), so the ledger
+/// keeps it: every identity, and every re-provisioning, gets a new random key that the station
+/// can still recompute after a crash and for enrollment.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Hash)]
+pub struct KeyNonce(pub [u8; 16]);
+
+impl KeyNonce {
+    /// Its length in bytes.
+    pub const LEN: usize = 16;
+
+    /// A fresh nonce from the operating system's random source.
+    pub fn random() -> Self {
+        Self(rand::random())
+    }
+
+    /// From stored bytes; `None` unless exactly 16.
+    pub fn from_slice(bytes: &[u8]) -> Option<Self> {
+        <[u8; 16]>::try_from(bytes).ok().map(Self)
+    }
+
+    /// The bytes.
+    pub fn as_bytes(&self) -> &[u8; 16] {
+        &self.0
+    }
+}
+
+impl fmt::Display for KeyNonce {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        f.write_str(&hex::encode(self.0))
+    }
+}
+
+impl Serialize for KeyNonce {
+    fn serialize<S: serde::Serializer>(&self, s: S) -> Result<S::Ok, S::Error> {
+        s.serialize_str(&hex::encode(self.0))
+    }
+}
+
 /// The public attestation material of an identity; never a private or shared key.
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub enum Attestation {
     /// The device certificate (DER). The ledger derives thumbprints, issuer, serial and validity
     /// from it, so they always match the certificate.
     X509 { certificate_der: Vec<u8> },
-    /// A symmetric key, known only by its fingerprint.
-    SymmetricKey { key_fingerprint: KeyFingerprint },
+    /// A symmetric key, known only by its fingerprint; `key_nonce` is the random input it was
+    /// computed from in the HSM (`symmetric-individual`), `None` for group-derived keys.
+    SymmetricKey {
+        key_fingerprint: KeyFingerprint,
+        key_nonce: Option<KeyNonce>,
+    },
     /// The public part of the TPM endorsement key.
     Tpm { endorsement_key: Vec<u8> },
 }
@@ -344,6 +388,8 @@ pub struct IdentityRecord {
     pub key_fingerprint: Option<KeyFingerprint>,
     #[serde(serialize_with = "serialize_opt_hex")]
     pub endorsement_key: Option<Vec<u8>>,
+    /// The random input of a `symmetric-individual` key (not the key).
+    pub key_nonce: Option<KeyNonce>,
     pub station: Option<String>,
     pub operator: Option<String>,
     pub created_at: String,
@@ -370,6 +416,19 @@ pub enum Transition {
     Retry,
     /// Any state but `revoked` → `revoked`, for good.
     Revoked { reason: String },
+}
+
+/// An explicit, audited re-provisioning of one device: the operator chose it for this run and
+/// said why. [`crate::ledger::LedgerWriter::reprovision`] revokes the device's current identity
+/// and records the new one in one transaction.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct Reprovisioning {
+    /// The operator's reason, e.g. `RMA 123`.
+    pub reason: String,
+    /// The batch that re-provisions the device.
+    pub batch: String,
+    /// The device's serial number (for the audit row).
+    pub device_serial: String,
 }
 
 /// Filter for [`crate::ledger::Ledger::list_identities`]; `None` fields match everything.
@@ -415,6 +474,12 @@ pub struct PendingEnrollment {
     pub attestation: AttestationKind,
     pub certificate_der: Option<Vec<u8>>,
     pub endorsement_key: Option<Vec<u8>>,
+    /// The random input of a `symmetric-individual` key, to recompute it in the HSM.
+    pub key_nonce: Option<KeyNonce>,
+    /// The revoked identity this one replaced by an explicit re-provisioning, if any: DPS may
+    /// still hold an individual enrollment with that identity's credential, which this one's
+    /// enrollment must replace (a create would be refused as a conflict).
+    pub replaces: Option<IdentityId>,
 }
 
 /// What DPS answered for one enrollment.

@@ -21,6 +21,8 @@ pub(crate) struct WriterContext {
     pub operator: String,
     pub station_id: i64,
     pub operator_id: i64,
+    /// The schema version of the open file.
+    pub schema_version: i64,
 }
 
 /// The write side of one open transaction. Dropped without commit (an error), nothing is written.
@@ -168,9 +170,13 @@ impl LedgerWriter<'_> {
     }
 
     /// The write-ahead record: the identity exists in the ledger before the device is touched.
+    ///
+    /// Refused when the registration ID has a live identity, or had one that was revoked: a
+    /// registration ID gets a second identity only through [`Self::reprovision`], the explicit
+    /// and audited choice.
     pub fn record_issued(&self, identity: &NewIdentity) -> Result<IdentityId, LedgerError> {
         check_registration_id(&identity.registration_id)?;
-        if let Some(existing) = queries::identity_state(self.tx, &identity.registration_id)
+        if let Some(existing) = queries::live_or_last_revoked(self.tx, &identity.registration_id)
             .map_err(self.sql("looking up a registration ID"))?
         {
             return Err(LedgerError::DuplicateRegistrationId {
@@ -179,16 +185,90 @@ impl LedgerWriter<'_> {
                 state: existing.state,
             });
         }
+        self.insert_issued(identity, json!({}))
+    }
+
+    /// Explicit re-provisioning of a device, in this one transaction: its live identity (if it
+    /// has one: `written`, `enrolled` or failed at enrollment) becomes `revoked` with a reason
+    /// that names re-provisioning, the batch and the operator's reason; an audit row
+    /// `reprovision` records the device serial, the old identity, the operator and the reason;
+    /// and the new identity is recorded `issued` under the same registration ID.
+    ///
+    /// A live identity that is still `issued` or failed at write is not re-provisioned (the
+    /// device never held it for good: [`Self::reissue`] replaces it). A registration ID with no
+    /// identity at all is refused: there is nothing to re-provision.
+    pub fn reprovision(
+        &self,
+        identity: &NewIdentity,
+        why: &Reprovisioning,
+    ) -> Result<IdentityId, LedgerError> {
+        check_registration_id(&identity.registration_id)?;
+        non_empty("re-provisioning reason", &why.reason)?;
+        non_empty("device serial number", &why.device_serial)?;
+        let rid = identity.registration_id.as_str();
+        let live = queries::identity_state(self.tx, rid)
+            .map_err(self.sql("looking up a registration ID"))?;
+        let old = match live {
+            Some(current) if state::may_reissue(current.state, current.failed_stage) => {
+                return Err(LedgerError::Refused {
+                    what: format!("re-provisioning registration ID {rid}"),
+                    reason: format!(
+                        "its identity is still {} (the device never held it for good); provision the device normally, which replaces it",
+                        current.state
+                    ),
+                });
+            }
+            Some(current) => {
+                let reason = format!("re-provisioned in batch {}: {}", why.batch, why.reason);
+                self.transition(rid, &Transition::Revoked { reason })?;
+                current
+            }
+            None => queries::last_revoked(self.tx, rid)
+                .map_err(self.sql("looking up a registration ID"))?
+                .ok_or_else(|| LedgerError::UnknownIdentity {
+                    path: self.path.to_path_buf(),
+                    registration_id: rid.to_string(),
+                })?,
+        };
+        self.audit(
+            "reprovision",
+            &old.registration_id,
+            json!({
+                "device_serial": why.device_serial,
+                "old_identity": old.id.0,
+                "old_state": old.state.as_str(),
+                "operator": self.ctx.operator,
+                "reason": why.reason,
+                "batch": why.batch,
+            }),
+        )?;
+        self.insert_issued(identity, json!({ "replaces": old.id.0 }))
+    }
+
+    fn insert_issued(
+        &self,
+        identity: &NewIdentity,
+        extra: Value,
+    ) -> Result<IdentityId, LedgerError> {
         let material = Material::of(&identity.registration_id, &identity.attestation)?;
+        // `key_nonce` exists from schema v3 on; tests build older ledgers through this code.
+        let sql = if self.ctx.schema_version >= 3 {
+            "INSERT INTO identities (registration_id, batch_id, device_id, attestation,
+               certificate_der, sha1_thumbprint, sha256_thumbprint, subject, issuer, cert_serial,
+               not_before, not_after, key_fingerprint, endorsement_key, state,
+               station_id, operator_id, created_at, updated_at, key_nonce)
+             VALUES (?1, ?2, ?3, ?4, ?5, ?6, ?7, ?8, ?9, ?10, ?11, ?12, ?13, ?14, 'issued',
+               ?15, ?16, ?17, ?17, ?18)"
+        } else {
+            "INSERT INTO identities (registration_id, batch_id, device_id, attestation,
+               certificate_der, sha1_thumbprint, sha256_thumbprint, subject, issuer, cert_serial,
+               not_before, not_after, key_fingerprint, endorsement_key, state,
+               station_id, operator_id, created_at, updated_at)
+             VALUES (?1, ?2, ?3, ?4, ?5, ?6, ?7, ?8, ?9, ?10, ?11, ?12, ?13, ?14, 'issued',
+               ?15, ?16, ?17, coalesce(?17, ?18))"
+        };
         self.tx
-            .prepare_cached(
-                "INSERT INTO identities (registration_id, batch_id, device_id, attestation,
-                   certificate_der, sha1_thumbprint, sha256_thumbprint, subject, issuer, cert_serial,
-                   not_before, not_after, key_fingerprint, endorsement_key, state,
-                   station_id, operator_id, created_at, updated_at)
-                 VALUES (?1, ?2, ?3, ?4, ?5, ?6, ?7, ?8, ?9, ?10, ?11, ?12, ?13, ?14, 'issued',
-                   ?15, ?16, ?17, ?17)",
-            )
+            .prepare_cached(sql)
             .and_then(|mut s| {
                 let f = material.facts.as_ref();
                 s.execute(params![
@@ -209,15 +289,16 @@ impl LedgerWriter<'_> {
                     self.ctx.station_id,
                     self.ctx.operator_id,
                     self.now,
+                    material.key_nonce,
                 ])
             })
             .map_err(self.sql("recording an issued identity"))?;
         let id = IdentityId(self.tx.last_insert_rowid());
-        self.audit(
-            "identity.issued",
-            &identity.registration_id,
-            material.audit_details(identity),
-        )?;
+        let mut details = material.audit_details(identity);
+        if let (Value::Object(d), Value::Object(extra)) = (&mut details, extra) {
+            d.extend(extra);
+        }
+        self.audit("identity.issued", &identity.registration_id, details)?;
         Ok(id)
     }
 
@@ -234,16 +315,23 @@ impl LedgerWriter<'_> {
         }
         let material = Material::of(&identity.registration_id, &identity.attestation)?;
         let f = material.facts.as_ref();
+        // `key_nonce` exists from schema v3 on; tests build older ledgers through this code
+        // (there ?18 is bound but unused: `now` is never NULL).
+        let nonce = if self.ctx.schema_version >= 3 {
+            "key_nonce = ?18"
+        } else {
+            "updated_at = coalesce(?17, ?18)"
+        };
         self.tx
-            .prepare_cached(
+            .prepare_cached(&format!(
                 "UPDATE identities SET attestation = ?2, certificate_der = ?3, sha1_thumbprint = ?4,
                    sha256_thumbprint = ?5, subject = ?6, issuer = ?7, cert_serial = ?8,
                    not_before = ?9, not_after = ?10, key_fingerprint = ?11, endorsement_key = ?12,
                    batch_id = coalesce(?13, batch_id), device_id = coalesce(?14, device_id),
                    state = 'issued', failed_stage = NULL, failed_reason = NULL,
-                   station_id = ?15, operator_id = ?16, updated_at = ?17
+                   station_id = ?15, operator_id = ?16, updated_at = ?17, {nonce}
                  WHERE id = ?1",
-            )
+            ))
             .and_then(|mut s| {
                 s.execute(params![
                     current.id.0,
@@ -263,6 +351,7 @@ impl LedgerWriter<'_> {
                     self.ctx.station_id,
                     self.ctx.operator_id,
                     self.now,
+                    material.key_nonce,
                 ])
             })
             .map_err(self.sql("reissuing an identity"))?;
@@ -272,8 +361,10 @@ impl LedgerWriter<'_> {
         Ok(current.id)
     }
 
+    /// The live identity of a registration ID, or else its newest revoked one (so that a change
+    /// of a revoked identity is an illegal transition, not an unknown identity).
     fn existing(&self, registration_id: &str) -> Result<queries::CurrentState, LedgerError> {
-        queries::identity_state(self.tx, registration_id)
+        queries::live_or_last_revoked(self.tx, registration_id)
             .map_err(self.sql("looking up an identity"))?
             .ok_or_else(|| LedgerError::UnknownIdentity {
                 path: self.path.to_path_buf(),
@@ -448,6 +539,25 @@ impl LedgerWriter<'_> {
                 what: "enrollment",
                 id: id.0,
                 state: enrollment.state.to_string(),
+            });
+        }
+        // The identity follows below by registration ID, which names the live identity: make
+        // sure this enrollment is that identity's (revoking one cancels its pending enrollments,
+        // so this holds unless the file was edited by hand).
+        let owner: i64 = self
+            .tx
+            .prepare_cached("SELECT identity_id FROM enrollments WHERE id = ?1")
+            .and_then(|mut s| s.query_row([id.0], |r| r.get(0)))
+            .map_err(self.sql("looking up an enrollment"))?;
+        let live = self.existing(&enrollment.registration_id)?;
+        if live.id.0 != owner {
+            return Err(LedgerError::AlreadyFinished {
+                what: "enrollment",
+                id: id.0,
+                state: format!(
+                    "pending for identity #{owner} of {}, which is no longer its live identity (#{} is)",
+                    enrollment.registration_id, live.id
+                ),
             });
         }
         let (next, etag, error) = match outcome {
@@ -686,6 +796,7 @@ struct Material {
     facts: Option<CertificateFacts>,
     key_fingerprint: Option<String>,
     endorsement_key: Option<Vec<u8>>,
+    key_nonce: Option<Vec<u8>>,
 }
 
 impl Material {
@@ -703,13 +814,18 @@ impl Material {
                     facts: Some(facts),
                     key_fingerprint: None,
                     endorsement_key: None,
+                    key_nonce: None,
                 }
             }
-            Attestation::SymmetricKey { key_fingerprint } => Self {
+            Attestation::SymmetricKey {
+                key_fingerprint,
+                key_nonce,
+            } => Self {
                 certificate_der: None,
                 facts: None,
                 key_fingerprint: Some(key_fingerprint.as_str().to_string()),
                 endorsement_key: None,
+                key_nonce: key_nonce.map(|n| n.as_bytes().to_vec()),
             },
             Attestation::Tpm { endorsement_key } => {
                 if endorsement_key.is_empty() {
@@ -723,6 +839,7 @@ impl Material {
                     facts: None,
                     key_fingerprint: None,
                     endorsement_key: Some(endorsement_key.clone()),
+                    key_nonce: None,
                 }
             }
         })
@@ -737,6 +854,9 @@ impl Material {
         }
         if let Some(fp) = &self.key_fingerprint {
             d["key_fingerprint"] = json!(fp);
+        }
+        if let Some(nonce) = &self.key_nonce {
+            d["key_nonce"] = json!(hex::encode(nonce));
         }
         if let Some(batch) = identity.batch {
             d["batch"] = json!(batch.0);

@@ -452,6 +452,8 @@ struct RawBatch {
     enrollment_group: Option<String>,
     #[serde(default = "default_timing")]
     enrollment: String,
+    #[serde(default)]
+    reprovision: Option<String>,
 }
 
 #[derive(Debug, Deserialize)]
@@ -580,6 +582,10 @@ pub struct BatchConfig {
     pub enrollment_group: Option<String>,
     /// When to enroll.
     pub timing: EnrollTiming,
+    /// The operator's reason when this run re-provisions devices seen before (`--reprovision`,
+    /// or `reprovision = "..."` in batch.toml): each such device is factory-reset if locked,
+    /// its old identity revoked and a new one issued, all audited. `None`: they are refused.
+    pub reprovision: Option<String>,
 }
 
 impl BatchConfig {
@@ -773,6 +779,16 @@ impl BatchConfig {
                 ));
             }
         };
+        let reprovision = match raw.reprovision {
+            Some(reason) if reason.trim().is_empty() => {
+                return Err(invalid(
+                    path,
+                    "reprovision",
+                    "say why the devices are re-provisioned (an RMA number, a ticket); the reason is audited",
+                ));
+            }
+            other => other.map(|r| r.trim().to_string()),
+        };
         let to_json = |t: Option<toml::Table>| {
             t.and_then(|t| serde_json::to_value(t).ok())
                 .and_then(|v| v.as_object().cloned())
@@ -803,6 +819,7 @@ impl BatchConfig {
             dps_target: raw.dps_target,
             enrollment_group,
             timing,
+            reprovision,
         })
     }
 
@@ -934,5 +951,27 @@ mod tests {
             .unwrap_err()
             .to_string();
         assert!(err.contains("other") && err.contains("main"), "{err}");
+    }
+
+    #[test]
+    fn reprovisioning_is_chosen_with_a_reason_in_the_batch_file() {
+        let dir = tempfile::tempdir().unwrap();
+        let s = station(dir.path());
+        let base = "name = \"b\"\nproduct = \"p\"\ncount = 2\nregistration_id = \"{product}-{serial}\"\nid_scope = \"0ne1\"\ndps_target = \"main\"\nmode = \"symmetric-individual\"\n";
+        let keys = "[keys]\ndevice_key_master = \"file:m.secret\"\n";
+        let plain =
+            BatchConfig::from_toml(Path::new("b.toml"), &format!("{base}{keys}"), &s).unwrap();
+        assert_eq!(plain.reprovision, None, "not chosen unless said");
+        let chosen = format!("{base}reprovision = \" RMA 123 \"\n{keys}");
+        let b = BatchConfig::from_toml(Path::new("b.toml"), &chosen, &s).unwrap();
+        assert_eq!(b.reprovision.as_deref(), Some("RMA 123"));
+        let empty = format!("{base}reprovision = \"\"\n{keys}");
+        let err = BatchConfig::from_toml(Path::new("b.toml"), &empty, &s)
+            .unwrap_err()
+            .to_string();
+        assert!(
+            err.contains("reprovision") && err.contains("reason"),
+            "{err}"
+        );
     }
 }

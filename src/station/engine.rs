@@ -165,6 +165,15 @@ impl Engine {
         let mut ledger = Ledger::open(&station.ledger, &writer)?;
         prepare(&ledger)?;
         let batch_id = open_batch(&mut ledger, &batch)?;
+        if let Some(reason) = &batch.reprovision {
+            // The run's choice, audited once; each device re-provisioned gets its own row.
+            ledger.append_audit(
+                &station.operator,
+                "reprovisioning.chosen",
+                &format!("batch:{}", batch.name),
+                &serde_json::json!({ "reason": reason }),
+            )?;
+        }
         let resumed = resume(&mut ledger, &batch)?;
         let ca = load_ca(&keys, &batch)?;
         let profile =

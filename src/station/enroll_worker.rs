@@ -101,8 +101,16 @@ impl EnrollWorker {
                 .into_iter()
                 .partition(|p| p.enrollment.kind == EnrollmentKind::Group);
             self.enroll_groups(group, &mut groups_ok, &mut stats);
-            for chunk in individual.chunks(MAX_BULK_ITEMS) {
-                self.enroll_chunk(chunk, &mut stats);
+            // An identity that replaced a revoked one by explicit re-provisioning replaces its
+            // DPS enrollment (bulk `update`); every other one is created, and a conflict with an
+            // enrollment DPS holds with other content stays an error, never an overwrite.
+            let (replacing, creating): (Vec<_>, Vec<_>) =
+                individual.into_iter().partition(|p| p.replaces.is_some());
+            for chunk in creating.chunks(MAX_BULK_ITEMS) {
+                self.enroll_chunk(chunk, BulkMode::Create, &mut stats);
+            }
+            for chunk in replacing.chunks(MAX_BULK_ITEMS) {
+                self.enroll_chunk(chunk, BulkMode::Update, &mut stats);
             }
             let _ = self.events.send(Event::Enrollment {
                 enrolled: stats.enrolled,
@@ -230,7 +238,7 @@ impl EnrollWorker {
                 payload::x509_individual(rid, &pem, &settings).map_err(|e| e.to_string())
             }
             AttestationKind::SymmetricKey => {
-                let key = individual_device_key(&self.keys, &self.batch, rid)
+                let key = individual_device_key(&self.keys, &self.batch, rid, p.key_nonce.as_ref())
                     .map_err(|e| e.to_string())?;
                 let b64 = SecretString::new(BASE64_STANDARD.encode(key.expose()));
                 payload::symmetric_key_individual(rid, Some(b64), None, &settings)
@@ -247,7 +255,7 @@ impl EnrollWorker {
         }
     }
 
-    fn enroll_chunk(&self, chunk: &[PendingEnrollment], stats: &mut EnrollStats) {
+    fn enroll_chunk(&self, chunk: &[PendingEnrollment], mode: BulkMode, stats: &mut EnrollStats) {
         let mut sendable = Vec::new();
         let mut payloads = Vec::new();
         for p in chunk {
@@ -262,7 +270,7 @@ impl EnrollWorker {
         if payloads.is_empty() {
             return;
         }
-        let report = self.client.bulk_enrollments(&payloads, BulkMode::Create);
+        let report = self.client.bulk_enrollments(&payloads, mode);
         let mut results = Vec::new();
         for (p, item) in sendable.into_iter().zip(report.items) {
             let outcome = match item.result {

@@ -180,6 +180,9 @@ pub fn enroll_pending(
 
     let mut ids: HashMap<String, EnrollmentId> = HashMap::new();
     let mut individuals = Vec::new();
+    // Identities that replaced a revoked one by explicit re-provisioning: DPS may hold the old
+    // credential under their registration ID, which they replace (bulk `update`).
+    let mut replacing = Vec::new();
     let mut groups: BTreeMap<String, Vec<(EnrollmentId, String)>> = BTreeMap::new();
     let mut refused = Vec::new();
     for p in &pending {
@@ -187,7 +190,11 @@ pub fn enroll_pending(
         match prepare(p, &options.settings) {
             Prepared::Individual(e) => {
                 ids.insert(reg.to_ascii_lowercase(), p.enrollment.id);
-                individuals.push(*e);
+                if p.replaces.is_some() {
+                    replacing.push(*e);
+                } else {
+                    individuals.push(*e);
+                }
             }
             Prepared::Group(g) => groups.entry(g).or_default().push((p.enrollment.id, reg)),
             Prepared::NotSendable(reason) => {
@@ -263,40 +270,46 @@ pub fn enroll_pending(
         progress(Progress { done, total });
     }
 
-    // Individual enrollments, 10 per call; each chunk recorded as it comes back.
+    // Individual enrollments, 10 per call; each chunk recorded as it comes back. Without
+    // `reprovision`, only re-provisioned identities replace what DPS holds.
     let mode = if options.reprovision {
         BulkMode::Update
     } else {
         BulkMode::Create
     };
     let mut ledger_error: Option<LedgerError> = None;
-    client.bulk_enrollments_with_progress(&individuals, mode, |results: &[ItemResult]| {
-        done += results.len();
-        if ledger_error.is_none()
-            && let Err(e) = record_chunk(ledger, &ids, results)
-        {
-            ledger_error = Some(e);
+    for (items, mode) in [(&individuals, mode), (&replacing, BulkMode::Update)] {
+        if items.is_empty() {
+            continue;
         }
-        for r in results {
-            match &r.result {
-                Ok(ItemOutcome::Created) => summary.created += 1,
-                Ok(ItemOutcome::AlreadyPresent) => summary.already_present += 1,
-                Ok(ItemOutcome::Updated | ItemOutcome::Deleted) => summary.replaced += 1,
-                Err(f) => {
-                    let u = Unfinished {
-                        registration_id: r.id.clone(),
-                        reason: f.to_string(),
-                    };
-                    if f.retry_later {
-                        summary.retry_later.push(u);
-                    } else {
-                        summary.failed.push(u);
+        client.bulk_enrollments_with_progress(items, mode, |results: &[ItemResult]| {
+            done += results.len();
+            if ledger_error.is_none()
+                && let Err(e) = record_chunk(ledger, &ids, results)
+            {
+                ledger_error = Some(e);
+            }
+            for r in results {
+                match &r.result {
+                    Ok(ItemOutcome::Created) => summary.created += 1,
+                    Ok(ItemOutcome::AlreadyPresent) => summary.already_present += 1,
+                    Ok(ItemOutcome::Updated | ItemOutcome::Deleted) => summary.replaced += 1,
+                    Err(f) => {
+                        let u = Unfinished {
+                            registration_id: r.id.clone(),
+                            reason: f.to_string(),
+                        };
+                        if f.retry_later {
+                            summary.retry_later.push(u);
+                        } else {
+                            summary.failed.push(u);
+                        }
                     }
                 }
             }
-        }
-        progress(Progress { done, total });
-    });
+            progress(Progress { done, total });
+        });
+    }
     if let Some(e) = ledger_error {
         // DPS holds what it confirmed; the ledger still says pending, and the next run confirms
         // those as already present.
@@ -353,6 +366,17 @@ pub fn export_pending(
     let mut left_out = Vec::new();
     for p in &pending {
         let reg = p.enrollment.registration_id.clone();
+        if p.replaces.is_some() && p.enrollment.kind == EnrollmentKind::Individual {
+            // The files create enrollments; this one must replace the enrollment DPS may hold
+            // for the revoked identity, which a create would be refused (or, worse, a site's
+            // script told to overwrite would overwrite other conflicts too).
+            left_out.push(Unfinished {
+                registration_id: reg,
+                reason: "it replaces the enrollment of a revoked identity (re-provisioned): enroll                          it from a station with DPS access (`dps-station enroll`), which replaces                          the old one"
+                    .into(),
+            });
+            continue;
+        }
         let attestation = match (p.enrollment.kind, p.attestation) {
             (EnrollmentKind::Group, _) => {
                 left_out.push(Unfinished {

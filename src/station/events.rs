@@ -10,6 +10,8 @@ pub enum Stage {
     Identify,
     /// Registration ID, product line and duplicate checks.
     Check,
+    /// The guarded factory reset of a locked device being re-provisioned.
+    Reset,
     /// Device key generation / CSR / TPM EK read, or the station making the key.
     Key,
     /// Certificate issuing or key derivation in the key store.
@@ -32,6 +34,7 @@ impl Stage {
         match self {
             Stage::Identify => "identify",
             Stage::Check => "check",
+            Stage::Reset => "reset",
             Stage::Key => "key",
             Stage::Issue => "issue",
             Stage::Record => "record",

@@ -18,7 +18,9 @@ use super::events::{Event, Stage};
 use super::keys::StationKeys;
 use super::ledger_thread::LedgerHandle;
 use crate::device::DeviceDriver;
+use crate::device::DeviceError;
 use crate::device::driver::{DeviceConfig, DeviceInfo, Expected};
+use crate::device::protocol::ErrorCode;
 use crate::device::protocol::{caps, sha256_hex};
 use crate::identity::issue::{self, Issuer};
 use crate::identity::profile::DeviceProfile;
@@ -27,14 +29,20 @@ use crate::identity::signer::CaSigner;
 use crate::identity::template::{Field, TemplateValues};
 use crate::identity::tpm_ek;
 use crate::ledger::{
-    Attestation, BatchId, EnrollmentKind, FailureStage, IdentityState, KeyFingerprint, NewDevice,
-    NewEnrollment, NewIdentity, Transition,
+    Attestation, BatchId, EnrollmentKind, FailureStage, IdentityRecord, IdentityState,
+    KeyFingerprint, KeyNonce, NewDevice, NewEnrollment, NewIdentity, Reprovisioning, Transition,
 };
 use crate::secret::SecretBytes;
 
-/// The label mixed into per-device keys of `symmetric-individual` batches, so the master secret
-/// yields keys no other use of it produces.
+/// The label mixed into per-device keys of `symmetric-individual` identities recorded before
+/// ledger schema v3 (no key nonce): HMAC(master, label || registration ID). Kept so that those
+/// identities can still be recomputed and enrolled; no new identity uses it.
 pub const DEVICE_KEY_LABEL: &[u8] = b"dps-station/v1 individual device key:";
+
+/// The label of per-device keys with a nonce: HMAC(master, label || registration ID || nonce),
+/// the nonce being 16 random bytes recorded with the identity. A different label from v1 keeps
+/// the two derivations apart; the fixed-length nonce at the end keeps the message unambiguous.
+pub const DEVICE_KEY_LABEL_V2: &[u8] = b"dps-station/v2 individual device key:";
 
 /// The CA a batch issues under: its signer (in the key store) and its chain.
 pub struct CaMaterial {
@@ -96,11 +104,15 @@ fn fail<E: std::fmt::Display>(stage: Stage) -> impl FnOnce(E) -> Failure {
     move |e| Failure(stage, e.to_string())
 }
 
-/// The derived device key of `registration_id` for a `symmetric-individual` batch.
+/// The device key of a `symmetric-individual` identity, computed inside the key store from the
+/// batch's master secret, the registration ID and the identity's random nonce (recorded in the
+/// ledger): a new random key for every identity, recomputable after a crash and for enrollment.
+/// `nonce = None` recomputes a key of an identity recorded before nonces existed.
 pub fn individual_device_key(
     keys: &StationKeys,
     batch: &BatchConfig,
     registration_id: &str,
+    nonce: Option<&KeyNonce>,
 ) -> Result<SecretBytes, super::keys::KeysError> {
     let master =
         batch
@@ -111,8 +123,14 @@ pub fn individual_device_key(
                 store: "batch",
                 expected: "device key master secret",
             })?;
-    let mut message = DEVICE_KEY_LABEL.to_vec();
+    let mut message = match nonce {
+        Some(_) => DEVICE_KEY_LABEL_V2.to_vec(),
+        None => DEVICE_KEY_LABEL.to_vec(),
+    };
     message.extend_from_slice(registration_id.as_bytes());
+    if let Some(nonce) = nonce {
+        message.extend_from_slice(nonce.as_bytes());
+    }
     keys.hmac(master, &message)
 }
 
@@ -225,36 +243,68 @@ fn run(
         .map_err(fail(Stage::Check))?;
     *out_id = Some(registration_id.clone());
     let rid = registration_id.as_str().to_string();
-    let existing = {
+    // The live identity, or else the newest revoked one (re-provisioning history).
+    let (existing, revoked) = {
         let rid = rid.clone();
         ctx.ledger
-            .call(move |l| l.find_identity(&rid))
+            .call(move |l| {
+                let live = l.find_identity(&rid)?;
+                let revoked = match live {
+                    Some(_) => None,
+                    None => l.identity_history(&rid)?.pop(),
+                };
+                Ok((live, revoked))
+            })
             .map_err(fail(Stage::Check))?
     };
-    if info.locked {
+    // Seen before: the registration ID has (or had) an identity the device held for good.
+    // Identities still `issued` or failed at write are finished or replaced as before.
+    let seen_before: Option<&IdentityRecord> = match &existing {
+        Some(rec) if matches!(rec.state, IdentityState::Issued) => None,
+        Some(rec)
+            if rec.state == IdentityState::Failed
+                && rec.failed_stage == Some(FailureStage::Write) =>
+        {
+            None
+        }
+        Some(rec) => Some(rec),
+        None => revoked.as_ref(),
+    };
+    // A device this batch itself finished (left in its slot across a restart) is done, also in
+    // a re-provisioning batch: re-provisioning replaces identities of earlier batches.
+    let done_here = existing.as_ref().is_some_and(|rec| {
+        matches!(rec.state, IdentityState::Written | IdentityState::Enrolled)
+            && rec.batch.as_deref() == Some(batch.name.as_str())
+    });
+    if info.locked && (seen_before.is_none() || done_here) {
         return locked_device(ctx, driver, info, &rid, existing.as_ref());
     }
-    let reissue = match existing {
-        None => false,
-        Some(rec)
-            if rec.state == IdentityState::Issued
-                || (rec.state == IdentityState::Failed
-                    && rec.failed_stage == Some(FailureStage::Write)) =>
-        {
-            true
-        }
+    let reprovision = match seen_before {
+        None => None,
         Some(rec) => {
-            return Err(Failure(
-                Stage::Check,
-                format!(
-                    "device serial {} was seen before: registration ID '{rid}' is already {} in the ledger (batch {}); the station does not provision a device twice",
-                    info.serial,
-                    rec.state,
-                    rec.batch.as_deref().unwrap_or("none")
-                ),
-            ));
+            let Some(reason) = batch.reprovision.as_deref() else {
+                return Err(Failure(
+                    Stage::Check,
+                    format!(
+                        "device serial {} was seen before: registration ID '{rid}' is already {} in the ledger (batch {}); the station does not provision a device twice. To give it a new identity (the old one is revoked), run the batch with --reprovision \"<reason>\" (or reprovision = \"<reason>\" in batch.toml)",
+                        info.serial,
+                        rec.state,
+                        rec.batch.as_deref().unwrap_or("none")
+                    ),
+                ));
+            };
+            if info.locked {
+                stage(Stage::Reset);
+                factory_reset(driver, info)?;
+            }
+            Some(Reprovisioning {
+                reason: reason.to_string(),
+                batch: batch.name.clone(),
+                device_serial: info.serial.clone(),
+            })
         }
     };
+    let reissue = reprovision.is_none() && existing.is_some();
     let device = NewDevice {
         model: info.model.clone(),
         serial_number: info.serial.clone(),
@@ -268,6 +318,7 @@ fn run(
     let mut chain_pem: Option<String> = None;
     let mut station_key: Option<SecretBytes> = None;
     let mut symmetric: Option<SecretBytes> = None;
+    let mut key_nonce: Option<KeyNonce> = None;
     let attestation = match mode {
         Mode::X509Csr | Mode::X509Group | Mode::X509Inject => {
             stage(Stage::Key);
@@ -324,13 +375,19 @@ fn run(
                     .hmac(group, rid.as_bytes())
                     .map_err(fail(Stage::Issue))?
             } else {
-                individual_device_key(&ctx.keys, batch, &rid).map_err(fail(Stage::Issue))?
+                // A fresh random nonce for every identity (and every re-provisioning or
+                // reissue): a new key each time, recomputable in the HSM from the ledger's nonce.
+                let nonce = KeyNonce::random();
+                key_nonce = Some(nonce);
+                individual_device_key(&ctx.keys, batch, &rid, Some(&nonce))
+                    .map_err(fail(Stage::Issue))?
             };
             expected.symmetric_key = Some(sha256_hex(key.expose()));
             let fingerprint = KeyFingerprint::of_key(key.expose());
             symmetric = Some(key);
             Attestation::SymmetricKey {
                 key_fingerprint: fingerprint,
+                key_nonce,
             }
         }
         Mode::Tpm => {
@@ -363,10 +420,11 @@ fn run(
                     device: Some(device_id),
                     attestation,
                 };
-                if reissue {
-                    w.reissue(&identity)
-                } else {
-                    w.record_issued(&identity)
+                match (&reprovision, reissue) {
+                    // Revoke the old identity, audit the choice, record the new one: one commit.
+                    (Some(why), _) => w.reprovision(&identity, why),
+                    (None, true) => w.reissue(&identity),
+                    (None, false) => w.record_issued(&identity),
                 }
             })
         })
@@ -418,6 +476,26 @@ fn run(
             )
         })?;
     Ok(Done::Provisioned)
+}
+
+/// The guarded factory reset of a locked device being re-provisioned (docs/device-protocol.md
+/// §RESET: nonce, then nonce + serial). A device whose physical reset input is not asserted
+/// answers GUARDED: the operator must assert it, the station cannot.
+fn factory_reset(driver: &mut dyn DeviceDriver, info: &DeviceInfo) -> Result<(), Failure> {
+    match driver.factory_reset() {
+        Ok(()) => Ok(()),
+        Err(DeviceError::Refused {
+            code: ErrorCode::Guarded,
+            ..
+        }) => Err(Failure(
+            Stage::Reset,
+            format!(
+                "device {} refused the factory reset re-provisioning needs (GUARDED): its reset input is not asserted; assert the device's reset input (button, test pad or jumper, see the product's service manual), plug it in again and re-run it; its identity is unchanged",
+                info.serial
+            ),
+        )),
+        Err(e) => Err(Failure(Stage::Reset, e.to_string())),
+    }
 }
 
 /// The expected config digest of a device of this batch.
@@ -475,7 +553,8 @@ fn locked_device(
                 .hmac(group, rid.as_bytes())
                 .map_err(fail(Stage::Issue))?
         } else {
-            individual_device_key(&ctx.keys, &ctx.batch, rid).map_err(fail(Stage::Issue))?
+            individual_device_key(&ctx.keys, &ctx.batch, rid, rec.key_nonce.as_ref())
+                .map_err(fail(Stage::Issue))?
         };
         expected.symmetric_key = Some(sha256_hex(key.expose()));
     } else if ctx.batch.mode == Mode::Tpm {

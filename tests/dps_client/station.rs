@@ -102,6 +102,7 @@ fn populated(path: &Path) -> Ledger {
         "sym-0",
         Attestation::SymmetricKey {
             key_fingerprint: KeyFingerprint::of_key(&[7u8; 32]),
+            key_nonce: None,
         },
         None,
     );

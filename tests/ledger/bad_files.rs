@@ -3,6 +3,7 @@
 
 use std::path::Path;
 
+use dps_station::ledger::schema::CURRENT_VERSION;
 use dps_station::ledger::*;
 use rusqlite::Connection;
 
@@ -124,7 +125,7 @@ fn a_ledger_from_a_newer_dps_station_is_refused_with_its_version() {
                 e,
                 LedgerError::TooNew {
                     found: 9,
-                    supported: 2,
+                    supported: CURRENT_VERSION,
                     ..
                 }
             ),

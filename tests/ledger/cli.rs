@@ -106,7 +106,7 @@ fn stats_counts_by_state_and_kind() {
     let s = json(&run(&["ledger", "stats", "--json"], &t.ledger));
     assert_eq!(s["identities"], 7);
     assert_eq!(s["batches"], 2);
-    assert_eq!(s["schema_version"], 2);
+    assert_eq!(s["schema_version"], 3);
     assert_eq!(s["identities_by_state"]["enrolled"], 1);
     assert_eq!(s["identities_by_state"]["issued"], 4);
     assert_eq!(s["identities_by_state"]["failed"], 1);
@@ -310,4 +310,62 @@ fn the_ledger_benchmark_runs_and_reports_every_figure() {
     let l = Ledger::open_read_only(&dir.join("bench-ledger.db")).unwrap();
     assert_eq!(l.stats().unwrap().identities, 320);
     assert!(l.verify_audit_chain().unwrap().is_intact());
+}
+
+#[test]
+fn show_and_list_keep_the_revoked_history_of_a_reprovisioned_registration_id() {
+    let t = test_dir();
+    fill(&t.ledger);
+    {
+        let mut l = open(&t.ledger);
+        l.reprovision(
+            &x509_identity("sensor-0"),
+            &Reprovisioning {
+                reason: "RMA 123".into(),
+                batch: "rma-1".into(),
+                device_serial: "SN0".into(),
+            },
+        )
+        .unwrap();
+        // A registration ID whose only identity is revoked is still shown.
+        l.transition(
+            "sensor-5",
+            &Transition::Revoked {
+                reason: "scrapped".into(),
+            },
+        )
+        .unwrap();
+    }
+    let v = json(&run(&["ledger", "show", "sensor-0", "--json"], &t.ledger));
+    assert_eq!(v["identity"]["state"], "issued", "the live identity first");
+    let earlier = v["earlier_identities"].as_array().unwrap();
+    assert_eq!(earlier.len(), 1);
+    assert_eq!(earlier[0]["state"], "revoked");
+    assert!(
+        earlier[0]["revoked_reason"]
+            .as_str()
+            .unwrap()
+            .contains("RMA 123")
+    );
+    assert!(
+        v["audit"]
+            .as_array()
+            .unwrap()
+            .iter()
+            .any(|a| a["action"] == "reprovision")
+    );
+    let text = run(&["ledger", "show", "sensor-0"], &t.ledger);
+    let text = String::from_utf8_lossy(&text.stdout);
+    assert!(text.contains("earlier identities"), "{text}");
+    let gone = json(&run(&["ledger", "show", "sensor-5", "--json"], &t.ledger));
+    assert_eq!(gone["identity"]["state"], "revoked");
+
+    let list = json(&run(&["ledger", "list", "--json"], &t.ledger));
+    let rows: Vec<&serde_json::Value> = list
+        .as_array()
+        .unwrap()
+        .iter()
+        .filter(|r| r["registration_id"] == "sensor-0")
+        .collect();
+    assert_eq!(rows.len(), 2, "list shows the revoked identity too");
 }

@@ -57,6 +57,7 @@ pub fn symmetric_identity(registration_id: &str, key: &[u8]) -> NewIdentity {
         device: None,
         attestation: Attestation::SymmetricKey {
             key_fingerprint: KeyFingerprint::of_key(key),
+            key_nonce: None,
         },
     }
 }

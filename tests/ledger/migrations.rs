@@ -1,4 +1,4 @@
-//! Schema migrations from every earlier version: an empty file (v0), a missing file, and v1.
+//! Schema migrations from every earlier version: an empty file (v0), a missing file, v1 and v2.
 
 use dps_station::ledger::schema::{APPLICATION_ID, CURRENT_VERSION};
 use dps_station::ledger::*;
@@ -34,10 +34,34 @@ fn schema_sql(path: &std::path::Path) -> Vec<String> {
         .collect()
 }
 
+/// Every identity row, every column of `columns`, as SQLite holds it (read with rusqlite, so that
+/// it works on any schema version).
+fn identity_rows(path: &std::path::Path, columns: &str) -> Vec<Vec<rusqlite::types::Value>> {
+    let c = Connection::open(path).unwrap();
+    let mut s = c
+        .prepare(&format!("SELECT {columns} FROM identities ORDER BY id"))
+        .unwrap();
+    let n = s.column_count();
+    s.query_map([], |r| {
+        (0..n)
+            .map(|i| r.get::<_, rusqlite::types::Value>(i))
+            .collect::<Result<Vec<_>, _>>()
+    })
+    .unwrap()
+    .map(Result::unwrap)
+    .collect()
+}
+
+/// The columns every schema version has.
+const V1_COLUMNS: &str = "id, registration_id, batch_id, device_id, attestation, certificate_der, \
+    sha1_thumbprint, sha256_thumbprint, subject, issuer, cert_serial, not_before, not_after, \
+    key_fingerprint, endorsement_key, state, failed_stage, failed_reason, revoked_reason, \
+    station_id, operator_id, created_at, updated_at";
+
 #[test]
-fn current_version_is_two() {
+fn current_version_is_three() {
     assert_eq!(
-        CURRENT_VERSION, 2,
+        CURRENT_VERSION, 3,
         "add a migration test for the new version"
     );
 }
@@ -51,7 +75,7 @@ fn a_missing_file_becomes_a_current_ledger_in_wal_mode() {
     drop(l);
     assert_eq!(
         header(&nested),
-        (i64::from(APPLICATION_ID), 2, "wal".into())
+        (i64::from(APPLICATION_ID), 3, "wal".into())
     );
 }
 
@@ -60,7 +84,7 @@ fn an_empty_file_is_version_zero_and_migrates_to_current() {
     let t = test_dir();
     std::fs::write(&t.ledger, b"").unwrap();
     let (mut l, m) = Ledger::open_reporting(&t.ledger, &writer()).unwrap();
-    assert_eq!((m.from, m.to), (0, 2));
+    assert_eq!((m.from, m.to), (0, 3));
     // v2 tables work.
     let s = l
         .open_key_session(&NewKeySession {
@@ -79,11 +103,11 @@ fn reopening_a_current_ledger_migrates_nothing() {
     let t = test_dir();
     drop(open(&t.ledger));
     let (_l, m) = Ledger::open_reporting(&t.ledger, &writer()).unwrap();
-    assert_eq!((m.from, m.to), (2, 2));
+    assert_eq!((m.from, m.to), (3, 3));
 }
 
 #[test]
-fn v1_migrates_to_v2_keeping_every_row_and_the_audit_chain() {
+fn v1_migrates_to_current_keeping_every_row_and_the_audit_chain() {
     let t = test_dir();
     // Build a real v1 ledger with the v1 code path and fill it.
     {
@@ -124,21 +148,23 @@ fn v1_migrates_to_v2_keeping_every_row_and_the_audit_chain() {
         let r = Ledger::open_migrating_to(&t.ledger, &writer(), 1)
             .unwrap()
             .0;
-        (
-            r.list_identities(&IdentityFilter::default()).unwrap(),
-            r.verify_audit_chain().unwrap(),
-        )
+        r.verify_audit_chain().unwrap()
     };
-    assert!(before.1.is_intact());
+    assert!(before.is_intact());
+    let rows_before = identity_rows(&t.ledger, V1_COLUMNS);
+    assert_eq!(rows_before.len(), 3);
 
     let (mut l, m) = Ledger::open_reporting(&t.ledger, &writer()).unwrap();
-    assert_eq!((m.from, m.to), (1, 2));
-    let after = l.list_identities(&IdentityFilter::default()).unwrap();
-    assert_eq!(after, before.0, "identities unchanged by the migration");
+    assert_eq!((m.from, m.to), (1, CURRENT_VERSION));
+    assert_eq!(
+        identity_rows(&t.ledger, V1_COLUMNS),
+        rows_before,
+        "identities unchanged by the migration"
+    );
     let chain = l.verify_audit_chain().unwrap();
     assert!(chain.is_intact());
     assert!(
-        chain.rows_checked > before.1.rows_checked,
+        chain.rows_checked > before.rows_checked,
         "the migration's open is audited"
     );
     let audit = l.audit_for("station:line-1").unwrap();
@@ -175,11 +201,170 @@ fn read_only_refuses_a_ledger_that_needs_migrating() {
             err,
             LedgerError::NeedsMigration {
                 found: 1,
-                supported: 2,
+                supported: CURRENT_VERSION,
                 ..
             }
         ),
         "{err}"
     );
     assert!(err.to_string().contains("ledger init"), "{err}");
+}
+
+#[test]
+fn v2_migrates_to_v3_keeping_ids_rows_references_triggers_and_the_chain() {
+    let t = test_dir();
+    // A real v2 ledger, written by the v2 code path: every identity state, an enrollment that
+    // references an identity, a key session, and a trigger a site added on `identities`.
+    {
+        let (mut l, m) = Ledger::open_migrating_to(&t.ledger, &writer(), 2).unwrap();
+        assert_eq!((m.from, m.to), (0, 2));
+        let batch = l
+            .create_batch(&NewBatch {
+                name: "b2".into(),
+                product: "sensor".into(),
+                attestation: AttestationKind::X509,
+                enrollment_kind: EnrollmentKind::Individual,
+                dps_target: "dps".into(),
+                registration_id_template: "{product}-{serial}".into(),
+            })
+            .unwrap();
+        let mut a = x509_identity("sensor-1");
+        a.batch = Some(batch);
+        l.record_issued(&a).unwrap();
+        l.transition("sensor-1", &Transition::Written).unwrap();
+        // (Queued, not answered: reading an enrollment back uses the current schema's columns.)
+        l.queue_enrollment(
+            "sensor-1",
+            &NewEnrollment {
+                dps_target: "dps".into(),
+                kind: EnrollmentKind::Individual,
+                group_name: None,
+            },
+        )
+        .unwrap();
+        l.record_issued(&symmetric_identity("sensor-2", &[7; 32]))
+            .unwrap();
+        l.record_issued(&tpm_identity("sensor-3", &[1, 2, 3]))
+            .unwrap();
+        l.record_issued(&x509_identity("sensor-4")).unwrap();
+        l.transition(
+            "sensor-4",
+            &Transition::Revoked {
+                reason: "lost".into(),
+            },
+        )
+        .unwrap();
+        l.open_key_session(&NewKeySession {
+            operator: "sam".into(),
+            token_label: "t".into(),
+            token_serial: "1".into(),
+            token_model: "m".into(),
+        })
+        .unwrap();
+    }
+    {
+        let c = Connection::open(&t.ledger).unwrap();
+        c.execute_batch(
+            "CREATE TABLE site_log (what TEXT);
+             CREATE TRIGGER site_identity_log AFTER UPDATE OF state ON identities
+             BEGIN INSERT INTO site_log VALUES (new.registration_id || ' ' || new.state); END;",
+        )
+        .unwrap();
+    }
+    assert_eq!(header(&t.ledger).1, 2);
+    let rows_before = identity_rows(&t.ledger, V1_COLUMNS);
+    assert_eq!(rows_before.len(), 4);
+
+    let (mut l, m) = Ledger::open_reporting(&t.ledger, &writer()).unwrap();
+    assert_eq!((m.from, m.to), (2, 3));
+    assert_eq!(
+        identity_rows(&t.ledger, V1_COLUMNS),
+        rows_before,
+        "ids and rows unchanged"
+    );
+    assert!(
+        identity_rows(&t.ledger, "key_nonce")
+            .iter()
+            .all(|r| r[0] == rusqlite::types::Value::Null),
+        "identities from before v3 have no key nonce"
+    );
+    // Enrollments still reference their identity, and the reference is enforced.
+    assert_eq!(l.enrollments_for("sensor-1").unwrap().len(), 1);
+    {
+        let c = Connection::open(&t.ledger).unwrap();
+        c.execute_batch("PRAGMA foreign_keys = ON").unwrap();
+        let fk: i64 = c
+            .query_row("SELECT count(*) FROM pragma_foreign_key_check", [], |r| {
+                r.get(0)
+            })
+            .unwrap();
+        assert_eq!(fk, 0);
+        let err = c
+            .execute(
+                "INSERT INTO enrollments (identity_id, dps_target, kind, state, queued_at, updated_at)
+                 VALUES (999, 'dps', 'individual', 'pending', 'x', 'x')",
+                [],
+            )
+            .unwrap_err();
+        assert!(err.to_string().contains("FOREIGN KEY"), "{err}");
+        let trigger: i64 = c
+            .query_row(
+                "SELECT count(*) FROM sqlite_master WHERE type = 'trigger' AND name = 'site_identity_log'",
+                [],
+                |r| r.get(0),
+            )
+            .unwrap();
+        assert_eq!(trigger, 1, "the site's trigger survived the table rebuild");
+    }
+    // The writer's connection enforces foreign keys again after migrating.
+    let err = l
+        .record_issued(&NewIdentity {
+            batch: Some(BatchId(4242)),
+            ..x509_identity("sensor-9")
+        })
+        .unwrap_err();
+    assert!(err.to_string().to_lowercase().contains("foreign"), "{err}");
+    // The trigger fires on the rebuilt table.
+    l.transition("sensor-2", &Transition::Written).unwrap();
+    let logged: i64 = Connection::open(&t.ledger)
+        .unwrap()
+        .query_row(
+            "SELECT count(*) FROM site_log WHERE what = 'sensor-2 written'",
+            [],
+            |r| r.get(0),
+        )
+        .unwrap();
+    assert_eq!(logged, 1);
+    // `ledger verify`: the chain and the file.
+    assert!(l.verify_audit_chain().unwrap().is_intact());
+    assert!(l.file_problems().unwrap().is_empty());
+    drop(l);
+    let out = std::process::Command::new(env!("CARGO_BIN_EXE_dps-station"))
+        .args(["ledger", "verify", "--ledger"])
+        .arg(&t.ledger)
+        .env_remove("DPS_STATION_LEDGER")
+        .output()
+        .unwrap();
+    assert!(
+        out.status.success(),
+        "{}{}",
+        String::from_utf8_lossy(&out.stdout),
+        String::from_utf8_lossy(&out.stderr)
+    );
+
+    // A migrated ledger has exactly the schema of a new one (the site's trigger and table aside).
+    let fresh = test_dir();
+    drop(open(&fresh.ledger));
+    let migrated: Vec<String> = schema_sql(&t.ledger)
+        .into_iter()
+        .filter(|s| !s.contains("site_"))
+        .collect();
+    assert_eq!(migrated, schema_sql(&fresh.ledger));
+    assert!(
+        migrated
+            .iter()
+            .any(|s| s.contains("identities_live_registration_id")
+                && s.contains("WHERE state <> 'revoked'")),
+        "{migrated:#?}"
+    );
 }
