@@ -137,4 +137,12 @@ pub trait DeviceDriver: Send {
     fn tpm_ek(&mut self) -> Result<TpmEk, DeviceError>;
     /// Locks the device against further writes.
     fn lock(&mut self) -> Result<(), DeviceError>;
+    /// Waits up to `wait` for a device to announce itself on the open port (a firmware that
+    /// prints a boot banner); `true` as soon as one did. A slot whose port stays open between
+    /// devices calls this instead of sleeping, so a new device is taken the moment it boots.
+    /// Drivers of firmware without a banner just wait.
+    fn wait_for_boot(&mut self, wait: Duration) -> Result<bool, DeviceError> {
+        std::thread::sleep(wait);
+        Ok(false)
+    }
 }
