@@ -256,29 +256,31 @@ fn run(
     let mut chain_pem: Option<String> = None;
     let mut station_key: Option<SecretBytes> = None;
     let mut symmetric: Option<SecretBytes> = None;
+    // `None` once the identity is already recorded (the device-key X.509 modes record it while
+    // the CSR crosses the wire).
     let attestation = match mode {
-        Mode::X509Csr | Mode::X509Group | Mode::X509Inject => {
+        Mode::X509Csr | Mode::X509Group => {
             stage(Stage::Key);
-            let public = if mode == Mode::X509Inject {
-                let key = SecretKey::generate();
-                let public = key.public_key().to_sec1_bytes().to_vec();
-                station_key = Some(SecretBytes::new(key.to_bytes().to_vec()));
-                public
-            } else {
-                let public = driver.keygen().map_err(fail(Stage::Key))?;
-                let csr = driver.csr(&rid).map_err(fail(Stage::Key))?;
-                let verified = crate::identity::csr::verify_csr(&csr).map_err(fail(Stage::Key))?;
-                if verified.public_key_sec1 != public {
-                    return Err(Failure(
-                        Stage::Key,
-                        format!(
-                            "device {}: the CSR's key is not the key KEYGEN reported; the firmware is faulty",
-                            info.serial
-                        ),
-                    ));
-                }
-                public
-            };
+            let public = driver.keygen().map_err(fail(Stage::Key))?;
+            expected.key = Some(sha256_hex(&public));
+            let chain = issue_and_record_during_csr(
+                ctx,
+                driver,
+                &registration_id,
+                &public,
+                device.clone(),
+                reissue,
+                &stage,
+            )?;
+            expected.chain = Some(sha256_hex(chain.as_bytes()));
+            chain_pem = Some(chain);
+            None
+        }
+        Mode::X509Inject => {
+            stage(Stage::Key);
+            let key = SecretKey::generate();
+            let public = key.public_key().to_sec1_bytes().to_vec();
+            station_key = Some(SecretBytes::new(key.to_bytes().to_vec()));
             expected.key = Some(sha256_hex(&public));
             stage(Stage::Issue);
             let ca = ctx
@@ -297,9 +299,9 @@ fn run(
             let chain = format!("{}{}", cert.pem(), ca.chain_pem);
             expected.chain = Some(sha256_hex(chain.as_bytes()));
             chain_pem = Some(chain);
-            Attestation::X509 {
+            Some(Attestation::X509 {
                 certificate_der: cert.der,
-            }
+            })
         }
         Mode::SymmetricGroup | Mode::SymmetricIndividual => {
             stage(Stage::Issue);
@@ -317,41 +319,24 @@ fn run(
             expected.symmetric_key = Some(sha256_hex(key.expose()));
             let fingerprint = KeyFingerprint::of_key(key.expose());
             symmetric = Some(key);
-            Attestation::SymmetricKey {
+            Some(Attestation::SymmetricKey {
                 key_fingerprint: fingerprint,
-            }
+            })
         }
         Mode::Tpm => {
             stage(Stage::Key);
             let ek = driver.tpm_ek().map_err(fail(Stage::Key))?;
-            Attestation::Tpm {
+            Some(Attestation::Tpm {
                 endorsement_key: ek.public_der,
-            }
+            })
         }
     };
 
     // --- record (write-ahead) -------------------------------------------------------------------
-    stage(Stage::Record);
-    let (rid_record, batch_id) = (rid.clone(), ctx.batch_id);
-    // The device row and the identity in one transaction: one durable commit per device here.
-    ctx.ledger
-        .call(move |l| {
-            l.transaction(|w| {
-                let device_id = w.upsert_device(&device)?;
-                let identity = NewIdentity {
-                    registration_id: rid_record,
-                    batch: Some(batch_id),
-                    device: Some(device_id),
-                    attestation,
-                };
-                if reissue {
-                    w.reissue(&identity)
-                } else {
-                    w.record_issued(&identity)
-                }
-            })
-        })
-        .map_err(fail(Stage::Record))?;
+    if let Some(attestation) = attestation {
+        stage(Stage::Record);
+        record_issued(ctx, &rid, device, attestation, reissue)?;
+    }
 
     let written = write_verify_lock(
         driver,
@@ -399,6 +384,116 @@ fn run(
             )
         })?;
     Ok(Done::Provisioned)
+}
+
+/// Records the identity `issued` (with its device row) in one durable commit: the write-ahead
+/// record nothing may reach the device before.
+fn record_issued(
+    ctx: &BatchContext,
+    rid: &str,
+    device: NewDevice,
+    attestation: Attestation,
+    reissue: bool,
+) -> Result<(), Failure> {
+    let (rid_record, batch_id) = (rid.to_string(), ctx.batch_id);
+    ctx.ledger
+        .call(move |l| {
+            l.transaction(|w| {
+                let device_id = w.upsert_device(&device)?;
+                let identity = NewIdentity {
+                    registration_id: rid_record,
+                    batch: Some(batch_id),
+                    device: Some(device_id),
+                    attestation,
+                };
+                if reissue {
+                    w.reissue(&identity)
+                } else {
+                    w.record_issued(&identity)
+                }
+            })
+        })
+        .map(|_| ())
+        .map_err(fail(Stage::Record))
+}
+
+/// The device-key X.509 modes: the certificate is for the key KEYGEN reported, and the CSR only
+/// proves the device holds that key. So the station signs the certificate and records the
+/// identity `issued` (one HSM signature and one durable commit, several milliseconds) on a helper
+/// thread while the CSR crosses the wire, instead of leaving the slot's wire idle for them
+/// afterwards. Nothing is written to the device before both are done and the CSR is verified; an
+/// identity recorded for a device whose CSR then fails is voided, as any unwritten one is.
+/// Returns the chain to write.
+fn issue_and_record_during_csr(
+    ctx: &BatchContext,
+    driver: &mut dyn DeviceDriver,
+    registration_id: &RegistrationId,
+    public: &[u8],
+    device: NewDevice,
+    reissue: bool,
+    stage: &dyn Fn(Stage),
+) -> Result<String, Failure> {
+    let rid = registration_id.as_str();
+    let serial = device.serial_number.clone();
+    let issue_and_record = || -> Result<String, Failure> {
+        let ca = ctx
+            .ca
+            .as_ref()
+            .ok_or_else(|| Failure(Stage::Issue, "the batch has no CA".into()))?;
+        let issuer =
+            Issuer::new(ca.issuer_der.clone(), ca.signer.as_ref()).map_err(fail(Stage::Issue))?;
+        let cert =
+            issue::issue_device_certificate_for_key(public, registration_id, &ctx.profile, &issuer)
+                .map_err(fail(Stage::Issue))?;
+        let chain = format!("{}{}", cert.pem(), ca.chain_pem);
+        let attestation = Attestation::X509 {
+            certificate_der: cert.der,
+        };
+        record_issued(ctx, rid, device, attestation, reissue)?;
+        Ok(chain)
+    };
+    let (csr, issued) = std::thread::scope(|s| {
+        let helper = std::thread::Builder::new()
+            .name("issue".into())
+            .spawn_scoped(s, issue_and_record);
+        let csr = driver.csr(rid);
+        let issued = match helper {
+            Ok(h) => h.join().unwrap_or_else(|_| {
+                Err(Failure(
+                    Stage::Issue,
+                    "the issuing thread panicked; nothing was recorded for certain: run the device again".into(),
+                ))
+            }),
+            Err(e) => Err(Failure(
+                Stage::Issue,
+                format!("cannot start the issuing thread: {e}"),
+            )),
+        };
+        (csr, issued)
+    });
+    stage(Stage::Issue);
+    stage(Stage::Record);
+    let checked = csr.map_err(fail(Stage::Key)).and_then(|csr| {
+        let verified = crate::identity::csr::verify_csr(&csr).map_err(fail(Stage::Key))?;
+        if verified.public_key_sec1 != public {
+            return Err(Failure(
+                Stage::Key,
+                format!(
+                    "device {serial}: the CSR's key is not the key KEYGEN reported; the firmware is faulty"
+                ),
+            ));
+        }
+        Ok(())
+    });
+    match (checked, issued) {
+        (Ok(()), issued) => issued,
+        (Err(Failure(stage, reason)), Ok(_)) => {
+            // Recorded but never written: void it, so a later run reissues under the same ID.
+            void(ctx, rid, stage, &reason);
+            Err(Failure(stage, reason))
+        }
+        (Err(failure), Err(_)) => Err(failure),
+    }
 }
 
 /// The expected config digest of a device of this batch.
