@@ -61,6 +61,8 @@ fn owner(thread: &str) -> &'static str {
         "station"
     } else if thread.starts_with("sim-") {
         "simulator"
+    } else if thread.starts_with("bench") || thread == "dps-station" {
+        "bench"
     } else if thread.starts_with("dps-emulator") {
         "emulator"
     } else {
@@ -68,10 +70,10 @@ fn owner(thread: &str) -> &'static str {
     }
 }
 
-/// Samples every thread's CPU time while the batch runs, so threads that end (a simulated device
-/// leaves with its thread) still count with their last sample. Ticks are 10 ms; threads that end
-/// between two samples lose at most one interval of CPU, which makes the simulator's share a
-/// slight underestimate and nothing else.
+/// Samples every thread's CPU time while the batch runs (every 50 ms), by thread name. Threads
+/// that end between two samples (the station's per-device issuing helper) are not seen, so the
+/// station's own share is reported as the process's CPU minus what the simulator, the emulator
+/// and the benchmark's own threads used: those are long-lived and sampled exactly.
 struct ThreadCpu {
     stop: Arc<AtomicBool>,
     handle: Option<std::thread::JoinHandle<HashMap<u32, (String, f64)>>>,
@@ -97,8 +99,8 @@ impl ThreadCpu {
         Self { stop, handle }
     }
 
-    /// CPU seconds by owner.
-    fn finish(mut self) -> BTreeMap<&'static str, f64> {
+    /// CPU seconds by owner, and the names of the threads no owner claims.
+    fn finish(mut self) -> (BTreeMap<&'static str, f64>, Vec<String>) {
         self.stop.store(true, Ordering::Relaxed);
         let seen = self
             .handle
@@ -106,10 +108,16 @@ impl ThreadCpu {
             .and_then(|h| h.join().ok())
             .unwrap_or_default();
         let mut by_owner = BTreeMap::new();
+        let mut unclaimed = Vec::new();
         for (name, seconds) in seen.values() {
-            *by_owner.entry(owner(name)).or_insert(0.0) += seconds;
+            let who = owner(name);
+            *by_owner.entry(who).or_insert(0.0) += seconds;
+            if who == "other" && !unclaimed.contains(name) {
+                unclaimed.push(name.clone());
+            }
         }
-        by_owner
+        unclaimed.sort();
+        (by_owner, unclaimed)
     }
 }
 
@@ -121,12 +129,18 @@ fn sample(seen: &mut HashMap<u32, (String, f64)>) {
         let Some(tid) = task.file_name().to_str().and_then(|t| t.parse::<u32>().ok()) else {
             continue;
         };
-        let Some((name, seconds)) = std::fs::read_to_string(task.path().join("stat"))
+        let Some((name, ticks)) = std::fs::read_to_string(task.path().join("stat"))
             .ok()
             .and_then(|s| parse_stat(&s))
         else {
             continue;
         };
+        // schedstat's first field is the time on a CPU in nanoseconds: far finer than stat's
+        // 10 ms ticks, which round a lightly loaded thread to nothing.
+        let seconds = std::fs::read_to_string(task.path().join("schedstat"))
+            .ok()
+            .and_then(|s| s.split_whitespace().next()?.parse::<f64>().ok())
+            .map_or(ticks, |ns| ns / 1e9);
         let entry = seen.entry(tid).or_insert((name.clone(), 0.0));
         if entry.0 != name {
             // A thread id reused by a new thread: keep the old one's time under its own key.
@@ -258,7 +272,7 @@ pub fn bench(args: &BenchLineArgs) -> anyhow::Result<ExitCode> {
     };
     let wall = started.elapsed().as_secs_f64();
     let cpu = process_cpu_seconds().unwrap_or(0.0) - cpu0;
-    let by_owner = threads.finish();
+    let (by_owner, unclaimed) = threads.finish();
     let n = run.summary.outcomes.len().max(1) as f64;
     let mut bytes: Vec<u64> = run.devices.iter().map(|d| d.wire_bytes).collect();
     bytes.sort_unstable();
@@ -289,11 +303,13 @@ pub fn bench(args: &BenchLineArgs) -> anyhow::Result<ExitCode> {
         n * 3600.0 / wall,
         n / wall
     );
-    if steady > 0.0 {
+    if let (Some(a), Some(b)) = (first, last) {
         println!(
-            "  steady state (first device seen to last done): {:.1} s → {:.1} devices/s",
+            "  steady state (first device seen to last done): {:.1} s → {:.1} devices/s; before it {:.1} s (key store, ledger, CA), after it {:.1} s (enrollment drain, shutdown)",
             steady,
-            n / steady
+            n / steady.max(f64::EPSILON),
+            (a - started).as_secs_f64(),
+            wall - (b - started).as_secs_f64()
         );
     }
     println!(
@@ -301,8 +317,14 @@ pub fn bench(args: &BenchLineArgs) -> anyhow::Result<ExitCode> {
         f.median.as_secs_f64() * 1e3,
         f.p95.as_secs_f64() * 1e3
     );
+    let not_station: f64 = by_owner
+        .iter()
+        .filter(|(k, _)| **k != "station")
+        .map(|(_, v)| v)
+        .sum();
     println!(
-        "  CPU per device: process {:.2} ms; by thread owner: {}",
+        "  CPU per device: station {:.2} ms (process {:.2} ms minus simulator, emulator and bench threads); sampled by thread: {}",
+        (cpu - not_station).max(0.0) * 1e3 / n,
         cpu * 1e3 / n,
         by_owner
             .iter()
@@ -310,6 +332,9 @@ pub fn bench(args: &BenchLineArgs) -> anyhow::Result<ExitCode> {
             .collect::<Vec<_>>()
             .join(", ")
     );
+    if !unclaimed.is_empty() {
+        println!("  (\"other\" threads: {})", unclaimed.join(", "));
+    }
     phases.print(n);
     if let Some(baud) = baud {
         let wire = median_bytes as f64 * 10.0 / f64::from(baud);
@@ -354,6 +379,7 @@ mod tests {
         assert_eq!(owner("slot-S12"), "station");
         assert_eq!(owner("sim-device-17"), "simulator");
         assert_eq!(owner("dps-emulator"), "emulator");
-        assert_eq!(owner("dps-station"), "other");
+        assert_eq!(owner("dps-station"), "bench");
+        assert_eq!(owner("tokio-runtime-w"), "other");
     }
 }

@@ -174,3 +174,56 @@ fn run_devices(port: &mut TTYPort, inputs: &Receiver<Input>, closed: &AtomicBool
         }
     }
 }
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::device::{ClientOptions, DeviceDriver, LineClient};
+
+    #[test]
+    fn devices_swapped_on_one_adapter_answer_over_the_same_open_port() {
+        let adapter = SimAdapter::start("T1").unwrap();
+        let mut client = LineClient::open(adapter.path(), ClientOptions::default()).unwrap();
+        let first = adapter.plug(1, &SimOptions::default()).unwrap();
+        let a = client.hello().unwrap();
+        assert_eq!(a.serial, first.flash().serial);
+        client.lock().unwrap();
+        adapter.unplug();
+        // The next device boots on the adapter: the open port sees its banner, then it answers.
+        let second = adapter.plug(2, &SimOptions::default()).unwrap();
+        assert!(client.wait_for_boot(Duration::from_secs(5)).unwrap());
+        let b = client.hello().unwrap();
+        assert_eq!(b.serial, second.flash().serial);
+        assert_ne!(a.serial, b.serial);
+        assert!(!b.locked, "the second device is a fresh one");
+        assert!(first.flash().locked && !second.flash().locked);
+        assert!(second.byte_counts().0 > 0 && second.byte_counts().1 > 0);
+    }
+
+    #[test]
+    fn a_device_whose_cable_goes_takes_the_adapter_with_it() {
+        let adapter = SimAdapter::start("T2").unwrap();
+        let mut client = LineClient::open(adapter.path(), ClientOptions::default()).unwrap();
+        let options = SimOptions {
+            faults: super::super::SimFaults {
+                disconnect_after: Some(1),
+                ..Default::default()
+            },
+            ..SimOptions::default()
+        };
+        let device = adapter.plug(3, &options).unwrap();
+        client.hello().unwrap();
+        let deadline = Instant::now() + Duration::from_secs(5);
+        while adapter.is_alive() && Instant::now() < deadline {
+            std::thread::sleep(Duration::from_millis(10));
+        }
+        assert!(device.disconnected());
+        assert!(!adapter.is_alive());
+        // The port itself fails (as an unplugged USB adapter's does), not just a silent line.
+        let err = client.ping().unwrap_err();
+        assert!(
+            matches!(err, crate::device::DeviceError::Vanished { .. }),
+            "{err}"
+        );
+    }
+}
