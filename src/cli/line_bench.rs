@@ -56,6 +56,7 @@ fn owner(thread: &str) -> &'static str {
         || thread == "enrollment"
         || thread == "batch"
         || thread == "hsm-keep-alive"
+        || thread == "issue"
         || thread.starts_with("reqwest")
     {
         "station"
@@ -70,10 +71,11 @@ fn owner(thread: &str) -> &'static str {
     }
 }
 
-/// Samples every thread's CPU time while the batch runs (every 50 ms), by thread name. Threads
-/// that end between two samples (the station's per-device issuing helper) are not seen, so the
-/// station's own share is reported as the process's CPU minus what the simulator, the emulator
-/// and the benchmark's own threads used: those are long-lived and sampled exactly.
+/// Samples every thread's CPU time while the batch runs (every 250 ms), by thread name. Threads
+/// that end between two samples (the station's per-device `issue` helper) are missed or counted
+/// short, so the station's own share is reported as the process's CPU minus what the simulator,
+/// the emulator and the benchmark's own threads used: those live for the whole batch and are
+/// sampled exactly.
 struct ThreadCpu {
     stop: Arc<AtomicBool>,
     handle: Option<std::thread::JoinHandle<HashMap<u32, (String, f64)>>>,
@@ -92,7 +94,9 @@ impl ThreadCpu {
                     if flag.load(Ordering::Relaxed) {
                         return seen;
                     }
-                    std::thread::sleep(Duration::from_millis(50));
+                    // Reading /proc for every thread costs CPU the line would use: a few looks
+                    // a second are enough for threads that live for the batch.
+                    std::thread::sleep(Duration::from_millis(250));
                 }
             })
             .ok();
@@ -126,7 +130,11 @@ fn sample(seen: &mut HashMap<u32, (String, f64)>) {
         return;
     };
     for task in tasks.flatten() {
-        let Some(tid) = task.file_name().to_str().and_then(|t| t.parse::<u32>().ok()) else {
+        let Some(tid) = task
+            .file_name()
+            .to_str()
+            .and_then(|t| t.parse::<u32>().ok())
+        else {
             continue;
         };
         let Some((name, ticks)) = std::fs::read_to_string(task.path().join("stat"))
@@ -210,9 +218,7 @@ impl Phases {
             sorted.sort();
             let sum: f64 = sorted.iter().map(Duration::as_secs_f64).sum();
             total += sum;
-            let q = |p: f64| {
-                dps_station::station::report::quantile(&sorted, p).as_secs_f64() * 1e3
-            };
+            let q = |p: f64| dps_station::station::report::quantile(&sorted, p).as_secs_f64() * 1e3;
             println!(
                 "    {:>8.2} {:>8.2} {:>8.2}  {name}",
                 sum * 1e3 / devices,
@@ -377,6 +383,7 @@ mod tests {
         let line = "4242 (slot-S1 (x)) S 1 2 3 4 5 6 7 8 9 10 250 50 0 0 20 0 1 0";
         assert_eq!(parse_stat(line), Some(("slot-S1 (x)".to_string(), 3.0)));
         assert_eq!(owner("slot-S12"), "station");
+        assert_eq!(owner("issue"), "station");
         assert_eq!(owner("sim-device-17"), "simulator");
         assert_eq!(owner("dps-emulator"), "emulator");
         assert_eq!(owner("dps-station"), "bench");

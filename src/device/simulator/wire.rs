@@ -192,7 +192,9 @@ impl DeviceWire {
             }
             match Frame::parse(&line) {
                 Ok(request) => {
-                    let reply = self.firmware.handle(&request, &mut |busy| tx.send_frame(busy));
+                    let reply = self
+                        .firmware
+                        .handle(&request, &mut |busy| tx.send_frame(busy));
                     if self.faults.baud.is_some() {
                         tx.free_at = tx.free_at.max(rx_done_at + started.elapsed());
                     }
