@@ -1,6 +1,7 @@
-//! Where a slot's devices come from: a real port of the fixture (wait until a fresh device answers
-//! `HELLO`), or a virtual fixture of simulated devices on pseudo-terminals (the demo, the tests,
-//! the benchmark), which plugs a new simulated device into the slot after each one.
+//! Where a slot's devices come from: a real port of the fixture (kept open between devices; a fresh
+//! device is taken when it answers `HELLO`, asked again as soon as one prints `BOOT`), or a virtual
+//! fixture of simulated devices (the demo, the tests, the benchmark) whose slots each keep one
+//! adapter, a pseudo-terminal, and put a new simulated device on it after each one.
 
 use std::path::PathBuf;
 use std::sync::atomic::{AtomicBool, AtomicU64, AtomicUsize, Ordering};
@@ -11,7 +12,8 @@ use crate::device::driver::DeviceInfo;
 use crate::device::simulator::{Flash, PluggedDevice, SimAdapter, SimOptions};
 use crate::device::{ClientOptions, DeviceDriver, DeviceError, LineClient};
 
-/// How often a slot without a device looks again.
+/// How often a slot without a new device asks again (sooner when a device prints `BOOT`), and how
+/// long it waits before opening a port that has gone away.
 const POLL: Duration = Duration::from_millis(200);
 
 /// A device that answered `HELLO` in a slot.
