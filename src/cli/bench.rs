@@ -34,7 +34,7 @@ pub enum BenchCommand {
     /// quota (1,000 operations/min), with bulk calls of 10 and with one PUT per device.
     Enroll(EnrollBench),
     /// The whole line: N slots of simulated devices, SoftHSM2, the DPS emulator, a durable ledger.
-    Line(super::line::BenchLineArgs),
+    Line(super::line_bench::BenchLineArgs),
 }
 
 /// Options of `bench hsm`.
@@ -85,7 +85,7 @@ pub fn run(cmd: BenchCommand) -> anyhow::Result<ExitCode> {
         BenchCommand::Serial(args) => serial(&args),
         BenchCommand::Hsm(args) => hsm(args),
         BenchCommand::Enroll(args) => enroll(args),
-        BenchCommand::Line(args) => super::line::bench(&args),
+        BenchCommand::Line(args) => super::line_bench::bench(&args),
     }
 }
 

@@ -12,7 +12,6 @@ use clap::{Args, Subcommand};
 use indicatif::{MultiProgress, ProgressBar, ProgressStyle};
 
 use dps_station::device::ClientOptions;
-use dps_station::device::simulator::{SimFaults, SimOptions};
 use dps_station::dps::{ConnectionString, DpsClient, DpsClientConfig, TlsTrust};
 use dps_station::station::config::{BatchConfig, EnrollTiming, Mode, StationConfig};
 use dps_station::station::demo::{self, DemoWorkspace, KeyStoreChoice, RunOptions};
@@ -64,20 +63,6 @@ pub struct DemoArgs {
     /// Use the software key store even if SoftHSM2 is installed.
     #[arg(long)]
     software_keys: bool,
-}
-
-/// `bench line` options.
-#[derive(Debug, Args)]
-pub struct BenchLineArgs {
-    /// Slots of the virtual fixture.
-    #[arg(long, default_value_t = 16)]
-    pub slots: usize,
-    /// Devices in the batch.
-    #[arg(long, default_value_t = 1000)]
-    pub devices: u64,
-    /// Emulated line speed; 0 = no wire delay (what the station itself sustains).
-    #[arg(long, default_value_t = 115_200)]
-    pub baud: u32,
 }
 
 /// Runs a line command.
@@ -458,124 +443,6 @@ fn run_demo(args: &DemoArgs) -> anyhow::Result<ExitCode> {
     drop(workspace);
     demo::remove_softhsm_dir();
     Ok(if failed > 0 {
-        ExitCode::FAILURE
-    } else {
-        ExitCode::SUCCESS
-    })
-}
-
-/// CPU seconds this process has used (user + system), from `/proc/self/stat`.
-fn process_cpu_seconds() -> Option<f64> {
-    let stat = std::fs::read_to_string("/proc/self/stat").ok()?;
-    let after = stat.rsplit_once(')')?.1;
-    let fields: Vec<&str> = after.split_whitespace().collect();
-    // Fields 14 and 15 of stat(5) (utime, stime), counted after the `)`; clock ticks of 1/100 s.
-    let utime: f64 = fields.get(11)?.parse().ok()?;
-    let stime: f64 = fields.get(12)?.parse().ok()?;
-    Some((utime + stime) / 100.0)
-}
-
-/// `bench line`: a batch of x509-csr devices over a virtual fixture, SoftHSM2, the emulator and a
-/// durable ledger; devices per hour, CPU per device, and the ratio to the serial-wire limit.
-pub fn bench(args: &BenchLineArgs) -> anyhow::Result<ExitCode> {
-    if args.slots == 0 || args.devices == 0 {
-        bail!("--slots and --devices must be at least 1");
-    }
-    let workspace = DemoWorkspace::create(KeyStoreChoice::Auto)?;
-    let baud = (args.baud > 0).then_some(args.baud);
-    let sim = SimOptions {
-        faults: SimFaults {
-            baud,
-            ..SimFaults::default()
-        },
-        ..SimOptions::default()
-    };
-    let options = RunOptions {
-        devices: args.devices,
-        slots: args.slots,
-        sim,
-        timing: "immediately",
-    };
-    let cpu0 = process_cpu_seconds().unwrap_or(0.0);
-    let started = Instant::now();
-    // Steady state: from the first device seen to the last device done (no start-up, no drain).
-    let (mut first, mut last) = (None::<Instant>, None::<Instant>);
-    let run = workspace.run_mode(Mode::X509Csr, "bench-line", &options, &mut |e| match e {
-        Event::DeviceSeen { .. } if first.is_none() => first = Some(Instant::now()),
-        Event::Passed { .. } | Event::Failed { .. } => last = Some(Instant::now()),
-        _ => {}
-    })?;
-    let steady = match (first, last) {
-        (Some(a), Some(b)) if b > a => (b - a).as_secs_f64(),
-        _ => 0.0,
-    };
-    let wall = started.elapsed().as_secs_f64();
-    let cpu = process_cpu_seconds().unwrap_or(0.0) - cpu0;
-    let n = run.summary.outcomes.len().max(1) as f64;
-    let mut bytes: Vec<u64> = run.devices.iter().map(|d| d.wire_bytes).collect();
-    bytes.sort_unstable();
-    let median_bytes = bytes.get(bytes.len() / 2).copied().unwrap_or(0);
-    let f = ReportFigures::of(&run.summary);
-    println!(
-        "bench line: {} devices, {} slots, {} (x509-csr, {}, emulator, durable ledger)",
-        args.devices,
-        args.slots,
-        if args.baud > 0 {
-            format!("{} baud", args.baud)
-        } else {
-            "no wire delay".into()
-        },
-        if workspace.is_software() {
-            "SOFTWARE keys"
-        } else {
-            "SoftHSM2"
-        }
-    );
-    println!(
-        "  passed {} failed {}; enrolled {}",
-        f.passed, f.failed, run.summary.enrollment.enrolled
-    );
-    println!(
-        "  wall {:.1} s → {:.0} devices/hour ({:.1} devices/s)",
-        wall,
-        n * 3600.0 / wall,
-        n / wall
-    );
-    println!(
-        "  per device: median {:.1} ms, p95 {:.1} ms (HELLO to lock + ledger)",
-        f.median.as_secs_f64() * 1e3,
-        f.p95.as_secs_f64() * 1e3
-    );
-    println!(
-        "  process CPU per device: {:.2} ms (station + in-process simulator + emulator; an upper bound for the station)",
-        cpu * 1e3 / n
-    );
-    if let Some(baud) = baud {
-        let wire = median_bytes as f64 * 10.0 / f64::from(baud);
-        let limit_per_hour = args.slots as f64 * 3600.0 / wire;
-        println!(
-            "  wire bytes per device (median): {median_bytes} → {:.1} ms on the wire per device",
-            wire * 1e3
-        );
-        println!(
-            "  wire limit with {} slots: {:.0} devices/hour; achieved/limit = {:.3} over the whole batch",
-            args.slots,
-            limit_per_hour,
-            (n * 3600.0 / wall) / limit_per_hour
-        );
-        if steady > 0.0 {
-            // What a running line sustains: no start-up (key store, ledger) and no enrollment drain.
-            let sustained = n * 3600.0 / steady;
-            println!(
-                "  steady state (first device seen to last done): {:.0} devices/hour; achieved/limit = {:.3}",
-                sustained,
-                sustained / limit_per_hour
-            );
-        }
-    }
-    drop(workspace);
-    demo::remove_softhsm_dir();
-    Ok(if f.failed > 0 {
         ExitCode::FAILURE
     } else {
         ExitCode::SUCCESS

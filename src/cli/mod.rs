@@ -16,6 +16,7 @@ mod identity;
 mod ledger;
 mod ledger_bench;
 mod line;
+mod line_bench;
 mod logging;
 
 /// Line-side provisioning station for Azure IoT Hub Device Provisioning Service.

@@ -580,6 +580,24 @@ impl<W: Read + Write + Send> DeviceDriver for LineClient<W> {
         Ok(info)
     }
 
+    fn wait_for_boot(&mut self, wait: Duration) -> Result<bool, DeviceError> {
+        let deadline = Instant::now() + wait;
+        while let Some(line) = self.next_line(Step::Hello, deadline)? {
+            let Line::Complete(line) = line else { continue };
+            if let Some(observer) = self.observer.as_mut() {
+                observer(WireEvent::Received(&line));
+            }
+            if let Ok(frame) = Frame::parse(&line)
+                && frame.id == UNSOLICITED_ID
+                && frame.verb == "BOOT"
+            {
+                self.session = None;
+                return Ok(true);
+            }
+        }
+        Ok(false)
+    }
+
     fn ping(&mut self) -> Result<Duration, DeviceError> {
         let started = Instant::now();
         self.simple(Step::Ping, "PING")?;

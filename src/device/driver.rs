@@ -141,4 +141,12 @@ pub trait DeviceDriver: Send {
     /// the lock, for an explicit re-provisioning. A device whose physical reset input is not
     /// asserted refuses with `GUARDED`.
     fn factory_reset(&mut self) -> Result<(), DeviceError>;
+    /// Waits up to `wait` for a device to announce itself on the open port (a firmware that
+    /// prints a boot banner); `true` as soon as one did. A slot whose port stays open between
+    /// devices calls this instead of sleeping, so a new device is taken the moment it boots.
+    /// Drivers of firmware without a banner just wait.
+    fn wait_for_boot(&mut self, wait: Duration) -> Result<bool, DeviceError> {
+        std::thread::sleep(wait);
+        Ok(false)
+    }
 }

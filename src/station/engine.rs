@@ -412,7 +412,7 @@ fn slot_worker(
         // Claim a place in the batch only once a device is really there.
         let claimed = shared.claimed.fetch_add(1, Ordering::SeqCst);
         if shared.target.is_some_and(|t| claimed >= t) {
-            source.finished(None, false);
+            source.finished(Some(arrival.driver), None, false);
             emit(Event::SlotStopped {
                 slot: slot.into(),
                 reason: "the batch is complete".into(),
@@ -425,8 +425,11 @@ fn slot_worker(
             model: arrival.info.model.clone(),
         });
         let outcome = provision(ctx, slot, arrival.driver.as_mut(), &arrival.info, &emit);
-        drop(arrival.driver);
-        source.finished(outcome.serial.as_deref(), outcome.failure.is_none());
+        source.finished(
+            Some(arrival.driver),
+            outcome.serial.as_deref(),
+            outcome.failure.is_none(),
+        );
         if outcome.failure.is_none() && outcome.done == Done::AlreadyDone {
             // Done in an earlier run and still in the slot: give its place in the batch back.
             shared.claimed.fetch_sub(1, Ordering::SeqCst);

@@ -304,13 +304,16 @@ fn run(
             })
         }
     };
-    let reissue = reprovision.is_none() && existing.is_some();
-    let device = NewDevice {
-        model: info.model.clone(),
-        serial_number: info.serial.clone(),
-        hardware_id: Some(info.hardware_id.clone()),
-        firmware: Some(info.firmware.clone()),
-        batch: Some(ctx.batch_id),
+    let plan = RecordPlan {
+        reissue: reprovision.is_none() && existing.is_some(),
+        reprovision,
+        device: NewDevice {
+            model: info.model.clone(),
+            serial_number: info.serial.clone(),
+            hardware_id: Some(info.hardware_id.clone()),
+            firmware: Some(info.firmware.clone()),
+            batch: Some(ctx.batch_id),
+        },
     };
 
     // --- key + issue ---------------------------------------------------------------------------
@@ -319,29 +322,30 @@ fn run(
     let mut station_key: Option<SecretBytes> = None;
     let mut symmetric: Option<SecretBytes> = None;
     let mut key_nonce: Option<KeyNonce> = None;
+    // `None` once the identity is already recorded (the device-key X.509 modes record it while
+    // the CSR crosses the wire).
     let attestation = match mode {
-        Mode::X509Csr | Mode::X509Group | Mode::X509Inject => {
+        Mode::X509Csr | Mode::X509Group => {
             stage(Stage::Key);
-            let public = if mode == Mode::X509Inject {
-                let key = SecretKey::generate();
-                let public = key.public_key().to_sec1_bytes().to_vec();
-                station_key = Some(SecretBytes::new(key.to_bytes().to_vec()));
-                public
-            } else {
-                let public = driver.keygen().map_err(fail(Stage::Key))?;
-                let csr = driver.csr(&rid).map_err(fail(Stage::Key))?;
-                let verified = crate::identity::csr::verify_csr(&csr).map_err(fail(Stage::Key))?;
-                if verified.public_key_sec1 != public {
-                    return Err(Failure(
-                        Stage::Key,
-                        format!(
-                            "device {}: the CSR's key is not the key KEYGEN reported; the firmware is faulty",
-                            info.serial
-                        ),
-                    ));
-                }
-                public
-            };
+            let public = driver.keygen().map_err(fail(Stage::Key))?;
+            expected.key = Some(sha256_hex(&public));
+            let chain = issue_and_record_during_csr(
+                ctx,
+                driver,
+                &registration_id,
+                &public,
+                plan.clone(),
+                &stage,
+            )?;
+            expected.chain = Some(sha256_hex(chain.as_bytes()));
+            chain_pem = Some(chain);
+            None
+        }
+        Mode::X509Inject => {
+            stage(Stage::Key);
+            let key = SecretKey::generate();
+            let public = key.public_key().to_sec1_bytes().to_vec();
+            station_key = Some(SecretBytes::new(key.to_bytes().to_vec()));
             expected.key = Some(sha256_hex(&public));
             stage(Stage::Issue);
             let ca = ctx
@@ -360,9 +364,9 @@ fn run(
             let chain = format!("{}{}", cert.pem(), ca.chain_pem);
             expected.chain = Some(sha256_hex(chain.as_bytes()));
             chain_pem = Some(chain);
-            Attestation::X509 {
+            Some(Attestation::X509 {
                 certificate_der: cert.der,
-            }
+            })
         }
         Mode::SymmetricGroup | Mode::SymmetricIndividual => {
             stage(Stage::Issue);
@@ -385,10 +389,10 @@ fn run(
             expected.symmetric_key = Some(sha256_hex(key.expose()));
             let fingerprint = KeyFingerprint::of_key(key.expose());
             symmetric = Some(key);
-            Attestation::SymmetricKey {
+            Some(Attestation::SymmetricKey {
                 key_fingerprint: fingerprint,
                 key_nonce,
-            }
+            })
         }
         Mode::Tpm => {
             stage(Stage::Key);
@@ -400,35 +404,17 @@ fn run(
             // the ledger keeps exactly what is enrolled.
             let public = tpm_ek::spki_to_tpm2b_public(&ek.public_der)
                 .map_err(|e| Failure(Stage::Key, format!("device {}: {e}", info.serial)))?;
-            Attestation::Tpm {
+            Some(Attestation::Tpm {
                 endorsement_key: public,
-            }
+            })
         }
     };
 
     // --- record (write-ahead) -------------------------------------------------------------------
-    stage(Stage::Record);
-    let (rid_record, batch_id) = (rid.clone(), ctx.batch_id);
-    // The device row and the identity in one transaction: one durable commit per device here.
-    ctx.ledger
-        .call(move |l| {
-            l.transaction(|w| {
-                let device_id = w.upsert_device(&device)?;
-                let identity = NewIdentity {
-                    registration_id: rid_record,
-                    batch: Some(batch_id),
-                    device: Some(device_id),
-                    attestation,
-                };
-                match (&reprovision, reissue) {
-                    // Revoke the old identity, audit the choice, record the new one: one commit.
-                    (Some(why), _) => w.reprovision(&identity, why),
-                    (None, true) => w.reissue(&identity),
-                    (None, false) => w.record_issued(&identity),
-                }
-            })
-        })
-        .map_err(fail(Stage::Record))?;
+    if let Some(attestation) = attestation {
+        stage(Stage::Record);
+        record_issued(ctx, &rid, plan, attestation)?;
+    }
 
     let written = write_verify_lock(
         driver,
@@ -495,6 +481,129 @@ fn factory_reset(driver: &mut dyn DeviceDriver, info: &DeviceInfo) -> Result<(),
             ),
         )),
         Err(e) => Err(Failure(Stage::Reset, e.to_string())),
+    }
+}
+
+/// How this device's identity is recorded: as new, as a reissue of its voided one, or as the
+/// re-provisioning that revokes its live one.
+#[derive(Clone)]
+struct RecordPlan {
+    device: NewDevice,
+    reissue: bool,
+    reprovision: Option<Reprovisioning>,
+}
+
+/// Records the identity `issued` (with its device row) in one durable commit: the write-ahead
+/// record nothing may reach the device before.
+fn record_issued(
+    ctx: &BatchContext,
+    rid: &str,
+    plan: RecordPlan,
+    attestation: Attestation,
+) -> Result<(), Failure> {
+    let (rid_record, batch_id) = (rid.to_string(), ctx.batch_id);
+    let RecordPlan {
+        device,
+        reissue,
+        reprovision,
+    } = plan;
+    ctx.ledger
+        .call(move |l| {
+            l.transaction(|w| {
+                let device_id = w.upsert_device(&device)?;
+                let identity = NewIdentity {
+                    registration_id: rid_record,
+                    batch: Some(batch_id),
+                    device: Some(device_id),
+                    attestation,
+                };
+                match (&reprovision, reissue) {
+                    // Revoke the old identity, audit the choice, record the new one: one commit.
+                    (Some(why), _) => w.reprovision(&identity, why),
+                    (None, true) => w.reissue(&identity),
+                    (None, false) => w.record_issued(&identity),
+                }
+            })
+        })
+        .map(|_| ())
+        .map_err(fail(Stage::Record))
+}
+
+/// The device-key X.509 modes: the certificate is for the key KEYGEN reported, and the CSR only
+/// proves the device holds that key. So the station signs the certificate and records the
+/// identity `issued` (one HSM signature and one durable commit, several milliseconds) on a helper
+/// thread while the CSR crosses the wire, instead of leaving the slot's wire idle for them
+/// afterwards. Nothing is written to the device before both are done and the CSR is verified; an
+/// identity recorded for a device whose CSR then fails is voided, as any unwritten one is.
+/// Returns the chain to write.
+fn issue_and_record_during_csr(
+    ctx: &BatchContext,
+    driver: &mut dyn DeviceDriver,
+    registration_id: &RegistrationId,
+    public: &[u8],
+    plan: RecordPlan,
+    stage: &dyn Fn(Stage),
+) -> Result<String, Failure> {
+    let rid = registration_id.as_str();
+    let serial = plan.device.serial_number.clone();
+    let issue_and_record = || -> Result<String, Failure> {
+        let ca = ctx
+            .ca
+            .as_ref()
+            .ok_or_else(|| Failure(Stage::Issue, "the batch has no CA".into()))?;
+        let issuer =
+            Issuer::new(ca.issuer_der.clone(), ca.signer.as_ref()).map_err(fail(Stage::Issue))?;
+        let cert =
+            issue::issue_device_certificate_for_key(public, registration_id, &ctx.profile, &issuer)
+                .map_err(fail(Stage::Issue))?;
+        let chain = format!("{}{}", cert.pem(), ca.chain_pem);
+        let attestation = Attestation::X509 {
+            certificate_der: cert.der,
+        };
+        record_issued(ctx, rid, plan, attestation)?;
+        Ok(chain)
+    };
+    let (csr, issued) = std::thread::scope(|s| {
+        let helper = std::thread::Builder::new()
+            .name("issue".into())
+            .spawn_scoped(s, issue_and_record);
+        let csr = driver.csr(rid);
+        let issued = match helper {
+            Ok(h) => h.join().unwrap_or_else(|_| {
+                Err(Failure(
+                    Stage::Issue,
+                    "the issuing thread panicked; nothing was recorded for certain: run the device again".into(),
+                ))
+            }),
+            Err(e) => Err(Failure(
+                Stage::Issue,
+                format!("cannot start the issuing thread: {e}"),
+            )),
+        };
+        (csr, issued)
+    });
+    stage(Stage::Issue);
+    stage(Stage::Record);
+    let checked = csr.map_err(fail(Stage::Key)).and_then(|csr| {
+        let verified = crate::identity::csr::verify_csr(&csr).map_err(fail(Stage::Key))?;
+        if verified.public_key_sec1 != public {
+            return Err(Failure(
+                Stage::Key,
+                format!(
+                    "device {serial}: the CSR's key is not the key KEYGEN reported; the firmware is faulty"
+                ),
+            ));
+        }
+        Ok(())
+    });
+    match (checked, issued) {
+        (Ok(()), issued) => issued,
+        (Err(Failure(stage, reason)), Ok(_)) => {
+            // Recorded but never written: void it, so a later run reissues under the same ID.
+            void(ctx, rid, stage, &reason);
+            Err(Failure(stage, reason))
+        }
+        (Err(failure), Err(_)) => Err(failure),
     }
 }
 

@@ -1,6 +1,7 @@
-//! Where a slot's devices come from: a real port of the fixture (wait until a fresh device answers
-//! `HELLO`), or a virtual fixture of simulated devices on pseudo-terminals (the demo, the tests,
-//! the benchmark), which plugs a new simulated device into the slot after each one.
+//! Where a slot's devices come from: a real port of the fixture (kept open between devices; a fresh
+//! device is taken when it answers `HELLO`, asked again as soon as one prints `BOOT`), or a virtual
+//! fixture of simulated devices (the demo, the tests, the benchmark) whose slots each keep one
+//! adapter, a pseudo-terminal, and put a new simulated device on it after each one.
 
 use std::path::PathBuf;
 use std::sync::atomic::{AtomicBool, AtomicU64, AtomicUsize, Ordering};
@@ -8,10 +9,11 @@ use std::sync::{Arc, Mutex};
 use std::time::Duration;
 
 use crate::device::driver::DeviceInfo;
-use crate::device::simulator::{Flash, SimOptions, SimulatedDevice};
-use crate::device::{ClientOptions, DeviceDriver, LineClient};
+use crate::device::simulator::{Flash, PluggedDevice, SimAdapter, SimOptions};
+use crate::device::{ClientOptions, DeviceDriver, DeviceError, LineClient};
 
-/// How often a slot without a device looks again.
+/// How often a slot without a new device asks again (sooner when a device prints `BOOT`), and how
+/// long it waits before opening a port that has gone away.
 const POLL: Duration = Duration::from_millis(200);
 
 /// A device that answered `HELLO` in a slot.
@@ -27,13 +29,23 @@ pub trait DeviceSource: Send {
     /// Waits for the next fresh device; `None` once `stop` is set or the supply is exhausted.
     fn next_device(&mut self, stop: &AtomicBool) -> Option<Arrival>;
     /// The device taken last (serial `serial`) is done: the operator (or the fixture) removes it.
-    fn finished(&mut self, serial: Option<&str>, passed: bool);
+    /// `driver` is the port the device was driven over, handed back so that a slot whose adapter
+    /// stays can keep it open for the next device (`None` if it is gone).
+    fn finished(
+        &mut self,
+        driver: Option<Box<dyn DeviceDriver>>,
+        serial: Option<&str>,
+        passed: bool,
+    );
 }
 
-/// A real slot: one stable port path.
+/// A real slot: one stable port path. The port stays open between devices while it can (a
+/// fixture's adapter stays plugged in; a new device on it prints `BOOT`); it is opened again when
+/// it goes away (a device with its own USB-serial port takes it along when unplugged).
 pub struct PortSource {
     path: PathBuf,
     options: ClientOptions,
+    client: Option<Box<dyn DeviceDriver>>,
     last_serial: Option<String>,
 }
 
@@ -43,6 +55,7 @@ impl PortSource {
         Self {
             path,
             options,
+            client: None,
             last_serial: None,
         }
     }
@@ -52,25 +65,48 @@ impl DeviceSource for PortSource {
     fn next_device(&mut self, stop: &AtomicBool) -> Option<Arrival> {
         let port = self.path.display().to_string();
         while !stop.load(Ordering::Relaxed) {
-            // The stable path exists only while the adapter is plugged in.
-            if let Ok(mut client) = LineClient::open(&port, self.options.clone())
-                && let Ok(info) = client.hello()
-            {
+            let mut client = match self.client.take() {
+                Some(c) => c,
+                // The stable path exists only while the adapter is plugged in.
+                None => match LineClient::open(&port, self.options.clone()) {
+                    Ok(c) => Box::new(c),
+                    Err(_) => {
+                        std::thread::sleep(POLL);
+                        continue;
+                    }
+                },
+            };
+            match client.hello() {
                 // The device just done stays in the slot until the operator takes it out.
-                let same = self.last_serial.as_deref() == Some(info.serial.as_str());
-                if !same {
+                Ok(info) if self.last_serial.as_deref() != Some(info.serial.as_str()) => {
                     return Some(Arrival {
-                        driver: Box::new(client),
+                        driver: client,
                         info,
                     });
                 }
+                Ok(_) => {}
+                // The port went away: open it again once it is back.
+                Err(DeviceError::Vanished { .. }) => continue,
+                // Nobody answered: an empty slot.
+                Err(_) => {}
             }
-            std::thread::sleep(POLL);
+            // Until a new device boots on the open port or the next look is due (a device whose
+            // banner went by before the port was open answers the next HELLO).
+            if client.wait_for_boot(POLL).is_err() {
+                continue;
+            }
+            self.client = Some(client);
         }
         None
     }
 
-    fn finished(&mut self, serial: Option<&str>, _passed: bool) {
+    fn finished(
+        &mut self,
+        driver: Option<Box<dyn DeviceDriver>>,
+        serial: Option<&str>,
+        _passed: bool,
+    ) {
+        self.client = driver;
         // Remembered, so the device is not taken again while it still sits in the slot.
         self.last_serial = serial.map(str::to_string);
     }
@@ -115,6 +151,8 @@ impl VirtualFixture {
         SimSlot {
             fixture: self.clone(),
             slot: slot.to_string(),
+            adapter: None,
+            client: None,
             current: None,
         }
     }
@@ -131,11 +169,33 @@ impl VirtualFixture {
     }
 }
 
-/// One slot of a [`VirtualFixture`].
+/// One slot of a [`VirtualFixture`]: its adapter, with one simulated device after another put
+/// on it, and the station's port to it, kept open across devices as on a real fixture.
 pub struct SimSlot {
     fixture: Arc<VirtualFixture>,
     slot: String,
-    current: Option<SimulatedDevice>,
+    adapter: Option<SimAdapter>,
+    client: Option<Box<dyn DeviceDriver>>,
+    current: Option<PluggedDevice>,
+}
+
+impl SimSlot {
+    /// The slot's adapter, a new one if there is none yet or the last one went with a device's
+    /// cable (then the station's port to it is gone too).
+    fn adapter(&mut self) -> Option<&SimAdapter> {
+        if !self.adapter.as_ref().is_some_and(SimAdapter::is_alive) {
+            self.client = None;
+            self.adapter = None;
+            match SimAdapter::start(&self.slot) {
+                Ok(a) => self.adapter = Some(a),
+                Err(e) => {
+                    tracing::error!(slot = %self.slot, "cannot start the slot's simulated adapter: {e}");
+                    return None;
+                }
+            }
+        }
+        self.adapter.as_ref()
+    }
 }
 
 impl DeviceSource for SimSlot {
@@ -144,48 +204,58 @@ impl DeviceSource for SimSlot {
             return None;
         }
         let index = self.fixture.next_index.fetch_add(1, Ordering::SeqCst);
-        let device = match SimulatedDevice::on_pty(index, &self.fixture.options) {
+        let options = self.fixture.options.clone();
+        let adapter = self.adapter()?;
+        let path = adapter.path().to_string();
+        let device = match adapter.plug(index, &options) {
             Ok(d) => d,
             Err(e) => {
                 tracing::error!(slot = %self.slot, "cannot start a simulated device: {e}");
                 return None;
             }
         };
-        let mut client = match LineClient::open(device.path(), self.fixture.client.clone()) {
-            Ok(c) => c,
-            Err(e) => {
-                tracing::error!(slot = %self.slot, "cannot open the simulated device's port: {e}");
-                return None;
-            }
-        };
-        let info = client.hello();
         self.current = Some(device);
-        match info {
+        let mut client = match self.client.take() {
+            Some(c) => c,
+            None => match LineClient::open(&path, self.fixture.client.clone()) {
+                Ok(c) => Box::new(c),
+                Err(e) => {
+                    tracing::error!(slot = %self.slot, "cannot open the slot's port: {e}");
+                    return None;
+                }
+            },
+        };
+        // The device was put on the adapter before the station speaks: its BOOT is on the line
+        // (HELLO passes over it), and it answers at once.
+        match client.hello() {
             Ok(info) => Some(Arrival {
-                driver: Box::new(client),
+                driver: client,
                 info,
             }),
             Err(e) => {
-                // A device that cannot even say HELLO is taken off the fixture and counted.
+                // A device that cannot even say HELLO is taken off the fixture and counted; the
+                // port is opened afresh for the next one.
                 tracing::warn!(slot = %self.slot, "simulated device did not answer HELLO: {e}");
-                self.finished(None, false);
+                self.finished(None, None, false);
                 self.next_device(stop)
             }
         }
     }
 
-    fn finished(&mut self, _serial: Option<&str>, passed: bool) {
+    fn finished(
+        &mut self,
+        driver: Option<Box<dyn DeviceDriver>>,
+        _serial: Option<&str>,
+        passed: bool,
+    ) {
+        // The port stays open for the next device on the same adapter.
+        self.client = driver;
         if let Some(device) = self.current.take() {
+            if let Some(adapter) = &self.adapter {
+                adapter.unplug();
+            }
             let flash = device.flash();
             let (sent, received) = device.byte_counts();
-            // Stopping joins the device's thread (up to one 20 ms read timeout): do it off the
-            // slot's thread, as a real fixture swaps a device while the slot takes the next one.
-            let stopper = std::thread::Builder::new()
-                .name("sim-stop".into())
-                .spawn(move || device.stop());
-            if let Err(e) = stopper {
-                tracing::warn!("cannot stop a simulated device in the background: {e}");
-            }
             if let Ok(mut records) = self.fixture.records.lock() {
                 records.push(SimulatedRecord {
                     slot: self.slot.clone(),

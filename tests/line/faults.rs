@@ -62,6 +62,52 @@ fn a_device_unplugged_mid_write_fails_at_write_and_its_identity_is_voided() {
 }
 
 #[test]
+fn a_device_lost_during_its_csr_fails_at_key_and_the_identity_recorded_meanwhile_is_voided() {
+    let ws = DemoWorkspace::create(KeyStoreChoice::SoftHsm).unwrap();
+    // HELLO, KEYGEN, then the cable goes: the CSR never comes back, while the station has already
+    // signed the certificate for KEYGEN's key and recorded the identity `issued`.
+    let sim = SimOptions {
+        faults: SimFaults {
+            disconnect_after: Some(2),
+            ..SimFaults::default()
+        },
+        ..SimOptions::default()
+    };
+    let options = RunOptions {
+        devices: 3,
+        slots: 3,
+        sim,
+        timing: "immediately",
+    };
+    let run = ws
+        .run_mode(Mode::X509Csr, "lost-csr", &options, &mut |_| {})
+        .unwrap();
+    assert_eq!(run.summary.failed(), 3);
+    for o in &run.summary.outcomes {
+        let (stage, reason) = o.failure.as_ref().unwrap();
+        assert_eq!(*stage, Stage::Key, "{reason}");
+    }
+    let states = states(&ws, "lost-csr");
+    assert_eq!(
+        states.len(),
+        3,
+        "every identity was recorded before the CSR failed"
+    );
+    for (rid, state, stage) in states {
+        assert_eq!(
+            (state, stage),
+            (IdentityState::Failed, Some(FailureStage::Write)),
+            "{rid}"
+        );
+    }
+    // Nothing reached the devices, and nothing was enrolled.
+    for device in &run.devices {
+        assert!(device.flash.chain.is_none() && device.flash.config.is_none());
+    }
+    assert!(ws.emulator.enrollments_snapshot().is_empty());
+}
+
+#[test]
 fn corrupt_frames_are_retried_or_fail_cleanly_and_every_passed_device_registers() {
     let ws = DemoWorkspace::create(KeyStoreChoice::SoftHsm).unwrap();
     let sim = SimOptions {

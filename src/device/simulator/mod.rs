@@ -11,6 +11,7 @@
 //! fleet.stop();
 //! ```
 
+mod adapter;
 mod firmware;
 mod flash;
 mod wire;
@@ -23,6 +24,7 @@ use std::time::Duration;
 
 use serialport::{SerialPort, TTYPort};
 
+pub use adapter::{PluggedDevice, SimAdapter};
 pub use firmware::FirmwareOptions;
 pub use flash::Flash;
 pub use wire::FaultRng;

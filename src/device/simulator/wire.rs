@@ -96,95 +96,106 @@ impl<P: Write> Tx<'_, P> {
     }
 }
 
-/// Runs one device on `port` until `stop` is set or a disconnect fault fires.
-pub fn run<P: Read + Write>(mut port: P, shared: Arc<SimShared>, stop: Arc<AtomicBool>) {
-    let faults = shared.faults.clone();
-    let mut rng = FaultRng::new(faults.seed ^ shared.index as u64);
-    let (mut firmware, boot) = Firmware::boot(
-        shared.flash.clone(),
-        shared.flash_path.clone(),
-        shared.firmware.clone(),
-    );
-    let mut lines = LineAssembler::new();
-    let mut rx_done_at = Instant::now();
-    let mut frames_seen: u64 = 0;
-    let mut rebooted = false;
-    let mut buf = [0u8; 1024];
-    let mut free_at = Instant::now();
-    {
+/// One device's side of the wire: its firmware and the state pacing and faults need. Driven by
+/// [`run`] (a device with its own port) or by a fixture adapter that swaps devices on one port.
+pub(crate) struct DeviceWire {
+    shared: Arc<SimShared>,
+    faults: SimFaults,
+    rng: FaultRng,
+    firmware: Firmware,
+    lines: LineAssembler,
+    rx_done_at: Instant,
+    frames_seen: u64,
+    rebooted: bool,
+    free_at: Instant,
+}
+
+impl DeviceWire {
+    /// Powers the device on: it boots and prints `BOOT` on `port`.
+    pub(crate) fn boot<P: Write>(shared: Arc<SimShared>, port: &mut P) -> Self {
+        let faults = shared.faults.clone();
+        let mut rng = FaultRng::new(faults.seed ^ shared.index as u64);
+        let (firmware, boot) = Firmware::boot(
+            shared.flash.clone(),
+            shared.flash_path.clone(),
+            shared.firmware.clone(),
+        );
         let mut tx = Tx {
-            port: &mut port,
+            port,
             faults: &faults,
             rng: &mut rng,
-            free_at,
+            free_at: Instant::now(),
             sent: &shared.bytes_sent,
         };
         tx.send_frame(&boot);
-        free_at = tx.free_at;
+        let free_at = tx.free_at;
+        Self {
+            shared,
+            faults,
+            rng,
+            firmware,
+            lines: LineAssembler::new(),
+            rx_done_at: Instant::now(),
+            frames_seen: 0,
+            rebooted: false,
+            free_at,
+        }
     }
-    while !stop.load(Ordering::Relaxed) {
-        let n = match port.read(&mut buf) {
-            Ok(0) => {
-                std::thread::sleep(Duration::from_millis(5));
-                continue;
-            }
-            Ok(n) => n,
-            Err(e)
-                if matches!(
-                    e.kind(),
-                    ErrorKind::TimedOut | ErrorKind::WouldBlock | ErrorKind::Interrupted
-                ) =>
-            {
-                continue;
-            }
-            Err(_) => {
-                // A pty master reads EIO while no station has the other end open: wait for one.
-                std::thread::sleep(Duration::from_millis(10));
-                continue;
-            }
-        };
+
+    /// Takes bytes the station sent (read from the port at `at`) and answers what they complete.
+    /// `false` once the disconnect fault fired: the device is gone.
+    pub(crate) fn receive<P: Write>(&mut self, bytes: &[u8], at: Instant, port: &mut P) -> bool {
+        let shared = self.shared.clone();
+        let n = bytes.len();
         shared.bytes_received.fetch_add(n as u64, Ordering::Relaxed);
-        if let Some(baud) = faults.baud {
+        if let Some(baud) = self.faults.baud {
             // The station's bytes also take wire time: a real device has them only this much later.
             let wire = Duration::from_micros(n as u64 * 10 * 1_000_000 / u64::from(baud.max(1)));
-            rx_done_at = rx_done_at.max(Instant::now()) + wire;
+            self.rx_done_at = self.rx_done_at.max(at) + wire;
         }
-        let bytes = mangle(&buf[..n], &faults, &mut rng);
-        for line in lines.push(&bytes) {
+        let bytes = mangle(bytes, &self.faults, &mut self.rng);
+        for line in self.lines.push(&bytes) {
             // The device works on the request at once but answers no earlier than a real one
             // could: after the request's last byte arrived plus the time the work took. One sleep
             // per reply (in `write_paced`) keeps the pacing accurate on a loaded machine.
             let started = Instant::now();
+            let rx_done_at = self.rx_done_at;
             let mut tx = Tx {
-                port: &mut port,
-                faults: &faults,
-                rng: &mut rng,
-                free_at: free_at.max(rx_done_at),
+                port: &mut *port,
+                faults: &self.faults,
+                rng: &mut self.rng,
+                free_at: self.free_at.max(rx_done_at),
                 sent: &shared.bytes_sent,
             };
             let line = match line {
                 Line::Complete(line) => line,
                 Line::Overflow => {
                     tx.send_frame(&line_error(ErrorCode::TooLong));
-                    free_at = tx.free_at;
+                    self.free_at = tx.free_at;
                     continue;
                 }
             };
-            frames_seen += 1;
-            shared.frames.store(frames_seen, Ordering::Relaxed);
-            if faults.reboot_at == Some(frames_seen) && !rebooted {
-                debug!(device = shared.index, frames_seen, "simulated reboot");
-                rebooted = true;
+            self.frames_seen += 1;
+            shared.frames.store(self.frames_seen, Ordering::Relaxed);
+            if self.faults.reboot_at == Some(self.frames_seen) && !self.rebooted {
+                debug!(
+                    device = shared.index,
+                    frames_seen = self.frames_seen,
+                    "simulated reboot"
+                );
+                self.rebooted = true;
                 std::thread::sleep(Duration::from_millis(50));
-                let boot = firmware.reboot();
+                let boot = self.firmware.reboot();
                 tx.send_frame(&boot);
-                free_at = tx.free_at;
+                self.free_at = tx.free_at;
                 continue;
             }
             match Frame::parse(&line) {
                 Ok(request) => {
-                    let reply = firmware.handle(&request, &mut |busy| tx.send_frame(busy));
-                    if faults.baud.is_some() {
+                    let reply = self
+                        .firmware
+                        .handle(&request, &mut |busy| tx.send_frame(busy));
+                    if self.faults.baud.is_some() {
                         tx.free_at = tx.free_at.max(rx_done_at + started.elapsed());
                     }
                     tx.send_frame(&reply);
@@ -194,14 +205,62 @@ pub fn run<P: Read + Write>(mut port: P, shared: Arc<SimShared>, stop: Arc<Atomi
                 Err(FrameError::TooLong) => tx.send_frame(&line_error(ErrorCode::TooLong)),
                 Err(FrameError::Malformed(_)) => tx.send_frame(&line_error(ErrorCode::BadFrame)),
             }
-            free_at = tx.free_at;
-            if faults.disconnect_after.is_some_and(|n| frames_seen >= n) {
-                debug!(device = shared.index, frames_seen, "simulated disconnect");
+            self.free_at = tx.free_at;
+            if self
+                .faults
+                .disconnect_after
+                .is_some_and(|n| self.frames_seen >= n)
+            {
+                debug!(
+                    device = shared.index,
+                    frames_seen = self.frames_seen,
+                    "simulated disconnect"
+                );
                 // Let the last reply drain out of the pty before the "cable" is pulled.
                 std::thread::sleep(Duration::from_millis(100));
                 shared.disconnected.store(true, Ordering::Relaxed);
-                return;
+                return false;
             }
+        }
+        true
+    }
+}
+
+/// Reads from `port` with its short timeout: `Some(n)` bytes, or `None` when nothing came (or no
+/// station holds the other end of a pty yet, which reads EIO: then it waits a little).
+pub(crate) fn read_some<P: Read>(port: &mut P, buf: &mut [u8]) -> Option<usize> {
+    match port.read(buf) {
+        Ok(0) => {
+            std::thread::sleep(Duration::from_millis(5));
+            None
+        }
+        Ok(n) => Some(n),
+        Err(e)
+            if matches!(
+                e.kind(),
+                ErrorKind::TimedOut | ErrorKind::WouldBlock | ErrorKind::Interrupted
+            ) =>
+        {
+            None
+        }
+        Err(_) => {
+            // A pty master reads EIO while no station has the other end open: wait for one.
+            std::thread::sleep(Duration::from_millis(10));
+            None
+        }
+    }
+}
+
+/// Runs one device on `port` until `stop` is set or a disconnect fault fires.
+pub fn run<P: Read + Write>(mut port: P, shared: Arc<SimShared>, stop: Arc<AtomicBool>) {
+    let mut device = DeviceWire::boot(shared, &mut port);
+    let mut buf = [0u8; 1024];
+    while !stop.load(Ordering::Relaxed) {
+        let Some(n) = read_some(&mut port, &mut buf) else {
+            continue;
+        };
+        if !device.receive(&buf[..n], Instant::now(), &mut port) {
+            return;
         }
     }
 }
