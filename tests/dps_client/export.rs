@@ -25,6 +25,7 @@ fn x509_records(n: usize) -> Vec<IndividualRecord> {
                 },
                 registration_id: id,
                 device_id: None,
+                replaces_existing: false,
             }
         })
         .collect()
@@ -142,6 +143,7 @@ fn symmetric_key_export_says_it_holds_secrets_and_locks_files() {
                 secondary_key: None,
             },
             device_id: Some("device-sk-001".into()),
+            replaces_existing: false,
         },
         IndividualRecord {
             registration_id: "tpm-001".into(),
@@ -149,6 +151,7 @@ fn symmetric_key_export_says_it_holds_secrets_and_locks_files() {
                 endorsement_key: key_b64(200, 1),
             },
             device_id: None,
+            replaces_existing: false,
         },
     ];
     let summary = export(&dir, &input(records, vec![])).unwrap();

@@ -645,6 +645,7 @@ fn queued_reprovisioned_identities_are_replaced_by_enroll_and_left_out_of_export
         "emulator",
         &EnrollmentSettings::default(),
         Vec::new(),
+        None,
         &out.path().join("files"),
     )
     .unwrap();
@@ -665,6 +666,7 @@ fn queued_reprovisioned_identities_are_replaced_by_enroll_and_left_out_of_export
             dps_target: "emulator".into(),
             settings: EnrollmentSettings::default(),
             reprovision: false,
+            individual_keys: None,
         },
         |_| {},
     )
