@@ -366,6 +366,14 @@ fn export(args: ExportArgs) -> anyhow::Result<ExitCode> {
         &args.output,
     )?;
     let w = &report.written;
+    if w.individuals == 0 && w.groups == 0 {
+        println!(
+            "nothing written to {}: no pending enrollment of {dps_target} could be exported",
+            args.output.display()
+        );
+        print_unfinished("left out", &report.left_out);
+        return Ok(ExitCode::FAILURE);
+    }
     println!(
         "wrote {} individual enrollment(s) and {} group(s) to {}: {} bulk file(s), {} certificate(s), \
          enrollments.csv, enroll-with-az.sh, README.txt{}",

@@ -446,6 +446,13 @@ pub fn export_pending(
             }),
         }
     }
+    if individuals.is_empty() && groups.is_empty() {
+        // Nothing to write: say why each pending one was left out (no empty folder is made).
+        return Ok(ExportReport {
+            written: ExportSummary::default(),
+            left_out,
+        });
+    }
     let written = export(
         dir,
         &ExportInput {
