@@ -17,6 +17,8 @@ mod kill;
 mod lifecycle;
 #[path = "line/modes.rs"]
 mod modes;
+#[path = "line/offline_keys.rs"]
+mod offline_keys;
 #[path = "line/reprovision.rs"]
 mod reprovision;
 #[path = "line/throttled.rs"]

@@ -4,6 +4,10 @@
 //! The DPS connection string comes from the environment (`DPS_CONNECTION_STRING`) or a file
 //! (`--connection-string-file`), never from the command line, where `ps` and shell histories
 //! would show the key.
+//!
+//! `symmetric-individual` identities need their batch's key store (`--config station.toml
+//! --batch batch.toml`, as `run` takes them): their keys are recomputed there, checked against the
+//! ledger's fingerprints, sent or written, and dropped (zeroized).
 
 use std::path::{Path, PathBuf};
 use std::process::ExitCode;
@@ -18,9 +22,12 @@ use dps_station::dps::{
 };
 use dps_station::ledger::{self, Ledger, WriterIdentity};
 use dps_station::secret::SecretString;
+use dps_station::station::config::{BatchConfig, StationConfig};
 use dps_station::station::enrollment::{
     EnrollOptions, Progress, Unfinished, enroll_pending, export_pending, import_pending_results,
 };
+use dps_station::station::individual_keys::IndividualKeys;
+use dps_station::station::keys::StationKeys;
 
 /// The DPS commands, flattened into the top level.
 #[derive(Debug, Subcommand)]
@@ -45,6 +52,44 @@ pub struct LedgerOptions {
     /// The operator recorded as the writer [default: $USER].
     #[arg(long)]
     operator: Option<String>,
+}
+
+/// Where the keys of `symmetric-individual` identities are recomputed.
+#[derive(Debug, Args)]
+pub struct KeySourceOptions {
+    /// The station.toml whose key store holds the batch's device key master (with --batch);
+    /// also the ledger, unless --ledger is given. The HSM PIN comes from DPS_STATION_HSM_PIN.
+    #[arg(long, value_name = "STATION_TOML", requires = "batch")]
+    config: Option<PathBuf>,
+    /// The batch.toml of the symmetric-individual batch that made the identities (with
+    /// --config); also the DPS target, unless --dps-target is given.
+    #[arg(long, value_name = "BATCH_TOML", requires = "config")]
+    batch: Option<PathBuf>,
+}
+
+/// The station and batch of `--config`/`--batch`, with the batch's key source opened.
+struct KeySource {
+    station: StationConfig,
+    batch_target: String,
+    keys: IndividualKeys,
+}
+
+fn open_key_source(opts: &KeySourceOptions) -> anyhow::Result<Option<KeySource>> {
+    let (Some(config), Some(batch)) = (&opts.config, &opts.batch) else {
+        return Ok(None);
+    };
+    let station = StationConfig::load(config)?;
+    let batch = BatchConfig::load(batch, &station)?;
+    let keys = StationKeys::open(&station.keystore)?;
+    if keys.is_software() {
+        eprintln!("WARNING: {}", keys.describe());
+    }
+    let batch_target = batch.dps_target.clone();
+    Ok(Some(KeySource {
+        station,
+        batch_target,
+        keys: IndividualKeys::new(keys, batch)?,
+    }))
 }
 
 /// What every enrollment gets.
@@ -95,6 +140,8 @@ pub struct EnrollArgs {
     /// an existing enrollment is never overwritten.
     #[arg(long)]
     reprovision: bool,
+    #[command(flatten)]
+    key_source: KeySourceOptions,
 }
 
 /// Options of `export`.
@@ -104,9 +151,11 @@ pub struct ExportArgs {
     ledger: LedgerOptions,
     #[command(flatten)]
     settings: SettingsOptions,
-    /// The DPS target the enrollments were queued for.
+    /// The DPS target the enrollments were queued for [default: the --batch's dps_target].
     #[arg(long)]
-    dps_target: String,
+    dps_target: Option<String>,
+    #[command(flatten)]
+    key_source: KeySourceOptions,
     /// The directory to write (new or empty).
     #[arg(long, short, value_name = "DIR")]
     output: PathBuf,
@@ -143,10 +192,12 @@ pub fn run(cmd: Commands) -> anyhow::Result<ExitCode> {
     }
 }
 
-fn open_ledger(opts: &LedgerOptions) -> anyhow::Result<Ledger> {
-    let path = match &opts.ledger {
-        Some(p) => p.clone(),
-        None => ledger::default_path()
+/// The ledger of `--ledger`, else of the `--config` station.toml, else the default path.
+fn open_ledger(opts: &LedgerOptions, station: Option<&StationConfig>) -> anyhow::Result<Ledger> {
+    let path = match (&opts.ledger, station) {
+        (Some(p), _) => p.clone(),
+        (None, Some(station)) => station.ledger.clone(),
+        (None, None) => ledger::default_path()
             .context("no ledger path: set --ledger, DPS_STATION_LEDGER, XDG_DATA_HOME or HOME")?,
     };
     let writer = WriterIdentity {
@@ -198,9 +249,11 @@ pub fn connection_string(file: Option<&Path>) -> anyhow::Result<ConnectionString
 
 fn enroll(args: EnrollArgs) -> anyhow::Result<ExitCode> {
     let cs = connection_string(args.connection_string_file.as_deref())?;
+    let key_source = open_key_source(&args.key_source)?;
     let dps_target = args
         .dps_target
         .clone()
+        .or_else(|| key_source.as_ref().map(|k| k.batch_target.clone()))
         .unwrap_or_else(|| cs.host_name().to_string());
     let mut tls = TlsTrust::platform();
     if let Some(path) = &args.trust_ca {
@@ -218,7 +271,7 @@ fn enroll(args: EnrollArgs) -> anyhow::Result<ExitCode> {
             ..DpsClientConfig::default()
         },
     )?;
-    let mut ledger = open_ledger(&args.ledger)?;
+    let mut ledger = open_ledger(&args.ledger, key_source.as_ref().map(|k| &k.station))?;
     let bar = indicatif::ProgressBar::new(0).with_style(
         indicatif::ProgressStyle::default_bar()
             .template("{spinner} enrolling [{bar:40}] {pos}/{len} ({per_sec}, eta {eta})")
@@ -232,6 +285,7 @@ fn enroll(args: EnrollArgs) -> anyhow::Result<ExitCode> {
             dps_target: dps_target.clone(),
             settings: settings(&args.settings),
             reprovision: args.reprovision,
+            individual_keys: key_source.map(|k| k.keys),
         },
         |Progress { done, total }| {
             bar.set_length(total as u64);
@@ -275,7 +329,15 @@ fn print_unfinished(what: &str, list: &[Unfinished]) {
 }
 
 fn export(args: ExportArgs) -> anyhow::Result<ExitCode> {
-    let ledger = open_ledger(&args.ledger)?;
+    let key_source = open_key_source(&args.key_source)?;
+    let Some(dps_target) = args
+        .dps_target
+        .clone()
+        .or_else(|| key_source.as_ref().map(|k| k.batch_target.clone()))
+    else {
+        bail!("give --dps-target (the DPS target the enrollments were queued for) or --batch");
+    };
+    let ledger = open_ledger(&args.ledger, key_source.as_ref().map(|k| &k.station))?;
     let mut groups = Vec::new();
     if let Some(group_id) = &args.group_id {
         let attestation = match (&args.group_certificate, &args.group_ca_name) {
@@ -297,12 +359,21 @@ fn export(args: ExportArgs) -> anyhow::Result<ExitCode> {
     }
     let report = export_pending(
         &ledger,
-        &args.dps_target,
+        &dps_target,
         &settings(&args.settings),
         groups,
+        key_source.as_ref().map(|k| &k.keys),
         &args.output,
     )?;
     let w = &report.written;
+    if w.individuals == 0 && w.groups == 0 {
+        println!(
+            "nothing written to {}: no pending enrollment of {dps_target} could be exported",
+            args.output.display()
+        );
+        print_unfinished("left out", &report.left_out);
+        return Ok(ExitCode::FAILURE);
+    }
     println!(
         "wrote {} individual enrollment(s) and {} group(s) to {}: {} bulk file(s), {} certificate(s), \
          enrollments.csv, enroll-with-az.sh, README.txt{}",
@@ -322,7 +393,7 @@ fn export(args: ExportArgs) -> anyhow::Result<ExitCode> {
 }
 
 fn import(args: ImportArgs) -> anyhow::Result<ExitCode> {
-    let mut ledger = open_ledger(&args.ledger)?;
+    let mut ledger = open_ledger(&args.ledger, None)?;
     let summary = import_pending_results(&mut ledger, &args.dps_target, &args.results)?;
     println!(
         "{} result(s) read: {} marked enrolled, {} reported failed (left pending), {} not pending here",

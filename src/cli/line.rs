@@ -381,7 +381,15 @@ fn run_batch(args: &RunArgs) -> anyhow::Result<ExitCode> {
     .with_context(|| format!("writing the report under {}", station.reports.display()))?;
     println!("report: {} and {}", md.display(), csv.display());
     if batch.timing == EnrollTiming::Offline {
-        println!("enrollment is offline: the identities stay queued for `dps-station export`");
+        if batch.mode == Mode::SymmetricIndividual {
+            println!(
+                "enrollment is offline: the identities stay queued for `dps-station export --config {} --batch {} --output <dir>` (their keys are recomputed in this key store)",
+                args.config.display(),
+                args.batch.display()
+            );
+        } else {
+            println!("enrollment is offline: the identities stay queued for `dps-station export`");
+        }
     }
     Ok(if summary.failed() > 0 {
         ExitCode::FAILURE

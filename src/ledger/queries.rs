@@ -67,13 +67,7 @@ fn identity_from_row(r: &Row<'_>) -> rusqlite::Result<IdentityRecord> {
         }),
         None => None,
     };
-    let key_fingerprint =
-        match r.get::<_, Option<String>>(23)? {
-            Some(text) => Some(KeyFingerprint::parse(&text).map_err(|e| {
-                rusqlite::Error::FromSqlConversionFailure(23, Type::Text, Box::new(e))
-            })?),
-            None => None,
-        };
+    let key_fingerprint = fingerprint_col(r, 23)?;
     Ok(IdentityRecord {
         id: IdentityId(r.get(0)?),
         registration_id: r.get(1)?,
@@ -97,6 +91,15 @@ fn identity_from_row(r: &Row<'_>) -> rusqlite::Result<IdentityRecord> {
 }
 
 /// A stored key nonce; a value of another length is a conversion error, never a guess.
+fn fingerprint_col(r: &Row<'_>, i: usize) -> rusqlite::Result<Option<KeyFingerprint>> {
+    match r.get::<_, Option<String>>(i)? {
+        Some(text) => Ok(Some(KeyFingerprint::parse(&text).map_err(|e| {
+            rusqlite::Error::FromSqlConversionFailure(i, Type::Text, Box::new(e))
+        })?)),
+        None => Ok(None),
+    }
+}
+
 fn nonce_col(r: &Row<'_>, i: usize) -> rusqlite::Result<Option<KeyNonce>> {
     let bytes: Option<Vec<u8>> = r.get(i)?;
     bytes
@@ -232,7 +235,8 @@ SELECT e.id, i.registration_id, e.dps_target, e.kind, e.group_name, e.state, e.a
        e.last_error, e.etag, e.queued_at, e.updated_at, e.enrolled_at,
        i.attestation, i.certificate_der, i.endorsement_key, i.key_nonce,
        (SELECT max(r.id) FROM identities r
-         WHERE r.registration_id = i.registration_id AND r.state = 'revoked' AND r.id < i.id)
+         WHERE r.registration_id = i.registration_id AND r.state = 'revoked' AND r.id < i.id),
+       i.key_fingerprint
 FROM enrollments e JOIN identities i ON i.id = e.identity_id";
 
 fn enrollment_from_row(r: &Row<'_>) -> rusqlite::Result<EnrollmentRecord> {
@@ -291,6 +295,7 @@ pub(crate) fn pending_enrollments(
             endorsement_key: r.get(14)?,
             key_nonce: nonce_col(r, 15)?,
             replaces: r.get::<_, Option<i64>>(16)?.map(IdentityId),
+            key_fingerprint: fingerprint_col(r, 17)?,
         })
     })?;
     rows.collect()

@@ -480,6 +480,9 @@ pub struct PendingEnrollment {
     /// still hold an individual enrollment with that identity's credential, which this one's
     /// enrollment must replace (a create would be refused as a conflict).
     pub replaces: Option<IdentityId>,
+    /// The fingerprint of a symmetric key: a key recomputed for enrollment away from the run
+    /// that made it is checked against it before it is sent (a wrong master key is caught).
+    pub key_fingerprint: Option<KeyFingerprint>,
 }
 
 /// What DPS answered for one enrollment.

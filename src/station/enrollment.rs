@@ -12,6 +12,7 @@ use std::path::Path;
 use base64::Engine as _;
 use base64::prelude::BASE64_STANDARD;
 
+use super::individual_keys::{IndividualKeys, KEY_SOURCE_OPTIONS};
 use crate::dps::export::import::{ImportError, ImportedStatus, import_results};
 use crate::dps::export::{
     ExportError, ExportInput, ExportSummary, GroupRecord, IndividualRecord, RecordAttestation,
@@ -52,6 +53,9 @@ pub struct EnrollOptions {
     /// Replace enrollments that exist with other content (the user chose re-provisioning);
     /// otherwise they are never overwritten.
     pub reprovision: bool,
+    /// Where the keys of `symmetric-individual` identities are recomputed (the batch that made
+    /// them, in its key store); without it they are left pending.
+    pub individual_keys: Option<IndividualKeys>,
 }
 
 /// One registration ID and why it did not end enrolled.
@@ -113,7 +117,11 @@ enum Prepared {
     Refused(String),
 }
 
-fn prepare(p: &PendingEnrollment, settings: &EnrollmentSettings) -> Prepared {
+fn prepare(
+    p: &PendingEnrollment,
+    settings: &EnrollmentSettings,
+    keys: Option<&IndividualKeys>,
+) -> Prepared {
     let id = &p.enrollment.registration_id;
     if p.enrollment.kind == EnrollmentKind::Group {
         return match &p.enrollment.group_name {
@@ -134,19 +142,29 @@ fn prepare(p: &PendingEnrollment, settings: &EnrollmentSettings) -> Prepared {
                 return Prepared::Refused(format!("'{id}' has no endorsement key in the ledger"));
             }
         },
-        // The ledger never holds a symmetric key, only its fingerprint; the key-injection
-        // pipeline that holds it enrolls these.
-        AttestationKind::SymmetricKey => {
-            return Prepared::NotSendable(format!(
-                "'{id}' is an individual symmetric-key enrollment: the ledger holds only the key's \
-                 fingerprint, so it is enrolled by the station pipeline that holds the key"
-            ));
-        }
+        // The ledger never holds a symmetric key, only its fingerprint and nonce: the key is
+        // recomputed in the key store of the batch that made it, and verified.
+        AttestationKind::SymmetricKey => match keys {
+            Some(keys) => match keys.key_for(p) {
+                Ok(key) => payload::symmetric_key_individual(id, Some(key), None, settings),
+                Err(reason) => return Prepared::NotSendable(reason),
+            },
+            None => return Prepared::NotSendable(no_key_source(id, "enroll")),
+        },
     };
     match built {
         Ok(e) => Prepared::Individual(Box::new(e)),
         Err(e) => Prepared::Refused(e.to_string()),
     }
+}
+
+/// Why an individual symmetric-key identity waits, and the option that sends it.
+fn no_key_source(id: &str, command: &str) -> String {
+    format!(
+        "'{id}' is an individual symmetric-key enrollment: the ledger holds only its key's \
+         fingerprint and nonce; add {KEY_SOURCE_OPTIONS} (the station and the batch that made it) \
+         to `dps-station {command}` to recompute the key in that key store"
+    )
 }
 
 /// A DER certificate as PEM text.
@@ -187,7 +205,7 @@ pub fn enroll_pending(
     let mut refused = Vec::new();
     for p in &pending {
         let reg = p.enrollment.registration_id.clone();
-        match prepare(p, &options.settings) {
+        match prepare(p, &options.settings, options.individual_keys.as_ref()) {
             Prepared::Individual(e) => {
                 ids.insert(reg.to_ascii_lowercase(), p.enrollment.id);
                 if p.replaces.is_some() {
@@ -353,12 +371,16 @@ pub struct ExportReport {
 }
 
 /// Writes the pending individual enrollments of `dps_target` (and the given groups) as
-/// enrollment files into `dir`. Nothing is marked enrolled: that comes with `import-results`.
+/// enrollment files into `dir`: re-provisioned identities as replacements (bulk `update`), the
+/// others as creations. Individual symmetric keys are written only when `keys` recomputes them
+/// (and they match the ledger's fingerprints). Nothing is marked enrolled: that comes with
+/// `import-results`.
 pub fn export_pending(
     ledger: &Ledger,
     dps_target: &str,
     settings: &EnrollmentSettings,
     groups: Vec<GroupRecord>,
+    keys: Option<&IndividualKeys>,
     dir: &Path,
 ) -> Result<ExportReport, EnrollmentError> {
     let pending = ledger.pending_enrollments(dps_target, MAX_PENDING)?;
@@ -366,17 +388,6 @@ pub fn export_pending(
     let mut left_out = Vec::new();
     for p in &pending {
         let reg = p.enrollment.registration_id.clone();
-        if p.replaces.is_some() && p.enrollment.kind == EnrollmentKind::Individual {
-            // The files create enrollments; this one must replace the enrollment DPS may hold
-            // for the revoked identity, which a create would be refused (or, worse, a site's
-            // script told to overwrite would overwrite other conflicts too).
-            left_out.push(Unfinished {
-                registration_id: reg,
-                reason: "it replaces the enrollment of a revoked identity (re-provisioned): enroll                          it from a station with DPS access (`dps-station enroll`), which replaces                          the old one"
-                    .into(),
-            });
-            continue;
-        }
         let attestation = match (p.enrollment.kind, p.attestation) {
             (EnrollmentKind::Group, _) => {
                 left_out.push(Unfinished {
@@ -400,21 +411,47 @@ pub fn export_pending(
                     endorsement_key: BASE64_STANDARD.encode(ek),
                 })
             }
-            (_, AttestationKind::SymmetricKey) => None,
+            (_, AttestationKind::SymmetricKey) => {
+                let key = match keys {
+                    Some(keys) => keys.key_for(p),
+                    None => Err(no_key_source(&reg, "export")),
+                };
+                match key {
+                    Ok(primary_key) => Some(RecordAttestation::SymmetricKey {
+                        primary_key,
+                        secondary_key: None,
+                    }),
+                    Err(reason) => {
+                        left_out.push(Unfinished {
+                            registration_id: reg,
+                            reason,
+                        });
+                        continue;
+                    }
+                }
+            }
         };
         match attestation {
             Some(attestation) => individuals.push(IndividualRecord {
                 registration_id: reg,
                 attestation,
                 device_id: None,
+                // A re-provisioned identity replaces the enrollment DPS may hold for the
+                // revoked one: a create would be refused as a conflict.
+                replaces_existing: p.replaces.is_some(),
             }),
             None => left_out.push(Unfinished {
                 registration_id: reg,
-                reason: "the ledger holds no exportable attestation (symmetric keys are never \
-                         stored; only their fingerprints)"
-                    .into(),
+                reason: "the ledger holds no certificate or endorsement key for it".into(),
             }),
         }
+    }
+    if individuals.is_empty() && groups.is_empty() {
+        // Nothing to write: say why each pending one was left out (no empty folder is made).
+        return Ok(ExportReport {
+            written: ExportSummary::default(),
+            left_out,
+        });
     }
     let written = export(
         dir,

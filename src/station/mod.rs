@@ -13,6 +13,7 @@ pub mod enroll_worker;
 pub mod enrollment;
 pub mod events;
 pub mod hsm_bench;
+pub mod individual_keys;
 pub mod key_session;
 pub mod keys;
 pub mod ledger_thread;

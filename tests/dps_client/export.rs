@@ -25,6 +25,7 @@ fn x509_records(n: usize) -> Vec<IndividualRecord> {
                 },
                 registration_id: id,
                 device_id: None,
+                replaces_existing: false,
             }
         })
         .collect()
@@ -142,6 +143,7 @@ fn symmetric_key_export_says_it_holds_secrets_and_locks_files() {
                 secondary_key: None,
             },
             device_id: Some("device-sk-001".into()),
+            replaces_existing: false,
         },
         IndividualRecord {
             registration_id: "tpm-001".into(),
@@ -149,6 +151,7 @@ fn symmetric_key_export_says_it_holds_secrets_and_locks_files() {
                 endorsement_key: key_b64(200, 1),
             },
             device_id: None,
+            replaces_existing: false,
         },
     ];
     let summary = export(&dir, &input(records, vec![])).unwrap();
@@ -264,4 +267,105 @@ fn import_reads_bulk_answers_and_csv() {
     let r = import_results(&list).unwrap();
     assert_eq!(r[0].registration_id, "dev-a");
     assert_eq!(r[0].status, ImportedStatus::Enrolled);
+}
+
+/// Replacements (re-provisioned devices) go into their own `update` bodies, apart from the
+/// `create` ones; the script updates them (no `--attestation-type`, falling back to create), the
+/// CSV says `update`, and their answers are imported like the others.
+#[test]
+fn replacements_are_written_as_update_files_and_their_answers_imported() {
+    let tmp = tempfile::tempdir().unwrap();
+    let dir = tmp.path().join("out");
+    let mut records = x509_records(12);
+    for r in records.iter_mut().skip(1).step_by(2) {
+        r.replaces_existing = true;
+    }
+    records.push(IndividualRecord {
+        registration_id: "sk-rma".into(),
+        attestation: RecordAttestation::SymmetricKey {
+            primary_key: SecretString::new(key_b64(32, 9)),
+            secondary_key: None,
+        },
+        device_id: None,
+        replaces_existing: true,
+    });
+    let summary = export(&dir, &input(records, vec![])).unwrap();
+    assert_eq!(summary.bulk_files.len(), 2);
+    let read = |name: &str| -> BulkEnrollmentOperation {
+        serde_json::from_str(&fs::read_to_string(dir.join(name)).unwrap()).unwrap()
+    };
+    let create = read("bulk/enrollments-0001.json");
+    assert_eq!(create.mode, BulkMode::Create);
+    assert_eq!(create.enrollments.len(), 6);
+    let update = read("bulk/enrollments-update-0001.json");
+    assert_eq!(update.mode, BulkMode::Update);
+    assert_eq!(update.enrollments.len(), 7);
+    assert!(
+        update
+            .enrollments
+            .iter()
+            .any(|e| e.registration_id == "sk-rma")
+    );
+    assert!(
+        !create
+            .enrollments
+            .iter()
+            .any(|e| e.registration_id == "dev-001")
+    );
+    // Only the update body holds a key: it alone is owner-only.
+    assert_eq!(
+        mode_of(&dir.join("bulk/enrollments-update-0001.json")),
+        0o600
+    );
+    assert_eq!(mode_of(&dir.join("bulk/enrollments-0001.json")), 0o644);
+
+    let script = fs::read_to_string(dir.join("enroll-with-az.sh")).unwrap();
+    let update_line = script
+        .lines()
+        .skip_while(|l| !l.contains("az iot dps enrollment update"))
+        .take(2)
+        .collect::<Vec<_>>()
+        .join("\n");
+    assert!(
+        update_line
+            .contains("--enrollment-id 'dev-001' --certificate-path 'certs/devices/dev-001.pem'"),
+        "{update_line}"
+    );
+    assert!(
+        script.contains("--enrollment-id 'sk-rma' --primary-key"),
+        "{script}"
+    );
+    assert_eq!(script.matches("az iot dps enrollment update").count(), 7);
+    assert_eq!(script.matches("az iot dps enrollment create").count(), 13);
+    let mut reader = csv::Reader::from_path(dir.join("enrollments.csv")).unwrap();
+    let ops: Vec<String> = reader
+        .records()
+        .map(|r| r.unwrap().get(13).unwrap().to_string())
+        .collect();
+    assert_eq!(ops.iter().filter(|o| *o == "update").count(), 7);
+    assert_eq!(ops.iter().filter(|o| *o == "create").count(), 6);
+    let readme = fs::read_to_string(dir.join("README.txt")).unwrap();
+    assert!(readme.starts_with("WARNING: THESE FILES HOLD SECRETS."));
+    assert!(
+        readme.contains("Only the 7 re-provisioned enrollment(s)"),
+        "{readme}"
+    );
+
+    fs::write(
+        dir.join("bulk/enrollments-update-0001.result.json"),
+        r#"{"isSuccessful":false,"errors":[{"registrationId":"dev-003","errorCode":400004,"errorStatus":"Bad request"}]}"#,
+    )
+    .unwrap();
+    let results = import_results(&dir).unwrap();
+    assert_eq!(results.len(), 7, "{results:?}");
+    let sk = results
+        .iter()
+        .find(|r| r.registration_id == "sk-rma")
+        .unwrap();
+    assert_eq!(sk.status, ImportedStatus::Enrolled);
+    let refused = results
+        .iter()
+        .find(|r| r.registration_id == "dev-003")
+        .unwrap();
+    assert!(matches!(refused.status, ImportedStatus::Failed { .. }));
 }

@@ -132,6 +132,7 @@ fn enroll_marks_only_what_dps_confirmed() {
         dps_target: TARGET.into(),
         settings: EnrollmentSettings::default(),
         reprovision: false,
+        individual_keys: None,
     };
     let mut last = None;
     let summary = enroll_pending(&mut ledger, &dps, &options, |p| last = Some(p)).unwrap();
@@ -192,6 +193,7 @@ fn a_faulty_service_never_gets_an_identity_marked_enrolled_that_it_does_not_hold
         dps_target: TARGET.into(),
         settings: EnrollmentSettings::default(),
         reprovision: false,
+        individual_keys: None,
     };
     let first = enroll_pending(&mut ledger, &dps, &options, |_| {}).unwrap();
     emu.set_faults(Faults::default()).unwrap();
@@ -223,6 +225,7 @@ fn export_then_import_results() {
         TARGET,
         &EnrollmentSettings::default(),
         vec![],
+        None,
         &out,
     )
     .unwrap();

@@ -11,13 +11,16 @@ use base64::Engine as _;
 use base64::prelude::BASE64_STANDARD;
 use dps_station::device::ClientOptions;
 use dps_station::device::simulator::{Flash, Fleet, SimOptions};
+use dps_station::dps::model::{BulkEnrollmentOperation, BulkEnrollmentOperationResult, BulkMode};
 use dps_station::dps::payload::{self, EnrollmentSettings};
 use dps_station::ledger::{IdentityFilter, IdentityRecord, IdentityState, Ledger, WriterIdentity};
 use dps_station::secret::SecretString;
 use dps_station::station::config::{KeyStoreConfig, Mode};
 use dps_station::station::demo::{DemoWorkspace, KeyStoreChoice, RunOptions, USER_PIN};
 use dps_station::station::engine::{Engine, RunSummary};
-use dps_station::station::enrollment::{EnrollOptions, enroll_pending, export_pending};
+use dps_station::station::enrollment::{
+    EnrollOptions, enroll_pending, export_pending, import_pending_results,
+};
 use dps_station::station::events::Stage;
 use dps_station::station::source::{DeviceSource, SimulatedRecord, VirtualFixture};
 
@@ -604,21 +607,16 @@ fn an_unexpected_conflict_is_reported_not_overwritten_and_reprovisioning_replace
     ws.register_device(&flash.flash).unwrap();
 }
 
-/// Re-provisioned identities left queued (offline enrollment) replace their DPS enrollment when
-/// `dps-station enroll` sends them later, and are left out of enrollment files (which create).
-#[test]
-fn queued_reprovisioned_identities_are_replaced_by_enroll_and_left_out_of_export_files() {
-    let ws = DemoWorkspace::create(KeyStoreChoice::SoftHsm).unwrap();
-    let flash_dir = tempfile::tempdir().unwrap();
-    let sim = sim_in(flash_dir.path());
-    let first = run(&ws, Mode::X509Csr, "first", &sim, None);
+/// A first batch enrolled immediately, then the same three devices back with a new one in an
+/// offline re-provisioning batch: four identities queued, three of them replacing a revoked one.
+fn queued_rma(ws: &DemoWorkspace, sim: &SimOptions) -> Run {
+    let first = run(ws, Mode::X509Csr, "first", sim, None);
     assert_eq!(first.summary.enrollment.enrolled, DEVICES);
-    // The three come back with a new device, in an offline batch.
     let rma = run_timed(
-        &ws,
+        ws,
         Mode::X509Csr,
         "rma",
-        &sim,
+        sim,
         Some("RMA 9"),
         "offline",
         DEVICES + 1,
@@ -630,34 +628,28 @@ fn queued_reprovisioned_identities_are_replaced_by_enroll_and_left_out_of_export
         rma.summary.outcomes
     );
     assert_eq!(rma.summary.pending_enrollments, DEVICES + 1);
+    rma
+}
 
-    let mut ledger = Ledger::open(
+fn office_ledger(ws: &DemoWorkspace) -> Ledger {
+    Ledger::open(
         &ws.station.ledger,
         &WriterIdentity {
             station: "office".into(),
             operator: "eve".into(),
         },
     )
-    .unwrap();
-    let out = tempfile::tempdir().unwrap();
-    let report = export_pending(
-        &ledger,
-        "emulator",
-        &EnrollmentSettings::default(),
-        Vec::new(),
-        &out.path().join("files"),
-    )
-    .unwrap();
-    assert_eq!(report.written.individuals, 1, "the new device only");
-    assert_eq!(report.left_out.len(), DEVICES as usize);
-    assert!(
-        report
-            .left_out
-            .iter()
-            .all(|u| u.reason.contains("revoked identity")),
-        "{:?}",
-        report.left_out
-    );
+    .unwrap()
+}
+
+/// Re-provisioned identities left queued (offline enrollment) replace their DPS enrollment when
+/// `dps-station enroll` sends them later.
+#[test]
+fn queued_reprovisioned_identities_are_replaced_by_enroll() {
+    let ws = DemoWorkspace::create(KeyStoreChoice::SoftHsm).unwrap();
+    let flash_dir = tempfile::tempdir().unwrap();
+    let rma = queued_rma(&ws, &sim_in(flash_dir.path()));
+    let mut ledger = office_ledger(&ws);
     let summary = enroll_pending(
         &mut ledger,
         &ws.client(),
@@ -665,6 +657,7 @@ fn queued_reprovisioned_identities_are_replaced_by_enroll_and_left_out_of_export
             dps_target: "emulator".into(),
             settings: EnrollmentSettings::default(),
             reprovision: false,
+            individual_keys: None,
         },
         |_| {},
     )
@@ -672,6 +665,116 @@ fn queued_reprovisioned_identities_are_replaced_by_enroll_and_left_out_of_export
     assert_eq!(summary.replaced, DEVICES as usize, "{summary:?}");
     assert_eq!(summary.created, 1, "{summary:?}");
     assert!(summary.failed.is_empty(), "{summary:?}");
+    for d in &rma.devices {
+        let rid = regid(&d.flash);
+        let live = ledger.find_identity(&rid).unwrap().unwrap();
+        assert_eq!(live.state, IdentityState::Enrolled);
+        enrollment_holds(&ws, Mode::X509Csr, &rid, &live, &d.flash);
+        ws.register_device(&d.flash).unwrap();
+    }
+}
+
+/// Exported, the re-provisioned identities go into their own bulk files with `"mode": "update"`
+/// (and `az iot dps enrollment update` commands, CSV operation `update`), the new device into a
+/// `create` file. Applied to DPS as written, the update file replaces the old enrollments; the
+/// answers imported mark all four enrolled, and every device registers with its new certificate.
+#[test]
+fn queued_reprovisioned_identities_are_exported_as_replacements() {
+    let ws = DemoWorkspace::create(KeyStoreChoice::SoftHsm).unwrap();
+    let flash_dir = tempfile::tempdir().unwrap();
+    let rma = queued_rma(&ws, &sim_in(flash_dir.path()));
+    let mut ledger = office_ledger(&ws);
+    let out = tempfile::tempdir().unwrap();
+    let files = out.path().join("files");
+    let report = export_pending(
+        &ledger,
+        "emulator",
+        &EnrollmentSettings::default(),
+        Vec::new(),
+        None,
+        &files,
+    )
+    .unwrap();
+    assert_eq!(report.written.individuals, DEVICES as usize + 1);
+    assert!(report.left_out.is_empty(), "{:?}", report.left_out);
+
+    let read = |name: &str| -> BulkEnrollmentOperation {
+        serde_json::from_str(&std::fs::read_to_string(files.join(name)).unwrap()).unwrap()
+    };
+    let creating = read("bulk/enrollments-0001.json");
+    let replacing = read("bulk/enrollments-update-0001.json");
+    assert_eq!(creating.mode, BulkMode::Create);
+    assert_eq!(creating.enrollments.len(), 1);
+    assert_eq!(replacing.mode, BulkMode::Update);
+    assert_eq!(replacing.enrollments.len(), DEVICES as usize);
+    assert!(!files.join("bulk/enrollments-0002.json").exists());
+    let first_ids: Vec<String> = {
+        let mut all: Vec<_> = rma.devices.iter().map(|d| regid(&d.flash)).collect();
+        all.retain(|id| {
+            replacing
+                .enrollments
+                .iter()
+                .any(|e| e.registration_id == *id)
+        });
+        all
+    };
+    assert_eq!(first_ids.len(), DEVICES as usize, "the three seen devices");
+
+    let script = std::fs::read_to_string(files.join("enroll-with-az.sh")).unwrap();
+    for id in &first_ids {
+        assert!(
+            script.contains(&format!(
+                "az iot dps enrollment update --dps-name \"$DPS_NAME\" --resource-group \"$DPS_RESOURCE_GROUP\" \\\n    --enrollment-id '{id}' --certificate-path"
+            )),
+            "{script}"
+        );
+    }
+    assert_eq!(
+        script.matches("az iot dps enrollment update").count(),
+        DEVICES as usize
+    );
+    let check = Command::new("sh")
+        .arg("-n")
+        .arg(files.join("enroll-with-az.sh"))
+        .output()
+        .unwrap();
+    assert!(
+        check.status.success(),
+        "{}",
+        String::from_utf8_lossy(&check.stderr)
+    );
+    let mut csv = csv::Reader::from_path(files.join("enrollments.csv")).unwrap();
+    let headers = csv.headers().unwrap().clone();
+    let op = headers.iter().position(|h| h == "operation").unwrap();
+    let id_col = headers.iter().position(|h| h == "registration_id").unwrap();
+    for row in csv.records().map(Result::unwrap) {
+        let expected = if first_ids.iter().any(|id| id == &row[id_col]) {
+            "update"
+        } else {
+            "create"
+        };
+        assert_eq!(&row[op], expected, "{row:?}");
+    }
+    let readme = std::fs::read_to_string(files.join("README.txt")).unwrap();
+    assert!(readme.contains("enrollments-update-NNNN.json"), "{readme}");
+
+    // A create over the old enrollments would be refused: the update body replaces them.
+    let client = ws.client();
+    for (name, body) in [
+        ("bulk/enrollments-0001.result.json", &creating),
+        ("bulk/enrollments-update-0001.result.json", &replacing),
+    ] {
+        let report = client.bulk_enrollments(&body.enrollments, body.mode);
+        assert!(report.all_succeeded(), "{name}: {report:?}");
+        // What DPS answers to a bulk call in which every item succeeded.
+        let answer = BulkEnrollmentOperationResult {
+            is_successful: true,
+            errors: Vec::new(),
+        };
+        std::fs::write(files.join(name), serde_json::to_vec(&answer).unwrap()).unwrap();
+    }
+    let imported = import_pending_results(&mut ledger, "emulator", &files).unwrap();
+    assert_eq!(imported.enrolled, DEVICES as usize + 1, "{imported:?}");
     for d in &rma.devices {
         let rid = regid(&d.flash);
         let live = ledger.find_identity(&rid).unwrap().unwrap();

@@ -1,5 +1,8 @@
 //! `enroll-with-az.sh`: one `az iot dps enrollment create` (or `enrollment-group create`) per
-//! enrollment, for a site with the Azure CLI and its `azure-iot` extension. Flag names are those
+//! enrollment, for a site with the Azure CLI and its `azure-iot` extension. An enrollment that
+//! replaces one DPS may hold (a re-provisioned device) is an `az iot dps enrollment update`
+//! instead (same credential flags, no `--attestation-type`, no `--etag`: the extension then
+//! replaces whatever is there), falling back to `create` when DPS holds none. Flag names are those
 //! of the extension (`--dps-name`, `--resource-group`, `--enrollment-id`, `--attestation-type
 //! {symmetricKey,tpm,x509}`, `--certificate-path`, `--primary-key`, `--endorsement-key`,
 //! `--root-ca-name`, ...). The script keeps going after a failure and writes
@@ -49,40 +52,57 @@ pub(super) fn write(
     let common = common_flags(input);
     for (record, (_, cert_file)) in input.individuals.iter().zip(&prepared.individuals) {
         let id = &record.registration_id;
-        let mut cmd = format!(
-            "az iot dps enrollment create --dps-name \"$DPS_NAME\" --resource-group \"$DPS_RESOURCE_GROUP\" \\\n    --enrollment-id {}",
-            quote(id)
-        );
-        match &record.attestation {
+        let mut credential = String::new();
+        let attestation_type = match &record.attestation {
             RecordAttestation::X509 { .. } => {
-                cmd.push_str(" --attestation-type x509 --certificate-path ");
-                cmd.push_str(&quote(cert_file.as_deref().unwrap_or_default()));
+                credential.push_str(" --certificate-path ");
+                credential.push_str(&quote(cert_file.as_deref().unwrap_or_default()));
+                " --attestation-type x509"
             }
             RecordAttestation::SymmetricKey {
                 primary_key,
                 secondary_key,
             } => {
-                cmd.push_str(" --attestation-type symmetricKey --primary-key ");
-                cmd.push_str(&quote(primary_key.expose()));
+                credential.push_str(" --primary-key ");
+                credential.push_str(&quote(primary_key.expose()));
                 if let Some(k) = secondary_key {
-                    cmd.push_str(" --secondary-key ");
-                    cmd.push_str(&quote(k.expose()));
+                    credential.push_str(" --secondary-key ");
+                    credential.push_str(&quote(k.expose()));
                 }
+                " --attestation-type symmetricKey"
             }
             RecordAttestation::Tpm { endorsement_key } => {
-                cmd.push_str(" --attestation-type tpm --endorsement-key ");
-                cmd.push_str(&quote(endorsement_key));
+                credential.push_str(" --endorsement-key ");
+                credential.push_str(&quote(endorsement_key));
+                " --attestation-type tpm"
             }
-        }
+        };
         if let Some(device_id) = &record.device_id {
-            cmd.push_str(" --device-id ");
-            cmd.push_str(&quote(device_id));
+            credential.push_str(" --device-id ");
+            credential.push_str(&quote(device_id));
         }
-        cmd.push_str(&common);
-        s.push_str(&format!(
-            "if {cmd} >/dev/null; then record {id} enrolled; else record {id} failed; fi\n",
-            id = quote(id)
-        ));
+        credential.push_str(&common);
+        let command = |verb: &str, attestation: &str| {
+            format!(
+                "az iot dps enrollment {verb} --dps-name \"$DPS_NAME\" --resource-group \"$DPS_RESOURCE_GROUP\" \\\n    --enrollment-id {}{attestation}{credential}",
+                quote(id)
+            )
+        };
+        let create = command("create", attestation_type);
+        if record.replaces_existing {
+            // Re-provisioned: replace the revoked identity's enrollment; create it if DPS
+            // holds none (update needs an existing enrollment).
+            let update = command("update", "");
+            s.push_str(&format!(
+                "if {update} >/dev/null || {create} >/dev/null; then record {id} enrolled; else record {id} failed; fi\n",
+                id = quote(id)
+            ));
+        } else {
+            s.push_str(&format!(
+                "if {create} >/dev/null; then record {id} enrolled; else record {id} failed; fi\n",
+                id = quote(id)
+            ));
+        }
     }
     for (group, (_, cert_file)) in input.groups.iter().zip(&prepared.groups) {
         let id = &group.group_id;

@@ -1,11 +1,13 @@
 //! `bulk/enrollments-NNNN.json` and `bulk/enrollment-groups-NNNN.json`: request bodies exactly as
 //! `POST /enrollments` and `POST /enrollmentGroups` take them, at most 10 items each, so a site
 //! can send them with any HTTP tool (or `dps-station enroll` elsewhere) and keep the answers as
-//! `...-NNNN.result.json` for `import-results`.
+//! `...-NNNN.result.json` for `import-results`. Enrollments that replace one DPS may hold (a
+//! re-provisioned device) go into `bulk/enrollments-update-NNNN.json` with `"mode": "update"`, so
+//! that a `create` file never overwrites anything and an `update` file replaces only those.
 
 use std::path::{Path, PathBuf};
 
-use super::{ExportError, Prepared, write_file};
+use super::{ExportError, ExportInput, Prepared, write_file};
 use crate::dps::bulk::chunks;
 use crate::dps::model::{
     AttestationType, BulkEnrollmentGroupOperation, BulkEnrollmentOperation, BulkMode,
@@ -16,6 +18,12 @@ pub fn individual_file(n: usize) -> String {
     format!("bulk/enrollments-{n:04}.json")
 }
 
+/// File name of the n-th (1-based) body of replacements (`"mode": "update"`). It starts like
+/// [`individual_file`] so that `import-results` reads its answers the same way.
+pub fn replacement_file(n: usize) -> String {
+    format!("bulk/enrollments-update-{n:04}.json")
+}
+
 /// File name of the n-th (1-based) group body.
 pub fn group_file(n: usize) -> String {
     format!("bulk/enrollment-groups-{n:04}.json")
@@ -23,31 +31,38 @@ pub fn group_file(n: usize) -> String {
 
 pub(super) fn write(
     dir: &Path,
+    input: &ExportInput,
     prepared: &Prepared,
-    mode: BulkMode,
     secret_dir: bool,
 ) -> Result<Vec<PathBuf>, ExportError> {
     let mut written = Vec::new();
-    let individuals: Vec<_> = prepared
+    let (replacing, creating): (Vec<_>, Vec<_>) = input
         .individuals
         .iter()
-        .map(|(e, _)| e.clone())
-        .collect();
-    for (i, chunk) in chunks(&individuals).enumerate() {
-        let secret = chunk
-            .iter()
-            .any(|e| e.attestation.kind == AttestationType::SymmetricKey);
-        let body = BulkEnrollmentOperation {
-            enrollments: chunk.to_vec(),
-            mode,
-        };
-        written.push(write_json(
-            dir,
-            &individual_file(i + 1),
-            &body,
-            secret,
-            secret_dir,
-        )?);
+        .zip(&prepared.individuals)
+        .partition(|(record, _)| record.replaces_existing);
+    let sets = [
+        (creating, input.mode, individual_file as fn(usize) -> String),
+        (replacing, BulkMode::Update, replacement_file),
+    ];
+    for (set, mode, file_name) in sets {
+        let individuals: Vec<_> = set.into_iter().map(|(_, (e, _))| e.clone()).collect();
+        for (i, chunk) in chunks(&individuals).enumerate() {
+            let secret = chunk
+                .iter()
+                .any(|e| e.attestation.kind == AttestationType::SymmetricKey);
+            let body = BulkEnrollmentOperation {
+                enrollments: chunk.to_vec(),
+                mode,
+            };
+            written.push(write_json(
+                dir,
+                &file_name(i + 1),
+                &body,
+                secret,
+                secret_dir,
+            )?);
+        }
     }
     let groups: Vec<_> = prepared.groups.iter().map(|(g, _)| g.clone()).collect();
     for (i, chunk) in chunks(&groups).enumerate() {
@@ -56,7 +71,7 @@ pub(super) fn write(
             .any(|g| g.attestation.kind == AttestationType::SymmetricKey);
         let body = BulkEnrollmentGroupOperation {
             enrollment_groups: chunk.to_vec(),
-            mode,
+            mode: input.mode,
         };
         written.push(write_json(
             dir,

@@ -1,5 +1,7 @@
 //! `enrollments.csv`: one row per enrollment for spreadsheets and people, with the certificate's
 //! file and SHA-256 thumbprint (what the Azure portal shows) and, for symmetric keys, the keys.
+//! The last column, `operation`, says `create` or `update` (the enrollment replaces one DPS may
+//! hold for a re-provisioned device).
 
 use std::path::Path;
 
@@ -7,7 +9,7 @@ use super::{ExportError, ExportInput, GroupAttestation, Prepared, RecordAttestat
 use crate::dps::same_content::sha256_thumbprint;
 
 /// The header row; `import-results` reads `registration_id` + `status` from a copy of this file.
-pub const HEADER: [&str; 13] = [
+pub const HEADER: [&str; 14] = [
     "kind",
     "registration_id",
     "attestation",
@@ -21,6 +23,7 @@ pub const HEADER: [&str; 13] = [
     "iot_hubs",
     "allocation_policy",
     "provisioning_status",
+    "operation",
 ];
 
 pub(super) fn write(
@@ -89,6 +92,11 @@ pub(super) fn write(
             &hubs,
             &policy,
             &status,
+            if record.replaces_existing {
+                "update"
+            } else {
+                "create"
+            },
         ])
         .map_err(csv_err)?;
     }
@@ -136,6 +144,7 @@ pub(super) fn write(
             &hubs,
             &policy,
             &status,
+            "create",
         ])
         .map_err(csv_err)?;
     }

@@ -3,9 +3,10 @@
 //! Accepted, in an export folder or as single files:
 //! - `bulk/enrollments-NNNN.json` with its answer `bulk/enrollments-NNNN.result.json` (the
 //!   `BulkEnrollmentOperationResult` DPS returned): items without an error (or with a 2xx code)
-//!   are enrolled. A body without its answer proves nothing and is skipped.
+//!   are enrolled. A body without its answer proves nothing and is skipped. The replacements
+//!   `bulk/enrollments-update-NNNN.json` (+ `.result.json`) are read the same way.
 //! - a CSV with `registration_id` and `status` columns (`az-results.csv` of the script, or a
-//!   spreadsheet): `enrolled`/`ok`/`succeeded`/`created`/`already-present` count as enrolled,
+//!   spreadsheet): `enrolled`/`ok`/`succeeded`/`created`/`updated`/`already-present` count as enrolled,
 //!   `failed`/`error` as failed; any other status is an error naming the line.
 //! - a JSON array of enrollments (the output of `az iot dps enrollment list`): each listed
 //!   registration ID is held by DPS, hence enrolled.
@@ -273,9 +274,8 @@ fn read_csv(path: &Path) -> Result<Vec<ImportedResult>, ImportError> {
             .unwrap_or_default()
             .to_ascii_lowercase();
         let status = match status_text.as_str() {
-            "enrolled" | "ok" | "succeeded" | "success" | "created" | "already-present" => {
-                ImportedStatus::Enrolled
-            }
+            "enrolled" | "ok" | "succeeded" | "success" | "created" | "updated" | "replaced"
+            | "already-present" => ImportedStatus::Enrolled,
             "failed" | "error" => ImportedStatus::Failed {
                 error_code: code_col
                     .and_then(|c| record.get(c))
@@ -290,8 +290,8 @@ fn read_csv(path: &Path) -> Result<Vec<ImportedResult>, ImportError> {
                 return Err(csv_err(
                     line,
                     format!(
-                        "status '{other}' of '{id}' is neither enrolled (ok, succeeded, created) \
-                         nor failed"
+                        "status '{other}' of '{id}' is neither enrolled (ok, succeeded, created, \
+                         updated) nor failed"
                     ),
                 ));
             }

@@ -1,7 +1,8 @@
 //! Enrollment files, for sites that enroll from another network: bulk-operation JSON bodies
-//! exactly as `POST /enrollments` takes them (≤ 10 per file), a CSV for spreadsheets, a shell
-//! script of `az iot dps enrollment create` commands, a folder of certificates, and a README that
-//! says whether the files hold secrets. [`import`] reads back what was enrolled elsewhere.
+//! exactly as `POST /enrollments` takes them (≤ 10 per file; replacements of existing
+//! enrollments in their own `update` files), a CSV for spreadsheets, a shell script of
+//! `az iot dps enrollment create` / `update` commands, a folder of certificates, and a README
+//! that says whether the files hold secrets. [`import`] reads back what was enrolled elsewhere.
 //!
 //! The input is plain records (no ledger types): the station layer maps its identities to them.
 
@@ -28,6 +29,10 @@ pub struct IndividualRecord {
     pub attestation: RecordAttestation,
     /// IoT Hub device id, when it differs from the registration ID.
     pub device_id: Option<String>,
+    /// It replaces an enrollment DPS may already hold under its registration ID (a
+    /// re-provisioned device): written as a replacement (bulk `update`, `az ... update`), apart
+    /// from the creations.
+    pub replaces_existing: bool,
 }
 
 /// The attestation of an individual record.
@@ -94,7 +99,8 @@ pub struct ExportInput {
     pub individuals: Vec<IndividualRecord>,
     /// Enrollment groups.
     pub groups: Vec<GroupRecord>,
-    /// Bulk mode written in the bodies (`create` unless the user chose re-provisioning).
+    /// Bulk mode written in the bodies of the records that do not replace an enrollment
+    /// (`create` unless the user chose to overwrite); replacements are always `update`.
     pub mode: BulkMode,
 }
 
@@ -161,7 +167,7 @@ pub fn export(dir: &Path, input: &ExportInput) -> Result<ExportSummary, ExportEr
     create_empty_dir(dir, holds_secrets)?;
 
     let certs_written = write_certificates(dir, input, holds_secrets)?;
-    let bulk_files = bulk_files::write(dir, &prepared, input.mode, holds_secrets)?;
+    let bulk_files = bulk_files::write(dir, input, &prepared, holds_secrets)?;
     csv_file::write(dir, input, &prepared, holds_secrets)?;
     az_script::write(dir, input, &prepared, holds_secrets)?;
     readme::write(dir, input, holds_secrets)?;

@@ -37,13 +37,33 @@ pub(super) fn write(
            POST https://<dps>.azure-devices-provisioning.net/enrollments?api-version=2021-10-01\n\
            (groups: /enrollmentGroups). Save each answer next to its body as\n\
            enrollments-NNNN.result.json, then run `dps-station import-results <this folder>`.\n\
-         - enrollments.csv: one row per enrollment, for spreadsheets.\n\
-         - enroll-with-az.sh: the same enrollments as Azure CLI commands; it writes\n\
-           az-results.csv, which `dps-station import-results` also reads.\n\
+         - bulk/enrollments-update-NNNN.json: the same, for re-provisioned devices whose new\n\
+           enrollment replaces the one DPS holds for their revoked identity (\"mode\": \"update\").\n\
+           Send them the same way and save the answers as enrollments-update-NNNN.result.json.\n\
+         - enrollments.csv: one row per enrollment, for spreadsheets; its `operation` column says\n\
+           create or update (replaces an existing enrollment).\n\
+         - enroll-with-az.sh: the same enrollments as Azure CLI commands (`az iot dps enrollment\n\
+           update` for the replacements); it writes az-results.csv, which\n\
+           `dps-station import-results` also reads.\n\
          - certs/devices/*.pem: device certificates; certs/groups/*.pem: group signing (CA)\n\
-           certificates.\n\n\
-         Existing enrollments are never overwritten: mode \"create\" fails an item that exists.\n",
+           certificates.\n\n",
     );
+    let replacements = input
+        .individuals
+        .iter()
+        .filter(|r| r.replaces_existing)
+        .count();
+    if replacements == 0 {
+        s.push_str(
+            "Existing enrollments are never overwritten: mode \"create\" fails an item that exists.\n",
+        );
+    } else {
+        s.push_str(&format!(
+            "Only the {replacements} re-provisioned enrollment(s) in bulk/enrollments-update-*.json\n\
+             (and their `update` commands in the script) replace what DPS holds; every other file\n\
+             uses mode \"create\", which fails an item that exists and never overwrites it.\n"
+        ));
+    }
     write_file(dir, "README.txt", s.as_bytes(), false, holds_secrets)?;
     Ok(())
 }
