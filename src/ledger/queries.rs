@@ -29,6 +29,11 @@ where
     .transpose()
 }
 
+/// Every identity of registration ID `?1`, live and revoked, found through the two partial
+/// indexes (live ones unique, revoked ones for history): a plain `registration_id = ?1` can use
+/// neither and would scan the table.
+const EVERY_IDENTITY_OF: &str = "i.id IN (SELECT id FROM identities WHERE registration_id = ?1 AND state <> 'revoked' UNION ALL SELECT id FROM identities WHERE registration_id = ?1 AND state = 'revoked')";
+
 const IDENTITY_SELECT: &str = "
 SELECT i.id, i.registration_id, i.state, i.failed_stage, i.failed_reason, i.revoked_reason,
        i.attestation, b.name,
@@ -139,7 +144,7 @@ pub(crate) fn identity_history(
     registration_id: &str,
 ) -> rusqlite::Result<Vec<IdentityRecord>> {
     let mut stmt = conn.prepare_cached(&format!(
-        "{IDENTITY_SELECT} WHERE i.registration_id = ?1 ORDER BY i.id"
+        "{IDENTITY_SELECT} WHERE {EVERY_IDENTITY_OF} ORDER BY i.id"
     ))?;
     let rows = stmt.query_map([registration_id], identity_from_row)?;
     rows.collect()
@@ -151,8 +156,8 @@ pub(crate) fn last_revoked(
     registration_id: &str,
 ) -> rusqlite::Result<Option<CurrentState>> {
     conn.prepare_cached(
-        "SELECT id, registration_id, state, failed_stage FROM identities
-         WHERE registration_id = ?1 AND state = 'revoked' ORDER BY id DESC LIMIT 1",
+        "SELECT id, registration_id, state, failed_stage
+         FROM identities WHERE registration_id = ?1 AND state = 'revoked' ORDER BY id DESC LIMIT 1",
     )?
     .query_row([registration_id], current_state_from_row)
     .optional()
@@ -182,12 +187,10 @@ pub(crate) fn live_or_last_revoked(
     conn: &Connection,
     registration_id: &str,
 ) -> rusqlite::Result<Option<CurrentState>> {
-    conn.prepare_cached(
-        "SELECT id, registration_id, state, failed_stage FROM identities
-         WHERE registration_id = ?1 ORDER BY state = 'revoked', id DESC LIMIT 1",
-    )?
-    .query_row([registration_id], current_state_from_row)
-    .optional()
+    match identity_state(conn, registration_id)? {
+        Some(live) => Ok(Some(live)),
+        None => last_revoked(conn, registration_id),
+    }
 }
 
 /// The state of the live (not revoked) identity with this registration ID (case-insensitive).
@@ -272,7 +275,7 @@ pub(crate) fn enrollments_for(
     registration_id: &str,
 ) -> rusqlite::Result<Vec<EnrollmentRecord>> {
     let mut stmt = conn.prepare_cached(&format!(
-        "{ENROLLMENT_SELECT} WHERE i.registration_id = ?1 ORDER BY e.id"
+        "{ENROLLMENT_SELECT} WHERE {EVERY_IDENTITY_OF} ORDER BY e.id"
     ))?;
     let rows = stmt.query_map([registration_id], enrollment_from_row)?;
     rows.collect()
