@@ -9,23 +9,8 @@ use dps_station::station::config::Mode;
 use dps_station::station::demo::{DemoWorkspace, KeyStoreChoice, RunOptions};
 use dps_station::station::engine::Engine;
 use dps_station::station::events::Stage;
-use dps_station::station::source::{DeviceSource, PortSource};
 
-use super::common::BIN;
-
-fn port_sources(paths: &[String]) -> Vec<(String, Box<dyn DeviceSource>)> {
-    paths
-        .iter()
-        .enumerate()
-        .map(|(i, p)| {
-            (
-                format!("P{i}"),
-                Box::new(PortSource::new(p.into(), ClientOptions::default()))
-                    as Box<dyn DeviceSource>,
-            )
-        })
-        .collect()
-}
+use super::common::{BIN, port_sources};
 
 #[test]
 fn a_device_of_another_model_is_refused_and_a_device_seen_twice_is_refused() {

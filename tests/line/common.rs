@@ -3,8 +3,12 @@
 use std::path::Path;
 use std::process::Command;
 
+use dps_station::device::ClientOptions;
 use dps_station::identity::pem;
+use dps_station::station::config::KeyStoreConfig;
+use dps_station::station::demo::DemoWorkspace;
 use dps_station::station::events::Event;
+use dps_station::station::source::{DeviceSource, PortSource};
 
 /// The station binary built for these tests.
 pub const BIN: &str = env!("CARGO_BIN_EXE_dps-station");
@@ -78,4 +82,37 @@ pub fn ledger_verify(ledger: &Path) -> (bool, String) {
             String::from_utf8_lossy(&out.stderr)
         ),
     )
+}
+
+/// station.toml for the real `dps-station run`: the workspace's SoftHSM2 token, its emulator as DPS
+/// target `emulator` whose connection string comes from `dps_source` (TOML lines naming an
+/// environment variable or a keyring entry), and one fixture slot `S<i>` per port.
+pub fn station_toml(ws: &DemoWorkspace, name: &str, dps_source: &str, ports: &[String]) -> String {
+    let KeyStoreConfig::Pkcs11 { token_label, .. } = &ws.station.keystore else {
+        panic!("SoftHSM2 expected")
+    };
+    let mut station = format!(
+        "name = {name:?}\nledger = \"ledger.db\"\n[keystore]\nkind = \"pkcs11\"\nprofile = \"softhsm2\"\ntoken_label = {token_label:?}\nmodule = \"/usr/lib/softhsm/libsofthsm2.so\"\n[dps.emulator]\n{dps_source}\nendpoint = {:?}\nca_file = {:?}\n[fixture.slots]\n",
+        ws.emulator.service_url(),
+        ws.dir.join("emulator-ca.pem").display().to_string(),
+    );
+    for (i, path) in ports.iter().enumerate() {
+        station += &format!("S{i} = {path:?}\n");
+    }
+    station
+}
+
+/// One real-port device source `P<i>` per path, as `station.toml`'s fixture gives the engine.
+pub fn port_sources(paths: &[String]) -> Vec<(String, Box<dyn DeviceSource>)> {
+    paths
+        .iter()
+        .enumerate()
+        .map(|(i, p)| {
+            (
+                format!("P{i}"),
+                Box::new(PortSource::new(p.into(), ClientOptions::default()))
+                    as Box<dyn DeviceSource>,
+            )
+        })
+        .collect()
 }

@@ -8,10 +8,10 @@ use std::process::{Command, Output};
 
 use dps_station::device::simulator::{Fleet, SimOptions};
 use dps_station::ledger::{IdentityFilter, IdentityState, Ledger};
-use dps_station::station::config::{KeyStoreConfig, Mode};
+use dps_station::station::config::Mode;
 use dps_station::station::demo::{DemoWorkspace, KeyStoreChoice, RunOptions, USER_PIN};
 
-use super::common::{BIN, ledger_verify};
+use super::common::{BIN, ledger_verify, station_toml};
 
 const DEVICES: usize = 2;
 const SERVICE: &str = "dps-station-test";
@@ -60,18 +60,13 @@ fn a_connection_string_in_the_os_keyring_enrolls_the_batch_and_a_missing_entry_s
     let dir = tempfile::tempdir().unwrap();
     let home = tempfile::tempdir().unwrap();
     let fleet = Fleet::start(DEVICES, &SimOptions::default()).unwrap();
-    let KeyStoreConfig::Pkcs11 { token_label, .. } = &ws.station.keystore else {
-        panic!("SoftHSM2 expected")
-    };
     let account = "line-7";
-    let mut station = format!(
-        "name = \"keyring-test\"\nledger = \"ledger.db\"\n[keystore]\nkind = \"pkcs11\"\nprofile = \"softhsm2\"\ntoken_label = {token_label:?}\nmodule = \"/usr/lib/softhsm/libsofthsm2.so\"\n[dps.emulator]\nkeyring_service = {SERVICE:?}\nkeyring_account = {account:?}\nendpoint = {:?}\nca_file = {:?}\n[fixture.slots]\n",
-        ws.emulator.service_url(),
-        ws.dir.join("emulator-ca.pem").display().to_string(),
+    let station = station_toml(
+        &ws,
+        "keyring-test",
+        &format!("keyring_service = {SERVICE:?}\nkeyring_account = {account:?}"),
+        &fleet.paths(),
     );
-    for (i, path) in fleet.paths().iter().enumerate() {
-        station += &format!("S{i} = {path:?}\n");
-    }
     std::fs::write(dir.path().join("station.toml"), station).unwrap();
     let options = RunOptions {
         devices: DEVICES as u64,

@@ -10,10 +10,10 @@ use std::time::{Duration, Instant};
 use base64::Engine as _;
 use dps_station::device::simulator::{Fleet, SimFaults, SimOptions};
 use dps_station::ledger::{IdentityFilter, IdentityState, Ledger};
-use dps_station::station::config::{KeyStoreConfig, Mode};
+use dps_station::station::config::Mode;
 use dps_station::station::demo::{DemoWorkspace, KeyStoreChoice, RunOptions, USER_PIN};
 
-use super::common::{BIN, ledger_verify};
+use super::common::{BIN, ledger_verify, station_toml};
 
 const DEVICES: usize = 6;
 const KILLS: usize = 6;
@@ -57,17 +57,12 @@ fn line() -> Line {
     };
     std::fs::create_dir_all(dir.path().join("flash")).unwrap();
     let fleet = Fleet::start(DEVICES, &sim).unwrap();
-    let KeyStoreConfig::Pkcs11 { token_label, .. } = &ws.station.keystore else {
-        panic!("SoftHSM2 expected")
-    };
-    let mut station = format!(
-        "name = \"kill-test\"\nledger = \"ledger.db\"\n[keystore]\nkind = \"pkcs11\"\nprofile = \"softhsm2\"\ntoken_label = {token_label:?}\nmodule = \"/usr/lib/softhsm/libsofthsm2.so\"\n[dps.emulator]\nconnection_string_env = \"DPS_STATION_TEST_CS\"\nendpoint = {:?}\nca_file = {:?}\n[fixture.slots]\n",
-        ws.emulator.service_url(),
-        ws.dir.join("emulator-ca.pem").display().to_string(),
+    let station = station_toml(
+        &ws,
+        "kill-test",
+        "connection_string_env = \"DPS_STATION_TEST_CS\"",
+        &fleet.paths(),
     );
-    for (i, path) in fleet.paths().iter().enumerate() {
-        station += &format!("S{i} = {path:?}\n");
-    }
     std::fs::write(dir.path().join("station.toml"), station).unwrap();
     let options = RunOptions {
         devices: DEVICES as u64,

@@ -15,7 +15,7 @@ use dps_station::dps::model::{BulkEnrollmentOperation, BulkEnrollmentOperationRe
 use dps_station::dps::payload::{self, EnrollmentSettings};
 use dps_station::ledger::{IdentityFilter, IdentityRecord, IdentityState, Ledger, WriterIdentity};
 use dps_station::secret::SecretString;
-use dps_station::station::config::{KeyStoreConfig, Mode};
+use dps_station::station::config::Mode;
 use dps_station::station::demo::{DemoWorkspace, KeyStoreChoice, RunOptions, USER_PIN};
 use dps_station::station::engine::{Engine, RunSummary};
 use dps_station::station::enrollment::{
@@ -24,7 +24,7 @@ use dps_station::station::enrollment::{
 use dps_station::station::events::Stage;
 use dps_station::station::source::{DeviceSource, SimulatedRecord, VirtualFixture};
 
-use super::common::{BIN, ledger_verify};
+use super::common::{BIN, ledger_verify, station_toml};
 
 const DEVICES: u64 = 3;
 
@@ -378,17 +378,12 @@ fn the_run_command_refuses_seen_devices_and_reprovisions_them_with_the_flag() {
     let sim = sim_in(&dir.path().join("flash"));
     std::fs::create_dir_all(dir.path().join("flash")).unwrap();
     let fleet = Fleet::start(DEVICES as usize, &sim).unwrap();
-    let KeyStoreConfig::Pkcs11 { token_label, .. } = &ws.station.keystore else {
-        panic!("SoftHSM2 expected")
-    };
-    let mut station = format!(
-        "name = \"rma-station\"\nledger = \"ledger.db\"\n[keystore]\nkind = \"pkcs11\"\nprofile = \"softhsm2\"\ntoken_label = {token_label:?}\nmodule = \"/usr/lib/softhsm/libsofthsm2.so\"\n[dps.emulator]\nconnection_string_env = \"DPS_STATION_TEST_CS\"\nendpoint = {:?}\nca_file = {:?}\n[fixture.slots]\n",
-        ws.emulator.service_url(),
-        ws.dir.join("emulator-ca.pem").display().to_string(),
+    let station = station_toml(
+        &ws,
+        "rma-station",
+        "connection_string_env = \"DPS_STATION_TEST_CS\"",
+        &fleet.paths(),
     );
-    for (i, path) in fleet.paths().iter().enumerate() {
-        station += &format!("S{i} = {path:?}\n");
-    }
     std::fs::write(dir.path().join("station.toml"), station).unwrap();
     let options = RunOptions {
         devices: DEVICES,

@@ -13,9 +13,11 @@ use dps_station::station::config::Mode;
 use dps_station::station::demo::{DemoWorkspace, KeyStoreChoice, RunOptions};
 use dps_station::station::engine::Engine;
 use dps_station::station::events::Stage;
-use dps_station::station::source::{DeviceSource, PortSource, VirtualFixture};
+use dps_station::station::source::{DeviceSource, VirtualFixture};
 use p256::pkcs8::EncodePublicKey as _;
 use sha2::{Digest, Sha256};
+
+use super::common::port_sources;
 
 /// The DER SPKI of a simulated TPM's EK, from the scalar its flash keeps.
 fn ek_spki(scalar_hex: &str) -> Vec<u8> {
@@ -100,20 +102,6 @@ fn a_regid_template_takes_the_devices_suggestion_and_a_foreign_ek_cannot_registe
         err.contains("401") && err.contains("not the enrolled one"),
         "{err}"
     );
-}
-
-fn port_sources(paths: &[String]) -> Vec<(String, Box<dyn DeviceSource>)> {
-    paths
-        .iter()
-        .enumerate()
-        .map(|(i, p)| {
-            (
-                format!("P{i}"),
-                Box::new(PortSource::new(p.into(), ClientOptions::default()))
-                    as Box<dyn DeviceSource>,
-            )
-        })
-        .collect()
 }
 
 /// A TPM device whose LOCK landed but whose answer was lost (the cable went): the identity is
