@@ -49,24 +49,17 @@ pub struct PluggedDevice {
 impl PluggedDevice {
     /// A copy of the device's flash as it is now.
     pub fn flash(&self) -> Flash {
-        self.shared
-            .flash
-            .lock()
-            .unwrap_or_else(|p| p.into_inner())
-            .clone()
+        self.shared.flash_copy()
     }
 
     /// Bytes (sent by the device, received by the device) so far.
     pub fn byte_counts(&self) -> (u64, u64) {
-        (
-            self.shared.bytes_sent.load(Ordering::Relaxed),
-            self.shared.bytes_received.load(Ordering::Relaxed),
-        )
+        self.shared.byte_counts()
     }
 
     /// Whether the disconnect fault fired.
     pub fn disconnected(&self) -> bool {
-        self.shared.disconnected.load(Ordering::Relaxed)
+        self.shared.disconnected()
     }
 }
 

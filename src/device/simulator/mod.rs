@@ -103,6 +103,26 @@ pub(crate) struct SimShared {
     disconnected: AtomicBool,
 }
 
+impl SimShared {
+    /// A copy of the device's flash as it is now (a poisoned lock still holds the last flash).
+    fn flash_copy(&self) -> Flash {
+        self.flash.lock().unwrap_or_else(|p| p.into_inner()).clone()
+    }
+
+    /// Bytes (sent by the device, received by the device) so far.
+    fn byte_counts(&self) -> (u64, u64) {
+        (
+            self.bytes_sent.load(Ordering::Relaxed),
+            self.bytes_received.load(Ordering::Relaxed),
+        )
+    }
+
+    /// Whether the disconnect fault fired.
+    fn disconnected(&self) -> bool {
+        self.disconnected.load(Ordering::Relaxed)
+    }
+}
+
 /// One running simulated device.
 pub struct SimulatedDevice {
     path: String,
@@ -195,11 +215,7 @@ impl SimulatedDevice {
 
     /// A copy of the device's flash as it is now.
     pub fn flash(&self) -> Flash {
-        self.shared
-            .flash
-            .lock()
-            .unwrap_or_else(|p| p.into_inner())
-            .clone()
+        self.shared.flash_copy()
     }
 
     /// The flash file, if flash is kept on disk.
@@ -214,15 +230,12 @@ impl SimulatedDevice {
 
     /// Bytes (sent by the device, received by the device) so far.
     pub fn byte_counts(&self) -> (u64, u64) {
-        (
-            self.shared.bytes_sent.load(Ordering::Relaxed),
-            self.shared.bytes_received.load(Ordering::Relaxed),
-        )
+        self.shared.byte_counts()
     }
 
     /// Whether the disconnect fault fired.
     pub fn disconnected(&self) -> bool {
-        self.shared.disconnected.load(Ordering::Relaxed)
+        self.shared.disconnected()
     }
 
     /// Whether the device thread is still running.
