@@ -168,6 +168,17 @@ pub enum LedgerError {
     )]
     InvalidCertificate { subject: String, detail: String },
 
+    /// A `symmetric-individual` key nonce for a ledger whose schema predates the nonce column:
+    /// storing the identity without it would lose the only way to recompute the key.
+    #[error(
+        "ledger {path} (schema v{schema_version}) has no column for the key nonce of {registration_id}; nothing was recorded: open the ledger with this version of dps-station to migrate it to schema v3"
+    )]
+    KeyNonceNeedsSchemaV3 {
+        path: PathBuf,
+        registration_id: String,
+        schema_version: i64,
+    },
+
     /// A value the ledger refuses to store (a PKCS#11 URI carrying a PIN, an empty name).
     #[error("refusing to record {what}: {reason}")]
     Refused { what: String, reason: String },

@@ -472,6 +472,17 @@ impl Ledger {
         })
     }
 
+    /// The live identity of a registration ID, or else its newest revoked one (what
+    /// re-provisioning would replace), without reading the whole history.
+    pub fn live_or_last_revoked(
+        &self,
+        registration_id: &str,
+    ) -> Result<Option<IdentityRecord>, LedgerError> {
+        self.read("looking up an identity", |c| {
+            queries::live_or_last_revoked_record(c, registration_id)
+        })
+    }
+
     /// Every identity a registration ID ever had (revoked ones too: re-provisioning history),
     /// oldest first.
     pub fn identity_history(

@@ -156,7 +156,7 @@ pub(crate) fn last_revoked(
     registration_id: &str,
 ) -> rusqlite::Result<Option<CurrentState>> {
     conn.prepare_cached(
-        "SELECT id, registration_id, state, failed_stage
+        "SELECT id, registration_id, state, failed_stage, device_id
          FROM identities WHERE registration_id = ?1 AND state = 'revoked' ORDER BY id DESC LIMIT 1",
     )?
     .query_row([registration_id], current_state_from_row)
@@ -170,6 +170,8 @@ pub(crate) struct CurrentState {
     pub registration_id: String,
     pub state: IdentityState,
     pub failed_stage: Option<FailureStage>,
+    /// The device that holds (or held) the identity: re-provisioning refuses another device's.
+    pub device: Option<DeviceId>,
 }
 
 fn current_state_from_row(r: &Row<'_>) -> rusqlite::Result<CurrentState> {
@@ -178,6 +180,7 @@ fn current_state_from_row(r: &Row<'_>) -> rusqlite::Result<CurrentState> {
         registration_id: r.get(1)?,
         state: parse_col(r, 2)?,
         failed_stage: parse_opt_col(r, 3)?,
+        device: r.get::<_, Option<i64>>(4)?.map(DeviceId),
     })
 }
 
@@ -193,13 +196,30 @@ pub(crate) fn live_or_last_revoked(
     }
 }
 
+/// The full record of the live identity of a registration ID, or else of its newest revoked one:
+/// what the station's check needs (state, batch, device, material) in at most two indexed
+/// lookups, without reading the whole history.
+pub(crate) fn live_or_last_revoked_record(
+    conn: &Connection,
+    registration_id: &str,
+) -> rusqlite::Result<Option<IdentityRecord>> {
+    if let Some(live) = find_identity(conn, registration_id)? {
+        return Ok(Some(live));
+    }
+    conn.prepare_cached(&format!(
+        "{IDENTITY_SELECT} WHERE i.registration_id = ?1 AND i.state = 'revoked' ORDER BY i.id DESC LIMIT 1"
+    ))?
+    .query_row([registration_id], identity_from_row)
+    .optional()
+}
+
 /// The state of the live (not revoked) identity with this registration ID (case-insensitive).
 pub(crate) fn identity_state(
     conn: &Connection,
     registration_id: &str,
 ) -> rusqlite::Result<Option<CurrentState>> {
     conn.prepare_cached(
-        "SELECT id, registration_id, state, failed_stage FROM identities
+        "SELECT id, registration_id, state, failed_stage, device_id FROM identities
          WHERE registration_id = ?1 AND state <> 'revoked'",
     )?
     .query_row([registration_id], current_state_from_row)

@@ -219,6 +219,7 @@ impl LedgerWriter<'_> {
                 });
             }
             Some(current) => {
+                refuse_other_device(rid, &current, identity, why)?;
                 let reason = format!("re-provisioned in batch {}: {}", why.batch, why.reason);
                 self.transition(rid, &Transition::Revoked { reason })?;
                 current
@@ -228,7 +229,8 @@ impl LedgerWriter<'_> {
                 .ok_or_else(|| LedgerError::UnknownIdentity {
                     path: self.path.to_path_buf(),
                     registration_id: rid.to_string(),
-                })?,
+                })
+                .and_then(|old| refuse_other_device(rid, &old, identity, why).map(|()| old))?,
         };
         self.audit(
             "reprovision",
@@ -250,7 +252,7 @@ impl LedgerWriter<'_> {
         identity: &NewIdentity,
         extra: Value,
     ) -> Result<IdentityId, LedgerError> {
-        let material = Material::of(&identity.registration_id, &identity.attestation)?;
+        let material = self.material(identity)?;
         // `key_nonce` exists from schema v3 on; tests build older ledgers through this code.
         let sql = if self.ctx.schema_version >= 3 {
             "INSERT INTO identities (registration_id, batch_id, device_id, attestation,
@@ -313,7 +315,7 @@ impl LedgerWriter<'_> {
                 to: "reissue",
             });
         }
-        let material = Material::of(&identity.registration_id, &identity.attestation)?;
+        let material = self.material(identity)?;
         let f = material.facts.as_ref();
         // `key_nonce` exists from schema v3 on; tests build older ledgers through this code
         // (there ?18 is bound but unused: `now` is never NULL).
@@ -359,6 +361,20 @@ impl LedgerWriter<'_> {
         details["from"] = json!(current.state.as_str());
         self.audit("identity.reissued", &current.registration_id, details)?;
         Ok(current.id)
+    }
+
+    /// What an identity stores; a key nonce on a ledger older than schema v3 (which has no
+    /// column for it) is an error, not silently dropped: without it the key cannot be recomputed.
+    fn material(&self, identity: &NewIdentity) -> Result<Material, LedgerError> {
+        let material = Material::of(&identity.registration_id, &identity.attestation)?;
+        if material.key_nonce.is_some() && self.ctx.schema_version < 3 {
+            return Err(LedgerError::KeyNonceNeedsSchemaV3 {
+                path: self.path.to_path_buf(),
+                registration_id: identity.registration_id.clone(),
+                schema_version: self.ctx.schema_version,
+            });
+        }
+        Ok(material)
     }
 
     /// The live identity of a registration ID, or else its newest revoked one (so that a change
@@ -865,6 +881,26 @@ impl Material {
             d["device"] = json!(device.0);
         }
         d
+    }
+}
+
+/// Re-provisioning replaces the identity of the same device only: two devices that render one
+/// registration ID (a template that collides) must not revoke each other's identities.
+fn refuse_other_device(
+    rid: &str,
+    old: &queries::CurrentState,
+    identity: &NewIdentity,
+    why: &Reprovisioning,
+) -> Result<(), LedgerError> {
+    match (old.device, identity.device) {
+        (Some(held), Some(new)) if held != new => Err(LedgerError::Refused {
+            what: format!("re-provisioning registration ID {rid}"),
+            reason: format!(
+                "its identity {} belongs to another device (device row {}) than device serial {} (device row {}): registration ID collision; fix the batch's registration_id template",
+                old.id.0, held.0, why.device_serial, new.0
+            ),
+        }),
+        _ => Ok(()),
     }
 }
 

@@ -368,3 +368,28 @@ fn v2_migrates_to_v3_keeping_ids_rows_references_triggers_and_the_chain() {
         "{migrated:#?}"
     );
 }
+
+#[test]
+fn a_key_nonce_on_a_ledger_without_the_nonce_column_is_an_error_not_dropped() {
+    let t = test_dir();
+    let (mut l, _) = Ledger::open_migrating_to(&t.ledger, &writer(), 2).unwrap();
+    let mut n = symmetric_identity("sensor-1", &[7; 32]);
+    n.attestation = Attestation::SymmetricKey {
+        key_fingerprint: KeyFingerprint::of_key(&[7; 32]),
+        key_nonce: Some(KeyNonce([9; 16])),
+    };
+    let err = l.record_issued(&n).unwrap_err();
+    assert!(
+        matches!(
+            err,
+            LedgerError::KeyNonceNeedsSchemaV3 {
+                schema_version: 2,
+                ..
+            }
+        ),
+        "{err}"
+    );
+    // Nothing was recorded: the same identity without a nonce is not a duplicate.
+    l.record_issued(&symmetric_identity("sensor-1", &[7; 32]))
+        .unwrap();
+}

@@ -245,3 +245,36 @@ fn reprovision_refuses_what_is_not_held_for_good_and_writes_nothing_when_it_fail
     assert_eq!(l.identity_history("sensor-1").unwrap().len(), 1);
     assert_eq!(l.audit_for("sensor-1").unwrap().len(), audit_before);
 }
+
+#[test]
+fn reprovision_refuses_the_identity_of_another_device() {
+    let t = test_dir();
+    let mut l = open(&t.ledger);
+    let device = |l: &mut Ledger, serial: &str| {
+        l.upsert_device(&NewDevice {
+            model: "m".into(),
+            serial_number: serial.into(),
+            hardware_id: None,
+            firmware: None,
+            batch: None,
+        })
+        .unwrap()
+    };
+    let first = device(&mut l, "SN-0001");
+    let second = device(&mut l, "SN-0002");
+    let old = enrolled(&mut l, "sensor-1", Some(first));
+    let mut n = x509_identity("sensor-1");
+    n.device = Some(second);
+    let mut w = why();
+    w.device_serial = "SN-0002".into();
+    let err = l.reprovision(&n, &w).unwrap_err();
+    assert!(matches!(err, LedgerError::Refused { .. }), "{err}");
+    assert!(err.to_string().contains("collision"), "{err}");
+    // Nothing changed: the first device's identity is still live.
+    let live = l.find_identity("sensor-1").unwrap().unwrap();
+    assert_eq!(live.id, old);
+    assert_eq!(live.state, IdentityState::Enrolled);
+    // Its own device re-provisions it.
+    n.device = Some(first);
+    l.reprovision(&n, &why()).unwrap();
+}
