@@ -244,18 +244,29 @@ fn run(
     *out_id = Some(registration_id.clone());
     let rid = registration_id.as_str().to_string();
     // The live identity, or else the newest revoked one (re-provisioning history).
-    let (existing, revoked) = {
+    let found = {
         let rid = rid.clone();
         ctx.ledger
-            .call(move |l| {
-                let live = l.find_identity(&rid)?;
-                let revoked = match live {
-                    Some(_) => None,
-                    None => l.identity_history(&rid)?.pop(),
-                };
-                Ok((live, revoked))
-            })
+            .call(move |l| l.live_or_last_revoked(&rid))
             .map_err(fail(Stage::Check))?
+    };
+    // An identity of another device under this registration ID is a collision (a template that
+    // renders one ID for two devices, or two TPMs suggesting the same): never replace it, with
+    // or without re-provisioning, or one device would revoke the other's identity.
+    if let Some(holder) = found.as_ref().and_then(|rec| rec.device.as_ref())
+        && (holder.serial_number != info.serial || holder.model != info.model)
+    {
+        return Err(Failure(
+            Stage::Check,
+            format!(
+                "registration ID collision: device serial {} (model {}) renders registration ID '{rid}', which the ledger already holds for device serial {} (model {}); nothing was changed: fix the batch's registration_id template so that every device renders its own ID",
+                info.serial, info.model, holder.serial_number, holder.model
+            ),
+        ));
+    }
+    let (existing, revoked) = match found {
+        Some(rec) if rec.state == IdentityState::Revoked => (None, Some(rec)),
+        live => (live, None),
     };
     // Seen before: the registration ID has (or had) an identity the device held for good.
     // Identities still `issued` or failed at write are finished or replaced as before.
@@ -287,7 +298,7 @@ fn run(
                     Stage::Check,
                     format!(
                         "device serial {} was seen before: registration ID '{rid}' is already {} in the ledger (batch {}); the station does not provision a device twice. To give it a new identity (the old one is revoked), run the batch with --reprovision \"<reason>\" (or reprovision = \"<reason>\" in batch.toml)",
-                        info.serial,
+                        rec.device.as_ref().map_or(info.serial.as_str(), |d| d.serial_number.as_str()),
                         rec.state,
                         rec.batch.as_deref().unwrap_or("none")
                     ),
@@ -296,6 +307,7 @@ fn run(
             if info.locked {
                 stage(Stage::Reset);
                 factory_reset(driver, info)?;
+                record_factory_reset(ctx, info, &rid, rec, reason)?;
             }
             Some(Reprovisioning {
                 reason: reason.to_string(),
@@ -482,6 +494,36 @@ fn factory_reset(driver: &mut dyn DeviceDriver, info: &DeviceInfo) -> Result<(),
         )),
         Err(e) => Err(Failure(Stage::Reset, e.to_string())),
     }
+}
+
+/// Audits a factory reset in its own durable commit, right after it succeeded: the device's old
+/// identity is gone from it even if the run stops before the write-ahead record.
+fn record_factory_reset(
+    ctx: &BatchContext,
+    info: &DeviceInfo,
+    rid: &str,
+    old: &IdentityRecord,
+    reason: &str,
+) -> Result<(), Failure> {
+    let rid = rid.to_string();
+    let details = serde_json::json!({
+        "device_serial": info.serial,
+        "old_identity": old.id.0,
+        "batch": ctx.batch.name,
+        "reason": reason,
+    });
+    let serial = info.serial.clone();
+    ctx.ledger
+        .call(move |l| l.append_audit("station", "device.factory_reset", &rid, &details))
+        .map(|_| ())
+        .map_err(|e| {
+            Failure(
+                Stage::Reset,
+                format!(
+                    "device {serial} was factory reset (its old identity is erased from it) but the ledger could not record the reset: {e}; fix the ledger and run the device again (it is re-provisioned as a reset device)"
+                ),
+            )
+        })
 }
 
 /// How this device's identity is recorded: as new, as a reissue of its voided one, or as the

@@ -65,6 +65,11 @@ fn run_timed(
         // Top-level keys go before the first table of the file.
         toml = format!("reprovision = {reason:?}\n{toml}");
     }
+    run_toml(ws, name, sim, devices, &toml)
+}
+
+/// One batch described by `toml` over `devices` simulated devices, through the engine.
+fn run_toml(ws: &DemoWorkspace, name: &str, sim: &SimOptions, devices: u64, toml: &str) -> Run {
     let fixture = VirtualFixture::new(devices, sim.clone(), ClientOptions::default());
     let sources: Vec<(String, Box<dyn DeviceSource>)> = (1..=devices)
         .map(|i| {
@@ -75,7 +80,7 @@ fn run_timed(
             )
         })
         .collect();
-    let engine = Engine::start(ws.engine_setup(name, &toml, sources).unwrap()).unwrap();
+    let engine = Engine::start(ws.engine_setup(name, toml, sources).unwrap()).unwrap();
     for _ in engine.events.iter() {}
     let summary = engine.join().unwrap();
     Run {
@@ -267,6 +272,17 @@ fn refuses_then_reprovisions(mode: Mode) {
         assert_eq!(details["old_identity"], revoked.id.0);
         assert_eq!(details["operator"], "demo");
         assert_eq!(details["reason"], "RMA 123");
+        // The factory reset of the locked device left its own trace, before the re-provisioning.
+        let reset = audit
+            .iter()
+            .find(|a| a.action == "device.factory_reset")
+            .unwrap_or_else(|| panic!("{rid}: no device.factory_reset audit row"));
+        assert!(reset.id < event.id, "{rid}: the reset is recorded first");
+        let reset: serde_json::Value = serde_json::from_str(&reset.details).unwrap();
+        assert_eq!(reset["device_serial"], flash.serial.as_str());
+        assert_eq!(reset["old_identity"], revoked.id.0);
+        assert_eq!(reset["batch"], format!("rma-{mode}").as_str());
+        assert_eq!(reset["reason"], "RMA 123");
 
         // DPS holds the new credential, in the one enrollment of the registration ID.
         enrollment_holds(&ws, mode, &rid, live, flash);
@@ -367,6 +383,74 @@ fn a_guarded_device_fails_the_slot_asking_for_its_reset_input_and_nothing_change
             i.registration_id
         );
     }
+}
+
+/// Two devices that render one registration ID (here a template without `{serial}`): the
+/// second is refused at check, naming both serials, with or without re-provisioning, and the
+/// first device's identity is left as it was.
+#[test]
+fn a_registration_id_collision_is_refused_and_never_revokes_the_other_device() {
+    let ws = DemoWorkspace::create(KeyStoreChoice::SoftHsm).unwrap();
+    let (dir_a, dir_b) = (tempfile::tempdir().unwrap(), tempfile::tempdir().unwrap());
+    let colliding = |name: &str, reprovision: Option<&str>| {
+        let options = RunOptions {
+            devices: 1,
+            slots: 1,
+            sim: SimOptions::default(),
+            timing: "immediately",
+        };
+        let toml = ws
+            .batch_toml(Mode::X509Csr, name, &options)
+            .replace("-{serial}\"", "-{model}\"");
+        assert!(toml.contains("-{model}\""), "{toml}");
+        match reprovision {
+            Some(reason) => format!("reprovision = {reason:?}\n{toml}"),
+            None => toml,
+        }
+    };
+    let first = run_toml(
+        &ws,
+        "first",
+        &sim_in(dir_a.path()),
+        1,
+        &colliding("first", None),
+    );
+    assert_eq!(first.summary.passed(), 1, "{:?}", first.summary.outcomes);
+    let serial_a = first.devices[0].flash.serial.clone();
+    let rid = regid(&first.devices[0].flash);
+    let before = identities(&ws);
+
+    for (name, reprovision) in [("second", None), ("rma", Some("RMA 9"))] {
+        let second = run_toml(
+            &ws,
+            name,
+            &sim_in(dir_b.path()),
+            1,
+            &colliding(name, reprovision),
+        );
+        assert_eq!(second.summary.failed(), 1, "{name}");
+        let serial_b = &second.devices[0].flash.serial;
+        assert_ne!(serial_b, &serial_a);
+        let (stage, reason) = second.summary.outcomes[0].failure.as_ref().unwrap();
+        assert_eq!(*stage, Stage::Check, "{reason}");
+        assert!(
+            reason.contains("registration ID collision")
+                && reason.contains(&serial_a)
+                && reason.contains(serial_b.as_str())
+                && reason.contains(&rid)
+                && reason.contains("registration_id template"),
+            "{name}: {reason}"
+        );
+        assert!(!second.devices[0].flash.locked, "{name}: device B untouched");
+        assert_eq!(identities(&ws), before, "{name}: device A's identity kept");
+    }
+    let live = Ledger::open_read_only(&ws.station.ledger)
+        .unwrap()
+        .find_identity(&rid)
+        .unwrap()
+        .unwrap();
+    assert_eq!(live.state, IdentityState::Enrolled);
+    assert_eq!(live.device.unwrap().serial_number, serial_a);
 }
 
 /// The real `dps-station run` over simulated devices on pseudo-terminals: station.toml,
