@@ -310,12 +310,9 @@ fn run_batch(args: &RunArgs) -> anyhow::Result<ExitCode> {
     let station = StationConfig::load(&args.config)?;
     let mut batch = BatchConfig::load(&args.batch, &station)?;
     if let Some(reason) = &args.reprovision {
-        if reason.trim().is_empty() {
-            bail!(
-                "--reprovision needs a reason (an RMA number, a ticket): it is recorded in the ledger's audit log"
-            );
-        }
-        batch.reprovision = Some(reason.trim().to_string());
+        let reason = BatchConfig::reprovision_reason(batch.mode, reason)
+            .with_context(|| format!("--reprovision for batch {}", args.batch.display()))?;
+        batch.reprovision = Some(reason);
     }
     if let Some(reason) = &batch.reprovision {
         eprintln!(

@@ -588,7 +588,35 @@ pub struct BatchConfig {
     pub reprovision: Option<String>,
 }
 
+/// Why a batch cannot re-provision (from `batch.toml` or `run --reprovision`).
+#[derive(Debug, thiserror::Error)]
+pub enum ReprovisionRefused {
+    /// The reason is audited with every revoked identity: an empty one says nothing.
+    #[error(
+        "say why the devices are re-provisioned (an RMA number, a ticket); the reason is audited"
+    )]
+    NoReason,
+    /// A group enrollment has nothing per device to revoke at DPS.
+    #[error(
+        "mode '{0}' cannot re-provision: with a group enrollment nothing of the old identity is revoked at DPS (symmetric-group derives the same device key again; an x509-group device's old certificate still chains to the group's CA). Re-provision the devices in a batch of an individual-enrollment mode (x509-csr, x509-inject, symmetric-individual, tpm), or shut out an old credential at DPS with a disabled individual enrollment for its registration ID"
+    )]
+    GroupMode(Mode),
+}
+
 impl BatchConfig {
+    /// Checks the operator's re-provisioning choice for a batch of `mode` and returns the reason
+    /// as audited: one rule for `batch.toml` and for `run --reprovision`.
+    pub fn reprovision_reason(mode: Mode, reason: &str) -> Result<String, ReprovisionRefused> {
+        let reason = reason.trim();
+        if reason.is_empty() {
+            return Err(ReprovisionRefused::NoReason);
+        }
+        if mode.is_group() {
+            return Err(ReprovisionRefused::GroupMode(mode));
+        }
+        Ok(reason.to_string())
+    }
+
     /// Reads and validates `batch.toml` against the station it will run on.
     pub fn load(path: &Path, station: &StationConfig) -> Result<Self, ConfigError> {
         let raw: RawBatch = read_toml(path)?;
@@ -779,16 +807,12 @@ impl BatchConfig {
                 ));
             }
         };
-        let reprovision = match raw.reprovision {
-            Some(reason) if reason.trim().is_empty() => {
-                return Err(invalid(
-                    path,
-                    "reprovision",
-                    "say why the devices are re-provisioned (an RMA number, a ticket); the reason is audited",
-                ));
-            }
-            other => other.map(|r| r.trim().to_string()),
-        };
+        let reprovision = raw
+            .reprovision
+            .as_deref()
+            .map(|reason| Self::reprovision_reason(mode, reason))
+            .transpose()
+            .map_err(|e| invalid(path, "reprovision", e.to_string()))?;
         let to_json = |t: Option<toml::Table>| {
             t.and_then(|t| serde_json::to_value(t).ok())
                 .and_then(|v| v.as_object().cloned())
@@ -972,6 +996,34 @@ mod tests {
         assert!(
             err.contains("reprovision") && err.contains("reason"),
             "{err}"
+        );
+    }
+
+    #[test]
+    fn group_modes_refuse_reprovisioning_saying_why() {
+        let dir = tempfile::tempdir().unwrap();
+        let s = station(dir.path());
+        let base = "name = \"b\"\nproduct = \"p\"\ncount = 2\nregistration_id = \"{product}-{serial}\"\nid_scope = \"0ne1\"\ndps_target = \"main\"\nenrollment_group = \"g\"\nreprovision = \"RMA 1\"\n";
+        let text = format!("{base}mode = \"symmetric-group\"\n[keys]\ngroup_key = \"file:g.key\"\n");
+        let err = BatchConfig::from_toml(Path::new("b.toml"), &text, &s)
+            .unwrap_err()
+            .to_string();
+        assert!(
+            err.contains("reprovision")
+                && err.contains("symmetric-group")
+                && err.contains("revoked at DPS")
+                && err.contains("individual-enrollment mode"),
+            "{err}"
+        );
+        for mode in [Mode::SymmetricGroup, Mode::X509Group] {
+            assert!(matches!(
+                BatchConfig::reprovision_reason(mode, "RMA 1"),
+                Err(ReprovisionRefused::GroupMode(m)) if m == mode
+            ));
+        }
+        assert_eq!(
+            BatchConfig::reprovision_reason(Mode::X509Csr, " RMA 1 ").unwrap(),
+            "RMA 1"
         );
     }
 }
