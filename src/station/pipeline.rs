@@ -8,10 +8,12 @@
 //! the identity (`failed{write}`), so a restart never finds a half-written identity it trusts.
 
 use std::sync::Arc;
+use std::sync::atomic::{AtomicBool, Ordering};
 use std::time::{Duration, Instant};
 
 use p256::SecretKey;
 use p256::elliptic_curve::Generate;
+use zeroize::Zeroizing;
 
 use super::config::{BatchConfig, Mode};
 use super::events::{Event, Stage};
@@ -357,28 +359,14 @@ fn run(
             stage(Stage::Key);
             let key = SecretKey::generate();
             let public = key.public_key().to_sec1_bytes().to_vec();
-            station_key = Some(SecretBytes::new(key.to_bytes().to_vec()));
+            let scalar = Zeroizing::new(key.to_bytes());
+            station_key = Some(SecretBytes::new(scalar.to_vec()));
             expected.key = Some(sha256_hex(&public));
             stage(Stage::Issue);
-            let ca = ctx
-                .ca
-                .as_ref()
-                .ok_or_else(|| Failure(Stage::Issue, "the batch has no CA".into()))?;
-            let issuer = Issuer::new(ca.issuer_der.clone(), ca.signer.as_ref())
-                .map_err(fail(Stage::Issue))?;
-            let cert = issue::issue_device_certificate_for_key(
-                &public,
-                &registration_id,
-                &ctx.profile,
-                &issuer,
-            )
-            .map_err(fail(Stage::Issue))?;
-            let chain = format!("{}{}", cert.pem(), ca.chain_pem);
+            let (chain, attestation) = issue_for_key(ctx, &public, &registration_id)?;
             expected.chain = Some(sha256_hex(chain.as_bytes()));
             chain_pem = Some(chain);
-            Some(Attestation::X509 {
-                certificate_der: cert.der,
-            })
+            Some(attestation)
         }
         Mode::SymmetricGroup | Mode::SymmetricIndividual => {
             stage(Stage::Issue);
@@ -588,21 +576,14 @@ fn issue_and_record_during_csr(
 ) -> Result<String, Failure> {
     let rid = registration_id.as_str();
     let serial = plan.device.serial_number.clone();
+    // Set by the helper once the `issued` commit happened, so that the identity is voided exactly
+    // when it was recorded (also if the helper panics afterwards), and never when recording
+    // failed: a failure like a duplicate registration ID names another slot's live identity.
+    let recorded = AtomicBool::new(false);
     let issue_and_record = || -> Result<String, Failure> {
-        let ca = ctx
-            .ca
-            .as_ref()
-            .ok_or_else(|| Failure(Stage::Issue, "the batch has no CA".into()))?;
-        let issuer =
-            Issuer::new(ca.issuer_der.clone(), ca.signer.as_ref()).map_err(fail(Stage::Issue))?;
-        let cert =
-            issue::issue_device_certificate_for_key(public, registration_id, &ctx.profile, &issuer)
-                .map_err(fail(Stage::Issue))?;
-        let chain = format!("{}{}", cert.pem(), ca.chain_pem);
-        let attestation = Attestation::X509 {
-            certificate_der: cert.der,
-        };
+        let (chain, attestation) = issue_for_key(ctx, public, registration_id)?;
         record_issued(ctx, rid, plan, attestation)?;
+        recorded.store(true, Ordering::SeqCst);
         Ok(chain)
     };
     let (csr, issued) = std::thread::scope(|s| {
@@ -614,7 +595,7 @@ fn issue_and_record_during_csr(
             Ok(h) => h.join().unwrap_or_else(|_| {
                 Err(Failure(
                     Stage::Issue,
-                    "the issuing thread panicked; nothing was recorded for certain: run the device again".into(),
+                    "the issuing thread panicked; the identity may have been recorded; the next run reissues it".into(),
                 ))
             }),
             Err(e) => Err(Failure(
@@ -638,15 +619,41 @@ fn issue_and_record_during_csr(
         }
         Ok(())
     });
-    match (checked, issued) {
-        (Ok(()), issued) => issued,
-        (Err(Failure(stage, reason)), Ok(_)) => {
-            // Recorded but never written: void it, so a later run reissues under the same ID.
-            void(ctx, rid, stage, &reason);
+    match checked {
+        Ok(()) => issued,
+        Err(Failure(stage, reason)) => {
+            if recorded.load(Ordering::SeqCst) {
+                // Recorded but never written: void it, so a later run reissues under the same ID.
+                void(ctx, rid, stage, &reason);
+            }
             Err(Failure(stage, reason))
         }
-        (Err(failure), Err(_)) => Err(failure),
     }
+}
+
+/// Signs the device certificate for `public` with the batch's CA: the chain to write and what
+/// the ledger records. One path for the station-made key and the device-made key.
+fn issue_for_key(
+    ctx: &BatchContext,
+    public: &[u8],
+    registration_id: &RegistrationId,
+) -> Result<(String, Attestation), Failure> {
+    let ca = ctx
+        .ca
+        .as_ref()
+        .ok_or_else(|| Failure(Stage::Issue, "the batch has no CA".into()))?;
+    let issuer =
+        Issuer::new(ca.issuer_der.clone(), ca.signer.as_ref()).map_err(fail(Stage::Issue))?;
+    let cert =
+        issue::issue_device_certificate_for_key(public, registration_id, &ctx.profile, &issuer)
+            .map_err(fail(Stage::Issue))?;
+    let chain = format!("{}{}", cert.pem(), ca.chain_pem);
+    Ok((
+        chain,
+        Attestation::X509 {
+            certificate_der: cert.der,
+        },
+    ))
 }
 
 /// The expected config digest of a device of this batch.
