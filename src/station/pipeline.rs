@@ -452,7 +452,9 @@ fn run(
         })
         .map_err(|e| {
             // The device holds its identity and is locked, but the ledger could not say so: the
-            // identity stays `issued`; a restart voids it and the device needs a factory reset.
+            // identity stays `issued` (a restart voids it to failed{write}); the next run finds
+            // the device locked with exactly the recorded identity and completes it
+            // (`locked_device`): no factory reset needed.
             Failure(
                 Stage::Record,
                 format!(
