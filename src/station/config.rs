@@ -593,7 +593,7 @@ pub struct BatchConfig {
 pub enum ReprovisionRefused {
     /// The reason is audited with every revoked identity: an empty one says nothing.
     #[error(
-        "say why the devices are re-provisioned (an RMA number, a ticket); the reason is audited"
+        "re-provisioning needs a reason (an RMA number, a ticket): it is recorded in the ledger's audit log"
     )]
     NoReason,
     /// A group enrollment has nothing per device to revoke at DPS.
@@ -1004,7 +1004,8 @@ mod tests {
         let dir = tempfile::tempdir().unwrap();
         let s = station(dir.path());
         let base = "name = \"b\"\nproduct = \"p\"\ncount = 2\nregistration_id = \"{product}-{serial}\"\nid_scope = \"0ne1\"\ndps_target = \"main\"\nenrollment_group = \"g\"\nreprovision = \"RMA 1\"\n";
-        let text = format!("{base}mode = \"symmetric-group\"\n[keys]\ngroup_key = \"file:g.key\"\n");
+        let text =
+            format!("{base}mode = \"symmetric-group\"\n[keys]\ngroup_key = \"file:g.key\"\n");
         let err = BatchConfig::from_toml(Path::new("b.toml"), &text, &s)
             .unwrap_err()
             .to_string();
