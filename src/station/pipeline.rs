@@ -21,7 +21,7 @@ use super::keys::StationKeys;
 use super::ledger_thread::LedgerHandle;
 use crate::device::DeviceDriver;
 use crate::device::DeviceError;
-use crate::device::driver::{DeviceConfig, DeviceInfo, Expected};
+use crate::device::driver::{DeviceConfig, DeviceInfo, Expected, TpmEk};
 use crate::device::protocol::ErrorCode;
 use crate::device::protocol::{caps, sha256_hex};
 use crate::identity::issue::{self, Issuer};
@@ -300,7 +300,9 @@ fn run(
                     Stage::Check,
                     format!(
                         "device serial {} was seen before: registration ID '{rid}' is already {} in the ledger (batch {}); the station does not provision a device twice. To give it a new identity (the old one is revoked), run the batch with --reprovision \"<reason>\" (or reprovision = \"<reason>\" in batch.toml)",
-                        rec.device.as_ref().map_or(info.serial.as_str(), |d| d.serial_number.as_str()),
+                        rec.device
+                            .as_ref()
+                            .map_or(info.serial.as_str(), |d| d.serial_number.as_str()),
                         rec.state,
                         rec.batch.as_deref().unwrap_or("none")
                     ),
@@ -335,7 +337,6 @@ fn run(
     let mut chain_pem: Option<String> = None;
     let mut station_key: Option<SecretBytes> = None;
     let mut symmetric: Option<SecretBytes> = None;
-    let mut key_nonce: Option<KeyNonce> = None;
     // `None` once the identity is already recorded (the device-key X.509 modes record it while
     // the CSR crosses the wire).
     let attestation = match mode {
@@ -370,22 +371,11 @@ fn run(
         }
         Mode::SymmetricGroup | Mode::SymmetricIndividual => {
             stage(Stage::Issue);
-            let key = if mode == Mode::SymmetricGroup {
-                let group = batch
-                    .group_key
-                    .as_ref()
-                    .ok_or_else(|| Failure(Stage::Issue, "the batch has no group key".into()))?;
-                ctx.keys
-                    .hmac(group, rid.as_bytes())
-                    .map_err(fail(Stage::Issue))?
-            } else {
-                // A fresh random nonce for every identity (and every re-provisioning or
-                // reissue): a new key each time, recomputable in the HSM from the ledger's nonce.
-                let nonce = KeyNonce::random();
-                key_nonce = Some(nonce);
-                individual_device_key(&ctx.keys, batch, &rid, Some(&nonce))
-                    .map_err(fail(Stage::Issue))?
-            };
+            // symmetric-individual: a fresh random nonce for every identity (and every
+            // re-provisioning or reissue): a new key each time, recomputable in the HSM from the
+            // ledger's nonce.
+            let key_nonce = (mode == Mode::SymmetricIndividual).then(KeyNonce::random);
+            let key = symmetric_device_key(ctx, &rid, key_nonce.as_ref())?;
             expected.symmetric_key = Some(sha256_hex(key.expose()));
             let fingerprint = KeyFingerprint::of_key(key.expose());
             symmetric = Some(key);
@@ -396,14 +386,7 @@ fn run(
         }
         Mode::Tpm => {
             stage(Stage::Key);
-            let ek = match early_ek {
-                Some(ek) => ek,
-                None => driver.tpm_ek().map_err(fail(Stage::Key))?,
-            };
-            // DPS holds the EK as the TPM's TPM2B_PUBLIC, not as the SPKI the device reports;
-            // the ledger keeps exactly what is enrolled.
-            let public = tpm_ek::spki_to_tpm2b_public(&ek.public_der)
-                .map_err(|e| Failure(Stage::Key, format!("device {}: {e}", info.serial)))?;
+            let public = enrolled_ek(driver, early_ek, info, Stage::Key)?;
             Some(Attestation::Tpm {
                 endorsement_key: public,
             })
@@ -432,15 +415,7 @@ fn run(
     }
 
     // --- written + queued -----------------------------------------------------------------------
-    let enrollment = NewEnrollment {
-        dps_target: batch.dps_target.clone(),
-        kind: if mode.is_group() {
-            EnrollmentKind::Group
-        } else {
-            EnrollmentKind::Individual
-        },
-        group_name: batch.enrollment_group.clone(),
-    };
+    let enrollment = new_enrollment(batch);
     let rid2 = rid.clone();
     ctx.ledger
         .call(move |l| {
@@ -658,15 +633,64 @@ fn issue_for_key(
     ))
 }
 
-/// The expected config digest of a device of this batch.
-fn config_digest(batch: &BatchConfig, rid: &str) -> String {
+/// The config a device of this batch is given (and whose digest its read-back must show).
+fn device_config(batch: &BatchConfig, rid: &str) -> DeviceConfig {
     DeviceConfig {
         registration_id: rid.to_string(),
         id_scope: batch.id_scope.clone(),
         global_endpoint: batch.global_endpoint.clone(),
         extra: Default::default(),
     }
-    .digest_hex()
+}
+
+/// The enrollment a written identity of this batch is queued for.
+fn new_enrollment(batch: &BatchConfig) -> NewEnrollment {
+    NewEnrollment {
+        dps_target: batch.dps_target.clone(),
+        kind: if batch.mode.is_group() {
+            EnrollmentKind::Group
+        } else {
+            EnrollmentKind::Individual
+        },
+        group_name: batch.enrollment_group.clone(),
+    }
+}
+
+/// The symmetric device key of `rid`: derived from the group key (`symmetric-group`) or from the
+/// master secret and the identity's nonce (`symmetric-individual`), inside the key store.
+fn symmetric_device_key(
+    ctx: &BatchContext,
+    rid: &str,
+    nonce: Option<&KeyNonce>,
+) -> Result<SecretBytes, Failure> {
+    if ctx.batch.mode == Mode::SymmetricGroup {
+        let group = ctx
+            .batch
+            .group_key
+            .as_ref()
+            .ok_or_else(|| Failure(Stage::Issue, "the batch has no group key".into()))?;
+        ctx.keys
+            .hmac(group, rid.as_bytes())
+            .map_err(fail(Stage::Issue))
+    } else {
+        individual_device_key(&ctx.keys, &ctx.batch, rid, nonce).map_err(fail(Stage::Issue))
+    }
+}
+
+/// The device's endorsement key as DPS holds it: the TPM's TPM2B_PUBLIC, not the SPKI the device
+/// reports (the ledger keeps exactly what is enrolled). Reads it unless `read` already has it.
+fn enrolled_ek(
+    driver: &mut dyn DeviceDriver,
+    read: Option<TpmEk>,
+    info: &DeviceInfo,
+    stage: Stage,
+) -> Result<Vec<u8>, Failure> {
+    let ek = match read {
+        Some(ek) => ek,
+        None => driver.tpm_ek().map_err(fail(stage))?,
+    };
+    tpm_ek::spki_to_tpm2b_public(&ek.public_der)
+        .map_err(|e| Failure(stage, format!("device {}: {e}", info.serial)))
 }
 
 /// A locked device: already done (skip it), or written by a run that was interrupted before the
@@ -699,7 +723,7 @@ fn locked_device(
     }
     let readback = driver.readback().map_err(fail(Stage::Verify))?;
     let mut expected = Expected {
-        config: Some(config_digest(&ctx.batch, rid)),
+        config: Some(device_config(&ctx.batch, rid).digest_hex()),
         ..Expected::default()
     };
     if let Some(der) = &rec.certificate_der {
@@ -707,20 +731,11 @@ fn locked_device(
         expected.key = Some(sha256_hex(&cert.public_key().subject_public_key.data));
     } else if ctx.batch.mode == Mode::SymmetricGroup || ctx.batch.mode == Mode::SymmetricIndividual
     {
-        let key = if ctx.batch.mode == Mode::SymmetricGroup {
-            let group = ctx.batch.group_key.as_ref().ok_or_else(refuse)?;
-            ctx.keys
-                .hmac(group, rid.as_bytes())
-                .map_err(fail(Stage::Issue))?
-        } else {
-            individual_device_key(&ctx.keys, &ctx.batch, rid, rec.key_nonce.as_ref())
-                .map_err(fail(Stage::Issue))?
-        };
+        let key = symmetric_device_key(ctx, rid, rec.key_nonce.as_ref())?;
         expected.symmetric_key = Some(sha256_hex(key.expose()));
     } else if ctx.batch.mode == Mode::Tpm {
         // Nothing but the config was written: the device must still have the recorded EK.
-        let ek = driver.tpm_ek().map_err(fail(Stage::Verify))?;
-        let public = tpm_ek::spki_to_tpm2b_public(&ek.public_der).map_err(fail(Stage::Verify))?;
+        let public = enrolled_ek(driver, None, info, Stage::Verify)?;
         if rec.endorsement_key.as_deref() != Some(public.as_slice()) {
             return Err(refuse());
         }
@@ -730,15 +745,7 @@ fn locked_device(
     if !readback.locked || !readback.differences(&expected).is_empty() {
         return Err(refuse());
     }
-    let enrollment = NewEnrollment {
-        dps_target: ctx.batch.dps_target.clone(),
-        kind: if ctx.batch.mode.is_group() {
-            EnrollmentKind::Group
-        } else {
-            EnrollmentKind::Individual
-        },
-        group_name: ctx.batch.enrollment_group.clone(),
-    };
+    let enrollment = new_enrollment(&ctx.batch);
     let (rid, failed) = (rid.to_string(), rec.state == IdentityState::Failed);
     ctx.ledger
         .call(move |l| {
@@ -788,12 +795,7 @@ fn write_verify_lock(
             .put_certificate_chain(chain.as_bytes())
             .map_err(fail(Stage::Write))?;
     }
-    let config = DeviceConfig {
-        registration_id: rid.to_string(),
-        id_scope: batch.id_scope.clone(),
-        global_endpoint: batch.global_endpoint.clone(),
-        extra: Default::default(),
-    };
+    let config = device_config(batch, rid);
     expected.config = Some(config.digest_hex());
     driver.config(&config).map_err(fail(Stage::Write))?;
 

@@ -441,7 +441,10 @@ fn a_registration_id_collision_is_refused_and_never_revokes_the_other_device() {
                 && reason.contains("registration_id template"),
             "{name}: {reason}"
         );
-        assert!(!second.devices[0].flash.locked, "{name}: device B untouched");
+        assert!(
+            !second.devices[0].flash.locked,
+            "{name}: device B untouched"
+        );
         assert_eq!(identities(&ws), before, "{name}: device A's identity kept");
     }
     let live = Ledger::open_read_only(&ws.station.ledger)
