@@ -523,6 +523,19 @@ fn the_run_command_refuses_seen_devices_and_reprovisions_them_with_the_flag() {
     assert!(!empty.status.success());
     assert!(text(&empty).contains("needs a reason"), "{}", text(&empty));
 
+    // A group batch cannot re-provision (DPS would still accept the old credential): refused
+    // before any device is touched, saying why and what to do.
+    let group = dir.path().join("grp.toml");
+    std::fs::write(&group, ws.batch_toml(Mode::SymmetricGroup, "grp", &options)).unwrap();
+    let grouped = station_run(&group, &["--reprovision", "RMA 123"]);
+    assert!(!grouped.status.success(), "{}", text(&grouped));
+    assert!(
+        text(&grouped).contains("cannot re-provision")
+            && text(&grouped).contains("individual-enrollment mode"),
+        "{}",
+        text(&grouped)
+    );
+
     let done = station_run(&rma, &["--reprovision", "RMA 123"]);
     assert!(done.status.success(), "{}", text(&done));
     assert!(text(&done).contains("RE-PROVISIONING"), "{}", text(&done));
