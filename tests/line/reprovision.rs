@@ -456,6 +456,48 @@ fn a_registration_id_collision_is_refused_and_never_revokes_the_other_device() {
     assert_eq!(live.device.unwrap().serial_number, serial_a);
 }
 
+/// Two colliding devices in two slots of one batch, at the same time: whichever records first
+/// keeps the registration ID; the other fails (at check as a collision, or at record as a
+/// duplicate) without voiding, reissuing or revoking the first one's identity.
+#[test]
+fn colliding_devices_in_one_batch_never_replace_each_others_identity() {
+    let ws = DemoWorkspace::create(KeyStoreChoice::SoftHsm).unwrap();
+    let dir = tempfile::tempdir().unwrap();
+    let options = RunOptions {
+        devices: 2,
+        slots: 2,
+        sim: SimOptions::default(),
+        timing: "immediately",
+    };
+    let toml = ws
+        .batch_toml(Mode::X509Csr, "both", &options)
+        .replace("-{serial}\"", "-{model}\"");
+    let run = run_toml(&ws, "both", &sim_in(dir.path()), 2, &toml);
+    assert_eq!(run.summary.passed(), 1, "{:?}", run.summary.outcomes);
+    assert_eq!(run.summary.failed(), 1, "{:?}", run.summary.outcomes);
+    let (_, reason) = run
+        .summary
+        .outcomes
+        .iter()
+        .find_map(|o| o.failure.as_ref())
+        .unwrap();
+    assert!(
+        reason.contains("registration ID collision") || reason.contains("already in the ledger"),
+        "{reason}"
+    );
+    let holder = run.devices.iter().find(|d| d.flash.locked).unwrap();
+    let rid = regid(&holder.flash);
+    let ledger = Ledger::open_read_only(&ws.station.ledger).unwrap();
+    let history = ledger.identity_history(&rid).unwrap();
+    assert_eq!(history.len(), 1, "{history:?}");
+    assert_eq!(history[0].state, IdentityState::Enrolled);
+    assert_eq!(
+        history[0].device.as_ref().unwrap().serial_number,
+        holder.flash.serial
+    );
+    ws.register_device(&holder.flash).unwrap();
+}
+
 /// The real `dps-station run` over simulated devices on pseudo-terminals: station.toml,
 /// batch.toml, `--reprovision "<reason>"`.
 #[test]
