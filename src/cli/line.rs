@@ -46,7 +46,8 @@ pub struct RunArgs {
     /// Re-provision devices seen before, for this run, and say why (e.g. "RMA 123"): a locked
     /// device is factory-reset (its reset input must be asserted), its old identity revoked and
     /// a new one issued and enrolled in place of the old; all audited. Without it such devices
-    /// are refused. Overrides `reprovision` in the batch file.
+    /// are refused. Overrides `reprovision` in the batch file. Not for group modes (x509-group,
+    /// symmetric-group): DPS would still accept the old credential.
     #[arg(long, value_name = "REASON")]
     reprovision: Option<String>,
 }
