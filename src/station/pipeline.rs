@@ -485,7 +485,7 @@ fn record_factory_reset(
             Failure(
                 Stage::Reset,
                 format!(
-                    "device {serial} was factory reset (its old identity is erased from it) but the ledger could not record the reset: {e}; fix the ledger and run the device again (it is re-provisioned as a reset device)"
+                    "device {serial} was factory reset (its old identity is erased from it) but the ledger could not record the reset: {e}; fix the ledger and run the device again with the same re-provisioning reason (it needs no second reset)"
                 ),
             )
         })
