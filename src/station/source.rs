@@ -76,7 +76,13 @@ impl DeviceSource for PortSource {
                     }
                 },
             };
-            match client.hello() {
+            let hello = client.hello();
+            // A device (re)plugged since the last look, even if HELLO read past its banner: the
+            // one done last is taken again, as an operator re-seats a failed device to run it again.
+            if client.take_boot_seen() {
+                self.last_serial = None;
+            }
+            match hello {
                 // The device just done stays in the slot until the operator takes it out.
                 Ok(info) if self.last_serial.as_deref() != Some(info.serial.as_str()) => {
                     return Some(Arrival {
@@ -85,15 +91,29 @@ impl DeviceSource for PortSource {
                     });
                 }
                 Ok(_) => {}
-                // The port went away: open it again once it is back.
-                Err(DeviceError::Vanished { .. }) => continue,
+                // The port went away (with the device's own cable): whatever comes back is a
+                // device plugged in again, to be taken even if it is the same one.
+                Err(DeviceError::Vanished { .. }) => {
+                    self.last_serial = None;
+                    continue;
+                }
                 // Nobody answered: an empty slot.
                 Err(_) => {}
             }
             // Until a new device boots on the open port or the next look is due (a device whose
             // banner went by before the port was open answers the next HELLO).
-            if client.wait_for_boot(POLL).is_err() {
-                continue;
+            match client.wait_for_boot(POLL) {
+                // A device was (re)plugged: even the one done last is taken again, since an
+                // operator re-seats a failed device to have it run again.
+                Ok(true) => {
+                    client.take_boot_seen();
+                    self.last_serial = None;
+                }
+                Ok(false) => {}
+                Err(_) => {
+                    self.last_serial = None;
+                    continue;
+                }
             }
             self.client = Some(client);
         }
@@ -107,7 +127,12 @@ impl DeviceSource for PortSource {
         _passed: bool,
     ) {
         self.client = driver;
-        // Remembered, so the device is not taken again while it still sits in the slot.
+        // A restart while the station drove it is no re-plug.
+        if let Some(client) = self.client.as_mut() {
+            client.take_boot_seen();
+        }
+        // Remembered, so the device is not taken again while it still sits in the slot (passed or
+        // failed); a `BOOT` or the port going away forgets it.
         self.last_serial = serial.map(str::to_string);
     }
 }
