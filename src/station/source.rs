@@ -16,6 +16,10 @@ use crate::device::{ClientOptions, DeviceDriver, DeviceError, LineClient};
 /// long it waits before opening a port that has gone away.
 const POLL: Duration = Duration::from_millis(200);
 
+/// How many simulated devices in a row may fail to answer `HELLO` before a virtual slot gives up
+/// (its port is broken, not the devices), instead of using up the whole fixture.
+const MAX_SILENT_DEVICES: usize = 32;
+
 /// A device that answered `HELLO` in a slot.
 pub struct Arrival {
     /// Its driver, ready for the pipeline.
@@ -225,46 +229,55 @@ impl SimSlot {
 
 impl DeviceSource for SimSlot {
     fn next_device(&mut self, stop: &AtomicBool) -> Option<Arrival> {
-        if stop.load(Ordering::Relaxed) || !self.fixture.take() {
-            return None;
-        }
-        let index = self.fixture.next_index.fetch_add(1, Ordering::SeqCst);
-        let options = self.fixture.options.clone();
-        let adapter = self.adapter()?;
-        let path = adapter.path().to_string();
-        let device = match adapter.plug(index, &options) {
-            Ok(d) => d,
-            Err(e) => {
-                tracing::error!(slot = %self.slot, "cannot start a simulated device: {e}");
+        for _ in 0..MAX_SILENT_DEVICES {
+            if stop.load(Ordering::Relaxed) || !self.fixture.take() {
                 return None;
             }
-        };
-        self.current = Some(device);
-        let mut client = match self.client.take() {
-            Some(c) => c,
-            None => match LineClient::open(&path, self.fixture.client.clone()) {
-                Ok(c) => Box::new(c),
+            let index = self.fixture.next_index.fetch_add(1, Ordering::SeqCst);
+            let options = self.fixture.options.clone();
+            let adapter = self.adapter()?;
+            let path = adapter.path().to_string();
+            let device = match adapter.plug(index, &options) {
+                Ok(d) => d,
                 Err(e) => {
-                    tracing::error!(slot = %self.slot, "cannot open the slot's port: {e}");
+                    tracing::error!(slot = %self.slot, "cannot start a simulated device: {e}");
                     return None;
                 }
-            },
-        };
-        // The device was put on the adapter before the station speaks: its BOOT is on the line
-        // (HELLO passes over it), and it answers at once.
-        match client.hello() {
-            Ok(info) => Some(Arrival {
-                driver: client,
-                info,
-            }),
-            Err(e) => {
-                // A device that cannot even say HELLO is taken off the fixture and counted; the
-                // port is opened afresh for the next one.
-                tracing::warn!(slot = %self.slot, "simulated device did not answer HELLO: {e}");
-                self.finished(None, None, false);
-                self.next_device(stop)
+            };
+            self.current = Some(device);
+            let mut client = match self.client.take() {
+                Some(c) => c,
+                None => match LineClient::open(&path, self.fixture.client.clone()) {
+                    Ok(c) => Box::new(c),
+                    Err(e) => {
+                        tracing::error!(slot = %self.slot, "cannot open the slot's port: {e}");
+                        return None;
+                    }
+                },
+            };
+            // The device was put on the adapter before the station speaks: its BOOT is on the
+            // line (HELLO passes over it), and it answers at once.
+            match client.hello() {
+                Ok(info) => {
+                    return Some(Arrival {
+                        driver: client,
+                        info,
+                    });
+                }
+                Err(e) => {
+                    // A device that cannot even say HELLO is taken off the fixture and counted;
+                    // the port is opened afresh for the next one.
+                    tracing::warn!(slot = %self.slot, "simulated device did not answer HELLO: {e}");
+                    self.finished(None, None, false);
+                }
             }
         }
+        tracing::error!(
+            slot = %self.slot,
+            "{MAX_SILENT_DEVICES} simulated devices in a row did not answer HELLO: the slot stops; \
+             check the simulator's fault options"
+        );
+        None
     }
 
     fn finished(
