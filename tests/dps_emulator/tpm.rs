@@ -203,7 +203,7 @@ fn a_wrong_ek_an_unknown_id_and_an_rsa_ek_are_refused() {
     assert_eq!(status, 401, "{refusal}");
 
     let rsa = BASE64_STANDARD.encode(tpm_ek::tpm2b_public(&EkKey::Rsa2048 {
-        modulus: vec![0xC3; 256],
+        modulus: Box::new([0xC3; 256]),
     }));
     enroll(&dps, "tpm-rsa", &rsa);
     let (status, refusal) = device_call(
