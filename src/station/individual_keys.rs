@@ -104,8 +104,8 @@ pub enum IndividualKeyError {
         registration_id: String,
         /// The key store, described.
         key_store: String,
-        /// What the key store said.
-        source: KeysError,
+        /// What the key store said (boxed: it is large, the error travels by value).
+        source: Box<KeysError>,
     },
     /// The recomputed key is not the one the device holds.
     #[error(
@@ -149,7 +149,7 @@ pub fn checked_key(
         IndividualKeyError::Recompute {
             registration_id: id.clone(),
             key_store: keys.describe(),
-            source,
+            source: Box::new(source),
         }
     })?;
     if KeyFingerprint::of_key(key.expose()) != *expected {
