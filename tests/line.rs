@@ -21,6 +21,8 @@ mod modes;
 mod offline_keys;
 #[path = "line/reprovision.rs"]
 mod reprovision;
+#[path = "line/reseat.rs"]
+mod reseat;
 #[path = "line/throttled.rs"]
 mod throttled;
 #[path = "line/tpm.rs"]

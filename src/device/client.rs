@@ -90,6 +90,8 @@ pub struct LineClient<W> {
     pending: VecDeque<Line>,
     session: Option<SessionKey>,
     info: Option<DeviceInfo>,
+    /// A `BOOT` went by since [`DeviceDriver::take_boot_seen`] was last asked.
+    boot_seen: bool,
     observer: Option<Observer>,
     bytes_sent: u64,
     bytes_received: u64,
@@ -118,6 +120,7 @@ impl<W: Read + Write + Send> LineClient<W> {
             pending: VecDeque::new(),
             session: None,
             info: None,
+            boot_seen: false,
             observer: None,
             bytes_sent: 0,
             bytes_received: 0,
@@ -303,6 +306,7 @@ impl<W: Read + Write + Send> LineClient<W> {
                         match (reply.verb.as_str(), reply.get("code")) {
                             ("BOOT", _) => {
                                 self.session = None;
+                                self.boot_seen = true;
                                 if matches!(step, Step::Hello | Step::Ping | Step::Console) {
                                     // These change nothing on the device, so a boot is no failure:
                                     // keep waiting; if the booting device missed the request, the
@@ -592,10 +596,15 @@ impl<W: Read + Write + Send> DeviceDriver for LineClient<W> {
                 && frame.verb == "BOOT"
             {
                 self.session = None;
+                self.boot_seen = true;
                 return Ok(true);
             }
         }
         Ok(false)
+    }
+
+    fn take_boot_seen(&mut self) -> bool {
+        std::mem::take(&mut self.boot_seen)
     }
 
     fn ping(&mut self) -> Result<Duration, DeviceError> {

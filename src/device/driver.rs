@@ -149,4 +149,10 @@ pub trait DeviceDriver: Send {
         std::thread::sleep(wait);
         Ok(false)
     }
+    /// Whether a device announced itself (`BOOT`) on the port since the last call, also one that
+    /// another request read past (a `HELLO` skips a banner). A slot asks so that a device
+    /// re-plugged while the station was talking is still seen as plugged in again.
+    fn take_boot_seen(&mut self) -> bool {
+        false
+    }
 }

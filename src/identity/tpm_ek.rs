@@ -44,7 +44,7 @@ pub const EK_AUTH_POLICY_SHA256: [u8; 32] = [
 ];
 
 /// RSA modulus size of template L-1, bytes.
-const RSA_2048_BYTES: usize = 256;
+pub const RSA_2048_BYTES: usize = 256;
 /// Coordinate size of template L-2, bytes.
 const P256_COORD_BYTES: usize = 32;
 
@@ -53,8 +53,9 @@ const P256_COORD_BYTES: usize = 32;
 pub enum EkKey {
     /// RSA 2048, exponent 65537 (the template's `exponent = 0`).
     Rsa2048 {
-        /// The modulus, big-endian, exactly 256 bytes.
-        modulus: Vec<u8>,
+        /// The modulus, big-endian; its type holds exactly 256 bytes, so no other size can reach a
+        /// TPM2B_PUBLIC built from it.
+        modulus: Box<[u8; RSA_2048_BYTES]>,
     },
     /// ECC NIST P-256.
     EccP256 {
@@ -209,14 +210,16 @@ pub fn key_from_spki(spki_der: &[u8]) -> Result<EkKey, TpmEkError> {
         };
         let modulus = strip_zeros(rsa.modulus);
         let exponent = strip_zeros(rsa.exponent);
-        if modulus.len() != RSA_2048_BYTES || exponent != [0x01, 0x00, 0x01] {
-            return Err(TpmEkError::UnsupportedRsa {
-                bits: modulus.len() * 8,
-                exponent: hex::encode(exponent),
-            });
+        let unsupported = || TpmEkError::UnsupportedRsa {
+            bits: modulus.len() * 8,
+            exponent: hex::encode(exponent),
+        };
+        if exponent != [0x01, 0x00, 0x01] {
+            return Err(unsupported());
         }
+        let modulus: [u8; RSA_2048_BYTES] = modulus.try_into().map_err(|_| unsupported())?;
         Ok(EkKey::Rsa2048 {
-            modulus: modulus.to_vec(),
+            modulus: Box::new(modulus),
         })
     } else {
         Err(TpmEkError::UnsupportedAlgorithm(alg.to_id_string()))
@@ -256,8 +259,8 @@ pub fn tpm2b_public(key: &EkKey) -> Vec<u8> {
             put16(&mut area, 2048);
             // exponent 0 means the default, 2^16 + 1.
             area.extend_from_slice(&0u32.to_be_bytes());
-            put16(&mut area, modulus.len() as u16);
-            area.extend_from_slice(modulus);
+            put16(&mut area, RSA_2048_BYTES as u16);
+            area.extend_from_slice(modulus.as_slice());
         }
         EkKey::EccP256 { x, y } => {
             put16(&mut area, ECC_NIST_P256);
@@ -268,6 +271,8 @@ pub fn tpm2b_public(key: &EkKey) -> Vec<u8> {
             area.extend_from_slice(y);
         }
     }
+    // Every field above has a fixed size (the keys' by their types), so the area is at most
+    // 314 bytes and its length fits the u16 size field.
     let mut out = Vec::with_capacity(area.len() + 2);
     out.extend_from_slice(&(area.len() as u16).to_be_bytes());
     out.extend_from_slice(&area);
@@ -368,15 +373,16 @@ pub fn parse_tpm2b_public(bytes: &[u8]) -> Result<EkPublic, TpmEkError> {
             });
         }
         let modulus = r.sized("unique.rsa")?;
-        if modulus.len() != RSA_2048_BYTES {
-            return Err(TpmEkError::UnexpectedValue {
-                field: "unique.rsa size",
-                value: modulus.len() as u32,
-                expected: "256",
-            });
-        }
+        let modulus: [u8; RSA_2048_BYTES] =
+            modulus
+                .try_into()
+                .map_err(|_| TpmEkError::UnexpectedValue {
+                    field: "unique.rsa size",
+                    value: u32::try_from(modulus.len()).unwrap_or(u32::MAX),
+                    expected: "256",
+                })?;
         EkKey::Rsa2048 {
-            modulus: modulus.to_vec(),
+            modulus: Box::new(modulus),
         }
     } else {
         let curve = r.u16("curveID")?;
@@ -475,7 +481,7 @@ mod tests {
         assert_eq!(
             parsed.key,
             EkKey::Rsa2048 {
-                modulus: modulus[1..].to_vec()
+                modulus: Box::new(modulus[1..].try_into().unwrap())
             }
         );
     }

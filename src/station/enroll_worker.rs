@@ -14,9 +14,9 @@ use base64::prelude::BASE64_STANDARD;
 
 use super::config::{BatchConfig, Mode};
 use super::events::Event;
+use super::individual_keys::checked_key;
 use super::keys::StationKeys;
 use super::ledger_thread::LedgerHandle;
-use super::pipeline::individual_device_key;
 use crate::dps::model::{BulkMode, IndividualEnrollment};
 use crate::dps::payload::{self, EnrollmentSettings};
 use crate::dps::{DpsClient, bulk::MAX_BULK_ITEMS};
@@ -24,7 +24,6 @@ use crate::identity::pem;
 use crate::ledger::{
     AttestationKind, EnrollmentId, EnrollmentKind, EnrollmentOutcome, PendingEnrollment,
 };
-use crate::secret::SecretString;
 
 /// How many queued items are looked at per round (others' batches may sit in the same queue).
 const SCAN: u32 = 200;
@@ -225,7 +224,9 @@ impl EnrollWorker {
         }
     }
 
-    fn payload(&self, p: &PendingEnrollment) -> Result<IndividualEnrollment, String> {
+    /// The enrollment to send, or the outcome to record instead.
+    fn payload(&self, p: &PendingEnrollment) -> Result<IndividualEnrollment, EnrollmentOutcome> {
+        let failed = |error: String| EnrollmentOutcome::Failed { error };
         let rid = p.enrollment.registration_id.as_str();
         let settings = self.settings();
         match p.attestation {
@@ -233,24 +234,31 @@ impl EnrollWorker {
                 let der = p
                     .certificate_der
                     .as_ref()
-                    .ok_or("the ledger holds no certificate")?;
+                    .ok_or_else(|| failed("the ledger holds no certificate".into()))?;
                 let pem = pem::encode(pem::label::CERTIFICATE, der);
-                payload::x509_individual(rid, &pem, &settings).map_err(|e| e.to_string())
+                payload::x509_individual(rid, &pem, &settings).map_err(|e| failed(e.to_string()))
             }
             AttestationKind::SymmetricKey => {
-                let key = individual_device_key(&self.keys, &self.batch, rid, p.key_nonce.as_ref())
-                    .map_err(|e| e.to_string())?;
-                let b64 = SecretString::new(BASE64_STANDARD.encode(key.expose()));
-                payload::symmetric_key_individual(rid, Some(b64), None, &settings)
-                    .map_err(|e| e.to_string())
+                // The same checked path as `enroll`: a key that does not match the ledger's
+                // fingerprint (a wrong master key) is never sent; the identity stays queued, and
+                // the operator is told, until the right key store and batch are used.
+                let key = checked_key(&self.keys, &self.batch, p).map_err(|e| {
+                    let error = e.to_string();
+                    let _ = self.events.send(Event::EnrollmentProblem {
+                        message: error.clone(),
+                    });
+                    EnrollmentOutcome::RetryLater { error }
+                })?;
+                payload::symmetric_key_individual(rid, Some(key), None, &settings)
+                    .map_err(|e| failed(e.to_string()))
             }
             AttestationKind::Tpm => {
                 let ek = p
                     .endorsement_key
                     .as_ref()
-                    .ok_or("the ledger holds no endorsement key")?;
+                    .ok_or_else(|| failed("the ledger holds no endorsement key".into()))?;
                 payload::tpm_individual(rid, &BASE64_STANDARD.encode(ek), None, &settings)
-                    .map_err(|e| e.to_string())
+                    .map_err(|e| failed(e.to_string()))
             }
         }
     }
@@ -264,7 +272,7 @@ impl EnrollWorker {
                     sendable.push(p);
                     payloads.push(e);
                 }
-                Err(error) => self.record(p, EnrollmentOutcome::Failed { error }, stats),
+                Err(outcome) => self.record(p, outcome, stats),
             }
         }
         if payloads.is_empty() {

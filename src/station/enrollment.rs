@@ -147,7 +147,7 @@ fn prepare(
         AttestationKind::SymmetricKey => match keys {
             Some(keys) => match keys.key_for(p) {
                 Ok(key) => payload::symmetric_key_individual(id, Some(key), None, settings),
-                Err(reason) => return Prepared::NotSendable(reason),
+                Err(reason) => return Prepared::NotSendable(reason.to_string()),
             },
             None => return Prepared::NotSendable(no_key_source(id, "enroll")),
         },
@@ -413,7 +413,7 @@ pub fn export_pending(
             }
             (_, AttestationKind::SymmetricKey) => {
                 let key = match keys {
-                    Some(keys) => keys.key_for(p),
+                    Some(keys) => keys.key_for(p).map_err(|e| e.to_string()),
                     None => Err(no_key_source(&reg, "export")),
                 };
                 match key {

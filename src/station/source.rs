@@ -16,6 +16,10 @@ use crate::device::{ClientOptions, DeviceDriver, DeviceError, LineClient};
 /// long it waits before opening a port that has gone away.
 const POLL: Duration = Duration::from_millis(200);
 
+/// How many simulated devices in a row may fail to answer `HELLO` before a virtual slot gives up
+/// (its port is broken, not the devices), instead of using up the whole fixture.
+const MAX_SILENT_DEVICES: usize = 32;
+
 /// A device that answered `HELLO` in a slot.
 pub struct Arrival {
     /// Its driver, ready for the pipeline.
@@ -76,7 +80,13 @@ impl DeviceSource for PortSource {
                     }
                 },
             };
-            match client.hello() {
+            let hello = client.hello();
+            // A device (re)plugged since the last look, even if HELLO read past its banner: the
+            // one done last is taken again, as an operator re-seats a failed device to run it again.
+            if client.take_boot_seen() {
+                self.last_serial = None;
+            }
+            match hello {
                 // The device just done stays in the slot until the operator takes it out.
                 Ok(info) if self.last_serial.as_deref() != Some(info.serial.as_str()) => {
                     return Some(Arrival {
@@ -85,15 +95,29 @@ impl DeviceSource for PortSource {
                     });
                 }
                 Ok(_) => {}
-                // The port went away: open it again once it is back.
-                Err(DeviceError::Vanished { .. }) => continue,
+                // The port went away (with the device's own cable): whatever comes back is a
+                // device plugged in again, to be taken even if it is the same one.
+                Err(DeviceError::Vanished { .. }) => {
+                    self.last_serial = None;
+                    continue;
+                }
                 // Nobody answered: an empty slot.
                 Err(_) => {}
             }
             // Until a new device boots on the open port or the next look is due (a device whose
             // banner went by before the port was open answers the next HELLO).
-            if client.wait_for_boot(POLL).is_err() {
-                continue;
+            match client.wait_for_boot(POLL) {
+                // A device was (re)plugged: even the one done last is taken again, since an
+                // operator re-seats a failed device to have it run again.
+                Ok(true) => {
+                    client.take_boot_seen();
+                    self.last_serial = None;
+                }
+                Ok(false) => {}
+                Err(_) => {
+                    self.last_serial = None;
+                    continue;
+                }
             }
             self.client = Some(client);
         }
@@ -107,7 +131,12 @@ impl DeviceSource for PortSource {
         _passed: bool,
     ) {
         self.client = driver;
-        // Remembered, so the device is not taken again while it still sits in the slot.
+        // A restart while the station drove it is no re-plug.
+        if let Some(client) = self.client.as_mut() {
+            client.take_boot_seen();
+        }
+        // Remembered, so the device is not taken again while it still sits in the slot (passed or
+        // failed); a `BOOT` or the port going away forgets it.
         self.last_serial = serial.map(str::to_string);
     }
 }
@@ -200,46 +229,55 @@ impl SimSlot {
 
 impl DeviceSource for SimSlot {
     fn next_device(&mut self, stop: &AtomicBool) -> Option<Arrival> {
-        if stop.load(Ordering::Relaxed) || !self.fixture.take() {
-            return None;
-        }
-        let index = self.fixture.next_index.fetch_add(1, Ordering::SeqCst);
-        let options = self.fixture.options.clone();
-        let adapter = self.adapter()?;
-        let path = adapter.path().to_string();
-        let device = match adapter.plug(index, &options) {
-            Ok(d) => d,
-            Err(e) => {
-                tracing::error!(slot = %self.slot, "cannot start a simulated device: {e}");
+        for _ in 0..MAX_SILENT_DEVICES {
+            if stop.load(Ordering::Relaxed) || !self.fixture.take() {
                 return None;
             }
-        };
-        self.current = Some(device);
-        let mut client = match self.client.take() {
-            Some(c) => c,
-            None => match LineClient::open(&path, self.fixture.client.clone()) {
-                Ok(c) => Box::new(c),
+            let index = self.fixture.next_index.fetch_add(1, Ordering::SeqCst);
+            let options = self.fixture.options.clone();
+            let adapter = self.adapter()?;
+            let path = adapter.path().to_string();
+            let device = match adapter.plug(index, &options) {
+                Ok(d) => d,
                 Err(e) => {
-                    tracing::error!(slot = %self.slot, "cannot open the slot's port: {e}");
+                    tracing::error!(slot = %self.slot, "cannot start a simulated device: {e}");
                     return None;
                 }
-            },
-        };
-        // The device was put on the adapter before the station speaks: its BOOT is on the line
-        // (HELLO passes over it), and it answers at once.
-        match client.hello() {
-            Ok(info) => Some(Arrival {
-                driver: client,
-                info,
-            }),
-            Err(e) => {
-                // A device that cannot even say HELLO is taken off the fixture and counted; the
-                // port is opened afresh for the next one.
-                tracing::warn!(slot = %self.slot, "simulated device did not answer HELLO: {e}");
-                self.finished(None, None, false);
-                self.next_device(stop)
+            };
+            self.current = Some(device);
+            let mut client = match self.client.take() {
+                Some(c) => c,
+                None => match LineClient::open(&path, self.fixture.client.clone()) {
+                    Ok(c) => Box::new(c),
+                    Err(e) => {
+                        tracing::error!(slot = %self.slot, "cannot open the slot's port: {e}");
+                        return None;
+                    }
+                },
+            };
+            // The device was put on the adapter before the station speaks: its BOOT is on the
+            // line (HELLO passes over it), and it answers at once.
+            match client.hello() {
+                Ok(info) => {
+                    return Some(Arrival {
+                        driver: client,
+                        info,
+                    });
+                }
+                Err(e) => {
+                    // A device that cannot even say HELLO is taken off the fixture and counted;
+                    // the port is opened afresh for the next one.
+                    tracing::warn!(slot = %self.slot, "simulated device did not answer HELLO: {e}");
+                    self.finished(None, None, false);
+                }
             }
         }
+        tracing::error!(
+            slot = %self.slot,
+            "{MAX_SILENT_DEVICES} simulated devices in a row did not answer HELLO: the slot stops; \
+             check the simulator's fault options"
+        );
+        None
     }
 
     fn finished(

@@ -15,7 +15,7 @@ use dps_station::secret::{SecretBytes, SecretString};
 use p256::pkcs8::EncodePublicKey as _;
 use serde_json::{Value, json};
 
-use crate::common::{Dps, loopback, now};
+use crate::common::{Dps, V, loopback, now};
 
 const DEVICE_V: &str = "api-version=2021-06-01";
 
@@ -203,7 +203,7 @@ fn a_wrong_ek_an_unknown_id_and_an_rsa_ek_are_refused() {
     assert_eq!(status, 401, "{refusal}");
 
     let rsa = BASE64_STANDARD.encode(tpm_ek::tpm2b_public(&EkKey::Rsa2048 {
-        modulus: vec![0xC3; 256],
+        modulus: Box::new([0xC3; 256]),
     }));
     enroll(&dps, "tpm-rsa", &rsa);
     let (status, refusal) = device_call(
@@ -220,6 +220,104 @@ fn a_wrong_ek_an_unknown_id_and_an_rsa_ek_are_refused() {
             .as_str()
             .unwrap()
             .contains("ECC P-256 EKs only"),
+        "{refusal}"
+    );
+}
+
+/// The key the TPM challenge issues to `id` (EK `endorsement_key`), activated with the EK.
+fn challenge_key(dps: &Dps, id: &str, scalar: &SecretBytes, endorsement_key: &str) -> SecretString {
+    let body = json!({ "registrationId": id, "tpm": { "endorsementKey": endorsement_key } });
+    let (status, challenge) = device_call(dps, "PUT", id, "register", Some(&body), None);
+    assert_eq!(status, 401, "{challenge}");
+    let blob = BASE64_STANDARD
+        .decode(challenge["authenticationKey"].as_str().unwrap())
+        .unwrap();
+    let key = tpm_credential::activate(scalar, &blob).unwrap();
+    SecretString::new(BASE64_STANDARD.encode(key.expose()))
+}
+
+#[test]
+fn a_challenge_key_dies_with_its_enrollment_and_after_its_registration() {
+    let dps = loopback();
+    let (scalar, old_ek) = ek(31);
+    enroll(&dps, "tpm-3", &old_ek);
+    let key = challenge_key(&dps, "tpm-3", &scalar, &old_ek);
+    let body = json!({ "registrationId": "tpm-3" });
+
+    // The enrollment is replaced with another EK: the key wrapped to the old one is refused.
+    let (_, new_ek) = ek(32);
+    let replaced = dps.call(
+        "PUT",
+        &format!("/enrollments/tpm-3?{V}"),
+        Some(&json!({
+            "registrationId": "tpm-3",
+            "attestation": { "type": "tpm", "tpm": { "endorsementKey": new_ek } }
+        })),
+        &[("if-match", "*")],
+    );
+    assert_eq!(replaced.status, 200, "{}", replaced.body);
+    let token = sas_token(&dps, "tpm-3", &key, now() + 3600);
+    let (status, refusal) =
+        device_call(&dps, "PUT", "tpm-3", "register", Some(&body), Some(&token));
+    assert_eq!(
+        (status, refusal["errorCode"].as_u64()),
+        (401, Some(401_002)),
+        "{refusal}"
+    );
+    assert!(dps.emu.registrations_snapshot().is_empty());
+
+    // A key used for a registration signs the polling of it, not a second registration.
+    let (scalar, ek_4) = ek(33);
+    enroll(&dps, "tpm-4", &ek_4);
+    let key = challenge_key(&dps, "tpm-4", &scalar, &ek_4);
+    let token = sas_token(&dps, "tpm-4", &key, now() + 3600);
+    let body = json!({ "registrationId": "tpm-4" });
+    let (status, accepted) =
+        device_call(&dps, "PUT", "tpm-4", "register", Some(&body), Some(&token));
+    assert_eq!(status, 202, "{accepted}");
+    let op = accepted["operationId"].as_str().unwrap().to_owned();
+    let (status, done) = device_call(
+        &dps,
+        "GET",
+        "tpm-4",
+        &format!("operations/{op}"),
+        None,
+        Some(&token),
+    );
+    assert_eq!((status, done["status"].as_str()), (200, Some("assigned")));
+    let (status, refusal) =
+        device_call(&dps, "PUT", "tpm-4", "register", Some(&body), Some(&token));
+    assert_eq!(status, 401, "{refusal}");
+    assert!(
+        refusal["message"]
+            .as_str()
+            .unwrap()
+            .contains("already used"),
+        "{refusal}"
+    );
+
+    // Deleting the enrollment drops its key too: enrolled again, the old key gets nowhere.
+    let (scalar, ek_5) = ek(34);
+    enroll(&dps, "tpm-5", &ek_5);
+    let key = challenge_key(&dps, "tpm-5", &scalar, &ek_5);
+    let deleted = dps.call("DELETE", &format!("/enrollments/tpm-5?{V}"), None, &[]);
+    assert_eq!(deleted.status, 204, "{}", deleted.body);
+    enroll(&dps, "tpm-5", &ek_5);
+    let token = sas_token(&dps, "tpm-5", &key, now() + 3600);
+    let (status, refusal) = device_call(
+        &dps,
+        "PUT",
+        "tpm-5",
+        "register",
+        Some(&json!({ "registrationId": "tpm-5" })),
+        Some(&token),
+    );
+    assert_eq!(status, 401, "{refusal}");
+    assert!(
+        refusal["message"]
+            .as_str()
+            .unwrap()
+            .contains("no authentication key"),
         "{refusal}"
     );
 }

@@ -9,11 +9,15 @@ use std::process::{Command, Output};
 
 use base64::Engine as _;
 use base64::prelude::BASE64_STANDARD;
-use dps_station::device::simulator::Flash;
+use dps_station::device::ClientOptions;
+use dps_station::device::simulator::{Flash, SimOptions};
 use dps_station::dps::model::{BulkEnrollmentOperation, BulkMode};
 use dps_station::ledger::{IdentityState, Ledger};
 use dps_station::station::config::{KeyStoreConfig, Mode};
 use dps_station::station::demo::{DemoWorkspace, KeyStoreChoice, RunOptions, USER_PIN};
+use dps_station::station::engine::Engine;
+use dps_station::station::events::Event;
+use dps_station::station::source::{DeviceSource, VirtualFixture};
 
 use super::common::BIN;
 
@@ -108,6 +112,27 @@ impl Offline {
             .map(|f| ledger.find_identity(&regid(f)).unwrap().unwrap().state)
             .collect()
     }
+}
+
+/// The batch file of the same batch naming another secret of the token as its master.
+fn wrong_master_batch(o: &Offline, options: &RunOptions) -> String {
+    let group_line =
+        o.ws.batch_toml(Mode::SymmetricGroup, "night", options)
+            .lines()
+            .find(|l| l.starts_with("group_key = "))
+            .unwrap()
+            .to_string();
+    o.ws.batch_toml(Mode::SymmetricIndividual, "night", options)
+        .lines()
+        .map(|l| {
+            if l.starts_with("device_key_master = ") {
+                group_line.replace("group_key", "device_key_master")
+            } else {
+                l.to_string()
+            }
+        })
+        .collect::<Vec<_>>()
+        .join("\n")
 }
 
 fn regid(flash: &Flash) -> String {
@@ -267,25 +292,7 @@ fn enroll_needs_the_batch_key_source_and_refuses_a_wrong_master_key() {
         text(&bare_export)
     );
 
-    // The batch file of the same batch naming another secret of the token as its master.
-    let group_line =
-        o.ws.batch_toml(Mode::SymmetricGroup, "night", &o.options)
-            .lines()
-            .find(|l| l.starts_with("group_key = "))
-            .unwrap()
-            .to_string();
-    let wrong_text: String =
-        o.ws.batch_toml(Mode::SymmetricIndividual, "night", &o.options)
-            .lines()
-            .map(|l| {
-                if l.starts_with("device_key_master = ") {
-                    group_line.replace("group_key", "device_key_master")
-                } else {
-                    l.to_string()
-                }
-            })
-            .collect::<Vec<_>>()
-            .join("\n");
+    let wrong_text = wrong_master_batch(&o, &o.options);
     let wrong = o.tmp.path().join("wrong.toml");
     std::fs::write(&wrong, wrong_text).unwrap();
     let refused = run(&o, &args(&["enroll"], &o.key_source(&wrong)));
@@ -340,4 +347,49 @@ fn enroll_needs_the_batch_key_source_and_refuses_a_wrong_master_key() {
         o.ws.register_device(flash)
             .unwrap_or_else(|e| panic!("{}: {e}", regid(flash)));
     }
+}
+
+#[test]
+fn the_engine_leaves_queued_identities_whose_recomputed_key_does_not_match_pending() {
+    let o = offline_batch();
+    // The same batch run again online, its batch file naming the wrong master key: the run's
+    // enroll worker picks up the queued identities of the batch, and must not send them.
+    let options = RunOptions {
+        // The batch is resumed: one device more than the first run made.
+        devices: DEVICES + 1,
+        slots: 1,
+        timing: "immediately",
+        ..RunOptions::default()
+    };
+    let wrong = wrong_master_batch(&o, &options);
+    let fixture = VirtualFixture::new(1, SimOptions::default(), ClientOptions::default());
+    let sources = vec![(
+        "S1".to_string(),
+        Box::new(fixture.slot("S1")) as Box<dyn DeviceSource>,
+    )];
+    let engine = Engine::start(o.ws.engine_setup("night", &wrong, sources).unwrap()).unwrap();
+    let events: Vec<Event> = engine.events.iter().collect();
+    let summary = engine.join().unwrap();
+    assert_eq!(summary.passed(), 1, "{summary:?}");
+
+    let enrolled: Vec<String> =
+        o.ws.emulator
+            .enrollments_snapshot()
+            .iter()
+            .filter_map(|e| e["registrationId"].as_str().map(str::to_string))
+            .collect();
+    for flash in &o.flashes {
+        let id = regid(flash);
+        assert!(!enrolled.contains(&id), "{id} sent with a wrong key");
+        assert!(
+            events.iter().any(|e| matches!(e, Event::EnrollmentProblem { message }
+                if message.contains(&id) && message.contains("does not match the ledger's fingerprint"))),
+            "{id}: no problem reported: {events:?}"
+        );
+    }
+    assert!(
+        o.states().iter().all(|s| *s == IdentityState::Written),
+        "left queued: {:?}",
+        o.states()
+    );
 }

@@ -67,7 +67,7 @@ pub fn handle(app: &App, call: &Call<'_>) -> Result<Response, ApiError> {
         (&Method::PUT, ["register"]) => register(app, call, &registration_id),
         (&Method::GET, ["operations", _]) => {
             let state = app.lock();
-            authenticate(app, &state, call, &registration_id)?;
+            authenticate(app, &state, call, &registration_id, false)?;
             let op_id = seg.get(4).map(String::as_str).unwrap_or("");
             let op = state
                 .operations
@@ -120,7 +120,7 @@ fn register(app: &App, call: &Call<'_>, registration_id: &str) -> Result<Respons
         return tpm_challenge(app, registration_id, tpm);
     }
     let mut state = app.change();
-    let found = authenticate(app, &state, call, registration_id)?;
+    let found = authenticate(app, &state, call, registration_id, true)?;
     let now = clock::now_rfc3339();
     let enabled = found.doc.get("provisioningStatus").and_then(Value::as_str) != Some("disabled");
     let key = ids::key(registration_id);
@@ -173,10 +173,12 @@ fn register(app: &App, call: &Call<'_>, registration_id: &str) -> Result<Respons
         detail["certificateInfo"] = info;
     }
     if found.attestation == "tpm"
-        && let Some(challenge) = state.tpm_challenges.get(&ids::key(registration_id))
+        && let Some(challenge) = state.tpm_challenges.get_mut(&ids::key(registration_id))
     {
         // DPS returns the (wrapped) key here too; the device activates it for the hub.
         detail["authenticationKey"] = json!(challenge.blob_b64);
+        // Used up: it may still sign the polling of this operation, not another registration.
+        challenge.registered = true;
     }
     device_state[found.attestation] = detail;
     let operation_id = format!(
@@ -249,6 +251,7 @@ fn authenticate(
     state: &State,
     call: &Call<'_>,
     registration_id: &str,
+    registering: bool,
 ) -> Result<Match, ApiError> {
     let key = ids::key(registration_id);
     let individual = state.enrollments.get(&key);
@@ -286,6 +289,22 @@ fn authenticate(
                     format!(
                         "the authentication key issued to registration ID '{registration_id}' expired at {} (Unix seconds); register again without Authorization for a new one",
                         challenge.expires
+                    ),
+                ));
+            }
+            if enrolled_ek_bytes(doc).as_deref() != Some(challenge.ek.as_slice()) {
+                return Err(ApiError::new(
+                    code::DEVICE_UNAUTHORIZED,
+                    format!(
+                        "the authentication key issued to registration ID '{registration_id}' was wrapped to an endorsement key that is no longer the enrolled one; register again without Authorization for a new one"
+                    ),
+                ));
+            }
+            if registering && challenge.registered {
+                return Err(ApiError::new(
+                    code::DEVICE_UNAUTHORIZED,
+                    format!(
+                        "the authentication key issued to registration ID '{registration_id}' was already used for a registration; register again without Authorization for a new one"
                     ),
                 ));
             }
@@ -535,6 +554,8 @@ fn tpm_challenge(app: &App, registration_id: &str, tpm: &Value) -> Result<Respon
             ),
         ));
     }
+    // Decoded above already, so present.
+    let enrolled_bytes = enrolled_ek_bytes(doc).unwrap_or_default();
     let mut secret = zeroize::Zeroizing::new([0u8; tpm_credential::KEY_BYTES]);
     rand::fill(secret.as_mut());
     let blob = tpm_credential::make(&enrolled.key, &secret).map_err(|e| {
@@ -552,6 +573,8 @@ fn tpm_challenge(app: &App, registration_id: &str, tpm: &Value) -> Result<Respon
             key: SecretString::new(STANDARD.encode(secret.as_ref())),
             blob_b64: blob_b64.clone(),
             expires: now + TPM_CHALLENGE_TTL_SECS,
+            ek: enrolled_bytes,
+            registered: false,
         },
     );
     drop(state);
@@ -563,6 +586,14 @@ fn tpm_challenge(app: &App, registration_id: &str, tpm: &Value) -> Result<Respon
             "keyName": "registration",
         }),
     ))
+}
+
+/// The enrolled endorsement key's bytes (TPM2B_PUBLIC), what a TPM challenge is bound to.
+fn enrolled_ek_bytes(doc: &Value) -> Option<Vec<u8>> {
+    let b64 = doc
+        .pointer("/attestation/tpm/endorsementKey")
+        .and_then(Value::as_str)?;
+    STANDARD.decode(b64.trim()).ok()
 }
 
 fn decode_ek(b64: &str) -> Result<EkPublic, String> {

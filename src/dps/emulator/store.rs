@@ -41,6 +41,12 @@ pub struct TpmChallenge {
     pub blob_b64: String,
     /// Unix seconds after which the key is refused.
     pub expires: i64,
+    /// The enrolled endorsement key (TPM2B_PUBLIC bytes) the key was wrapped to: a key issued
+    /// for an EK that is no longer the enrolled one proves nothing.
+    pub ek: Vec<u8>,
+    /// A registration already succeeded with the key: it still signs the polling of that
+    /// operation, but a new registration needs a new challenge.
+    pub registered: bool,
 }
 
 /// Everything the emulator knows; serialised as-is into the state file.
@@ -219,6 +225,10 @@ impl State {
         if existing.is_none() {
             self.check_quota(kind, &doc, rules.limits)?;
         }
+        if kind == Kind::Individual {
+            // A key issued for the replaced enrollment (another EK, say) must not outlive it.
+            self.tpm_challenges.remove(&key);
+        }
         self.map_mut(kind).insert(key, doc.clone());
         Ok(doc)
     }
@@ -234,6 +244,9 @@ impl State {
             && !etag_matches(m, doc.get("etag").and_then(Value::as_str))
         {
             return Err(precondition_failed(kind, id));
+        }
+        if kind == Kind::Individual {
+            self.tpm_challenges.remove(&key);
         }
         self.map_mut(kind).remove(&key);
         Ok(())

@@ -183,7 +183,7 @@ mod tests {
     fn an_rsa_ek_is_refused_with_the_reason() {
         let err = make(
             &EkKey::Rsa2048 {
-                modulus: vec![1; 256],
+                modulus: Box::new([1; 256]),
             },
             &[0; 32],
         )
