@@ -10,7 +10,7 @@ use dps_station::dps::payload::{self, EnrollmentSettings};
 use dps_station::dps::{CreateOutcome, DpsError, IfMatch, ItemOutcome, ServiceErrorKind};
 use dps_station::secret::SecretString;
 
-use crate::support::{ca_cert, client, device_cert, emulator, key_b64, stored_ids};
+use crate::support::{ca_cert, client, device_cert, emulator, key_b64, stored_ids, tpm_ek_b64};
 
 fn settings() -> EnrollmentSettings {
     EnrollmentSettings::default()
@@ -138,7 +138,7 @@ fn symmetric_keys_are_hidden_by_get_and_read_by_attestation_mechanism() {
     assert!(keys.primary_key.is_some() && keys.secondary_key.is_some());
 
     // TPM.
-    let tpm = payload::tpm_individual("tpm-1", &key_b64(256, 1), None, &settings()).unwrap();
+    let tpm = payload::tpm_individual("tpm-1", &tpm_ek_b64(1), None, &settings()).unwrap();
     assert!(matches!(
         dps.create_enrollment(&tpm).unwrap(),
         CreateOutcome::Created(_)
@@ -147,6 +147,13 @@ fn symmetric_keys_are_hidden_by_get_and_read_by_attestation_mechanism() {
         dps.create_enrollment(&tpm).unwrap(),
         CreateOutcome::AlreadyPresent(_)
     ));
+    // 256 bytes that are not a TPM2B_PUBLIC (as a DER public key is not): refused, as DPS does.
+    let wrong = payload::tpm_individual("tpm-2", &key_b64(256, 1), None, &settings()).unwrap();
+    let err = dps.create_enrollment(&wrong).unwrap_err();
+    assert!(
+        err.to_string().contains("Endorsement key is invalid"),
+        "{err}"
+    );
 }
 
 #[test]

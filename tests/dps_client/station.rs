@@ -16,7 +16,7 @@ use dps_station::station::enrollment::{
     EnrollOptions, enroll_pending, export_pending, import_pending_results,
 };
 
-use crate::support::{client, emulator, key_b64, stored_ids};
+use crate::support::{client, emulator, stored_ids, tpm_ek_b64};
 
 const TARGET: &str = "line-dps";
 
@@ -86,7 +86,7 @@ fn populated(path: &Path) -> Ledger {
     }
     for i in 0..2 {
         let ek = base64::prelude::BASE64_STANDARD
-            .decode(key_b64(256, i))
+            .decode(tpm_ek_b64(i + 1))
             .unwrap();
         queue(
             &mut l,

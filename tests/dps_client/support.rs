@@ -26,6 +26,16 @@ pub fn openapi() -> serde_json::Value {
     serde_json::from_str(include_str!("service-2021-10-01.json")).unwrap()
 }
 
+/// A TPM's `endorsementKey` as DPS holds it: base64 of the TPM2B_PUBLIC of a P-256 EK made from `seed`.
+pub fn tpm_ek_b64(seed: u8) -> String {
+    use base64::Engine as _;
+    use p256::pkcs8::EncodePublicKey as _;
+    let secret = p256::SecretKey::from_slice(&[seed.max(1); 32]).unwrap();
+    let spki = secret.public_key().to_public_key_der().unwrap();
+    let public = dps_station::identity::tpm_ek::spki_to_tpm2b_public(spki.as_bytes()).unwrap();
+    base64::prelude::BASE64_STANDARD.encode(public)
+}
+
 /// A base64 key of `n` bytes.
 pub fn key_b64(n: usize, fill: u8) -> String {
     use base64::Engine as _;

@@ -407,8 +407,19 @@ fn prepare_attestation(
             let Some(ek) = ek.filter(|e| !e.is_empty()) else {
                 return Err(bad(kind, id, "a TPM attestation needs tpm.endorsementKey"));
             };
-            if STANDARD.decode(ek.trim()).is_err() {
+            let Ok(ek_bytes) = STANDARD.decode(ek.trim()) else {
                 return Err(bad(kind, id, "tpm.endorsementKey is not base64"));
+            };
+            // DPS answers "Endorsement key is invalid" to anything but the TPM's TPM2B_PUBLIC
+            // (a DER SubjectPublicKeyInfo, the usual mistake, included).
+            if let Err(e) = crate::identity::tpm_ek::parse_tpm2b_public(&ek_bytes) {
+                return Err(bad(
+                    kind,
+                    id,
+                    format!(
+                        "Endorsement key is invalid ({e}); give the TPM's TPM2B_PUBLIC in base64, not a DER public key"
+                    ),
+                ));
             }
             let mut out = json!({ "type": "tpm", "tpm": { "endorsementKey": ek } });
             if let Some(srk) = tpm
