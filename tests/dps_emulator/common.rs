@@ -105,7 +105,18 @@ impl Dps {
         headers: &[(&str, &str)],
     ) -> Answer {
         let url = format!("{}{path}", self.emu.service_url());
-        let mut req = self.client.request(method.parse().unwrap(), &url);
+        self.request(method, &url, body, headers)
+    }
+
+    /// A call to a full URL (the service or the device API) with exactly these headers.
+    pub fn request(
+        &self,
+        method: &str,
+        url: &str,
+        body: Option<&Value>,
+        headers: &[(&str, &str)],
+    ) -> Answer {
+        let mut req = self.client.request(method.parse().unwrap(), url);
         for (k, v) in headers {
             req = req.header(*k, *v);
         }

@@ -55,19 +55,9 @@ fn device_call(
         dps.emu.device_url(),
         dps.emu.id_scope()
     );
-    let mut req = dps.client.request(method.parse().unwrap(), &url);
-    if let Some(a) = auth {
-        req = req.header("authorization", a);
-    }
-    if let Some(b) = body {
-        req = req
-            .header("content-type", "application/json")
-            .body(b.to_string());
-    }
-    let resp = req.send().unwrap();
-    let status = resp.status().as_u16();
-    let text = resp.text().unwrap();
-    (status, serde_json::from_str(&text).unwrap_or(Value::Null))
+    let headers: Vec<(&str, &str)> = auth.map(|a| ("authorization", a)).into_iter().collect();
+    let answer = dps.request(method, &url, body, &headers);
+    (answer.status, answer.body)
 }
 
 fn sas_token(dps: &Dps, id: &str, key: &SecretString, expiry: i64) -> String {
