@@ -11,10 +11,10 @@ use dps_station::device::client::{ClientOptions, LineClient};
 use dps_station::device::driver::{DeviceConfig, DeviceDriver, Expected};
 use dps_station::device::protocol::sha256_hex;
 use dps_station::device::simulator::{Fleet, SimFaults, SimOptions};
-use dps_station::dps::bench::{EnrollBenchOptions, PhaseReport, run_enroll_bench};
 use dps_station::keystore::pin::obtain_pin;
 use dps_station::keystore::pkcs11::{Pkcs11Config, TokenSelector};
 use dps_station::keystore::profile::HsmProfile;
+use dps_station::station::enroll_bench::{EnrollBenchOptions, PhaseReport, run_enroll_bench};
 use dps_station::station::hsm_bench::{self, BenchPlan};
 
 /// Benchmarks, one per area.

@@ -8,7 +8,7 @@ use std::time::Duration;
 
 use anyhow::{Context, bail};
 use clap::{Args, Subcommand};
-use dps_station::dps::emulator::{
+use dps_station::emulator::{
     DEFAULT_HOST_NAME, DEFAULT_POLICY_NAME, Emulator, EmulatorConfig, Faults, Limits, TlsIdentity,
 };
 use dps_station::secret::SecretString;

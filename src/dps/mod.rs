@@ -1,15 +1,14 @@
-//! Azure IoT Hub Device Provisioning Service: the service API client, enrollment files, the emulator.
+//! Azure IoT Hub Device Provisioning Service: the service API client and enrollment files.
+//! The emulator (a server) lives in `crate::emulator`.
 //!
 //! The client is blocking (the station's workers are threads), paces itself to the instance's
 //! quota, retries what is worth retrying, and never overwrites an existing enrollment unless the
 //! caller chose re-provisioning. It may use `crate::identity` (registration-ID rules, certificate
 //! information) and nothing else of the station.
 
-pub mod bench;
 pub mod bulk;
 pub mod client;
 pub mod connection_string;
-pub mod emulator;
 pub mod enrollments;
 pub mod error;
 pub mod export;

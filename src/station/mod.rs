@@ -9,6 +9,7 @@
 pub mod config;
 pub mod demo;
 pub mod engine;
+pub mod enroll_bench;
 pub mod enroll_worker;
 pub mod enrollment;
 pub mod events;

@@ -2,12 +2,12 @@
 
 use std::time::Duration;
 
-use dps_station::dps::emulator::device_client::{self, DeviceCredential, DeviceRegistration};
 use dps_station::dps::model::{
     AttestationType, BulkMode, IndividualEnrollment, ProvisioningStatus,
 };
 use dps_station::dps::payload::{self, EnrollmentSettings};
 use dps_station::dps::{CreateOutcome, DpsError, IfMatch, ItemOutcome, ServiceErrorKind};
+use dps_station::emulator::device_client::{self, DeviceCredential, DeviceRegistration};
 use dps_station::secret::SecretString;
 
 use crate::support::{ca_cert, client, device_cert, emulator, key_b64, stored_ids, tpm_ek_b64};

@@ -4,10 +4,10 @@
 
 use std::time::{Duration, Instant};
 
-use dps_station::dps::emulator::Faults;
 use dps_station::dps::model::{BulkMode, IndividualEnrollment};
 use dps_station::dps::payload::{self, EnrollmentSettings};
 use dps_station::dps::{CreateOutcome, DpsClient};
+use dps_station::emulator::Faults;
 use dps_station::secret::SecretString;
 
 use crate::support::{client, emulator, key_b64, stored_ids};

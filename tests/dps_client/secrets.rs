@@ -4,10 +4,10 @@
 use std::io::Write;
 use std::sync::{Arc, Mutex};
 
-use dps_station::dps::emulator::Faults;
 use dps_station::dps::model::BulkMode;
 use dps_station::dps::payload::{self, EnrollmentSettings};
 use dps_station::dps::{ConnectionString, DpsClient};
+use dps_station::emulator::Faults;
 use dps_station::secret::SecretString;
 
 use crate::support::{client, client_config, emulator, key_b64};

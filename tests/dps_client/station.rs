@@ -6,8 +6,8 @@ use std::path::Path;
 use std::process::Command;
 
 use base64::Engine as _;
-use dps_station::dps::emulator::{Faults, RunningEmulator};
 use dps_station::dps::payload::{self, EnrollmentSettings};
+use dps_station::emulator::{Faults, RunningEmulator};
 use dps_station::ledger::{
     Attestation, EnrollmentKind, IdentityState, KeyFingerprint, Ledger, NewEnrollment, NewIdentity,
     Transition, WriterIdentity,

@@ -44,9 +44,9 @@ pub fn key_b64(n: usize, fill: u8) -> String {
 
 use std::time::Duration;
 
-use dps_station::dps::emulator::{Emulator, EmulatorConfig, RunningEmulator};
 use dps_station::dps::retry::RetryPolicy;
 use dps_station::dps::{ConnectionString, DpsClient, DpsClientConfig, TlsTrust};
+use dps_station::emulator::{Emulator, EmulatorConfig, RunningEmulator};
 
 /// An in-process emulator on 127.0.0.1 (HTTP and HTTPS, OS-chosen ports).
 pub fn emulator(tweak: impl FnOnce(&mut EmulatorConfig)) -> RunningEmulator {

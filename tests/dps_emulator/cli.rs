@@ -5,7 +5,7 @@ use std::io::{BufRead, BufReader};
 use std::process::{Child, Command, Stdio};
 use std::time::Duration;
 
-use dps_station::dps::emulator::sas;
+use dps_station::emulator::sas;
 use dps_station::secret::SecretString;
 use serde_json::json;
 

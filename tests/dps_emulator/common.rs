@@ -2,7 +2,7 @@
 
 use std::sync::Arc;
 
-use dps_station::dps::emulator::{Emulator, EmulatorConfig, RunningEmulator, sas};
+use dps_station::emulator::{Emulator, EmulatorConfig, RunningEmulator, sas};
 use dps_station::secret::SecretString;
 use reqwest::blocking::Client;
 use reqwest::header::HeaderMap;

@@ -3,7 +3,7 @@
 
 use std::time::Duration;
 
-use dps_station::dps::emulator::device_client::{
+use dps_station::emulator::device_client::{
     DeviceClientError, DeviceCredential, DeviceRegistration, register,
 };
 use dps_station::identity::symmetric::derive_device_key;

@@ -2,7 +2,7 @@
 
 use std::time::{Duration, Instant};
 
-use dps_station::dps::emulator::{Emulator, EmulatorConfig, Faults, Limits};
+use dps_station::emulator::{Emulator, EmulatorConfig, Faults, Limits};
 use serde_json::json;
 
 use crate::common::{V, loopback, none_enrollment, start};
@@ -260,7 +260,7 @@ fn a_given_tls_certificate_is_served() {
         .self_signed(&key)
         .unwrap();
     let dps = start(EmulatorConfig {
-        tls: dps_station::dps::emulator::TlsIdentity::Given {
+        tls: dps_station::emulator::TlsIdentity::Given {
             cert_chain_pem: cert.pem(),
             key_pem: dps_station::secret::SecretString::new(key.serialize_pem()),
         },
@@ -273,7 +273,7 @@ fn a_given_tls_certificate_is_served() {
         "a client trusting the given certificate connects"
     );
     let bad = Emulator::start(EmulatorConfig {
-        tls: dps_station::dps::emulator::TlsIdentity::Given {
+        tls: dps_station::emulator::TlsIdentity::Given {
             cert_chain_pem: "not pem".into(),
             key_pem: dps_station::secret::SecretString::new(key.serialize_pem()),
         },

@@ -6,7 +6,7 @@
 use std::path::{Path, PathBuf};
 use std::process::Command;
 
-use dps_station::dps::emulator::EmulatorConfig;
+use dps_station::emulator::EmulatorConfig;
 use serde_json::Value;
 
 use crate::common::start;
@@ -115,10 +115,10 @@ fn register_member_when_asked(dps: &crate::common::Dps, dir: &Path) -> std::thre
     let service = dps.emu.service_url();
     let client = dps.client.clone();
     std::thread::spawn(move || {
-        use dps_station::dps::emulator::device_client::{
+        use dps_station::emulator::device_client::{
             DeviceCredential, DeviceRegistration, register,
         };
-        use dps_station::dps::emulator::sas;
+        use dps_station::emulator::sas;
         for _ in 0..600 {
             if flag.exists() {
                 break;

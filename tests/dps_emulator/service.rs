@@ -2,7 +2,7 @@
 
 use base64::Engine;
 use base64::engine::general_purpose::STANDARD;
-use dps_station::dps::emulator::EmulatorConfig;
+use dps_station::emulator::EmulatorConfig;
 use serde_json::{Value, json};
 
 use crate::common::{V, device_cert, loopback, none_enrollment, now, start};
@@ -474,7 +474,7 @@ fn sas_is_checked_as_the_service_does() {
         "valid token reaches the handler"
     );
     // The Python SDK's sr: the endpoint URL-encoded, scheme and port included.
-    let python_sr = dps_station::dps::emulator::sas::percent_encode(&dps.emu.service_url());
+    let python_sr = dps_station::emulator::sas::percent_encode(&dps.emu.service_url());
     assert_eq!(ok(&dps.token_with(&key, &python_sr, now() + 60)), 404);
     // The Node SDK's sr: the connection string's host name, raw.
     assert_eq!(

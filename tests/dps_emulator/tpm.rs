@@ -6,10 +6,10 @@ use std::time::Duration;
 
 use base64::Engine as _;
 use base64::prelude::BASE64_STANDARD;
-use dps_station::dps::emulator::device_client::{
+use dps_station::emulator::device_client::{
     DeviceClientError, DeviceCredential, DeviceRegistration, register,
 };
-use dps_station::dps::emulator::{sas, tpm_credential};
+use dps_station::emulator::{sas, tpm_credential};
 use dps_station::identity::tpm_ek::{self, EkKey};
 use dps_station::secret::{SecretBytes, SecretString};
 use p256::pkcs8::EncodePublicKey as _;

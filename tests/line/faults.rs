@@ -2,7 +2,7 @@
 //! defined states: nothing half-written is trusted, nothing is enrolled twice, nothing is lost.
 
 use dps_station::device::simulator::{SimFaults, SimOptions};
-use dps_station::dps::emulator::Faults;
+use dps_station::emulator::Faults;
 use dps_station::ledger::{FailureStage, IdentityFilter, IdentityState, Ledger};
 use dps_station::station::config::Mode;
 use dps_station::station::demo::{DemoWorkspace, KeyStoreChoice, RunOptions};

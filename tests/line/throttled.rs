@@ -4,7 +4,7 @@
 use std::collections::BTreeSet;
 use std::time::{Duration, Instant};
 
-use dps_station::dps::emulator::EmulatorConfig;
+use dps_station::emulator::EmulatorConfig;
 use dps_station::ledger::{IdentityFilter, IdentityState, Ledger};
 use dps_station::station::config::Mode;
 use dps_station::station::demo::{DemoWorkspace, KeyStoreChoice, RunOptions};

@@ -6,14 +6,14 @@ use std::time::{Duration, Instant};
 
 use serde::Serialize;
 
-use super::client::{DpsClient, DpsClientConfig};
-use super::connection_string::ConnectionString;
-use super::emulator::{Emulator, EmulatorConfig, EmulatorError, Limits};
-use super::error::DpsError;
-use super::model::{BulkMode, IndividualEnrollment};
-use super::payload::{self, EnrollmentSettings};
-use super::rate_limit::DEFAULT_OPERATIONS_PER_MINUTE;
-use super::transport::TlsTrust;
+use crate::dps::client::{DpsClient, DpsClientConfig};
+use crate::dps::connection_string::ConnectionString;
+use crate::dps::error::DpsError;
+use crate::dps::model::{BulkMode, IndividualEnrollment};
+use crate::dps::payload::{self, EnrollmentSettings};
+use crate::dps::rate_limit::DEFAULT_OPERATIONS_PER_MINUTE;
+use crate::dps::transport::TlsTrust;
+use crate::emulator::{Emulator, EmulatorConfig, EmulatorError, Limits};
 use crate::secret::SecretString;
 
 /// What to measure.
@@ -116,7 +116,7 @@ pub fn run_enroll_bench(
     let bulk = phase(
         options,
         bulk_set,
-        super::bulk::MAX_BULK_ITEMS,
+        crate::dps::bulk::MAX_BULK_ITEMS,
         |client, set| {
             let report = client.bulk_enrollments(set, BulkMode::Create);
             Ok(report.failed().count())
