@@ -9,7 +9,8 @@ use std::time::Duration;
 use anyhow::{Context, bail};
 use clap::{Args, Subcommand};
 use dps_station::emulator::{
-    DEFAULT_HOST_NAME, DEFAULT_POLICY_NAME, Emulator, EmulatorConfig, Faults, Limits, TlsIdentity,
+    DEFAULT_HOST_NAME, DEFAULT_IOT_HUB, DEFAULT_POLICY_NAME, Emulator, EmulatorConfig, Faults,
+    Limits, TlsIdentity,
 };
 use dps_station::secret::SecretString;
 
@@ -29,6 +30,13 @@ pub struct EmulatorArgs {
     /// HTTPS address (service API and device registration with X.509 client certificates).
     #[arg(long, value_name = "ADDR")]
     https_listen: Option<SocketAddr>,
+    /// MQTT-over-TLS address where devices register with DPS and reach the local IoT hub, as the
+    /// device SDKs do, e.g. 127.0.0.1:8883 (the Python SDK's fixed port; [::1] is served too).
+    #[arg(long, value_name = "ADDR")]
+    mqtt_listen: Option<SocketAddr>,
+    /// Host name of the local IoT hub: DPS assigns devices whose enrollment names no hub to it.
+    #[arg(long, value_name = "HOST", default_value = DEFAULT_IOT_HUB)]
+    hub_host_name: String,
     /// Also serve plain HTTP on this Unix socket (the Node service SDK needs one for plain HTTP).
     #[arg(long, value_name = "PATH")]
     unix_socket: Option<PathBuf>,
@@ -38,7 +46,7 @@ pub struct EmulatorArgs {
     /// PEM private key for --tls-cert.
     #[arg(long, value_name = "FILE", requires = "tls_cert")]
     tls_key: Option<PathBuf>,
-    /// Write the certificate clients must trust for HTTPS to this file.
+    /// Write the certificate clients must trust for HTTPS and MQTT to this file.
     #[arg(long, value_name = "FILE")]
     ca_out: Option<PathBuf>,
     /// Host name accepted as SAS resource (sr), besides the listener's address.
@@ -164,8 +172,12 @@ fn write_private(path: &PathBuf, text: &str) -> anyhow::Result<()> {
 /// Runs the emulator in the foreground.
 pub fn run(cmd: Commands) -> anyhow::Result<ExitCode> {
     let Commands::DpsEmulator(args) = cmd;
-    if args.listen.is_none() && args.https_listen.is_none() && args.unix_socket.is_none() {
-        bail!("give at least one of --listen, --https-listen or --unix-socket");
+    if args.listen.is_none()
+        && args.https_listen.is_none()
+        && args.unix_socket.is_none()
+        && args.mqtt_listen.is_none()
+    {
+        bail!("give at least one of --listen, --https-listen, --mqtt-listen or --unix-socket");
     }
     let tls = match (&args.tls_cert, &args.tls_key) {
         (Some(cert), Some(key)) => TlsIdentity::Given {
@@ -200,6 +212,8 @@ pub fn run(cmd: Commands) -> anyhow::Result<ExitCode> {
     let config = EmulatorConfig {
         http: args.listen,
         https: args.https_listen,
+        mqtt: args.mqtt_listen,
+        hub_host_name: args.hub_host_name.clone(),
         unix_socket: args.unix_socket.clone(),
         tls,
         host_name: args.host_name.clone(),
@@ -243,6 +257,13 @@ pub fn run(cmd: Commands) -> anyhow::Result<ExitCode> {
     if let Some(u) = emulator.https_url() {
         writeln!(out, "service API (HTTPS):  {u}")?;
         writeln!(out, "device API (HTTPS):   {u}")?;
+    }
+    if let Some(a) = emulator.mqtt_addr() {
+        writeln!(
+            out,
+            "DPS + IoT hub (MQTT):  mqtts://{a} (hub host name {})",
+            emulator.hub_host_name()
+        )?;
     }
     if let Some(p) = emulator.unix_socket() {
         writeln!(out, "Unix socket (HTTP):   {}", p.display())?;

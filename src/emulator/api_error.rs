@@ -97,15 +97,21 @@ impl ApiError {
     }
 }
 
-impl IntoResponse for ApiError {
-    fn into_response(self) -> Response {
-        let tracking_id = uuid::Uuid::new_v4().simple().to_string();
-        let body = json!({
+impl ApiError {
+    /// The JSON body DPS sends with the error (over HTTPS and over MQTT alike).
+    pub fn body(&self) -> serde_json::Value {
+        json!({
             "errorCode": self.code,
-            "trackingId": tracking_id,
+            "trackingId": uuid::Uuid::new_v4().simple().to_string(),
             "message": self.message,
             "timestampUtc": super::clock::now_rfc3339(),
-        });
+        })
+    }
+}
+
+impl IntoResponse for ApiError {
+    fn into_response(self) -> Response {
+        let body = self.body();
         let mut response = (self.status, axum::Json(body)).into_response();
         let headers = response.headers_mut();
         headers.insert("x-ms-error-code", HeaderValue::from(self.code));

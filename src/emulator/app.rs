@@ -6,6 +6,7 @@ use tokio::sync::Notify;
 
 use super::config::{Faults, Limits};
 use super::error::EmulatorError;
+use super::hub::telemetry::TelemetryStore;
 use super::limits::RateLimiter;
 use super::persistence::StateWriter;
 use super::store::State;
@@ -27,6 +28,10 @@ pub struct App {
     pub id_scope: String,
     /// Linked IoT hubs (empty = any).
     pub linked_hubs: Vec<String>,
+    /// The local hub's host name: devices whose enrollment names no hub are assigned there.
+    pub hub_host_name: String,
+    /// Telemetry the local hub received.
+    pub telemetry: Mutex<TelemetryStore>,
     /// Quotas.
     pub limits: Limits,
     /// Faults, changeable while running.
@@ -67,6 +72,11 @@ impl App {
             }
             None => Ok(()),
         }
+    }
+
+    /// Locks the telemetry store.
+    pub fn telemetry(&self) -> MutexGuard<'_, TelemetryStore> {
+        self.telemetry.lock().unwrap_or_else(|p| p.into_inner())
     }
 
     /// The faults in force now.

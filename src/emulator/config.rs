@@ -14,8 +14,9 @@ pub const DEFAULT_POLICY_NAME: &str = "provisioningserviceowner";
 /// The host name the emulator answers to in SAS tokens and shows in its connection string.
 pub const DEFAULT_HOST_NAME: &str = "emulator.azure-devices-provisioning.net";
 
-/// The IoT hub devices are assigned to when neither the enrollment nor the config names one.
-pub const DEFAULT_IOT_HUB: &str = "emulated-hub.azure-devices.net";
+/// The local IoT hub's default host name: devices whose enrollment names no hub are assigned to
+/// it, and `localhost` is what the device SDKs then connect to (the emulator's MQTT listener).
+pub const DEFAULT_IOT_HUB: &str = "localhost";
 
 /// Where the HTTPS certificate comes from.
 #[derive(Debug, Clone, Default)]
@@ -53,6 +54,9 @@ pub struct Limits {
     pub max_registrations: usize,
     /// Largest request body accepted (96 KB on the real service).
     pub max_message_bytes: usize,
+    /// How long an MQTT client may take from the TLS handshake to its CONNECT before it is
+    /// dropped (a client that never sends CONNECT holds no connection for long).
+    pub mqtt_connect_timeout: Duration,
 }
 
 impl Default for Limits {
@@ -67,6 +71,7 @@ impl Default for Limits {
             max_symmetric_key_groups: 100,
             max_registrations: 1_000_000,
             max_message_bytes: 96 * 1024,
+            mqtt_connect_timeout: Duration::from_secs(10),
         }
     }
 }
@@ -123,6 +128,11 @@ pub struct EmulatorConfig {
     pub http: Option<SocketAddr>,
     /// HTTPS listener (service and device API, asks for client certificates).
     pub https: Option<SocketAddr>,
+    /// MQTT-over-TLS listener (DPS registration and the local IoT hub, as the device SDKs use
+    /// them); on 127.0.0.1 the same port on `::1` is served too, where it can be bound.
+    pub mqtt: Option<SocketAddr>,
+    /// The local IoT hub's host name (in the TLS certificate, the hub CONNECT username, SAS `sr`).
+    pub hub_host_name: String,
     /// A Unix socket with plain HTTP: the Node service SDK only speaks plain HTTP over one.
     pub unix_socket: Option<PathBuf>,
     /// The HTTPS certificate.
@@ -152,6 +162,8 @@ impl Default for EmulatorConfig {
         Self {
             http: None,
             https: None,
+            mqtt: None,
+            hub_host_name: DEFAULT_IOT_HUB.to_owned(),
             unix_socket: None,
             tls: TlsIdentity::Generate,
             host_name: DEFAULT_HOST_NAME.to_owned(),

@@ -16,8 +16,8 @@ use super::api_error::{ApiError, code};
 use super::app::{self, App};
 use super::certinfo;
 use super::clock;
-use super::config::DEFAULT_IOT_HUB;
 use super::enrollment::{self, Kind};
+use super::hub;
 use super::ids;
 use super::routes::{Call, DEVICE_API_VERSIONS, check_api_version, json};
 use super::sas;
@@ -38,70 +38,150 @@ struct Match {
     attestation: &'static str,
 }
 
-/// Handles a device-API call.
+/// How a device proved who it is, whatever the transport: the `Authorization` header (HTTPS) or
+/// the CONNECT password (MQTT) holding a SAS token, and the TLS client certificate chain.
+#[derive(Clone, Copy, Default)]
+pub struct Credentials<'a> {
+    /// A SAS token (`SharedAccessSignature sr=...`).
+    pub sas: Option<&'a str>,
+    /// The client's certificate chain, leaf first.
+    pub peer_certificates: Option<&'a [Vec<u8>]>,
+}
+
+/// A device-API answer before it is put on a transport: HTTPS sends it as a response, MQTT as a
+/// PUBLISH to `$dps/registrations/res/{status}/?$rid=...`.
+#[derive(Debug, Clone)]
+pub struct Answer {
+    /// HTTP status (202 assigning, 200 assigned, 401 TPM challenge).
+    pub status: StatusCode,
+    /// JSON body.
+    pub body: Value,
+    /// Seconds before the device should poll.
+    pub retry_after: Option<u64>,
+}
+
+/// Handles a device-API call over HTTPS.
 pub fn handle(app: &App, call: &Call<'_>) -> Result<Response, ApiError> {
     check_api_version(call.api_version.as_deref(), DEVICE_API_VERSIONS)?;
     let seg = &call.segments;
     let scope = &seg[0];
-    if !scope.eq_ignore_ascii_case(&app.id_scope) {
-        return Err(ApiError::unauthorized(format!(
-            "ID scope '{scope}' is not served here (this instance's is {})",
-            app.id_scope
-        )));
-    }
     let registration_id = seg.get(2).cloned().unwrap_or_default();
-    ids::validate("registration ID", &registration_id).map_err(ApiError::bad_request)?;
+    let credentials = Credentials {
+        sas: call.header("authorization"),
+        peer_certificates: call
+            .connection
+            .peer_certificates
+            .as_deref()
+            .map(Vec::as_slice),
+    };
     let rest: Vec<String> = seg
         .get(3..)
         .unwrap_or(&[])
         .iter()
         .map(|s| s.to_ascii_lowercase())
         .collect();
-    match (
+    let answer = match (
         call.method,
         rest.iter()
             .map(String::as_str)
             .collect::<Vec<_>>()
             .as_slice(),
     ) {
-        (&Method::PUT, ["register"]) => register(app, call, &registration_id),
-        (&Method::GET, ["operations", _]) => {
-            let state = app.lock();
-            authenticate(app, &state, call, &registration_id, false)?;
-            let op_id = seg.get(4).map(String::as_str).unwrap_or("");
-            let op = state
-                .operations
-                .get(&ids::key(&registration_id))
-                .filter(|o| o.operation_id == op_id)
-                .ok_or_else(|| {
-                    ApiError::new(
-                        code::OPERATION_NOT_FOUND,
-                        format!(
-                            "operation '{op_id}' of registration ID '{registration_id}' not found"
-                        ),
-                    )
-                })?;
-            Ok(json(StatusCode::OK, &op.result))
+        (&Method::PUT, ["register"]) => {
+            register(app, scope, &registration_id, &call.body, credentials)?
         }
-        _ => Err(ApiError::new(
-            code::NOT_FOUND,
-            format!(
-                "no such device API resource: {} {}",
-                call.method, call.raw_path
-            ),
-        )),
+        (&Method::GET, ["operations", _]) => {
+            let op_id = seg.get(4).map(String::as_str).unwrap_or("");
+            operation_status(app, scope, &registration_id, op_id, credentials)?
+        }
+        _ => {
+            check_target(app, scope, &registration_id)?;
+            return Err(ApiError::new(
+                code::NOT_FOUND,
+                format!(
+                    "no such device API resource: {} {}",
+                    call.method, call.raw_path
+                ),
+            ));
+        }
+    };
+    let mut r = json(answer.status, &answer.body);
+    if let Some(s) = answer.retry_after {
+        r.headers_mut().insert("retry-after", HeaderValue::from(s));
     }
+    Ok(r)
 }
 
-fn register(app: &App, call: &Call<'_>, registration_id: &str) -> Result<Response, ApiError> {
+/// The ID scope must be this instance's and the registration ID well formed.
+fn check_target(app: &App, scope: &str, registration_id: &str) -> Result<(), ApiError> {
+    if !scope.eq_ignore_ascii_case(&app.id_scope) {
+        return Err(ApiError::unauthorized(format!(
+            "ID scope '{scope}' is not served here (this instance's is {})",
+            app.id_scope
+        )));
+    }
+    ids::validate("registration ID", registration_id).map_err(ApiError::bad_request)
+}
+
+/// Checks a device's credentials against its enrollment without registering it: what the MQTT
+/// listener does at CONNECT, where DPS refuses a wrong credential with "not authorized".
+pub fn check_credentials(
+    app: &App,
+    scope: &str,
+    registration_id: &str,
+    credentials: Credentials<'_>,
+) -> Result<(), ApiError> {
+    check_target(app, scope, registration_id)?;
+    let state = app.lock();
+    authenticate(app, &state, credentials, registration_id, false).map(|_| ())
+}
+
+/// `GET .../operations/{operationId}`: the state of the device's latest registration.
+pub fn operation_status(
+    app: &App,
+    scope: &str,
+    registration_id: &str,
+    op_id: &str,
+    credentials: Credentials<'_>,
+) -> Result<Answer, ApiError> {
+    check_target(app, scope, registration_id)?;
+    let state = app.lock();
+    authenticate(app, &state, credentials, registration_id, false)?;
+    let op = state
+        .operations
+        .get(&ids::key(registration_id))
+        .filter(|o| o.operation_id == op_id)
+        .ok_or_else(|| {
+            ApiError::new(
+                code::OPERATION_NOT_FOUND,
+                format!("operation '{op_id}' of registration ID '{registration_id}' not found"),
+            )
+        })?;
+    Ok(Answer {
+        status: StatusCode::OK,
+        body: op.result.clone(),
+        retry_after: None,
+    })
+}
+
+/// `PUT .../register`: authenticates the device, assigns it a hub (creating its identity there
+/// when the hub is the emulator's own) and answers 202 with the operation to poll.
+pub fn register(
+    app: &App,
+    scope: &str,
+    registration_id: &str,
+    body: &[u8],
+    credentials: Credentials<'_>,
+) -> Result<Answer, ApiError> {
+    check_target(app, scope, registration_id)?;
     if let Err(seconds) = app::take(&app.registrations) {
         return Err(ApiError::throttled(seconds));
     }
     let mut tpm = None;
-    let payload = if call.body.iter().all(u8::is_ascii_whitespace) {
+    let payload = if body.iter().all(u8::is_ascii_whitespace) {
         Value::Null
     } else {
-        let body: Value = serde_json::from_slice(&call.body).map_err(|e| {
+        let body: Value = serde_json::from_slice(body).map_err(|e| {
             ApiError::bad_request(format!("the registration body is not JSON: {e}"))
         })?;
         if let Some(id) = body.get("registrationId").and_then(Value::as_str)
@@ -115,12 +195,12 @@ fn register(app: &App, call: &Call<'_>, registration_id: &str) -> Result<Respons
         body.get("payload").cloned().unwrap_or(Value::Null)
     };
     if let Some(tpm) = &tpm
-        && call.header("authorization").is_none()
+        && credentials.sas.is_none()
     {
         return tpm_challenge(app, registration_id, tpm);
     }
     let mut state = app.change();
-    let found = authenticate(app, &state, call, registration_id, true)?;
+    let found = authenticate(app, &state, credentials, registration_id, true)?;
     let now = clock::now_rfc3339();
     let enabled = found.doc.get("provisioningStatus").and_then(Value::as_str) != Some("disabled");
     let key = ids::key(registration_id);
@@ -146,6 +226,25 @@ fn register(app: &App, call: &Call<'_>, registration_id: &str) -> Result<Respons
         reg["deviceId"] = json!(device_id);
         reg["status"] = json!("assigned");
         reg["substatus"] = json!("initialAssignment");
+        if reg["assignedHub"]
+            .as_str()
+            .is_some_and(|h| h.eq_ignore_ascii_case(&app.hub_host_name))
+        {
+            hub::assign(
+                &mut state,
+                &hub::Assignment {
+                    device_id,
+                    registration_id,
+                    enrollment_group_id: found.group.as_deref(),
+                    attestation: found.attestation,
+                    leaf_certificate: credentials
+                        .peer_certificates
+                        .and_then(<[Vec<u8>]>::first)
+                        .map(Vec::as_slice),
+                    initial_twin: found.doc.get("initialTwin"),
+                },
+            );
+        }
     } else {
         reg["status"] = json!("disabled");
         reg["errorCode"] = json!(401_003);
@@ -167,8 +266,10 @@ fn register(app: &App, call: &Call<'_>, registration_id: &str) -> Result<Respons
         detail["enrollmentGroupId"] = json!(g);
     }
     if found.attestation == "x509"
-        && let Some(certs) = call.connection.peer_certificates.as_ref()
-        && let Some(info) = certs.first().and_then(|c| certinfo::info(c).ok())
+        && let Some(info) = credentials
+            .peer_certificates
+            .and_then(<[Vec<u8>]>::first)
+            .and_then(|c| certinfo::info(c).ok())
     {
         detail["certificateInfo"] = info;
     }
@@ -195,13 +296,11 @@ fn register(app: &App, call: &Call<'_>, registration_id: &str) -> Result<Respons
         },
     );
     drop(state);
-    let mut r = json(
-        StatusCode::ACCEPTED,
-        &json!({ "operationId": operation_id, "status": "assigning" }),
-    );
-    r.headers_mut()
-        .insert("retry-after", HeaderValue::from_static("1"));
-    Ok(r)
+    Ok(Answer {
+        status: StatusCode::ACCEPTED,
+        body: json!({ "operationId": operation_id, "status": "assigning" }),
+        retry_after: Some(1),
+    })
 }
 
 /// Picks the hub: the one already assigned if still allowed, else by the allocation policy.
@@ -222,10 +321,12 @@ fn choose_hub(app: &App, doc: &Value, registration_id: &str, previous: Option<&V
         hubs.push(h.to_owned());
     }
     if hubs.is_empty() {
+        // The linked hubs (`--iot-hub`, the local hub last), as DPS picks among its linked hubs.
         hubs = app.linked_hubs.clone();
     }
     if hubs.is_empty() {
-        hubs.push(DEFAULT_IOT_HUB.to_owned());
+        // None linked but the local hub, which always is: an enrollment naming no hub goes there.
+        hubs.push(app.hub_host_name.clone());
     }
     if let Some(prev) = previous
         .and_then(|p| p.get("assignedHub"))
@@ -249,13 +350,13 @@ fn choose_hub(app: &App, doc: &Value, registration_id: &str, previous: Option<&V
 fn authenticate(
     app: &App,
     state: &State,
-    call: &Call<'_>,
+    credentials: Credentials<'_>,
     registration_id: &str,
     registering: bool,
 ) -> Result<Match, ApiError> {
     let key = ids::key(registration_id);
     let individual = state.enrollments.get(&key);
-    if let Some(header) = call.header("authorization") {
+    if let Some(header) = credentials.sas {
         let token = sas::parse(Some(header)).map_err(|e| ApiError::unauthorized(e.to_string()))?;
         if let Some(skn) = &token.skn
             && !skn.eq_ignore_ascii_case("registration")
@@ -381,12 +482,7 @@ fn authenticate(
         ));
     }
 
-    let Some(chain) = call
-        .connection
-        .peer_certificates
-        .as_ref()
-        .filter(|c| !c.is_empty())
-    else {
+    let Some(chain) = credentials.peer_certificates.filter(|c| !c.is_empty()) else {
         return Err(ApiError::unauthorized(
             "the device presented neither a client certificate (HTTPS) nor a SAS token",
         ));
@@ -431,6 +527,27 @@ fn authenticate(
             attestation: "x509",
         });
     }
+    match chain_to_x509_group(state, chain) {
+        Ok(found) => Ok(found),
+        Err(Some(e)) => Err(ApiError::new(
+            code::DEVICE_UNAUTHORIZED,
+            format!(
+                "registration ID '{registration_id}': the certificate chain does not verify against any X.509 enrollment group ({e})"
+            ),
+        )),
+        Err(None) => Err(ApiError::new(
+            code::ENROLLMENT_NOT_FOUND,
+            format!("registration ID '{registration_id}' has no enrollment"),
+        )),
+    }
+}
+
+/// The X.509 enrollment group a client certificate chain (leaf first) verifies against, as
+/// DPS checks a group device and IoT Hub a CA-signed one; `Err(None)` when no group is enrolled.
+fn chain_to_x509_group(state: &State, chain: &[Vec<u8>]) -> Result<Match, Option<String>> {
+    let Some(leaf) = chain.first() else {
+        return Err(Some("no client certificate".into()));
+    };
     let leaf_der = CertificateDer::from(leaf.as_slice());
     let intermediates: Vec<CertificateDer<'_>> = chain[1..]
         .iter()
@@ -439,6 +556,7 @@ fn authenticate(
     let algs = rustls::crypto::ring::default_provider()
         .signature_verification_algorithms
         .all;
+    let ee = webpki::EndEntityCert::try_from(&leaf_der).ok();
     let mut last_error = None;
     for group in state
         .groups
@@ -450,11 +568,8 @@ fn authenticate(
             let Ok(anchor) = webpki::anchor_from_trusted_cert(&signing_der) else {
                 continue;
             };
-            let Ok(ee) = webpki::EndEntityCert::try_from(&leaf_der) else {
-                return Err(ApiError::new(
-                    code::DEVICE_UNAUTHORIZED,
-                    "the client certificate cannot be parsed",
-                ));
+            let Some(ee) = &ee else {
+                return Err(Some("the client certificate cannot be parsed".into()));
             };
             match ee.verify_for_usage(
                 algs,
@@ -472,22 +587,17 @@ fn authenticate(
                         attestation: "x509",
                     });
                 }
-                Err(e) => last_error = Some(e),
+                Err(e) => last_error = Some(format!("{e:?}")),
             }
         }
     }
-    Err(match last_error {
-        Some(e) => ApiError::new(
-            code::DEVICE_UNAUTHORIZED,
-            format!(
-                "registration ID '{registration_id}': the certificate chain does not verify against any X.509 enrollment group ({e:?})"
-            ),
-        ),
-        None => ApiError::new(
-            code::ENROLLMENT_NOT_FOUND,
-            format!("registration ID '{registration_id}' has no enrollment"),
-        ),
-    })
+    Err(last_error)
+}
+
+/// The ID of the X.509 enrollment group a certificate chain verifies against, if any: what the
+/// local hub checks a CA-signed device's chain with.
+pub fn x509_group_of(state: &State, chain: &[Vec<u8>]) -> Option<String> {
+    chain_to_x509_group(state, chain).ok().and_then(|m| m.group)
 }
 
 /// How long the key a TPM challenge issued stays usable.
@@ -496,7 +606,7 @@ pub const TPM_CHALLENGE_TTL_SECS: i64 = 900;
 /// The first half of TPM attestation: the device sent its endorsement key and no credential.
 /// If the key is the enrolled one, a fresh registration key wrapped to it goes back in a 401,
 /// as DPS does; the device recovers it with its TPM and signs its SAS token with it.
-fn tpm_challenge(app: &App, registration_id: &str, tpm: &Value) -> Result<Response, ApiError> {
+fn tpm_challenge(app: &App, registration_id: &str, tpm: &Value) -> Result<Answer, ApiError> {
     let sent = tpm
         .get("endorsementKey")
         .and_then(Value::as_str)
@@ -578,14 +688,15 @@ fn tpm_challenge(app: &App, registration_id: &str, tpm: &Value) -> Result<Respon
         },
     );
     drop(state);
-    Ok(json(
-        StatusCode::UNAUTHORIZED,
-        &json!({
+    Ok(Answer {
+        status: StatusCode::UNAUTHORIZED,
+        body: json!({
             "message": "TPM attestation: activate authenticationKey with the endorsement key and sign the SAS token with it",
             "authenticationKey": blob_b64,
             "keyName": "registration",
         }),
-    ))
+        retry_after: None,
+    })
 }
 
 /// The enrolled endorsement key's bytes (TPM2B_PUBLIC), what a TPM challenge is bound to.

@@ -33,6 +33,27 @@ pub fn validate(kind: &str, id: &str) -> Result<(), String> {
     Ok(())
 }
 
+/// Checks a host name given for the local hub: DNS labels of letters, digits and `-`, dot-separated,
+/// at most 253 characters (it goes into the TLS certificate and the hub CONNECT username).
+pub fn validate_host_name(host: &str) -> Result<(), String> {
+    let ok = !host.is_empty()
+        && host.len() <= 253
+        && host.split('.').all(|label| {
+            !label.is_empty()
+                && label.len() <= 63
+                && label.chars().all(|c| c.is_ascii_alphanumeric() || c == '-')
+                && !label.starts_with('-')
+                && !label.ends_with('-')
+        });
+    if ok {
+        Ok(())
+    } else {
+        Err(format!(
+            "the IoT hub host name '{host}' is not a DNS name (letters, digits and - in dot-separated labels)"
+        ))
+    }
+}
+
 /// The key an ID is stored under: IDs are case-insensitive.
 pub fn key(id: &str) -> String {
     id.to_ascii_lowercase()

@@ -16,8 +16,10 @@ mod device_api;
 pub mod device_client;
 mod enrollment;
 mod error;
+pub mod hub;
 mod ids;
 mod limits;
+pub mod mqtt;
 mod paging;
 mod persistence;
 mod routes;
@@ -58,6 +60,7 @@ pub struct RunningEmulator {
     app: Arc<App>,
     http: Option<SocketAddr>,
     https: Option<SocketAddr>,
+    mqtt: Option<SocketAddr>,
     unix_socket: Option<PathBuf>,
     trust_pem: Option<String>,
     shutdown: watch::Sender<bool>,
@@ -67,6 +70,20 @@ fn generate_scope() -> String {
     let mut bytes = [0u8; 4];
     rand::fill(&mut bytes);
     format!("0ne{}", hex::encode_upper(bytes))
+}
+
+/// The linked hubs: the configured ones plus the local hub, which is always linked; none
+/// configured keeps "any hub an enrollment names".
+fn linked_hubs(config: &EmulatorConfig) -> Vec<String> {
+    let mut hubs = config.iot_hubs.clone();
+    if !hubs.is_empty()
+        && !hubs
+            .iter()
+            .any(|h| h.eq_ignore_ascii_case(&config.hub_host_name))
+    {
+        hubs.push(config.hub_host_name.clone());
+    }
+    hubs
 }
 
 fn loopback_if_unspecified(addr: SocketAddr) -> SocketAddr {
@@ -80,11 +97,16 @@ fn loopback_if_unspecified(addr: SocketAddr) -> SocketAddr {
 impl Emulator {
     /// Binds the listeners, loads the state file and starts serving on a runtime of its own.
     pub fn start(config: EmulatorConfig) -> Result<RunningEmulator, EmulatorError> {
-        if config.http.is_none() && config.https.is_none() && config.unix_socket.is_none() {
+        if config.http.is_none()
+            && config.https.is_none()
+            && config.unix_socket.is_none()
+            && config.mqtt.is_none()
+        {
             return Err(EmulatorError::Config(
-                "no listener: give an HTTP, HTTPS or Unix-socket address".into(),
+                "no listener: give an HTTP, HTTPS, MQTT or Unix-socket address".into(),
             ));
         }
+        ids::validate_host_name(&config.hub_host_name).map_err(EmulatorError::Config)?;
         config.faults.validate().map_err(EmulatorError::Config)?;
         if config.limits.max_bulk_items == 0 {
             return Err(EmulatorError::Config(
@@ -121,12 +143,19 @@ impl Emulator {
             }
         }
 
-        let tls_material = match config.https {
-            Some(_) => Some(tls::material(&config.tls, &config.host_name)?),
-            None => None,
+        let tls_material = match (config.https, config.mqtt) {
+            (None, None) => None,
+            _ => Some(tls::material(
+                &config.tls,
+                &[config.host_name.as_str(), config.hub_host_name.as_str()],
+            )?),
         };
         let http_listener = config.http.map(server::bind_tcp).transpose()?;
         let https_listener = config.https.map(server::bind_tcp).transpose()?;
+        let mqtt_listeners = config.mqtt.map(mqtt::bind).transpose()?.unwrap_or_default();
+        let mqtt_addr = mqtt_listeners
+            .first()
+            .map(|(_, a)| loopback_if_unspecified(*a));
         let unix_listener = config
             .unix_socket
             .as_deref()
@@ -152,7 +181,9 @@ impl Emulator {
             policy_name: config.policy_name.clone(),
             keys,
             id_scope,
-            linked_hubs: config.iot_hubs.clone(),
+            linked_hubs: linked_hubs(&config),
+            hub_host_name: config.hub_host_name.clone(),
+            telemetry: Mutex::new(hub::telemetry::TelemetryStore::default()),
             limits: config.limits.clone(),
             faults: RwLock::new(config.faults.clone()),
             operations: config
@@ -187,7 +218,8 @@ impl Emulator {
             ));
         }
         if let (Some((listener, _)), Some(material)) = (https_listener, &tls_material) {
-            let acceptor = tokio_rustls::TlsAcceptor::from(tls::server_config(material)?);
+            let acceptor =
+                tokio_rustls::TlsAcceptor::from(tls::server_config(material, &[b"http/1.1"])?);
             runtime.spawn(server::run_tls(
                 listener,
                 acceptor,
@@ -203,15 +235,29 @@ impl Emulator {
                 shutdown_rx.clone(),
             ));
         }
+        if let Some(material) = &tls_material
+            && !mqtt_listeners.is_empty()
+        {
+            let acceptor = tokio_rustls::TlsAcceptor::from(tls::server_config(material, &[])?);
+            for (listener, _) in mqtt_listeners {
+                runtime.spawn(mqtt::run(
+                    listener,
+                    acceptor.clone(),
+                    app.clone(),
+                    shutdown_rx.clone(),
+                ));
+            }
+        }
         if let Some(changed) = changed {
             runtime.spawn(keep_state_file(app.clone(), changed, shutdown_rx.clone()));
         }
-        tracing::info!(http = ?http, https = ?https, unix = ?config.unix_socket, id_scope = %app.id_scope, "DPS emulator listening");
+        tracing::info!(http = ?http, https = ?https, mqtt = ?mqtt_addr, unix = ?config.unix_socket, id_scope = %app.id_scope, hub = %app.hub_host_name, "DPS emulator listening");
         Ok(RunningEmulator {
             runtime: Some(runtime),
             app,
             http,
             https,
+            mqtt: mqtt_addr,
             unix_socket: config.unix_socket,
             trust_pem: tls_material.map(|m| m.trust_pem),
             shutdown,
@@ -265,6 +311,36 @@ impl RunningEmulator {
             .or(self.http)
             .map(|a| a.to_string())
             .unwrap_or_else(|| self.app.host_name.clone())
+    }
+
+    /// `127.0.0.1:PORT` of the MQTT listener (DPS registration and the local hub).
+    pub fn mqtt_addr(&self) -> Option<SocketAddr> {
+        self.mqtt
+    }
+
+    /// The local IoT hub's host name (what DPS assigns devices to).
+    pub fn hub_host_name(&self) -> &str {
+        &self.app.hub_host_name
+    }
+
+    /// The local hub's device identities with their twins (no keys).
+    pub fn hub_devices(&self) -> Vec<Value> {
+        self.app
+            .lock()
+            .hub_devices
+            .values()
+            .map(hub::describe)
+            .collect()
+    }
+
+    /// The telemetry the local hub kept, of one device or all, oldest first.
+    pub fn telemetry(&self, device_id: Option<&str>) -> Vec<hub::telemetry::TelemetryMessage> {
+        self.app.telemetry().messages(device_id)
+    }
+
+    /// How many device-to-cloud messages the hub received since start.
+    pub fn telemetry_received(&self) -> u64 {
+        self.app.telemetry().received()
     }
 
     /// The Unix socket, if one was asked for.

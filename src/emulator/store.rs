@@ -78,6 +78,9 @@ pub struct State {
     /// after a restart a device simply gets a new challenge, as from DPS.
     #[serde(skip)]
     pub tpm_challenges: BTreeMap<String, TpmChallenge>,
+    /// The local IoT hub's device identities and twins, by device ID (lower-cased).
+    #[serde(default)]
+    pub hub_devices: BTreeMap<String, super::hub::HubDevice>,
 }
 
 /// An `If-Match` value without quotes or weak prefix; `*` stays `*`.

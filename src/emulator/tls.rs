@@ -24,9 +24,11 @@ pub struct TlsMaterial {
 }
 
 /// Makes or loads the certificate.
-pub fn material(identity: &TlsIdentity, host_name: &str) -> Result<TlsMaterial, EmulatorError> {
+/// A generated certificate covers `localhost`, `127.0.0.1`, `::1` and every host name given
+/// (the DPS host name, the local hub's), so the device SDKs verify it under any of them.
+pub fn material(identity: &TlsIdentity, host_names: &[&str]) -> Result<TlsMaterial, EmulatorError> {
     match identity {
-        TlsIdentity::Generate => generate(host_name),
+        TlsIdentity::Generate => generate(host_names),
         TlsIdentity::Given {
             cert_chain_pem,
             key_pem,
@@ -75,7 +77,8 @@ fn pem(label: &str, der: &[u8]) -> String {
     out
 }
 
-fn generate(host_name: &str) -> Result<TlsMaterial, EmulatorError> {
+fn generate(host_names: &[&str]) -> Result<TlsMaterial, EmulatorError> {
+    let host_name = host_names.first().copied().unwrap_or("localhost");
     let tls = |e: rcgen::Error| {
         EmulatorError::Tls(format!("making the emulator's TLS certificate failed: {e}"))
     };
@@ -93,11 +96,16 @@ fn generate(host_name: &str) -> Result<TlsMaterial, EmulatorError> {
     let issuer = rcgen::Issuer::new(ca_params, ca_key);
 
     let key = rcgen::KeyPair::generate().map_err(tls)?;
-    let names = vec![
-        host_name.to_owned(),
-        "localhost".to_owned(),
-        "127.0.0.1".to_owned(),
-    ];
+    let mut names: Vec<String> = Vec::new();
+    for name in host_names
+        .iter()
+        .copied()
+        .chain(["localhost", "127.0.0.1", "::1"])
+    {
+        if !names.iter().any(|n| n.eq_ignore_ascii_case(name)) {
+            names.push(name.to_owned());
+        }
+    }
     let mut params = rcgen::CertificateParams::new(names).map_err(tls)?;
     params
         .distinguished_name
@@ -175,8 +183,12 @@ impl ClientCertVerifier for AnyClientCertificate {
     }
 }
 
-/// The rustls server configuration (HTTP/1.1, ring).
-pub fn server_config(material: &TlsMaterial) -> Result<Arc<ServerConfig>, EmulatorError> {
+/// The rustls server configuration (ring) with the given ALPN protocols (`http/1.1` for HTTPS;
+/// none for MQTT, whose clients offer none or `mqtt`, which rustls would otherwise refuse).
+pub fn server_config(
+    material: &TlsMaterial,
+    alpn: &[&[u8]],
+) -> Result<Arc<ServerConfig>, EmulatorError> {
     let provider = Arc::new(rustls::crypto::ring::default_provider());
     let verifier = Arc::new(AnyClientCertificate {
         provider: provider.clone(),
@@ -191,6 +203,6 @@ pub fn server_config(material: &TlsMaterial) -> Result<Arc<ServerConfig>, Emulat
                 "the TLS certificate and key do not fit together: {e}"
             ))
         })?;
-    config.alpn_protocols = vec![b"http/1.1".to_vec()];
+    config.alpn_protocols = alpn.iter().map(|p| p.to_vec()).collect();
     Ok(Arc::new(config))
 }

@@ -1,7 +1,8 @@
 #!/usr/bin/env bash
 # Installs the official DPS service clients the emulator tests run against:
 #   tests/clients/node_modules   npm azure-iot-provisioning-service (pinned by package-lock.json)
-#   tests/clients/.venv          PyPI azure-iot-deviceprovisioning 1.0.0b1 (a pre-release: --pre)
+#   tests/clients/.venv          PyPI azure-iot-deviceprovisioning 1.0.0b1 (a pre-release: --pre) and the
+#                                device SDK azure-iot-device 2.14.0 (DPS over MQTT + IoT hub, tests/dps_emulator/mqtt_*)
 # Idempotent and quick when both are present. Needs node/npm and python3-venv (installer/deps.sh --test).
 set -euo pipefail
 cd "$(dirname "$0")"
@@ -14,7 +15,7 @@ if [[ ! -f node_modules/azure-iot-provisioning-service/package.json ]]; then
   fi
 fi
 
-if [[ ! -x .venv/bin/python ]] || ! .venv/bin/python -c 'import azure.iot.deviceprovisioning' 2>/dev/null; then
+if [[ ! -x .venv/bin/python ]] || ! .venv/bin/python -c 'import azure.iot.deviceprovisioning, azure.iot.device' 2>/dev/null; then
   python3 -m venv .venv
   .venv/bin/pip install --quiet --disable-pip-version-check --pre -r requirements.txt
 fi
