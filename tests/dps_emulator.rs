@@ -10,6 +10,8 @@ mod common;
 mod device;
 #[path = "dps_emulator/limits.rs"]
 mod limits;
+#[path = "dps_emulator/mqtt.rs"]
+mod mqtt;
 #[path = "dps_emulator/mqtt_clients.rs"]
 mod mqtt_clients;
 #[path = "dps_emulator/official_clients.rs"]

@@ -20,6 +20,7 @@ pub mod hub;
 mod ids;
 mod limits;
 pub mod mqtt;
+pub mod mqtt_device;
 mod paging;
 mod persistence;
 mod routes;

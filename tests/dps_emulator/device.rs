@@ -30,12 +30,12 @@ fn refused_status(e: DeviceClientError) -> u16 {
     }
 }
 
-struct Ca {
+pub struct Ca {
     issuer: rcgen::Issuer<'static, rcgen::KeyPair>,
-    pem: String,
+    pub pem: String,
 }
 
-fn ca(cn: &str, parent: Option<&Ca>) -> Ca {
+pub fn ca(cn: &str, parent: Option<&Ca>) -> Ca {
     let key = rcgen::KeyPair::generate().unwrap();
     let mut params = rcgen::CertificateParams::new(Vec::<String>::new()).unwrap();
     params.distinguished_name = rcgen::DistinguishedName::new();
@@ -57,7 +57,7 @@ fn ca(cn: &str, parent: Option<&Ca>) -> Ca {
     }
 }
 
-fn leaf(cn: &str, issuer: &Ca) -> (String, SecretString) {
+pub fn leaf(cn: &str, issuer: &Ca) -> (String, SecretString) {
     let key = rcgen::KeyPair::generate().unwrap();
     let mut params = rcgen::CertificateParams::new(Vec::<String>::new()).unwrap();
     params.distinguished_name = rcgen::DistinguishedName::new();

@@ -68,6 +68,13 @@ impl<S: AsyncRead + AsyncWrite + Unpin> PacketIo<S> {
         Ok(())
     }
 
+    /// Writes raw bytes: for tests that send what the codec would never make.
+    pub async fn write_bytes(&mut self, bytes: &[u8]) -> Result<(), PacketError> {
+        self.stream.write_all(bytes).await?;
+        self.stream.flush().await?;
+        Ok(())
+    }
+
     /// Ends the connection (TLS close_notify, then the socket).
     pub async fn close(mut self) {
         let _ = self.stream.shutdown().await;
