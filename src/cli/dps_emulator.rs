@@ -19,6 +19,8 @@ use dps_station::secret::SecretString;
 pub enum Commands {
     /// Run a local Device Provisioning Service (service API + device registration API) for tests and benches.
     DpsEmulator(Box<EmulatorArgs>),
+    /// Show the telemetry devices sent to the emulator's local IoT hub, or its device identities.
+    HubTelemetry(super::hub_telemetry::HubTelemetryArgs),
 }
 
 /// Flags of `dps-emulator`.
@@ -171,7 +173,10 @@ fn write_private(path: &PathBuf, text: &str) -> anyhow::Result<()> {
 
 /// Runs the emulator in the foreground.
 pub fn run(cmd: Commands) -> anyhow::Result<ExitCode> {
-    let Commands::DpsEmulator(args) = cmd;
+    let args = match cmd {
+        Commands::DpsEmulator(args) => args,
+        Commands::HubTelemetry(args) => return super::hub_telemetry::run(args),
+    };
     if args.listen.is_none()
         && args.https_listen.is_none()
         && args.unix_socket.is_none()

@@ -12,6 +12,7 @@ mod device;
 mod dps;
 mod dps_emulator;
 mod hsm;
+mod hub_telemetry;
 mod identity;
 mod ledger;
 mod ledger_bench;

@@ -17,6 +17,7 @@ pub mod device_client;
 mod enrollment;
 mod error;
 pub mod hub;
+mod hub_api;
 mod ids;
 mod limits;
 pub mod mqtt;

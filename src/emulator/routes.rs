@@ -14,7 +14,7 @@ use super::api_error::{ApiError, code};
 use super::app::{self, App};
 use super::limits::{self, Fault};
 use super::sas;
-use super::{device_api, service_api};
+use super::{device_api, hub_api, service_api};
 
 /// api-versions of the service API the emulator answers (older ones are still used by SDKs).
 pub const SERVICE_API_VERSIONS: &[&str] = &["2018-04-01", "2019-03-31", "2021-10-01", "2026-11-01"];
@@ -91,9 +91,13 @@ fn too_large(max: usize, close: bool) -> Response {
 enum Api {
     Service,
     Device,
+    Hub,
 }
 
 fn classify(segments: &[String]) -> Option<Api> {
+    if hub_api::is_hub_path(segments) {
+        return Some(Api::Hub);
+    }
     let first = segments.first()?.to_ascii_lowercase();
     if ["enrollments", "enrollmentgroups", "registrations"].contains(&first.as_str()) {
         return Some(Api::Service);
@@ -174,6 +178,7 @@ pub async fn handle(
     let result = match api {
         Api::Service => service(&app, &call),
         Api::Device => device_api::handle(&app, &call),
+        Api::Hub => service_api::authorize(&app, &call).and_then(|()| hub_api::handle(&app, &call)),
     };
     if fault == Some(Fault::DropAfter) {
         return drop_connection(&connection).await;

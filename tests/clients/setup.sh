@@ -1,13 +1,16 @@
 #!/usr/bin/env bash
 # Installs the official DPS service clients the emulator tests run against:
-#   tests/clients/node_modules   npm azure-iot-provisioning-service (pinned by package-lock.json)
+#   tests/clients/node_modules   npm azure-iot-provisioning-service and the device SDK's MQTT transports
+#                                (azure-iot-provisioning-device-mqtt, azure-iot-device-mqtt; pinned by package-lock.json)
 #   tests/clients/.venv          PyPI azure-iot-deviceprovisioning 1.0.0b1 (a pre-release: --pre) and the
 #                                device SDK azure-iot-device 2.14.0 (DPS over MQTT + IoT hub, tests/dps_emulator/mqtt_*)
 # Idempotent and quick when both are present. Needs node/npm and python3-venv (installer/deps.sh --test).
 set -euo pipefail
 cd "$(dirname "$0")"
 
-if [[ ! -f node_modules/azure-iot-provisioning-service/package.json ]]; then
+if [[ ! -f node_modules/azure-iot-provisioning-service/package.json ]] \
+  || [[ ! -f node_modules/azure-iot-provisioning-device-mqtt/package.json ]] \
+  || [[ ! -f node_modules/azure-iot-device-mqtt/package.json ]]; then
   if [[ -f package-lock.json ]]; then
     npm ci --no-audit --no-fund --loglevel=error
   else

@@ -176,3 +176,130 @@ fn the_command_prints_its_connection_string_and_keeps_state_across_restarts() {
     assert!(!no_listener.status.success());
     assert!(String::from_utf8_lossy(&no_listener.stderr).contains("--listen"));
 }
+
+/// `hub-telemetry` as a user runs it beside `dps-emulator --mqtt-listen`: a device registers over
+/// MQTT, sends a message to the local hub, and the command shows it; the hub's identities outlive
+/// a restart through the state file.
+#[test]
+fn hub_telemetry_shows_what_a_device_sent_and_hub_identities_are_kept_in_the_state_file() {
+    use dps_station::emulator::device_client::DeviceCredential;
+    use dps_station::emulator::mqtt_device::{self, MqttEndpoint, tls_config};
+    use dps_station::identity::symmetric::derive_device_key;
+
+    let dir = tempfile::tempdir().unwrap();
+    let p = |name: &str| dir.path().join(name).to_str().unwrap().to_owned();
+    let args = [
+        "--https-listen",
+        "127.0.0.1:0",
+        "--mqtt-listen",
+        "127.0.0.1:0",
+        "--ca-out",
+        &p("ca.pem"),
+        "--connection-string-file",
+        &p("cs.txt"),
+        "--state",
+        &p("state.json"),
+    ];
+    let first = run(&args);
+    let mqtt = field(&first.lines, "DPS + IoT hub (MQTT):").to_owned();
+    let addr = mqtt
+        .trim_start_matches("mqtts://")
+        .split_whitespace()
+        .next()
+        .unwrap()
+        .parse()
+        .unwrap();
+    let scope = field(&first.lines, "ID scope:").to_owned();
+    let url = field(&first.lines, "service API (HTTPS):").to_owned();
+    let cs = std::fs::read_to_string(p("cs.txt")).unwrap();
+    let key = SecretString::new(cs.rsplit_once("SharedAccessKey=").unwrap().1.trim());
+    let host = url.trim_start_matches("https://");
+    let se = crate::common::now() + 600;
+    let sig = sas::sign(key.expose(), &format!("{host}\n{se}")).unwrap();
+    let token = format!(
+        "SharedAccessSignature sr={host}&sig={}&se={se}&skn=provisioningserviceowner",
+        sas::percent_encode(&sig)
+    );
+    let ca = std::fs::read_to_string(p("ca.pem")).unwrap();
+    let http = reqwest::blocking::Client::builder()
+        .tls_backend_preconfigured(crate::common::tls_client(&ca))
+        .build()
+        .unwrap();
+    let group_key = "c2VjcmV0LWdyb3VwLWtleS1mb3ItdGhlLWNsaS10ZXN0IQ==";
+    let r = http
+        .put(format!(
+            "{url}/enrollmentGroups/cli-sym?api-version=2021-10-01"
+        ))
+        .header("authorization", &token)
+        .header("content-type", "application/json")
+        .body(
+            json!({ "enrollmentGroupId": "cli-sym", "attestation": { "type": "symmetricKey",
+                "symmetricKey": { "primaryKey": group_key, "secondaryKey": group_key } } })
+            .to_string(),
+        )
+        .send()
+        .unwrap();
+    assert_eq!(r.status().as_u16(), 200);
+
+    let cred = DeviceCredential::SymmetricKey(
+        derive_device_key(&SecretString::new(group_key), "cli-dev-1").unwrap(),
+    );
+    let ep = MqttEndpoint {
+        addr,
+        server_name: "localhost".into(),
+        trust_pem: ca.clone(),
+    };
+    let runtime = tokio::runtime::Builder::new_current_thread()
+        .enable_all()
+        .build()
+        .unwrap();
+    runtime.block_on(async {
+        let tls = tls_config("cli-dev-1", &ca, &cred).unwrap();
+        let a = mqtt_device::register(&ep, tls, &scope, "cli-dev-1", &cred)
+            .await
+            .unwrap();
+        assert_eq!(a.assigned_hub.as_deref(), Some("localhost"));
+    });
+    mqtt_device::send_first_message(&ep, "localhost", "cli-dev-1", &cred, b"{\"hello\":1}")
+        .unwrap();
+
+    let telemetry = |extra: &[&str]| {
+        let out = Command::new(env!("CARGO_BIN_EXE_dps-station"))
+            .args([
+                "hub-telemetry",
+                "--ca",
+                &p("ca.pem"),
+                "--connection-string-file",
+                &p("cs.txt"),
+            ])
+            .args(extra)
+            .output()
+            .unwrap();
+        assert!(
+            out.status.success(),
+            "{}",
+            String::from_utf8_lossy(&out.stderr)
+        );
+        String::from_utf8_lossy(&out.stdout).into_owned()
+    };
+    let shown = telemetry(&["--device", "cli-dev-1"]);
+    assert!(shown.contains("1 message(s) from cli-dev-1"), "{shown}");
+    assert!(shown.contains("{\"hello\":1}"), "{shown}");
+    assert!(shown.contains("\"ct\":\"application/json\""), "{shown}");
+    assert!(!shown.contains(key.expose()));
+    terminate(first);
+
+    // Restarted on the same state: the identity DPS created is still in the hub.
+    let second = run(&args);
+    let cs2 = std::fs::read_to_string(p("cs.txt")).unwrap();
+    assert!(
+        cs2.trim()
+            .ends_with(&format!("SharedAccessKey={}", key.expose()))
+    );
+    let listed = telemetry(&[]);
+    assert!(
+        listed.contains("cli-dev-1  (sas, registration cli-dev-1, group cli-sym)"),
+        "{listed}"
+    );
+    terminate(second);
+}
