@@ -71,6 +71,9 @@ pub struct Assignment {
     pub device_id: Option<String>,
     /// The full `registrationState` the service returned.
     pub registration_state: Value,
+    /// TPM: the key the device activated from DPS's `authenticationKey`; it signs the device's
+    /// SAS tokens for the hub, as a TPM device's firmware does. `None` for other credentials.
+    pub tpm_hub_key: Option<SecretString>,
 }
 
 /// Why a registration did not complete.
@@ -192,12 +195,14 @@ pub fn register(
     if let Some(p) = &reg.payload {
         body["payload"] = p.clone();
     }
+    let mut tpm_hub_key = None;
     let auth = match &reg.credential {
         DeviceCredential::SymmetricKey(key) => Some(sas_with(key)?),
         DeviceCredential::X509 { .. } => None,
         DeviceCredential::Tpm { ek_scalar } => {
             body["tpm"] = json!({ "endorsementKey": endorsement_key(reg, ek_scalar)? });
             let key = tpm_challenge(reg, &http, &url, &body, ek_scalar)?;
+            tpm_hub_key = Some(key.clone());
             Some(sas_with(&key)?)
         }
     };
@@ -250,6 +255,7 @@ pub fn register(
                 assigned_hub: text("assignedHub"),
                 device_id: text("deviceId"),
                 registration_state: state,
+                tpm_hub_key,
             });
         }
         if started.elapsed() > timeout {

@@ -337,6 +337,7 @@ impl MqttDevice {
                     assigned_hub: text("assignedHub"),
                     device_id: text("deviceId"),
                     registration_state: reg,
+                    tpm_hub_key: None,
                 });
             }
             let wait = topic
@@ -481,15 +482,15 @@ pub async fn connect_to_hub(
     MqttDevice::connect(endpoint, tls, device_id, &username, password.as_deref()).await
 }
 
-/// Blocking: connects to the hub with the stored credential, sends one message, disconnects.
-/// What the demo does for each provisioned device.
-pub fn send_first_message(
+/// Blocking: connects to the hub with the stored credential, reads its twin, sends one message
+/// and disconnects; returns the twin. What the demo does for each provisioned device.
+pub fn first_contact(
     endpoint: &MqttEndpoint,
     hub_host_name: &str,
     device_id: &str,
     credential: &DeviceCredential,
     body: &[u8],
-) -> Result<(), MqttDeviceError> {
+) -> Result<Value, MqttDeviceError> {
     let runtime = tokio::runtime::Builder::new_current_thread()
         .enable_all()
         .build()
@@ -501,6 +502,7 @@ pub fn send_first_message(
         let tls = tls_config(device_id, &endpoint.trust_pem, credential)?;
         let mut device =
             connect_to_hub(endpoint, tls, hub_host_name, device_id, credential).await?;
+        let twin = device.twin().await?;
         let mid = uuid::Uuid::new_v4();
         device
             .send_telemetry(
@@ -510,6 +512,6 @@ pub fn send_first_message(
             )
             .await?;
         device.disconnect().await;
-        Ok(())
+        Ok(twin)
     })
 }

@@ -26,6 +26,7 @@ use crate::dps::payload::{self, EnrollmentSettings};
 use crate::dps::retry::RetryPolicy;
 use crate::dps::{ConnectionString, DpsClient, DpsClientConfig, TlsTrust};
 use crate::emulator::device_client::{DeviceCredential, DeviceRegistration, register};
+use crate::emulator::mqtt_device::{MqttEndpoint, first_contact};
 use crate::emulator::{Emulator, EmulatorConfig, RunningEmulator};
 use crate::identity::issue;
 use crate::identity::profile::CaProfile;
@@ -326,7 +327,14 @@ impl Default for RunOptions {
 impl DemoWorkspace {
     /// Builds the workspace: emulator, key store, CA chain, groups in DPS, station config.
     pub fn create(choice: KeyStoreChoice) -> Result<Self, DemoError> {
-        Self::create_with_emulator(choice, EmulatorConfig::loopback())
+        Self::create_with_emulator(
+            choice,
+            EmulatorConfig {
+                // The local IoT hub's devices connect here (issue 13): port from the OS.
+                mqtt: Some(std::net::SocketAddr::from(([127, 0, 0, 1], 0))),
+                ..EmulatorConfig::loopback()
+            },
+        )
     }
 
     /// [`DemoWorkspace::create`] with an emulator of the given config: tests use it to give the
@@ -391,7 +399,18 @@ impl DemoWorkspace {
             GROUP_NAME,
             Some(keys.group_key_b64.clone()),
             None,
-            &EnrollmentSettings::default(),
+            &EnrollmentSettings {
+                // The same initialTwin the demo batches carry, which the devices read on their hub.
+                tags: Some(serde_json::Map::from_iter([(
+                    "line".to_owned(),
+                    "demo".into(),
+                )])),
+                desired_properties: Some(serde_json::Map::from_iter([(
+                    "telemetry_interval_s".to_owned(),
+                    DEMO_TELEMETRY_INTERVAL_S.into(),
+                )])),
+                ..EnrollmentSettings::default()
+            },
         )
         .map_err(err("symmetric group payload"))?;
         client
@@ -487,7 +506,7 @@ impl DemoWorkspace {
             _ => String::new(),
         };
         format!(
-            "name = {name:?}\nproduct = \"demo\"\ncount = {}\nregistration_id = \"{{product}}-{mode}-{{serial}}\"\nmode = \"{mode}\"\nid_scope = {:?}\nglobal_endpoint = \"global.azure-devices-provisioning.net\"\ndps_target = \"emulator\"\nenrollment = {:?}\ncertificate_validity_days = 365\n{group}[initial_twin.tags]\nline = \"demo\"\n[keys]\n{keys}",
+            "name = {name:?}\nproduct = \"demo\"\ncount = {}\nregistration_id = \"{{product}}-{mode}-{{serial}}\"\nmode = \"{mode}\"\nid_scope = {:?}\nglobal_endpoint = \"global.azure-devices-provisioning.net\"\ndps_target = \"emulator\"\nenrollment = {:?}\ncertificate_validity_days = 365\n{group}[initial_twin.tags]\nline = \"demo\"\n[initial_twin.desired]\ntelemetry_interval_s = {DEMO_TELEMETRY_INTERVAL_S}\n[keys]\n{keys}",
             options.devices,
             self.emulator.id_scope(),
             options.timing,
@@ -580,6 +599,74 @@ impl DemoWorkspace {
             });
         }
         Ok(assignment.assigned_hub.unwrap_or_default())
+    }
+}
+
+/// The telemetry interval the demo batches put in their `initialTwin`: what each device then
+/// reads from its hub twin.
+pub const DEMO_TELEMETRY_INTERVAL_S: u32 = 60;
+
+/// What one provisioned device did on its hub in the demo's last step.
+#[derive(Debug, Clone)]
+pub struct HubContact {
+    /// The hub DPS assigned it.
+    pub hub: String,
+    /// Its device ID there.
+    pub device_id: String,
+    /// The desired properties it read from its twin (the batch's `initialTwin`).
+    pub desired: serde_json::Value,
+}
+
+impl DemoWorkspace {
+    /// The demo's end for one device (issue 13): it registers with the credential its flash
+    /// holds, connects to the hub DPS assigned it over MQTT (X.509 client certificate, a SAS
+    /// token from its key, or for TPM the key it activated), reads its twin and sends its first
+    /// message, as its firmware would. Kept apart so the GUI demo can call it too.
+    pub fn first_telemetry(&self, flash: &Flash) -> Result<HubContact, DemoError> {
+        let registration = device_registration(flash, &self.emulator)?;
+        let who = registration.registration_id.clone();
+        let assignment =
+            register(&registration, Duration::from_secs(20)).map_err(err("device registration"))?;
+        let (Some(hub), Some(device_id)) = (assignment.assigned_hub, assignment.device_id) else {
+            return Err(DemoError {
+                what: format!("device registration of '{who}'"),
+                message: format!("status {}, no hub assigned", assignment.status),
+            });
+        };
+        let credential = match (registration.credential, assignment.tpm_hub_key) {
+            (DeviceCredential::Tpm { .. }, Some(key)) => DeviceCredential::SymmetricKey(key),
+            (credential, _) => credential,
+        };
+        let endpoint = MqttEndpoint {
+            addr: self.emulator.mqtt_addr().ok_or_else(|| DemoError {
+                what: "DPS emulator".into(),
+                message: "it has no MQTT listener for the hub".into(),
+            })?,
+            server_name: "localhost".into(),
+            trust_pem: self
+                .emulator
+                .ca_certificate_pem()
+                .unwrap_or_default()
+                .to_owned(),
+        };
+        let body = serde_json::json!({
+            "serial": flash.serial,
+            "registrationId": who,
+            "message": "first telemetry after provisioning",
+        });
+        let twin = first_contact(
+            &endpoint,
+            &hub,
+            &device_id,
+            &credential,
+            body.to_string().as_bytes(),
+        )
+        .map_err(err("hub telemetry"))?;
+        Ok(HubContact {
+            hub,
+            device_id,
+            desired: twin.get("desired").cloned().unwrap_or_default(),
+        })
     }
 }
 

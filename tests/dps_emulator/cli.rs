@@ -260,8 +260,7 @@ fn hub_telemetry_shows_what_a_device_sent_and_hub_identities_are_kept_in_the_sta
             .unwrap();
         assert_eq!(a.assigned_hub.as_deref(), Some("localhost"));
     });
-    mqtt_device::send_first_message(&ep, "localhost", "cli-dev-1", &cred, b"{\"hello\":1}")
-        .unwrap();
+    mqtt_device::first_contact(&ep, "localhost", "cli-dev-1", &cred, b"{\"hello\":1}").unwrap();
 
     let telemetry = |extra: &[&str]| {
         let out = Command::new(env!("CARGO_BIN_EXE_dps-station"))
