@@ -35,6 +35,10 @@ pub enum BenchCommand {
     Enroll(EnrollBench),
     /// The whole line: N slots of simulated devices, SoftHSM2, the DPS emulator, a durable ledger.
     Line(super::line_bench::BenchLineArgs),
+    /// The emulator over MQTT: registrations per second (X.509 and SAS, beside HTTPS) and
+    /// telemetry messages per second into the local hub from N devices connected at once, with
+    /// the process's memory.
+    Mqtt(MqttBench),
 }
 
 /// Options of `bench hsm`.
@@ -86,6 +90,7 @@ pub fn run(cmd: BenchCommand) -> anyhow::Result<ExitCode> {
         BenchCommand::Hsm(args) => hsm(args),
         BenchCommand::Enroll(args) => enroll(args),
         BenchCommand::Line(args) => super::line_bench::bench(&args),
+        BenchCommand::Mqtt(args) => mqtt(&args),
     }
 }
 
@@ -265,6 +270,72 @@ fn hsm(args: HsmBench) -> anyhow::Result<ExitCode> {
                 / r.raw_signatures_per_sec.max(f64::EPSILON)
         );
     }
+    Ok(ExitCode::SUCCESS)
+}
+
+/// Options of `bench mqtt`.
+#[derive(Debug, Args)]
+pub struct MqttBench {
+    /// Devices registered per phase and connected to the hub at once.
+    #[arg(long, default_value_t = 1000)]
+    devices: usize,
+    /// Messages each connected device sends.
+    #[arg(long, default_value_t = 10)]
+    messages: usize,
+    /// Registrations in flight at once (each waits up to 50 ms before polling, so the rate a
+    /// client reaches is bounded by this over that wait).
+    #[arg(long, default_value_t = 128)]
+    concurrency: usize,
+    /// Print the report as JSON.
+    #[arg(long)]
+    json: bool,
+}
+
+fn mqtt(args: &MqttBench) -> anyhow::Result<ExitCode> {
+    use dps_station::station::mqtt_bench::{MqttBenchOptions, Phase, run_mqtt_bench};
+    if cfg!(debug_assertions) {
+        eprintln!("note: this is a debug build; benchmark figures come from `cargo run --release`");
+    }
+    let report = run_mqtt_bench(
+        &MqttBenchOptions {
+            devices: args.devices,
+            messages_per_device: args.messages,
+            concurrency: args.concurrency,
+        },
+        |line| eprintln!("{line}"),
+    )
+    .context("MQTT benchmark failed")?;
+    if args.json {
+        println!("{}", serde_json::to_string_pretty(&report)?);
+        return Ok(ExitCode::SUCCESS);
+    }
+    let line = |name: &str, unit: &str, p: &Phase| {
+        println!(
+            "{name:<26} {:>6} {unit} in {:>6.2} s = {:>8.0}/s",
+            p.count, p.seconds, p.per_second
+        );
+    };
+    line(
+        "register over MQTT, X.509",
+        "registrations",
+        &report.mqtt_x509,
+    );
+    line("register over MQTT, SAS", "registrations", &report.mqtt_sas);
+    line(
+        "register over HTTPS, SAS",
+        "registrations",
+        &report.https_sas,
+    );
+    line("connect to the hub, SAS", "connections", &report.connect);
+    line("telemetry into the hub", "messages", &report.telemetry);
+    println!(
+        "memory (RSS, emulator + clients in one process): {:.1} MB before, {:.1} MB with {} devices connected ({:.1} MB more); the hub kept {} messages",
+        report.rss_before_mb,
+        report.rss_connected_mb,
+        report.connections,
+        report.rss_connected_mb - report.rss_before_mb,
+        report.messages_kept
+    );
     Ok(ExitCode::SUCCESS)
 }
 

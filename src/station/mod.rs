@@ -18,6 +18,7 @@ pub mod individual_keys;
 pub mod key_session;
 pub mod keys;
 pub mod ledger_thread;
+pub mod mqtt_bench;
 pub mod pipeline;
 pub mod report;
 pub mod source;
