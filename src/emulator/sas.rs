@@ -104,7 +104,10 @@ pub fn parse(header: Option<&str>) -> Result<SasToken, SasError> {
     let (mut sr, mut sig, mut se, mut skn) = (None, None, None, None);
     for field in rest.trim().split('&') {
         let Some((name, value)) = field.split_once('=') else {
-            return Err(SasError::Malformed(format!("field '{field}' has no '='")));
+            return Err(SasError::Malformed(format!(
+                "a field of {} characters has no '=' (not shown: it may be a secret)",
+                field.len()
+            )));
         };
         match name.trim().to_ascii_lowercase().as_str() {
             "sr" => sr = Some(value.to_owned()),

@@ -725,3 +725,111 @@ impl Lcg {
         self.0 >> 33
     }
 }
+
+#[derive(Clone, Default)]
+struct Captured(std::sync::Arc<std::sync::Mutex<Vec<u8>>>);
+
+impl std::io::Write for Captured {
+    fn write(&mut self, buf: &[u8]) -> std::io::Result<usize> {
+        self.0
+            .lock()
+            .unwrap_or_else(|p| p.into_inner())
+            .extend_from_slice(buf);
+        Ok(buf.len())
+    }
+    fn flush(&mut self) -> std::io::Result<()> {
+        Ok(())
+    }
+}
+
+/// Refused and accepted MQTT clients leave log lines that name them and the reason, never a key,
+/// a SAS signature or a password. Global subscriber at TRACE: the only one in this test binary.
+#[test]
+fn mqtt_logs_name_the_client_and_never_a_secret() {
+    let captured = Captured::default();
+    let writer = captured.clone();
+    tracing_subscriber::fmt()
+        .with_max_level(tracing::Level::TRACE)
+        .with_writer(move || writer.clone())
+        .with_ansi(false)
+        .try_init()
+        .expect("the only subscriber of this test binary");
+    let dps = mqtt_emulator(Limits::default());
+    let ep = endpoint(&dps);
+    let scope = dps.emu.id_scope().to_owned();
+    let key = group_key(&dps, "log-check");
+    let device_key = derive_device_key(&key, "log-dev-1").unwrap();
+    let wrong_key = derive_device_key(&key, "someone-else").unwrap();
+    let good = DeviceCredential::SymmetricKey(device_key.clone());
+    let wrong_token = sas::make_token(
+        &format!("{scope}/registrations/log-dev-1"),
+        &wrong_key,
+        None,
+        now() + 600,
+    )
+    .unwrap();
+    let good_hub_token = sas::make_token(
+        "localhost/devices/log-dev-1",
+        &device_key,
+        None,
+        now() + 600,
+    )
+    .unwrap();
+    let secret_word = "hunter2-not-a-token";
+    runtime().block_on(async {
+        let tls = tls_config("log-dev-1", &ep.trust_pem, &good).unwrap();
+        mqtt_device::register(&ep, tls.clone(), &scope, "log-dev-1", &good)
+            .await
+            .unwrap();
+        let mut d = mqtt_device::connect_to_hub(&ep, tls, "localhost", "log-dev-1", &good)
+            .await
+            .unwrap();
+        d.send_telemetry("log-dev-1", "", b"x").await.unwrap();
+        d.disconnect().await;
+        for (user, password) in [
+            (
+                format!("{scope}/registrations/log-dev-1/api-version=2019-03-31"),
+                wrong_token.clone(),
+            ),
+            (
+                "localhost/log-dev-1/?api-version=2019-10-01".to_owned(),
+                format!("SharedAccessSignature {secret_word}"),
+            ),
+            (
+                "localhost/log-dev-1/?api-version=2019-10-01".to_owned(),
+                secret_word.to_owned(),
+            ),
+        ] {
+            let mut io = raw(ep.addr, &ep.trust_pem).await;
+            io.write(&connect_packet("log-dev-1", &user, &password))
+                .await
+                .unwrap();
+            assert_eq!(connack(&mut io).await, ConnectReturnCode::NotAuthorized);
+            closed(&mut io).await;
+        }
+    });
+    drop(dps);
+    let log = String::from_utf8_lossy(&captured.0.lock().unwrap()).into_owned();
+    assert!(
+        log.contains("MQTT CONNECT refused") && log.contains("log-dev-1"),
+        "the refusal is logged with the client"
+    );
+    let sig_of = |token: &str| {
+        token
+            .split('&')
+            .find_map(|f| f.strip_prefix("sig="))
+            .unwrap()
+            .to_owned()
+    };
+    for secret in [
+        key.expose().to_owned(),
+        device_key.expose().to_owned(),
+        wrong_key.expose().to_owned(),
+        sig_of(&wrong_token),
+        sas::percent_decode(&sig_of(&wrong_token)),
+        sig_of(&good_hub_token),
+        secret_word.to_owned(),
+    ] {
+        assert!(!log.contains(&secret), "a secret reached the log");
+    }
+}
