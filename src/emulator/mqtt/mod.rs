@@ -36,7 +36,7 @@ const HANDSHAKE_TIMEOUT: Duration = Duration::from_secs(10);
 const MAX_KEEP_ALIVE_SECS: u64 = 1767;
 
 /// What handling one packet leads to: packets to send, then maybe the end of the connection.
-pub struct Outcome {
+pub(crate) struct Outcome {
     replies: Vec<Packet>,
     close: Option<String>,
 }
@@ -59,7 +59,7 @@ impl Outcome {
 
 /// Binds the MQTT address and, for 127.0.0.1, the same port on `::1` where that works (the SDKs
 /// connect to `localhost`, which may resolve to either).
-pub fn bind(addr: SocketAddr) -> Result<Vec<(std::net::TcpListener, SocketAddr)>, EmulatorError> {
+pub(crate) fn bind(addr: SocketAddr) -> Result<Vec<(std::net::TcpListener, SocketAddr)>, EmulatorError> {
     let first = server::bind_tcp(addr)?;
     let port = first.1.port();
     let mut out = vec![first];
@@ -73,7 +73,7 @@ pub fn bind(addr: SocketAddr) -> Result<Vec<(std::net::TcpListener, SocketAddr)>
 }
 
 /// Accepts connections until shutdown.
-pub async fn run(
+pub(crate) async fn run(
     listener: std::net::TcpListener,
     acceptor: TlsAcceptor,
     app: Arc<App>,
@@ -125,8 +125,8 @@ pub async fn run(
 }
 
 /// Serves one connection: CONNECT first, then packets until DISCONNECT, an error, silence past
-/// the keep-alive, or shutdown. Public for the decoder's fuzz tests, which run it over a pipe.
-pub async fn serve<S: AsyncRead + AsyncWrite + Unpin>(
+/// the keep-alive, or shutdown.
+async fn serve<S: AsyncRead + AsyncWrite + Unpin>(
     mut io: PacketIo<S>,
     certificates: &[Vec<u8>],
     app: &App,
