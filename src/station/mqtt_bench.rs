@@ -52,16 +52,37 @@ pub struct Phase {
     pub seconds: f64,
     /// `count / seconds`.
     pub per_second: f64,
+    /// CPU time the process (emulator and clients) spent in the phase, user + system.
+    pub cpu_seconds: f64,
+    /// `count / cpu_seconds`: what the work costs, whatever else the machine was running.
+    pub per_cpu_second: f64,
 }
 
 impl Phase {
-    fn new(count: usize, seconds: f64) -> Self {
+    fn new(count: usize, seconds: f64, cpu_seconds: f64) -> Self {
         Self {
             count,
             seconds,
             per_second: count as f64 / seconds.max(f64::EPSILON),
+            cpu_seconds,
+            per_cpu_second: count as f64 / cpu_seconds.max(f64::EPSILON),
         }
     }
+}
+
+/// The process's CPU time so far (user + system, from `/proc/self/stat`, in clock ticks of 1/100 s).
+fn cpu_seconds() -> f64 {
+    std::fs::read_to_string("/proc/self/stat")
+        .ok()
+        .and_then(|s| {
+            // Fields after the command name (which is in parentheses and may hold spaces).
+            let rest = s.rsplit_once(')')?.1;
+            let fields: Vec<&str> = rest.split_whitespace().collect();
+            let utime: f64 = fields.get(11)?.parse().ok()?;
+            let stime: f64 = fields.get(12)?.parse().ok()?;
+            Some((utime + stime) / 100.0)
+        })
+        .unwrap_or(0.0)
 }
 
 /// The figures.
@@ -179,13 +200,14 @@ fn in_parallel<F, Fut>(
     count: usize,
     concurrency: usize,
     job: F,
-) -> Result<f64, MqttBenchError>
+) -> Result<Phase, MqttBenchError>
 where
     F: Fn(usize) -> Fut + Send + Sync + 'static,
     Fut: std::future::Future<Output = Result<(), MqttDeviceError>> + Send,
 {
     let job = Arc::new(job);
     let next = Arc::new(AtomicUsize::new(0));
+    let cpu = cpu_seconds();
     let started = Instant::now();
     runtime.block_on(async {
         let mut workers = Vec::new();
@@ -211,7 +233,11 @@ where
         }
         Ok(())
     })?;
-    Ok(started.elapsed().as_secs_f64())
+    Ok(Phase::new(
+        count,
+        started.elapsed().as_secs_f64(),
+        cpu_seconds() - cpu,
+    ))
 }
 
 fn create_groups(
@@ -312,7 +338,7 @@ pub fn run_mqtt_bench(
         "{n} registrations over MQTT with X.509, {} at once",
         options.concurrency
     ));
-    let seconds = {
+    let mqtt_x509 = {
         let (x509, endpoint, scope) = (x509.clone(), endpoint.clone(), scope.clone());
         in_parallel(&runtime, n, options.concurrency, move |i| {
             let (x509, endpoint, scope) = (x509.clone(), endpoint.clone(), scope.clone());
@@ -323,13 +349,12 @@ pub fn run_mqtt_bench(
             }
         })?
     };
-    let mqtt_x509 = Phase::new(n, seconds);
 
     progress(&format!(
         "{n} registrations over MQTT with SAS, {} at once",
         options.concurrency
     ));
-    let seconds = {
+    let mqtt_sas = {
         let (sas, endpoint, scope) = (sas.clone(), endpoint.clone(), scope.clone());
         in_parallel(&runtime, n, options.concurrency, move |i| {
             let (sas, endpoint, scope) = (sas.clone(), endpoint.clone(), scope.clone());
@@ -340,7 +365,6 @@ pub fn run_mqtt_bench(
             }
         })?
     };
-    let mqtt_sas = Phase::new(n, seconds);
 
     progress(&format!(
         "{n} registrations over HTTPS with SAS, {} at once",
@@ -349,6 +373,7 @@ pub fn run_mqtt_bench(
     let https_sas = {
         let next = AtomicUsize::new(0);
         let failure = std::sync::Mutex::new(None);
+        let cpu = cpu_seconds();
         let started = Instant::now();
         std::thread::scope(|s| {
             for _ in 0..options.concurrency.max(1) {
@@ -387,11 +412,12 @@ pub fn run_mqtt_bench(
         if let Some(e) = failure.into_inner().unwrap_or_else(|p| p.into_inner()) {
             return Err(MqttBenchError::Device(e));
         }
-        Phase::new(n, started.elapsed().as_secs_f64())
+        Phase::new(n, started.elapsed().as_secs_f64(), cpu_seconds() - cpu)
     };
 
     progress(&format!("connecting {n} hub devices at once"));
     let rss_before_mb = rss_mb();
+    let cpu = cpu_seconds();
     let started = Instant::now();
     let devices: Vec<MqttDevice> = runtime.block_on(async {
         let mut tasks = Vec::with_capacity(n);
@@ -418,7 +444,11 @@ pub fn run_mqtt_bench(
         }
         Ok(out)
     })?;
-    let connect = Phase::new(devices.len(), started.elapsed().as_secs_f64());
+    let connect = Phase::new(
+        devices.len(),
+        started.elapsed().as_secs_f64(),
+        cpu_seconds() - cpu,
+    );
 
     let per_device = options.messages_per_device;
     progress(&format!(
@@ -457,7 +487,11 @@ pub fn run_mqtt_bench(
         }
         Ok(out)
     })?;
-    let telemetry = Phase::new(n * per_device, started.elapsed().as_secs_f64());
+    let telemetry = Phase::new(
+        n * per_device,
+        started.elapsed().as_secs_f64(),
+        cpu_seconds() - cpu,
+    );
     let rss_connected_mb = rss_mb();
     let connections = devices.len();
     runtime.block_on(async {

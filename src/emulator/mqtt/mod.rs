@@ -59,7 +59,9 @@ impl Outcome {
 
 /// Binds the MQTT address and, for 127.0.0.1, the same port on `::1` where that works (the SDKs
 /// connect to `localhost`, which may resolve to either).
-pub(crate) fn bind(addr: SocketAddr) -> Result<Vec<(std::net::TcpListener, SocketAddr)>, EmulatorError> {
+pub(crate) fn bind(
+    addr: SocketAddr,
+) -> Result<Vec<(std::net::TcpListener, SocketAddr)>, EmulatorError> {
     let first = server::bind_tcp(addr)?;
     let port = first.1.port();
     let mut out = vec![first];
