@@ -3,7 +3,9 @@
 //! The library is the engine; the binary (`src/main.rs`, `src/cli/`) is a thin edge over it.
 //! Arrows point inward: `cli` uses the modules below; `identity`, `keystore`, `device`, `ledger`
 //! and `dps` do not know about each other, except that `keystore` implements the signing trait
-//! that `identity` defines, so `identity` never sees PKCS#11. See `docs/ARCHITECTURE.md`.
+//! that `identity` defines, so `identity` never sees PKCS#11. `emulator` (a local DPS and IoT hub:
+//! a server, for tests, benches and the demo) uses only `identity`; `dps` never imports it.
+//! See `docs/ARCHITECTURE.md`.
 
 pub mod device;
 pub mod dps;
