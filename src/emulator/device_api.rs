@@ -123,17 +123,50 @@ fn check_target(app: &App, scope: &str, registration_id: &str) -> Result<(), Api
     ids::validate("registration ID", registration_id).map_err(ApiError::bad_request)
 }
 
-/// Checks a device's credentials against its enrollment without registering it: what the MQTT
-/// listener does at CONNECT, where DPS refuses a wrong credential with "not authorized".
-pub fn check_credentials(
+/// What DPS's MQTT gateway checks at CONNECT, before any enrollment is looked at: the ID scope,
+/// the registration ID, and a SAS token's form, resource, key name and expiry. Whether the
+/// signature or the certificate fits an enrollment is decided by the registration itself, which
+/// then answers 401 on the response topic: the real service accepted a CONNECT whose token it then
+/// refused at `iotdps-register` with `res/401` (MicrosoftDocs/azure-docs#43157), while devices
+/// with an expired token (a clock at 1970) meet "Connection Refused: not authorised"
+/// (Azure/azure-iot-sdk-python#709).
+pub fn check_connect(
     app: &App,
     scope: &str,
     registration_id: &str,
     credentials: Credentials<'_>,
 ) -> Result<(), ApiError> {
     check_target(app, scope, registration_id)?;
-    let state = app.lock();
-    authenticate(app, &state, credentials, registration_id, false).map(|_| ())
+    match credentials.sas {
+        Some(text) => {
+            let token =
+                sas::parse(Some(text)).map_err(|e| ApiError::unauthorized(e.to_string()))?;
+            if let Some(skn) = &token.skn
+                && !skn.eq_ignore_ascii_case("registration")
+            {
+                return Err(ApiError::unauthorized(format!(
+                    "a device SAS token has skn=registration, not '{skn}'"
+                )));
+            }
+            let resource = format!("{}/registrations/{}", app.id_scope, registration_id);
+            if !token.covers(&resource) {
+                return Err(ApiError::unauthorized(format!(
+                    "the SAS token's sr '{}' is not '{resource}'",
+                    token.sr_decoded
+                )));
+            }
+            if token.expired(clock::unix_now()) {
+                return Err(ApiError::unauthorized(
+                    sas::SasError::Expired(token.se).to_string(),
+                ));
+            }
+            Ok(())
+        }
+        None if credentials.peer_certificates.is_some_and(|c| !c.is_empty()) => Ok(()),
+        None => Err(ApiError::unauthorized(
+            "the device presented neither a client certificate nor a SAS password",
+        )),
+    }
 }
 
 /// `GET .../operations/{operationId}`: the state of the device's latest registration.

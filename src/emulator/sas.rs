@@ -171,9 +171,14 @@ fn same(a: &str, b: &str) -> bool {
 }
 
 impl SasToken {
+    /// Whether `se` is past by more than the allowed skew.
+    pub fn expired(&self, now: i64) -> bool {
+        self.se + MAX_CLOCK_SKEW_SECS < now
+    }
+
     /// Checks expiry (with skew) and the signature against each key in turn.
     pub fn verify(&self, keys: &[&SecretString], now: i64, who: &str) -> Result<(), SasError> {
-        if self.se + MAX_CLOCK_SKEW_SECS < now {
+        if self.expired(now) {
             return Err(SasError::Expired(self.se));
         }
         let message = format!("{}\n{}", self.sr_raw, self.se_raw);

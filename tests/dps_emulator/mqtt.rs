@@ -378,16 +378,22 @@ fn bad_connects_and_publishes_are_refused_and_other_clients_go_on() {
                 ConnectReturnCode::BadClientId,
             ),
             (
-                "wrong signature",
+                "no certificate and no password",
+                connect_packet("good-1", &dps_user("good-1"), ""),
+                ConnectReturnCode::NotAuthorized,
+            ),
+            (
+                "token for another registration",
                 connect_packet(
                     "good-1",
                     &dps_user("good-1"),
-                    &token(
-                        "good-1",
-                        &derive_device_key(&key, "someone-else").unwrap(),
-                        now() + 600,
-                    ),
+                    &token("other-1", &good_key, now() + 600),
                 ),
+                ConnectReturnCode::NotAuthorized,
+            ),
+            (
+                "not a SAS token",
+                connect_packet("good-1", &dps_user("good-1"), "hunter2"),
                 ConnectReturnCode::NotAuthorized,
             ),
             (
@@ -459,6 +465,14 @@ fn bad_connects_and_publishes_are_refused_and_other_clients_go_on() {
             closed(&mut io).await;
         }
 
+        // A wrong signature passes DPS's CONNECT, as on the real service, and the registration
+        // is refused on the response topic with 401.
+        let forged =
+            DeviceCredential::SymmetricKey(derive_device_key(&key, "someone-else").unwrap());
+        let e = mqtt_device::register(&ep, tls.clone(), &scope, "good-1", &forged)
+            .await
+            .unwrap_err();
+        assert_eq!(status_of(e), 401);
         // A certificate that matches no enrollment: CONNECT passes, the registration is 404.
         let stranger_tls = tls_config("stranger-1", &ep.trust_pem, &stranger).unwrap();
         let e = mqtt_device::register(&ep, stranger_tls.clone(), &scope, "stranger-1", &stranger)
@@ -768,6 +782,13 @@ fn mqtt_logs_name_the_client_and_never_a_secret() {
         now() + 600,
     )
     .unwrap();
+    let expired_token = sas::make_token(
+        &format!("{scope}/registrations/log-dev-1"),
+        &device_key,
+        None,
+        now() - 3600,
+    )
+    .unwrap();
     let good_hub_token = sas::make_token(
         "localhost/devices/log-dev-1",
         &device_key,
@@ -786,10 +807,16 @@ fn mqtt_logs_name_the_client_and_never_a_secret() {
             .unwrap();
         d.send_telemetry("log-dev-1", "", b"x").await.unwrap();
         d.disconnect().await;
+        let forged = DeviceCredential::SymmetricKey(wrong_key.clone());
+        let tls = tls_config("log-dev-1", &ep.trust_pem, &forged).unwrap();
+        let e = mqtt_device::register(&ep, tls, &scope, "log-dev-1", &forged)
+            .await
+            .unwrap_err();
+        assert_eq!(status_of(e), 401);
         for (user, password) in [
             (
                 format!("{scope}/registrations/log-dev-1/api-version=2019-03-31"),
-                wrong_token.clone(),
+                expired_token.clone(),
             ),
             (
                 "localhost/log-dev-1/?api-version=2019-10-01".to_owned(),
@@ -828,6 +855,7 @@ fn mqtt_logs_name_the_client_and_never_a_secret() {
         sig_of(&wrong_token),
         sas::percent_decode(&sig_of(&wrong_token)),
         sig_of(&good_hub_token),
+        sig_of(&expired_token),
         secret_word.to_owned(),
     ] {
         assert!(!log.contains(&secret), "a secret reached the log");

@@ -2,7 +2,9 @@
 //! (`{idScope}/registrations/{registrationId}/api-version=...`) or a device of the local hub
 //! (`{hub}/{deviceId}/?api-version=...`), told apart by the username as DPS and IoT Hub share one
 //! listener here. The credential (CONNECT password with a SAS token, or the TLS client
-//! certificate) is checked now, and a refusal is the CONNACK return code the services give.
+//! certificate) is checked now as far as each service's front door does (for DPS: form, resource
+//! and expiry; the signature or certificate against the enrollment at registration, which answers
+//! 401 on the response topic), and a refusal is the CONNACK return code the services give.
 
 use rumqttc::mqttbytes::Protocol;
 use rumqttc::mqttbytes::v4::{Connect, ConnectReturnCode};
@@ -117,10 +119,8 @@ pub fn accept(
                 sas: sas.as_deref(),
                 peer_certificates: Some(peer_certificates),
             };
-            match device_api::check_credentials(app, scope, registration_id, credentials) {
+            match device_api::check_connect(app, scope, registration_id, credentials) {
                 Ok(()) => {}
-                // No enrollment: the registration itself answers 404, as DPS does.
-                Err(e) if e.code == code::ENROLLMENT_NOT_FOUND => {}
                 Err(e) if e.code == code::BAD_REQUEST => {
                     return Err(refuse(ConnectReturnCode::BadClientId, e.message));
                 }
