@@ -12,6 +12,7 @@ use std::path::Path;
 use base64::Engine as _;
 use base64::prelude::BASE64_STANDARD;
 
+use super::config::BatchConfig;
 use super::individual_keys::{IndividualKeys, KEY_SOURCE_OPTIONS};
 use crate::dps::export::import::{ImportError, ImportedStatus, import_results};
 use crate::dps::export::{
@@ -361,6 +362,19 @@ fn record_chunk(
     })
 }
 
+/// The enrollment settings a batch.toml sets (hubs, allocation, initial twin): one mapping for
+/// the enrollment worker and for `export`, so that an offline batch's files carry exactly what
+/// an immediately enrolled batch sends.
+pub fn batch_settings(batch: &BatchConfig) -> EnrollmentSettings {
+    EnrollmentSettings {
+        iot_hubs: batch.iot_hubs.clone(),
+        allocation_policy: batch.allocation_policy,
+        tags: batch.twin_tags.clone(),
+        desired_properties: batch.twin_desired.clone(),
+        ..EnrollmentSettings::default()
+    }
+}
+
 /// What an export left out.
 #[derive(Debug, Clone, Default, PartialEq, Eq)]
 pub struct ExportReport {
@@ -375,15 +389,21 @@ pub struct ExportReport {
 /// others as creations. Individual symmetric keys are written only when `keys` recomputes them
 /// (and they match the ledger's fingerprints). Nothing is marked enrolled: that comes with
 /// `import-results`.
+///
+/// With `batch`, only that batch's identities are exported (the settings are that batch's).
 pub fn export_pending(
     ledger: &Ledger,
     dps_target: &str,
+    batch: Option<&str>,
     settings: &EnrollmentSettings,
     groups: Vec<GroupRecord>,
     keys: Option<&IndividualKeys>,
     dir: &Path,
 ) -> Result<ExportReport, EnrollmentError> {
-    let pending = ledger.pending_enrollments(dps_target, MAX_PENDING)?;
+    let pending = match batch {
+        Some(batch) => ledger.pending_enrollments_of_batch(dps_target, batch, MAX_PENDING)?,
+        None => ledger.pending_enrollments(dps_target, MAX_PENDING)?,
+    };
     let mut individuals = Vec::new();
     let mut left_out = Vec::new();
     for p in &pending {
@@ -456,6 +476,7 @@ pub fn export_pending(
     let written = export(
         dir,
         &ExportInput {
+            dps_target: dps_target.to_string(),
             settings: settings.clone(),
             individuals,
             groups,

@@ -223,6 +223,7 @@ fn export_then_import_results() {
     let report = export_pending(
         &ledger,
         TARGET,
+        None,
         &EnrollmentSettings::default(),
         vec![],
         None,

@@ -826,6 +826,7 @@ fn queued_reprovisioned_identities_are_exported_as_replacements() {
     let report = export_pending(
         &ledger,
         "emulator",
+        None,
         &EnrollmentSettings::default(),
         Vec::new(),
         None,
