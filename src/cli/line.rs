@@ -5,6 +5,7 @@ use std::collections::BTreeMap;
 use std::path::PathBuf;
 use std::process::ExitCode;
 use std::sync::Arc;
+use std::sync::atomic::{AtomicUsize, Ordering};
 use std::time::{Duration, Instant};
 
 use anyhow::Context;
@@ -16,15 +17,23 @@ use dps_station::dps::{ConnectionString, DpsClient, DpsClientConfig, TlsTrust};
 use dps_station::station::config::{BatchConfig, EnrollTiming, Mode, StationConfig};
 use dps_station::station::demo::{self, DemoWorkspace, KeyStoreChoice, RunOptions};
 use dps_station::station::engine::{Engine, EngineSetup, RunSummary};
-use dps_station::station::events::{Command, Event};
+use dps_station::station::events::{BatchState, Event};
 use dps_station::station::keys::StationKeys;
 use dps_station::station::report::{self, ReportFigures};
 use dps_station::station::source::{DeviceSource, PortSource};
 
+use super::interrupt;
+
 /// The line commands, flattened into the top level.
 #[derive(Debug, Subcommand)]
 pub enum Commands {
-    /// Run a batch on the fixture: a progress bar per slot, the summary, a report; Ctrl-C pauses.
+    /// Run a batch on the fixture: a progress bar per slot, the summary, a report.
+    ///
+    /// Ctrl-C pauses: no new device is taken, the devices in flight finish, the batch stays
+    /// resumable (run the same command again) and the exit status is 130; a second Ctrl-C aborts
+    /// the devices in flight (their identities are voided when the batch runs again). SIGTERM
+    /// pauses the same way (exit status 143) but waits at most DPS_STATION_STOP_TIMEOUT seconds
+    /// (default 30) for the devices in flight.
     Run(RunArgs),
     /// The whole station with no hardware and no cloud account: emulator, simulated devices,
     /// SoftHSM2 (or software keys), a batch of every working mode, devices registering.
@@ -82,6 +91,10 @@ struct View {
     batch: Option<ProgressBar>,
     prefix: String,
     done: (u64, u64),
+    /// Devices of the batch done by earlier runs (the bar starts there on resume).
+    before: u64,
+    /// Devices between `DeviceSeen` and `Passed`/`Failed`: what a pause lets finish.
+    in_flight: Arc<AtomicUsize>,
 }
 
 impl View {
@@ -104,6 +117,8 @@ impl View {
             batch,
             prefix: prefix.to_string(),
             done: (0, 0),
+            before: 0,
+            in_flight: Arc::new(AtomicUsize::new(0)),
         }
     }
 
@@ -122,9 +137,43 @@ impl View {
     }
 
     fn show(&mut self, event: &Event) {
+        match event {
+            Event::DeviceSeen { .. } => {
+                self.in_flight.fetch_add(1, Ordering::SeqCst);
+            }
+            Event::Passed { .. } | Event::Failed { .. } => {
+                let _ = self
+                    .in_flight
+                    .fetch_update(Ordering::SeqCst, Ordering::SeqCst, |n| n.checked_sub(1));
+            }
+            Event::Resumed { already_done, .. } => self.before = *already_done,
+            _ => {}
+        }
         if self.headless {
             match event {
-                Event::StageStarted { .. } | Event::SlotWaiting { .. } | Event::Progress { .. } => {
+                Event::StageStarted { .. } | Event::SlotWaiting { .. } => {}
+                Event::Resumed { already_done, size } => {
+                    if *already_done > 0 {
+                        println!(
+                            "[{}] resuming: the ledger holds {already_done}{} device(s) of this batch done",
+                            self.prefix,
+                            size.map(|s| format!(" of {s}")).unwrap_or_default()
+                        );
+                    }
+                }
+                Event::Progress {
+                    passed,
+                    failed,
+                    target,
+                } => {
+                    let done = self.before + passed + failed;
+                    let of = target
+                        .map(|t| format!("/{}", t + self.before))
+                        .unwrap_or_default();
+                    println!(
+                        "[{}] progress: {done}{of} done ({passed} passed, {failed} failed in this run)",
+                        self.prefix
+                    );
                 }
                 Event::Enrollment {
                     enrolled, failed, ..
@@ -166,10 +215,21 @@ impl View {
             Event::SlotStopped { slot, reason } => self
                 .slot(slot)
                 .finish_with_message(format!("stopped: {reason}")),
+            Event::Resumed { already_done, size } => {
+                if let Some(b) = &self.batch {
+                    if let Some(size) = size {
+                        b.set_length(*size);
+                    }
+                    b.set_position(*already_done);
+                    if *already_done > 0 {
+                        b.set_message(format!("resumed: {already_done} done before"));
+                    }
+                }
+            }
             Event::Progress { passed, failed, .. } => {
                 self.done = (*passed, *failed);
                 if let Some(b) = &self.batch {
-                    b.set_position(passed + failed);
+                    b.set_position(self.before + passed + failed);
                     b.set_message(format!("{passed} passed, {failed} failed"));
                 }
             }
@@ -198,8 +258,9 @@ impl View {
         for bar in self.slots.values() {
             bar.finish_and_clear();
         }
+        // `abandon`, not `finish`: finish would draw the bar full for a paused batch.
         if let Some(b) = &self.batch {
-            b.finish();
+            b.abandon();
         }
     }
 }
@@ -344,23 +405,13 @@ fn run_batch(args: &RunArgs) -> anyhow::Result<ExitCode> {
         dps,
         sources,
     })?;
-    // Ctrl-C: take no new device, let in-flight ones finish; the batch stays resumable.
-    let commands = engine.commands();
-    let _ = std::thread::Builder::new()
-        .name("ctrl-c".into())
-        .spawn(move || {
-            let Ok(rt) = tokio::runtime::Builder::new_current_thread()
-                .enable_all()
-                .build()
-            else {
-                return;
-            };
-            if rt.block_on(tokio::signal::ctrl_c()).is_ok() {
-                eprintln!("\nCtrl-C: pausing; devices in the slots finish, no new device is taken");
-                let _ = commands.send(Command::Close);
-            }
-        });
     let mut view = View::new(args.headless, &batch.name, batch.target());
+    // Ctrl-C / SIGTERM: take no new device, let in-flight ones finish; the batch stays resumable.
+    let interrupts = interrupt::watch(
+        engine.commands(),
+        view.in_flight.clone(),
+        interrupt::term_grace()?,
+    );
     for event in engine.events.iter() {
         view.show(&event);
     }
@@ -368,6 +419,26 @@ fn run_batch(args: &RunArgs) -> anyhow::Result<ExitCode> {
     let summary = engine
         .join()
         .context("the batch thread stopped unexpectedly")?;
+    let resume_hint = format!(
+        "dps-station run --config {} --batch {}",
+        args.config.display(),
+        args.batch.display()
+    );
+    if summary.outcomes.is_empty() && summary.complete && summary.resumed.already_done > 0 {
+        // Nothing was left to do: say what the batch holds; an empty report helps no one.
+        println!(
+            "batch {} is closed: it holds {} device(s) done ({} still queued for DPS{}); no device was taken and no report written",
+            batch.name,
+            summary.resumed.already_done,
+            summary.pending_enrollments,
+            if summary.enrollment.enrolled > 0 {
+                format!(", {} enrolled now", summary.enrollment.enrolled)
+            } else {
+                String::new()
+            }
+        );
+        return Ok(ExitCode::SUCCESS);
+    }
     print_summary(&batch.name, &summary);
     let (md, csv) = report::write(
         &station.reports,
@@ -386,8 +457,23 @@ fn run_batch(args: &RunArgs) -> anyhow::Result<ExitCode> {
                 args.batch.display()
             );
         } else {
-            println!("enrollment is offline: the identities stay queued for `dps-station export`");
+            println!(
+                "enrollment is offline: the identities stay queued for `dps-station export --config {} --batch {} --output <dir>`",
+                args.config.display(),
+                args.batch.display()
+            );
         }
+    }
+    if summary.state == BatchState::Paused {
+        println!(
+            "batch {} is paused, not finished: run the same command to resume ({resume_hint})",
+            batch.name
+        );
+    }
+    if summary.state == BatchState::Paused
+        && let Some(code) = interrupts.exit_code()
+    {
+        return Ok(code);
     }
     Ok(if summary.failed() > 0 {
         ExitCode::FAILURE

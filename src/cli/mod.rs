@@ -13,6 +13,7 @@ mod dps;
 mod dps_emulator;
 mod hsm;
 mod identity;
+mod interrupt;
 mod ledger;
 mod ledger_bench;
 mod line;

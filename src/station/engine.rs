@@ -213,6 +213,10 @@ impl Engine {
             outcomes: Mutex::new(Vec::new()),
         });
         let _ = events_tx.send(Event::Batch(BatchState::Open));
+        let _ = events_tx.send(Event::Resumed {
+            already_done: resumed.already_done,
+            size: batch.target(),
+        });
 
         let mut slots = Vec::new();
         for (slot, source) in sources {
@@ -387,7 +391,7 @@ fn slot_worker(
         {
             emit(Event::SlotStopped {
                 slot: slot.into(),
-                reason: "the batch is complete".into(),
+                reason: full_reason(shared),
             });
             return;
         }
@@ -415,7 +419,7 @@ fn slot_worker(
             source.finished(Some(arrival.driver), None, false);
             emit(Event::SlotStopped {
                 slot: slot.into(),
-                reason: "the batch is complete".into(),
+                reason: full_reason(shared),
             });
             return;
         }
@@ -493,6 +497,19 @@ fn slot_worker(
             });
             return;
         }
+    }
+}
+
+/// Why a slot takes no more devices once every place of the batch is taken: the batch is
+/// complete only when the devices of the other slots are done too.
+fn full_reason(shared: &Shared) -> String {
+    let done = shared.passed.load(Ordering::SeqCst) + shared.failed.load(Ordering::SeqCst);
+    match shared.target {
+        Some(t) if done < t => format!(
+            "every place of the batch is taken: the other slots finish its last {} device(s)",
+            t - done
+        ),
+        _ => "the batch is complete".into(),
     }
 }
 
