@@ -21,6 +21,8 @@ mod lifecycle;
 mod modes;
 #[path = "line/offline_keys.rs"]
 mod offline_keys;
+#[path = "line/ports.rs"]
+mod ports;
 #[path = "line/reprovision.rs"]
 mod reprovision;
 #[path = "line/reseat.rs"]

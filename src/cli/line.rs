@@ -20,7 +20,7 @@ use dps_station::station::engine::{Engine, EngineSetup, RunSummary};
 use dps_station::station::events::{BatchState, Event};
 use dps_station::station::keys::StationKeys;
 use dps_station::station::report::{self, ReportFigures};
-use dps_station::station::source::{DeviceSource, PortSource};
+use dps_station::station::source::{self, DeviceSource, PortSource};
 
 use super::interrupt;
 
@@ -189,6 +189,10 @@ impl View {
         }
         match event {
             Event::SlotWaiting { slot } => self.slot(slot).set_message("waiting for a device"),
+            Event::PortAbsent { slot, path, waited } => self.slot(slot).set_message(format!(
+                "waiting for {path} to appear (waited {} s; is the adapter plugged in?)",
+                waited.as_secs()
+            )),
             Event::DeviceSeen { slot, serial, .. } => {
                 self.slot(slot).set_message(format!("{serial}: seen"))
             }
@@ -296,6 +300,10 @@ fn describe(event: &Event) -> String {
             )
         }
         Event::SlotStopped { slot, reason } => format!("slot {slot}: stopped ({reason})"),
+        Event::PortAbsent { slot, path, waited } => format!(
+            "slot {slot}: waiting for {path} to appear (waited {} s; is the adapter plugged in?)",
+            waited.as_secs()
+        ),
         Event::EnrollmentProblem { message } => format!("enrollment problem: {message}"),
         other => format!("{other:?}"),
     }
@@ -384,6 +392,17 @@ fn run_batch(args: &RunArgs) -> anyhow::Result<ExitCode> {
     let keys = StationKeys::open(&station.keystore)?;
     if keys.is_software() {
         eprintln!("WARNING: {}", keys.describe());
+    }
+    // A typo in a port path would otherwise wait forever for a device that cannot come.
+    let bad_ports: Vec<String> = station
+        .fixture
+        .slots
+        .iter()
+        .filter_map(|(slot, path)| source::check_port(slot, path).err())
+        .map(|e| e.to_string())
+        .collect();
+    if !bad_ports.is_empty() {
+        anyhow::bail!("{} (in {})", bad_ports.join("\n"), args.config.display());
     }
     let dps = dps_client(&station, &batch)?;
     let sources: Vec<(String, Box<dyn DeviceSource>)> = station

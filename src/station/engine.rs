@@ -14,7 +14,7 @@ use super::events::{BatchState, Command, Event, Stage};
 use super::keys::{KeysError, StationKeys};
 use super::ledger_thread::{LedgerCallError, LedgerThread};
 use super::pipeline::{BatchContext, CaMaterial, DeviceOutcome, Done, provision};
-use super::source::DeviceSource;
+use super::source::{DeviceSource, SourceNotice};
 use crate::dps::DpsClient;
 use crate::identity::pem;
 use crate::identity::profile::DeviceProfile;
@@ -384,6 +384,18 @@ fn slot_worker(
     let emit = |e: Event| {
         let _ = events.send(e);
     };
+    {
+        let (events, slot) = (events.clone(), slot.to_string());
+        source.set_notifier(Box::new(move |notice| match notice {
+            SourceNotice::PortAbsent { path, waited } => {
+                let _ = events.send(Event::PortAbsent {
+                    slot: slot.clone(),
+                    path,
+                    waited,
+                });
+            }
+        }));
+    }
     loop {
         if shared
             .target

@@ -75,6 +75,16 @@ pub enum Event {
         /// Slot name.
         slot: String,
     },
+    /// A slot's port path is absent (an adapter not plugged in, a by-id name not there yet): the
+    /// slot waits for it to appear. Repeated while it waits.
+    PortAbsent {
+        /// Slot name.
+        slot: String,
+        /// The path it waits for.
+        path: String,
+        /// How long it has waited.
+        waited: Duration,
+    },
     /// A device answered in a slot.
     DeviceSeen {
         /// Slot name.
