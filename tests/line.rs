@@ -21,6 +21,8 @@ mod lifecycle;
 mod modes;
 #[path = "line/offline_keys.rs"]
 mod offline_keys;
+#[path = "line/pin_sources.rs"]
+mod pin_sources;
 #[path = "line/ports.rs"]
 mod ports;
 #[path = "line/reprovision.rs"]

@@ -60,7 +60,8 @@ pub struct LedgerOptions {
 pub struct KeySourceOptions {
     /// The station.toml of the batch (with a --batch file): its key store holds a
     /// symmetric-individual batch's device key master; also the ledger, unless --ledger is
-    /// given. The HSM PIN comes from DPS_STATION_HSM_PIN.
+    /// given. The HSM PIN comes from DPS_STATION_HSM_PIN_FILE, DPS_STATION_HSM_PIN, the
+    /// station's [keystore] pin_file or a prompt, as for `run`.
     #[arg(long, value_name = "STATION_TOML")]
     config: Option<PathBuf>,
     /// The batch: its batch.toml (with --config; then also its enrollment settings, its key

@@ -34,6 +34,10 @@ pub enum Commands {
     /// the devices in flight (their identities are voided when the batch runs again). SIGTERM
     /// pauses the same way (exit status 143) but waits at most DPS_STATION_STOP_TIMEOUT seconds
     /// (default 30) for the devices in flight.
+    ///
+    /// The HSM user PIN comes from the file DPS_STATION_HSM_PIN_FILE names, DPS_STATION_HSM_PIN,
+    /// station.toml [keystore] pin_file (files must be owner-only: chmod 600), or else a prompt
+    /// on the terminal.
     Run(RunArgs),
     /// The whole station with no hardware and no cloud account: emulator, simulated devices,
     /// SoftHSM2 (or software keys), a batch of every working mode, devices registering.

@@ -113,6 +113,8 @@ enum RawKeyStore {
         module: Option<PathBuf>,
         #[serde(default)]
         sessions: Option<usize>,
+        #[serde(default)]
+        pin_file: Option<PathBuf>,
     },
     Software {
         dir: PathBuf,
@@ -139,7 +141,8 @@ struct RawDpsTarget {
 /// Where the CA and group keys are.
 #[derive(Debug, Clone)]
 pub enum KeyStoreConfig {
-    /// A PKCS#11 token; the PIN comes from [`HSM_PIN_ENV`].
+    /// A PKCS#11 token; the PIN comes from `DPS_STATION_HSM_PIN_FILE`, [`HSM_PIN_ENV`],
+    /// `pin_file` or a prompt on the terminal (see `keystore::pin::obtain_configured_pin`).
     Pkcs11 {
         /// The HSM profile name (built in) or a profile file.
         profile: String,
@@ -149,6 +152,8 @@ pub enum KeyStoreConfig {
         module: Option<PathBuf>,
         /// Sessions to pool.
         sessions: Option<usize>,
+        /// A file holding the user PIN (owner-only permissions, checked when it is read).
+        pin_file: Option<PathBuf>,
     },
     /// Keys in files in a directory: for development and the demo only, never for production.
     Software {
@@ -275,6 +280,7 @@ impl StationConfig {
                 token_label,
                 module,
                 sessions,
+                pin_file,
             } => {
                 if token_label.trim().is_empty() {
                     return Err(invalid(
@@ -288,6 +294,7 @@ impl StationConfig {
                     token_label,
                     module: module.map(|m| resolve(base, &m)),
                     sessions,
+                    pin_file: pin_file.map(|f| resolve(base, &f)),
                 }
             }
             RawKeyStore::Software { dir } => KeyStoreConfig::Software {
