@@ -5,6 +5,8 @@
 mod bad_input;
 #[path = "line/common.rs"]
 mod common;
+#[path = "line/connection_file.rs"]
+mod connection_file;
 #[path = "line/disk_full.rs"]
 mod disk_full;
 #[path = "line/exports.rs"]

@@ -127,6 +127,8 @@ struct RawDpsTarget {
     #[serde(default)]
     connection_string_env: Option<String>,
     #[serde(default)]
+    connection_string_file: Option<PathBuf>,
+    #[serde(default)]
     keyring_service: Option<String>,
     #[serde(default)]
     keyring_account: Option<String>,
@@ -174,6 +176,8 @@ pub enum SecretSource {
         /// Keyring account attribute.
         account: String,
     },
+    /// A file readable by its owner only (`connection_string_file`).
+    File(PathBuf),
 }
 
 impl SecretSource {
@@ -187,6 +191,12 @@ impl SecretSource {
                     message: format!("set the environment variable {var} to the connection string"),
                 }),
             },
+            SecretSource::File(path) => {
+                super::secret_file::read_owner_only(path).map_err(|message| ConfigError::Secret {
+                    what: what.to_string(),
+                    message,
+                })
+            }
             SecretSource::Keyring { service, account } => {
                 let out = std::process::Command::new("secret-tool")
                     .args(["lookup", "service", service, "account", account])
@@ -306,16 +316,20 @@ impl StationConfig {
             let key = format!("dps.{name}");
             let connection_string = match (
                 t.connection_string_env,
+                t.connection_string_file,
                 t.keyring_service,
                 t.keyring_account,
             ) {
-                (Some(env), None, None) => SecretSource::Env(env),
-                (None, Some(service), Some(account)) => SecretSource::Keyring { service, account },
+                (Some(env), None, None, None) => SecretSource::Env(env),
+                (None, Some(file), None, None) => SecretSource::File(resolve(base, &file)),
+                (None, None, Some(service), Some(account)) => {
+                    SecretSource::Keyring { service, account }
+                }
                 _ => {
                     return Err(invalid(
                         path,
                         &key,
-                        "give either connection_string_env = \"VAR\" or keyring_service + keyring_account (the connection string itself never goes in the file)",
+                        "give one of connection_string_env = \"VAR\", connection_string_file = \"FILE\" (owner-only) or keyring_service + keyring_account (the connection string itself never goes in station.toml)",
                     ));
                 }
             };
