@@ -3,6 +3,8 @@
 
 #[path = "line/bad_input.rs"]
 mod bad_input;
+#[path = "line/closed_pipe.rs"]
+mod closed_pipe;
 #[path = "line/common.rs"]
 mod common;
 #[path = "line/connection_file.rs"]

@@ -23,6 +23,7 @@ use dps_station::station::report::{self, ReportFigures};
 use dps_station::station::source::{self, DeviceSource, PortSource};
 
 use super::interrupt;
+use super::pipe::{self, Out};
 
 /// The line commands, flattened into the top level.
 #[derive(Debug, Subcommand)]
@@ -99,10 +100,12 @@ struct View {
     before: u64,
     /// Devices between `DeviceSeen` and `Passed`/`Failed`: what a pause lets finish.
     in_flight: Arc<AtomicUsize>,
+    /// Standard output (a closed one pauses a run).
+    out: Arc<Out>,
 }
 
 impl View {
-    fn new(headless: bool, prefix: &str, target: Option<u64>) -> Self {
+    fn new(headless: bool, prefix: &str, target: Option<u64>, out: Arc<Out>) -> Self {
         let multi = MultiProgress::new();
         let batch = (!headless).then(|| {
             let bar = multi.add(ProgressBar::new(target.unwrap_or(0)));
@@ -123,6 +126,7 @@ impl View {
             done: (0, 0),
             before: 0,
             in_flight: Arc::new(AtomicUsize::new(0)),
+            out,
         }
     }
 
@@ -158,11 +162,11 @@ impl View {
                 Event::StageStarted { .. } | Event::SlotWaiting { .. } => {}
                 Event::Resumed { already_done, size } => {
                     if *already_done > 0 {
-                        println!(
+                        self.out.line(format!(
                             "[{}] resuming: the ledger holds {already_done}{} device(s) of this batch done",
                             self.prefix,
                             size.map(|s| format!(" of {s}")).unwrap_or_default()
-                        );
+                        ));
                     }
                 }
                 Event::Progress {
@@ -174,20 +178,20 @@ impl View {
                     let of = target
                         .map(|t| format!("/{}", t + self.before))
                         .unwrap_or_default();
-                    println!(
+                    self.out.line(format!(
                         "[{}] progress: {done}{of} done ({passed} passed, {failed} failed in this run)",
                         self.prefix
-                    );
+                    ));
                 }
                 Event::Enrollment {
                     enrolled, failed, ..
-                } => {
-                    println!(
-                        "[{}] enrollment: {enrolled} confirmed by DPS, {failed} refused",
-                        self.prefix
-                    )
-                }
-                other => println!("[{}] {}", self.prefix, describe(other)),
+                } => self.out.line(format!(
+                    "[{}] enrollment: {enrolled} confirmed by DPS, {failed} refused",
+                    self.prefix
+                )),
+                other => self
+                    .out
+                    .line(format!("[{}] {}", self.prefix, describe(other))),
             }
             return;
         }
@@ -313,9 +317,9 @@ fn describe(event: &Event) -> String {
     }
 }
 
-fn print_summary(name: &str, summary: &RunSummary) {
+fn print_summary(out: &Out, name: &str, summary: &RunSummary) {
     let f = ReportFigures::of(summary);
-    println!(
+    out.line(format!(
         "batch {name}: {:?}; {} passed, {} failed (yield {:.1}%); median {:.0} ms, p95 {:.0} ms per device; {} enrolled, {} refused, {} still queued",
         summary.state,
         f.passed,
@@ -326,16 +330,16 @@ fn print_summary(name: &str, summary: &RunSummary) {
         summary.enrollment.enrolled,
         summary.enrollment.failed,
         summary.pending_enrollments,
-    );
+    ));
     for (stage, n) in &f.failures_by_stage {
-        println!("  failed at {stage}: {n}");
+        out.line(format!("  failed at {stage}: {n}"));
     }
     let r = summary.resumed;
     if r.voided + r.requeued > 0 {
-        println!(
+        out.line(format!(
             "  resumed from the ledger: {} unwritten identities voided, {} written ones re-queued",
             r.voided, r.requeued
-        );
+        ));
     }
 }
 
@@ -381,6 +385,8 @@ fn dps_client(
 }
 
 fn run_batch(args: &RunArgs) -> anyhow::Result<ExitCode> {
+    // A closed stdout must pause the batch, not end the process mid-device.
+    pipe::ignore_sigpipe();
     let station = StationConfig::load(&args.config)?;
     let mut batch = BatchConfig::load(&args.batch, &station)?;
     if let Some(reason) = &args.reprovision {
@@ -428,7 +434,8 @@ fn run_batch(args: &RunArgs) -> anyhow::Result<ExitCode> {
         dps,
         sources,
     })?;
-    let mut view = View::new(args.headless, &batch.name, batch.target());
+    let out = Arc::new(Out::new(Some(engine.commands())));
+    let mut view = View::new(args.headless, &batch.name, batch.target(), out.clone());
     // Ctrl-C / SIGTERM: take no new device, let in-flight ones finish; the batch stays resumable.
     let interrupts = interrupt::watch(
         engine.commands(),
@@ -449,7 +456,7 @@ fn run_batch(args: &RunArgs) -> anyhow::Result<ExitCode> {
     );
     if summary.outcomes.is_empty() && summary.complete && summary.resumed.already_done > 0 {
         // Nothing was left to do: say what the batch holds; an empty report helps no one.
-        println!(
+        out.line(format!(
             "batch {} is closed: it holds {} device(s) done ({} still queued for DPS{}); no device was taken and no report written",
             batch.name,
             summary.resumed.already_done,
@@ -459,10 +466,10 @@ fn run_batch(args: &RunArgs) -> anyhow::Result<ExitCode> {
             } else {
                 String::new()
             }
-        );
+        ));
         return Ok(ExitCode::SUCCESS);
     }
-    print_summary(&batch.name, &summary);
+    print_summary(&out, &batch.name, &summary);
     let (md, csv) = report::write(
         &station.reports,
         &batch.name,
@@ -471,27 +478,30 @@ fn run_batch(args: &RunArgs) -> anyhow::Result<ExitCode> {
         &summary,
     )
     .with_context(|| format!("writing the report under {}", station.reports.display()))?;
-    println!("report: {} and {}", md.display(), csv.display());
+    out.line(format!("report: {} and {}", md.display(), csv.display()));
     if batch.timing == EnrollTiming::Offline {
         if batch.mode == Mode::SymmetricIndividual {
-            println!(
+            out.line(format!(
                 "enrollment is offline: the identities stay queued for `dps-station export --config {} --batch {} --output <dir>` (their keys are recomputed in this key store)",
                 args.config.display(),
                 args.batch.display()
-            );
+            ));
         } else {
-            println!(
+            out.line(format!(
                 "enrollment is offline: the identities stay queued for `dps-station export --config {} --batch {} --output <dir>`",
                 args.config.display(),
                 args.batch.display()
-            );
+            ));
         }
     }
     if summary.state == BatchState::Paused {
-        println!(
+        out.line(format!(
             "batch {} is paused, not finished: run the same command to resume ({resume_hint})",
             batch.name
-        );
+        ));
+    }
+    if let Some(code) = out.closed_status() {
+        return Ok(code);
     }
     if summary.state == BatchState::Paused
         && let Some(code) = interrupts.exit_code()
@@ -532,12 +542,17 @@ fn run_demo(args: &DemoArgs) -> anyhow::Result<ExitCode> {
     };
     let mut failed = 0usize;
     for mode in Mode::WORKING {
-        let mut view = View::new(args.headless, mode.as_str(), Some(options.devices));
+        let mut view = View::new(
+            args.headless,
+            mode.as_str(),
+            Some(options.devices),
+            Arc::new(Out::new(None)),
+        );
         let run = workspace.run_mode(mode, &format!("demo-{mode}"), &options, &mut |e| {
             view.show(e)
         })?;
         view.finish();
-        print_summary(&format!("demo-{mode}"), &run.summary);
+        print_summary(&view.out, &format!("demo-{mode}"), &run.summary);
         let mut registered = 0;
         for device in run.devices.iter().filter(|d| d.passed) {
             match workspace.register_device(&device.flash) {
