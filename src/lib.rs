@@ -6,6 +6,7 @@
 //! that `identity` defines, so `identity` never sees PKCS#11. See `docs/ARCHITECTURE.md`.
 
 pub mod device;
+pub mod dn;
 pub mod dps;
 pub mod identity;
 pub mod keystore;
