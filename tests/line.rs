@@ -37,3 +37,5 @@ mod reseat;
 mod throttled;
 #[path = "line/tpm.rs"]
 mod tpm;
+#[path = "line/walkthrough.rs"]
+mod walkthrough;

@@ -14,7 +14,9 @@ use indicatif::{MultiProgress, ProgressBar, ProgressStyle};
 
 use dps_station::device::ClientOptions;
 use dps_station::dps::{ConnectionString, DpsClient, DpsClientConfig, TlsTrust};
-use dps_station::station::config::{BatchConfig, EnrollTiming, Mode, StationConfig};
+use dps_station::identity::registration_id::IdUse;
+use dps_station::identity::template::TemplateValues;
+use dps_station::station::config::{BatchConfig, BatchSize, EnrollTiming, Mode, StationConfig};
 use dps_station::station::demo::{self, DemoWorkspace, KeyStoreChoice, RunOptions};
 use dps_station::station::engine::{Engine, EngineSetup, RunSummary};
 use dps_station::station::events::{BatchState, Event};
@@ -350,6 +352,39 @@ fn print_summary(out: &Out, name: &str, summary: &RunSummary) {
     }
 }
 
+/// What the batch will make, with a sample registration ID as the station writes it
+/// (lowercased), before any device is touched.
+fn batch_preview(batch: &BatchConfig) -> String {
+    let serial = match &batch.size {
+        BatchSize::SerialRange { first, .. } => first.clone(),
+        BatchSize::Count(_) => "SN000123".to_string(),
+    };
+    let values = TemplateValues {
+        product: Some(&batch.product),
+        serial: Some(&serial),
+        model: Some(batch.model.as_deref().unwrap_or("Model-1")),
+        hardware_id: Some("HWID-01"),
+        device_suggestion: Some("Device-01"),
+    };
+    let usage = if batch.mode.is_x509() {
+        IdUse::X509CommonName
+    } else {
+        IdUse::Any
+    };
+    let size = match &batch.size {
+        BatchSize::Count(n) => format!("{n} device(s)"),
+        BatchSize::SerialRange { first, last } => format!("serials {first} to {last}"),
+    };
+    let example = match batch.template.render(&values, usage) {
+        Ok(id) => format!(
+            "registration IDs like '{id}' (from '{}' with serial {serial}; always lowercase)",
+            batch.template.as_str()
+        ),
+        Err(e) => format!("registration IDs from '{}' ({e})", batch.template.as_str()),
+    };
+    format!("batch {}: {}, {size}, {example}", batch.name, batch.mode)
+}
+
 fn dps_client(
     station: &StationConfig,
     batch: &BatchConfig,
@@ -406,6 +441,8 @@ fn run_batch(args: &RunArgs) -> anyhow::Result<ExitCode> {
             "RE-PROVISIONING: devices seen before get a new identity, their old one is revoked (reason: {reason})"
         );
     }
+    // Before the PIN is asked for: what is about to be made, as the station writes its IDs.
+    Out::new(None).line(batch_preview(&batch));
     let keys = StationKeys::open(&station.keystore)?;
     if keys.is_software() {
         eprintln!("WARNING: {}", keys.describe());

@@ -954,6 +954,15 @@ mod tests {
             batch.twin_desired.as_ref().unwrap()["telemetryInterval"],
             60
         );
+        // The key label `hsm init-ca` gives the intermediate (its --intermediate-label default).
+        assert!(
+            batch
+                .ca_key
+                .as_ref()
+                .is_some_and(|k| k.to_string().contains("object=intermediate-ca;")),
+            "{:?}",
+            batch.ca_key
+        );
         let ranged =
             batch_text.replace("count = 500", "serial_range = [\"SN000100\", \"SN000599\"]");
         let ranged =
