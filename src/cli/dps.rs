@@ -36,6 +36,11 @@ pub enum Commands {
     /// Send the ledger's pending enrollments to DPS (10 per bulk call, paced to the quota).
     Enroll(EnrollArgs),
     /// Write the ledger's pending enrollments as enrollment files for a site on another network.
+    ///
+    /// With `--config station.toml --batch batch.toml`, one batch: its identities only, with its
+    /// iot_hubs, allocation_policy and initial_twin in every file (bulk JSON, CSV, az script);
+    /// --iot-hub/--allocation-policy may add to the batch's settings, not contradict them.
+    /// `--batch NAME` selects a batch of the ledger by name; its settings then come from the flags.
     Export(ExportArgs),
     /// Mark pending enrollments from the results of an enrollment done elsewhere.
     ImportResults(ImportArgs),
