@@ -20,9 +20,10 @@ use dps_station::dps::model::AllocationPolicy;
 use dps_station::dps::{
     ConnectionString, DpsClient, DpsClientConfig, EnrollmentSettings, TlsTrust,
 };
+use dps_station::identity::pem;
 use dps_station::ledger::{self, Ledger, WriterIdentity};
 use dps_station::secret::SecretString;
-use dps_station::station::config::{BatchConfig, StationConfig};
+use dps_station::station::config::{BatchConfig, Mode, StationConfig};
 use dps_station::station::enrollment::{
     EnrollOptions, Progress, Unfinished, batch_settings, enroll_pending, export_pending,
     import_pending_results,
@@ -472,6 +473,36 @@ fn export(args: ExportArgs) -> anyhow::Result<ExitCode> {
         groups.push(GroupRecord {
             group_id: group_id.clone(),
             attestation,
+        });
+    }
+    // An x509-group batch's devices are covered by its group: export the group over the batch's
+    // issuing CA certificate unless one was given.
+    if groups.is_empty()
+        && let Some(source) = &source
+        && source.batch.mode == Mode::X509Group
+        && let Some(group_id) = &source.batch.enrollment_group
+    {
+        let issuer = source
+            .batch
+            .ca_chain_pem
+            .as_deref()
+            .and_then(|chain| pem::decode_all(chain).ok())
+            .and_then(|blocks| {
+                blocks
+                    .into_iter()
+                    .find(|b| b.label == pem::label::CERTIFICATE)
+            })
+            .with_context(|| {
+                format!(
+                    "batch {}: [keys] ca_chain holds no certificate for the enrollment group",
+                    source.batch.path.display()
+                )
+            })?;
+        groups.push(GroupRecord {
+            group_id: group_id.clone(),
+            attestation: GroupAttestation::SigningCertificate {
+                certificate_pem: pem::encode(pem::label::CERTIFICATE, &issuer.der),
+            },
         });
     }
     let report = export_pending(

@@ -10,12 +10,12 @@ use std::process::{Command, Output};
 
 use dps_station::device::ClientOptions;
 use dps_station::device::simulator::SimOptions;
-use dps_station::dps::model::BulkEnrollmentOperation;
+use dps_station::dps::model::{BulkEnrollmentGroupOperation, BulkEnrollmentOperation};
 use dps_station::ledger::{IdentityState, Ledger};
 use dps_station::station::config::{KeyStoreConfig, Mode};
 use dps_station::station::demo::{DemoWorkspace, KeyStoreChoice, RunOptions, USER_PIN};
 use dps_station::station::engine::Engine;
-use dps_station::station::source::{DeviceSource, VirtualFixture};
+use dps_station::station::source::{DeviceSource, SimulatedRecord, VirtualFixture};
 use serde_json::{Value, json};
 
 use super::common::BIN;
@@ -40,6 +40,23 @@ fn batch_text(ws: &DemoWorkspace, mode: Mode, name: &str, timing: &'static str) 
 
 /// Runs a batch on a one-slot virtual fixture; the registration IDs of its devices.
 fn run_batch(ws: &DemoWorkspace, name: &str, text: &str) -> Vec<String> {
+    run_batch_devices(ws, name, text)
+        .iter()
+        .map(regid)
+        .collect()
+}
+
+fn regid(r: &SimulatedRecord) -> String {
+    r.flash
+        .config
+        .as_ref()
+        .and_then(|c| c.iter().find(|(k, _)| k == "regid"))
+        .map(|(_, v)| v.clone())
+        .unwrap()
+}
+
+/// Runs a batch on a one-slot virtual fixture; its simulated devices.
+fn run_batch_devices(ws: &DemoWorkspace, name: &str, text: &str) -> Vec<SimulatedRecord> {
     let fixture = VirtualFixture::new(DEVICES, SimOptions::default(), ClientOptions::default());
     let sources: Vec<(String, Box<dyn DeviceSource>)> =
         vec![("S1".into(), Box::new(fixture.slot("S1")))];
@@ -48,22 +65,12 @@ fn run_batch(ws: &DemoWorkspace, name: &str, text: &str) -> Vec<String> {
     let summary = engine.join().unwrap();
     assert_eq!(summary.passed(), DEVICES as usize, "{summary:?}");
     let ledger = Ledger::open_read_only(&ws.station.ledger).unwrap();
-    let ids: Vec<String> = fixture
-        .records()
-        .iter()
-        .map(|r| {
-            r.flash
-                .config
-                .as_ref()
-                .and_then(|c| c.iter().find(|(k, _)| k == "regid"))
-                .map(|(_, v)| v.clone())
-                .unwrap()
-        })
-        .collect();
-    for id in &ids {
-        assert!(ledger.find_identity(id).unwrap().is_some(), "{id}");
+    let records = fixture.records();
+    for r in &records {
+        let id = regid(r);
+        assert!(ledger.find_identity(&id).unwrap().is_some(), "{id}");
     }
-    ids
+    records
 }
 
 fn station_toml(ws: &DemoWorkspace, dir: &Path) -> PathBuf {
@@ -312,4 +319,60 @@ fn an_offline_export_carries_the_batch_settings_into_every_format() {
         "{}",
         text(&unknown)
     );
+}
+
+/// An offline x509-group batch: `export` with its batch file writes its enrollment group (over the
+/// batch's issuing CA, with the batch's settings), and the devices register once it is applied.
+#[test]
+fn an_offline_x509_group_batch_exports_its_group() {
+    let ws = DemoWorkspace::create(KeyStoreChoice::SoftHsm).unwrap();
+    let tmp = tempfile::tempdir().unwrap();
+    let station = station_toml(&ws, tmp.path());
+    let grp = batch_text(&ws, Mode::X509Group, "grp", "offline");
+    let devices = run_batch_devices(&ws, "grp", &grp);
+    let batch_toml = tmp.path().join("grp.toml");
+    std::fs::write(&batch_toml, &grp).unwrap();
+    assert!(
+        ws.emulator
+            .groups_snapshot()
+            .iter()
+            .all(|g| g["enrollmentGroupId"] != "demo-x509-group")
+    );
+
+    let out = tmp.path().join("files");
+    let export = cli(&[
+        "export",
+        "--config",
+        station.to_str().unwrap(),
+        "--batch",
+        batch_toml.to_str().unwrap(),
+        "--output",
+        out.to_str().unwrap(),
+    ]);
+    assert!(export.status.success(), "{}", text(&export));
+    assert!(
+        text(&export).contains("wrote 0 individual enrollment(s) and 1 group(s)"),
+        "{}",
+        text(&export)
+    );
+    let body: BulkEnrollmentGroupOperation = serde_json::from_str(
+        &std::fs::read_to_string(out.join("bulk/enrollment-groups-0001.json")).unwrap(),
+    )
+    .unwrap();
+    assert_eq!(body.enrollment_groups.len(), 1);
+    let raw = serde_json::to_value(&body.enrollment_groups[0]).unwrap();
+    assert_eq!(raw["enrollmentGroupId"], "demo-x509-group");
+    assert_eq!(raw["iotHubs"], json!(HUBS));
+    assert_eq!(raw["allocationPolicy"], "hashed");
+    assert_eq!(raw["initialTwin"]["tags"], json!({"line": "demo"}));
+    assert_eq!(
+        raw["initialTwin"]["properties"]["desired"]["firmware"]["channel"],
+        "stable"
+    );
+    let report = ws.client().bulk_groups(&body.enrollment_groups, body.mode);
+    assert!(report.all_succeeded(), "{report:?}");
+    for d in &devices {
+        ws.register_device(&d.flash)
+            .unwrap_or_else(|e| panic!("{}: {e}", regid(d)));
+    }
 }
