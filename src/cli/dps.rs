@@ -363,14 +363,23 @@ fn enroll(args: EnrollArgs) -> anyhow::Result<ExitCode> {
             .unwrap_or_else(|_| indicatif::ProgressStyle::default_bar()),
     );
     bar.enable_steady_tick(Duration::from_millis(200));
+    // With the batch file: that batch's identities, with its settings (as `run` would send them).
+    let (enrollment_settings, batch) = match &key_source {
+        Some(source) => (
+            merged_settings(&source.batch, settings(&args.settings))?,
+            Some(source.batch.name.clone()),
+        ),
+        None => (settings(&args.settings), None),
+    };
     let summary = enroll_pending(
         &mut ledger,
         &client,
         &EnrollOptions {
             dps_target: dps_target.clone(),
-            settings: settings(&args.settings),
+            settings: enrollment_settings,
             reprovision: args.reprovision,
             individual_keys: key_source.and_then(|k| k.keys),
+            batch,
         },
         |Progress { done, total }| {
             bar.set_length(total as u64);

@@ -57,6 +57,8 @@ pub struct EnrollOptions {
     /// Where the keys of `symmetric-individual` identities are recomputed (the batch that made
     /// them, in its key store); without it they are left pending.
     pub individual_keys: Option<IndividualKeys>,
+    /// Only the identities of this batch (by name): its settings are then theirs alone.
+    pub batch: Option<String>,
 }
 
 /// One registration ID and why it did not end enrolled.
@@ -188,7 +190,12 @@ pub fn enroll_pending(
     options: &EnrollOptions,
     mut progress: impl FnMut(Progress),
 ) -> Result<EnrollSummary, EnrollmentError> {
-    let pending = ledger.pending_enrollments(&options.dps_target, MAX_PENDING)?;
+    let pending = match &options.batch {
+        Some(batch) => {
+            ledger.pending_enrollments_of_batch(&options.dps_target, batch, MAX_PENDING)?
+        }
+        None => ledger.pending_enrollments(&options.dps_target, MAX_PENDING)?,
+    };
     let total = pending.len();
     let mut summary = EnrollSummary {
         pending: total,

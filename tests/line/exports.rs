@@ -319,6 +319,47 @@ fn an_offline_export_carries_the_batch_settings_into_every_format() {
         "{}",
         text(&unknown)
     );
+
+    // `enroll` with the batch file sends that batch only, with its settings (eve stays queued).
+    let late_text = batch_text(&ws, Mode::X509Csr, "late", "offline");
+    let late = run_batch(&ws, "late", &late_text);
+    let late_toml = tmp.path().join("late.toml");
+    std::fs::write(&late_toml, &late_text).unwrap();
+    let enroll = Command::new(BIN)
+        .args(["enroll", "--config"])
+        .arg(&station)
+        .arg("--batch")
+        .arg(&late_toml)
+        .args(["--endpoint", &ws.emulator.service_url(), "--trust-ca"])
+        .arg(ws.dir.join("emulator-ca.pem"))
+        .env_remove("DPS_STATION_LEDGER")
+        .env("DPS_STATION_HSM_PIN", USER_PIN)
+        .env(
+            "DPS_CONNECTION_STRING",
+            ws.emulator.connection_string().expose(),
+        )
+        .output()
+        .unwrap();
+    assert!(enroll.status.success(), "{}", text(&enroll));
+    assert!(
+        text(&enroll).contains(&format!("{DEVICES} pending, {DEVICES} enrolled")),
+        "{}",
+        text(&enroll)
+    );
+    for id in &late {
+        assert_eq!(
+            settings_of(&enrollment(&ws, id)),
+            settings_of(&enrollment(&ws, &day[0])),
+            "{id}"
+        );
+    }
+    let ledger = Ledger::open_read_only(&ws.station.ledger).unwrap();
+    for id in &eve {
+        assert_eq!(
+            ledger.find_identity(id).unwrap().unwrap().state,
+            IdentityState::Written
+        );
+    }
 }
 
 /// An offline x509-group batch: `export` with its batch file writes its enrollment group (over the

@@ -795,6 +795,7 @@ fn queued_reprovisioned_identities_are_replaced_by_enroll() {
             settings: EnrollmentSettings::default(),
             reprovision: false,
             individual_keys: None,
+            batch: None,
         },
         |_| {},
     )
