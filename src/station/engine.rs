@@ -396,24 +396,44 @@ fn slot_worker(
             }
         }));
     }
+    let mut said_full = false;
     loop {
-        if shared
-            .target
-            .is_some_and(|t| shared.claimed.load(Ordering::SeqCst) >= t)
-        {
+        if shared.target.is_some_and(|t| done(shared) >= t) {
             emit(Event::SlotStopped {
                 slot: slot.into(),
-                reason: full_reason(shared),
+                reason: "the batch is complete".into(),
             });
             return;
         }
+        // Every place is taken by a device in another slot. A place can come back (a device
+        // found done by an earlier run gives its place back), so wait rather than stop: a slot
+        // that stopped here would leave a resumed batch short of its size.
+        if shared
+            .target
+            .is_some_and(|t| shared.claimed.load(Ordering::SeqCst) >= t)
+            && !shared.stop.load(Ordering::SeqCst)
+        {
+            if !said_full {
+                said_full = true;
+                emit(Event::SlotWaiting { slot: slot.into() });
+                tracing::info!(slot, "{}", full_reason(shared));
+            }
+            std::thread::sleep(Duration::from_millis(50));
+            continue;
+        }
+        said_full = false;
         while shared.paused.load(Ordering::SeqCst) && !shared.stop.load(Ordering::SeqCst) {
             std::thread::sleep(Duration::from_millis(50));
         }
         if shared.stop.load(Ordering::SeqCst) {
+            let complete = shared.target.is_some_and(|t| done(shared) >= t);
             emit(Event::SlotStopped {
                 slot: slot.into(),
-                reason: "the batch was stopped".into(),
+                reason: if complete {
+                    "the batch is complete".into()
+                } else {
+                    "the batch was stopped".into()
+                },
             });
             return;
         }
@@ -428,12 +448,11 @@ fn slot_worker(
         // Claim a place in the batch only once a device is really there.
         let claimed = shared.claimed.fetch_add(1, Ordering::SeqCst);
         if shared.target.is_some_and(|t| claimed >= t) {
+            // No place left right now: give the claim back and leave the device where it is
+            // (handed back without a serial, so the slot takes it again once a place frees).
+            shared.claimed.fetch_sub(1, Ordering::SeqCst);
             source.finished(Some(arrival.driver), None, false);
-            emit(Event::SlotStopped {
-                slot: slot.into(),
-                reason: full_reason(shared),
-            });
-            return;
+            continue;
         }
         emit(Event::DeviceSeen {
             slot: slot.into(),
@@ -512,10 +531,15 @@ fn slot_worker(
     }
 }
 
-/// Why a slot takes no more devices once every place of the batch is taken: the batch is
-/// complete only when the devices of the other slots are done too.
+/// Devices of this run that are through (passed or failed).
+fn done(shared: &Shared) -> u64 {
+    shared.passed.load(Ordering::SeqCst) + shared.failed.load(Ordering::SeqCst)
+}
+
+/// Why a slot waits although a device may be in it: every place of the batch is taken; the
+/// batch is complete only when the devices of the other slots are done too.
 fn full_reason(shared: &Shared) -> String {
-    let done = shared.passed.load(Ordering::SeqCst) + shared.failed.load(Ordering::SeqCst);
+    let done = done(shared);
     match shared.target {
         Some(t) if done < t => format!(
             "every place of the batch is taken: the other slots finish its last {} device(s)",

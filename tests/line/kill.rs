@@ -125,7 +125,16 @@ fn finish_and_check(dir: &std::path::Path, ws: &DemoWorkspace, fleet: &Fleet) {
             ..IdentityFilter::default()
         })
         .unwrap();
-    assert_eq!(identities.len(), DEVICES, "{identities:?}");
+    let states: Vec<_> = ledger
+        .list_identities(&IdentityFilter {
+            batch: Some("kill".into()),
+            ..IdentityFilter::default()
+        })
+        .unwrap()
+        .into_iter()
+        .map(|i| (i.registration_id, i.state))
+        .collect();
+    assert_eq!(identities.len(), DEVICES, "{states:?}\n{:?}", output(dir));
     drop(ledger);
     let (ok, out) = ledger_verify(&dir.join("ledger.db"));
     assert!(ok, "{out}");
