@@ -552,11 +552,14 @@ fn run_batch(args: &RunArgs) -> anyhow::Result<ExitCode> {
     {
         return Ok(code);
     }
-    Ok(if summary.failed() > 0 {
-        ExitCode::FAILURE
-    } else {
-        ExitCode::SUCCESS
-    })
+    // A batch that stopped short of its size did not finish, even without a failed device.
+    Ok(
+        if summary.failed() > 0 || summary.state == BatchState::Paused {
+            ExitCode::FAILURE
+        } else {
+            ExitCode::SUCCESS
+        },
+    )
 }
 
 fn run_demo(args: &DemoArgs) -> anyhow::Result<ExitCode> {
