@@ -416,13 +416,22 @@ pub fn export_pending(
     for p in &pending {
         let reg = p.enrollment.registration_id.clone();
         let attestation = match (p.enrollment.kind, p.attestation) {
-            (EnrollmentKind::Group, _) => {
+            (EnrollmentKind::Group, attestation) => {
+                let group = p.enrollment.group_name.as_deref().unwrap_or("?");
                 left_out.push(Unfinished {
                     registration_id: reg,
-                    reason: format!(
-                        "covered by enrollment group '{}': export the group instead",
-                        p.enrollment.group_name.as_deref().unwrap_or("?")
-                    ),
+                    reason: if attestation == AttestationKind::SymmetricKey {
+                        format!(
+                            "covered by symmetric-key enrollment group '{group}', which DPS must \
+                             hold already: its key is not exported (the group is made at DPS and \
+                             its key imported with `dps-station hsm group-key import`)"
+                        )
+                    } else {
+                        format!(
+                            "covered by enrollment group '{group}': `export --config \
+                             <station.toml> --batch <its batch.toml>` writes the group"
+                        )
+                    },
                 });
                 continue;
             }
