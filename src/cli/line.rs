@@ -625,3 +625,30 @@ fn run_demo(args: &DemoArgs) -> anyhow::Result<ExitCode> {
         ExitCode::SUCCESS
     })
 }
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    /// Issue 17, point 5: the batch bar starts from what the ledger holds and a pause leaves it
+    /// where it is (indicatif's `finish` would draw it full).
+    #[test]
+    fn the_batch_bar_resumes_from_the_ledger_and_stays_put_on_pause() {
+        let mut view = View::new(false, "b", Some(6), Arc::new(Out::new(None)));
+        let position = |view: &View| view.batch.as_ref().map(|b| (b.position(), b.length()));
+        view.show(&Event::Resumed {
+            already_done: 4,
+            size: Some(6),
+        });
+        assert_eq!(position(&view), Some((4, Some(6))));
+        view.show(&Event::Progress {
+            passed: 1,
+            failed: 0,
+            target: Some(2),
+        });
+        assert_eq!(position(&view), Some((5, Some(6))));
+        view.show(&Event::Batch(BatchState::Paused));
+        view.finish();
+        assert_eq!(position(&view), Some((5, Some(6))), "not drawn full");
+    }
+}
