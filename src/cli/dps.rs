@@ -441,6 +441,15 @@ fn export(args: ExportArgs) -> anyhow::Result<ExitCode> {
             "give --dps-target (the DPS target the enrollments were queued for) or a --batch file"
         );
     };
+    let ledger = open_ledger(&args.ledger, source.as_ref().map(|k| &k.station))?;
+    if let Some(name) = &batch_name
+        && ledger.find_batch(name)?.is_none()
+    {
+        bail!(
+            "the ledger {} holds no batch named '{name}' (`dps-station ledger list` shows each identity's batch)",
+            ledger.path().display()
+        );
+    }
     let flags = settings(&args.settings);
     let enrollment_settings = match &source {
         Some(source) => merged_settings(&source.batch, flags)?,
@@ -455,16 +464,6 @@ fn export(args: ExportArgs) -> anyhow::Result<ExitCode> {
             flags
         }
     };
-    if let Some(name) = &batch_name {
-        let ledger = open_ledger(&args.ledger, source.as_ref().map(|k| &k.station))?;
-        if ledger.find_batch(name)?.is_none() {
-            bail!(
-                "the ledger {} holds no batch named '{name}' (`dps-station ledger list` shows each identity's batch)",
-                ledger.path().display()
-            );
-        }
-    }
-    let ledger = open_ledger(&args.ledger, source.as_ref().map(|k| &k.station))?;
     let mut groups = Vec::new();
     if let Some(group_id) = &args.group_id {
         let attestation = match (&args.group_certificate, &args.group_ca_name) {
