@@ -8,6 +8,7 @@
 //! See `docs/ARCHITECTURE.md`.
 
 pub mod device;
+pub mod dn;
 pub mod dps;
 pub mod emulator;
 pub mod identity;

@@ -8,6 +8,8 @@ mod cli;
 mod common;
 #[path = "dps_emulator/device.rs"]
 mod device;
+#[path = "dps_emulator/key_output.rs"]
+mod key_output;
 #[path = "dps_emulator/limits.rs"]
 mod limits;
 #[path = "dps_emulator/mqtt.rs"]

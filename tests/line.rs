@@ -3,10 +3,16 @@
 
 #[path = "line/bad_input.rs"]
 mod bad_input;
+#[path = "line/closed_pipe.rs"]
+mod closed_pipe;
 #[path = "line/common.rs"]
 mod common;
+#[path = "line/connection_file.rs"]
+mod connection_file;
 #[path = "line/disk_full.rs"]
 mod disk_full;
+#[path = "line/exports.rs"]
+mod exports;
 #[path = "line/faults.rs"]
 mod faults;
 #[path = "line/keyring.rs"]
@@ -19,6 +25,10 @@ mod lifecycle;
 mod modes;
 #[path = "line/offline_keys.rs"]
 mod offline_keys;
+#[path = "line/pin_sources.rs"]
+mod pin_sources;
+#[path = "line/ports.rs"]
+mod ports;
 #[path = "line/reprovision.rs"]
 mod reprovision;
 #[path = "line/reseat.rs"]
@@ -27,3 +37,5 @@ mod reseat;
 mod throttled;
 #[path = "line/tpm.rs"]
 mod tpm;
+#[path = "line/walkthrough.rs"]
+mod walkthrough;

@@ -20,11 +20,13 @@ use dps_station::dps::model::AllocationPolicy;
 use dps_station::dps::{
     ConnectionString, DpsClient, DpsClientConfig, EnrollmentSettings, TlsTrust,
 };
+use dps_station::identity::pem;
 use dps_station::ledger::{self, Ledger, WriterIdentity};
 use dps_station::secret::SecretString;
-use dps_station::station::config::{BatchConfig, StationConfig};
+use dps_station::station::config::{BatchConfig, Mode, StationConfig};
 use dps_station::station::enrollment::{
-    EnrollOptions, Progress, Unfinished, enroll_pending, export_pending, import_pending_results,
+    EnrollOptions, Progress, Unfinished, batch_settings, enroll_pending, export_pending,
+    import_pending_results,
 };
 use dps_station::station::individual_keys::IndividualKeys;
 use dps_station::station::keys::StationKeys;
@@ -35,6 +37,11 @@ pub enum Commands {
     /// Send the ledger's pending enrollments to DPS (10 per bulk call, paced to the quota).
     Enroll(EnrollArgs),
     /// Write the ledger's pending enrollments as enrollment files for a site on another network.
+    ///
+    /// With `--config station.toml --batch batch.toml`, one batch: its identities only, with its
+    /// iot_hubs, allocation_policy and initial_twin in every file (bulk JSON, CSV, az script);
+    /// --iot-hub/--allocation-policy may add to the batch's settings, not contradict them.
+    /// `--batch NAME` selects a batch of the ledger by name; its settings then come from the flags.
     Export(ExportArgs),
     /// Mark pending enrollments from the results of an enrollment done elsewhere.
     ImportResults(ImportArgs),
@@ -54,42 +61,90 @@ pub struct LedgerOptions {
     operator: Option<String>,
 }
 
-/// Where the keys of `symmetric-individual` identities are recomputed.
+/// Where the keys of `symmetric-individual` identities are recomputed, and which batch.
 #[derive(Debug, Args)]
 pub struct KeySourceOptions {
-    /// The station.toml whose key store holds the batch's device key master (with --batch);
-    /// also the ledger, unless --ledger is given. The HSM PIN comes from DPS_STATION_HSM_PIN.
-    #[arg(long, value_name = "STATION_TOML", requires = "batch")]
+    /// The station.toml of the batch (with a --batch file): its key store holds a
+    /// symmetric-individual batch's device key master; also the ledger, unless --ledger is
+    /// given. The HSM PIN comes from DPS_STATION_HSM_PIN_FILE, DPS_STATION_HSM_PIN, the
+    /// station's [keystore] pin_file or a prompt, as for `run`.
+    #[arg(long, value_name = "STATION_TOML")]
     config: Option<PathBuf>,
-    /// The batch.toml of the symmetric-individual batch that made the identities (with
-    /// --config); also the DPS target, unless --dps-target is given.
-    #[arg(long, value_name = "BATCH_TOML", requires = "config")]
-    batch: Option<PathBuf>,
+    /// The batch: its batch.toml (with --config; then also its enrollment settings, its key
+    /// source and the DPS target, unless --dps-target is given), or its name in the ledger.
+    #[arg(long, value_name = "BATCH_TOML|NAME")]
+    batch: Option<String>,
 }
 
-/// The station and batch of `--config`/`--batch`, with the batch's key source opened.
+/// The station and batch of `--config`/`--batch`, with a symmetric-individual batch's key
+/// source opened.
 struct KeySource {
     station: StationConfig,
-    batch_target: String,
-    keys: IndividualKeys,
+    batch: BatchConfig,
+    keys: Option<IndividualKeys>,
+}
+
+/// What `--batch` named.
+enum BatchChoice {
+    /// Nothing: every pending enrollment of the DPS target.
+    All,
+    /// A batch.toml, loaded against its station.toml.
+    File(Box<KeySource>),
+    /// A batch name in the ledger (its settings are not in the ledger).
+    Name(String),
+}
+
+fn open_batch(opts: &KeySourceOptions) -> anyhow::Result<BatchChoice> {
+    let Some(batch) = &opts.batch else {
+        if opts.config.is_some() {
+            bail!("--config names the station of a batch: add --batch <batch.toml>");
+        }
+        return Ok(BatchChoice::All);
+    };
+    let path = Path::new(batch);
+    if !path.is_file() {
+        if batch.contains('/') || batch.ends_with(".toml") {
+            bail!(
+                "the batch file {batch} does not exist: give an existing batch.toml, or the \
+                 batch's name as the ledger lists it (`dps-station ledger list` shows them)"
+            );
+        }
+        return Ok(BatchChoice::Name(batch.clone()));
+    }
+    let Some(config) = &opts.config else {
+        bail!(
+            "the batch file {batch} needs its station: add --config <station.toml> (its key \
+             names and DPS target are checked against the station)"
+        );
+    };
+    let station = StationConfig::load(config)?;
+    let batch = BatchConfig::load(path, &station)?;
+    // Only symmetric-individual batches have keys to recompute; other modes need no key store.
+    let keys = if batch.device_key_master.is_some() {
+        let keys = StationKeys::open(&station.keystore)?;
+        if keys.is_software() {
+            eprintln!("WARNING: {}", keys.describe());
+        }
+        Some(IndividualKeys::new(keys, batch.clone())?)
+    } else {
+        None
+    };
+    Ok(BatchChoice::File(Box::new(KeySource {
+        station,
+        batch,
+        keys,
+    })))
 }
 
 fn open_key_source(opts: &KeySourceOptions) -> anyhow::Result<Option<KeySource>> {
-    let (Some(config), Some(batch)) = (&opts.config, &opts.batch) else {
-        return Ok(None);
-    };
-    let station = StationConfig::load(config)?;
-    let batch = BatchConfig::load(batch, &station)?;
-    let keys = StationKeys::open(&station.keystore)?;
-    if keys.is_software() {
-        eprintln!("WARNING: {}", keys.describe());
+    match open_batch(opts)? {
+        BatchChoice::File(source) => Ok(Some(*source)),
+        BatchChoice::All => Ok(None),
+        BatchChoice::Name(name) => bail!(
+            "--batch {name}: give the batch.toml file (with --config) so that its key source \
+             and settings are known"
+        ),
     }
-    let batch_target = batch.dps_target.clone();
-    Ok(Some(KeySource {
-        station,
-        batch_target,
-        keys: IndividualKeys::new(keys, batch)?,
-    }))
 }
 
 /// What every enrollment gets.
@@ -225,6 +280,36 @@ fn settings(opts: &SettingsOptions) -> EnrollmentSettings {
     }
 }
 
+/// The batch's enrollment settings, with what the flags add; a flag that contradicts the batch
+/// is refused (an export must not silently differ from what an immediate enrollment sends).
+fn merged_settings(
+    batch: &BatchConfig,
+    flags: EnrollmentSettings,
+) -> anyhow::Result<EnrollmentSettings> {
+    let mut merged = batch_settings(batch);
+    if !flags.iot_hubs.is_empty() {
+        if !merged.iot_hubs.is_empty() && merged.iot_hubs != flags.iot_hubs {
+            bail!(
+                "--iot-hub contradicts the batch's iot_hubs ({}) in {}: drop the flag or change the batch",
+                merged.iot_hubs.join(", "),
+                batch.path.display()
+            );
+        }
+        merged.iot_hubs = flags.iot_hubs;
+    }
+    if let Some(policy) = flags.allocation_policy {
+        if merged.allocation_policy.is_some_and(|p| p != policy) {
+            bail!(
+                "--allocation-policy contradicts the batch's allocation_policy in {}: drop the flag or change the batch",
+                batch.path.display()
+            );
+        }
+        merged.allocation_policy = Some(policy);
+    }
+    merged.iot_edge = flags.iot_edge;
+    Ok(merged)
+}
+
 /// The connection string from `--connection-string-file` or `DPS_CONNECTION_STRING`.
 pub fn connection_string(file: Option<&Path>) -> anyhow::Result<ConnectionString> {
     let text = match file {
@@ -253,7 +338,7 @@ fn enroll(args: EnrollArgs) -> anyhow::Result<ExitCode> {
     let dps_target = args
         .dps_target
         .clone()
-        .or_else(|| key_source.as_ref().map(|k| k.batch_target.clone()))
+        .or_else(|| key_source.as_ref().map(|k| k.batch.dps_target.clone()))
         .unwrap_or_else(|| cs.host_name().to_string());
     let mut tls = TlsTrust::platform();
     if let Some(path) = &args.trust_ca {
@@ -278,14 +363,23 @@ fn enroll(args: EnrollArgs) -> anyhow::Result<ExitCode> {
             .unwrap_or_else(|_| indicatif::ProgressStyle::default_bar()),
     );
     bar.enable_steady_tick(Duration::from_millis(200));
+    // With the batch file: that batch's identities, with its settings (as `run` would send them).
+    let (enrollment_settings, batch) = match &key_source {
+        Some(source) => (
+            merged_settings(&source.batch, settings(&args.settings))?,
+            Some(source.batch.name.clone()),
+        ),
+        None => (settings(&args.settings), None),
+    };
     let summary = enroll_pending(
         &mut ledger,
         &client,
         &EnrollOptions {
             dps_target: dps_target.clone(),
-            settings: settings(&args.settings),
+            settings: enrollment_settings,
             reprovision: args.reprovision,
-            individual_keys: key_source.map(|k| k.keys),
+            individual_keys: key_source.and_then(|k| k.keys),
+            batch,
         },
         |Progress { done, total }| {
             bar.set_length(total as u64);
@@ -329,15 +423,47 @@ fn print_unfinished(what: &str, list: &[Unfinished]) {
 }
 
 fn export(args: ExportArgs) -> anyhow::Result<ExitCode> {
-    let key_source = open_key_source(&args.key_source)?;
+    let choice = open_batch(&args.key_source)?;
+    let (source, batch_name) = match choice {
+        BatchChoice::All => (None, None),
+        BatchChoice::Name(name) => (None, Some(name)),
+        BatchChoice::File(source) => {
+            let name = source.batch.name.clone();
+            (Some(*source), Some(name))
+        }
+    };
     let Some(dps_target) = args
         .dps_target
         .clone()
-        .or_else(|| key_source.as_ref().map(|k| k.batch_target.clone()))
+        .or_else(|| source.as_ref().map(|k| k.batch.dps_target.clone()))
     else {
-        bail!("give --dps-target (the DPS target the enrollments were queued for) or --batch");
+        bail!(
+            "give --dps-target (the DPS target the enrollments were queued for) or a --batch file"
+        );
     };
-    let ledger = open_ledger(&args.ledger, key_source.as_ref().map(|k| &k.station))?;
+    let ledger = open_ledger(&args.ledger, source.as_ref().map(|k| &k.station))?;
+    if let Some(name) = &batch_name
+        && ledger.find_batch(name)?.is_none()
+    {
+        bail!(
+            "the ledger {} holds no batch named '{name}' (`dps-station ledger list` shows each identity's batch)",
+            ledger.path().display()
+        );
+    }
+    let flags = settings(&args.settings);
+    let enrollment_settings = match &source {
+        Some(source) => merged_settings(&source.batch, flags)?,
+        None => {
+            if let Some(name) = &batch_name {
+                eprintln!(
+                    "note: the ledger does not hold batch '{name}''s iot_hubs, allocation_policy or \
+                     initial_twin; give its batch.toml (--config <station.toml> --batch \
+                     <batch.toml>) to write them, or the --iot-hub/--allocation-policy flags"
+                );
+            }
+            flags
+        }
+    };
     let mut groups = Vec::new();
     if let Some(group_id) = &args.group_id {
         let attestation = match (&args.group_certificate, &args.group_ca_name) {
@@ -357,12 +483,43 @@ fn export(args: ExportArgs) -> anyhow::Result<ExitCode> {
             attestation,
         });
     }
+    // An x509-group batch's devices are covered by its group: export the group over the batch's
+    // issuing CA certificate unless one was given.
+    if groups.is_empty()
+        && let Some(source) = &source
+        && source.batch.mode == Mode::X509Group
+        && let Some(group_id) = &source.batch.enrollment_group
+    {
+        let issuer = source
+            .batch
+            .ca_chain_pem
+            .as_deref()
+            .and_then(|chain| pem::decode_all(chain).ok())
+            .and_then(|blocks| {
+                blocks
+                    .into_iter()
+                    .find(|b| b.label == pem::label::CERTIFICATE)
+            })
+            .with_context(|| {
+                format!(
+                    "batch {}: [keys] ca_chain holds no certificate for the enrollment group",
+                    source.batch.path.display()
+                )
+            })?;
+        groups.push(GroupRecord {
+            group_id: group_id.clone(),
+            attestation: GroupAttestation::SigningCertificate {
+                certificate_pem: pem::encode(pem::label::CERTIFICATE, &issuer.der),
+            },
+        });
+    }
     let report = export_pending(
         &ledger,
         &dps_target,
-        &settings(&args.settings),
+        batch_name.as_deref(),
+        &enrollment_settings,
         groups,
-        key_source.as_ref().map(|k| &k.keys),
+        source.as_ref().and_then(|k| k.keys.as_ref()),
         &args.output,
     )?;
     let w = &report.written;

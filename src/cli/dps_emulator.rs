@@ -177,6 +177,8 @@ pub fn run(cmd: Commands) -> anyhow::Result<ExitCode> {
         Commands::DpsEmulator(args) => args,
         Commands::HubTelemetry(args) => return super::hub_telemetry::run(args),
     };
+    // A server: a reader that went away must not end it (and lose its state) through SIGPIPE.
+    super::pipe::ignore_sigpipe();
     if args.listen.is_none()
         && args.https_listen.is_none()
         && args.unix_socket.is_none()
@@ -274,7 +276,15 @@ pub fn run(cmd: Commands) -> anyhow::Result<ExitCode> {
         writeln!(out, "Unix socket (HTTP):   {}", p.display())?;
     }
     writeln!(out, "ID scope:             {}", emulator.id_scope())?;
-    if key_given {
+    if let Some(path) = &args.connection_string_file {
+        // Asked for a file: the key goes there only, not into a terminal's scrollback or a log.
+        write_private(path, emulator.connection_string().expose())?;
+        writeln!(
+            out,
+            "connection string:    written to {} (owner-only; the key is not shown)",
+            path.display()
+        )?;
+    } else if key_given {
         // A key the user gave is not echoed: they have it already.
         writeln!(
             out,
@@ -290,10 +300,6 @@ pub fn run(cmd: Commands) -> anyhow::Result<ExitCode> {
             emulator.connection_string().expose()
         )?;
     }
-    if let Some(path) = &args.connection_string_file {
-        write_private(path, emulator.connection_string().expose())?;
-        writeln!(out, "connection string written to {}", path.display())?;
-    }
     if let (Some(path), Some(pem)) = (&args.ca_out, emulator.ca_certificate_pem()) {
         std::fs::write(path, pem)
             .with_context(|| format!("cannot write the CA certificate to {}", path.display()))?;
@@ -303,15 +309,28 @@ pub fn run(cmd: Commands) -> anyhow::Result<ExitCode> {
     out.flush()?;
     drop(out);
 
-    runtime.block_on(async {
+    let signal = runtime.block_on(async {
         tokio::select! {
-            _ = interrupt.recv() => {}
-            _ = terminate.recv() => {}
+            _ = interrupt.recv() => "Ctrl-C",
+            _ = terminate.recv() => "SIGTERM",
         }
     });
     drop(runtime);
+    // Best effort: whoever started the emulator may no longer read its output.
+    let _ = writeln!(std::io::stdout(), "{signal}: stopping the DPS emulator");
     emulator
         .shutdown()
         .context("the DPS emulator did not stop cleanly")?;
+    let _ = match &args.state_file {
+        Some(path) => writeln!(
+            std::io::stdout(),
+            "DPS emulator stopped; state saved to {}",
+            path.display()
+        ),
+        None => writeln!(
+            std::io::stdout(),
+            "DPS emulator stopped; without --state its enrollments are gone"
+        ),
+    };
     Ok(ExitCode::SUCCESS)
 }

@@ -209,25 +209,43 @@ fn list(l: &Ledger, filter: &IdentityFilter, json: bool) -> anyhow::Result<ExitC
         return Ok(ExitCode::SUCCESS);
     }
     let mut out = std::io::stdout().lock();
-    writeln!(
-        out,
-        "{:<40} {:<9} {:<14} {:<20} updated",
-        "registration id", "state", "attestation", "batch"
-    )?;
-    for r in &rows {
-        let state = match r.failed_stage {
-            Some(stage) => format!("{}({stage})", r.state),
-            None => r.state.to_string(),
-        };
-        writeln!(
-            out,
-            "{:<40} {:<9} {:<14} {:<20} {}",
-            r.registration_id,
-            state,
-            r.attestation,
-            r.batch.as_deref().unwrap_or("-"),
-            r.updated_at
-        )?;
+    let header = [
+        "registration id",
+        "state",
+        "attestation",
+        "batch",
+        "updated",
+    ]
+    .map(String::from);
+    let table: Vec<[String; 5]> = rows
+        .iter()
+        .map(|r| {
+            [
+                r.registration_id.clone(),
+                match r.failed_stage {
+                    Some(stage) => format!("{}({stage})", r.state),
+                    None => r.state.to_string(),
+                },
+                r.attestation.to_string(),
+                r.batch.clone().unwrap_or_else(|| "-".into()),
+                r.updated_at.clone(),
+            ]
+        })
+        .collect();
+    // Columns as wide as their widest cell, so that no name breaks the alignment.
+    let mut widths = header.clone().map(|h| h.chars().count());
+    for row in &table {
+        for (w, cell) in widths.iter_mut().zip(row) {
+            *w = (*w).max(cell.chars().count());
+        }
+    }
+    for row in std::iter::once(&header).chain(&table) {
+        let line: Vec<String> = row
+            .iter()
+            .zip(widths)
+            .map(|(cell, w)| format!("{cell:<w$}"))
+            .collect();
+        writeln!(out, "{}", line.join(" ").trim_end())?;
     }
     writeln!(out, "{} identities", rows.len())?;
     Ok(ExitCode::SUCCESS)

@@ -5,6 +5,7 @@ use std::collections::BTreeMap;
 use std::path::PathBuf;
 use std::process::ExitCode;
 use std::sync::Arc;
+use std::sync::atomic::{AtomicUsize, Ordering};
 use std::time::{Duration, Instant};
 
 use anyhow::Context;
@@ -13,18 +14,33 @@ use indicatif::{MultiProgress, ProgressBar, ProgressStyle};
 
 use dps_station::device::ClientOptions;
 use dps_station::dps::{ConnectionString, DpsClient, DpsClientConfig, TlsTrust};
-use dps_station::station::config::{BatchConfig, EnrollTiming, Mode, StationConfig};
+use dps_station::identity::registration_id::IdUse;
+use dps_station::identity::template::TemplateValues;
+use dps_station::station::config::{BatchConfig, BatchSize, EnrollTiming, Mode, StationConfig};
 use dps_station::station::demo::{self, DemoWorkspace, KeyStoreChoice, RunOptions};
 use dps_station::station::engine::{Engine, EngineSetup, RunSummary};
-use dps_station::station::events::{Command, Event};
+use dps_station::station::events::{BatchState, Event};
 use dps_station::station::keys::StationKeys;
 use dps_station::station::report::{self, ReportFigures};
-use dps_station::station::source::{DeviceSource, PortSource};
+use dps_station::station::source::{self, DeviceSource, PortSource};
+
+use super::interrupt;
+use super::pipe::{self, Out};
 
 /// The line commands, flattened into the top level.
 #[derive(Debug, Subcommand)]
 pub enum Commands {
-    /// Run a batch on the fixture: a progress bar per slot, the summary, a report; Ctrl-C pauses.
+    /// Run a batch on the fixture: a progress bar per slot, the summary, a report.
+    ///
+    /// Ctrl-C pauses: no new device is taken, the devices in flight finish, the batch stays
+    /// resumable (run the same command again) and the exit status is 130; a second Ctrl-C aborts
+    /// the devices in flight (their identities are voided when the batch runs again). SIGTERM
+    /// pauses the same way (exit status 143) but waits at most DPS_STATION_STOP_TIMEOUT seconds
+    /// (default 30) for the devices in flight.
+    ///
+    /// The HSM user PIN comes from the file DPS_STATION_HSM_PIN_FILE names, DPS_STATION_HSM_PIN,
+    /// station.toml [keystore] pin_file (files must be owner-only: chmod 600), or else a prompt
+    /// on the terminal.
     Run(RunArgs),
     /// The whole station with no hardware and no cloud account: emulator, simulated devices,
     /// SoftHSM2 (or software keys), a batch of every working mode, devices registering.
@@ -82,10 +98,16 @@ struct View {
     batch: Option<ProgressBar>,
     prefix: String,
     done: (u64, u64),
+    /// Devices of the batch done by earlier runs (the bar starts there on resume).
+    before: u64,
+    /// Devices between `DeviceSeen` and `Passed`/`Failed`: what a pause lets finish.
+    in_flight: Arc<AtomicUsize>,
+    /// Standard output (a closed one pauses a run).
+    out: Arc<Out>,
 }
 
 impl View {
-    fn new(headless: bool, prefix: &str, target: Option<u64>) -> Self {
+    fn new(headless: bool, prefix: &str, target: Option<u64>, out: Arc<Out>) -> Self {
         let multi = MultiProgress::new();
         let batch = (!headless).then(|| {
             let bar = multi.add(ProgressBar::new(target.unwrap_or(0)));
@@ -104,6 +126,9 @@ impl View {
             batch,
             prefix: prefix.to_string(),
             done: (0, 0),
+            before: 0,
+            in_flight: Arc::new(AtomicUsize::new(0)),
+            out,
         }
     }
 
@@ -122,24 +147,62 @@ impl View {
     }
 
     fn show(&mut self, event: &Event) {
+        match event {
+            Event::DeviceSeen { .. } => {
+                self.in_flight.fetch_add(1, Ordering::SeqCst);
+            }
+            Event::Passed { .. } | Event::Failed { .. } => {
+                let _ = self
+                    .in_flight
+                    .fetch_update(Ordering::SeqCst, Ordering::SeqCst, |n| n.checked_sub(1));
+            }
+            Event::Resumed { already_done, .. } => self.before = *already_done,
+            _ => {}
+        }
         if self.headless {
             match event {
-                Event::StageStarted { .. } | Event::SlotWaiting { .. } | Event::Progress { .. } => {
+                Event::StageStarted { .. } | Event::SlotWaiting { .. } => {}
+                Event::Resumed { already_done, size } => {
+                    if *already_done > 0 {
+                        self.out.line(format!(
+                            "[{}] resuming: the ledger holds {already_done}{} device(s) of this batch done",
+                            self.prefix,
+                            size.map(|s| format!(" of {s}")).unwrap_or_default()
+                        ));
+                    }
+                }
+                Event::Progress {
+                    passed,
+                    failed,
+                    target,
+                } => {
+                    let done = self.before + passed + failed;
+                    let of = target
+                        .map(|t| format!("/{}", t + self.before))
+                        .unwrap_or_default();
+                    self.out.line(format!(
+                        "[{}] progress: {done}{of} done ({passed} passed, {failed} failed in this run)",
+                        self.prefix
+                    ));
                 }
                 Event::Enrollment {
                     enrolled, failed, ..
-                } => {
-                    println!(
-                        "[{}] enrollment: {enrolled} confirmed by DPS, {failed} refused",
-                        self.prefix
-                    )
-                }
-                other => println!("[{}] {}", self.prefix, describe(other)),
+                } => self.out.line(format!(
+                    "[{}] enrollment: {enrolled} confirmed by DPS, {failed} refused",
+                    self.prefix
+                )),
+                other => self
+                    .out
+                    .line(format!("[{}] {}", self.prefix, describe(other))),
             }
             return;
         }
         match event {
             Event::SlotWaiting { slot } => self.slot(slot).set_message("waiting for a device"),
+            Event::PortAbsent { slot, path, waited } => self.slot(slot).set_message(format!(
+                "waiting for {path} to appear (waited {} s; is the adapter plugged in?)",
+                waited.as_secs()
+            )),
             Event::DeviceSeen { slot, serial, .. } => {
                 self.slot(slot).set_message(format!("{serial}: seen"))
             }
@@ -166,10 +229,21 @@ impl View {
             Event::SlotStopped { slot, reason } => self
                 .slot(slot)
                 .finish_with_message(format!("stopped: {reason}")),
+            Event::Resumed { already_done, size } => {
+                if let Some(b) = &self.batch {
+                    if let Some(size) = size {
+                        b.set_length(*size);
+                    }
+                    b.set_position(*already_done);
+                    if *already_done > 0 {
+                        b.set_message(format!("resumed: {already_done} done before"));
+                    }
+                }
+            }
             Event::Progress { passed, failed, .. } => {
                 self.done = (*passed, *failed);
                 if let Some(b) = &self.batch {
-                    b.set_position(passed + failed);
+                    b.set_position(self.before + passed + failed);
                     b.set_message(format!("{passed} passed, {failed} failed"));
                 }
             }
@@ -198,8 +272,9 @@ impl View {
         for bar in self.slots.values() {
             bar.finish_and_clear();
         }
+        // `abandon`, not `finish`: finish would draw the bar full for a paused batch.
         if let Some(b) = &self.batch {
-            b.finish();
+            b.abandon();
         }
     }
 }
@@ -235,35 +310,79 @@ fn describe(event: &Event) -> String {
             )
         }
         Event::SlotStopped { slot, reason } => format!("slot {slot}: stopped ({reason})"),
+        Event::PortAbsent { slot, path, waited } => format!(
+            "slot {slot}: waiting for {path} to appear (waited {} s; is the adapter plugged in?)",
+            waited.as_secs()
+        ),
         Event::EnrollmentProblem { message } => format!("enrollment problem: {message}"),
         other => format!("{other:?}"),
     }
 }
 
-fn print_summary(name: &str, summary: &RunSummary) {
+fn print_summary(out: &Out, name: &str, summary: &RunSummary) {
     let f = ReportFigures::of(summary);
-    println!(
-        "batch {name}: {:?}; {} passed, {} failed (yield {:.1}%); median {:.0} ms, p95 {:.0} ms per device; {} enrolled, {} refused, {} still queued",
+    out.line(format!(
+        "batch {name}: {:?}; {} passed, {} failed (yield {:.1}%); {}; {} enrolled, {} refused, {} still queued",
         summary.state,
         f.passed,
         f.failed,
         f.yield_ratio * 100.0,
-        f.median.as_secs_f64() * 1e3,
-        f.p95.as_secs_f64() * 1e3,
+        if f.passed == 0 {
+            "no device passed".to_string()
+        } else {
+            format!(
+                "median {:.0} ms, p95 {:.0} ms per device",
+                f.median.as_secs_f64() * 1e3,
+                f.p95.as_secs_f64() * 1e3
+            )
+        },
         summary.enrollment.enrolled,
         summary.enrollment.failed,
         summary.pending_enrollments,
-    );
+    ));
     for (stage, n) in &f.failures_by_stage {
-        println!("  failed at {stage}: {n}");
+        out.line(format!("  failed at {stage}: {n}"));
     }
     let r = summary.resumed;
     if r.voided + r.requeued > 0 {
-        println!(
+        out.line(format!(
             "  resumed from the ledger: {} unwritten identities voided, {} written ones re-queued",
             r.voided, r.requeued
-        );
+        ));
     }
+}
+
+/// What the batch will make, with a sample registration ID as the station writes it
+/// (lowercased), before any device is touched.
+fn batch_preview(batch: &BatchConfig) -> String {
+    let serial = match &batch.size {
+        BatchSize::SerialRange { first, .. } => first.clone(),
+        BatchSize::Count(_) => "SN000123".to_string(),
+    };
+    let values = TemplateValues {
+        product: Some(&batch.product),
+        serial: Some(&serial),
+        model: Some(batch.model.as_deref().unwrap_or("Model-1")),
+        hardware_id: Some("HWID-01"),
+        device_suggestion: Some("Device-01"),
+    };
+    let usage = if batch.mode.is_x509() {
+        IdUse::X509CommonName
+    } else {
+        IdUse::Any
+    };
+    let size = match &batch.size {
+        BatchSize::Count(n) => format!("{n} device(s)"),
+        BatchSize::SerialRange { first, last } => format!("serials {first} to {last}"),
+    };
+    let example = match batch.template.render(&values, usage) {
+        Ok(id) => format!(
+            "registration IDs like '{id}' (from '{}' with serial {serial}; always lowercase)",
+            batch.template.as_str()
+        ),
+        Err(e) => format!("registration IDs from '{}' ({e})", batch.template.as_str()),
+    };
+    format!("batch {}: {}, {size}, {example}", batch.name, batch.mode)
 }
 
 fn dps_client(
@@ -308,6 +427,8 @@ fn dps_client(
 }
 
 fn run_batch(args: &RunArgs) -> anyhow::Result<ExitCode> {
+    // A closed stdout must pause the batch, not end the process mid-device.
+    pipe::ignore_sigpipe();
     let station = StationConfig::load(&args.config)?;
     let mut batch = BatchConfig::load(&args.batch, &station)?;
     if let Some(reason) = &args.reprovision {
@@ -320,9 +441,22 @@ fn run_batch(args: &RunArgs) -> anyhow::Result<ExitCode> {
             "RE-PROVISIONING: devices seen before get a new identity, their old one is revoked (reason: {reason})"
         );
     }
+    // Before the PIN is asked for: what is about to be made, as the station writes its IDs.
+    Out::new(None).line(batch_preview(&batch));
     let keys = StationKeys::open(&station.keystore)?;
     if keys.is_software() {
         eprintln!("WARNING: {}", keys.describe());
+    }
+    // A typo in a port path would otherwise wait forever for a device that cannot come.
+    let bad_ports: Vec<String> = station
+        .fixture
+        .slots
+        .iter()
+        .filter_map(|(slot, path)| source::check_port(slot, path).err())
+        .map(|e| e.to_string())
+        .collect();
+    if !bad_ports.is_empty() {
+        anyhow::bail!("{} (in {})", bad_ports.join("\n"), args.config.display());
     }
     let dps = dps_client(&station, &batch)?;
     let sources: Vec<(String, Box<dyn DeviceSource>)> = station
@@ -344,23 +478,14 @@ fn run_batch(args: &RunArgs) -> anyhow::Result<ExitCode> {
         dps,
         sources,
     })?;
-    // Ctrl-C: take no new device, let in-flight ones finish; the batch stays resumable.
-    let commands = engine.commands();
-    let _ = std::thread::Builder::new()
-        .name("ctrl-c".into())
-        .spawn(move || {
-            let Ok(rt) = tokio::runtime::Builder::new_current_thread()
-                .enable_all()
-                .build()
-            else {
-                return;
-            };
-            if rt.block_on(tokio::signal::ctrl_c()).is_ok() {
-                eprintln!("\nCtrl-C: pausing; devices in the slots finish, no new device is taken");
-                let _ = commands.send(Command::Close);
-            }
-        });
-    let mut view = View::new(args.headless, &batch.name, batch.target());
+    let out = Arc::new(Out::new(Some(engine.commands())));
+    let mut view = View::new(args.headless, &batch.name, batch.target(), out.clone());
+    // Ctrl-C / SIGTERM: take no new device, let in-flight ones finish; the batch stays resumable.
+    let interrupts = interrupt::watch(
+        engine.commands(),
+        view.in_flight.clone(),
+        interrupt::term_grace()?,
+    );
     for event in engine.events.iter() {
         view.show(&event);
     }
@@ -368,7 +493,27 @@ fn run_batch(args: &RunArgs) -> anyhow::Result<ExitCode> {
     let summary = engine
         .join()
         .context("the batch thread stopped unexpectedly")?;
-    print_summary(&batch.name, &summary);
+    let resume_hint = format!(
+        "dps-station run --config {} --batch {}",
+        args.config.display(),
+        args.batch.display()
+    );
+    if summary.outcomes.is_empty() && summary.complete && summary.resumed.already_done > 0 {
+        // Nothing was left to do: say what the batch holds; an empty report helps no one.
+        out.line(format!(
+            "batch {} is closed: it holds {} device(s) done ({} still queued for DPS{}); no device was taken and no report written",
+            batch.name,
+            summary.resumed.already_done,
+            summary.pending_enrollments,
+            if summary.enrollment.enrolled > 0 {
+                format!(", {} enrolled now", summary.enrollment.enrolled)
+            } else {
+                String::new()
+            }
+        ));
+        return Ok(ExitCode::SUCCESS);
+    }
+    print_summary(&out, &batch.name, &summary);
     let (md, csv) = report::write(
         &station.reports,
         &batch.name,
@@ -377,23 +522,44 @@ fn run_batch(args: &RunArgs) -> anyhow::Result<ExitCode> {
         &summary,
     )
     .with_context(|| format!("writing the report under {}", station.reports.display()))?;
-    println!("report: {} and {}", md.display(), csv.display());
+    out.line(format!("report: {} and {}", md.display(), csv.display()));
     if batch.timing == EnrollTiming::Offline {
         if batch.mode == Mode::SymmetricIndividual {
-            println!(
+            out.line(format!(
                 "enrollment is offline: the identities stay queued for `dps-station export --config {} --batch {} --output <dir>` (their keys are recomputed in this key store)",
                 args.config.display(),
                 args.batch.display()
-            );
+            ));
         } else {
-            println!("enrollment is offline: the identities stay queued for `dps-station export`");
+            out.line(format!(
+                "enrollment is offline: the identities stay queued for `dps-station export --config {} --batch {} --output <dir>`",
+                args.config.display(),
+                args.batch.display()
+            ));
         }
     }
-    Ok(if summary.failed() > 0 {
-        ExitCode::FAILURE
-    } else {
-        ExitCode::SUCCESS
-    })
+    if summary.state == BatchState::Paused {
+        out.line(format!(
+            "batch {} is paused, not finished: run the same command to resume ({resume_hint})",
+            batch.name
+        ));
+    }
+    if let Some(code) = out.closed_status() {
+        return Ok(code);
+    }
+    if summary.state == BatchState::Paused
+        && let Some(code) = interrupts.exit_code()
+    {
+        return Ok(code);
+    }
+    // A batch that stopped short of its size did not finish, even without a failed device.
+    Ok(
+        if summary.failed() > 0 || summary.state == BatchState::Paused {
+            ExitCode::FAILURE
+        } else {
+            ExitCode::SUCCESS
+        },
+    )
 }
 
 fn run_demo(args: &DemoArgs) -> anyhow::Result<ExitCode> {
@@ -423,12 +589,17 @@ fn run_demo(args: &DemoArgs) -> anyhow::Result<ExitCode> {
     };
     let mut failed = 0usize;
     for mode in Mode::WORKING {
-        let mut view = View::new(args.headless, mode.as_str(), Some(options.devices));
+        let mut view = View::new(
+            args.headless,
+            mode.as_str(),
+            Some(options.devices),
+            Arc::new(Out::new(None)),
+        );
         let run = workspace.run_mode(mode, &format!("demo-{mode}"), &options, &mut |e| {
             view.show(e)
         })?;
         view.finish();
-        print_summary(&format!("demo-{mode}"), &run.summary);
+        print_summary(&view.out, &format!("demo-{mode}"), &run.summary);
         // The end of the demo (issue 13): each device registers with what it stored, connects
         // to its hub over MQTT, reads the batch's initialTwin and sends its first message.
         let mut sent = 0;
@@ -470,4 +641,31 @@ fn run_demo(args: &DemoArgs) -> anyhow::Result<ExitCode> {
     } else {
         ExitCode::SUCCESS
     })
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    /// Issue 17, point 5: the batch bar starts from what the ledger holds and a pause leaves it
+    /// where it is (indicatif's `finish` would draw it full).
+    #[test]
+    fn the_batch_bar_resumes_from_the_ledger_and_stays_put_on_pause() {
+        let mut view = View::new(false, "b", Some(6), Arc::new(Out::new(None)));
+        let position = |view: &View| view.batch.as_ref().map(|b| (b.position(), b.length()));
+        view.show(&Event::Resumed {
+            already_done: 4,
+            size: Some(6),
+        });
+        assert_eq!(position(&view), Some((4, Some(6))));
+        view.show(&Event::Progress {
+            passed: 1,
+            failed: 0,
+            target: Some(2),
+        });
+        assert_eq!(position(&view), Some((5, Some(6))));
+        view.show(&Event::Batch(BatchState::Paused));
+        view.finish();
+        assert_eq!(position(&view), Some((5, Some(6))), "not drawn full");
+    }
 }

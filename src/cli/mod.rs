@@ -14,11 +14,13 @@ mod dps_emulator;
 mod hsm;
 mod hub_telemetry;
 mod identity;
+mod interrupt;
 mod ledger;
 mod ledger_bench;
 mod line;
 mod line_bench;
 mod logging;
+mod pipe;
 
 /// Line-side provisioning station for Azure IoT Hub Device Provisioning Service.
 #[derive(Debug, Parser)]
@@ -57,6 +59,8 @@ enum Command {
 /// Parses the arguments, runs the command and turns any error into a message and an exit code.
 pub fn main() -> ExitCode {
     let cli = Cli::parse();
+    // A closed stdout ends a command quietly (status 141); `run` and servers opt out.
+    pipe::default_sigpipe();
     logging::init(cli.verbose);
     let Some(command) = cli.command else {
         // Printing help can only fail on a closed stdout, where there is nobody to tell.

@@ -10,6 +10,9 @@ use crate::secret::SecretString;
 /// The environment variable a PIN may come from (for unattended stations and tests).
 pub const PIN_ENV: &str = "DPS_STATION_HSM_PIN";
 
+/// The environment variable naming a file the PIN is read from (owner-only permissions).
+pub const PIN_FILE_ENV: &str = "DPS_STATION_HSM_PIN_FILE";
+
 /// Why no PIN could be had.
 #[derive(Debug, thiserror::Error)]
 pub enum PinError {
@@ -21,6 +24,17 @@ pub enum PinError {
         /// The I/O error.
         error: std::io::Error,
     },
+    /// The PIN file can be read by others than its owner.
+    #[error(
+        "the PIN file {path} can be read by its group or by others (mode {mode:03o}): make it \
+         owner-only (chmod 600 {path}); it was not used"
+    )]
+    FileOpen {
+        /// The file.
+        path: PathBuf,
+        /// Its permission bits.
+        mode: u32,
+    },
     /// The PIN is empty.
     #[error("the PIN from {origin} is empty")]
     Empty {
@@ -28,27 +42,68 @@ pub enum PinError {
         origin: String,
     },
     /// No terminal to prompt on.
-    #[error("no PIN given and no terminal to ask on: set {PIN_ENV} or pass --pin-file <file>")]
+    #[error(
+        "no PIN given and no terminal to ask on: set {PIN_ENV}, or {PIN_FILE_ENV} (or --pin-file, \
+         or station.toml [keystore] pin_file) to an owner-only file holding it"
+    )]
     NoTerminal,
 }
 
-/// Gets a PIN: from `pin_file` if given, else from `$DPS_STATION_HSM_PIN`, else by prompting `prompt`
-/// on the controlling terminal.
+/// Gets a PIN: from `pin_file` if given (a command-line flag), else as
+/// [`obtain_configured_pin`] without a configured file.
 pub fn obtain_pin(pin_file: Option<&Path>, prompt: &str) -> Result<SecretString, PinError> {
-    if let Some(path) = pin_file {
-        let text = std::fs::read_to_string(path).map_err(|error| PinError::File {
-            path: path.to_owned(),
-            error,
-        })?;
-        let pin = SecretString::new(text.trim_end_matches(['\r', '\n']).to_owned());
-        drop(SecretString::new(text));
-        return non_empty(pin, &path.display().to_string());
+    match pin_file {
+        Some(path) => read_pin_file(path),
+        None => obtain_configured_pin(None, prompt),
+    }
+}
+
+/// Gets a PIN from, in this order: the file `$DPS_STATION_HSM_PIN_FILE` names,
+/// `$DPS_STATION_HSM_PIN`, the `configured` file (station.toml), a prompt on the terminal. The
+/// environment comes first so that a service unit or a test can override the station's file.
+pub fn obtain_configured_pin(
+    configured: Option<&Path>,
+    prompt: &str,
+) -> Result<SecretString, PinError> {
+    if let Some(path) = std::env::var_os(PIN_FILE_ENV).filter(|p| !p.is_empty()) {
+        return read_pin_file(Path::new(&path));
     }
     if let Ok(value) = std::env::var(PIN_ENV) {
         return non_empty(SecretString::new(value), PIN_ENV);
     }
+    if let Some(path) = configured {
+        return read_pin_file(path);
+    }
     let pin = prompt_hidden(prompt)?;
     non_empty(pin, "the prompt")
+}
+
+/// Reads a PIN file (one line; a trailing newline is dropped). Refused unless only its owner can
+/// read it: a PIN readable by the group or by everyone is no secret.
+pub fn read_pin_file(path: &Path) -> Result<SecretString, PinError> {
+    let file_err = |error| PinError::File {
+        path: path.to_owned(),
+        error,
+    };
+    #[cfg(unix)]
+    {
+        use std::os::unix::fs::PermissionsExt;
+        let mode = std::fs::metadata(path)
+            .map_err(file_err)?
+            .permissions()
+            .mode()
+            & 0o777;
+        if mode & 0o077 != 0 {
+            return Err(PinError::FileOpen {
+                path: path.to_owned(),
+                mode,
+            });
+        }
+    }
+    let text = std::fs::read_to_string(path).map_err(file_err)?;
+    let pin = SecretString::new(text.trim_end_matches(['\r', '\n']).to_owned());
+    drop(SecretString::new(text));
+    non_empty(pin, &path.display().to_string())
 }
 
 fn non_empty(pin: SecretString, origin: &str) -> Result<SecretString, PinError> {
@@ -88,4 +143,28 @@ pub fn prompt_hidden(prompt: &str) -> Result<SecretString, PinError> {
     let pin = SecretString::new(line.trim_end_matches(['\r', '\n']).to_owned());
     drop(SecretString::new(line));
     Ok(pin)
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use std::os::unix::fs::PermissionsExt;
+
+    #[test]
+    fn a_pin_file_must_be_owner_only() {
+        let dir = tempfile::tempdir().unwrap();
+        let path = dir.path().join("pin");
+        std::fs::write(&path, "1234\n").unwrap();
+        std::fs::set_permissions(&path, std::fs::Permissions::from_mode(0o640)).unwrap();
+        let err = read_pin_file(&path).unwrap_err();
+        assert!(
+            matches!(err, PinError::FileOpen { mode: 0o640, .. }),
+            "{err}"
+        );
+        assert!(err.to_string().contains("chmod 600"), "{err}");
+        std::fs::set_permissions(&path, std::fs::Permissions::from_mode(0o600)).unwrap();
+        assert_eq!(read_pin_file(&path).unwrap().expose(), "1234");
+        std::fs::write(&path, "\n").unwrap();
+        assert!(matches!(read_pin_file(&path), Err(PinError::Empty { .. })));
+    }
 }

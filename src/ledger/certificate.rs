@@ -18,8 +18,10 @@ pub fn facts(der: &[u8]) -> Result<CertificateFacts, String> {
     Ok(CertificateFacts {
         sha1_thumbprint: hex::encode_upper(Sha1::digest(der)),
         sha256_thumbprint: hex::encode_upper(Sha256::digest(der)),
-        subject: cert.subject().to_string(),
-        issuer: cert.issuer().to_string(),
+        // RFC 4514 order, as `identity show` and DPS print them (x509-parser's Display is the
+        // reverse, the DER order).
+        subject: crate::dn::rfc4514(cert.subject()),
+        issuer: crate::dn::rfc4514(cert.issuer()),
         serial: hex::encode_upper(cert.raw_serial()),
         not_before: rfc3339(validity.not_before.timestamp())?,
         not_after: rfc3339(validity.not_after.timestamp())?,
@@ -30,4 +32,29 @@ fn rfc3339(unix: i64) -> Result<String, String> {
     let t = OffsetDateTime::from_unix_timestamp(unix).map_err(|e| e.to_string())?;
     t.format(&time::format_description::well_known::Rfc3339)
         .map_err(|e| e.to_string())
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn names_are_stored_most_specific_first() {
+        let mut params = rcgen::CertificateParams::new(Vec::<String>::new()).unwrap();
+        params.distinguished_name = rcgen::DistinguishedName::new();
+        params
+            .distinguished_name
+            .push(rcgen::DnType::CountryName, "DE");
+        params
+            .distinguished_name
+            .push(rcgen::DnType::OrganizationName, "Contoso");
+        params
+            .distinguished_name
+            .push(rcgen::DnType::CommonName, "Line CA");
+        let key = rcgen::KeyPair::generate().unwrap();
+        let cert = params.self_signed(&key).unwrap();
+        let f = facts(cert.der()).unwrap();
+        assert_eq!(f.subject, "CN=Line CA, O=Contoso, C=DE");
+        assert_eq!(f.issuer, f.subject);
+    }
 }

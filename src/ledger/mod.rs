@@ -525,6 +525,18 @@ impl Ledger {
         })
     }
 
+    /// Up to `limit` pending enrollments of one DPS target made by the batch named `batch`.
+    pub fn pending_enrollments_of_batch(
+        &self,
+        dps_target: &str,
+        batch: &str,
+        limit: u32,
+    ) -> Result<Vec<PendingEnrollment>, LedgerError> {
+        self.read("listing a batch's pending enrollments", |c| {
+            queries::pending_enrollments_of_batch(c, dps_target, batch, limit)
+        })
+    }
+
     /// A batch by name.
     pub fn find_batch(&self, name: &str) -> Result<Option<BatchRecord>, LedgerError> {
         self.read("looking up a batch", |c| queries::find_batch(c, name))

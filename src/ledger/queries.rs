@@ -324,6 +324,32 @@ pub(crate) fn pending_enrollments(
     rows.collect()
 }
 
+/// [`pending_enrollments`] of the identities of one batch (by name): an export for one batch
+/// carries that batch's settings, so it must hold that batch's identities only.
+pub(crate) fn pending_enrollments_of_batch(
+    conn: &Connection,
+    dps_target: &str,
+    batch: &str,
+    limit: u32,
+) -> rusqlite::Result<Vec<PendingEnrollment>> {
+    let mut stmt = conn.prepare_cached(&format!(
+        "{ENROLLMENT_SELECT} WHERE e.dps_target = ?1 AND e.state = 'pending' \
+         AND i.batch_id = (SELECT b.id FROM batches b WHERE b.name = ?2) ORDER BY e.id LIMIT ?3"
+    ))?;
+    let rows = stmt.query_map(params![dps_target, batch, i64::from(limit)], |r| {
+        Ok(PendingEnrollment {
+            enrollment: enrollment_from_row(r)?,
+            attestation: parse_col(r, 12)?,
+            certificate_der: r.get(13)?,
+            endorsement_key: r.get(14)?,
+            key_nonce: nonce_col(r, 15)?,
+            replaces: r.get::<_, Option<i64>>(16)?.map(IdentityId),
+            key_fingerprint: fingerprint_col(r, 17)?,
+        })
+    })?;
+    rows.collect()
+}
+
 fn batch_from_row(r: &Row<'_>) -> rusqlite::Result<BatchRecord> {
     Ok(BatchRecord {
         id: BatchId(r.get(0)?),

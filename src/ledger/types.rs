@@ -83,7 +83,8 @@ macro_rules! named_enum {
 
         impl fmt::Display for $name {
             fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
-                f.write_str(self.as_str())
+                // `pad`, not `write_str`: a width (`{:<14}`) must line up table columns.
+                f.pad(self.as_str())
             }
         }
 

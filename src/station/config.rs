@@ -113,6 +113,8 @@ enum RawKeyStore {
         module: Option<PathBuf>,
         #[serde(default)]
         sessions: Option<usize>,
+        #[serde(default)]
+        pin_file: Option<PathBuf>,
     },
     Software {
         dir: PathBuf,
@@ -124,6 +126,8 @@ enum RawKeyStore {
 struct RawDpsTarget {
     #[serde(default)]
     connection_string_env: Option<String>,
+    #[serde(default)]
+    connection_string_file: Option<PathBuf>,
     #[serde(default)]
     keyring_service: Option<String>,
     #[serde(default)]
@@ -139,7 +143,8 @@ struct RawDpsTarget {
 /// Where the CA and group keys are.
 #[derive(Debug, Clone)]
 pub enum KeyStoreConfig {
-    /// A PKCS#11 token; the PIN comes from [`HSM_PIN_ENV`].
+    /// A PKCS#11 token; the PIN comes from `DPS_STATION_HSM_PIN_FILE`, [`HSM_PIN_ENV`],
+    /// `pin_file` or a prompt on the terminal (see `keystore::pin::obtain_configured_pin`).
     Pkcs11 {
         /// The HSM profile name (built in) or a profile file.
         profile: String,
@@ -149,6 +154,8 @@ pub enum KeyStoreConfig {
         module: Option<PathBuf>,
         /// Sessions to pool.
         sessions: Option<usize>,
+        /// A file holding the user PIN (owner-only permissions, checked when it is read).
+        pin_file: Option<PathBuf>,
     },
     /// Keys in files in a directory: for development and the demo only, never for production.
     Software {
@@ -169,6 +176,8 @@ pub enum SecretSource {
         /// Keyring account attribute.
         account: String,
     },
+    /// A file readable by its owner only (`connection_string_file`).
+    File(PathBuf),
 }
 
 impl SecretSource {
@@ -182,6 +191,12 @@ impl SecretSource {
                     message: format!("set the environment variable {var} to the connection string"),
                 }),
             },
+            SecretSource::File(path) => {
+                super::secret_file::read_owner_only(path).map_err(|message| ConfigError::Secret {
+                    what: what.to_string(),
+                    message,
+                })
+            }
             SecretSource::Keyring { service, account } => {
                 let out = std::process::Command::new("secret-tool")
                     .args(["lookup", "service", service, "account", account])
@@ -275,6 +290,7 @@ impl StationConfig {
                 token_label,
                 module,
                 sessions,
+                pin_file,
             } => {
                 if token_label.trim().is_empty() {
                     return Err(invalid(
@@ -288,6 +304,7 @@ impl StationConfig {
                     token_label,
                     module: module.map(|m| resolve(base, &m)),
                     sessions,
+                    pin_file: pin_file.map(|f| resolve(base, &f)),
                 }
             }
             RawKeyStore::Software { dir } => KeyStoreConfig::Software {
@@ -299,16 +316,20 @@ impl StationConfig {
             let key = format!("dps.{name}");
             let connection_string = match (
                 t.connection_string_env,
+                t.connection_string_file,
                 t.keyring_service,
                 t.keyring_account,
             ) {
-                (Some(env), None, None) => SecretSource::Env(env),
-                (None, Some(service), Some(account)) => SecretSource::Keyring { service, account },
+                (Some(env), None, None, None) => SecretSource::Env(env),
+                (None, Some(file), None, None) => SecretSource::File(resolve(base, &file)),
+                (None, None, Some(service), Some(account)) => {
+                    SecretSource::Keyring { service, account }
+                }
                 _ => {
                     return Err(invalid(
                         path,
                         &key,
-                        "give either connection_string_env = \"VAR\" or keyring_service + keyring_account (the connection string itself never goes in the file)",
+                        "give one of connection_string_env = \"VAR\", connection_string_file = \"FILE\" (owner-only) or keyring_service + keyring_account (the connection string itself never goes in station.toml)",
                     ));
                 }
             };
@@ -932,6 +953,15 @@ mod tests {
         assert_eq!(
             batch.twin_desired.as_ref().unwrap()["telemetryInterval"],
             60
+        );
+        // The key label `hsm init-ca` gives the intermediate (its --intermediate-label default).
+        assert!(
+            batch
+                .ca_key
+                .as_ref()
+                .is_some_and(|k| k.to_string().contains("object=intermediate-ca;")),
+            "{:?}",
+            batch.ca_key
         );
         let ranged =
             batch_text.replace("count = 500", "serial_range = [\"SN000100\", \"SN000599\"]");

@@ -210,6 +210,7 @@ fn hsm_keys(dir: &Path) -> Result<DemoKeys, DemoError> {
             token_label: label,
             module: Some(PathBuf::from(SOFTHSM_MODULE)),
             sessions: Some(8),
+            pin_file: None,
         },
     })
 }

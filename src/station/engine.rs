@@ -14,7 +14,7 @@ use super::events::{BatchState, Command, Event, Stage};
 use super::keys::{KeysError, StationKeys};
 use super::ledger_thread::{LedgerCallError, LedgerThread};
 use super::pipeline::{BatchContext, CaMaterial, DeviceOutcome, Done, provision};
-use super::source::DeviceSource;
+use super::source::{DeviceSource, SourceNotice};
 use crate::dps::DpsClient;
 use crate::identity::pem;
 use crate::identity::profile::DeviceProfile;
@@ -213,6 +213,10 @@ impl Engine {
             outcomes: Mutex::new(Vec::new()),
         });
         let _ = events_tx.send(Event::Batch(BatchState::Open));
+        let _ = events_tx.send(Event::Resumed {
+            already_done: resumed.already_done,
+            size: batch.target(),
+        });
 
         let mut slots = Vec::new();
         for (slot, source) in sources {
@@ -380,24 +384,56 @@ fn slot_worker(
     let emit = |e: Event| {
         let _ = events.send(e);
     };
+    {
+        let (events, slot) = (events.clone(), slot.to_string());
+        source.set_notifier(Box::new(move |notice| match notice {
+            SourceNotice::PortAbsent { path, waited } => {
+                let _ = events.send(Event::PortAbsent {
+                    slot: slot.clone(),
+                    path,
+                    waited,
+                });
+            }
+        }));
+    }
+    let mut said_full = false;
     loop {
-        if shared
-            .target
-            .is_some_and(|t| shared.claimed.load(Ordering::SeqCst) >= t)
-        {
+        if shared.target.is_some_and(|t| done(shared) >= t) {
             emit(Event::SlotStopped {
                 slot: slot.into(),
                 reason: "the batch is complete".into(),
             });
             return;
         }
+        // Every place is taken by a device in another slot. A place can come back (a device
+        // found done by an earlier run gives its place back), so wait rather than stop: a slot
+        // that stopped here would leave a resumed batch short of its size.
+        if shared
+            .target
+            .is_some_and(|t| shared.claimed.load(Ordering::SeqCst) >= t)
+            && !shared.stop.load(Ordering::SeqCst)
+        {
+            if !said_full {
+                said_full = true;
+                emit(Event::SlotWaiting { slot: slot.into() });
+                tracing::info!(slot, "{}", full_reason(shared));
+            }
+            std::thread::sleep(Duration::from_millis(50));
+            continue;
+        }
+        said_full = false;
         while shared.paused.load(Ordering::SeqCst) && !shared.stop.load(Ordering::SeqCst) {
             std::thread::sleep(Duration::from_millis(50));
         }
         if shared.stop.load(Ordering::SeqCst) {
+            let complete = shared.target.is_some_and(|t| done(shared) >= t);
             emit(Event::SlotStopped {
                 slot: slot.into(),
-                reason: "the batch was stopped".into(),
+                reason: if complete {
+                    "the batch is complete".into()
+                } else {
+                    "the batch was stopped".into()
+                },
             });
             return;
         }
@@ -412,12 +448,11 @@ fn slot_worker(
         // Claim a place in the batch only once a device is really there.
         let claimed = shared.claimed.fetch_add(1, Ordering::SeqCst);
         if shared.target.is_some_and(|t| claimed >= t) {
+            // No place left right now: give the claim back and leave the device where it is
+            // (handed back without a serial, so the slot takes it again once a place frees).
+            shared.claimed.fetch_sub(1, Ordering::SeqCst);
             source.finished(Some(arrival.driver), None, false);
-            emit(Event::SlotStopped {
-                slot: slot.into(),
-                reason: "the batch is complete".into(),
-            });
-            return;
+            continue;
         }
         emit(Event::DeviceSeen {
             slot: slot.into(),
@@ -493,6 +528,24 @@ fn slot_worker(
             });
             return;
         }
+    }
+}
+
+/// Devices of this run that are through (passed or failed).
+fn done(shared: &Shared) -> u64 {
+    shared.passed.load(Ordering::SeqCst) + shared.failed.load(Ordering::SeqCst)
+}
+
+/// Why a slot waits although a device may be in it: every place of the batch is taken; the
+/// batch is complete only when the devices of the other slots are done too.
+fn full_reason(shared: &Shared) -> String {
+    let done = done(shared);
+    match shared.target {
+        Some(t) if done < t => format!(
+            "every place of the batch is taken: the other slots finish its last {} device(s)",
+            t - done
+        ),
+        _ => "the batch is complete".into(),
     }
 }
 

@@ -55,13 +55,7 @@ pub struct EnrollStats {
 
 impl EnrollWorker {
     fn settings(&self) -> EnrollmentSettings {
-        EnrollmentSettings {
-            iot_hubs: self.batch.iot_hubs.clone(),
-            allocation_policy: self.batch.allocation_policy,
-            tags: self.batch.twin_tags.clone(),
-            desired_properties: self.batch.twin_desired.clone(),
-            ..EnrollmentSettings::default()
-        }
+        super::enrollment::batch_settings(&self.batch)
     }
 
     /// Runs until `closing` is set and the queue holds nothing more it can do, or `abort` is set.

@@ -12,6 +12,7 @@ use std::path::Path;
 use base64::Engine as _;
 use base64::prelude::BASE64_STANDARD;
 
+use super::config::BatchConfig;
 use super::individual_keys::{IndividualKeys, KEY_SOURCE_OPTIONS};
 use crate::dps::export::import::{ImportError, ImportedStatus, import_results};
 use crate::dps::export::{
@@ -56,6 +57,8 @@ pub struct EnrollOptions {
     /// Where the keys of `symmetric-individual` identities are recomputed (the batch that made
     /// them, in its key store); without it they are left pending.
     pub individual_keys: Option<IndividualKeys>,
+    /// Only the identities of this batch (by name): its settings are then theirs alone.
+    pub batch: Option<String>,
 }
 
 /// One registration ID and why it did not end enrolled.
@@ -187,7 +190,12 @@ pub fn enroll_pending(
     options: &EnrollOptions,
     mut progress: impl FnMut(Progress),
 ) -> Result<EnrollSummary, EnrollmentError> {
-    let pending = ledger.pending_enrollments(&options.dps_target, MAX_PENDING)?;
+    let pending = match &options.batch {
+        Some(batch) => {
+            ledger.pending_enrollments_of_batch(&options.dps_target, batch, MAX_PENDING)?
+        }
+        None => ledger.pending_enrollments(&options.dps_target, MAX_PENDING)?,
+    };
     let total = pending.len();
     let mut summary = EnrollSummary {
         pending: total,
@@ -361,6 +369,19 @@ fn record_chunk(
     })
 }
 
+/// The enrollment settings a batch.toml sets (hubs, allocation, initial twin): one mapping for
+/// the enrollment worker and for `export`, so that an offline batch's files carry exactly what
+/// an immediately enrolled batch sends.
+pub fn batch_settings(batch: &BatchConfig) -> EnrollmentSettings {
+    EnrollmentSettings {
+        iot_hubs: batch.iot_hubs.clone(),
+        allocation_policy: batch.allocation_policy,
+        tags: batch.twin_tags.clone(),
+        desired_properties: batch.twin_desired.clone(),
+        ..EnrollmentSettings::default()
+    }
+}
+
 /// What an export left out.
 #[derive(Debug, Clone, Default, PartialEq, Eq)]
 pub struct ExportReport {
@@ -375,27 +396,42 @@ pub struct ExportReport {
 /// others as creations. Individual symmetric keys are written only when `keys` recomputes them
 /// (and they match the ledger's fingerprints). Nothing is marked enrolled: that comes with
 /// `import-results`.
+///
+/// With `batch`, only that batch's identities are exported (the settings are that batch's).
 pub fn export_pending(
     ledger: &Ledger,
     dps_target: &str,
+    batch: Option<&str>,
     settings: &EnrollmentSettings,
     groups: Vec<GroupRecord>,
     keys: Option<&IndividualKeys>,
     dir: &Path,
 ) -> Result<ExportReport, EnrollmentError> {
-    let pending = ledger.pending_enrollments(dps_target, MAX_PENDING)?;
+    let pending = match batch {
+        Some(batch) => ledger.pending_enrollments_of_batch(dps_target, batch, MAX_PENDING)?,
+        None => ledger.pending_enrollments(dps_target, MAX_PENDING)?,
+    };
     let mut individuals = Vec::new();
     let mut left_out = Vec::new();
     for p in &pending {
         let reg = p.enrollment.registration_id.clone();
         let attestation = match (p.enrollment.kind, p.attestation) {
-            (EnrollmentKind::Group, _) => {
+            (EnrollmentKind::Group, attestation) => {
+                let group = p.enrollment.group_name.as_deref().unwrap_or("?");
                 left_out.push(Unfinished {
                     registration_id: reg,
-                    reason: format!(
-                        "covered by enrollment group '{}': export the group instead",
-                        p.enrollment.group_name.as_deref().unwrap_or("?")
-                    ),
+                    reason: if attestation == AttestationKind::SymmetricKey {
+                        format!(
+                            "covered by symmetric-key enrollment group '{group}', which DPS must \
+                             hold already: its key is not exported (the group is made at DPS and \
+                             its key imported with `dps-station hsm group-key import`)"
+                        )
+                    } else {
+                        format!(
+                            "covered by enrollment group '{group}': `export --config \
+                             <station.toml> --batch <its batch.toml>` writes the group"
+                        )
+                    },
                 });
                 continue;
             }
@@ -456,6 +492,7 @@ pub fn export_pending(
     let written = export(
         dir,
         &ExportInput {
+            dps_target: dps_target.to_string(),
             settings: settings.clone(),
             individuals,
             groups,

@@ -75,6 +75,16 @@ pub enum Event {
         /// Slot name.
         slot: String,
     },
+    /// A slot's port path is absent (an adapter not plugged in, a by-id name not there yet): the
+    /// slot waits for it to appear. Repeated while it waits.
+    PortAbsent {
+        /// Slot name.
+        slot: String,
+        /// The path it waits for.
+        path: String,
+        /// How long it has waited.
+        waited: Duration,
+    },
     /// A device answered in a slot.
     DeviceSeen {
         /// Slot name.
@@ -120,14 +130,22 @@ pub enum Event {
         /// Why.
         reason: String,
     },
-    /// Devices done so far.
+    /// Devices done so far in this run (add [`Event::Resumed`]'s `already_done` for the batch).
     Progress {
         /// Passed.
         passed: u64,
         /// Failed.
         failed: u64,
-        /// The batch's size, if bounded by a count.
+        /// What this run has to do: the batch's size less what earlier runs did, if bounded.
         target: Option<u64>,
+    },
+    /// At start: the devices of this batch the ledger holds as done by earlier runs (a resumed
+    /// batch's progress starts there, not at 0); [`Event::Progress`] counts this run's devices.
+    Resumed {
+        /// Devices done in earlier runs (written or enrolled).
+        already_done: u64,
+        /// The batch's whole size, if bounded by a count.
+        size: Option<u64>,
     },
     /// The enrollment worker's progress.
     Enrollment {

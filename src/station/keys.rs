@@ -10,8 +10,9 @@
 use std::path::PathBuf;
 use std::sync::Arc;
 
-use super::config::{HSM_PIN_ENV, KeyRef, KeyStoreConfig};
+use super::config::{KeyRef, KeyStoreConfig};
 use crate::identity::signer::CaSigner;
+use crate::keystore::pin::{PinError, obtain_configured_pin};
 use crate::keystore::pkcs11::{Pkcs11Config, Pkcs11KeyStore, TokenSelector};
 use crate::keystore::profile::HsmProfile;
 use crate::keystore::software::NOT_IN_HSM_NOTICE;
@@ -30,13 +31,13 @@ pub enum KeysError {
     /// The token refused or failed.
     #[error(transparent)]
     Store(#[from] KeyStoreError),
-    /// The PIN is not in the environment.
-    #[error(
-        "the HSM PIN for token '{token}' is not set: export {HSM_PIN_ENV} (it is never read from a file)"
-    )]
-    NoPin {
+    /// No PIN could be had from any source.
+    #[error("the HSM PIN for token '{token}': {source}")]
+    Pin {
         /// The token label.
         token: String,
+        /// Why (names every source).
+        source: PinError,
     },
     /// The HSM profile is unknown.
     #[error("HSM profile '{profile}': {message}")]
@@ -82,14 +83,43 @@ impl std::fmt::Debug for StationKeys {
 }
 
 impl StationKeys {
-    /// Opens the key store `station.toml` names (PIN from the environment, tried once).
+    /// Opens the key store `station.toml` names. A token's PIN comes from the same sources as
+    /// the `hsm` commands' ([`obtain_configured_pin`]: `DPS_STATION_HSM_PIN_FILE`,
+    /// `DPS_STATION_HSM_PIN`, `[keystore] pin_file`, a prompt on the terminal); tried once.
     pub fn open(config: &KeyStoreConfig) -> Result<Self, KeysError> {
+        let pin = match config {
+            KeyStoreConfig::Pkcs11 {
+                token_label,
+                pin_file,
+                ..
+            } => Some(
+                obtain_configured_pin(
+                    pin_file.as_deref(),
+                    &format!("user PIN of HSM token '{token_label}': "),
+                )
+                .map_err(|source| KeysError::Pin {
+                    token: token_label.clone(),
+                    source,
+                })?,
+            ),
+            KeyStoreConfig::Software { .. } => None,
+        };
+        Self::open_with_pin(config, pin)
+    }
+
+    /// [`StationKeys::open`] with the PIN given (a GUI asks for it in its own dialog); `None`
+    /// for a token is refused as a missing PIN.
+    pub fn open_with_pin(
+        config: &KeyStoreConfig,
+        pin: Option<SecretString>,
+    ) -> Result<Self, KeysError> {
         match config {
             KeyStoreConfig::Pkcs11 {
                 profile,
                 token_label,
                 module,
                 sessions,
+                ..
             } => {
                 let hsm_profile = if profile.ends_with(".toml") {
                     HsmProfile::from_file(std::path::Path::new(profile))
@@ -100,12 +130,13 @@ impl StationKeys {
                     profile: profile.clone(),
                     message: e.to_string(),
                 })?;
-                let pin = std::env::var(HSM_PIN_ENV)
-                    .ok()
-                    .filter(|p| !p.is_empty())
-                    .map(SecretString::new)
-                    .ok_or_else(|| KeysError::NoPin {
+                let pin = pin
+                    .filter(|p| !p.expose().is_empty())
+                    .ok_or_else(|| KeysError::Pin {
                         token: token_label.clone(),
+                        source: PinError::Empty {
+                            origin: "the caller".into(),
+                        },
                     })?;
                 let store = Pkcs11KeyStore::open(
                     &Pkcs11Config {

@@ -21,4 +21,5 @@ pub mod ledger_thread;
 pub mod mqtt_bench;
 pub mod pipeline;
 pub mod report;
+pub mod secret_file;
 pub mod source;

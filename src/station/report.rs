@@ -37,6 +37,20 @@ pub fn quantile(sorted: &[Duration], q: f64) -> Duration {
 }
 
 impl ReportFigures {
+    /// `median 812 ms, 95th percentile 901 ms`, or that no device passed (no time to show: a
+    /// "median 0 ms" would read as instant devices).
+    pub fn times_text(&self) -> String {
+        if self.passed == 0 {
+            "no device passed, no time to show".into()
+        } else {
+            format!(
+                "median {:.0} ms, 95th percentile {:.0} ms",
+                self.median.as_secs_f64() * 1e3,
+                self.p95.as_secs_f64() * 1e3
+            )
+        }
+    }
+
     /// Computes the figures of a run.
     pub fn of(summary: &RunSummary) -> Self {
         let devices = summary.outcomes.len();
@@ -83,9 +97,8 @@ pub fn markdown(batch: &str, station: &str, keys: &str, summary: &RunSummary) ->
         f.yield_ratio * 100.0
     );
     out += &format!(
-        "- Time per device: median {:.0} ms, 95th percentile {:.0} ms; wall time {:.1} s\n",
-        f.median.as_secs_f64() * 1e3,
-        f.p95.as_secs_f64() * 1e3,
+        "- Time per device: {}; wall time {:.1} s\n",
+        f.times_text(),
         summary.wall.as_secs_f64()
     );
     out += &format!(
@@ -96,9 +109,14 @@ pub fn markdown(batch: &str, station: &str, keys: &str, summary: &RunSummary) ->
         "- Resumed from the ledger: {} voided, {} re-queued, {} done before\n\n",
         summary.resumed.voided, summary.resumed.requeued, summary.resumed.already_done
     );
-    out += "## Failures by stage\n\n| Stage | Devices |\n|---|---|\n";
-    for (stage, n) in &f.failures_by_stage {
-        out += &format!("| {stage} | {n} |\n");
+    out += "## Failures by stage\n\n";
+    if f.failures_by_stage.is_empty() {
+        out += "No device failed.\n";
+    } else {
+        out += "| Stage | Devices |\n|---|---|\n";
+        for (stage, n) in &f.failures_by_stage {
+            out += &format!("| {stage} | {n} |\n");
+        }
     }
     out += "\n## Devices\n\n| Slot | Serial | Registration ID | Result | Stage | Reason | ms |\n|---|---|---|---|---|---|---|\n";
     for o in &summary.outcomes {
@@ -150,7 +168,8 @@ pub fn csv(summary: &RunSummary) -> Result<String, csv::Error> {
     Ok(String::from_utf8_lossy(&bytes).into_owned())
 }
 
-/// Writes `<dir>/<batch>-<unix time>.md` and `.csv`; returns both paths.
+/// Writes `<dir>/<batch>-<UTC time>.md` and `.csv` (`night-20261203T084512Z.md`: readable and
+/// sorting by time; `-2`, `-3`... when a run of the same second wrote one); returns both paths.
 pub fn write(
     dir: &Path,
     batch: &str,
@@ -159,10 +178,11 @@ pub fn write(
     summary: &RunSummary,
 ) -> Result<(PathBuf, PathBuf), std::io::Error> {
     std::fs::create_dir_all(dir)?;
-    let stamp = std::time::SystemTime::now()
-        .duration_since(std::time::UNIX_EPOCH)
-        .map(|d| d.as_secs())
-        .unwrap_or(0);
+    let stamp = time::OffsetDateTime::now_utc()
+        .format(time::macros::format_description!(
+            "[year][month][day]T[hour][minute][second]Z"
+        ))
+        .map_err(std::io::Error::other)?;
     let safe: String = batch
         .chars()
         .map(|c| {
@@ -173,8 +193,20 @@ pub fn write(
             }
         })
         .collect();
-    let md = dir.join(format!("{safe}-{stamp}.md"));
-    let csv_path = dir.join(format!("{safe}-{stamp}.csv"));
+    let (md, csv_path) = (1..)
+        .map(|n| {
+            let base = if n == 1 {
+                format!("{safe}-{stamp}")
+            } else {
+                format!("{safe}-{stamp}-{n}")
+            };
+            (
+                dir.join(format!("{base}.md")),
+                dir.join(format!("{base}.csv")),
+            )
+        })
+        .find(|(md, csv)| !md.exists() && !csv.exists())
+        .ok_or_else(|| std::io::Error::other("no free report file name"))?;
     std::fs::write(&md, markdown(batch, station, keys, summary))?;
     std::fs::write(&csv_path, csv(summary).map_err(std::io::Error::other)?)?;
     Ok((md, csv_path))
@@ -183,6 +215,10 @@ pub fn write(
 #[cfg(test)]
 mod tests {
     use super::*;
+    use crate::station::engine::Resumed;
+    use crate::station::enroll_worker::EnrollStats;
+    use crate::station::events::BatchState;
+    use crate::station::pipeline::{DeviceOutcome, Done};
 
     #[test]
     fn quantiles_use_nearest_rank() {
@@ -190,5 +226,67 @@ mod tests {
         assert_eq!(quantile(&v, 0.5), Duration::from_millis(10));
         assert_eq!(quantile(&v, 0.95), Duration::from_millis(19));
         assert_eq!(quantile(&[], 0.95), Duration::ZERO);
+    }
+
+    fn summary(outcomes: Vec<DeviceOutcome>) -> RunSummary {
+        RunSummary {
+            outcomes,
+            enrollment: EnrollStats::default(),
+            resumed: Resumed::default(),
+            complete: false,
+            state: BatchState::Paused,
+            wall: Duration::from_secs(3),
+            pending_enrollments: 0,
+        }
+    }
+
+    fn outcome(failure: Option<(Stage, String)>) -> DeviceOutcome {
+        DeviceOutcome {
+            slot: "S1".into(),
+            serial: Some("SN1".into()),
+            registration_id: Some("dev-sn1".into()),
+            failure,
+            done: Done::Provisioned,
+            elapsed: Duration::from_millis(800),
+        }
+    }
+
+    #[test]
+    fn a_report_without_failures_or_passes_says_so_instead_of_empty_figures() {
+        let none = markdown("b", "s", "k", &summary(vec![]));
+        assert!(none.contains("no device passed, no time to show"), "{none}");
+        assert!(!none.contains("median 0 ms"), "{none}");
+        assert!(none.contains("No device failed."), "{none}");
+        assert!(!none.contains("| Stage | Devices |"), "{none}");
+
+        let mixed = markdown(
+            "b",
+            "s",
+            "k",
+            &summary(vec![
+                outcome(None),
+                outcome(Some((Stage::Write, "cable".into()))),
+            ]),
+        );
+        assert!(mixed.contains("median 800 ms"), "{mixed}");
+        assert!(mixed.contains("| write | 1 |"), "{mixed}");
+    }
+
+    #[test]
+    fn report_files_are_named_by_readable_utc_time_and_never_overwrite() {
+        let dir = tempfile::tempdir().unwrap();
+        let s = summary(vec![outcome(None)]);
+        let (md, csv) = write(dir.path(), "night shift", "st", "keys", &s).unwrap();
+        let name = md.file_name().unwrap().to_string_lossy().into_owned();
+        // night_shift-20261203T084512Z.md
+        let stamp = name
+            .strip_prefix("night_shift-")
+            .and_then(|n| n.strip_suffix(".md"))
+            .unwrap();
+        assert_eq!(stamp.len(), 16, "{name}");
+        assert!(stamp.starts_with("20") && stamp.ends_with('Z') && stamp.as_bytes()[8] == b'T');
+        assert!(csv.exists());
+        let (md2, _) = write(dir.path(), "night shift", "st", "keys", &s).unwrap();
+        assert_ne!(md, md2, "a second report the same second gets its own name");
     }
 }

@@ -3,10 +3,10 @@
 //! fixture of simulated devices (the demo, the tests, the benchmark) whose slots each keep one
 //! adapter, a pseudo-terminal, and put a new simulated device on it after each one.
 
-use std::path::PathBuf;
+use std::path::{Path, PathBuf};
 use std::sync::atomic::{AtomicBool, AtomicU64, AtomicUsize, Ordering};
 use std::sync::{Arc, Mutex};
-use std::time::Duration;
+use std::time::{Duration, Instant};
 
 use crate::device::driver::DeviceInfo;
 use crate::device::simulator::{Flash, PluggedDevice, SimAdapter, SimOptions};
@@ -19,6 +19,120 @@ const POLL: Duration = Duration::from_millis(200);
 /// How many simulated devices in a row may fail to answer `HELLO` before a virtual slot gives up
 /// (its port is broken, not the devices), instead of using up the whole fixture.
 const MAX_SILENT_DEVICES: usize = 32;
+
+/// How often a slot whose port path is absent says that it still waits for it.
+const ABSENT_NOTICE_EVERY: Duration = Duration::from_secs(10);
+
+/// What a slot's port path is at start.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum PortPresence {
+    /// A terminal (serial) device is there.
+    Present,
+    /// Absent, in a folder udev fills when a device is plugged in (`/dev/serial/by-id/`,
+    /// `/dev/serial/by-path/`): the slot waits for it to appear, and says so.
+    MayAppear,
+}
+
+/// Why a slot's port path cannot be a serial port: the run is refused at start rather than
+/// waiting forever for a device that can never come.
+#[derive(Debug, thiserror::Error)]
+pub enum PortCheckError {
+    /// Absent, and not where a plugged-in device would appear.
+    #[error(
+        "slot {slot}: the port {path} does not exist, and {folder} is not a folder where a \
+         plugged-in device appears: fix the path in station.toml [fixture.slots] (`dps-station \
+         device list` shows the ports and their /dev/serial/by-id/ names)"
+    )]
+    Missing {
+        /// The slot.
+        slot: String,
+        /// The configured path.
+        path: String,
+        /// Its folder.
+        folder: String,
+    },
+    /// There, but not a terminal device (`/dev/null`, a file, a folder).
+    #[error(
+        "slot {slot}: {path} is not a serial port ({what}): fix the path in station.toml \
+         [fixture.slots] (`dps-station device list` shows the ports)"
+    )]
+    NotSerial {
+        /// The slot.
+        slot: String,
+        /// The configured path.
+        path: String,
+        /// What it is instead.
+        what: String,
+    },
+}
+
+/// Checks a slot's port path before a run: a serial device, or absent in a folder where udev
+/// puts a device's stable name when it is plugged in. Anything else is refused, naming the path.
+pub fn check_port(slot: &str, path: &Path) -> Result<PortPresence, PortCheckError> {
+    let shown = path.display().to_string();
+    let not_serial = |what: String| PortCheckError::NotSerial {
+        slot: slot.to_string(),
+        path: shown.clone(),
+        what,
+    };
+    match std::fs::metadata(path) {
+        Ok(meta) => {
+            use std::os::unix::fs::FileTypeExt;
+            let kind = meta.file_type();
+            if kind.is_dir() {
+                return Err(not_serial("a folder".into()));
+            }
+            if !kind.is_char_device() {
+                return Err(not_serial("not a character device".into()));
+            }
+            // O_NOCTTY: looking must not make the port this process's controlling terminal;
+            // O_NONBLOCK: nor wait for a modem's carrier.
+            use std::io::IsTerminal;
+            use std::os::unix::fs::OpenOptionsExt;
+            match std::fs::OpenOptions::new()
+                .read(true)
+                .custom_flags(libc::O_NOCTTY | libc::O_NONBLOCK)
+                .open(path)
+            {
+                Ok(file) if file.is_terminal() => Ok(PortPresence::Present),
+                Ok(_) => Err(not_serial("a device that is not a terminal".into())),
+                // Held by another program or not ours to open: the run meets it at the first
+                // device and says why; no reason to refuse a port that is there.
+                Err(_) => Ok(PortPresence::Present),
+            }
+        }
+        Err(_) => {
+            let folder = path.parent().unwrap_or(Path::new("/"));
+            let udev_folder = folder
+                .file_name()
+                .is_some_and(|n| n == "by-id" || n == "by-path");
+            if udev_folder {
+                Ok(PortPresence::MayAppear)
+            } else {
+                Err(PortCheckError::Missing {
+                    slot: slot.to_string(),
+                    path: shown,
+                    folder: folder.display().to_string(),
+                })
+            }
+        }
+    }
+}
+
+/// What a source says while it blocks in [`DeviceSource::next_device`].
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub enum SourceNotice {
+    /// The slot's port path is absent; the slot waits for it to appear.
+    PortAbsent {
+        /// The path.
+        path: String,
+        /// Waited so far.
+        waited: Duration,
+    },
+}
+
+/// Where a source sends its notices (the engine turns them into events).
+pub type Notifier = Box<dyn Fn(SourceNotice) + Send>;
 
 /// A device that answered `HELLO` in a slot.
 pub struct Arrival {
@@ -41,6 +155,9 @@ pub trait DeviceSource: Send {
         serial: Option<&str>,
         passed: bool,
     );
+    /// Where to say what the source waits for while it blocks (an absent port); sources with
+    /// nothing to say ignore it.
+    fn set_notifier(&mut self, _notify: Notifier) {}
 }
 
 /// A real slot: one stable port path. The port stays open between devices while it can (a
@@ -51,6 +168,7 @@ pub struct PortSource {
     options: ClientOptions,
     client: Option<Box<dyn DeviceDriver>>,
     last_serial: Option<String>,
+    notify: Option<Notifier>,
 }
 
 impl PortSource {
@@ -61,6 +179,7 @@ impl PortSource {
             options,
             client: None,
             last_serial: None,
+            notify: None,
         }
     }
 }
@@ -68,13 +187,37 @@ impl PortSource {
 impl DeviceSource for PortSource {
     fn next_device(&mut self, stop: &AtomicBool) -> Option<Arrival> {
         let port = self.path.display().to_string();
+        // Since when the path has been absent, and when that was last said.
+        let mut absent: Option<(Instant, Option<Instant>)> = None;
         while !stop.load(Ordering::Relaxed) {
             let mut client = match self.client.take() {
                 Some(c) => c,
                 // The stable path exists only while the adapter is plugged in.
                 None => match LineClient::open(&port, self.options.clone()) {
-                    Ok(c) => Box::new(c),
+                    Ok(c) => {
+                        absent = None;
+                        Box::new(c)
+                    }
                     Err(_) => {
+                        if !self.path.exists() {
+                            let now = Instant::now();
+                            let (since, said) = absent.get_or_insert((now, None));
+                            if said.is_none_or(|t| now.duration_since(t) >= ABSENT_NOTICE_EVERY) {
+                                *said = Some(now);
+                                let waited = now.duration_since(*since);
+                                tracing::warn!(
+                                    port = %port,
+                                    waited_s = waited.as_secs(),
+                                    "waiting for the port to appear (is the adapter plugged in?)"
+                                );
+                                if let Some(notify) = &self.notify {
+                                    notify(SourceNotice::PortAbsent {
+                                        path: port.clone(),
+                                        waited,
+                                    });
+                                }
+                            }
+                        }
                         std::thread::sleep(POLL);
                         continue;
                     }
@@ -138,6 +281,10 @@ impl DeviceSource for PortSource {
         // Remembered, so the device is not taken again while it still sits in the slot (passed or
         // failed); a `BOOT` or the port going away forgets it.
         self.last_serial = serial.map(str::to_string);
+    }
+
+    fn set_notifier(&mut self, notify: Notifier) {
+        self.notify = Some(notify);
     }
 }
 

@@ -33,6 +33,7 @@ fn x509_records(n: usize) -> Vec<IndividualRecord> {
 
 fn input(individuals: Vec<IndividualRecord>, groups: Vec<GroupRecord>) -> ExportInput {
     ExportInput {
+        dps_target: "factory-dps".into(),
         settings: EnrollmentSettings {
             iot_hubs: vec!["hub-a.azure-devices.net".into()],
             ..EnrollmentSettings::default()

@@ -133,6 +133,7 @@ fn enroll_marks_only_what_dps_confirmed() {
         settings: EnrollmentSettings::default(),
         reprovision: false,
         individual_keys: None,
+        batch: None,
     };
     let mut last = None;
     let summary = enroll_pending(&mut ledger, &dps, &options, |p| last = Some(p)).unwrap();
@@ -194,6 +195,7 @@ fn a_faulty_service_never_gets_an_identity_marked_enrolled_that_it_does_not_hold
         settings: EnrollmentSettings::default(),
         reprovision: false,
         individual_keys: None,
+        batch: None,
     };
     let first = enroll_pending(&mut ledger, &dps, &options, |_| {}).unwrap();
     emu.set_faults(Faults::default()).unwrap();
@@ -223,6 +225,7 @@ fn export_then_import_results() {
     let report = export_pending(
         &ledger,
         TARGET,
+        None,
         &EnrollmentSettings::default(),
         vec![],
         None,

@@ -174,6 +174,24 @@ fn list_filters_by_batch_state_kind_and_limit() {
         text.contains("sensor-2") && text.contains("failed(write)"),
         "{text}"
     );
+
+    // Columns line up whatever the length of a state or attestation name (issue 17, point 11).
+    let all = run(&["ledger", "list"], &t.ledger);
+    let all = String::from_utf8_lossy(&all.stdout);
+    let lines: Vec<&str> = all
+        .lines()
+        .filter(|l| !l.ends_with(" identities"))
+        .collect();
+    let column = |name: &str| lines[0].find(name).unwrap();
+    for name in ["state", "attestation", "batch", "updated"] {
+        let at = column(name);
+        for line in &lines[1..] {
+            assert!(
+                line.as_bytes()[at - 1] == b' ' && line.as_bytes()[at] != b' ',
+                "column {name} at {at}:\n{all}"
+            );
+        }
+    }
 }
 
 #[test]

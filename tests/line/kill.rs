@@ -19,7 +19,27 @@ const DEVICES: usize = 6;
 const KILLS: usize = 6;
 
 fn spawn_run(dir: &std::path::Path, ws: &DemoWorkspace) -> Child {
+    spawn_run_with(dir, ws, &[], false)
+}
+
+/// `run --headless` with extra environment; its output goes to `run-N.out`/`.err` in `dir` when
+/// `keep_output`.
+fn spawn_run_with(
+    dir: &std::path::Path,
+    ws: &DemoWorkspace,
+    env: &[(&str, &str)],
+    keep_output: bool,
+) -> Child {
+    let (out, err) = if keep_output {
+        (
+            Stdio::from(std::fs::File::create(dir.join("run.out")).unwrap()),
+            Stdio::from(std::fs::File::create(dir.join("run.err")).unwrap()),
+        )
+    } else {
+        (Stdio::null(), Stdio::null())
+    };
     Command::new(BIN)
+        .envs(env.iter().copied())
         .args(["run", "--headless", "--config"])
         .arg(dir.join("station.toml"))
         .arg("--batch")
@@ -29,10 +49,111 @@ fn spawn_run(dir: &std::path::Path, ws: &DemoWorkspace) -> Child {
             "DPS_STATION_TEST_CS",
             ws.emulator.connection_string().expose(),
         )
-        .stdout(Stdio::null())
-        .stderr(Stdio::null())
+        .stdout(out)
+        .stderr(err)
         .spawn()
         .unwrap()
+}
+
+fn output(dir: &std::path::Path) -> (String, String) {
+    (
+        std::fs::read_to_string(dir.join("run.out")).unwrap_or_default(),
+        std::fs::read_to_string(dir.join("run.err")).unwrap_or_default(),
+    )
+}
+
+fn signal(child: &Child, name: &str) {
+    assert!(
+        Command::new("sh")
+            .args(["-c", &format!("kill -{name} {}", child.id())])
+            .status()
+            .unwrap()
+            .success()
+    );
+}
+
+/// station.toml with slots on these ports only.
+fn write_station(dir: &std::path::Path, ws: &DemoWorkspace, ports: &[String]) {
+    let station = station_toml(
+        ws,
+        "kill-test",
+        "connection_string_env = \"DPS_STATION_TEST_CS\"",
+        ports,
+    );
+    std::fs::write(dir.join("station.toml"), station).unwrap();
+}
+
+/// Waits for the run to end, at most `limit`.
+fn wait(child: &mut Child, limit: Duration) -> std::process::ExitStatus {
+    let started = Instant::now();
+    loop {
+        if let Some(status) = child.try_wait().unwrap() {
+            return status;
+        }
+        if started.elapsed() > limit {
+            let _ = child.kill();
+            panic!("the run did not end within {limit:?}");
+        }
+        std::thread::sleep(Duration::from_millis(20));
+    }
+}
+
+/// Waits until the run's output shows a device seen (the run is inside the batch).
+fn wait_for_device(dir: &std::path::Path) {
+    let started = Instant::now();
+    while !output(dir).0.contains(": device ") {
+        assert!(
+            started.elapsed() < Duration::from_secs(30),
+            "no device seen: {:?}",
+            output(dir)
+        );
+        std::thread::sleep(Duration::from_millis(20));
+    }
+}
+
+/// A last run finishes the batch: every device enrolled once in the ledger and in DPS, locked,
+/// registering with what it holds, and `ledger verify` passing.
+fn finish_and_check(dir: &std::path::Path, ws: &DemoWorkspace, fleet: &Fleet) {
+    let mut child = spawn_run_with(dir, ws, &[], true);
+    let status = wait(&mut child, Duration::from_secs(60));
+    assert!(status.success(), "final run: {status}: {:?}", output(dir));
+    let ledger = Ledger::open_read_only(&dir.join("ledger.db")).unwrap();
+    let identities = ledger
+        .list_identities(&IdentityFilter {
+            batch: Some("kill".into()),
+            state: Some(IdentityState::Enrolled),
+            ..IdentityFilter::default()
+        })
+        .unwrap();
+    let states: Vec<_> = ledger
+        .list_identities(&IdentityFilter {
+            batch: Some("kill".into()),
+            ..IdentityFilter::default()
+        })
+        .unwrap()
+        .into_iter()
+        .map(|i| (i.registration_id, i.state))
+        .collect();
+    assert_eq!(identities.len(), DEVICES, "{states:?}\n{:?}", output(dir));
+    drop(ledger);
+    let (ok, out) = ledger_verify(&dir.join("ledger.db"));
+    assert!(ok, "{out}");
+    let in_dps: Vec<String> = ws
+        .emulator
+        .enrollments_snapshot()
+        .iter()
+        .filter_map(|e| e["registrationId"].as_str().map(str::to_string))
+        .collect();
+    for identity in &identities {
+        let id = &identity.registration_id;
+        assert_eq!(in_dps.iter().filter(|d| *d == id).count(), 1, "{id} in DPS");
+    }
+    for device in fleet.devices() {
+        let flash = device.flash();
+        assert!(flash.locked, "{} not locked", flash.serial);
+        ws.register_device(&flash)
+            .unwrap_or_else(|e| panic!("{}: {e}", flash.serial));
+    }
 }
 
 struct Line {
@@ -161,34 +282,29 @@ fn sigkill_at_random_points_then_restart_loses_and_duplicates_nothing() {
     }
 }
 
+/// The first Ctrl-C is acknowledged at once with the devices in flight, the batch ends Paused
+/// with a non-success status and the way to resume; the same command resumes it with progress
+/// counted from what the ledger holds, and finishes it (issue 17, points 4 and 5).
 #[test]
-fn ctrl_c_stops_taking_devices_leaves_no_identity_half_done_and_the_batch_resumes() {
+fn ctrl_c_pauses_the_batch_and_the_same_command_resumes_it() {
     let Line { ws, dir, fleet } = line();
-    let mut child = spawn_run(dir.path(), &ws);
-    std::thread::sleep(Duration::from_millis(700));
-    let pid = child.id().to_string();
+    // Half the fixture first, so that the batch cannot complete in this run.
+    write_station(dir.path(), &ws, &fleet.paths()[..DEVICES / 2]);
+    let mut child = spawn_run_with(dir.path(), &ws, &[], true);
+    wait_for_device(dir.path());
+    signal(&child, "INT");
+    let status = wait(&mut child, Duration::from_secs(30));
+    let (out, err) = output(dir.path());
+    assert_eq!(status.code(), Some(130), "{status}\n{out}\n{err}");
     assert!(
-        // The shell's builtin `kill`: Ctrl-C is SIGINT.
-        Command::new("sh")
-            .args(["-c", &format!("kill -INT {pid}")])
-            .status()
-            .unwrap()
-            .success()
+        err.contains("Ctrl-C: pausing: ") && err.contains("device(s) in flight will finish"),
+        "{err}"
     );
-    let started = Instant::now();
-    let status = loop {
-        if let Some(status) = child.try_wait().unwrap() {
-            break status;
-        }
-        assert!(
-            started.elapsed() < Duration::from_secs(30),
-            "Ctrl-C did not stop the run"
-        );
-        std::thread::sleep(Duration::from_millis(50));
-    };
+    assert!(!err.contains("aborting"), "{err}");
+    assert!(out.contains("batch kill: Paused"), "{out}");
     assert!(
-        status.code().is_some(),
-        "the run died of the signal instead of pausing: {status}"
+        out.contains("batch kill is paused, not finished: run the same command to resume"),
+        "{out}"
     );
     let ledger = Ledger::open_read_only(&dir.path().join("ledger.db")).unwrap();
     let identities = ledger
@@ -199,34 +315,114 @@ fn ctrl_c_stops_taking_devices_leaves_no_identity_half_done_and_the_batch_resume
         .unwrap();
     assert!(
         identities.iter().all(|i| i.state != IdentityState::Issued),
-        "{identities:?}"
+        "in-flight devices finished: {identities:?}"
     );
+    let done = identities.len();
+    assert!(done <= DEVICES / 2, "{identities:?}");
     drop(ledger);
-    let mut child = spawn_run(dir.path(), &ws);
-    let status = child.wait().unwrap();
-    assert!(status.success(), "{status}");
-    let ledger = Ledger::open_read_only(&dir.path().join("ledger.db")).unwrap();
-    let enrolled = ledger
-        .list_identities(&IdentityFilter {
-            batch: Some("kill".into()),
-            state: Some(IdentityState::Enrolled),
-            ..IdentityFilter::default()
-        })
-        .unwrap();
-    assert_eq!(enrolled.len(), DEVICES);
-    assert!(fleet.devices().iter().all(|d| d.flash().locked));
+
+    write_station(dir.path(), &ws, &fleet.paths());
+    finish_and_check(dir.path(), &ws, &fleet);
+    let (out, _) = output(dir.path());
+    if done > 0 {
+        assert!(
+            out.contains(&format!(
+                "resuming: the ledger holds {done} of {DEVICES} device(s)"
+            )),
+            "{out}"
+        );
+    }
+    let first = out
+        .lines()
+        .find(|l| l.contains("progress: "))
+        .unwrap_or_else(|| panic!("no progress line: {out}"));
+    assert!(
+        first.contains(&format!("progress: {}/{DEVICES} done", done + 1)),
+        "progress counts from the ledger's {done}: {first}"
+    );
+    assert!(out.contains("batch kill: Closed"), "{out}");
     let reports: Vec<_> = std::fs::read_dir(dir.path().join("reports"))
         .unwrap()
         .filter_map(|e| e.ok())
         .collect();
+    assert_eq!(reports.len(), 4, "two runs, .md and .csv each: {reports:?}");
+
+    // Once closed, the same command says so and writes no report.
+    let mut child = spawn_run_with(dir.path(), &ws, &[], true);
+    let status = wait(&mut child, Duration::from_secs(30));
+    let (out, err) = output(dir.path());
+    assert!(status.success(), "{status}\n{out}\n{err}");
     assert!(
-        reports
-            .iter()
-            .any(|e| e.path().extension().is_some_and(|x| x == "md"))
+        out.contains(&format!(
+            "batch kill is closed: it holds {DEVICES} device(s) done"
+        )),
+        "{out}"
+    );
+    assert_eq!(
+        std::fs::read_dir(dir.path().join("reports"))
+            .unwrap()
+            .count(),
+        4,
+        "no empty report"
+    );
+}
+
+/// A second Ctrl-C aborts the devices in flight: the process ends at once, and the next run
+/// voids what was cut off and finishes the batch with nothing lost or enrolled twice.
+#[test]
+fn a_second_ctrl_c_aborts_through_the_crash_rollback() {
+    let Line { ws, dir, fleet } = line();
+    let mut child = spawn_run_with(dir.path(), &ws, &[], true);
+    wait_for_device(dir.path());
+    signal(&child, "INT");
+    std::thread::sleep(Duration::from_millis(30));
+    signal(&child, "INT");
+    let status = wait(&mut child, Duration::from_secs(5));
+    let (out, err) = output(dir.path());
+    assert_eq!(status.code(), Some(130), "{status}\n{out}\n{err}");
+    assert!(err.contains("aborting (a second Ctrl-C)"), "{err}");
+    finish_and_check(dir.path(), &ws, &fleet);
+}
+
+/// SIGTERM pauses like the first Ctrl-C, but waits for the devices in flight only as long as
+/// DPS_STATION_STOP_TIMEOUT says; then it aborts them (the next run rolls them back).
+#[test]
+fn sigterm_pauses_with_a_bounded_wait() {
+    // A device takes about 4 s at 9600 baud: longer than the grace.
+    let Line { ws, dir, fleet } = line();
+    let mut child = spawn_run_with(dir.path(), &ws, &[("DPS_STATION_STOP_TIMEOUT", "1")], true);
+    wait_for_device(dir.path());
+    signal(&child, "TERM");
+    let sent = Instant::now();
+    let status = wait(&mut child, Duration::from_secs(20));
+    let (out, err) = output(dir.path());
+    assert_eq!(status.code(), Some(143), "{status}\n{out}\n{err}");
+    assert!(err.contains("SIGTERM: pausing: "), "{err}");
+    assert!(
+        err.contains("did not finish within 1 s of SIGTERM"),
+        "{err}"
     );
     assert!(
-        reports
-            .iter()
-            .any(|e| e.path().extension().is_some_and(|x| x == "csv"))
+        sent.elapsed() < Duration::from_secs(5),
+        "{:?}",
+        sent.elapsed()
     );
+    finish_and_check(dir.path(), &ws, &fleet);
+}
+
+/// SIGTERM with time enough: the devices in flight finish and the batch ends Paused (143).
+#[test]
+fn sigterm_lets_devices_in_flight_finish() {
+    let Line { ws, dir, fleet } = line();
+    write_station(dir.path(), &ws, &fleet.paths()[..DEVICES / 2]);
+    let mut child = spawn_run_with(dir.path(), &ws, &[], true);
+    wait_for_device(dir.path());
+    signal(&child, "TERM");
+    let status = wait(&mut child, Duration::from_secs(30));
+    let (out, err) = output(dir.path());
+    assert_eq!(status.code(), Some(143), "{status}\n{out}\n{err}");
+    assert!(!err.contains("aborting"), "{err}");
+    assert!(out.contains("batch kill: Paused"), "{out}");
+    write_station(dir.path(), &ws, &fleet.paths());
+    finish_and_check(dir.path(), &ws, &fleet);
 }

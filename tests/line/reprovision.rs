@@ -795,6 +795,7 @@ fn queued_reprovisioned_identities_are_replaced_by_enroll() {
             settings: EnrollmentSettings::default(),
             reprovision: false,
             individual_keys: None,
+            batch: None,
         },
         |_| {},
     )
@@ -826,6 +827,7 @@ fn queued_reprovisioned_identities_are_exported_as_replacements() {
     let report = export_pending(
         &ledger,
         "emulator",
+        None,
         &EnrollmentSettings::default(),
         Vec::new(),
         None,

@@ -1,15 +1,17 @@
 //! `enrollments.csv`: one row per enrollment for spreadsheets and people, with the certificate's
 //! file and SHA-256 thumbprint (what the Azure portal shows) and, for symmetric keys, the keys.
 //! The last column, `operation`, says `create` or `update` (the enrollment replaces one DPS may
-//! hold for a re-provisioned device).
+//! hold for a re-provisioned device). `initial_twin` is the enrollment's `initialTwin` as DPS
+//! takes it (JSON: tags and desired properties), empty when the batch sets none.
 
 use std::path::Path;
 
 use super::{ExportError, ExportInput, GroupAttestation, Prepared, RecordAttestation, write_file};
+use crate::dps::model::InitialTwin;
 use crate::dps::same_content::sha256_thumbprint;
 
 /// The header row; `import-results` reads `registration_id` + `status` from a copy of this file.
-pub const HEADER: [&str; 14] = [
+pub const HEADER: [&str; 15] = [
     "kind",
     "registration_id",
     "attestation",
@@ -24,6 +26,7 @@ pub const HEADER: [&str; 14] = [
     "allocation_policy",
     "provisioning_status",
     "operation",
+    "initial_twin",
 ];
 
 pub(super) fn write(
@@ -48,7 +51,8 @@ pub(super) fn write(
         .provisioning_status
         .map(|p| enum_text(&p))
         .unwrap_or_default();
-    for (record, (_, cert_file)) in input.individuals.iter().zip(&prepared.individuals) {
+    for (record, (enrollment, cert_file)) in input.individuals.iter().zip(&prepared.individuals) {
+        let twin = twin_text(enrollment.initial_twin.as_ref());
         let (att, thumb, pk, sk, ek) = match &record.attestation {
             RecordAttestation::X509 { certificate_pem } => (
                 "x509",
@@ -97,10 +101,12 @@ pub(super) fn write(
             } else {
                 "create"
             },
+            &twin,
         ])
         .map_err(csv_err)?;
     }
-    for (group, (_, cert_file)) in input.groups.iter().zip(&prepared.groups) {
+    for (group, (enrollment, cert_file)) in input.groups.iter().zip(&prepared.groups) {
+        let twin = twin_text(enrollment.initial_twin.as_ref());
         let (att, thumb, ca, pk, sk) = match &group.attestation {
             GroupAttestation::SigningCertificate { certificate_pem } => (
                 "x509",
@@ -145,6 +151,7 @@ pub(super) fn write(
             &policy,
             &status,
             "create",
+            &twin,
         ])
         .map_err(csv_err)?;
     }
@@ -162,6 +169,12 @@ pub(super) fn write(
             .any(|g| matches!(g.attestation, GroupAttestation::SymmetricKey { .. }));
     write_file(dir, "enrollments.csv", &bytes, secret, secret_dir)?;
     Ok(())
+}
+
+/// The initial twin as the JSON DPS takes (`{"tags":...,"properties":{"desired":...}}`).
+fn twin_text(twin: Option<&InitialTwin>) -> String {
+    twin.and_then(|t| serde_json::to_string(t).ok())
+        .unwrap_or_default()
 }
 
 /// The JSON spelling of a serde enum (`geoLatency`, `enabled`).

@@ -93,6 +93,9 @@ pub enum GroupAttestation {
 /// Everything to export.
 #[derive(Debug, Clone)]
 pub struct ExportInput {
+    /// The station's name of the DPS target the enrollments are queued for (the README's
+    /// `import-results --dps-target` names it).
+    pub dps_target: String,
     /// Hubs, allocation, twin, status shared by all.
     pub settings: EnrollmentSettings,
     /// Individual enrollments.

@@ -36,18 +36,24 @@ pub(super) fn write(
            bulk operation (api-version 2021-10-01), at most 10 enrollments each, sent as\n\
            POST https://<dps>.azure-devices-provisioning.net/enrollments?api-version=2021-10-01\n\
            (groups: /enrollmentGroups). Save each answer next to its body as\n\
-           enrollments-NNNN.result.json, then run `dps-station import-results <this folder>`.\n\
+           enrollments-NNNN.result.json, then run the import-results command below.\n\
          - bulk/enrollments-update-NNNN.json: the same, for re-provisioned devices whose new\n\
            enrollment replaces the one DPS holds for their revoked identity (\"mode\": \"update\").\n\
            Send them the same way and save the answers as enrollments-update-NNNN.result.json.\n\
          - enrollments.csv: one row per enrollment, for spreadsheets; its `operation` column says\n\
            create or update (replaces an existing enrollment).\n\
          - enroll-with-az.sh: the same enrollments as Azure CLI commands (`az iot dps enrollment\n\
-           update` for the replacements); it writes az-results.csv, which\n\
-           `dps-station import-results` also reads.\n\
+           update` for the replacements); it writes az-results.csv, which the\n\
+           import-results command below also reads.\n\
          - certs/devices/*.pem: device certificates; certs/groups/*.pem: group signing (CA)\n\
            certificates.\n\n",
     );
+    s.push_str(&format!(
+        "Once enrolled, mark the identities enrolled in the station's ledger, on the station:\n\
+         \n    dps-station import-results --dps-target {} <this folder>\n\n\
+         (add --ledger <ledger.db> when the ledger is not the default one).\n\n",
+        super::az_script::quote(&input.dps_target)
+    ));
     let replacements = input
         .individuals
         .iter()
