@@ -15,6 +15,7 @@ if [[ "${1:-}" == "--test" ]]; then
   packages+=(openssl sqlite3 python3 python3-venv tmux)
   packages+=(dbus gnome-keyring)   # a real Secret Service for the keyring test
   packages+=(swtpm tpm2-tools libtss2-tcti-swtpm0)   # the EK conversion is checked against a software TPM
+  packages+=(curl)   # bench (issue 17): the docs/bench.md walkthrough test checks DPS with curl
   # Node may come from a non-Debian nodejs package that bundles npm (and conflicts with Debian's
   # npm): ask for Debian's only when the commands are missing.
   command -v node >/dev/null || packages+=(nodejs)

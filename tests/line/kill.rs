@@ -341,6 +341,13 @@ fn ctrl_c_pauses_the_batch_and_the_same_command_resumes_it() {
         "progress counts from the ledger's {done}: {first}"
     );
     assert!(out.contains("batch kill: Closed"), "{out}");
+    // No slot calls the batch complete while another still works on a device.
+    let last_pass = out.rfind(": PASS ").unwrap();
+    assert!(
+        out.find("(the batch is complete)")
+            .is_none_or(|first| first > last_pass),
+        "{out}"
+    );
     let reports: Vec<_> = std::fs::read_dir(dir.path().join("reports"))
         .unwrap()
         .filter_map(|e| e.ok())
