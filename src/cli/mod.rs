@@ -18,6 +18,7 @@ mod ledger_bench;
 mod line;
 mod line_bench;
 mod logging;
+mod packaging;
 
 /// Line-side provisioning station for Azure IoT Hub Device Provisioning Service.
 #[derive(Debug, Parser)]
@@ -51,6 +52,8 @@ enum Command {
     /// Measure the performance goals of each area.
     #[command(subcommand)]
     Bench(bench::BenchCommand),
+    #[command(flatten)]
+    Packaging(packaging::Commands),
 }
 
 /// Parses the arguments, runs the command and turns any error into a message and an exit code.
@@ -81,5 +84,6 @@ fn run(command: Command) -> anyhow::Result<ExitCode> {
         Command::Hsm(cmd) => hsm::run(cmd),
         Command::Device(cmd) => device::run(cmd),
         Command::Bench(cmd) => bench::run(cmd),
+        Command::Packaging(cmd) => packaging::run(cmd, Cli::command()),
     }
 }
