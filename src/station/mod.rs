@@ -19,4 +19,5 @@ pub mod keys;
 pub mod ledger_thread;
 pub mod pipeline;
 pub mod report;
+pub mod setup;
 pub mod source;
