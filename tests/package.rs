@@ -3,3 +3,9 @@
 
 #[path = "package/generated.rs"]
 mod generated;
+
+#[path = "package/setup.rs"]
+mod setup;
+
+#[path = "package/udev.rs"]
+mod udev;
