@@ -103,8 +103,9 @@ abs_bin=$(realpath "$root/usr/bin/$name")
 shlibs=$(cd "$tmp/src" && dpkg-shlibdeps -O "$abs_bin" | sed -n 's/^shlibs:Depends=//p')
 depends="$shlibs, adduser"
 # The PKCS#11 module the demo and first tests use; secret-tool for connection strings in the keyring;
-# the font that has the GUI's Korean glyphs; man to read the pages.
-recommends="softhsm2, libsecret-tools, fonts-noto-cjk, man-db"
+# the font that has the GUI's Korean glyphs; man to read the pages; udev to apply the serial rules
+# and name the fixture's slots (every desktop install has it; a bare chroot does not).
+recommends="softhsm2, libsecret-tools, fonts-noto-cjk, man-db, udev"
 # OpenSC: pkcs11-tool and the module for Nitrokey HSM / SmartCard-HSM.
 suggests="opensc, opensc-pkcs11"
 

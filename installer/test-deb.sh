@@ -107,6 +107,7 @@ step "an operator not in the group is told the group and the command"
 in_root useradd --create-home op
 msg=$(in_root su op -s /bin/sh -c 'USER=op dps-station ledger stats --ledger /var/lib/dps-station/ledger.db' 2>&1 || true)
 grep -q "sudo usermod -aG dps-station op" <<<"$msg" || fail "non-member message: $msg"
+head -n1 <<<"$msg"
 in_root usermod -aG dps-station op
 in_root su op -s /bin/sh -c 'dps-station ledger stats --ledger /var/lib/dps-station/ledger.db' >/dev/null \
   || fail "a member cannot read the ledger"
