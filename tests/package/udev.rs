@@ -105,3 +105,31 @@ fn slots_from_station_toml_that_are_not_usb_adapters_are_named_and_left_out() {
     );
     assert!(stderr.contains("plug them in"), "{stderr}");
 }
+
+#[test]
+fn detect_says_when_no_adapter_appeared_and_writes_nothing_without_a_slot() {
+    let dir = tempfile::tempdir().unwrap();
+    let station = dir.path().join("station.toml");
+    let rules = dir.path().join("61-dps-fixture.rules");
+    let mut child = Command::new(BIN)
+        .args(["fixture", "detect", "--slots", "A1", "--config"])
+        .arg(&station)
+        .arg("--rules-out")
+        .arg(&rules)
+        .stdin(std::process::Stdio::piped())
+        .stdout(std::process::Stdio::piped())
+        .spawn()
+        .unwrap();
+    use std::io::Write;
+    // Enter without plugging anything, then the input ends.
+    child.stdin.take().unwrap().write_all(b"\n").unwrap();
+    let out = child.wait_with_output().unwrap();
+    let stdout = String::from_utf8_lossy(&out.stdout);
+    assert!(
+        stdout.contains("no new adapter appeared for slot A1"),
+        "{stdout}"
+    );
+    assert!(stdout.contains("nothing written"), "{stdout}");
+    assert_eq!(out.status.code(), Some(1));
+    assert!(!station.exists() && !rules.exists());
+}

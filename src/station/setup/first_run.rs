@@ -225,7 +225,7 @@ pub fn checks(path: &Path) -> Vec<Check> {
         detail: file_detail,
     });
 
-    let (profile_name, module, keyring) = match &state {
+    let (profile_name, module, token_label, keyring) = match &state {
         StationState::Ready(c) => {
             let keyring = c
                 .dps
@@ -233,12 +233,20 @@ pub fn checks(path: &Path) -> Vec<Check> {
                 .any(|t| matches!(t.connection_string, SecretSource::Keyring { .. }));
             match &c.keystore {
                 KeyStoreConfig::Pkcs11 {
-                    profile, module, ..
-                } => (Some(profile.clone()), module.clone(), keyring),
-                KeyStoreConfig::Software { .. } => (None, None, keyring),
+                    profile,
+                    module,
+                    token_label,
+                    ..
+                } => (
+                    Some(profile.clone()),
+                    module.clone(),
+                    Some(token_label.clone()),
+                    keyring,
+                ),
+                KeyStoreConfig::Software { .. } => (None, None, None, keyring),
             }
         }
-        _ => (Some("softhsm2".to_owned()), None, false),
+        _ => (Some("softhsm2".to_owned()), None, None, false),
     };
     if let Some(name) = profile_name {
         let loaded = if name.ends_with(".toml") {
@@ -246,18 +254,24 @@ pub fn checks(path: &Path) -> Vec<Check> {
         } else {
             HsmProfile::built_in(&name)
         };
-        let (ok, detail) = match loaded.and_then(|p| p.resolve_module(module.as_deref())) {
+        let (ok, detail) = match loaded.as_ref().map_err(|e| e.to_string()).and_then(|p| {
+            p.resolve_module(module.as_deref())
+                .map_err(|e| e.to_string())
+        }) {
             Ok(m) => (true, m.display().to_string()),
             Err(e) if name == "softhsm2" => {
                 (false, format!("{e} (Debian: `sudo apt install softhsm2`)"))
             }
-            Err(e) => (false, e.to_string()),
+            Err(e) => (false, e),
         };
         out.push(Check {
             what: format!("HSM module ({name})"),
             ok,
             detail,
         });
+        if let (true, Some(label), Ok(profile)) = (ok, token_label, &loaded) {
+            out.push(token_check(profile, module.as_deref(), &label));
+        }
     }
     let udevadm = which("udevadm");
     out.push(Check {
@@ -299,6 +313,40 @@ pub fn checks(path: &Path) -> Vec<Check> {
         detail,
     });
     out
+}
+
+/// Whether the module shows an initialised token with the station's label (no PIN needed).
+fn token_check(profile: &HsmProfile, module: Option<&Path>, label: &str) -> Check {
+    let what = format!("HSM token `{label}`");
+    match crate::keystore::pkcs11::list_tokens(profile, module) {
+        Ok(tokens) if tokens.iter().any(|t| t.label == label) => Check {
+            what,
+            ok: true,
+            detail: format!("on {}", profile.display_name),
+        },
+        Ok(tokens) => Check {
+            what,
+            ok: false,
+            detail: format!(
+                "not on {} (tokens there: {}); plug the HSM in, or initialise the token and its CA (docs/hsm.md, `dps-station hsm init-ca`)",
+                profile.display_name,
+                if tokens.is_empty() {
+                    "none".to_owned()
+                } else {
+                    tokens
+                        .iter()
+                        .map(|t| t.label.as_str())
+                        .collect::<Vec<_>>()
+                        .join(", ")
+                }
+            ),
+        },
+        Err(e) => Check {
+            what,
+            ok: false,
+            detail: e.to_string(),
+        },
+    }
 }
 
 fn which(program: &str) -> Option<PathBuf> {
