@@ -66,7 +66,9 @@ in_root env DEBIAN_FRONTEND=noninteractive apt-get install -y -qq "/tmp/$(basena
   || fail "apt-get install"
 
 step "dps-station --version"
-in_root dps-station --version | tee /dev/stderr | grep -q "^dps-station " || fail "--version"
+version=$(in_root dps-station --version)
+echo "$version"
+grep -q "^dps-station " <<<"$version" || fail "--version: $version"
 
 step "hsm profiles: read from /usr/share, SoftHSM2 found"
 profiles=$(in_root dps-station hsm profiles)
