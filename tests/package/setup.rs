@@ -199,3 +199,29 @@ fn setup_at_a_terminal_asks_for_what_the_options_did_not_give() {
         Some("MY_DPS_ENV")
     );
 }
+
+#[test]
+fn run_on_an_unconfigured_station_prints_the_first_run_steps() {
+    let dir = tempfile::tempdir().unwrap();
+    let path = dir.path().join("station.toml");
+    std::fs::write(&path, TEMPLATE).unwrap();
+    let out = Command::new(BIN)
+        .args(["run", "--headless", "--batch", "batch.toml", "--config"])
+        .arg(&path)
+        .current_dir(dir.path())
+        .output()
+        .unwrap();
+    assert_eq!(out.status.code(), Some(1));
+    let stdout = String::from_utf8_lossy(&out.stdout);
+    assert!(
+        stdout.contains("does not configure a station yet") && stdout.contains("fixture detect"),
+        "{stdout}"
+    );
+    assert!(String::from_utf8_lossy(&out.stderr).contains("sudo dps-station setup"));
+    // The help does not show whichever default the build machine's directory happened to give.
+    let help = Command::new(BIN).args(["run", "--help"]).output().unwrap();
+    assert!(
+        !String::from_utf8_lossy(&help.stdout).contains("[default: "),
+        "run --help shows a default"
+    );
+}
