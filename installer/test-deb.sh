@@ -3,7 +3,8 @@
 # apt on this machine uses) and checks what an administrator relies on: the binary, the HSM
 # profiles with SoftHSM2 found, the man page, the demo, the group and data directory, the
 # first-run check, the group message for a non-member; then an upgrade that keeps the ledger and
-# the edited station.toml, a remove that keeps them, and a purge that deletes the data.
+# the edited station.toml, a remove that keeps them, a purge that deletes the data, and an install
+# without the recommended packages, where `setup --check` names what is missing.
 #   installer/test-deb.sh [--binary PATH]    (as root; PATH: package this binary, see build-deb.sh)
 # The debootstrapped base is cached in target/debian/bookworm-base.tar (delete it to start clean).
 # Slow (minutes, mostly debootstrap and apt), so CI does not run it; see README "Installing".
@@ -134,5 +135,17 @@ step "purge deletes the data"
 in_root dpkg --purge dps-station >/dev/null
 [[ ! -e "$root/var/lib/dps-station" ]] || fail "purge left /var/lib/dps-station"
 [[ ! -e "$root/etc/dps-station" ]] || fail "purge left /etc/dps-station"
+
+step "without the recommended packages the station says what is missing"
+in_root env DEBIAN_FRONTEND=noninteractive apt-get autoremove --purge -y -qq >/dev/null
+[[ ! -e "$root/usr/lib/softhsm/libsofthsm2.so" ]] || fail "softhsm2 still installed"
+in_root env DEBIAN_FRONTEND=noninteractive apt-get install -y -qq --no-install-recommends "/tmp/$(basename "$deb")" >/dev/null \
+  || fail "install without recommends"
+check=$(in_root dps-station setup --check || true)
+grep -q "MISSING HSM module (softhsm2).*sudo apt install softhsm2" <<<"$check" || fail "setup --check: $check"
+grep -q "MISSING udevadm" <<<"$check" || fail "setup --check: $check"
+demo=$(in_root dps-station demo --headless --devices 1 2>&1) || fail "demo without SoftHSM2: $demo"
+grep -q "using the SOFTWARE key store" <<<"$demo" || fail "the demo does not say it uses software keys: $demo"
+in_root dpkg --purge dps-station >/dev/null
 
 step "all checks passed"
