@@ -1,7 +1,6 @@
 //! `dps-station fixture udev-rules | detect`: naming the fixture's slots by the USB port each
 //! adapter sits on, so that `/dev/dps-fixture/<slot>` survives swapping identical adapters.
 
-use std::collections::BTreeMap;
 use std::io::Write;
 use std::path::{Path, PathBuf};
 use std::process::ExitCode;
@@ -11,8 +10,7 @@ use clap::{Args, Subcommand};
 use serde::Deserialize;
 
 use dps_station::device::FixtureMap;
-use dps_station::device::transport;
-use dps_station::station::setup::detect::{self, PortScan};
+use dps_station::station::setup::detect;
 use dps_station::station::setup::first_run::{self, default_station_file};
 use dps_station::station::setup::station_file::StationValues;
 use dps_station::station::setup::udev::{self, FIXTURE_RULES_FILE, SlotPort};
@@ -159,22 +157,6 @@ fn udev_rules(args: UdevRulesArgs) -> anyhow::Result<ExitCode> {
     Ok(ExitCode::SUCCESS)
 }
 
-/// The USB serial ports plugged in now, by udev `ID_PATH`.
-fn scan_usb_ports() -> Result<PortScan, String> {
-    let ports = transport::list_ports().map_err(|e| e.to_string())?;
-    let mut scan = BTreeMap::new();
-    for p in ports.into_iter().filter(|p| p.usb.is_some()) {
-        match udev::id_path_of(Path::new(&p.path)) {
-            Ok(id_path) => {
-                scan.insert(id_path, PathBuf::from(&p.path));
-            }
-            Err(udev::UdevError::NoIdPath(_)) => {}
-            Err(e) => return Err(e.to_string()),
-        }
-    }
-    Ok(scan)
-}
-
 fn detect(args: DetectArgs) -> anyhow::Result<ExitCode> {
     let path = args.config.unwrap_or_else(default_station_file);
     let station = read_fixture(&path)?;
@@ -207,7 +189,7 @@ pub fn run_detect(slots: &[String]) -> anyhow::Result<Vec<SlotPort>> {
     let stdin = std::io::stdin();
     let mut input = stdin.lock();
     let mut out = std::io::stdout();
-    let mut scan = scan_usb_ports;
+    let mut scan = detect::usb_serial_ports;
     Ok(detect::detect_slots(
         slots, &mut scan, &mut input, &mut out,
     )?)

@@ -25,9 +25,11 @@ pub enum DetectError {
     NoSlots,
 }
 
-/// One session's memory: which ports were there before, which slot has which port.
+/// One session's memory: which ports were there before, which slot has which port. The GUI's
+/// first-run screen drives it directly ([`DetectSession::start`], [`DetectSession::look`],
+/// [`DetectSession::accept`]); [`detect_slots`] drives it from a terminal.
 #[derive(Debug, Default)]
-struct Session {
+pub struct DetectSession {
     /// Ports that were plugged in before their slot was asked for (not fixture adapters, or not
     /// yet re-plugged). A port leaves this set when it disappears, so unplugging and plugging an
     /// adapter back makes it count as new.
@@ -39,15 +41,39 @@ struct Session {
 
 /// What one look at the ports found for the slot being asked for.
 #[derive(Debug, PartialEq, Eq)]
-enum Look {
+pub enum Look {
+    /// Exactly one new port: its `ID_PATH` and device node.
     Found(String, PathBuf),
+    /// No new port since the last look.
     NothingNew,
+    /// More than one new port: the operator plugged several; none is guessed.
     Several(Vec<PathBuf>),
 }
 
-impl Session {
+impl DetectSession {
+    /// A session whose ports plugged in now are ignored until they are re-plugged.
+    pub fn start(now: PortScan) -> Self {
+        DetectSession {
+            ignored: now.into_keys().collect(),
+            ..Default::default()
+        }
+    }
+
+    /// The slots found so far, in order.
+    pub fn assigned(&self) -> &[SlotPort] {
+        &self.assigned
+    }
+
+    /// Records `id_path` as `slot`'s port (after a [`Look::Found`]).
+    pub fn accept(&mut self, slot: &str, id_path: String) {
+        self.assigned.push(SlotPort {
+            slot: slot.to_owned(),
+            id_path,
+        });
+    }
+
     /// Slots whose adapter has just disappeared (to say so once) and what is new for this slot.
-    fn look(&mut self, now: &PortScan) -> (Vec<SlotPort>, Look) {
+    pub fn look(&mut self, now: &PortScan) -> (Vec<SlotPort>, Look) {
         self.ignored.retain(|p| now.contains_key(p));
         let mut gone = Vec::new();
         for s in &self.assigned {
@@ -83,7 +109,6 @@ pub fn detect_slots(
     if slots.is_empty() {
         return Err(DetectError::NoSlots);
     }
-    let mut session = Session::default();
     let first = scan().map_err(DetectError::Scan)?;
     if !first.is_empty() {
         writeln!(
@@ -97,7 +122,7 @@ pub fn detect_slots(
                 .join(", ")
         )?;
     }
-    session.ignored = first.into_keys().collect();
+    let mut session = DetectSession::start(first);
     let mut index = 0;
     while index < slots.len() {
         let slot = &slots[index];
@@ -136,10 +161,7 @@ pub fn detect_slots(
                     "slot {slot}: {} on USB port {id_path}",
                     device.display()
                 )?;
-                session.assigned.push(SlotPort {
-                    slot: slot.clone(),
-                    id_path,
-                });
+                session.accept(slot, id_path);
                 index += 1;
             }
             Look::NothingNew => writeln!(
@@ -159,6 +181,23 @@ pub fn detect_slots(
         }
     }
     Ok(session.assigned)
+}
+
+/// The USB serial ports plugged in now, by udev `ID_PATH` (ports without one, such as
+/// pseudo-terminals, are left out).
+pub fn usb_serial_ports() -> Result<PortScan, String> {
+    let ports = crate::device::transport::list_ports().map_err(|e| e.to_string())?;
+    let mut scan = BTreeMap::new();
+    for p in ports.into_iter().filter(|p| p.usb.is_some()) {
+        match super::udev::id_path_of(std::path::Path::new(&p.path)) {
+            Ok(id_path) => {
+                scan.insert(id_path, PathBuf::from(&p.path));
+            }
+            Err(super::udev::UdevError::NoIdPath(_)) => {}
+            Err(e) => return Err(e.to_string()),
+        }
+    }
+    Ok(scan)
 }
 
 /// Slot names `1`..=`count`, for `--count`.
