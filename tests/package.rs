@@ -9,3 +9,6 @@ mod setup;
 
 #[path = "package/udev.rs"]
 mod udev;
+
+#[path = "package/profiles.rs"]
+mod profiles;
