@@ -111,6 +111,10 @@ in_root useradd --create-home op
 msg=$(in_root su op -s /bin/sh -c 'USER=op dps-station ledger stats --ledger /var/lib/dps-station/ledger.db' 2>&1 || true)
 grep -q "sudo usermod -aG dps-station op" <<<"$msg" || fail "non-member message: $msg"
 head -n1 <<<"$msg"
+# `run` finds the installed station.toml by itself and warns before any slot fails on its port.
+msg=$(in_root su op -s /bin/sh -c 'cd /tmp && USER=op dps-station run --headless --batch /tmp/none.toml' 2>&1 || true)
+grep -q "warning: user op is not in the \`dps-station\` group" <<<"$msg" || fail "run as a non-member: $msg"
+grep -q "/tmp/none.toml" <<<"$msg" || fail "run did not read the installed station.toml: $msg"
 in_root usermod -aG dps-station op
 in_root su op -s /bin/sh -c 'dps-station ledger stats --ledger /var/lib/dps-station/ledger.db' >/dev/null \
   || fail "a member cannot read the ledger"

@@ -19,6 +19,7 @@ use dps_station::station::engine::{Engine, EngineSetup, RunSummary};
 use dps_station::station::events::{Command, Event};
 use dps_station::station::keys::StationKeys;
 use dps_station::station::report::{self, ReportFigures};
+use dps_station::station::setup::access;
 use dps_station::station::setup::first_run::{self, StationState, first_run_steps, station_state};
 use dps_station::station::source::{DeviceSource, PortSource};
 
@@ -336,6 +337,10 @@ fn run_batch(args: &RunArgs) -> anyhow::Result<ExitCode> {
         );
     }
     let station = StationConfig::load(&args.config)?;
+    // A slot whose port is refused fails as a device would; say the real cause once, up front.
+    if let Some(hint) = access::group_hint(&access::membership()) {
+        eprintln!("warning: {hint}");
+    }
     let mut batch = BatchConfig::load(&args.batch, &station)?;
     if let Some(reason) = &args.reprovision {
         let reason = BatchConfig::reprovision_reason(batch.mode, reason)
