@@ -20,6 +20,8 @@ if [[ "${1:-}" == "--test" ]]; then
   # npm): ask for Debian's only when the commands are missing.
   command -v node >/dev/null || packages+=(nodejs)
   command -v npm >/dev/null || packages+=(npm)
+  # The Debian package (installer/build-deb.sh --lintian; scripts/test.sh builds and checks it).
+  packages+=(dpkg-dev fakeroot lintian desktop-file-utils appstream man-db)
 fi
 
 missing=()

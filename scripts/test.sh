@@ -8,3 +8,5 @@ tests/clients/setup.sh   # the official Node and Python DPS service SDKs the emu
 cargo fmt --check
 cargo clippy --all-targets --locked -- -D warnings
 cargo test --all-targets --locked
+# The Debian package from the binary the tests just built (no second, release build), through lintian.
+installer/build-deb.sh --binary target/debug/dps-station --lintian

@@ -593,6 +593,10 @@ fn in_session(
 }
 
 fn profiles() -> anyhow::Result<ExitCode> {
+    match dps_station::keystore::profile::profile_dir() {
+        Some(dir) => say!("profiles from {}\n", dir.display()),
+        None => say!("profiles built into this binary (no profile directory found)\n"),
+    }
     for p in HsmProfile::all_built_in()? {
         let status = match p.installed_module() {
             Some(path) => format!("installed: {}", path.display()),

@@ -22,6 +22,8 @@ use dps_station::station::engine::{Engine, EngineSetup, RunSummary};
 use dps_station::station::events::{BatchState, Event};
 use dps_station::station::keys::StationKeys;
 use dps_station::station::report::{self, ReportFigures};
+use dps_station::station::setup::access;
+use dps_station::station::setup::first_run::{self, StationState, first_run_steps, station_state};
 use dps_station::station::source::{self, DeviceSource, PortSource};
 
 use super::interrupt;
@@ -50,8 +52,9 @@ pub enum Commands {
 /// `run` options.
 #[derive(Debug, Args)]
 pub struct RunArgs {
-    /// The station file.
-    #[arg(long, value_name = "PATH", default_value = "station.toml")]
+    /// The station file (default: ./station.toml if there is one, else the installed
+    /// /etc/dps-station/station.toml).
+    #[arg(long, value_name = "PATH", env = first_run::STATION_FILE_ENV, default_value_os_t = default_station_path(), hide_default_value = true)]
     config: PathBuf,
     /// The batch file.
     #[arg(long, value_name = "PATH")]
@@ -426,10 +429,39 @@ fn dps_client(
     )))
 }
 
+/// `./station.toml` for a station run from a working directory (the README's examples), else the
+/// package's station file.
+fn default_station_path() -> PathBuf {
+    let local = PathBuf::from("station.toml");
+    if local.is_file() {
+        local
+    } else {
+        first_run::default_station_file()
+    }
+}
+
 fn run_batch(args: &RunArgs) -> anyhow::Result<ExitCode> {
+    // First run: no station yet; say the steps instead of a parse error on a commented template.
+    if let StationState::Missing | StationState::Unconfigured = station_state(&args.config) {
+        println!(
+            "{} does not configure a station yet. The steps:",
+            args.config.display()
+        );
+        for (i, step) in first_run_steps(&args.config).iter().enumerate() {
+            println!("  {}. {}: {}", i + 1, step.what, step.how);
+        }
+        anyhow::bail!(
+            "no station configured in {}: run `sudo dps-station setup`",
+            args.config.display()
+        );
+    }
     // A closed stdout must pause the batch, not end the process mid-device.
     pipe::ignore_sigpipe();
     let station = StationConfig::load(&args.config)?;
+    // A slot whose port is refused fails as a device would; say the real cause once, up front.
+    if let Some(hint) = access::group_hint(&access::membership()) {
+        eprintln!("warning: {hint}");
+    }
     let mut batch = BatchConfig::load(&args.batch, &station)?;
     if let Some(reason) = &args.reprovision {
         let reason = BatchConfig::reprovision_reason(batch.mode, reason)

@@ -6,11 +6,13 @@
 use std::process::ExitCode;
 
 use clap::{CommandFactory, Parser, Subcommand};
+use dps_station::station::setup::access;
 
 mod bench;
 mod device;
 mod dps;
 mod dps_emulator;
+mod fixture;
 mod hsm;
 mod hub_telemetry;
 mod identity;
@@ -20,7 +22,9 @@ mod ledger_bench;
 mod line;
 mod line_bench;
 mod logging;
+mod packaging;
 mod pipe;
+mod setup;
 
 /// Line-side provisioning station for Azure IoT Hub Device Provisioning Service.
 #[derive(Debug, Parser)]
@@ -54,6 +58,13 @@ enum Command {
     /// Measure the performance goals of each area.
     #[command(subcommand)]
     Bench(bench::BenchCommand),
+    #[command(flatten)]
+    Packaging(packaging::Commands),
+    #[command(flatten)]
+    Fixture(fixture::Commands),
+    /// Set up this station (first run): name, ledger, HSM token, fixture slots, DPS target;
+    /// `--check` says what is still missing.
+    Setup(setup::SetupArgs),
 }
 
 /// Parses the arguments, runs the command and turns any error into a message and an exit code.
@@ -70,6 +81,12 @@ pub fn main() -> ExitCode {
     match run(command) {
         Ok(code) => code,
         Err(err) => {
+            // "Permission denied" on a port or the ledger is almost always the station's group.
+            if access::looks_like_access_denied(&format!("{err:#}"))
+                && let Some(hint) = access::group_hint(&access::membership())
+            {
+                eprintln!("error: {hint}");
+            }
             eprintln!("error: {err:#}");
             ExitCode::FAILURE
         }
@@ -86,5 +103,8 @@ fn run(command: Command) -> anyhow::Result<ExitCode> {
         Command::Hsm(cmd) => hsm::run(cmd),
         Command::Device(cmd) => device::run(cmd),
         Command::Bench(cmd) => bench::run(cmd),
+        Command::Packaging(cmd) => packaging::run(cmd, Cli::command()),
+        Command::Fixture(cmd) => fixture::run(cmd),
+        Command::Setup(args) => setup::run(args),
     }
 }

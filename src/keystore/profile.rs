@@ -1,6 +1,10 @@
-//! HSM profiles (`hsm-profiles/*.toml`, built into the binary): what each HSM family needs that
-//! PKCS#11 does not say by itself — where its module lives on each OS, which mechanisms it really
-//! offers, how many sessions it takes, whether it drops idle sessions, and what to tell the operator.
+//! HSM profiles (`hsm-profiles/*.toml`): what each HSM family needs that PKCS#11 does not say by
+//! itself — where its module lives on each OS, which mechanisms it really offers, how many sessions
+//! it takes, whether it drops idle sessions, and what to tell the operator.
+//!
+//! The profiles are read from a directory ([`profile_dir`]): `/usr/share/dps-station/hsm-profiles`
+//! when installed by the package, the source tree's `hsm-profiles/` when run with cargo. A copy is
+//! also built into the binary, used only when neither directory exists (a binary copied alone).
 
 use std::path::{Path, PathBuf};
 
@@ -25,6 +29,46 @@ const BUILT_IN: &[(&str, &str)] = &[
     ("utimaco", include_str!("../../hsm-profiles/utimaco.toml")),
     ("generic", include_str!("../../hsm-profiles/generic.toml")),
 ];
+
+/// The environment variable naming a profile directory to use instead of the installed one.
+pub const PROFILE_DIR_ENV: &str = "DPS_STATION_HSM_PROFILES";
+
+/// Where the package installs the profiles, relative to the binary's `bin/` directory's parent
+/// (`/usr/bin/dps-station` → `/usr/share/dps-station/hsm-profiles`).
+const INSTALLED_RELATIVE: &str = "share/dps-station/hsm-profiles";
+
+/// The source tree's profiles, for a binary run with cargo from this checkout.
+const SOURCE_TREE: &str = concat!(env!("CARGO_MANIFEST_DIR"), "/hsm-profiles");
+
+/// The directory the profiles are read from: [`PROFILE_DIR_ENV`] if set, else the installed
+/// directory next to the running binary, else the source tree's; `None` when none exists (the
+/// built-in copies are used then).
+pub fn profile_dir() -> Option<PathBuf> {
+    let exe = std::env::current_exe().ok();
+    profile_dir_from(
+        std::env::var_os(PROFILE_DIR_ENV).map(PathBuf::from),
+        exe.as_deref(),
+        Path::new(SOURCE_TREE),
+    )
+}
+
+/// [`profile_dir`] with its inputs given, so that the order can be tested without touching the
+/// process environment.
+fn profile_dir_from(env: Option<PathBuf>, exe: Option<&Path>, source: &Path) -> Option<PathBuf> {
+    if let Some(dir) = env.filter(|d| !d.as_os_str().is_empty()) {
+        // Named explicitly: used even if missing, so that a typo fails loudly instead of
+        // falling back to other profiles.
+        return Some(dir);
+    }
+    let installed = exe
+        .and_then(Path::parent)
+        .and_then(Path::parent)
+        .map(|prefix| prefix.join(INSTALLED_RELATIVE));
+    installed
+        .into_iter()
+        .chain(std::iter::once(source.to_path_buf()))
+        .find(|d| d.is_dir())
+}
 
 /// Why a profile could not be used.
 #[derive(Debug, thiserror::Error)]
@@ -161,27 +205,44 @@ impl HsmProfile {
         HsmProfile::from_toml(&path.display().to_string(), &text)
     }
 
-    /// A built-in profile by name.
+    /// A shipped profile by name: `<name>.toml` in [`profile_dir`], else the built-in copy.
     pub fn built_in(name: &str) -> Result<HsmProfile, ProfileError> {
+        HsmProfile::named_in(profile_dir().as_deref(), name)
+    }
+
+    /// Every shipped profile: the built-in names first (in their order), then any other
+    /// `*.toml` in [`profile_dir`] (sorted).
+    pub fn all_built_in() -> Result<Vec<HsmProfile>, ProfileError> {
+        let dir = profile_dir();
+        known_names(dir.as_deref())?
+            .iter()
+            .map(|n| HsmProfile::named_in(dir.as_deref(), n))
+            .collect()
+    }
+
+    /// The file a shipped profile is read from, or `None` for the built-in copy.
+    pub fn shipped_file(name: &str) -> Option<PathBuf> {
+        profile_dir()
+            .map(|d| d.join(format!("{name}.toml")))
+            .filter(|f| f.is_file())
+    }
+
+    fn named_in(dir: Option<&Path>, name: &str) -> Result<HsmProfile, ProfileError> {
+        if let Some(dir) = dir {
+            let file = dir.join(format!("{name}.toml"));
+            // A name is a file name, never a path: `--profile ../x` must not read elsewhere.
+            let plain = !name.is_empty() && !name.contains(['/', '\\']) && name != "..";
+            if plain && file.is_file() {
+                return HsmProfile::from_file(&file);
+            }
+        }
         match BUILT_IN.iter().find(|(n, _)| *n == name) {
             Some((n, text)) => HsmProfile::from_toml(&format!("built-in `{n}`"), text),
             None => Err(ProfileError::Unknown {
                 name: name.to_owned(),
-                known: BUILT_IN
-                    .iter()
-                    .map(|(n, _)| *n)
-                    .collect::<Vec<_>>()
-                    .join(", "),
+                known: known_names(dir)?.join(", "),
             }),
         }
-    }
-
-    /// Every built-in profile, in a stable order.
-    pub fn all_built_in() -> Result<Vec<HsmProfile>, ProfileError> {
-        BUILT_IN
-            .iter()
-            .map(|(n, _)| HsmProfile::built_in(n))
-            .collect()
     }
 
     /// The candidate module paths for the OS this binary runs on.
@@ -239,6 +300,30 @@ impl HsmProfile {
     }
 }
 
+/// The built-in names, then any other profile file in `dir`, sorted.
+fn known_names(dir: Option<&Path>) -> Result<Vec<String>, ProfileError> {
+    let mut names: Vec<String> = BUILT_IN.iter().map(|(n, _)| (*n).to_owned()).collect();
+    let Some(dir) = dir else {
+        return Ok(names);
+    };
+    let entries = std::fs::read_dir(dir).map_err(|error| ProfileError::Read {
+        path: dir.to_owned(),
+        error,
+    })?;
+    let mut extra: Vec<String> = entries
+        .filter_map(Result::ok)
+        .filter_map(|e| {
+            let path = e.path();
+            let stem = path.file_stem()?.to_str()?.to_owned();
+            (path.extension()? == "toml").then_some(stem)
+        })
+        .filter(|n| !names.contains(n))
+        .collect();
+    extra.sort();
+    names.extend(extra);
+    Ok(names)
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;
@@ -261,6 +346,68 @@ mod tests {
                 .keep_alive_secs,
             15
         );
+    }
+
+    #[test]
+    fn the_profile_dir_is_the_env_then_the_installed_one_then_the_source_tree() {
+        let root = tempfile::tempdir().unwrap();
+        let bin = root.path().join("usr/bin/dps-station");
+        let installed = root.path().join("usr/share/dps-station/hsm-profiles");
+        let source = root.path().join("src-tree/hsm-profiles");
+        std::fs::create_dir_all(&source).unwrap();
+        // Not installed: the source tree.
+        assert_eq!(
+            profile_dir_from(None, Some(&bin), &source),
+            Some(source.clone())
+        );
+        std::fs::create_dir_all(&installed).unwrap();
+        assert_eq!(
+            profile_dir_from(None, Some(&bin), &source),
+            Some(installed.clone())
+        );
+        let env = root.path().join("elsewhere");
+        assert_eq!(
+            profile_dir_from(Some(env.clone()), Some(&bin), &source),
+            Some(env)
+        );
+        // Neither: the built-in copies.
+        assert_eq!(
+            profile_dir_from(
+                None,
+                Some(Path::new("/nonexistent/bin/x")),
+                Path::new("/nonexistent")
+            ),
+            None
+        );
+    }
+
+    #[test]
+    fn a_profile_in_the_dir_wins_over_the_built_in_copy_and_extra_files_are_listed() {
+        let dir = tempfile::tempdir().unwrap();
+        let soft = include_str!("../../hsm-profiles/softhsm2.toml")
+            .replace("max_sessions = 8", "max_sessions = 9");
+        std::fs::write(dir.path().join("softhsm2.toml"), &soft).unwrap();
+        let site = include_str!("../../hsm-profiles/generic.toml")
+            .replace("name = \"generic\"", "name = \"site-hsm\"");
+        std::fs::write(dir.path().join("site-hsm.toml"), site).unwrap();
+        let from_dir = HsmProfile::named_in(Some(dir.path()), "softhsm2").unwrap();
+        let copy = HsmProfile::named_in(None, "softhsm2").unwrap();
+        assert_eq!(
+            (from_dir.sessions.max_sessions, copy.sessions.max_sessions),
+            (9, 8)
+        );
+        let names = known_names(Some(dir.path())).unwrap();
+        assert_eq!(names.last().map(String::as_str), Some("site-hsm"));
+        assert_eq!(
+            HsmProfile::named_in(Some(dir.path()), "site-hsm")
+                .unwrap()
+                .name,
+            "site-hsm"
+        );
+        let err = HsmProfile::named_in(Some(dir.path()), "../softhsm2")
+            .unwrap_err()
+            .to_string();
+        assert!(err.contains("site-hsm"), "{err}");
     }
 
     #[test]

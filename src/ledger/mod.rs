@@ -253,7 +253,9 @@ impl Ledger {
 
     /// Opens an existing ledger read-only, for reports; works while a station writes to it.
     pub fn open_read_only(path: &Path) -> Result<Ledger, LedgerError> {
-        if !path.exists() {
+        // Only a file that is really absent is "not found": a directory the user may not enter
+        // (not in the station's group) goes on to the open, whose error says access was refused.
+        if std::fs::metadata(path).is_err_and(|e| e.kind() == std::io::ErrorKind::NotFound) {
             return Err(LedgerError::NotFound {
                 path: path.to_path_buf(),
             });

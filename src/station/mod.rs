@@ -22,4 +22,5 @@ pub mod mqtt_bench;
 pub mod pipeline;
 pub mod report;
 pub mod secret_file;
+pub mod setup;
 pub mod source;
