@@ -4,7 +4,7 @@ set -euo pipefail
 cd "$(dirname "$0")/.."
 
 installer/deps.sh --test
-tests/clients/setup.sh   # the official Node and Python DPS service SDKs the emulator tests run
+tests/clients/setup.sh   # the official Node and Python DPS service and device SDKs the emulator tests run
 cargo fmt --check
 cargo clippy --all-targets --locked -- -D warnings
 cargo test --all-targets --locked

@@ -311,8 +311,14 @@ fn mqtt(args: &MqttBench) -> anyhow::Result<ExitCode> {
     }
     let line = |name: &str, unit: &str, p: &Phase| {
         println!(
-            "{name:<26} {:>6} {unit} in {:>6.2} s = {:>8.0}/s  ({:.2} CPU s: {:.0} per CPU second)",
-            p.count, p.seconds, p.per_second, p.cpu_seconds, p.per_cpu_second
+            "{name:<26} {:>6} {unit} in {:>6.2} s = {:>8.0}/s  ({:.2} CPU s, {:.0} per CPU second; emulator alone {:.2} CPU s, {:.0} per CPU second)",
+            p.count,
+            p.seconds,
+            p.per_second,
+            p.cpu_seconds,
+            p.per_cpu_second,
+            p.emulator_cpu_seconds,
+            p.per_emulator_cpu_second
         );
     };
     line(

@@ -56,32 +56,70 @@ pub struct Phase {
     pub cpu_seconds: f64,
     /// `count / cpu_seconds`: what the work costs, whatever else the machine was running.
     pub per_cpu_second: f64,
+    /// CPU time of the emulator's own threads (its runtime's workers, named `dps-emulator`).
+    pub emulator_cpu_seconds: f64,
+    /// `count / emulator_cpu_seconds`: the server side's cost alone.
+    pub per_emulator_cpu_second: f64,
+}
+
+/// CPU seconds so far: the whole process, and the emulator's threads.
+#[derive(Clone, Copy)]
+struct CpuMark(f64, f64);
+
+impl CpuMark {
+    fn now() -> Self {
+        Self(cpu_seconds(), emulator_cpu_seconds())
+    }
 }
 
 impl Phase {
-    fn new(count: usize, seconds: f64, cpu_seconds: f64) -> Self {
+    fn new(count: usize, seconds: f64, since: CpuMark) -> Self {
+        let now = CpuMark::now();
+        let (cpu, emulator) = (now.0 - since.0, now.1 - since.1);
         Self {
             count,
             seconds,
             per_second: count as f64 / seconds.max(f64::EPSILON),
-            cpu_seconds,
-            per_cpu_second: count as f64 / cpu_seconds.max(f64::EPSILON),
+            cpu_seconds: cpu,
+            per_cpu_second: count as f64 / cpu.max(f64::EPSILON),
+            emulator_cpu_seconds: emulator,
+            per_emulator_cpu_second: count as f64 / emulator.max(f64::EPSILON),
         }
     }
+}
+
+/// User + system seconds from a `stat` line (fields 14 and 15, in clock ticks of 1/100 s), and the
+/// thread's name.
+fn stat_seconds(stat: &str) -> Option<(&str, f64)> {
+    let (head, rest) = stat.rsplit_once(')')?;
+    let name = head.split_once('(')?.1;
+    let fields: Vec<&str> = rest.split_whitespace().collect();
+    let utime: f64 = fields.get(11)?.parse().ok()?;
+    let stime: f64 = fields.get(12)?.parse().ok()?;
+    Some((name, (utime + stime) / 100.0))
+}
+
+/// CPU seconds of the emulator runtime's threads (`dps-emulator`), from `/proc/self/task`.
+fn emulator_cpu_seconds() -> f64 {
+    let Ok(tasks) = std::fs::read_dir("/proc/self/task") else {
+        return 0.0;
+    };
+    tasks
+        .filter_map(Result::ok)
+        .filter_map(|t| std::fs::read_to_string(t.path().join("stat")).ok())
+        .filter_map(|s| {
+            stat_seconds(&s)
+                .filter(|(name, _)| *name == "dps-emulator")
+                .map(|(_, secs)| secs)
+        })
+        .sum()
 }
 
 /// The process's CPU time so far (user + system, from `/proc/self/stat`, in clock ticks of 1/100 s).
 fn cpu_seconds() -> f64 {
     std::fs::read_to_string("/proc/self/stat")
         .ok()
-        .and_then(|s| {
-            // Fields after the command name (which is in parentheses and may hold spaces).
-            let rest = s.rsplit_once(')')?.1;
-            let fields: Vec<&str> = rest.split_whitespace().collect();
-            let utime: f64 = fields.get(11)?.parse().ok()?;
-            let stime: f64 = fields.get(12)?.parse().ok()?;
-            Some((utime + stime) / 100.0)
-        })
+        .and_then(|s| stat_seconds(&s).map(|(_, secs)| secs))
         .unwrap_or(0.0)
 }
 
@@ -207,7 +245,7 @@ where
 {
     let job = Arc::new(job);
     let next = Arc::new(AtomicUsize::new(0));
-    let cpu = cpu_seconds();
+    let cpu = CpuMark::now();
     let started = Instant::now();
     runtime.block_on(async {
         let mut workers = Vec::new();
@@ -233,11 +271,7 @@ where
         }
         Ok(())
     })?;
-    Ok(Phase::new(
-        count,
-        started.elapsed().as_secs_f64(),
-        cpu_seconds() - cpu,
-    ))
+    Ok(Phase::new(count, started.elapsed().as_secs_f64(), cpu))
 }
 
 fn create_groups(
@@ -373,7 +407,7 @@ pub fn run_mqtt_bench(
     let https_sas = {
         let next = AtomicUsize::new(0);
         let failure = std::sync::Mutex::new(None);
-        let cpu = cpu_seconds();
+        let cpu = CpuMark::now();
         let started = Instant::now();
         std::thread::scope(|s| {
             for _ in 0..options.concurrency.max(1) {
@@ -412,12 +446,12 @@ pub fn run_mqtt_bench(
         if let Some(e) = failure.into_inner().unwrap_or_else(|p| p.into_inner()) {
             return Err(MqttBenchError::Device(e));
         }
-        Phase::new(n, started.elapsed().as_secs_f64(), cpu_seconds() - cpu)
+        Phase::new(n, started.elapsed().as_secs_f64(), cpu)
     };
 
     progress(&format!("connecting {n} hub devices at once"));
     let rss_before_mb = rss_mb();
-    let cpu = cpu_seconds();
+    let cpu = CpuMark::now();
     let started = Instant::now();
     let devices: Vec<MqttDevice> = runtime.block_on(async {
         let mut tasks = Vec::with_capacity(n);
@@ -444,17 +478,14 @@ pub fn run_mqtt_bench(
         }
         Ok(out)
     })?;
-    let connect = Phase::new(
-        devices.len(),
-        started.elapsed().as_secs_f64(),
-        cpu_seconds() - cpu,
-    );
+    let connect = Phase::new(devices.len(), started.elapsed().as_secs_f64(), cpu);
 
     let per_device = options.messages_per_device;
     progress(&format!(
         "{} messages from {n} connected devices",
         n * per_device
     ));
+    let cpu = CpuMark::now();
     let started = Instant::now();
     let devices: Vec<MqttDevice> = runtime.block_on(async {
         let mut tasks = Vec::with_capacity(n);
@@ -487,11 +518,7 @@ pub fn run_mqtt_bench(
         }
         Ok(out)
     })?;
-    let telemetry = Phase::new(
-        n * per_device,
-        started.elapsed().as_secs_f64(),
-        cpu_seconds() - cpu,
-    );
+    let telemetry = Phase::new(n * per_device, started.elapsed().as_secs_f64(), cpu);
     let rss_connected_mb = rss_mb();
     let connections = devices.len();
     runtime.block_on(async {

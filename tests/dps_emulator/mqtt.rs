@@ -861,3 +861,50 @@ fn mqtt_logs_name_the_client_and_never_a_secret() {
         assert!(!log.contains(&secret), "a secret reached the log");
     }
 }
+
+/// A client that goes silent is dropped after one and a half keep-alive periods (MQTT 3.1.1
+/// §3.1.2.10); one that sends PINGREQ in time is kept.
+#[test]
+fn silent_clients_are_dropped_after_one_and_a_half_keep_alive_periods() {
+    let dps = mqtt_emulator(Limits::default());
+    let ep = endpoint(&dps);
+    let scope = dps.emu.id_scope().to_owned();
+    let key = group_key(&dps, "keep-alive");
+    let device_key = derive_device_key(&key, "ka-1").unwrap();
+    let password = sas::make_token(
+        &format!("{scope}/registrations/ka-1"),
+        &device_key,
+        None,
+        now() + 600,
+    )
+    .unwrap();
+    let username = format!("{scope}/registrations/ka-1/api-version=2019-03-31");
+    runtime().block_on(async {
+        let connect = || {
+            let mut c = Connect::new("ka-1");
+            c.keep_alive = 1;
+            c.set_login(username.clone(), password.clone());
+            Packet::Connect(c)
+        };
+        // Pinging every 0.5 s for 3 s: still connected, every PINGREQ answered.
+        let mut pinging = raw(ep.addr, &ep.trust_pem).await;
+        pinging.write(&connect()).await.unwrap();
+        assert_eq!(connack(&mut pinging).await, ConnectReturnCode::Success);
+        for _ in 0..6 {
+            tokio::time::sleep(Duration::from_millis(500)).await;
+            pinging.write(&Packet::PingReq).await.unwrap();
+            assert_eq!(pinging.read().await.unwrap(), Packet::PingResp);
+        }
+        // Silent: dropped after 1.5 s, well before 5 s.
+        let mut silent = raw(ep.addr, &ep.trust_pem).await;
+        silent.write(&connect()).await.unwrap();
+        assert_eq!(connack(&mut silent).await, ConnectReturnCode::Success);
+        let started = std::time::Instant::now();
+        closed(&mut silent).await;
+        let waited = started.elapsed();
+        assert!(
+            waited >= Duration::from_millis(1400) && waited < Duration::from_secs(5),
+            "{waited:?}"
+        );
+    });
+}
