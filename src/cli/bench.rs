@@ -8,8 +8,9 @@ use anyhow::{Context, bail};
 use clap::{Args, Subcommand};
 
 use dps_station::device::client::{ClientOptions, LineClient};
-use dps_station::device::driver::{DeviceConfig, DeviceDriver, Expected};
+use dps_station::device::driver::DeviceConfig;
 use dps_station::device::protocol::sha256_hex;
+use dps_station::device::replies::Expected;
 use dps_station::device::simulator::{Fleet, SimFaults, SimOptions};
 use dps_station::dps::bench::{EnrollBenchOptions, PhaseReport, run_enroll_bench};
 use dps_station::keystore::pin::obtain_pin;

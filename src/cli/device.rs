@@ -9,7 +9,6 @@ use anyhow::{Context, bail};
 use clap::{Args, Subcommand};
 
 use dps_station::device::client::{ClientOptions, LineClient, WireEvent};
-use dps_station::device::driver::DeviceDriver;
 use dps_station::device::simulator::{
     FirmwareOptions, Fleet, SimFaults, SimOptions, SimulatedDevice,
 };

@@ -12,6 +12,7 @@ pub mod engine;
 pub mod enroll_worker;
 pub mod enrollment;
 pub mod events;
+pub mod family_fit;
 pub mod hsm_bench;
 pub mod individual_keys;
 pub mod key_session;

@@ -17,13 +17,16 @@ use zeroize::Zeroizing;
 
 use super::config::{BatchConfig, Mode};
 use super::events::{Event, Stage};
+use super::family_fit;
 use super::keys::StationKeys;
 use super::ledger_thread::LedgerHandle;
-use crate::device::DeviceDriver;
 use crate::device::DeviceError;
-use crate::device::driver::{DeviceConfig, DeviceInfo, Expected, TpmEk};
+use crate::device::driver::{
+    Bundle, DeviceConfig, DeviceDriver, DeviceInfo, Digests, GeneratedKey, Held, KeyGeneration,
+    LockKind, TpmEk,
+};
 use crate::device::protocol::ErrorCode;
-use crate::device::protocol::{caps, sha256_hex};
+use crate::device::protocol::sha256_hex;
 use crate::identity::issue::{self, Issuer};
 use crate::identity::profile::DeviceProfile;
 use crate::identity::registration_id::{IdUse, RegistrationId};
@@ -200,20 +203,12 @@ fn run(
             ),
         ));
     }
-    let needs: &[&str] = match mode {
-        Mode::X509Csr | Mode::X509Group => &[caps::P256_KEYGEN, caps::CSR],
-        Mode::X509Inject => &[caps::ENCRYPTED_INJECTION],
-        Mode::SymmetricGroup | Mode::SymmetricIndividual => {
-            &[caps::ENCRYPTED_INJECTION, caps::SYMMETRIC_KEY]
-        }
-        Mode::Tpm => &[caps::TPM_EK],
-    };
-    if let Some(missing) = needs.iter().find(|c| !info.has(c)) {
+    if let Err(missing) = family_fit::mode_fits(mode, &info.capabilities, batch.plain_secrets) {
         return Err(Failure(
             Stage::Check,
             format!(
-                "device {} (firmware {}) lacks capability '{missing}' that mode {mode} needs",
-                info.serial, info.firmware
+                "device {} ({} family, firmware {}) cannot do what mode {mode} needs: {missing}",
+                info.serial, info.family, info.firmware
             ),
         ));
     }
@@ -226,7 +221,7 @@ fn run(
     // only then is the EK read before the ID is known (config refuses {regid} in other modes).
     let early_ek =
         if mode == Mode::Tpm && batch.template.fields().contains(&Field::DeviceSuggestion) {
-            Some(driver.tpm_ek().map_err(fail(Stage::Check))?)
+            Some(driver.endorsement_key().map_err(fail(Stage::Check))?)
         } else {
             None
         };
@@ -333,7 +328,9 @@ fn run(
     };
 
     // --- key + issue ---------------------------------------------------------------------------
-    let mut expected = Expected::default();
+    // The device key's digest, where the family reads it back.
+    let mut expected_key: Option<String> = None;
+    let reads_back_key = info.capabilities.reads_back_key;
     let mut chain_pem: Option<String> = None;
     let mut station_key: Option<SecretBytes> = None;
     let mut symmetric: Option<SecretBytes> = None;
@@ -342,19 +339,46 @@ fn run(
     let attestation = match mode {
         Mode::X509Csr | Mode::X509Group => {
             stage(Stage::Key);
-            let public = driver.keygen().map_err(fail(Stage::Key))?;
-            expected.key = Some(sha256_hex(&public));
-            let chain = issue_and_record_during_csr(
-                ctx,
-                driver,
-                &registration_id,
-                &public,
-                plan.clone(),
-                &stage,
-            )?;
-            expected.chain = Some(sha256_hex(chain.as_bytes()));
-            chain_pem = Some(chain);
-            None
+            match driver.generate_key(&rid).map_err(fail(Stage::Key))? {
+                GeneratedKey::Public(public)
+                    if info.capabilities.key_generation == KeyGeneration::KeyThenCsr =>
+                {
+                    expected_key = reads_back_key.then(|| sha256_hex(&public));
+                    let chain = issue_and_record_during_csr(
+                        ctx,
+                        driver,
+                        &registration_id,
+                        &public,
+                        plan.clone(),
+                        &stage,
+                    )?;
+                    chain_pem = Some(chain);
+                    None
+                }
+                // The attestation, already checked by the driver to name this CSR, is not kept yet.
+                GeneratedKey::Csr { der, .. } => {
+                    // The key came with its CSR (and the device's attestation of it): check the
+                    // CSR as every CSR is, then issue for the key it proves.
+                    let verified =
+                        crate::identity::csr::verify_csr(&der).map_err(fail(Stage::Key))?;
+                    let public = verified.public_key_sec1;
+                    expected_key = reads_back_key.then(|| sha256_hex(&public));
+                    stage(Stage::Issue);
+                    let (chain, attestation_record) =
+                        issue_for_key(ctx, &public, &registration_id)?;
+                    chain_pem = Some(chain);
+                    Some(attestation_record)
+                }
+                GeneratedKey::Public(_) => {
+                    return Err(Failure(
+                        Stage::Key,
+                        format!(
+                            "device {}: the {} driver answered key generation with a bare public key but its family makes the CSR with the key; the driver is faulty",
+                            info.serial, info.family
+                        ),
+                    ));
+                }
+            }
         }
         Mode::X509Inject => {
             stage(Stage::Key);
@@ -362,10 +386,9 @@ fn run(
             let public = key.public_key().to_sec1_bytes().to_vec();
             let scalar = Zeroizing::new(key.to_bytes());
             station_key = Some(SecretBytes::new(scalar.to_vec()));
-            expected.key = Some(sha256_hex(&public));
+            expected_key = reads_back_key.then(|| sha256_hex(&public));
             stage(Stage::Issue);
             let (chain, attestation) = issue_for_key(ctx, &public, &registration_id)?;
-            expected.chain = Some(sha256_hex(chain.as_bytes()));
             chain_pem = Some(chain);
             Some(attestation)
         }
@@ -376,7 +399,6 @@ fn run(
             // ledger's nonce.
             let key_nonce = (mode == Mode::SymmetricIndividual).then(KeyNonce::random);
             let key = symmetric_device_key(ctx, &rid, key_nonce.as_ref())?;
-            expected.symmetric_key = Some(sha256_hex(key.expose()));
             let fingerprint = KeyFingerprint::of_key(key.expose());
             symmetric = Some(key);
             Some(Attestation::SymmetricKey {
@@ -401,12 +423,16 @@ fn run(
 
     let written = write_verify_lock(
         driver,
-        batch,
+        info,
+        ctx,
         &rid,
-        chain_pem,
-        station_key,
-        symmetric,
-        expected,
+        Writes {
+            certificate_pem: chain_pem,
+            private_key: station_key,
+            symmetric_key: symmetric,
+            expected_key,
+            overwrite: batch.reprovision.is_some(),
+        },
         &stage,
     );
     if let Err(Failure(stage, reason)) = written {
@@ -608,8 +634,8 @@ fn issue_and_record_during_csr(
     }
 }
 
-/// Signs the device certificate for `public` with the batch's CA: the chain to write and what
-/// the ledger records. One path for the station-made key and the device-made key.
+/// Signs the device certificate for `public` with the batch's CA: the certificate (PEM) to write
+/// before the batch's CA chain, and what the ledger records. One path for the station-made key and the device-made key.
 fn issue_for_key(
     ctx: &BatchContext,
     public: &[u8],
@@ -624,9 +650,8 @@ fn issue_for_key(
     let cert =
         issue::issue_device_certificate_for_key(public, registration_id, &ctx.profile, &issuer)
             .map_err(fail(Stage::Issue))?;
-    let chain = format!("{}{}", cert.pem(), ca.chain_pem);
     Ok((
-        chain,
+        cert.pem(),
         Attestation::X509 {
             certificate_der: cert.der,
         },
@@ -687,7 +712,7 @@ fn enrolled_ek(
 ) -> Result<Vec<u8>, Failure> {
     let ek = match read {
         Some(ek) => ek,
-        None => driver.tpm_ek().map_err(fail(stage))?,
+        None => driver.endorsement_key().map_err(fail(stage))?,
     };
     tpm_ek::spki_to_tpm2b_public(&ek.public_der)
         .map_err(|e| Failure(stage, format!("device {}: {e}", info.serial)))
@@ -721,18 +746,16 @@ fn locked_device(
         IdentityState::Failed if rec.failed_stage == Some(FailureStage::Write) => {}
         _ => return Err(refuse()),
     }
-    let readback = driver.readback().map_err(fail(Stage::Verify))?;
-    let mut expected = Expected {
-        config: Some(device_config(&ctx.batch, rid).digest_hex()),
-        ..Expected::default()
-    };
+    let holdings = driver.read_back().map_err(fail(Stage::Verify))?;
+    let config = device_config(&ctx.batch, rid);
+    let mut symmetric = None;
+    let mut key_digest = None;
     if let Some(der) = &rec.certificate_der {
         let (_, cert) = x509_parser::parse_x509_certificate(der).map_err(fail(Stage::Verify))?;
-        expected.key = Some(sha256_hex(&cert.public_key().subject_public_key.data));
+        key_digest = Some(sha256_hex(&cert.public_key().subject_public_key.data));
     } else if ctx.batch.mode == Mode::SymmetricGroup || ctx.batch.mode == Mode::SymmetricIndividual
     {
-        let key = symmetric_device_key(ctx, rid, rec.key_nonce.as_ref())?;
-        expected.symmetric_key = Some(sha256_hex(key.expose()));
+        symmetric = Some(symmetric_device_key(ctx, rid, rec.key_nonce.as_ref())?);
     } else if ctx.batch.mode == Mode::Tpm {
         // Nothing but the config was written: the device must still have the recorded EK.
         let public = enrolled_ek(driver, None, info, Stage::Verify)?;
@@ -742,7 +765,20 @@ fn locked_device(
     } else {
         return Err(refuse());
     }
-    if !readback.locked || !readback.differences(&expected).is_empty() {
+    // The certificate is not compared: the device key and the config identify the identity.
+    let bundle = Bundle {
+        certificate_pem: None,
+        ca_chain_pem: None,
+        private_key: None,
+        symmetric_key: symmetric.as_ref(),
+        config: &config,
+        overwrite: false,
+    };
+    let mut expected: Digests = driver.digests_of(&bundle).map_err(fail(Stage::Verify))?;
+    if let Some(key) = key_digest.filter(|_| info.capabilities.reads_back_key) {
+        expected.insert(Held::DeviceKey, key);
+    }
+    if !holdings.locked || !holdings.differences(&expected).is_empty() {
         return Err(refuse());
     }
     let enrollment = new_enrollment(&ctx.batch);
@@ -768,40 +804,54 @@ fn locked_device(
     Ok(Done::Completed)
 }
 
-#[allow(clippy::too_many_arguments)]
+/// What the pipeline writes to one device, made by the key + issue stages.
+struct Writes {
+    /// The device certificate, PEM (the CA chain is the batch's).
+    certificate_pem: Option<String>,
+    /// A station-made private key.
+    private_key: Option<SecretBytes>,
+    /// A symmetric key.
+    symmetric_key: Option<SecretBytes>,
+    /// The device key's digest, where the family reads it back.
+    expected_key: Option<String>,
+    /// Re-provisioning: what the device holds may be replaced.
+    overwrite: bool,
+}
+
+/// Store → verify → lock: the driver writes the bundle and reports its digests; the read-back
+/// must show exactly them (and the device key the station knows); a family that can lock is
+/// locked, one that cannot is done once verified.
 fn write_verify_lock(
     driver: &mut dyn DeviceDriver,
-    batch: &BatchConfig,
+    info: &DeviceInfo,
+    ctx: &BatchContext,
     rid: &str,
-    chain_pem: Option<String>,
-    station_key: Option<SecretBytes>,
-    symmetric: Option<SecretBytes>,
-    mut expected: Expected,
+    writes: Writes,
     stage: &dyn Fn(Stage),
 ) -> Result<(), Failure> {
     stage(Stage::Write);
-    if station_key.is_some() || symmetric.is_some() {
-        driver.open_session().map_err(fail(Stage::Write))?;
+    let config = device_config(&ctx.batch, rid);
+    let ca_chain = ctx.ca.as_ref().map(|ca| ca.chain_pem.as_str());
+    let bundle = Bundle {
+        certificate_pem: writes.certificate_pem.as_deref(),
+        ca_chain_pem: writes.certificate_pem.as_ref().and(ca_chain),
+        private_key: writes.private_key.as_ref(),
+        symmetric_key: writes.symmetric_key.as_ref(),
+        config: &config,
+        overwrite: writes.overwrite,
+    };
+    let stored = driver.store(&bundle).map_err(fail(Stage::Write))?;
+    // The secrets (SecretBytes) zeroize their memory as they drop here, right after the write.
+    drop(writes.private_key);
+    drop(writes.symmetric_key);
+    let mut expected = stored.digests;
+    if let Some(key) = writes.expected_key {
+        expected.insert(Held::DeviceKey, key);
     }
-    if let Some(key) = station_key {
-        driver.put_private_key(&key).map_err(fail(Stage::Write))?;
-        // `key` (SecretBytes) zeroizes its memory as it drops here, right after the write.
-    }
-    if let Some(key) = symmetric {
-        driver.put_symmetric_key(&key).map_err(fail(Stage::Write))?;
-    }
-    if let Some(chain) = chain_pem {
-        driver
-            .put_certificate_chain(chain.as_bytes())
-            .map_err(fail(Stage::Write))?;
-    }
-    let config = device_config(batch, rid);
-    expected.config = Some(config.digest_hex());
-    driver.config(&config).map_err(fail(Stage::Write))?;
 
     stage(Stage::Verify);
-    let readback = driver.readback().map_err(fail(Stage::Verify))?;
-    let differences = readback.differences(&expected);
+    let holdings = driver.read_back().map_err(fail(Stage::Verify))?;
+    let differences = holdings.differences(&expected);
     if !differences.is_empty() {
         return Err(Failure(
             Stage::Verify,
@@ -811,8 +861,10 @@ fn write_verify_lock(
             ),
         ));
     }
-    stage(Stage::Lock);
-    driver.lock().map_err(fail(Stage::Lock))?;
+    if info.capabilities.lock != LockKind::None {
+        stage(Stage::Lock);
+        driver.lock().map_err(fail(Stage::Lock))?;
+    }
     Ok(())
 }
 

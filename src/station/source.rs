@@ -8,7 +8,7 @@ use std::sync::atomic::{AtomicBool, AtomicU64, AtomicUsize, Ordering};
 use std::sync::{Arc, Mutex};
 use std::time::Duration;
 
-use crate::device::driver::DeviceInfo;
+use crate::device::driver::{DeviceInfo, Family};
 use crate::device::simulator::{Flash, PluggedDevice, SimAdapter, SimOptions};
 use crate::device::{ClientOptions, DeviceDriver, DeviceError, LineClient};
 
@@ -30,6 +30,8 @@ pub struct Arrival {
 
 /// A slot's supply of devices. Blocking: it runs on the slot's own thread.
 pub trait DeviceSource: Send {
+    /// The family of the slot's devices (which driver speaks to them).
+    fn family(&self) -> Family;
     /// Waits for the next fresh device; `None` once `stop` is set or the supply is exhausted.
     fn next_device(&mut self, stop: &AtomicBool) -> Option<Arrival>;
     /// The device taken last (serial `serial`) is done: the operator (or the fixture) removes it.
@@ -66,6 +68,10 @@ impl PortSource {
 }
 
 impl DeviceSource for PortSource {
+    fn family(&self) -> Family {
+        Family::Station
+    }
+
     fn next_device(&mut self, stop: &AtomicBool) -> Option<Arrival> {
         let port = self.path.display().to_string();
         while !stop.load(Ordering::Relaxed) {
@@ -80,7 +86,7 @@ impl DeviceSource for PortSource {
                     }
                 },
             };
-            let hello = client.hello();
+            let hello = client.identify();
             // A device (re)plugged since the last look, even if HELLO read past its banner: the
             // one done last is taken again, as an operator re-seats a failed device to run it again.
             if client.take_boot_seen() {
@@ -228,6 +234,10 @@ impl SimSlot {
 }
 
 impl DeviceSource for SimSlot {
+    fn family(&self) -> Family {
+        Family::Station
+    }
+
     fn next_device(&mut self, stop: &AtomicBool) -> Option<Arrival> {
         for _ in 0..MAX_SILENT_DEVICES {
             if stop.load(Ordering::Relaxed) || !self.fixture.take() {
@@ -257,7 +267,7 @@ impl DeviceSource for SimSlot {
             };
             // The device was put on the adapter before the station speaks: its BOOT is on the
             // line (HELLO passes over it), and it answers at once.
-            match client.hello() {
+            match client.identify() {
                 Ok(info) => {
                     return Some(Arrival {
                         driver: client,

@@ -6,7 +6,6 @@ use std::process::{Command, Stdio};
 use std::time::Duration;
 
 use dps_station::device::client::LineClient;
-use dps_station::device::driver::DeviceDriver;
 use dps_station::device::simulator::{SimOptions, SimulatedDevice};
 use serialport::SerialPort;
 
