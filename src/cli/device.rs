@@ -8,10 +8,12 @@ use std::time::Duration;
 use anyhow::{Context, bail};
 use clap::{Args, Subcommand};
 
+use dps_station::device::Family;
 use dps_station::device::client::{ClientOptions, LineClient, WireEvent};
 use dps_station::device::simulator::{
     FirmwareOptions, Fleet, SimFaults, SimOptions, SimulatedDevice,
 };
+use dps_station::device::simulator::{ModemFaults, Nrf91Sim};
 use dps_station::device::transport;
 
 /// The device area's top-level commands.
@@ -54,6 +56,10 @@ pub struct PortArgs {
 /// `simulate-device` options.
 #[derive(Debug, Args)]
 pub struct SimulateArgs {
+    /// Which firmware to simulate: `station` (our line protocol) or `nrf91` (a modem's AT
+    /// commands, as Nordic's nrfcredstore drives it).
+    #[arg(long, default_value = "station", value_parser = parse_family)]
+    pub family: Family,
     /// How many devices to start, each on its own pseudo-terminal (a virtual fixture).
     #[arg(long, default_value_t = 1, conflicts_with = "port")]
     pub count: usize,
@@ -93,6 +99,28 @@ pub struct SimulateArgs {
     /// Seed of the fault generator.
     #[arg(long, default_value_t = 1)]
     pub seed: u64,
+    /// nrf91: answer a bare ERROR (no +CME code) to commands starting with this.
+    #[arg(long)]
+    pub bare_error: Option<String>,
+    /// nrf91: cut the %KEYGEN answer after the CSR.
+    #[arg(long)]
+    pub truncated_keygen: bool,
+    /// nrf91: attest the digest of another CSR.
+    #[arg(long)]
+    pub wrong_attestation: bool,
+    /// nrf91: restart on the Nth %CMNG write (1-based) instead of storing it.
+    #[arg(long)]
+    pub reboot_on_write: Option<u64>,
+    /// nrf91: start with a client certificate already in this sec_tag.
+    #[arg(long)]
+    pub preloaded_sec_tag: Option<u32>,
+}
+
+fn parse_family(text: &str) -> Result<Family, String> {
+    Family::parse(text).ok_or_else(|| {
+        let names: Vec<&str> = Family::ALL.iter().map(|f| f.as_str()).collect();
+        format!("unknown family '{text}'; one of: {}", names.join(", "))
+    })
 }
 
 /// Runs a device-area command.
@@ -184,6 +212,19 @@ fn console(port: &PortArgs, command: &str) -> anyhow::Result<ExitCode> {
 }
 
 fn simulate(args: &SimulateArgs) -> anyhow::Result<ExitCode> {
+    if args.family == Family::Nrf91 {
+        return simulate_nrf91(args);
+    }
+    if args.bare_error.is_some()
+        || args.truncated_keygen
+        || args.wrong_attestation
+        || args.reboot_on_write.is_some()
+        || args.preloaded_sec_tag.is_some()
+    {
+        bail!(
+            "--bare-error, --truncated-keygen, --wrong-attestation, --reboot-on-write and --preloaded-sec-tag simulate an nRF91 modem: add --family nrf91"
+        );
+    }
     std::fs::create_dir_all(&args.flash_dir).with_context(|| {
         format!(
             "cannot create the flash directory {}",
@@ -249,4 +290,36 @@ fn simulate(args: &SimulateArgs) -> anyhow::Result<ExitCode> {
     }
     eprintln!("every simulated device has disconnected");
     Ok(ExitCode::SUCCESS)
+}
+
+/// `simulate-device --family nrf91`: modems on pseudo-terminals, one line per modem.
+fn simulate_nrf91(args: &SimulateArgs) -> anyhow::Result<ExitCode> {
+    if args.port.is_some() {
+        bail!("--port is for the station family; an nrf91 modem runs on a pseudo-terminal");
+    }
+    if args.count == 0 {
+        bail!("--count must be at least 1");
+    }
+    let faults = ModemFaults {
+        error_without_code: args.bare_error.clone(),
+        truncated_keygen: args.truncated_keygen,
+        wrong_attestation_digest: args.wrong_attestation,
+        reboot_on_write: args.reboot_on_write,
+        preloaded_sec_tag: args.preloaded_sec_tag,
+        baud: args.baud,
+    };
+    let modems = (0..args.count)
+        .map(|i| Nrf91Sim::on_pty(i, faults.clone()))
+        .collect::<Result<Vec<_>, _>>()?;
+    for (i, m) in modems.iter().enumerate() {
+        let imei = m.with_modem(|modem| modem.imei().to_string());
+        println!("{i}\t{}\timei {imei}", m.path());
+    }
+    eprintln!(
+        "simulating {} nRF91 modem(s); connect the station (or nrfcredstore) to the path(s) above; Ctrl-C to stop",
+        modems.len()
+    );
+    loop {
+        std::thread::sleep(Duration::from_secs(1));
+    }
 }

@@ -332,8 +332,11 @@ fn run_batch(args: &RunArgs) -> anyhow::Result<ExitCode> {
         .map(|(slot, path)| {
             (
                 slot.clone(),
-                Box::new(PortSource::new(path.clone(), ClientOptions::default()))
-                    as Box<dyn DeviceSource>,
+                Box::new(PortSource::for_family(
+                    path.clone(),
+                    station.fixture.family_of(slot),
+                    ClientOptions::default(),
+                )) as Box<dyn DeviceSource>,
             )
         })
         .collect();

@@ -28,20 +28,17 @@ pub enum Family {
     Station,
     /// A Nordic nRF91 modem driven with AT commands (`docs/devices/nrf91.md`).
     Nrf91,
-    /// A Zephyr application with MCUmgr's SMP over its UART (`docs/devices/zephyr-smp.md`).
-    ZephyrSmp,
 }
 
 impl Family {
     /// Every family, in the order the documentation lists them.
-    pub const ALL: [Family; 3] = [Family::Station, Family::Nrf91, Family::ZephyrSmp];
+    pub const ALL: [Family; 2] = [Family::Station, Family::Nrf91];
 
     /// The name used in station.toml and on the command line.
     pub fn as_str(self) -> &'static str {
         match self {
             Family::Station => "station",
             Family::Nrf91 => "nrf91",
-            Family::ZephyrSmp => "zephyr-smp",
         }
     }
 
@@ -74,15 +71,6 @@ impl Family {
                 lock: LockKind::None,
                 reads_back_key: false,
                 config: ConfigStorage::CarriedByFirmware,
-            },
-            Family::ZephyrSmp => Capabilities {
-                key_generation: KeyGeneration::CsrWithKey,
-                private_key_injection: Injection::Plain,
-                symmetric_key: Injection::Plain,
-                endorsement_key: false,
-                lock: LockKind::None,
-                reads_back_key: false,
-                config: ConfigStorage::Written,
             },
         }
     }
@@ -330,7 +318,13 @@ pub trait DeviceDriver: Send {
     /// Checks the device answers; returns the round-trip time.
     fn ping(&mut self) -> Result<Duration, DeviceError>;
     /// Has the device make its own P-256 key for a certificate with subject CN `subject_cn`.
-    fn generate_key(&mut self, subject_cn: &str) -> Result<GeneratedKey, DeviceError>;
+    /// A key slot already holding a key is refused ([`DeviceError::Occupied`]) unless
+    /// `overwrite` (re-provisioning, or redoing the station's own unfinished write).
+    fn generate_key(
+        &mut self,
+        subject_cn: &str,
+        overwrite: bool,
+    ) -> Result<GeneratedKey, DeviceError>;
     /// Has the device sign a PKCS#10 request with subject CN `subject_cn` for the key it made
     /// (families with [`KeyGeneration::KeyThenCsr`]); returns its DER.
     fn csr(&mut self, subject_cn: &str) -> Result<Vec<u8>, DeviceError>;

@@ -11,6 +11,7 @@ pub mod driver;
 pub mod error;
 pub mod fixture;
 pub mod frame;
+pub mod nrf91;
 pub mod protocol;
 pub mod replies;
 pub mod session;
@@ -26,3 +27,22 @@ pub use driver::{
 pub use error::{DeviceError, Step};
 pub use fixture::FixtureMap;
 pub use protocol::DeviceConfig;
+
+/// Opens `port` with the driver of `family`: what a slot of the fixture talks to its devices with.
+/// `options.baud` is the speed of every family; the rest applies to our own protocol.
+pub fn open_driver(
+    family: Family,
+    port: &str,
+    options: &ClientOptions,
+) -> Result<Box<dyn DeviceDriver>, DeviceError> {
+    Ok(match family {
+        Family::Station => Box::new(LineClient::open(port, options.clone())?),
+        Family::Nrf91 => Box::new(nrf91::Nrf91Driver::open(
+            port,
+            nrf91::Nrf91Options {
+                baud: options.baud,
+                ..nrf91::Nrf91Options::default()
+            },
+        )?),
+    })
+}

@@ -89,7 +89,12 @@ impl<W: Read + Write + Send> DeviceDriver for LineClient<W> {
         LineClient::ping(self)
     }
 
-    fn generate_key(&mut self, _subject_cn: &str) -> Result<GeneratedKey, DeviceError> {
+    // KEYGEN replaces the key of an unlocked device; a locked one refuses it.
+    fn generate_key(
+        &mut self,
+        _subject_cn: &str,
+        _overwrite: bool,
+    ) -> Result<GeneratedKey, DeviceError> {
         self.keygen().map(GeneratedKey::Public)
     }
 

@@ -339,7 +339,13 @@ fn run(
     let attestation = match mode {
         Mode::X509Csr | Mode::X509Group => {
             stage(Stage::Key);
-            match driver.generate_key(&rid).map_err(fail(Stage::Key))? {
+            // The station may replace a key it put there itself (an unfinished earlier write) or
+            // one re-provisioning replaces; any other key on the device is not its to overwrite.
+            let overwrite = plan.reissue || plan.reprovision.is_some();
+            match driver
+                .generate_key(&rid, overwrite)
+                .map_err(fail(Stage::Key))?
+            {
                 GeneratedKey::Public(public)
                     if info.capabilities.key_generation == KeyGeneration::KeyThenCsr =>
                 {
@@ -415,6 +421,7 @@ fn run(
         }
     };
 
+    let overwrite = plan.reissue || plan.reprovision.is_some();
     // --- record (write-ahead) -------------------------------------------------------------------
     if let Some(attestation) = attestation {
         stage(Stage::Record);
@@ -431,7 +438,7 @@ fn run(
             private_key: station_key,
             symmetric_key: symmetric,
             expected_key,
-            overwrite: batch.reprovision.is_some(),
+            overwrite,
         },
         &stage,
     );

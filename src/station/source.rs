@@ -10,7 +10,7 @@ use std::time::Duration;
 
 use crate::device::driver::{DeviceInfo, Family};
 use crate::device::simulator::{Flash, PluggedDevice, SimAdapter, SimOptions};
-use crate::device::{ClientOptions, DeviceDriver, DeviceError, LineClient};
+use crate::device::{ClientOptions, DeviceDriver, DeviceError, LineClient, open_driver};
 
 /// How often a slot without a new device asks again (sooner when a device prints `BOOT`), and how
 /// long it waits before opening a port that has gone away.
@@ -50,16 +50,23 @@ pub trait DeviceSource: Send {
 /// it goes away (a device with its own USB-serial port takes it along when unplugged).
 pub struct PortSource {
     path: PathBuf,
+    family: Family,
     options: ClientOptions,
     client: Option<Box<dyn DeviceDriver>>,
     last_serial: Option<String>,
 }
 
 impl PortSource {
-    /// A slot on `path`.
+    /// A slot on `path` whose devices speak our line protocol.
     pub fn new(path: PathBuf, options: ClientOptions) -> Self {
+        Self::for_family(path, Family::Station, options)
+    }
+
+    /// A slot on `path` whose devices are of `family` (station.toml's `family`).
+    pub fn for_family(path: PathBuf, family: Family, options: ClientOptions) -> Self {
         Self {
             path,
+            family,
             options,
             client: None,
             last_serial: None,
@@ -69,7 +76,7 @@ impl PortSource {
 
 impl DeviceSource for PortSource {
     fn family(&self) -> Family {
-        Family::Station
+        self.family
     }
 
     fn next_device(&mut self, stop: &AtomicBool) -> Option<Arrival> {
@@ -78,8 +85,8 @@ impl DeviceSource for PortSource {
             let mut client = match self.client.take() {
                 Some(c) => c,
                 // The stable path exists only while the adapter is plugged in.
-                None => match LineClient::open(&port, self.options.clone()) {
-                    Ok(c) => Box::new(c),
+                None => match open_driver(self.family, &port, &self.options) {
+                    Ok(c) => c,
                     Err(_) => {
                         std::thread::sleep(POLL);
                         continue;

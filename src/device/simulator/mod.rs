@@ -14,6 +14,7 @@
 mod adapter;
 mod firmware;
 mod flash;
+pub mod nrf91;
 mod wire;
 
 use std::path::{Path, PathBuf};
@@ -27,6 +28,7 @@ use serialport::{SerialPort, TTYPort};
 pub use adapter::{PluggedDevice, SimAdapter};
 pub use firmware::FirmwareOptions;
 pub use flash::Flash;
+pub use nrf91::{ModemFaults, Nrf91Sim};
 pub use wire::FaultRng;
 
 /// Faults the simulated wire and device produce.
