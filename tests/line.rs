@@ -7,6 +7,8 @@ mod bad_input;
 mod common;
 #[path = "line/disk_full.rs"]
 mod disk_full;
+#[path = "line/families.rs"]
+mod families;
 #[path = "line/faults.rs"]
 mod faults;
 #[path = "line/keyring.rs"]

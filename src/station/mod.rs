@@ -8,6 +8,7 @@
 
 pub mod config;
 pub mod demo;
+pub mod demo_families;
 pub mod engine;
 pub mod enroll_worker;
 pub mod enrollment;
@@ -18,6 +19,7 @@ pub mod individual_keys;
 pub mod key_session;
 pub mod keys;
 pub mod ledger_thread;
+pub mod modem_source;
 pub mod pipeline;
 pub mod report;
 pub mod source;

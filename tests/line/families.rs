@@ -1,0 +1,94 @@
+//! Device families on one fixture: station-protocol slots and nRF91 modem slots in the same
+//! x509-csr batch at once, every identity enrolled in the emulator and every device registering
+//! with the credentials it stored; a mode a slot's family cannot do is refused before the batch.
+
+use std::collections::HashSet;
+
+use dps_station::device::nrf91::Nrf91Options;
+use dps_station::device::simulator::ModemFaults;
+use dps_station::station::config::Mode;
+use dps_station::station::demo::RunOptions;
+use dps_station::station::demo::{DemoWorkspace, KeyStoreChoice};
+use dps_station::station::demo_families::{MixedOptions, register_modem, run_mixed};
+use dps_station::station::engine::{Engine, EngineError};
+use dps_station::station::events::BatchState;
+use dps_station::station::modem_source::ModemFixture;
+use dps_station::station::source::DeviceSource;
+
+use dps_station::ledger::{IdentityFilter, IdentityState, Ledger};
+
+use super::common::{ledger_verify, max_in_flight, openssl_verify};
+
+#[test]
+fn eight_modems_and_eight_station_devices_in_one_fixture_all_enroll_and_register() {
+    let ws = DemoWorkspace::create(KeyStoreChoice::SoftHsm).unwrap();
+    let scratch = tempfile::tempdir().unwrap();
+    let run = run_mixed(&ws, "t-mixed", &MixedOptions::default(), &mut |_| {}).unwrap();
+    let failures: Vec<_> = run
+        .summary
+        .outcomes
+        .iter()
+        .filter_map(|o| o.failure.clone())
+        .collect();
+    assert!(failures.is_empty(), "{failures:?}");
+    assert_eq!(run.summary.passed(), 16);
+    assert_eq!(run.summary.state, BatchState::Closed);
+    assert_eq!(
+        run.summary.enrollment.enrolled, 16,
+        "every identity confirmed by DPS"
+    );
+    assert!(max_in_flight(&run.events) >= 4, "slots did not run at once");
+    assert_eq!(run.modems.len(), 8);
+    assert_eq!(run.station_devices.len(), 8);
+
+    let mut ids = HashSet::new();
+    for modem in &run.modems {
+        assert!(modem.passed);
+        // An nRF91 is done once verified: it cannot lock, and the station does not void it.
+        let cert = modem.credential(1).expect("client certificate written");
+        let chain = modem.credential(0).expect("CA chain written");
+        assert!(modem.credential(2).is_some(), "the modem's own key");
+        openssl_verify(scratch.path(), &format!("{cert}\n{chain}\n"), ws.root_pem())
+            .unwrap_or_else(|e| panic!("modem {}: {e}", modem.imei));
+        register_modem(&ws, modem).unwrap_or_else(|e| panic!("modem {}: {e}", modem.imei));
+        assert!(ids.insert(modem.imei.clone()));
+    }
+    for device in &run.station_devices {
+        assert!(device.flash.locked, "a station-protocol device still locks");
+        ws.register_device(&device.flash).unwrap();
+    }
+    // The ledger holds all sixteen enrolled, and its chain verifies.
+    let ledger = Ledger::open_read_only(&ws.station.ledger).unwrap();
+    let written = ledger
+        .list_identities(&IdentityFilter {
+            batch: Some("t-mixed".into()),
+            state: Some(IdentityState::Enrolled),
+            ..IdentityFilter::default()
+        })
+        .unwrap()
+        .len();
+    drop(ledger);
+    let (ok, out) = ledger_verify(&ws.station.ledger);
+    assert!(ok, "{out}");
+    assert_eq!(written, 16);
+}
+
+#[test]
+fn a_mode_a_slots_family_cannot_do_is_refused_before_the_batch_starts() {
+    let ws = DemoWorkspace::create(KeyStoreChoice::SoftHsm).unwrap();
+    let modems = ModemFixture::new(1, 5000, ModemFaults::default(), Nrf91Options::default());
+    let sources: Vec<(String, Box<dyn DeviceSource>)> =
+        vec![("N1".into(), Box::new(modems.slot("N1")))];
+    let text = ws.batch_toml(Mode::Tpm, "t-misfit", &RunOptions::default());
+    let setup = ws.engine_setup("t-misfit", &text, sources).unwrap();
+    let Err(err) = Engine::start(setup) else {
+        panic!("a tpm batch on an nrf91 slot must be refused");
+    };
+    assert!(matches!(err, EngineError::FamilyMisfit { .. }), "{err}");
+    let text = err.to_string();
+    assert!(
+        text.contains("slot N1") && text.contains("nrf91") && text.contains("x509-csr"),
+        "{text}"
+    );
+    assert_eq!(modems.started(), 0, "no device was touched");
+}
