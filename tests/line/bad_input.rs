@@ -136,6 +136,12 @@ fn the_demo_runs_every_working_mode_and_its_devices_register() {
         Mode::WORKING.len(),
         "{stdout}"
     );
+    // The batch per family: station-protocol devices and nRF91 modems on one fixture.
+    assert!(
+        stdout.contains("batch demo-families: Closed; 4 passed, 0 failed")
+            && stdout.contains("2 of 2 nRF91 modems registered"),
+        "{stdout}"
+    );
     assert!(
         Mode::WORKING.contains(&Mode::Tpm) && !stdout.contains("not offered"),
         "every mode, tpm included, is offered: {stdout}"
