@@ -34,7 +34,7 @@ use crate::identity::signer::CaSigner;
 use crate::identity::template::{Field, TemplateValues};
 use crate::identity::tpm_ek;
 use crate::ledger::{
-    Attestation, BatchId, EnrollmentKind, FailureStage, IdentityRecord, IdentityState,
+    Attestation, BatchId, EnrollmentKind, FailureStage, IdentityRecord, IdentityState, KeyEvidence,
     KeyFingerprint, KeyNonce, NewDevice, NewEnrollment, NewIdentity, Reprovisioning, Transition,
 };
 use crate::secret::SecretBytes;
@@ -315,7 +315,8 @@ fn run(
             })
         }
     };
-    let plan = RecordPlan {
+    let mut plan = RecordPlan {
+        evidence: None,
         reissue: reprovision.is_none() && existing.is_some(),
         reprovision,
         device: NewDevice {
@@ -361,8 +362,9 @@ fn run(
                     chain_pem = Some(chain);
                     None
                 }
-                // The attestation, already checked by the driver to name this CSR, is not kept yet.
-                GeneratedKey::Csr { der, .. } => {
+                // The attestation, already checked by the driver to name this CSR, is kept with
+                // the CSR in the same commit as the identity.
+                GeneratedKey::Csr { der, attestation } => {
                     // The key came with its CSR (and the device's attestation of it): check the
                     // CSR as every CSR is, then issue for the key it proves.
                     let verified =
@@ -373,6 +375,10 @@ fn run(
                     let (chain, attestation_record) =
                         issue_for_key(ctx, &public, &registration_id)?;
                     chain_pem = Some(chain);
+                    plan.evidence = Some(KeyEvidence {
+                        csr_der: der,
+                        attestation: attestation.map(|a| a.encoded),
+                    });
                     Some(attestation_record)
                 }
                 GeneratedKey::Public(_) => {
@@ -529,6 +535,8 @@ fn record_factory_reset(
 #[derive(Clone)]
 struct RecordPlan {
     device: NewDevice,
+    /// What the device said about the key it made (CSR + attestation), kept with the identity.
+    evidence: Option<KeyEvidence>,
     reissue: bool,
     reprovision: Option<Reprovisioning>,
 }
@@ -544,6 +552,7 @@ fn record_issued(
     let (rid_record, batch_id) = (rid.to_string(), ctx.batch_id);
     let RecordPlan {
         device,
+        evidence,
         reissue,
         reprovision,
     } = plan;
@@ -557,12 +566,16 @@ fn record_issued(
                     device: Some(device_id),
                     attestation,
                 };
-                match (&reprovision, reissue) {
+                let id = match (&reprovision, reissue) {
                     // Revoke the old identity, audit the choice, record the new one: one commit.
-                    (Some(why), _) => w.reprovision(&identity, why),
-                    (None, true) => w.reissue(&identity),
-                    (None, false) => w.record_issued(&identity),
+                    (Some(why), _) => w.reprovision(&identity, why)?,
+                    (None, true) => w.reissue(&identity)?,
+                    (None, false) => w.record_issued(&identity)?,
+                };
+                if let Some(evidence) = &evidence {
+                    w.record_key_evidence(id, evidence)?;
                 }
+                Ok(id)
             })
         })
         .map(|_| ())

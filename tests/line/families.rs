@@ -5,11 +5,14 @@
 use std::collections::HashSet;
 
 use dps_station::device::nrf91::Nrf91Options;
+use dps_station::device::nrf91::cose::check_keygen_attestation;
 use dps_station::device::simulator::ModemFaults;
 use dps_station::station::config::Mode;
 use dps_station::station::demo::RunOptions;
 use dps_station::station::demo::{DemoWorkspace, KeyStoreChoice};
-use dps_station::station::demo_families::{MixedOptions, register_modem, run_mixed};
+use dps_station::station::demo_families::{
+    MixedOptions, modem_registration, register_modem, run_mixed,
+};
 use dps_station::station::engine::{Engine, EngineError};
 use dps_station::station::events::BatchState;
 use dps_station::station::modem_source::ModemFixture;
@@ -67,6 +70,34 @@ fn eight_modems_and_eight_station_devices_in_one_fixture_all_enroll_and_register
         })
         .unwrap()
         .len();
+    // Each modem's identity keeps the CSR it made and the modem's attestation naming it.
+    for modem in &run.modems {
+        let rid = modem_registration(&ws, modem).unwrap().registration_id;
+        let record = ledger.live_or_last_revoked(&rid).unwrap().unwrap();
+        let evidence = ledger
+            .key_evidence(record.id)
+            .unwrap()
+            .expect("key evidence kept");
+        let attestation = evidence.attestation.expect("the modem's attestation kept");
+        check_keygen_attestation(&attestation, &evidence.csr_der).unwrap();
+    }
+    for device in &run.station_devices {
+        let rid = &device
+            .flash
+            .config
+            .as_ref()
+            .unwrap()
+            .iter()
+            .find(|(k, _)| k == "regid")
+            .unwrap()
+            .1;
+        let record = ledger.live_or_last_revoked(rid).unwrap().unwrap();
+        assert_eq!(
+            ledger.key_evidence(record.id).unwrap(),
+            None,
+            "KEYGEN + CSR keep none"
+        );
+    }
     drop(ledger);
     let (ok, out) = ledger_verify(&ws.station.ledger);
     assert!(ok, "{out}");
