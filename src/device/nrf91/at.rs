@@ -148,6 +148,28 @@ impl<W: Read + Write + Send> AtPort<W> {
         command: &str,
         timeout: Duration,
     ) -> Result<Vec<String>, DeviceError> {
+        self.exchange(name, command, timeout, false)
+    }
+
+    /// [`Self::command`] for the first, harmless command to a modem that may just have been
+    /// plugged in: a `Ready` banner before its answer is the boot it follows, not a restart
+    /// during it (noted for [`Self::take_boot_seen`]).
+    pub fn first_command(
+        &mut self,
+        name: &'static str,
+        command: &str,
+        timeout: Duration,
+    ) -> Result<Vec<String>, DeviceError> {
+        self.exchange(name, command, timeout, true)
+    }
+
+    fn exchange(
+        &mut self,
+        name: &'static str,
+        command: &str,
+        timeout: Duration,
+        after_boot: bool,
+    ) -> Result<Vec<String>, DeviceError> {
         let step = Step::Command(name);
         if command.len() + 2 > MAX_AT_LINE {
             return Err(DeviceError::Input {
@@ -185,6 +207,10 @@ impl<W: Read + Write + Send> AtPort<W> {
             match line.as_str() {
                 "OK" => return Ok(info),
                 "ERROR" => return Err(self.refused(step, None)),
+                READY if after_boot => {
+                    self.boot_seen = true;
+                    continue;
+                }
                 READY => {
                     self.boot_seen = true;
                     return Err(DeviceError::Restarted {
@@ -209,19 +235,6 @@ impl<W: Read + Write + Send> AtPort<W> {
             code,
             meaning: cme_meaning(code),
         }
-    }
-
-    /// Reads what the modem says unasked until it has been quiet for `quiet` (a boot banner, an
-    /// unsolicited result), at most 50 lines, so that the next answer is the next command's.
-    pub fn settle(&mut self, quiet: Duration) -> Result<(), DeviceError> {
-        for _ in 0..50 {
-            match self.line(Step::Hello, Instant::now() + quiet)? {
-                Some(line) if line == READY => self.boot_seen = true,
-                Some(_) => {}
-                None => break,
-            }
-        }
-        Ok(())
     }
 
     fn drain_unsolicited(&mut self, step: Step) -> Result<(), DeviceError> {

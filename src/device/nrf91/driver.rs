@@ -270,9 +270,9 @@ impl<W: Read + Write + Send> DeviceDriver for Nrf91Driver<W> {
     }
 
     fn identify(&mut self) -> Result<DeviceInfo, DeviceError> {
-        // A modem just plugged in prints its banner: let it pass before the first command.
-        self.at.settle(Duration::from_millis(30))?;
-        self.cmd("AT+CMEE=1", "AT+CMEE=1")?;
+        // A modem just plugged in prints its banner, maybe while this first command crosses.
+        let timeout = self.options.reply;
+        self.at.first_command("AT+CMEE=1", "AT+CMEE=1", timeout)?;
         let imei = self.query("AT+CGSN")?;
         if imei.len() != 15 || !imei.bytes().all(|b| b.is_ascii_digit()) {
             return Err(self.protocol("AT+CGSN", "the answer is not a 15-digit IMEI"));
