@@ -117,7 +117,7 @@ pub enum LockKind {
 }
 
 /// Where the registration data (registration ID, ID scope, global endpoint) ends up.
-#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize)]
+#[derive(Debug, Clone, Copy, PartialEq, Eq, PartialOrd, Ord, Hash, Serialize)]
 #[serde(rename_all = "kebab-case")]
 pub enum ConfigStorage {
     /// The driver writes it and reads its digest back.

@@ -22,8 +22,8 @@ use super::keys::StationKeys;
 use super::ledger_thread::LedgerHandle;
 use crate::device::DeviceError;
 use crate::device::driver::{
-    Bundle, DeviceConfig, DeviceDriver, DeviceInfo, Digests, GeneratedKey, Held, KeyGeneration,
-    LockKind, TpmEk,
+    Bundle, ConfigStorage, DeviceConfig, DeviceDriver, DeviceInfo, Digests, Family, GeneratedKey,
+    Held, KeyGeneration, LockKind, TpmEk,
 };
 use crate::device::protocol::ErrorCode;
 use crate::device::protocol::sha256_hex;
@@ -90,6 +90,10 @@ pub struct DeviceOutcome {
     pub done: Done,
     /// Time spent on the device.
     pub elapsed: Duration,
+    /// The device's family.
+    pub family: Family,
+    /// Where its registration data went (written, or carried by its firmware), once written.
+    pub config: Option<ConfigStorage>,
 }
 
 struct Failure(Stage, String);
@@ -149,7 +153,16 @@ pub fn provision(
 ) -> DeviceOutcome {
     let started = Instant::now();
     let mut registration_id = None;
-    let result = run(ctx, slot, driver, info, emit, &mut registration_id);
+    let mut config = None;
+    let result = run(
+        ctx,
+        slot,
+        driver,
+        info,
+        emit,
+        &mut registration_id,
+        &mut config,
+    );
     let (done, failure) = match result {
         Ok(done) => (done, None),
         Err(Failure(s, r)) => (Done::Provisioned, Some((s, r))),
@@ -161,6 +174,8 @@ pub fn provision(
         failure,
         done,
         elapsed: started.elapsed(),
+        family: info.family,
+        config,
     }
 }
 
@@ -171,6 +186,7 @@ fn run(
     info: &DeviceInfo,
     emit: &dyn Fn(Event),
     out_id: &mut Option<RegistrationId>,
+    out_config: &mut Option<ConfigStorage>,
 ) -> Result<Done, Failure> {
     let stage = |s: Stage| {
         emit(Event::StageStarted {
@@ -448,9 +464,12 @@ fn run(
         },
         &stage,
     );
-    if let Err(Failure(stage, reason)) = written {
-        void(ctx, &rid, stage, &reason);
-        return Err(Failure(stage, reason));
+    match written {
+        Ok(config) => *out_config = Some(config),
+        Err(Failure(stage, reason)) => {
+            void(ctx, &rid, stage, &reason);
+            return Err(Failure(stage, reason));
+        }
     }
 
     // --- written + queued -----------------------------------------------------------------------
@@ -848,7 +867,7 @@ fn write_verify_lock(
     rid: &str,
     writes: Writes,
     stage: &dyn Fn(Stage),
-) -> Result<(), Failure> {
+) -> Result<ConfigStorage, Failure> {
     stage(Stage::Write);
     let config = device_config(&ctx.batch, rid);
     let ca_chain = ctx.ca.as_ref().map(|ca| ca.chain_pem.as_str());
@@ -864,7 +883,7 @@ fn write_verify_lock(
     // The secrets (SecretBytes) zeroize their memory as they drop here, right after the write.
     drop(writes.private_key);
     drop(writes.symmetric_key);
-    let mut expected = stored.digests;
+    let mut expected = stored.digests.clone();
     if let Some(key) = writes.expected_key {
         expected.insert(Held::DeviceKey, key);
     }
@@ -885,7 +904,7 @@ fn write_verify_lock(
         stage(Stage::Lock);
         driver.lock().map_err(fail(Stage::Lock))?;
     }
-    Ok(())
+    Ok(stored.config)
 }
 
 /// Voids an identity whose write did not complete: `issued → failed{write}`. A later run of the

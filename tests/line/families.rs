@@ -42,6 +42,13 @@ fn eight_modems_and_eight_station_devices_in_one_fixture_all_enroll_and_register
     );
     assert!(max_in_flight(&run.events) >= 4, "slots did not run at once");
     assert_eq!(run.modems.len(), 8);
+    // The batch report says where each family's registration data is.
+    let report = dps_station::station::report::markdown("t-mixed", "s", "k", &run.summary);
+    assert!(
+        report.contains("- Family station: 8 devices, registration data written")
+            && report.contains("- Family nrf91: 8 devices, ID scope and global endpoint carried by the product firmware"),
+        "{report}"
+    );
     assert_eq!(run.station_devices.len(), 8);
 
     let mut ids = HashSet::new();
