@@ -16,6 +16,7 @@ pub mod protocol;
 pub mod replies;
 pub mod session;
 pub mod simulator;
+pub mod smp;
 pub mod station_driver;
 pub mod transport;
 

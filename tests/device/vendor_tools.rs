@@ -5,7 +5,7 @@
 use std::path::PathBuf;
 use std::process::Command;
 
-use dps_station::device::simulator::{ModemFaults, Nrf91Sim};
+use dps_station::device::simulator::{ModemFaults, Nrf91Sim, SmpFaults, SmpSim};
 use sha2::{Digest, Sha256};
 
 fn clients() -> PathBuf {
@@ -98,5 +98,107 @@ fn nrfcredstore_reads_the_imei_generates_writes_lists_and_deletes() {
     assert!(
         ok && !out.contains("CLIENT_CERT") && out.contains("CLIENT_KEY"),
         "{out}"
+    );
+}
+
+/// Runs smpmgr on `port`.
+fn smpmgr(port: &str, args: &[&str]) -> (bool, String) {
+    let smpmgr = clients().join(".venv-devices/bin/smpmgr");
+    assert!(
+        smpmgr.exists(),
+        "{} is missing: run tests/clients/setup.sh (scripts/test.sh does) to install smpmgr",
+        smpmgr.display()
+    );
+    let out = Command::new(smpmgr)
+        .args(["--port", port, "--timeout", "3"])
+        .args(args)
+        .env("COLUMNS", "200")
+        .output()
+        .unwrap();
+    let text = format!(
+        "{}{}",
+        String::from_utf8_lossy(&out.stdout),
+        String::from_utf8_lossy(&out.stderr)
+    );
+    (out.status.success(), text)
+}
+
+#[test]
+fn smpmgr_and_smpclient_echo_upload_hash_download_and_use_settings() {
+    let sim = SmpSim::on_pty(4, SmpFaults::default()).unwrap();
+    let port = sim.path().to_string();
+    let dir = tempfile::tempdir().unwrap();
+
+    let (ok, out) = smpmgr(&port, &["os", "echo", "hello from the line"]);
+    assert!(ok && out.contains("hello from the line"), "{out}");
+
+    // A file bigger than one SMP buffer and one download chunk.
+    let content: Vec<u8> = (0..3000u32).map(|i| (i * 7 % 251) as u8).collect();
+    let local = dir.path().join("cert.bin");
+    std::fs::write(&local, &content).unwrap();
+    let (ok, out) = smpmgr(
+        &port,
+        &[
+            "file",
+            "upload",
+            local.to_str().unwrap(),
+            "/lfs/dps/device.crt",
+        ],
+    );
+    assert!(ok, "{out}");
+    assert_eq!(
+        sim.with_device(|d| d.file("/lfs/dps/device.crt").map(<[u8]>::to_vec)),
+        Some(content.clone())
+    );
+    let (ok, out) = smpmgr(&port, &["file", "get-hash", "/lfs/dps/device.crt"]);
+    assert!(ok, "{out}");
+    // Without a type, Zephyr answers its default, CRC32 (IEEE).
+    let crc = content.iter().fold(0xFFFF_FFFFu32, |mut crc, &b| {
+        crc ^= u32::from(b);
+        for _ in 0..8 {
+            crc = if crc & 1 != 0 {
+                (crc >> 1) ^ 0xEDB8_8320
+            } else {
+                crc >> 1
+            };
+        }
+        crc
+    }) ^ 0xFFFF_FFFF;
+    assert!(
+        out.contains("crc32") && out.contains(&format!("output={crc}")) && out.contains("len=3000"),
+        "{out}"
+    );
+    let back = dir.path().join("back.bin");
+    let (ok, out) = smpmgr(
+        &port,
+        &[
+            "file",
+            "download",
+            "/lfs/dps/device.crt",
+            back.to_str().unwrap(),
+        ],
+    );
+    assert!(ok, "{out}");
+    assert_eq!(std::fs::read(&back).unwrap(), content);
+
+    // Settings through smpclient's own requests (smpmgr has no settings command).
+    let python = clients().join(".venv-devices/bin/python");
+    let out = Command::new(python)
+        .arg(clients().join("smp_settings.py"))
+        .args([&port, "dps/scope", "0ne00000A0A"])
+        .output()
+        .unwrap();
+    let text =
+        String::from_utf8_lossy(&out.stdout).to_string() + &String::from_utf8_lossy(&out.stderr);
+    assert!(
+        out.status.success()
+            && text.contains("read back: 0ne00000A0A")
+            && text.contains("missing: error"),
+        "{text}"
+    );
+    assert_eq!(
+        sim.with_device(|d| d.saved_setting("dps/scope").map(<[u8]>::to_vec)),
+        Some(b"0ne00000A0A".to_vec()),
+        "saved"
     );
 }

@@ -16,6 +16,7 @@ mod firmware;
 mod flash;
 pub mod nrf91;
 mod wire;
+pub mod zephyr_smp;
 
 use std::path::{Path, PathBuf};
 use std::sync::atomic::{AtomicBool, AtomicU64, Ordering};
@@ -30,6 +31,7 @@ pub use firmware::FirmwareOptions;
 pub use flash::Flash;
 pub use nrf91::{ModemFaults, Nrf91Sim};
 pub use wire::FaultRng;
+pub use zephyr_smp::{SmpFaults, SmpSim};
 
 /// Faults the simulated wire and device produce.
 #[derive(Debug, Clone, Default)]
