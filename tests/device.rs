@@ -14,3 +14,5 @@ mod roundtrip;
 mod secrets;
 #[path = "device/vendor_tools.rs"]
 mod vendor_tools;
+#[path = "device/zephyr.rs"]
+mod zephyr;

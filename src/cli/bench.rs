@@ -14,7 +14,8 @@ use dps_station::device::nrf91::{Nrf91Driver, Nrf91Options};
 use dps_station::device::protocol::sha256_hex;
 use dps_station::device::replies::Expected;
 use dps_station::device::simulator::{Fleet, SimFaults, SimOptions};
-use dps_station::device::simulator::{ModemFaults, Nrf91Sim};
+use dps_station::device::simulator::{ModemFaults, Nrf91Sim, SmpFaults, SmpSim};
+use dps_station::device::smp::driver::{SmpOptions, ZephyrSmpDriver};
 use dps_station::dps::bench::{EnrollBenchOptions, PhaseReport, run_enroll_bench};
 use dps_station::keystore::pin::obtain_pin;
 use dps_station::keystore::pkcs11::{Pkcs11Config, TokenSelector};
@@ -86,7 +87,8 @@ pub struct SerialArgs {
 }
 
 fn parse_family(text: &str) -> Result<Family, String> {
-    Family::parse(text).ok_or_else(|| format!("unknown family '{text}'; station or nrf91"))
+    Family::parse(text)
+        .ok_or_else(|| format!("unknown family '{text}'; station, nrf91 or zephyr-smp"))
 }
 
 /// Runs a benchmark.
@@ -247,6 +249,78 @@ fn nrf91_exchange(index: usize, baud: Option<u32>, client_baud: u32) -> anyhow::
     })
 }
 
+/// A throwaway issuing CA for the serial benchmarks.
+fn bench_ca() -> anyhow::Result<rcgen::CertifiedIssuer<'static, rcgen::KeyPair>> {
+    let ca_key = rcgen::KeyPair::generate()?;
+    let mut ca_params = rcgen::CertificateParams::new(Vec::<String>::new())?;
+    ca_params.is_ca = rcgen::IsCa::Ca(rcgen::BasicConstraints::Unconstrained);
+    ca_params
+        .distinguished_name
+        .push(rcgen::DnType::CommonName, "bench intermediate");
+    Ok(rcgen::CertifiedIssuer::self_signed(ca_params, ca_key)?)
+}
+
+/// The Zephyr SMP X.509 flow through the `zephyr-smp` driver against the simulated device.
+fn zephyr_exchange(index: usize, baud: Option<u32>, client_baud: u32) -> anyhow::Result<Run> {
+    let sim = SmpSim::on_pty(
+        index,
+        SmpFaults {
+            baud,
+            ..SmpFaults::default()
+        },
+    )?;
+    let mut driver = ZephyrSmpDriver::open(
+        sim.path(),
+        SmpOptions {
+            baud: client_baud,
+            ..SmpOptions::default()
+        },
+    )?;
+    // The boot banner goes by before the station's first request, as on a freshly plugged device.
+    driver.wait_for_boot(Duration::from_millis(500))?;
+    let ca = bench_ca()?;
+    let started = Instant::now();
+    let info = driver.identify()?;
+    let rid = format!("bench-{}", info.serial);
+    let t = Instant::now();
+    let GeneratedKey::Csr { der, .. } = driver.generate_key(&rid, false)? else {
+        bail!("the zephyr-smp driver answered key generation without a CSR");
+    };
+    let keygen = t.elapsed();
+    let mut timed = started.elapsed();
+    let csr = rcgen::CertificateSigningRequestParams::from_der(&der.into())
+        .context("the device's CSR does not parse")?;
+    let leaf = csr.signed_by(&ca)?;
+    let (leaf, chain) = (leaf.pem(), ca.pem());
+    let config = DeviceConfig {
+        registration_id: rid,
+        id_scope: "0ne00000A0A".into(),
+        global_endpoint: "global.azure-devices-provisioning.net".into(),
+        extra: Default::default(),
+    };
+    let started = Instant::now();
+    let stored = driver.store(&Bundle {
+        certificate_pem: Some(&leaf),
+        ca_chain_pem: Some(&chain),
+        private_key: None,
+        symmetric_key: None,
+        config: &config,
+        overwrite: false,
+    })?;
+    let holdings = driver.read_back()?;
+    let differences = holdings.differences(&stored.digests);
+    if !differences.is_empty() {
+        bail!("readback differs: {differences:?}");
+    }
+    timed += started.elapsed();
+    let (sent, received) = driver.byte_counts();
+    Ok(Run {
+        exchange: timed,
+        keygen,
+        bytes: sent + received,
+    })
+}
+
 fn median(mut values: Vec<Duration>) -> Duration {
     values.sort();
     values.get(values.len() / 2).copied().unwrap_or_default()
@@ -268,6 +342,10 @@ fn serial(args: &SerialArgs) -> anyhow::Result<ExitCode> {
                 paced.push(nrf91_exchange(2 * i, Some(args.baud), args.baud)?);
                 unpaced.push(nrf91_exchange(2 * i + 1, None, args.baud)?);
             }
+            Family::ZephyrSmp => {
+                paced.push(zephyr_exchange(2 * i, Some(args.baud), args.baud)?);
+                unpaced.push(zephyr_exchange(2 * i + 1, None, args.baud)?);
+            }
         }
     }
     let bytes = paced.iter().map(|r| r.bytes).max().unwrap_or(0);
@@ -280,6 +358,9 @@ fn serial(args: &SerialArgs) -> anyhow::Result<ExitCode> {
         Family::Station => "station, X.509 flow: HELLO KEYGEN CSR PUT-chain CONFIG READBACK LOCK",
         Family::Nrf91 => {
             "nrf91, X.509 flow: CMEE CGSN CGMM CGMR ATTESTTOKEN CFUN=4 CMNG-list KEYGEN CMNG-list CMNG×2 CMNG-list"
+        }
+        Family::ZephyrSmp => {
+            "zephyr-smp, X.509 flow: os-info×2 hwinfo keygen fs-status×2 fs-upload+hash×2 settings-write×3 save, read-back hash×2 settings-read×3"
         }
     };
     println!(

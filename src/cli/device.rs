@@ -13,7 +13,7 @@ use dps_station::device::client::{ClientOptions, LineClient, WireEvent};
 use dps_station::device::simulator::{
     FirmwareOptions, Fleet, SimFaults, SimOptions, SimulatedDevice,
 };
-use dps_station::device::simulator::{ModemFaults, Nrf91Sim};
+use dps_station::device::simulator::{ModemFaults, Nrf91Sim, SmpFaults, SmpSim};
 use dps_station::device::transport;
 
 /// The device area's top-level commands.
@@ -56,8 +56,9 @@ pub struct PortArgs {
 /// `simulate-device` options.
 #[derive(Debug, Args)]
 pub struct SimulateArgs {
-    /// Which firmware to simulate: `station` (our line protocol) or `nrf91` (a modem's AT
-    /// commands, as Nordic's nrfcredstore drives it).
+    /// Which firmware to simulate: `station` (our line protocol), `nrf91` (a modem's AT
+    /// commands, as Nordic's nrfcredstore drives it) or `zephyr-smp` (an MCUmgr SMP server, as
+    /// smpmgr drives it).
     #[arg(long, default_value = "station", value_parser = parse_family)]
     pub family: Family,
     /// How many devices to start, each on its own pseudo-terminal (a virtual fixture).
@@ -212,8 +213,10 @@ fn console(port: &PortArgs, command: &str) -> anyhow::Result<ExitCode> {
 }
 
 fn simulate(args: &SimulateArgs) -> anyhow::Result<ExitCode> {
-    if args.family == Family::Nrf91 {
-        return simulate_nrf91(args);
+    match args.family {
+        Family::Nrf91 => return simulate_nrf91(args),
+        Family::ZephyrSmp => return simulate_zephyr(args),
+        Family::Station => {}
     }
     if args.bare_error.is_some()
         || args.truncated_keygen
@@ -318,6 +321,34 @@ fn simulate_nrf91(args: &SimulateArgs) -> anyhow::Result<ExitCode> {
     eprintln!(
         "simulating {} nRF91 modem(s); connect the station (or nrfcredstore) to the path(s) above; Ctrl-C to stop",
         modems.len()
+    );
+    loop {
+        std::thread::sleep(Duration::from_secs(1));
+    }
+}
+
+/// `simulate-device --family zephyr-smp`: SMP servers on pseudo-terminals, one line per device.
+fn simulate_zephyr(args: &SimulateArgs) -> anyhow::Result<ExitCode> {
+    if args.port.is_some() {
+        bail!("--port is for the station family; a zephyr-smp device runs on a pseudo-terminal");
+    }
+    if args.count == 0 {
+        bail!("--count must be at least 1");
+    }
+    let faults = SmpFaults {
+        baud: args.baud,
+        ..SmpFaults::default()
+    };
+    let devices = (0..args.count)
+        .map(|i| SmpSim::on_pty(i, faults.clone()))
+        .collect::<Result<Vec<_>, _>>()?;
+    for (i, d) in devices.iter().enumerate() {
+        let id = d.with_device(|dev| dev.devid());
+        println!("{i}\t{}\tdevid {id}", d.path());
+    }
+    eprintln!(
+        "simulating {} Zephyr SMP device(s); connect the station (or smpmgr --port) to the path(s) above; Ctrl-C to stop",
+        devices.len()
     );
     loop {
         std::thread::sleep(Duration::from_secs(1));

@@ -28,17 +28,20 @@ pub enum Family {
     Station,
     /// A Nordic nRF91 modem driven with AT commands (`docs/devices/nrf91.md`).
     Nrf91,
+    /// A Zephyr application with MCUmgr's SMP over its UART (`docs/devices/zephyr-smp.md`).
+    ZephyrSmp,
 }
 
 impl Family {
     /// Every family, in the order the documentation lists them.
-    pub const ALL: [Family; 2] = [Family::Station, Family::Nrf91];
+    pub const ALL: [Family; 3] = [Family::Station, Family::Nrf91, Family::ZephyrSmp];
 
     /// The name used in station.toml and on the command line.
     pub fn as_str(self) -> &'static str {
         match self {
             Family::Station => "station",
             Family::Nrf91 => "nrf91",
+            Family::ZephyrSmp => "zephyr-smp",
         }
     }
 
@@ -71,6 +74,17 @@ impl Family {
                 lock: LockKind::None,
                 reads_back_key: false,
                 config: ConfigStorage::CarriedByFirmware,
+            },
+            // The application makes its key and CSR in one shell command; SMP carries no secret
+            // here (no encrypted channel); files and settings are read back by digest.
+            Family::ZephyrSmp => Capabilities {
+                key_generation: KeyGeneration::CsrWithKey,
+                private_key_injection: Injection::None,
+                symmetric_key: Injection::None,
+                endorsement_key: false,
+                lock: LockKind::None,
+                reads_back_key: false,
+                config: ConfigStorage::Written,
             },
         }
     }

@@ -198,6 +198,20 @@ pub enum DeviceError {
         /// What the code means and what to do.
         meaning: String,
     },
+    /// An SMP server answered an error (v1 `rc`, or v2 `err {group, rc}`).
+    #[error("the device on {port} refused {step}: {meaning}")]
+    Smp {
+        /// The port path.
+        port: String,
+        /// The step.
+        step: Step,
+        /// The SMP group of the error (v2), else the request's.
+        group: u16,
+        /// The return code.
+        rc: i64,
+        /// What it means and what to do.
+        meaning: String,
+    },
     /// A credential slot already holds something, and re-provisioning was not chosen.
     #[error(
         "the device on {port} already holds {what}; the station never overwrites a credential unless re-provisioning was chosen: run the batch with --reprovision \"<reason>\" to replace it, or take the device off the line"

@@ -45,5 +45,12 @@ pub fn open_driver(
                 ..nrf91::Nrf91Options::default()
             },
         )?),
+        Family::ZephyrSmp => Box::new(smp::driver::ZephyrSmpDriver::open(
+            port,
+            smp::driver::SmpOptions {
+                baud: options.baud,
+                ..smp::driver::SmpOptions::default()
+            },
+        )?),
     })
 }

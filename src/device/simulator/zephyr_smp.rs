@@ -497,17 +497,27 @@ fn run(
     bytes: &AtomicU64,
     baud: Option<u32>,
 ) {
-    send(port, format!("{BANNER}\r\n").as_bytes(), bytes, baud);
     let mut reassembler = Reassembler::default();
     let mut line = Vec::new();
     let mut buf = [0u8; 1024];
+    // The device boots when the station's end is opened (a pty reads EIO while it is closed, and
+    // opening a port flushes what was written before): then it prints its banner.
+    let mut open = false;
     while !stop.load(Ordering::Relaxed) {
-        let n = match port.read(&mut buf) {
+        let read = port.read(&mut buf);
+        if !matches!(&read, Err(e) if !matches!(e.kind(), ErrorKind::TimedOut | ErrorKind::WouldBlock | ErrorKind::Interrupted))
+            && !open
+        {
+            open = true;
+            send(port, format!("{BANNER}\r\n").as_bytes(), bytes, baud);
+        }
+        let n = match read {
             Ok(0) => continue,
             Ok(n) => n,
             Err(e) if matches!(e.kind(), ErrorKind::TimedOut | ErrorKind::WouldBlock) => continue,
             Err(e) if e.kind() == ErrorKind::Interrupted => continue,
             Err(_) => {
+                open = false;
                 std::thread::sleep(Duration::from_millis(20));
                 continue;
             }
@@ -530,14 +540,11 @@ fn run(
                 After::Reply(reply) if reply.is_empty() => {}
                 After::Reply(reply) => {
                     d.replies += 1;
-                    let mut lines = frame::encode(&reply, LINE_LENGTH);
+                    let mut crc = frame::crc16_xmodem(&reply);
                     if d.faults.bad_crc_reply == Some(d.replies) {
-                        // Flip a bit inside the last base64 characters (the CRC).
-                        let at = lines.len().saturating_sub(3);
-                        if let Some(c) = lines.get_mut(at) {
-                            *c = if *c == b'A' { b'B' } else { b'A' };
-                        }
+                        crc ^= 0x0101;
                     }
+                    let lines = frame::encode_with_crc(&reply, crc, LINE_LENGTH);
                     let reboot = std::mem::take(&mut d.reboot_pending);
                     if reboot {
                         d.settings = d.saved.clone();

@@ -33,10 +33,15 @@ pub fn crc16_xmodem(bytes: &[u8]) -> u16 {
 /// The console lines carrying `packet`, each at most `line_length` bytes with its delimiter and
 /// newline (base64 cut at multiples of 4, as Zephyr and smpclient do).
 pub fn encode(packet: &[u8], line_length: usize) -> Vec<u8> {
+    encode_with_crc(packet, crc16_xmodem(packet), line_length)
+}
+
+/// [`encode`] with a given CRC (a simulator's corrupted-frame fault).
+pub fn encode_with_crc(packet: &[u8], crc: u16, line_length: usize) -> Vec<u8> {
     let mut raw = Vec::with_capacity(packet.len() + 4);
     raw.extend_from_slice(&((packet.len() + 2) as u16).to_be_bytes());
     raw.extend_from_slice(packet);
-    raw.extend_from_slice(&crc16_xmodem(packet).to_be_bytes());
+    raw.extend_from_slice(&crc.to_be_bytes());
     let b64 = base64::engine::general_purpose::STANDARD.encode(&raw);
     let chunk = (line_length.saturating_sub(4) / 4 * 4).max(4);
     let mut out = Vec::with_capacity(b64.len() + b64.len() / chunk * 3 + 3);

@@ -2,5 +2,7 @@
 //! the console framing, the SMP header and CBOR bodies.
 
 pub mod cbor;
+pub mod client;
+pub mod driver;
 pub mod frame;
 pub mod header;
