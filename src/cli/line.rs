@@ -460,20 +460,24 @@ fn run_demo(args: &DemoArgs) -> anyhow::Result<ExitCode> {
 }
 
 /// The demo's batch per device family: one fixture with station-protocol slots beside nRF91
-/// modem slots; each modem then registers with what it stored. Returns how many failed.
+/// modem and Zephyr SMP slots; each then registers with what it stored. Returns how many failed.
 fn demo_families(workspace: &DemoWorkspace, headless: bool, devices: u64) -> anyhow::Result<usize> {
-    use dps_station::station::demo_families::{MixedOptions, register_modem, run_mixed};
+    use dps_station::station::demo_families::{
+        MixedOptions, register_modem, register_smp, run_mixed,
+    };
     let slots = devices.clamp(1, 4) as usize;
     let options = MixedOptions {
         station_devices: devices,
         station_slots: slots,
         modem_devices: devices,
         modem_slots: slots,
+        zephyr_devices: devices,
+        zephyr_slots: slots,
         ..MixedOptions::default()
     };
     let name = "demo-families";
-    let total = options.station_devices + options.modem_devices;
-    let mut view = View::new(headless, "station + nrf91", Some(total));
+    let total = options.station_devices + options.modem_devices + options.zephyr_devices;
+    let mut view = View::new(headless, "station + nrf91 + zephyr-smp", Some(total));
     let run = run_mixed(workspace, name, &options, &mut |e| view.show(e))?;
     view.finish();
     print_summary(name, &run.summary);
@@ -491,6 +495,23 @@ fn demo_families(workspace: &DemoWorkspace, headless: bool, devices: u64) -> any
     println!(
         "  {registered} of {} nRF91 modems registered with the certificate, CA chain and key they hold (not locked: the AT interface has no lock; ID scope carried by the firmware)",
         run.modems.len()
+    );
+    let mut registered = 0;
+    for device in run.zephyr.iter().filter(|d| d.passed) {
+        match register_smp(workspace, device) {
+            Ok(_) => registered += 1,
+            Err(e) => {
+                failed += 1;
+                println!(
+                    "  zephyr device {} could not register: {e:#}",
+                    device.serial
+                )
+            }
+        }
+    }
+    println!(
+        "  {registered} of {} Zephyr SMP devices registered with the files, key and settings they hold (not locked: SMP has no lock)",
+        run.zephyr.len()
     );
     Ok(failed)
 }

@@ -1,6 +1,6 @@
 //! The demo's batches per device family: one `x509-csr` batch whose fixture holds slots of our
-//! own protocol beside slots of simulated nRF91 modems (a mixed fixture), and the proof that each
-//! modem registers through the emulator's device API with the credentials it stored.
+//! own protocol beside slots of simulated nRF91 modems and Zephyr SMP devices (a mixed fixture),
+//! and the proof that each registers through the emulator's device API with what it stored.
 
 use std::sync::Arc;
 use std::time::Duration;
@@ -9,11 +9,12 @@ use super::config::Mode;
 use super::demo::{DemoError, DemoWorkspace, RunOptions};
 use super::engine::{Engine, RunSummary};
 use super::events::Event;
-use super::modem_source::{ModemFixture, ModemRecord};
+use super::sim_fixture::{ModemFixture, ModemRecord, SimFixture, SmpRecord, ZephyrFamily};
 use super::source::{DeviceSource, SimulatedRecord, VirtualFixture};
 use crate::device::ClientOptions;
 use crate::device::nrf91::Nrf91Options;
-use crate::device::simulator::ModemFaults;
+use crate::device::simulator::{ModemFaults, SmpFaults};
+use crate::device::smp::driver::SmpOptions;
 use crate::dps::emulator::device_client::{DeviceCredential, DeviceRegistration, register};
 use crate::secret::SecretString;
 
@@ -30,6 +31,10 @@ pub struct MixedOptions {
     pub modem_slots: usize,
     /// Modem faults (baud emulation for the benchmark).
     pub modem_faults: ModemFaults,
+    /// Zephyr SMP devices.
+    pub zephyr_devices: u64,
+    /// Their slots.
+    pub zephyr_slots: usize,
 }
 
 impl Default for MixedOptions {
@@ -40,6 +45,8 @@ impl Default for MixedOptions {
             modem_devices: 8,
             modem_slots: 4,
             modem_faults: ModemFaults::default(),
+            zephyr_devices: 8,
+            zephyr_slots: 4,
         }
     }
 }
@@ -52,19 +59,21 @@ pub struct MixedRun {
     pub station_devices: Vec<SimulatedRecord>,
     /// The modems, with what they hold.
     pub modems: Vec<ModemRecord>,
+    /// The Zephyr SMP devices, with what they hold.
+    pub zephyr: Vec<SmpRecord>,
     /// Every event.
     pub events: Vec<Event>,
 }
 
-/// Runs one `x509-csr` batch over a fixture of station-protocol slots `S<i>` and nRF91 slots
-/// `N<i>` at once.
+/// Runs one `x509-csr` batch over a fixture of station-protocol slots `S<i>`, nRF91 slots `N<i>`
+/// and Zephyr SMP slots `Z<i>` at once.
 pub fn run_mixed(
     ws: &DemoWorkspace,
     name: &str,
     options: &MixedOptions,
     on_event: &mut dyn FnMut(&Event),
 ) -> Result<MixedRun, DemoError> {
-    let total = options.station_devices + options.modem_devices;
+    let total = options.station_devices + options.modem_devices + options.zephyr_devices;
     let text = ws.batch_toml(
         Mode::X509Csr,
         name,
@@ -86,6 +95,14 @@ pub fn run_mixed(
         options.modem_faults.clone(),
         Nrf91Options::default(),
     );
+    let zephyr = SimFixture::of(
+        options.zephyr_devices,
+        first,
+        ZephyrFamily {
+            faults: SmpFaults::default(),
+            driver: SmpOptions::default(),
+        },
+    );
     let mut sources: Vec<(String, Box<dyn DeviceSource>)> = Vec::new();
     for i in 1..=options.station_slots {
         let slot = format!("S{i}");
@@ -94,6 +111,10 @@ pub fn run_mixed(
     for i in 1..=options.modem_slots {
         let slot = format!("N{i}");
         sources.push((slot.clone(), Box::new(Arc::clone(&modems).slot(&slot))));
+    }
+    for i in 1..=options.zephyr_slots {
+        let slot = format!("Z{i}");
+        sources.push((slot.clone(), Box::new(zephyr.slot(&slot))));
     }
     let setup = ws.engine_setup(name, &text, sources)?;
     let engine = Engine::start(setup).map_err(|e| DemoError {
@@ -113,6 +134,7 @@ pub fn run_mixed(
         summary,
         station_devices: station.records(),
         modems: modems.records(),
+        zephyr: zephyr.records(),
         events,
     })
 }
@@ -165,6 +187,58 @@ pub fn modem_registration(
 /// Registers one modem through the emulator's device API; returns the hub it was assigned.
 pub fn register_modem(ws: &DemoWorkspace, modem: &ModemRecord) -> Result<String, DemoError> {
     let registration = modem_registration(ws, modem)?;
+    let rid = registration.registration_id.clone();
+    let assignment = register(&registration, Duration::from_secs(20)).map_err(|e| DemoError {
+        what: format!("device registration of '{rid}'"),
+        message: e.to_string(),
+    })?;
+    if assignment.status != "assigned" {
+        return Err(DemoError {
+            what: format!("device registration of '{rid}'"),
+            message: format!("status {}", assignment.status),
+        });
+    }
+    Ok(assignment.assigned_hub.unwrap_or_default())
+}
+
+/// What a Zephyr device would present to DPS: the certificate and CA chain files, its key, and the
+/// registration ID and ID scope from its saved settings (as its firmware reads them).
+pub fn smp_registration(
+    ws: &DemoWorkspace,
+    device: &SmpRecord,
+) -> Result<DeviceRegistration, DemoError> {
+    let missing = |what: &str| DemoError {
+        what: format!("zephyr device {}", device.serial),
+        message: format!("holds no {what}"),
+    };
+    let text = |b: &Option<Vec<u8>>, what: &str| {
+        b.as_ref()
+            .map(|b| String::from_utf8_lossy(b).into_owned())
+            .ok_or_else(|| missing(what))
+    };
+    let cert = text(&device.certificate, "certificate file")?;
+    let chain = text(&device.ca_chain, "CA chain file")?;
+    let key = device
+        .key_pem
+        .clone()
+        .ok_or_else(|| missing("device key"))?;
+    let [regid, scope, _] = &device.settings;
+    Ok(DeviceRegistration {
+        endpoint: ws.emulator.device_url(),
+        id_scope: scope.clone().ok_or_else(|| missing("dps/scope setting"))?,
+        registration_id: regid.clone().ok_or_else(|| missing("dps/regid setting"))?,
+        credential: DeviceCredential::X509 {
+            chain_pem: format!("{cert}{chain}"),
+            key_pem: SecretString::new(&key),
+        },
+        trust_pem: ws.emulator.ca_certificate_pem().map(str::to_string),
+        payload: None,
+    })
+}
+
+/// Registers one Zephyr device through the emulator's device API; returns the hub it was assigned.
+pub fn register_smp(ws: &DemoWorkspace, device: &SmpRecord) -> Result<String, DemoError> {
+    let registration = smp_registration(ws, device)?;
     let rid = registration.registration_id.clone();
     let assignment = register(&registration, Duration::from_secs(20)).map_err(|e| DemoError {
         what: format!("device registration of '{rid}'"),

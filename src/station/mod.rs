@@ -19,7 +19,7 @@ pub mod individual_keys;
 pub mod key_session;
 pub mod keys;
 pub mod ledger_thread;
-pub mod modem_source;
 pub mod pipeline;
 pub mod report;
+pub mod sim_fixture;
 pub mod source;

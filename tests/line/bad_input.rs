@@ -138,8 +138,9 @@ fn the_demo_runs_every_working_mode_and_its_devices_register() {
     );
     // The batch per family: station-protocol devices and nRF91 modems on one fixture.
     assert!(
-        stdout.contains("batch demo-families: Closed; 4 passed, 0 failed")
-            && stdout.contains("2 of 2 nRF91 modems registered"),
+        stdout.contains("batch demo-families: Closed; 6 passed, 0 failed")
+            && stdout.contains("2 of 2 nRF91 modems registered")
+            && stdout.contains("2 of 2 Zephyr SMP devices registered"),
         "{stdout}"
     );
     assert!(

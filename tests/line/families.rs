@@ -1,4 +1,4 @@
-//! Device families on one fixture: station-protocol slots and nRF91 modem slots in the same
+//! Device families on one fixture: station-protocol, nRF91 modem and Zephyr SMP slots in the same
 //! x509-csr batch at once, every identity enrolled in the emulator and every device registering
 //! with the credentials it stored; a mode a slot's family cannot do is refused before the batch.
 
@@ -11,11 +11,11 @@ use dps_station::station::config::Mode;
 use dps_station::station::demo::RunOptions;
 use dps_station::station::demo::{DemoWorkspace, KeyStoreChoice};
 use dps_station::station::demo_families::{
-    MixedOptions, modem_registration, register_modem, run_mixed,
+    MixedOptions, modem_registration, register_modem, register_smp, run_mixed,
 };
 use dps_station::station::engine::{Engine, EngineError};
 use dps_station::station::events::BatchState;
-use dps_station::station::modem_source::ModemFixture;
+use dps_station::station::sim_fixture::ModemFixture;
 use dps_station::station::source::DeviceSource;
 
 use dps_station::ledger::{IdentityFilter, IdentityState, Ledger};
@@ -23,7 +23,7 @@ use dps_station::ledger::{IdentityFilter, IdentityState, Ledger};
 use super::common::{ledger_verify, max_in_flight, openssl_verify};
 
 #[test]
-fn eight_modems_and_eight_station_devices_in_one_fixture_all_enroll_and_register() {
+fn eight_devices_of_each_family_in_one_fixture_all_enroll_and_register() {
     let ws = DemoWorkspace::create(KeyStoreChoice::SoftHsm).unwrap();
     let scratch = tempfile::tempdir().unwrap();
     let run = run_mixed(&ws, "t-mixed", &MixedOptions::default(), &mut |_| {}).unwrap();
@@ -34,10 +34,10 @@ fn eight_modems_and_eight_station_devices_in_one_fixture_all_enroll_and_register
         .filter_map(|o| o.failure.clone())
         .collect();
     assert!(failures.is_empty(), "{failures:?}");
-    assert_eq!(run.summary.passed(), 16);
+    assert_eq!(run.summary.passed(), 24);
     assert_eq!(run.summary.state, BatchState::Closed);
     assert_eq!(
-        run.summary.enrollment.enrolled, 16,
+        run.summary.enrollment.enrolled, 24,
         "every identity confirmed by DPS"
     );
     assert!(max_in_flight(&run.events) >= 4, "slots did not run at once");
@@ -46,10 +46,30 @@ fn eight_modems_and_eight_station_devices_in_one_fixture_all_enroll_and_register
     let report = dps_station::station::report::markdown("t-mixed", "s", "k", &run.summary);
     assert!(
         report.contains("- Family station: 8 devices, registration data written")
-            && report.contains("- Family nrf91: 8 devices, ID scope and global endpoint carried by the product firmware"),
+            && report.contains("- Family nrf91: 8 devices, ID scope and global endpoint carried by the product firmware")
+            && report.contains("- Family zephyr-smp: 8 devices, registration data written"),
         "{report}"
     );
     assert_eq!(run.station_devices.len(), 8);
+    assert_eq!(run.zephyr.len(), 8);
+    for device in &run.zephyr {
+        assert!(device.passed);
+        let [regid, scope, endpoint] = &device.settings;
+        assert_eq!(
+            scope.as_deref(),
+            Some(ws.emulator.id_scope()),
+            "saved setting"
+        );
+        assert!(regid.is_some() && endpoint.is_some());
+        let chain = format!(
+            "{}{}",
+            String::from_utf8_lossy(device.certificate.as_deref().unwrap()),
+            String::from_utf8_lossy(device.ca_chain.as_deref().unwrap())
+        );
+        openssl_verify(scratch.path(), &chain, ws.root_pem())
+            .unwrap_or_else(|e| panic!("zephyr {}: {e}", device.serial));
+        register_smp(&ws, device).unwrap_or_else(|e| panic!("zephyr {}: {e}", device.serial));
+    }
 
     let mut ids = HashSet::new();
     for modem in &run.modems {
@@ -108,7 +128,7 @@ fn eight_modems_and_eight_station_devices_in_one_fixture_all_enroll_and_register
     drop(ledger);
     let (ok, out) = ledger_verify(&ws.station.ledger);
     assert!(ok, "{out}");
-    assert_eq!(written, 16);
+    assert_eq!(written, 24);
 }
 
 #[test]
