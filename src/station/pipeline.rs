@@ -1,8 +1,11 @@
 //! One device through the line, ledger written ahead:
 //!
-//! identify → check (product line, batch range, duplicate) → key (device keygen + CSR, or the
-//! station's key) → issue (HSM signs, or derives) → record `issued` → write (chain / encrypted key,
-//! config) → verify (read-back digests) → lock → `written` + queued for enrollment.
+//! identify (the slot's source) → check (product line, batch range, the family's capabilities)
+//! → registration ID and its ledger history → decide (a pure function: done already, locked,
+//! refused, provision, re-provision) → factory reset if re-provisioning a locked device → key +
+//! issue (device key + CSR, the station's key, a derived key, the TPM's EK) → record `issued` →
+//! store (the driver writes the bundle and reports its digests), verify (read-back), lock (only a
+//! family that can) → `written` + queued for enrollment. Drivers only speak their wire.
 //!
 //! Nothing reaches the device before the ledger holds the identity; a failure after that voids
 //! the identity (`failed{write}`), so a restart never finds a half-written identity it trusts.
@@ -179,6 +182,8 @@ pub fn provision(
     }
 }
 
+/// The pipeline as its stages: check → identify the registration ID and its ledger history →
+/// decide → (factory reset) → key + issue → record `issued` → store, verify, lock → `written`.
 fn run(
     ctx: &BatchContext,
     slot: &str,
@@ -194,11 +199,74 @@ fn run(
             stage: s,
         })
     };
-    let batch = &ctx.batch;
-    let mode = batch.mode;
-
-    // --- check ------------------------------------------------------------------------------
     stage(Stage::Check);
+    check_device(&ctx.batch, info)?;
+    let (registration_id, early_ek) = render_registration_id(&ctx.batch, driver, info)?;
+    *out_id = Some(registration_id.clone());
+    let rid = registration_id.as_str().to_string();
+    let found = look_up(ctx, info, &rid)?;
+    let reprovision = match decide(&ctx.batch, info, &rid, &found) {
+        Decision::AlreadyDone => return Ok(Done::AlreadyDone),
+        Decision::Locked => return locked_device(ctx, driver, info, &rid, found.existing.as_ref()),
+        Decision::Refuse(reason) => return Err(Failure(Stage::Check, reason)),
+        Decision::Provision => None,
+        Decision::Reprovision { old, reason } => {
+            if info.locked {
+                stage(Stage::Reset);
+                factory_reset(driver, info)?;
+                record_factory_reset(ctx, info, &rid, &old, &reason)?;
+            }
+            Some(Reprovisioning {
+                reason,
+                batch: ctx.batch.name.clone(),
+                device_serial: info.serial.clone(),
+            })
+        }
+    };
+    let mut plan = RecordPlan {
+        evidence: None,
+        reissue: reprovision.is_none() && found.existing.is_some(),
+        reprovision,
+        device: NewDevice {
+            model: info.model.clone(),
+            serial_number: info.serial.clone(),
+            hardware_id: Some(info.hardware_id.clone()),
+            firmware: Some(info.firmware.clone()),
+            batch: Some(ctx.batch_id),
+        },
+    };
+    // The station may replace what it put there itself (an unfinished earlier write) or what
+    // re-provisioning replaces; anything else on the device is not its to overwrite.
+    let overwrite = plan.reissue || plan.reprovision.is_some();
+    let credential = make_credential(
+        ctx,
+        driver,
+        info,
+        &registration_id,
+        early_ek,
+        &mut plan,
+        overwrite,
+        &stage,
+    )?;
+    if let Some(attestation) = credential.attestation {
+        stage(Stage::Record);
+        record_issued(ctx, &rid, plan, attestation)?;
+    }
+    match write_verify_lock(driver, info, ctx, &rid, credential.writes, &stage) {
+        Ok(config) => *out_config = Some(config),
+        Err(Failure(stage, reason)) => {
+            void(ctx, &rid, stage, &reason);
+            return Err(Failure(stage, reason));
+        }
+    }
+    mark_written(ctx, info, &rid)?;
+    Ok(Done::Provisioned)
+}
+
+/// The device belongs to this batch: its model, its serial range, and a family that can do the
+/// batch's mode (the engine checked the slot's family; this checks what the device announced).
+fn check_device(batch: &BatchConfig, info: &DeviceInfo) -> Result<(), Failure> {
+    let mode = batch.mode;
     if let Some(model) = &batch.model
         && &info.model != model
     {
@@ -219,24 +287,32 @@ fn run(
             ),
         ));
     }
-    if let Err(missing) = family_fit::mode_fits(mode, &info.capabilities, batch.plain_secrets) {
-        return Err(Failure(
+    family_fit::mode_fits(mode, &info.capabilities, batch.plain_secrets).map_err(|missing| {
+        Failure(
             Stage::Check,
             format!(
                 "device {} ({} family, firmware {}) cannot do what mode {mode} needs: {missing}",
                 info.serial, info.family, info.firmware
             ),
-        ));
-    }
-    let usage = if mode.is_x509() {
+        )
+    })
+}
+
+/// The registration ID the batch's template renders for the device. A TPM batch whose template
+/// names {regid} takes the ID the device suggests with its EK; only then is the EK read before
+/// the ID is known (config refuses {regid} in other modes), and it is returned for reuse.
+fn render_registration_id(
+    batch: &BatchConfig,
+    driver: &mut dyn DeviceDriver,
+    info: &DeviceInfo,
+) -> Result<(RegistrationId, Option<TpmEk>), Failure> {
+    let usage = if batch.mode.is_x509() {
         IdUse::X509CommonName
     } else {
         IdUse::Any
     };
-    // A TPM batch whose template names {regid} takes the ID the device suggests with its EK;
-    // only then is the EK read before the ID is known (config refuses {regid} in other modes).
     let early_ek =
-        if mode == Mode::Tpm && batch.template.fields().contains(&Field::DeviceSuggestion) {
+        if batch.mode == Mode::Tpm && batch.template.fields().contains(&Field::DeviceSuggestion) {
             Some(driver.endorsement_key().map_err(fail(Stage::Check))?)
         } else {
             None
@@ -250,22 +326,31 @@ fn run(
             .as_ref()
             .and_then(|ek| ek.suggested_registration_id.as_deref()),
     };
-    let registration_id = batch
+    let rid = batch
         .template
         .render(&values, usage)
         .map_err(fail(Stage::Check))?;
-    *out_id = Some(registration_id.clone());
-    let rid = registration_id.as_str().to_string();
-    // The live identity, or else the newest revoked one (re-provisioning history).
+    Ok((rid, early_ek))
+}
+
+/// What the ledger holds under a registration ID.
+struct Found {
+    /// The live identity.
+    existing: Option<IdentityRecord>,
+    /// Else the newest revoked one (re-provisioning history).
+    revoked: Option<IdentityRecord>,
+}
+
+/// Looks the registration ID up. An identity of another device under it is a collision (a
+/// template that renders one ID for two devices, or two TPMs suggesting the same): never replaced,
+/// with or without re-provisioning, or one device would revoke the other's identity.
+fn look_up(ctx: &BatchContext, info: &DeviceInfo, rid: &str) -> Result<Found, Failure> {
     let found = {
-        let rid = rid.clone();
+        let rid = rid.to_string();
         ctx.ledger
             .call(move |l| l.live_or_last_revoked(&rid))
             .map_err(fail(Stage::Check))?
     };
-    // An identity of another device under this registration ID is a collision (a template that
-    // renders one ID for two devices, or two TPMs suggesting the same): never replace it, with
-    // or without re-provisioning, or one device would revoke the other's identity.
     if let Some(holder) = found.as_ref().and_then(|rec| rec.device.as_ref())
         && (holder.serial_number != info.serial || holder.model != info.model)
     {
@@ -277,13 +362,41 @@ fn run(
             ),
         ));
     }
-    let (existing, revoked) = match found {
-        Some(rec) if rec.state == IdentityState::Revoked => (None, Some(rec)),
-        live => (live, None),
-    };
+    Ok(match found {
+        Some(rec) if rec.state == IdentityState::Revoked => Found {
+            existing: None,
+            revoked: Some(rec),
+        },
+        live => Found {
+            existing: live,
+            revoked: None,
+        },
+    })
+}
+
+/// What to do with a device, decided from the batch, the device and its ledger record alone.
+enum Decision {
+    /// Done by this batch already and still in its slot: not counted again.
+    AlreadyDone,
+    /// Locked: done, completed from an interrupted run, or refused ([`locked_device`]).
+    Locked,
+    /// Refused, with the reason.
+    Refuse(String),
+    /// A new identity (or a reissue of one never written).
+    Provision,
+    /// Re-provisioning chosen for a device seen before: its old identity is revoked.
+    Reprovision {
+        /// The identity it had.
+        old: Box<IdentityRecord>,
+        /// The operator's reason.
+        reason: String,
+    },
+}
+
+fn decide(batch: &BatchConfig, info: &DeviceInfo, rid: &str, found: &Found) -> Decision {
     // Seen before: the registration ID has (or had) an identity the device held for good.
     // Identities still `issued` or failed at write are finished or replaced as before.
-    let seen_before: Option<&IdentityRecord> = match &existing {
+    let seen_before: Option<&IdentityRecord> = match &found.existing {
         Some(rec) if matches!(rec.state, IdentityState::Issued) => None,
         Some(rec)
             if rec.state == IdentityState::Failed
@@ -292,110 +405,108 @@ fn run(
             None
         }
         Some(rec) => Some(rec),
-        None => revoked.as_ref(),
+        None => found.revoked.as_ref(),
     };
     // A device this batch itself finished (left in its slot across a restart) is done, also in
     // a re-provisioning batch: re-provisioning replaces identities of earlier batches.
-    let done_here = existing.as_ref().is_some_and(|rec| {
+    let done_here = found.existing.as_ref().is_some_and(|rec| {
         matches!(rec.state, IdentityState::Written | IdentityState::Enrolled)
             && rec.batch.as_deref() == Some(batch.name.as_str())
     });
     if info.locked && (seen_before.is_none() || done_here) {
-        return locked_device(ctx, driver, info, &rid, existing.as_ref());
+        return Decision::Locked;
     }
-    let reprovision = match seen_before {
-        None => None,
-        Some(rec) => {
-            let Some(reason) = batch.reprovision.as_deref() else {
-                return Err(Failure(
-                    Stage::Check,
-                    format!(
-                        "device serial {} was seen before: registration ID '{rid}' is already {} in the ledger (batch {}); the station does not provision a device twice. To give it a new identity (the old one is revoked), run the batch with --reprovision \"<reason>\" (or reprovision = \"<reason>\" in batch.toml)",
-                        rec.device
-                            .as_ref()
-                            .map_or(info.serial.as_str(), |d| d.serial_number.as_str()),
-                        rec.state,
-                        rec.batch.as_deref().unwrap_or("none")
-                    ),
-                ));
-            };
-            if info.locked {
-                stage(Stage::Reset);
-                factory_reset(driver, info)?;
-                record_factory_reset(ctx, info, &rid, rec, reason)?;
-            }
-            Some(Reprovisioning {
+    // A family that cannot lock shows no lock to tell "done" by: the ledger's `written` for this
+    // very device (same serial and model, checked by the look-up) in this batch says it.
+    if done_here && info.capabilities.lock == LockKind::None {
+        return Decision::AlreadyDone;
+    }
+    match seen_before {
+        None => Decision::Provision,
+        Some(rec) => match batch.reprovision.as_deref() {
+            Some(reason) => Decision::Reprovision {
+                old: Box::new(rec.clone()),
                 reason: reason.to_string(),
-                batch: batch.name.clone(),
-                device_serial: info.serial.clone(),
-            })
-        }
-    };
-    let mut plan = RecordPlan {
-        evidence: None,
-        reissue: reprovision.is_none() && existing.is_some(),
-        reprovision,
-        device: NewDevice {
-            model: info.model.clone(),
-            serial_number: info.serial.clone(),
-            hardware_id: Some(info.hardware_id.clone()),
-            firmware: Some(info.firmware.clone()),
-            batch: Some(ctx.batch_id),
+            },
+            None => Decision::Refuse(format!(
+                "device serial {} was seen before: registration ID '{rid}' is already {} in the ledger (batch {}); the station does not provision a device twice. To give it a new identity (the old one is revoked), run the batch with --reprovision \"<reason>\" (or reprovision = \"<reason>\" in batch.toml)",
+                rec.device
+                    .as_ref()
+                    .map_or(info.serial.as_str(), |d| d.serial_number.as_str()),
+                rec.state,
+                rec.batch.as_deref().unwrap_or("none")
+            )),
         },
-    };
+    }
+}
 
-    // --- key + issue ---------------------------------------------------------------------------
-    // The device key's digest, where the family reads it back.
-    let mut expected_key: Option<String> = None;
+/// What the key + issue stage made: what to write, and what the ledger records (`None` once the
+/// identity is already recorded: the key-then-CSR families record it while the CSR crosses).
+struct Credential {
+    writes: Writes,
+    attestation: Option<Attestation>,
+}
+
+/// Key + issue for the batch's mode: the device's own key (with its CSR), a station-made key, a
+/// derived symmetric key, or the TPM's endorsement key.
+#[allow(clippy::too_many_arguments)]
+fn make_credential(
+    ctx: &BatchContext,
+    driver: &mut dyn DeviceDriver,
+    info: &DeviceInfo,
+    registration_id: &RegistrationId,
+    early_ek: Option<TpmEk>,
+    plan: &mut RecordPlan,
+    overwrite: bool,
+    stage: &dyn Fn(Stage),
+) -> Result<Credential, Failure> {
+    let mode = ctx.batch.mode;
+    let rid = registration_id.as_str();
     let reads_back_key = info.capabilities.reads_back_key;
-    let mut chain_pem: Option<String> = None;
-    let mut station_key: Option<SecretBytes> = None;
-    let mut symmetric: Option<SecretBytes> = None;
-    // `None` once the identity is already recorded (the device-key X.509 modes record it while
-    // the CSR crosses the wire).
+    let mut writes = Writes {
+        certificate_pem: None,
+        private_key: None,
+        symmetric_key: None,
+        expected_key: None,
+        overwrite,
+    };
     let attestation = match mode {
         Mode::X509Csr | Mode::X509Group => {
             stage(Stage::Key);
-            // The station may replace a key it put there itself (an unfinished earlier write) or
-            // one re-provisioning replaces; any other key on the device is not its to overwrite.
-            let overwrite = plan.reissue || plan.reprovision.is_some();
             match driver
-                .generate_key(&rid, overwrite)
+                .generate_key(rid, overwrite)
                 .map_err(fail(Stage::Key))?
             {
                 GeneratedKey::Public(public)
                     if info.capabilities.key_generation == KeyGeneration::KeyThenCsr =>
                 {
-                    expected_key = reads_back_key.then(|| sha256_hex(&public));
-                    let chain = issue_and_record_during_csr(
+                    writes.expected_key = reads_back_key.then(|| sha256_hex(&public));
+                    writes.certificate_pem = Some(issue_and_record_during_csr(
                         ctx,
                         driver,
-                        &registration_id,
+                        registration_id,
                         &public,
                         plan.clone(),
-                        &stage,
-                    )?;
-                    chain_pem = Some(chain);
+                        stage,
+                    )?);
                     None
                 }
-                // The attestation, already checked by the driver to name this CSR, is kept with
-                // the CSR in the same commit as the identity.
+                // The key came with its CSR (and the device's attestation of it, already checked
+                // by the driver to name this CSR): check the CSR as every CSR is, issue for the
+                // key it proves, and keep both with the identity in its `issued` commit.
                 GeneratedKey::Csr { der, attestation } => {
-                    // The key came with its CSR (and the device's attestation of it): check the
-                    // CSR as every CSR is, then issue for the key it proves.
                     let verified =
                         crate::identity::csr::verify_csr(&der).map_err(fail(Stage::Key))?;
                     let public = verified.public_key_sec1;
-                    expected_key = reads_back_key.then(|| sha256_hex(&public));
+                    writes.expected_key = reads_back_key.then(|| sha256_hex(&public));
                     stage(Stage::Issue);
-                    let (chain, attestation_record) =
-                        issue_for_key(ctx, &public, &registration_id)?;
-                    chain_pem = Some(chain);
+                    let (cert, record) = issue_for_key(ctx, &public, registration_id)?;
+                    writes.certificate_pem = Some(cert);
                     plan.evidence = Some(KeyEvidence {
                         csr_der: der,
                         attestation: attestation.map(|a| a.encoded),
                     });
-                    Some(attestation_record)
+                    Some(record)
                 }
                 GeneratedKey::Public(_) => {
                     return Err(Failure(
@@ -413,12 +524,12 @@ fn run(
             let key = SecretKey::generate();
             let public = key.public_key().to_sec1_bytes().to_vec();
             let scalar = Zeroizing::new(key.to_bytes());
-            station_key = Some(SecretBytes::new(scalar.to_vec()));
-            expected_key = reads_back_key.then(|| sha256_hex(&public));
+            writes.private_key = Some(SecretBytes::new(scalar.to_vec()));
+            writes.expected_key = reads_back_key.then(|| sha256_hex(&public));
             stage(Stage::Issue);
-            let (chain, attestation) = issue_for_key(ctx, &public, &registration_id)?;
-            chain_pem = Some(chain);
-            Some(attestation)
+            let (cert, record) = issue_for_key(ctx, &public, registration_id)?;
+            writes.certificate_pem = Some(cert);
+            Some(record)
         }
         Mode::SymmetricGroup | Mode::SymmetricIndividual => {
             stage(Stage::Issue);
@@ -426,9 +537,9 @@ fn run(
             // re-provisioning or reissue): a new key each time, recomputable in the HSM from the
             // ledger's nonce.
             let key_nonce = (mode == Mode::SymmetricIndividual).then(KeyNonce::random);
-            let key = symmetric_device_key(ctx, &rid, key_nonce.as_ref())?;
+            let key = symmetric_device_key(ctx, rid, key_nonce.as_ref())?;
             let fingerprint = KeyFingerprint::of_key(key.expose());
-            symmetric = Some(key);
+            writes.symmetric_key = Some(key);
             Some(Attestation::SymmetricKey {
                 key_fingerprint: fingerprint,
                 key_nonce,
@@ -442,61 +553,37 @@ fn run(
             })
         }
     };
+    Ok(Credential {
+        writes,
+        attestation,
+    })
+}
 
-    let overwrite = plan.reissue || plan.reprovision.is_some();
-    // --- record (write-ahead) -------------------------------------------------------------------
-    if let Some(attestation) = attestation {
-        stage(Stage::Record);
-        record_issued(ctx, &rid, plan, attestation)?;
-    }
-
-    let written = write_verify_lock(
-        driver,
-        info,
-        ctx,
-        &rid,
-        Writes {
-            certificate_pem: chain_pem,
-            private_key: station_key,
-            symmetric_key: symmetric,
-            expected_key,
-            overwrite,
-        },
-        &stage,
-    );
-    match written {
-        Ok(config) => *out_config = Some(config),
-        Err(Failure(stage, reason)) => {
-            void(ctx, &rid, stage, &reason);
-            return Err(Failure(stage, reason));
-        }
-    }
-
-    // --- written + queued -----------------------------------------------------------------------
-    let enrollment = new_enrollment(batch);
-    let rid2 = rid.clone();
+/// `issued → written` and queued for enrollment, in one commit.
+fn mark_written(ctx: &BatchContext, info: &DeviceInfo, rid: &str) -> Result<(), Failure> {
+    let enrollment = new_enrollment(&ctx.batch);
+    let rid = rid.to_string();
     ctx.ledger
         .call(move |l| {
             l.transaction(|w| {
-                w.transition(&rid2, &Transition::Written)?;
-                w.queue_enrollment(&rid2, &enrollment)?;
+                w.transition(&rid, &Transition::Written)?;
+                w.queue_enrollment(&rid, &enrollment)?;
                 Ok(())
             })
         })
         .map_err(|e| {
-            // The device holds its identity and is locked, but the ledger could not say so: the
-            // identity stays `issued` (a restart voids it to failed{write}); the next run finds
-            // the device locked with exactly the recorded identity and completes it
-            // (`locked_device`): no factory reset needed.
+            // The device holds its identity (and is locked, if its family locks), but the ledger
+            // could not say so: the identity stays `issued` (a restart voids it to
+            // failed{write}); the next run finds a locked device with exactly the recorded
+            // identity and completes it (`locked_device`), or rewrites a device that cannot lock.
             Failure(
                 Stage::Record,
                 format!(
-                    "device {} is written and locked but the ledger refused 'written': {e}",
+                    "device {} is written but the ledger refused 'written': {e}",
                     info.serial
                 ),
             )
-        })?;
-    Ok(Done::Provisioned)
+        })
 }
 
 /// The guarded factory reset of a locked device being re-provisioned (docs/device-protocol.md
