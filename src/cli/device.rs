@@ -115,6 +115,54 @@ pub struct SimulateArgs {
     /// nrf91: start with a client certificate already in this sec_tag.
     #[arg(long)]
     pub preloaded_sec_tag: Option<u32>,
+    /// zephyr-smp: corrupt the CRC of the Nth reply (1-based).
+    #[arg(long)]
+    pub bad_crc_reply: Option<u64>,
+    /// zephyr-smp: restart on the Nth file upload request (1-based).
+    #[arg(long)]
+    pub reboot_on_upload: Option<u64>,
+    /// zephyr-smp: start with a device certificate already on the file system.
+    #[arg(long)]
+    pub preloaded_certificate: bool,
+}
+
+impl SimulateArgs {
+    /// The fault options given that belong to another family than `--family`.
+    fn foreign_faults(&self) -> Vec<&'static str> {
+        let nrf91 = [
+            ("--bare-error", self.bare_error.is_some()),
+            ("--truncated-keygen", self.truncated_keygen),
+            ("--wrong-attestation", self.wrong_attestation),
+            ("--reboot-on-write", self.reboot_on_write.is_some()),
+            ("--preloaded-sec-tag", self.preloaded_sec_tag.is_some()),
+        ];
+        let zephyr = [
+            ("--bad-crc-reply", self.bad_crc_reply.is_some()),
+            ("--reboot-on-upload", self.reboot_on_upload.is_some()),
+            ("--preloaded-certificate", self.preloaded_certificate),
+        ];
+        let station = [
+            ("--drop-rate", self.drop_rate != 0.0),
+            ("--corrupt-rate", self.corrupt_rate != 0.0),
+            ("--garbage", self.garbage),
+            ("--disconnect-after", self.disconnect_after.is_some()),
+            ("--reboot-at", self.reboot_at.is_some()),
+            ("--keygen-delay-ms", self.keygen_delay_ms != 0),
+            ("--no-tpm", self.no_tpm),
+            ("--reset-guarded", self.reset_guarded),
+        ];
+        let foreign: [&[(&'static str, bool)]; 2] = match self.family {
+            Family::Station => [&nrf91, &zephyr],
+            Family::Nrf91 => [&zephyr, &station],
+            Family::ZephyrSmp => [&nrf91, &station],
+        };
+        foreign
+            .into_iter()
+            .flatten()
+            .filter(|(_, given)| *given)
+            .map(|(name, _)| *name)
+            .collect()
+    }
 }
 
 fn parse_family(text: &str) -> Result<Family, String> {
@@ -213,20 +261,18 @@ fn console(port: &PortArgs, command: &str) -> anyhow::Result<ExitCode> {
 }
 
 fn simulate(args: &SimulateArgs) -> anyhow::Result<ExitCode> {
+    let foreign = args.foreign_faults();
+    if !foreign.is_empty() {
+        bail!(
+            "{} do not apply to --family {}: each fault option simulates one family (see --help)",
+            foreign.join(", "),
+            args.family
+        );
+    }
     match args.family {
         Family::Nrf91 => return simulate_nrf91(args),
         Family::ZephyrSmp => return simulate_zephyr(args),
         Family::Station => {}
-    }
-    if args.bare_error.is_some()
-        || args.truncated_keygen
-        || args.wrong_attestation
-        || args.reboot_on_write.is_some()
-        || args.preloaded_sec_tag.is_some()
-    {
-        bail!(
-            "--bare-error, --truncated-keygen, --wrong-attestation, --reboot-on-write and --preloaded-sec-tag simulate an nRF91 modem: add --family nrf91"
-        );
     }
     std::fs::create_dir_all(&args.flash_dir).with_context(|| {
         format!(
@@ -337,7 +383,9 @@ fn simulate_zephyr(args: &SimulateArgs) -> anyhow::Result<ExitCode> {
     }
     let faults = SmpFaults {
         baud: args.baud,
-        ..SmpFaults::default()
+        bad_crc_reply: args.bad_crc_reply,
+        reboot_on_upload: args.reboot_on_upload,
+        preloaded_certificate: args.preloaded_certificate,
     };
     let devices = (0..args.count)
         .map(|i| SmpSim::on_pty(i, faults.clone()))

@@ -96,3 +96,54 @@ fn the_simulator_runs_on_a_given_port() {
     assert!(device.flash().key.is_some());
     drop(far);
 }
+
+#[test]
+fn simulate_device_runs_each_family_and_refuses_another_familys_faults() {
+    for (family, marker) in [("nrf91", "imei 35"), ("zephyr-smp", "devid ")] {
+        let sim = Command::new(BIN)
+            .args(["simulate-device", "--family", family, "--count", "2"])
+            .stdout(Stdio::piped())
+            .stderr(Stdio::null())
+            .spawn()
+            .unwrap();
+        let mut sim = KillOnDrop(sim);
+        let mut lines = BufReader::new(sim.0.stdout.take().unwrap()).lines();
+        let first = lines.next().unwrap().unwrap();
+        let second = lines.next().unwrap().unwrap();
+        assert!(
+            first.starts_with("0\t/dev/") && first.contains(marker),
+            "{first}"
+        );
+        assert!(
+            second.starts_with("1\t/dev/") && second.contains(marker),
+            "{second}"
+        );
+        // The station's own driver of that family identifies the simulated device on the path.
+        let path = first.split('\t').nth(1).unwrap();
+        let family = dps_station::device::Family::parse(family).unwrap();
+        let mut driver = dps_station::device::open_driver(
+            family,
+            path,
+            &dps_station::device::ClientOptions::default(),
+        )
+        .unwrap();
+        let info = driver.identify().unwrap();
+        assert_eq!(info.family, family);
+        assert!(first.contains(&info.serial), "{first} / {}", info.serial);
+    }
+    let out = Command::new(BIN)
+        .args([
+            "simulate-device",
+            "--family",
+            "zephyr-smp",
+            "--truncated-keygen",
+        ])
+        .output()
+        .unwrap();
+    let text = String::from_utf8_lossy(&out.stderr);
+    assert!(
+        !out.status.success()
+            && text.contains("--truncated-keygen do not apply to --family zephyr-smp"),
+        "{text}"
+    );
+}
