@@ -150,3 +150,44 @@ fn a_mode_a_slots_family_cannot_do_is_refused_before_the_batch_starts() {
     );
     assert_eq!(modems.started(), 0, "no device was touched");
 }
+
+#[test]
+fn an_nrf91_takes_a_station_key_in_plain_only_when_the_batch_trusts_the_cable() {
+    let ws = DemoWorkspace::create(KeyStoreChoice::SoftHsm).unwrap();
+    let text = ws.batch_toml(Mode::X509Inject, "t-inject", &RunOptions::default());
+    // Without the choice: refused before the batch starts, saying what to change.
+    let modems = ModemFixture::new(2, 6000, ModemFaults::default(), Nrf91Options::default());
+    let sources: Vec<(String, Box<dyn DeviceSource>)> =
+        vec![("N1".into(), Box::new(modems.slot("N1")))];
+    let setup = ws.engine_setup("t-inject", &text, sources).unwrap();
+    let Err(err) = Engine::start(setup) else {
+        panic!("plain injection needs the batch's explicit choice");
+    };
+    assert!(err.to_string().contains("plaintext_cable = true"), "{err}");
+    assert_eq!(modems.started(), 0);
+
+    // With it: the key crosses in plain, is read back by the modem's digest, and the modem
+    // registers with the key and certificate it holds.
+    let text = format!("plaintext_cable = true\n{text}");
+    let sources: Vec<(String, Box<dyn DeviceSource>)> =
+        vec![("N1".into(), Box::new(modems.slot("N1")))];
+    let engine = Engine::start(ws.engine_setup("t-inject", &text, sources).unwrap()).unwrap();
+    for _ in engine.events.iter() {}
+    let summary = engine.join().unwrap();
+    let failures: Vec<_> = summary
+        .outcomes
+        .iter()
+        .filter_map(|o| o.failure.clone())
+        .collect();
+    assert!(failures.is_empty(), "{failures:?}");
+    assert_eq!(summary.passed(), 2);
+    for modem in modems.records() {
+        assert!(
+            modem
+                .credential(2)
+                .unwrap()
+                .starts_with("-----BEGIN PRIVATE KEY-----")
+        );
+        register_modem(&ws, &modem).unwrap_or_else(|e| panic!("modem {}: {e}", modem.imei));
+    }
+}
