@@ -360,7 +360,7 @@ fn serial(args: &SerialArgs) -> anyhow::Result<ExitCode> {
             "nrf91, X.509 flow: CMEE CGSN CGMM CGMR ATTESTTOKEN CFUN=4 CMNG-list KEYGEN CMNG-list CMNG×2 CMNG-list"
         }
         Family::ZephyrSmp => {
-            "zephyr-smp, X.509 flow: os-info×2 hwinfo keygen fs-status×2 fs-upload+hash×2 settings-write×3 save, read-back hash×2 settings-read×3"
+            "zephyr-smp, X.509 flow: params os-info×2 hwinfo keygen fs-status×2 fs-upload×2 settings-write×3 save, read-back hash×2 settings-read×3"
         }
     };
     println!(

@@ -102,7 +102,7 @@ fn bad_frames_reboots_and_occupied_slots_end_in_a_message() {
 
     // A reboot in the middle of an upload: the write is not reported stored.
     let (sim, mut driver) = device(SmpFaults {
-        reboot_on_upload: Some(2),
+        reboot_on_upload: Some(1),
         ..SmpFaults::default()
     });
     driver.identify().unwrap();

@@ -6,10 +6,11 @@
 //! - key: the application's shell command `dps keygen [--force] <CN>` answers a PKCS#10 CSR
 //!   (base64) for a P-256 key the application keeps; `ret` 17 (EEXIST) means it has one already.
 //! - store: the certificate and the CA chain are uploaded as files (`/lfs/dps/device.crt`,
-//!   `/lfs/dps/ca.crt`, group 8), each checked by its SHA-256 (group 8 hash); the registration ID,
+//!   `/lfs/dps/ca.crt`, group 8) in requests as large as the device's SMP buffer (MCUmgr
+//!   parameters) allows, each confirmed by its final offset; the registration ID,
 //!   ID scope and global endpoint are settings `dps/regid`, `dps/scope`, `dps/endpoint`
 //!   (group 3), then saved. A file already there is not overwritten unless overwriting was chosen.
-//! - read back: the files' SHA-256 and the settings' values.
+//! - read back: the files' SHA-256 (group 8 hash) and the settings' values.
 //! - no lock (SMP has none); factory reset is the application's `dps reset`.
 
 use std::io::{Read, Write};
@@ -34,9 +35,13 @@ pub const CA_FILE: &str = "/lfs/dps/ca.crt";
 /// The settings the registration data goes in.
 pub const SETTINGS: [&str; 3] = ["dps/regid", "dps/scope", "dps/endpoint"];
 
-/// File data per upload request: with the CBOR and header it stays well inside Zephyr's default
-/// 384-byte-plus SMP buffers once base64 and line framing are added.
-const UPLOAD_CHUNK: usize = 256;
+/// The SMP buffer assumed when the device does not report its own (Zephyr's default
+/// `CONFIG_MCUMGR_TRANSPORT_NETBUF_SIZE`).
+const DEFAULT_BUF_SIZE: usize = 384;
+
+/// What an upload request carries besides the file data: the header and the CBOR keys, offset,
+/// length and file name, with room to spare.
+const UPLOAD_OVERHEAD: usize = 8 + 96;
 
 /// How the driver talks to the device.
 #[derive(Debug, Clone)]
@@ -63,6 +68,8 @@ impl Default for SmpOptions {
 pub struct ZephyrSmpDriver<W> {
     smp: SmpPort<W>,
     options: SmpOptions,
+    /// The device's SMP buffer (MCUmgr parameters), which bounds an upload request.
+    buf_size: usize,
 }
 
 impl ZephyrSmpDriver<Box<dyn serialport::SerialPort>> {
@@ -87,6 +94,7 @@ impl<W: Read + Write + Send> ZephyrSmpDriver<W> {
         Self {
             smp: SmpPort::new(port, wire),
             options,
+            buf_size: DEFAULT_BUF_SIZE,
         }
     }
 
@@ -173,9 +181,13 @@ impl<W: Read + Write + Send> ZephyrSmpDriver<W> {
     }
 
     fn upload(&mut self, name: &str, data: &[u8]) -> Result<(), DeviceError> {
+        let chunk = self
+            .buf_size
+            .saturating_sub(UPLOAD_OVERHEAD + name.len())
+            .max(64);
         let mut off = 0usize;
         loop {
-            let end = (off + UPLOAD_CHUNK).min(data.len());
+            let end = (off + chunk).min(data.len());
             let mut pairs = vec![
                 ("off".to_string(), Value::Int(off as i64)),
                 ("data".to_string(), Value::Bytes(data[off..end].to_vec())),
@@ -246,20 +258,26 @@ impl<W: Read + Write + Send> DeviceDriver for ZephyrSmpDriver<W> {
 
     fn identify(&mut self) -> Result<DeviceInfo, DeviceError> {
         // A device just plugged in prints its boot banner, maybe while this first request crosses.
+        // Its SMP buffer bounds the upload requests; a firmware without the parameters command
+        // gets Zephyr's default.
         let timeout = self.options.reply;
-        let model = self
-            .smp
-            .first_request(
-                "os info",
-                OP_READ,
-                GROUP_OS,
-                7,
-                &Value::map([("format", Value::Text("i".into()))]),
-                timeout,
-            )?
-            .text("output")
-            .map(str::to_string)
-            .ok_or_else(|| self.protocol("os info", "no output"))?;
+        self.buf_size = match self.smp.first_request(
+            "mcumgr parameters",
+            OP_READ,
+            GROUP_OS,
+            6,
+            &Value::Map(Vec::new()),
+            timeout,
+        ) {
+            Ok(params) => params
+                .int("buf_size")
+                .and_then(|b| usize::try_from(b).ok())
+                .filter(|b| *b >= 128)
+                .unwrap_or(DEFAULT_BUF_SIZE),
+            Err(DeviceError::Smp { .. }) => DEFAULT_BUF_SIZE,
+            Err(e) => return Err(e),
+        };
+        let model = self.os_info("i")?;
         let firmware = self.os_info("r")?;
         let timeout = self.options.reply;
         let (out, ret) = self.shell(&["hwinfo", "devid"], timeout)?;
@@ -372,21 +390,10 @@ impl<W: Read + Write + Send> DeviceDriver for ZephyrSmpDriver<W> {
             }
         }
         let digests = self.digests_of(bundle)?;
-        for (name, held, text) in &files {
+        // Each upload ends with the device confirming the whole length; the read-back that
+        // follows compares each file's SHA-256 (group 8 hash) with what was sent.
+        for (name, _, text) in &files {
             self.upload(name, text.as_bytes())?;
-            let reported = self.file_sha256(name)?;
-            let expected = sha256_hex(text.as_bytes());
-            if reported.as_deref() != Some(expected.as_str()) {
-                return Err(DeviceError::Mismatch {
-                    port: self.smp.port().to_string(),
-                    step: Step::Command(match held {
-                        Held::CaChain => "fs upload of the CA chain",
-                        _ => "fs upload of the certificate",
-                    }),
-                    reported: reported.unwrap_or_else(|| "none".into()),
-                    expected,
-                });
-            }
         }
         let config = bundle.config;
         for (name, value) in SETTINGS.iter().zip([
