@@ -169,3 +169,41 @@ fn decode_from(d: &mut Decoder<'_>, depth: usize) -> Result<Value, String> {
         other => return Err(format!("an unexpected CBOR item ({other})")),
     })
 }
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn round_trips_and_never_panics_on_garbage_or_deep_nesting() {
+        let v = Value::map([
+            ("name", Value::Text("dps/scope".into())),
+            ("val", Value::Bytes(vec![1, 2, 3])),
+            ("off", Value::Int(-7)),
+            (
+                "argv",
+                Value::Array(vec![Value::Text("a".into()), Value::Null]),
+            ),
+            ("ok", Value::Bool(true)),
+        ]);
+        assert_eq!(Value::decode(&v.encode()), Ok(v));
+        // 100 nested arrays: refused, not a stack overflow.
+        let deep = [vec![0x81u8; 100], vec![0x00]].concat();
+        assert!(Value::decode(&deep).is_err());
+        // A map claiming 2^32 entries in 5 bytes: refused before allocating.
+        assert!(Value::decode(&[0xbb, 0, 0, 0, 1, 0, 0, 0, 0]).is_err());
+        let mut seed = 0x9E37_79B9_7F4A_7C15u64;
+        for _ in 0..20_000 {
+            let len = (seed % 24) as usize;
+            let bytes: Vec<u8> = (0..len)
+                .map(|i| {
+                    seed = seed
+                        .wrapping_mul(6364136223846793005)
+                        .wrapping_add(1442695040888963407);
+                    (seed >> (i % 7 + 33)) as u8
+                })
+                .collect();
+            let _ = Value::decode(&bytes);
+        }
+    }
+}

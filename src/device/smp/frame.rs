@@ -100,10 +100,15 @@ impl Reassembler {
             return Some(Err(FrameError::Length(self.b64.len() * 3 / 4)));
         }
         // The first 2 bytes (4 base64 characters hold them) give the length of the rest.
-        let head = base64::engine::general_purpose::STANDARD
-            .decode(self.b64.get(..4)?)
-            .ok()?;
-        let want = usize::from(u16::from_be_bytes([head[0], head[1]]));
+        let Ok(head) = base64::engine::general_purpose::STANDARD.decode(self.b64.get(..4)?) else {
+            self.active = false;
+            return Some(Err(FrameError::Base64));
+        };
+        let [hi, lo, ..] = head[..] else {
+            self.active = false;
+            return Some(Err(FrameError::Length(head.len())));
+        };
+        let want = usize::from(u16::from_be_bytes([hi, lo]));
         if !(2..=MAX_PACKET).contains(&want) {
             self.active = false;
             return Some(Err(FrameError::Length(want)));
@@ -157,6 +162,22 @@ mod tests {
             Reassembler::default().line(line),
             Some(Err(FrameError::Crc { .. } | FrameError::Base64))
         ));
+        // A first quad that holds under two bytes, or is not base64: refused, never a panic.
+        assert!(Reassembler::default().line(b"\x06\tAA==").unwrap().is_err());
+        assert!(Reassembler::default().line(b"\x06\t!!!!").unwrap().is_err());
+        let mut r = Reassembler::default();
+        let mut seed = 1u64;
+        for _ in 0..20_000 {
+            seed = seed.wrapping_mul(6364136223846793005).wrapping_add(1);
+            let len = (seed >> 59) as usize;
+            let mut line = if seed & 1 == 0 {
+                START.to_vec()
+            } else {
+                CONTINUE.to_vec()
+            };
+            line.extend((0..len).map(|i| b"AB+/=9zQ"[((seed >> ((i * 3 + 8) % 60)) & 7) as usize]));
+            let _ = r.line(&line);
+        }
         // A length of 0 (under the CRC) is impossible.
         assert_eq!(
             Reassembler::default().line(b"\x06\tAAA="),
