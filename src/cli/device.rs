@@ -22,7 +22,8 @@ pub enum Commands {
     /// Serial ports and devices on the bench.
     #[command(subcommand)]
     Device(DeviceCommand),
-    /// Run simulated devices that speak the line protocol, on pseudo-terminals or a given port.
+    /// Run simulated devices of a family (our line protocol, an nRF91 modem, a Zephyr SMP device)
+    /// on pseudo-terminals, or one of our protocol on a given port.
     SimulateDevice(SimulateArgs),
 }
 
@@ -31,8 +32,8 @@ pub enum Commands {
 pub enum DeviceCommand {
     /// List serial ports with USB vendor/product id, serial number and stable /dev/serial/by-id path.
     List,
-    /// Identify the device on a port (HELLO).
-    Info(PortArgs),
+    /// Identify the device on a port (HELLO, or the family's own identification).
+    Info(InfoArgs),
     /// Send one command (e.g. "HELLO v=1", "READBACK") and show the frames both ways.
     Console {
         #[command(flatten)]
@@ -40,6 +41,16 @@ pub enum DeviceCommand {
         /// The command: a verb and key=value fields, as in docs/device-protocol.md.
         command: Vec<String>,
     },
+}
+
+/// `device info` options.
+#[derive(Debug, Args)]
+pub struct InfoArgs {
+    #[command(flatten)]
+    pub port: PortArgs,
+    /// The device's family: `station`, `nrf91` or `zephyr-smp`.
+    #[arg(long, default_value = "station", value_parser = parse_family)]
+    pub family: Family,
 }
 
 /// Which port, at which speed.
@@ -176,7 +187,10 @@ fn parse_family(text: &str) -> Result<Family, String> {
 pub fn run(cmd: Commands) -> anyhow::Result<ExitCode> {
     match cmd {
         Commands::Device(DeviceCommand::List) => list(),
-        Commands::Device(DeviceCommand::Info(port)) => info(&port),
+        Commands::Device(DeviceCommand::Info(args)) if args.family == Family::Station => {
+            info(&args.port)
+        }
+        Commands::Device(DeviceCommand::Info(args)) => family_info(&args),
         Commands::Device(DeviceCommand::Console { port, command }) => {
             console(&port, &command.join(" "))
         }
@@ -234,6 +248,27 @@ fn info(port: &PortArgs) -> anyhow::Result<ExitCode> {
     println!("boot counter:  {}", info.boot_counter);
     println!("capabilities:  {}", info.capabilities.join(", "));
     println!("max frame:     {} bytes", info.max_frame);
+    println!("locked:        {}", if info.locked { "yes" } else { "no" });
+    Ok(ExitCode::SUCCESS)
+}
+
+/// `device info --family nrf91|zephyr-smp`: what the family's driver identifies, and what the
+/// family can do.
+fn family_info(args: &InfoArgs) -> anyhow::Result<ExitCode> {
+    let options = options(&args.port);
+    let mut driver = dps_station::device::open_driver(args.family, &args.port.port, &options)?;
+    let info = driver.identify()?;
+    let caps = info.capabilities;
+    println!("port:          {}", args.port.port);
+    println!("family:        {}", info.family);
+    println!("model:         {}", info.model);
+    println!("serial number: {}", info.serial);
+    println!("hardware id:   {}", info.hardware_id);
+    println!("firmware:      {}", info.firmware);
+    println!("key generation: {:?}", caps.key_generation);
+    println!("injected key:  {:?}", caps.private_key_injection);
+    println!("symmetric key: {:?}", caps.symmetric_key);
+    println!("lock:          {:?}", caps.lock);
     println!("locked:        {}", if info.locked { "yes" } else { "no" });
     Ok(ExitCode::SUCCESS)
 }

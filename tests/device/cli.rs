@@ -130,6 +130,28 @@ fn simulate_device_runs_each_family_and_refuses_another_familys_faults() {
         let info = driver.identify().unwrap();
         assert_eq!(info.family, family);
         assert!(first.contains(&info.serial), "{first} / {}", info.serial);
+        drop(driver);
+        // And `device info --family` on the other device.
+        let path = second.split('\t').nth(1).unwrap();
+        let out = Command::new(BIN)
+            .args([
+                "device",
+                "info",
+                "--family",
+                family.as_str(),
+                "--port",
+                path,
+            ])
+            .output()
+            .unwrap();
+        let text = String::from_utf8_lossy(&out.stdout);
+        assert!(
+            out.status.success()
+                && text.contains(&format!("family:        {family}"))
+                && text.contains("lock:          None"),
+            "{text}{}",
+            String::from_utf8_lossy(&out.stderr)
+        );
     }
     let out = Command::new(BIN)
         .args([
