@@ -1010,3 +1010,129 @@ fn void(ctx: &BatchContext, rid: &str, stage: Stage, reason: &str) {
         tracing::error!("could not void an unwritten identity: {e}");
     }
 }
+
+#[cfg(test)]
+mod tests {
+    use std::path::Path;
+
+    use super::*;
+    use crate::device::driver::{Capabilities, Family};
+    use crate::ledger::{AttestationKind, DeviceId, DeviceRecord, IdentityId};
+    use crate::station::config::StationConfig;
+
+    fn batch(dir: &Path, reprovision: bool) -> BatchConfig {
+        let station_toml = dir.join("station.toml");
+        std::fs::write(
+            &station_toml,
+            "name = \"s1\"\nledger = \"ledger.db\"\n[fixture.slots]\nA1 = \"/dev/serial/by-id/x\"\n[keystore]\nkind = \"software\"\ndir = \"keys\"\n[dps.main]\nconnection_string_env = \"DPS_CS\"\n",
+        )
+        .unwrap();
+        let station = StationConfig::load(&station_toml).unwrap();
+        let reason = if reprovision {
+            "reprovision = \"RMA 7\"\n"
+        } else {
+            ""
+        };
+        let text = format!(
+            "name = \"b1\"\nproduct = \"p\"\ncount = 2\nregistration_id = \"{{product}}-{{serial}}\"\nid_scope = \"0ne1\"\ndps_target = \"main\"\nmode = \"symmetric-individual\"\n{reason}[keys]\ndevice_key_master = \"file:m.secret\"\n"
+        );
+        BatchConfig::from_toml(Path::new("b.toml"), &text, &station).unwrap()
+    }
+
+    fn device(capabilities: Capabilities, locked: bool) -> DeviceInfo {
+        DeviceInfo {
+            family: Family::Nrf91,
+            model: "m".into(),
+            serial: "S1".into(),
+            hardware_id: String::new(),
+            firmware: String::new(),
+            boot_counter: 0,
+            capabilities,
+            locked,
+        }
+    }
+
+    fn record(state: IdentityState, batch: &str) -> IdentityRecord {
+        IdentityRecord {
+            id: IdentityId(1),
+            registration_id: "p-S1".into(),
+            state,
+            failed_stage: None,
+            failed_reason: None,
+            revoked_reason: None,
+            attestation: AttestationKind::SymmetricKey,
+            batch: Some(batch.into()),
+            device: Some(DeviceRecord {
+                id: DeviceId(1),
+                model: "m".into(),
+                serial_number: "S1".into(),
+                hardware_id: None,
+                firmware: None,
+                batch_id: None,
+                first_seen: String::new(),
+            }),
+            certificate_der: None,
+            certificate: None,
+            key_fingerprint: None,
+            endorsement_key: None,
+            key_nonce: None,
+            station: None,
+            operator: None,
+            created_at: String::new(),
+            updated_at: String::new(),
+        }
+    }
+
+    fn found(existing: Option<IdentityRecord>) -> Found {
+        Found {
+            existing,
+            revoked: None,
+        }
+    }
+
+    #[test]
+    fn decide_tells_done_locked_refused_and_reprovisioned_apart_for_each_kind_of_family() {
+        let dir = tempfile::tempdir().unwrap();
+        let (plain, chosen) = (batch(dir.path(), false), batch(dir.path(), true));
+        let lockless = device(Family::Nrf91.capabilities(), false);
+        let station_unlocked = device(Family::Station.capabilities(), false);
+        let station_locked = device(Family::Station.capabilities(), true);
+        let written_here = found(Some(record(IdentityState::Written, "b1")));
+        let written_before = found(Some(record(IdentityState::Written, "b0")));
+
+        assert!(matches!(
+            decide(&plain, &lockless, "p-S1", &found(None)),
+            Decision::Provision
+        ));
+        // A device that cannot lock, written by this batch and still in its slot: done, not
+        // refused as seen before (its lack of a lock says nothing).
+        assert!(matches!(
+            decide(&plain, &lockless, "p-S1", &written_here),
+            Decision::AlreadyDone
+        ));
+        // A device that can lock is judged by its lock (locked: done or completed).
+        assert!(matches!(
+            decide(&plain, &station_locked, "p-S1", &written_here),
+            Decision::Locked
+        ));
+        // Written by an earlier batch: refused unless re-provisioning was chosen.
+        let Decision::Refuse(reason) = decide(&plain, &lockless, "p-S1", &written_before) else {
+            panic!("a device seen before is refused");
+        };
+        assert!(reason.contains("--reprovision"), "{reason}");
+        assert!(matches!(
+            decide(&chosen, &station_unlocked, "p-S1", &written_before),
+            Decision::Reprovision { .. }
+        ));
+        // An identity recorded but never written (an interrupted run): provisioned again.
+        assert!(matches!(
+            decide(
+                &plain,
+                &lockless,
+                "p-S1",
+                &found(Some(record(IdentityState::Issued, "b1")))
+            ),
+            Decision::Provision
+        ));
+    }
+}
