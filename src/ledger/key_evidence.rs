@@ -16,7 +16,8 @@ pub struct KeyEvidence {
 }
 
 impl LedgerWriter<'_> {
-    /// Keeps `evidence` with identity `identity` (in the transaction that records it).
+    /// Keeps `evidence` with identity `identity` (in the transaction that records it), replacing
+    /// what an earlier issue of the same identity kept (a reissue).
     pub fn record_key_evidence(
         &self,
         identity: IdentityId,
@@ -24,7 +25,11 @@ impl LedgerWriter<'_> {
     ) -> Result<(), LedgerError> {
         self.tx
             .execute(
-                "INSERT INTO key_evidence (identity_id, csr_der, attestation, created_at) VALUES (?1, ?2, ?3, ?4)",
+                // A reissue keeps the identity's row and replaces its key: the evidence of the new
+                // key replaces the old one's.
+                "INSERT INTO key_evidence (identity_id, csr_der, attestation, created_at) VALUES (?1, ?2, ?3, ?4)
+                 ON CONFLICT (identity_id) DO UPDATE SET csr_der = excluded.csr_der,
+                 attestation = excluded.attestation, created_at = excluded.created_at",
                 params![identity.0, evidence.csr_der, evidence.attestation, self.now],
             )
             .map(|_| ())

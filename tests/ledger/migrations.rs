@@ -421,4 +421,12 @@ fn v3_migrates_to_v4_keeping_identities_and_adding_key_evidence() {
         })
         .unwrap();
     assert_eq!(l.key_evidence(second).unwrap(), Some(evidence));
+    // A reissue of the same identity (a new key) replaces its evidence.
+    let newer = dps_station::ledger::KeyEvidence {
+        csr_der: vec![0x30, 0x02],
+        attestation: None,
+    };
+    l.transaction(|w| w.record_key_evidence(second, &newer))
+        .unwrap();
+    assert_eq!(l.key_evidence(second).unwrap(), Some(newer));
 }

@@ -191,3 +191,70 @@ fn an_nrf91_takes_a_station_key_in_plain_only_when_the_batch_trusts_the_cable() 
         register_modem(&ws, &modem).unwrap_or_else(|e| panic!("modem {}: {e}", modem.imei));
     }
 }
+
+#[test]
+fn a_modem_that_restarts_mid_write_is_voided_and_the_next_run_rewrites_it() {
+    use dps_station::device::ClientOptions;
+    use dps_station::device::Family;
+    use dps_station::device::simulator::Nrf91Sim;
+    use dps_station::station::source::PortSource;
+
+    let ws = DemoWorkspace::create(KeyStoreChoice::SoftHsm).unwrap();
+    // One modem that restarts on its first %CMNG write; it stays on its port across both runs.
+    let sim = Nrf91Sim::on_pty(
+        7000,
+        ModemFaults {
+            reboot_on_write: Some(1),
+            ..ModemFaults::default()
+        },
+    )
+    .unwrap();
+    let text = ws.batch_toml(
+        Mode::X509Csr,
+        "t-restart",
+        &RunOptions {
+            devices: 1,
+            ..RunOptions::default()
+        },
+    );
+    let run = |ws: &DemoWorkspace| {
+        let source =
+            PortSource::for_family(sim.path().into(), Family::Nrf91, ClientOptions::default());
+        let sources: Vec<(String, Box<dyn DeviceSource>)> = vec![("N1".into(), Box::new(source))];
+        let engine = Engine::start(ws.engine_setup("t-restart", &text, sources).unwrap()).unwrap();
+        for _ in engine.events.iter() {}
+        engine.join().unwrap()
+    };
+    let first = run(&ws);
+    assert_eq!(first.passed(), 0);
+    let (stage, reason) = first.outcomes[0].failure.clone().unwrap();
+    assert!(reason.contains("restarted"), "{stage}: {reason}");
+    let rid = first.outcomes[0].registration_id.clone().unwrap();
+    {
+        let ledger = Ledger::open_read_only(&ws.station.ledger).unwrap();
+        let rec = ledger.live_or_last_revoked(&rid).unwrap().unwrap();
+        assert_eq!(
+            rec.state,
+            IdentityState::Failed,
+            "voided, never reported written"
+        );
+    }
+    // The modem still holds the key the first run made: the station's own unfinished write is
+    // redone (key replaced), not refused as an occupied slot.
+    assert!(sim.with_modem(|m| m.credential(Nrf91Options::default().sec_tag, 2).is_some()));
+    let second = run(&ws);
+    let failures: Vec<_> = second
+        .outcomes
+        .iter()
+        .filter_map(|o| o.failure.clone())
+        .collect();
+    assert!(failures.is_empty(), "{failures:?}");
+    assert_eq!(second.passed(), 1);
+    let ledger = Ledger::open_read_only(&ws.station.ledger).unwrap();
+    let rec = ledger.live_or_last_revoked(&rid).unwrap().unwrap();
+    assert!(
+        matches!(rec.state, IdentityState::Written | IdentityState::Enrolled),
+        "{:?}",
+        rec.state
+    );
+}
