@@ -1,4 +1,4 @@
-//! Devices over serial: the line protocol against the simulator over real pseudo-terminal pairs.
+//! Devices over serial: each family's driver against its simulator over real pseudo-terminal pairs.
 
 #[path = "device/cli.rs"]
 mod cli;
@@ -6,7 +6,13 @@ mod cli;
 mod common;
 #[path = "device/faults.rs"]
 mod faults;
+#[path = "device/nrf91.rs"]
+mod nrf91;
 #[path = "device/roundtrip.rs"]
 mod roundtrip;
 #[path = "device/secrets.rs"]
 mod secrets;
+#[path = "device/vendor_tools.rs"]
+mod vendor_tools;
+#[path = "device/zephyr.rs"]
+mod zephyr;

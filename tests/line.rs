@@ -13,6 +13,8 @@ mod connection_file;
 mod disk_full;
 #[path = "line/exports.rs"]
 mod exports;
+#[path = "line/families.rs"]
+mod families;
 #[path = "line/faults.rs"]
 mod faults;
 #[path = "line/keyring.rs"]

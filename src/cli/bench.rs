@@ -7,10 +7,15 @@ use std::time::{Duration, Instant};
 use anyhow::{Context, bail};
 use clap::{Args, Subcommand};
 
+use dps_station::device::Family;
 use dps_station::device::client::{ClientOptions, LineClient};
-use dps_station::device::driver::{DeviceConfig, DeviceDriver, Expected};
+use dps_station::device::driver::{Bundle, DeviceConfig, DeviceDriver, GeneratedKey};
+use dps_station::device::nrf91::{Nrf91Driver, Nrf91Options};
 use dps_station::device::protocol::sha256_hex;
+use dps_station::device::replies::Expected;
 use dps_station::device::simulator::{Fleet, SimFaults, SimOptions};
+use dps_station::device::simulator::{ModemFaults, Nrf91Sim, SmpFaults, SmpSim};
+use dps_station::device::smp::driver::{SmpOptions, ZephyrSmpDriver};
 use dps_station::keystore::pin::obtain_pin;
 use dps_station::keystore::pkcs11::{Pkcs11Config, TokenSelector};
 use dps_station::keystore::profile::HsmProfile;
@@ -80,6 +85,14 @@ pub struct SerialArgs {
     /// How many devices to run through (the median is reported).
     #[arg(long, default_value_t = 7)]
     pub runs: usize,
+    /// Which family's exchange: `station` (our line protocol) or `nrf91` (AT commands).
+    #[arg(long, default_value = "station", value_parser = parse_family)]
+    pub family: Family,
+}
+
+fn parse_family(text: &str) -> Result<Family, String> {
+    Family::parse(text)
+        .ok_or_else(|| format!("unknown family '{text}'; station, nrf91 or zephyr-smp"))
 }
 
 /// Runs a benchmark.
@@ -172,6 +185,147 @@ fn one_exchange(baud: Option<u32>, client_baud: u32) -> anyhow::Result<Run> {
     })
 }
 
+/// The nRF91 X.509 flow through the `nrf91` driver against the simulated modem: identify (with
+/// offline), `%KEYGEN` (attestation checked), the two `%CMNG` writes with their occupancy check,
+/// the read-back listing. The station's certificate issuing is not timed.
+fn nrf91_exchange(index: usize, baud: Option<u32>, client_baud: u32) -> anyhow::Result<Run> {
+    let sim = Nrf91Sim::on_pty(
+        index,
+        ModemFaults {
+            baud,
+            ..ModemFaults::default()
+        },
+    )?;
+    let mut driver = Nrf91Driver::open(
+        sim.path(),
+        Nrf91Options {
+            baud: client_baud,
+            ..Nrf91Options::default()
+        },
+    )?;
+    let ca_key = rcgen::KeyPair::generate()?;
+    let mut ca_params = rcgen::CertificateParams::new(Vec::<String>::new())?;
+    ca_params.is_ca = rcgen::IsCa::Ca(rcgen::BasicConstraints::Unconstrained);
+    ca_params
+        .distinguished_name
+        .push(rcgen::DnType::CommonName, "bench intermediate");
+    let ca = rcgen::CertifiedIssuer::self_signed(ca_params, ca_key)?;
+
+    let started = Instant::now();
+    let info = driver.identify()?;
+    let rid = format!("bench-{}", info.serial);
+    let t = Instant::now();
+    let GeneratedKey::Csr { der, .. } = driver.generate_key(&rid, false)? else {
+        bail!("the nrf91 driver answered key generation without a CSR");
+    };
+    let keygen = t.elapsed();
+    let mut timed = started.elapsed();
+
+    let csr = rcgen::CertificateSigningRequestParams::from_der(&der.into())
+        .context("the modem's CSR does not parse")?;
+    let leaf = csr.signed_by(&ca)?;
+    let (leaf, chain) = (leaf.pem(), ca.pem());
+    let config = DeviceConfig {
+        registration_id: rid,
+        id_scope: "0ne00000A0A".into(),
+        global_endpoint: "global.azure-devices-provisioning.net".into(),
+        extra: Default::default(),
+    };
+    let started = Instant::now();
+    let stored = driver.store(&Bundle {
+        certificate_pem: Some(&leaf),
+        ca_chain_pem: Some(&chain),
+        private_key: None,
+        symmetric_key: None,
+        config: &config,
+        overwrite: false,
+    })?;
+    let holdings = driver.read_back()?;
+    let differences = holdings.differences(&stored.digests);
+    if !differences.is_empty() {
+        bail!("readback differs: {differences:?}");
+    }
+    timed += started.elapsed();
+    let (sent, received) = driver.byte_counts();
+    Ok(Run {
+        exchange: timed,
+        keygen,
+        bytes: sent + received,
+    })
+}
+
+/// A throwaway issuing CA for the serial benchmarks.
+fn bench_ca() -> anyhow::Result<rcgen::CertifiedIssuer<'static, rcgen::KeyPair>> {
+    let ca_key = rcgen::KeyPair::generate()?;
+    let mut ca_params = rcgen::CertificateParams::new(Vec::<String>::new())?;
+    ca_params.is_ca = rcgen::IsCa::Ca(rcgen::BasicConstraints::Unconstrained);
+    ca_params
+        .distinguished_name
+        .push(rcgen::DnType::CommonName, "bench intermediate");
+    Ok(rcgen::CertifiedIssuer::self_signed(ca_params, ca_key)?)
+}
+
+/// The Zephyr SMP X.509 flow through the `zephyr-smp` driver against the simulated device.
+fn zephyr_exchange(index: usize, baud: Option<u32>, client_baud: u32) -> anyhow::Result<Run> {
+    let sim = SmpSim::on_pty(
+        index,
+        SmpFaults {
+            baud,
+            ..SmpFaults::default()
+        },
+    )?;
+    let mut driver = ZephyrSmpDriver::open(
+        sim.path(),
+        SmpOptions {
+            baud: client_baud,
+            ..SmpOptions::default()
+        },
+    )?;
+    // The boot banner goes by before the station's first request, as on a freshly plugged device.
+    driver.wait_for_boot(Duration::from_millis(500))?;
+    let ca = bench_ca()?;
+    let started = Instant::now();
+    let info = driver.identify()?;
+    let rid = format!("bench-{}", info.serial);
+    let t = Instant::now();
+    let GeneratedKey::Csr { der, .. } = driver.generate_key(&rid, false)? else {
+        bail!("the zephyr-smp driver answered key generation without a CSR");
+    };
+    let keygen = t.elapsed();
+    let mut timed = started.elapsed();
+    let csr = rcgen::CertificateSigningRequestParams::from_der(&der.into())
+        .context("the device's CSR does not parse")?;
+    let leaf = csr.signed_by(&ca)?;
+    let (leaf, chain) = (leaf.pem(), ca.pem());
+    let config = DeviceConfig {
+        registration_id: rid,
+        id_scope: "0ne00000A0A".into(),
+        global_endpoint: "global.azure-devices-provisioning.net".into(),
+        extra: Default::default(),
+    };
+    let started = Instant::now();
+    let stored = driver.store(&Bundle {
+        certificate_pem: Some(&leaf),
+        ca_chain_pem: Some(&chain),
+        private_key: None,
+        symmetric_key: None,
+        config: &config,
+        overwrite: false,
+    })?;
+    let holdings = driver.read_back()?;
+    let differences = holdings.differences(&stored.digests);
+    if !differences.is_empty() {
+        bail!("readback differs: {differences:?}");
+    }
+    timed += started.elapsed();
+    let (sent, received) = driver.byte_counts();
+    Ok(Run {
+        exchange: timed,
+        keygen,
+        bytes: sent + received,
+    })
+}
+
 fn median(mut values: Vec<Duration>) -> Duration {
     values.sort();
     values.get(values.len() / 2).copied().unwrap_or_default()
@@ -183,9 +337,21 @@ fn serial(args: &SerialArgs) -> anyhow::Result<ExitCode> {
     }
     let mut paced = Vec::new();
     let mut unpaced = Vec::new();
-    for _ in 0..args.runs {
-        paced.push(one_exchange(Some(args.baud), args.baud)?);
-        unpaced.push(one_exchange(None, args.baud)?);
+    for i in 0..args.runs {
+        match args.family {
+            Family::Station => {
+                paced.push(one_exchange(Some(args.baud), args.baud)?);
+                unpaced.push(one_exchange(None, args.baud)?);
+            }
+            Family::Nrf91 => {
+                paced.push(nrf91_exchange(2 * i, Some(args.baud), args.baud)?);
+                unpaced.push(nrf91_exchange(2 * i + 1, None, args.baud)?);
+            }
+            Family::ZephyrSmp => {
+                paced.push(zephyr_exchange(2 * i, Some(args.baud), args.baud)?);
+                unpaced.push(zephyr_exchange(2 * i + 1, None, args.baud)?);
+            }
+        }
     }
     let bytes = paced.iter().map(|r| r.bytes).max().unwrap_or(0);
     let lower = Duration::from_secs_f64(bytes as f64 * 10.0 / f64::from(args.baud));
@@ -193,8 +359,17 @@ fn serial(args: &SerialArgs) -> anyhow::Result<ExitCode> {
     let keygen = median(unpaced.iter().map(|r| r.keygen).collect());
     let compute = median(unpaced.iter().map(|r| r.exchange).collect());
     let goal = (lower + keygen).mul_f64(1.10);
+    let flow = match args.family {
+        Family::Station => "station, X.509 flow: HELLO KEYGEN CSR PUT-chain CONFIG READBACK LOCK",
+        Family::Nrf91 => {
+            "nrf91, X.509 flow: CMEE CGSN CGMM CGMR ATTESTTOKEN CFUN=4 CMNG-list KEYGEN CMNG-list CMNG×2 CMNG-list"
+        }
+        Family::ZephyrSmp => {
+            "zephyr-smp, X.509 flow: params os-info×2 hwinfo keygen fs-status×2 fs-upload×2 settings-write×3 save, read-back hash×2 settings-read×3"
+        }
+    };
     println!(
-        "bench serial: {} runs at {} baud (X.509 flow: HELLO KEYGEN CSR PUT-chain CONFIG READBACK LOCK)",
+        "bench serial: {} runs at {} baud ({flow})",
         args.runs, args.baud
     );
     println!("  bytes on the wire (both ways):     {bytes}");

@@ -8,11 +8,12 @@ use std::time::Duration;
 use anyhow::{Context, bail};
 use clap::{Args, Subcommand};
 
+use dps_station::device::Family;
 use dps_station::device::client::{ClientOptions, LineClient, WireEvent};
-use dps_station::device::driver::DeviceDriver;
 use dps_station::device::simulator::{
     FirmwareOptions, Fleet, SimFaults, SimOptions, SimulatedDevice,
 };
+use dps_station::device::simulator::{ModemFaults, Nrf91Sim, SmpFaults, SmpSim};
 use dps_station::device::transport;
 
 /// The device area's top-level commands.
@@ -21,7 +22,8 @@ pub enum Commands {
     /// Serial ports and devices on the bench.
     #[command(subcommand)]
     Device(DeviceCommand),
-    /// Run simulated devices that speak the line protocol, on pseudo-terminals or a given port.
+    /// Run simulated devices of a family (our line protocol, an nRF91 modem, a Zephyr SMP device)
+    /// on pseudo-terminals, or one of our protocol on a given port.
     SimulateDevice(SimulateArgs),
 }
 
@@ -30,8 +32,8 @@ pub enum Commands {
 pub enum DeviceCommand {
     /// List serial ports with USB vendor/product id, serial number and stable /dev/serial/by-id path.
     List,
-    /// Identify the device on a port (HELLO).
-    Info(PortArgs),
+    /// Identify the device on a port (HELLO, or the family's own identification).
+    Info(InfoArgs),
     /// Send one command (e.g. "HELLO v=1", "READBACK") and show the frames both ways.
     Console {
         #[command(flatten)]
@@ -39,6 +41,16 @@ pub enum DeviceCommand {
         /// The command: a verb and key=value fields, as in docs/device-protocol.md.
         command: Vec<String>,
     },
+}
+
+/// `device info` options.
+#[derive(Debug, Args)]
+pub struct InfoArgs {
+    #[command(flatten)]
+    pub port: PortArgs,
+    /// The device's family: `station`, `nrf91` or `zephyr-smp`.
+    #[arg(long, default_value = "station", value_parser = parse_family)]
+    pub family: Family,
 }
 
 /// Which port, at which speed.
@@ -55,6 +67,11 @@ pub struct PortArgs {
 /// `simulate-device` options.
 #[derive(Debug, Args)]
 pub struct SimulateArgs {
+    /// Which firmware to simulate: `station` (our line protocol), `nrf91` (a modem's AT
+    /// commands, as Nordic's nrfcredstore drives it) or `zephyr-smp` (an MCUmgr SMP server, as
+    /// smpmgr drives it).
+    #[arg(long, default_value = "station", value_parser = parse_family)]
+    pub family: Family,
     /// How many devices to start, each on its own pseudo-terminal (a virtual fixture).
     #[arg(long, default_value_t = 1, conflicts_with = "port")]
     pub count: usize,
@@ -94,13 +111,86 @@ pub struct SimulateArgs {
     /// Seed of the fault generator.
     #[arg(long, default_value_t = 1)]
     pub seed: u64,
+    /// nrf91: answer a bare ERROR (no +CME code) to commands starting with this.
+    #[arg(long)]
+    pub bare_error: Option<String>,
+    /// nrf91: cut the %KEYGEN answer after the CSR.
+    #[arg(long)]
+    pub truncated_keygen: bool,
+    /// nrf91: attest the digest of another CSR.
+    #[arg(long)]
+    pub wrong_attestation: bool,
+    /// nrf91: restart on the Nth %CMNG write (1-based) instead of storing it.
+    #[arg(long)]
+    pub reboot_on_write: Option<u64>,
+    /// nrf91: start with a client certificate already in this sec_tag.
+    #[arg(long)]
+    pub preloaded_sec_tag: Option<u32>,
+    /// zephyr-smp: corrupt the CRC of the Nth reply (1-based).
+    #[arg(long)]
+    pub bad_crc_reply: Option<u64>,
+    /// zephyr-smp: restart on the Nth file upload request (1-based).
+    #[arg(long)]
+    pub reboot_on_upload: Option<u64>,
+    /// zephyr-smp: start with a device certificate already on the file system.
+    #[arg(long)]
+    pub preloaded_certificate: bool,
+}
+
+impl SimulateArgs {
+    /// The fault options given that belong to another family than `--family`.
+    fn foreign_faults(&self) -> Vec<&'static str> {
+        let nrf91 = [
+            ("--bare-error", self.bare_error.is_some()),
+            ("--truncated-keygen", self.truncated_keygen),
+            ("--wrong-attestation", self.wrong_attestation),
+            ("--reboot-on-write", self.reboot_on_write.is_some()),
+            ("--preloaded-sec-tag", self.preloaded_sec_tag.is_some()),
+        ];
+        let zephyr = [
+            ("--bad-crc-reply", self.bad_crc_reply.is_some()),
+            ("--reboot-on-upload", self.reboot_on_upload.is_some()),
+            ("--preloaded-certificate", self.preloaded_certificate),
+        ];
+        let station = [
+            ("--drop-rate", self.drop_rate != 0.0),
+            ("--corrupt-rate", self.corrupt_rate != 0.0),
+            ("--garbage", self.garbage),
+            ("--disconnect-after", self.disconnect_after.is_some()),
+            ("--reboot-at", self.reboot_at.is_some()),
+            ("--keygen-delay-ms", self.keygen_delay_ms != 0),
+            ("--no-tpm", self.no_tpm),
+            ("--reset-guarded", self.reset_guarded),
+        ];
+        let foreign: [&[(&'static str, bool)]; 2] = match self.family {
+            Family::Station => [&nrf91, &zephyr],
+            Family::Nrf91 => [&zephyr, &station],
+            Family::ZephyrSmp => [&nrf91, &station],
+        };
+        foreign
+            .into_iter()
+            .flatten()
+            .filter(|(_, given)| *given)
+            .map(|(name, _)| *name)
+            .collect()
+    }
+}
+
+fn parse_family(text: &str) -> Result<Family, String> {
+    Family::parse(text).ok_or_else(|| {
+        let names: Vec<&str> = Family::ALL.iter().map(|f| f.as_str()).collect();
+        format!("unknown family '{text}'; one of: {}", names.join(", "))
+    })
 }
 
 /// Runs a device-area command.
 pub fn run(cmd: Commands) -> anyhow::Result<ExitCode> {
     match cmd {
         Commands::Device(DeviceCommand::List) => list(),
-        Commands::Device(DeviceCommand::Info(port)) => info(&port),
+        Commands::Device(DeviceCommand::Info(args)) if args.family == Family::Station => {
+            info(&args.port)
+        }
+        Commands::Device(DeviceCommand::Info(args)) => family_info(&args),
         Commands::Device(DeviceCommand::Console { port, command }) => {
             console(&port, &command.join(" "))
         }
@@ -162,6 +252,27 @@ fn info(port: &PortArgs) -> anyhow::Result<ExitCode> {
     Ok(ExitCode::SUCCESS)
 }
 
+/// `device info --family nrf91|zephyr-smp`: what the family's driver identifies, and what the
+/// family can do.
+fn family_info(args: &InfoArgs) -> anyhow::Result<ExitCode> {
+    let options = options(&args.port);
+    let mut driver = dps_station::device::open_driver(args.family, &args.port.port, &options)?;
+    let info = driver.identify()?;
+    let caps = info.capabilities;
+    println!("port:          {}", args.port.port);
+    println!("family:        {}", info.family);
+    println!("model:         {}", info.model);
+    println!("serial number: {}", info.serial);
+    println!("hardware id:   {}", info.hardware_id);
+    println!("firmware:      {}", info.firmware);
+    println!("key generation: {:?}", caps.key_generation);
+    println!("injected key:  {:?}", caps.private_key_injection);
+    println!("symmetric key: {:?}", caps.symmetric_key);
+    println!("lock:          {:?}", caps.lock);
+    println!("locked:        {}", if info.locked { "yes" } else { "no" });
+    Ok(ExitCode::SUCCESS)
+}
+
 fn console(port: &PortArgs, command: &str) -> anyhow::Result<ExitCode> {
     if command.trim().is_empty() {
         bail!(
@@ -185,6 +296,19 @@ fn console(port: &PortArgs, command: &str) -> anyhow::Result<ExitCode> {
 }
 
 fn simulate(args: &SimulateArgs) -> anyhow::Result<ExitCode> {
+    let foreign = args.foreign_faults();
+    if !foreign.is_empty() {
+        bail!(
+            "{} do not apply to --family {}: each fault option simulates one family (see --help)",
+            foreign.join(", "),
+            args.family
+        );
+    }
+    match args.family {
+        Family::Nrf91 => return simulate_nrf91(args),
+        Family::ZephyrSmp => return simulate_zephyr(args),
+        Family::Station => {}
+    }
     std::fs::create_dir_all(&args.flash_dir).with_context(|| {
         format!(
             "cannot create the flash directory {}",
@@ -250,4 +374,66 @@ fn simulate(args: &SimulateArgs) -> anyhow::Result<ExitCode> {
     }
     eprintln!("every simulated device has disconnected");
     Ok(ExitCode::SUCCESS)
+}
+
+/// `simulate-device --family nrf91`: modems on pseudo-terminals, one line per modem.
+fn simulate_nrf91(args: &SimulateArgs) -> anyhow::Result<ExitCode> {
+    if args.port.is_some() {
+        bail!("--port is for the station family; an nrf91 modem runs on a pseudo-terminal");
+    }
+    if args.count == 0 {
+        bail!("--count must be at least 1");
+    }
+    let faults = ModemFaults {
+        error_without_code: args.bare_error.clone(),
+        truncated_keygen: args.truncated_keygen,
+        wrong_attestation_digest: args.wrong_attestation,
+        reboot_on_write: args.reboot_on_write,
+        preloaded_sec_tag: args.preloaded_sec_tag,
+        baud: args.baud,
+    };
+    let modems = (0..args.count)
+        .map(|i| Nrf91Sim::on_pty(i, faults.clone()))
+        .collect::<Result<Vec<_>, _>>()?;
+    for (i, m) in modems.iter().enumerate() {
+        let imei = m.with_modem(|modem| modem.imei().to_string());
+        println!("{i}\t{}\timei {imei}", m.path());
+    }
+    eprintln!(
+        "simulating {} nRF91 modem(s); connect the station (or nrfcredstore) to the path(s) above; Ctrl-C to stop",
+        modems.len()
+    );
+    loop {
+        std::thread::sleep(Duration::from_secs(1));
+    }
+}
+
+/// `simulate-device --family zephyr-smp`: SMP servers on pseudo-terminals, one line per device.
+fn simulate_zephyr(args: &SimulateArgs) -> anyhow::Result<ExitCode> {
+    if args.port.is_some() {
+        bail!("--port is for the station family; a zephyr-smp device runs on a pseudo-terminal");
+    }
+    if args.count == 0 {
+        bail!("--count must be at least 1");
+    }
+    let faults = SmpFaults {
+        baud: args.baud,
+        bad_crc_reply: args.bad_crc_reply,
+        reboot_on_upload: args.reboot_on_upload,
+        preloaded_certificate: args.preloaded_certificate,
+    };
+    let devices = (0..args.count)
+        .map(|i| SmpSim::on_pty(i, faults.clone()))
+        .collect::<Result<Vec<_>, _>>()?;
+    for (i, d) in devices.iter().enumerate() {
+        let id = d.with_device(|dev| dev.devid());
+        println!("{i}\t{}\tdevid {id}", d.path());
+    }
+    eprintln!(
+        "simulating {} Zephyr SMP device(s); connect the station (or smpmgr --port) to the path(s) above; Ctrl-C to stop",
+        devices.len()
+    );
+    loop {
+        std::thread::sleep(Duration::from_secs(1));
+    }
 }

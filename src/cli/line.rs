@@ -498,8 +498,11 @@ fn run_batch(args: &RunArgs) -> anyhow::Result<ExitCode> {
         .map(|(slot, path)| {
             (
                 slot.clone(),
-                Box::new(PortSource::new(path.clone(), ClientOptions::default()))
-                    as Box<dyn DeviceSource>,
+                Box::new(PortSource::for_family(
+                    path.clone(),
+                    station.fixture.family_of(slot),
+                    ClientOptions::default(),
+                )) as Box<dyn DeviceSource>,
             )
         })
         .collect();
@@ -665,6 +668,7 @@ fn run_demo(args: &DemoArgs) -> anyhow::Result<ExitCode> {
             run.devices.len()
         );
     }
+    failed += demo_families(&workspace, args.headless, args.devices)?;
     println!("demo finished in {:.1} s", started.elapsed().as_secs_f64());
     drop(workspace);
     demo::remove_softhsm_dir();
@@ -673,6 +677,68 @@ fn run_demo(args: &DemoArgs) -> anyhow::Result<ExitCode> {
     } else {
         ExitCode::SUCCESS
     })
+}
+
+/// The demo's batch per device family: one fixture with station-protocol slots beside nRF91
+/// modem and Zephyr SMP slots; each then registers with what it stored. Returns how many failed.
+fn demo_families(workspace: &DemoWorkspace, headless: bool, devices: u64) -> anyhow::Result<usize> {
+    use dps_station::station::demo_families::{
+        MixedOptions, register_modem, register_smp, run_mixed,
+    };
+    let slots = devices.clamp(1, 4) as usize;
+    let options = MixedOptions {
+        station_devices: devices,
+        station_slots: slots,
+        modem_devices: devices,
+        modem_slots: slots,
+        zephyr_devices: devices,
+        zephyr_slots: slots,
+        ..MixedOptions::default()
+    };
+    let name = "demo-families";
+    let total = options.station_devices + options.modem_devices + options.zephyr_devices;
+    let mut view = View::new(
+        headless,
+        "station + nrf91 + zephyr-smp",
+        Some(total),
+        Arc::new(Out::new(None)),
+    );
+    let run = run_mixed(workspace, name, &options, &mut |e| view.show(e))?;
+    view.finish();
+    print_summary(&view.out, name, &run.summary);
+    let mut failed = run.summary.failed();
+    let mut registered = 0;
+    for modem in run.modems.iter().filter(|m| m.passed) {
+        match register_modem(workspace, modem) {
+            Ok(_) => registered += 1,
+            Err(e) => {
+                failed += 1;
+                println!("  modem {} could not register: {e:#}", modem.imei)
+            }
+        }
+    }
+    println!(
+        "  {registered} of {} nRF91 modems registered with the certificate, CA chain and key they hold (not locked: the AT interface has no lock; ID scope carried by the firmware)",
+        run.modems.len()
+    );
+    let mut registered = 0;
+    for device in run.zephyr.iter().filter(|d| d.passed) {
+        match register_smp(workspace, device) {
+            Ok(_) => registered += 1,
+            Err(e) => {
+                failed += 1;
+                println!(
+                    "  zephyr device {} could not register: {e:#}",
+                    device.serial
+                )
+            }
+        }
+    }
+    println!(
+        "  {registered} of {} Zephyr SMP devices registered with the files, key and settings they hold (not locked: SMP has no lock)",
+        run.zephyr.len()
+    );
+    Ok(failed)
 }
 
 #[cfg(test)]

@@ -13,12 +13,13 @@ use tracing::{debug, trace};
 
 use crate::secret::SecretBytes;
 
-use super::driver::{DeviceConfig, DeviceDriver, DeviceInfo, Readback, StoredItem, TpmEk};
+use super::driver::{DeviceConfig, TpmEk};
 use super::error::{DeviceError, Step};
 use super::frame::{Frame, FrameError, Line, LineAssembler, MAX_FRAME, UNSOLICITED_ID};
 use super::protocol::{
     self, ErrorCode, Item, MAX_CHUNK, MAX_ITEM, b64_decode, b64_encode, caps, sha256_hex,
 };
+use super::replies::{Hello, Readback, StoredItem};
 use super::session::{SessionKey, StationHandshake};
 
 /// How long to wait for each kind of reply, on top of the wire time.
@@ -89,8 +90,8 @@ pub struct LineClient<W> {
     lines: LineAssembler,
     pending: VecDeque<Line>,
     session: Option<SessionKey>,
-    info: Option<DeviceInfo>,
-    /// A `BOOT` went by since [`DeviceDriver::take_boot_seen`] was last asked.
+    info: Option<Hello>,
+    /// A `BOOT` went by since [`LineClient::take_boot_seen`] was last asked.
     boot_seen: bool,
     observer: Option<Observer>,
     bytes_sent: u64,
@@ -138,7 +139,7 @@ impl<W: Read + Write + Send> LineClient<W> {
     }
 
     /// What the last `HELLO` said.
-    pub fn info(&self) -> Option<&DeviceInfo> {
+    pub fn info(&self) -> Option<&Hello> {
         self.info.as_ref()
     }
 
@@ -528,12 +529,16 @@ fn parse_digest(value: Option<&str>) -> Option<String> {
     value.filter(|v| *v != "-").map(str::to_string)
 }
 
-impl<W: Read + Write + Send> DeviceDriver for LineClient<W> {
-    fn port(&self) -> &str {
+/// The protocol's verbs one by one (tests, `device console`, `bench serial`); the station drives
+/// devices through [`super::DeviceDriver`] instead.
+impl<W: Read + Write + Send> LineClient<W> {
+    /// The port this client talks through.
+    pub fn port(&self) -> &str {
         &self.port
     }
 
-    fn hello(&mut self) -> Result<DeviceInfo, DeviceError> {
+    /// `HELLO`: identifies the device and negotiates the protocol version.
+    pub fn hello(&mut self) -> Result<Hello, DeviceError> {
         let step = Step::Hello;
         let id = self.allocate_id();
         let versions: Vec<String> = protocol::PROTOCOL_VERSIONS
@@ -558,7 +563,7 @@ impl<W: Read + Write + Send> DeviceDriver for LineClient<W> {
                 format!("device chose protocol version {protocol}, which was not offered"),
             ));
         }
-        let info = DeviceInfo {
+        let info = Hello {
             protocol,
             model: text("model"),
             serial: self.field(step, &reply, "serial")?.to_string(),
@@ -584,7 +589,8 @@ impl<W: Read + Write + Send> DeviceDriver for LineClient<W> {
         Ok(info)
     }
 
-    fn wait_for_boot(&mut self, wait: Duration) -> Result<bool, DeviceError> {
+    /// Waits up to `wait` for a `BOOT` on the open port; `true` as soon as one came.
+    pub fn wait_for_boot(&mut self, wait: Duration) -> Result<bool, DeviceError> {
         let deadline = Instant::now() + wait;
         while let Some(line) = self.next_line(Step::Hello, deadline)? {
             let Line::Complete(line) = line else { continue };
@@ -603,17 +609,20 @@ impl<W: Read + Write + Send> DeviceDriver for LineClient<W> {
         Ok(false)
     }
 
-    fn take_boot_seen(&mut self) -> bool {
+    /// Whether a `BOOT` went by since the last call (also one another request read past).
+    pub fn take_boot_seen(&mut self) -> bool {
         std::mem::take(&mut self.boot_seen)
     }
 
-    fn ping(&mut self) -> Result<Duration, DeviceError> {
+    /// `PING`: the round-trip time.
+    pub fn ping(&mut self) -> Result<Duration, DeviceError> {
         let started = Instant::now();
         self.simple(Step::Ping, "PING")?;
         Ok(started.elapsed())
     }
 
-    fn keygen(&mut self) -> Result<Vec<u8>, DeviceError> {
+    /// `KEYGEN`: the device makes its P-256 key; returns the uncompressed public point.
+    pub fn keygen(&mut self) -> Result<Vec<u8>, DeviceError> {
         let step = Step::Keygen;
         self.require(step, caps::P256_KEYGEN)?;
         let id = self.allocate_id();
@@ -626,7 +635,8 @@ impl<W: Read + Write + Send> DeviceDriver for LineClient<W> {
         Ok(public)
     }
 
-    fn csr(&mut self, subject_cn: &str) -> Result<Vec<u8>, DeviceError> {
+    /// `CSR`: a PKCS#10 request with subject CN `subject_cn`, DER.
+    pub fn csr(&mut self, subject_cn: &str) -> Result<Vec<u8>, DeviceError> {
         let step = Step::Csr;
         self.require(step, caps::CSR)?;
         let id = self.allocate_id();
@@ -636,7 +646,8 @@ impl<W: Read + Write + Send> DeviceDriver for LineClient<W> {
         self.b64_field(step, &reply, "csr")
     }
 
-    fn open_session(&mut self) -> Result<(), DeviceError> {
+    /// `SESSION`: opens the encrypted session every secret travels in.
+    pub fn open_session(&mut self) -> Result<(), DeviceError> {
         let step = Step::Session;
         self.require(step, caps::ENCRYPTED_INJECTION)?;
         self.session = None;
@@ -660,11 +671,13 @@ impl<W: Read + Write + Send> DeviceDriver for LineClient<W> {
         Ok(())
     }
 
-    fn put_certificate_chain(&mut self, chain: &[u8]) -> Result<StoredItem, DeviceError> {
+    /// `PUT item=chain`.
+    pub fn put_certificate_chain(&mut self, chain: &[u8]) -> Result<StoredItem, DeviceError> {
         self.put(Step::PutChain, Item::Chain, chain, sha256_hex(chain))
     }
 
-    fn put_private_key(&mut self, scalar: &SecretBytes) -> Result<StoredItem, DeviceError> {
+    /// `PUT item=private-key` (a 32-byte P-256 scalar), inside the session.
+    pub fn put_private_key(&mut self, scalar: &SecretBytes) -> Result<StoredItem, DeviceError> {
         let step = Step::PutPrivateKey;
         self.require(step, caps::ENCRYPTED_INJECTION)?;
         let key = SecretKey::from_slice(scalar.expose()).map_err(|_| DeviceError::Input {
@@ -676,7 +689,8 @@ impl<W: Read + Write + Send> DeviceDriver for LineClient<W> {
         self.put(step, Item::PrivateKey, scalar.expose(), digest)
     }
 
-    fn put_symmetric_key(&mut self, key: &SecretBytes) -> Result<StoredItem, DeviceError> {
+    /// `PUT item=symmetric-key`, inside the session.
+    pub fn put_symmetric_key(&mut self, key: &SecretBytes) -> Result<StoredItem, DeviceError> {
         let step = Step::PutSymmetricKey;
         self.require(step, caps::SYMMETRIC_KEY)?;
         if key.expose().len() > 64 {
@@ -694,7 +708,8 @@ impl<W: Read + Write + Send> DeviceDriver for LineClient<W> {
         )
     }
 
-    fn config(&mut self, config: &DeviceConfig) -> Result<StoredItem, DeviceError> {
+    /// `CONFIG`: registration ID, ID scope, global endpoint and product key/values.
+    pub fn config(&mut self, config: &DeviceConfig) -> Result<StoredItem, DeviceError> {
         let step = Step::Config;
         if config.extra.len() > protocol::MAX_CONFIG_EXTRAS {
             return Err(DeviceError::Input {
@@ -723,7 +738,8 @@ impl<W: Read + Write + Send> DeviceDriver for LineClient<W> {
         Ok(StoredItem { sha256: reported })
     }
 
-    fn readback(&mut self) -> Result<Readback, DeviceError> {
+    /// `READBACK`: the digests of what the device holds.
+    pub fn readback(&mut self) -> Result<Readback, DeviceError> {
         let reply = self.simple(Step::Readback, "READBACK")?;
         Ok(Readback {
             key: parse_digest(reply.get("key")),
@@ -734,7 +750,8 @@ impl<W: Read + Write + Send> DeviceDriver for LineClient<W> {
         })
     }
 
-    fn tpm_ek(&mut self) -> Result<TpmEk, DeviceError> {
+    /// `TPM-EK`: the TPM endorsement key.
+    pub fn tpm_ek(&mut self) -> Result<TpmEk, DeviceError> {
         let step = Step::TpmEk;
         self.require(step, caps::TPM_EK)?;
         let reply = self.simple(step, "TPM-EK")?;
@@ -744,7 +761,8 @@ impl<W: Read + Write + Send> DeviceDriver for LineClient<W> {
         })
     }
 
-    fn lock(&mut self) -> Result<(), DeviceError> {
+    /// `LOCK`.
+    pub fn lock(&mut self) -> Result<(), DeviceError> {
         let step = Step::Lock;
         self.require(step, caps::LOCK)?;
         let reply = self.simple(step, "LOCK")?;
@@ -752,9 +770,5 @@ impl<W: Read + Write + Send> DeviceDriver for LineClient<W> {
             return Err(self.protocol(step, "LOCK acknowledged without locked=1".into()));
         }
         Ok(())
-    }
-
-    fn factory_reset(&mut self) -> Result<(), DeviceError> {
-        LineClient::factory_reset(self)
     }
 }

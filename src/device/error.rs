@@ -37,6 +37,9 @@ pub enum Step {
     Reset,
     /// A raw command from `device console`.
     Console,
+    /// A command of another family's wire (an nRF91's `AT%CMNG`), named as sent, without its
+    /// arguments.
+    Command(&'static str),
 }
 
 impl fmt::Display for Step {
@@ -56,6 +59,7 @@ impl fmt::Display for Step {
             Step::Lock => "LOCK",
             Step::Reset => "the factory reset (RESET)",
             Step::Console => "the console command",
+            Step::Command(name) => return write!(f, "the command {name}"),
         })
     }
 }
@@ -180,6 +184,43 @@ pub enum DeviceError {
         reported: String,
         /// The digest of what was sent.
         expected: String,
+    },
+    /// A modem answered `ERROR` or `+CME ERROR: n`: never retried blindly, mapped to what happened
+    /// and what to do.
+    #[error("the modem on {port} refused {step}: {meaning}")]
+    Modem {
+        /// The port path.
+        port: String,
+        /// The step.
+        step: Step,
+        /// The `+CME ERROR` code, `None` for a bare `ERROR`.
+        code: Option<u32>,
+        /// What the code means and what to do.
+        meaning: String,
+    },
+    /// An SMP server answered an error (v1 `rc`, or v2 `err {group, rc}`).
+    #[error("the device on {port} refused {step}: {meaning}")]
+    Smp {
+        /// The port path.
+        port: String,
+        /// The step.
+        step: Step,
+        /// The SMP group of the error (v2), else the request's.
+        group: u16,
+        /// The return code.
+        rc: i64,
+        /// What it means and what to do.
+        meaning: String,
+    },
+    /// A credential slot already holds something, and re-provisioning was not chosen.
+    #[error(
+        "the device on {port} already holds {what}; the station never overwrites a credential unless re-provisioning was chosen: run the batch with --reprovision \"<reason>\" to replace it, or take the device off the line"
+    )]
+    Occupied {
+        /// The port path.
+        port: String,
+        /// What it holds (`a client certificate in sec_tag 42`).
+        what: String,
     },
     /// The station's own input cannot be sent (a registration ID with a space, a chain too large).
     #[error("cannot send {step} to {port}: {reason}")]

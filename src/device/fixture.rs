@@ -1,10 +1,20 @@
 //! The fixture map: which stable port path each slot of the fixture is, as written in `station.toml`:
 //!
 //! ```toml
+//! [fixture]
+//! family = "station"          # the driver of every slot (optional; default "station")
+//!
 //! [fixture.slots]
 //! A1 = "/dev/serial/by-id/usb-FTDI_FT232R_USB_UART_A10K4XYZ-if00-port0"
 //! A2 = "/dev/serial/by-id/usb-FTDI_FT232R_USB_UART_A10K4XZ0-if00-port0"
+//!
+//! [fixture.families]          # per slot, overriding `family` (optional)
+//! A2 = "nrf91"
 //! ```
+//!
+//! `family = "station" | "nrf91" | "zephyr-smp"` in `[fixture]` says which driver every slot
+//! uses (default `station`); `[fixture.families]` names the slots that differ, for a fixture with
+//! mixed products.
 //!
 //! Slots are named by `/dev/serial/by-id` paths, which udev derives from the adapter's USB serial
 //! number, so a cable plugged back into another USB socket keeps its slot; `/dev/ttyUSB*` numbers do not.
@@ -14,13 +24,21 @@ use std::path::{Path, PathBuf};
 
 use serde::{Deserialize, Serialize};
 
+use super::driver::Family;
+
 /// Slot name → stable port path.
 #[derive(Debug, Clone, Default, PartialEq, Eq, Serialize, Deserialize)]
 #[serde(deny_unknown_fields)]
 pub struct FixtureMap {
+    /// The family of every slot not named in `families` (`None`: `station`).
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub family: Option<Family>,
     /// The slots, sorted by name.
     #[serde(default)]
     pub slots: BTreeMap<String, PathBuf>,
+    /// Slots whose family differs from `family`.
+    #[serde(default, skip_serializing_if = "BTreeMap::is_empty")]
+    pub families: BTreeMap<String, Family>,
 }
 
 /// A fixture map that cannot be used.
@@ -32,6 +50,11 @@ pub enum FixtureError {
     /// A slot name that would be unreadable in the GUI and the ledger.
     #[error("fixture slot name '{0}' must be 1-32 characters of letters, digits, '-' or '_'")]
     SlotName(String),
+    /// A family given for a slot the map does not have.
+    #[error(
+        "fixture.families names slot '{0}', which is not in fixture.slots; add the slot or remove its family"
+    )]
+    UnknownSlot(String),
     /// Two slots name the same port.
     #[error("fixture slots '{0}' and '{1}' both name port {2}; give each slot its own port")]
     Duplicate(String, String, PathBuf),
@@ -72,8 +95,21 @@ impl FixtureMap {
         toml::to_string(self).unwrap_or_default()
     }
 
-    /// Checks slot names, duplicates, and that `/dev/ttyUSB*`/`ttyACM*` names are not used.
+    /// The family of `slot`'s devices: its own, else the fixture's, else `station`.
+    pub fn family_of(&self, slot: &str) -> Family {
+        self.families
+            .get(slot)
+            .copied()
+            .or(self.family)
+            .unwrap_or(Family::Station)
+    }
+
+    /// Checks slot names, duplicates, that `/dev/ttyUSB*`/`ttyACM*` names are not used, and that
+    /// per-slot families name slots of the map.
     pub fn validate(&self) -> Result<(), FixtureError> {
+        if let Some(slot) = self.families.keys().find(|s| !self.slots.contains_key(*s)) {
+            return Err(FixtureError::UnknownSlot(slot.clone()));
+        }
         let mut seen: BTreeMap<&Path, &str> = BTreeMap::new();
         for (slot, path) in &self.slots {
             let ok = (1..=32).contains(&slot.len())
@@ -166,5 +202,24 @@ mod tests {
             FixtureMap::from_toml("[slots]\n\"a b\" = \"/x\"\n"),
             Err(FixtureError::SlotName(_))
         ));
+    }
+
+    #[test]
+    fn families_default_per_fixture_and_per_slot() {
+        let plain = FixtureMap::from_toml("[slots]\nA1 = \"/x\"\n").unwrap();
+        assert_eq!(plain.family_of("A1"), Family::Station);
+        let mixed = FixtureMap::from_toml(
+            "family = \"nrf91\"\n[slots]\nA1 = \"/x\"\nA2 = \"/y\"\n[families]\nA2 = \"station\"\n",
+        )
+        .unwrap();
+        assert_eq!(mixed.family_of("A1"), Family::Nrf91);
+        assert_eq!(mixed.family_of("A2"), Family::Station);
+        assert_eq!(FixtureMap::from_toml(&mixed.to_toml()).unwrap(), mixed);
+        let unknown = FixtureMap::from_toml("[slots]\nA1 = \"/x\"\n[families]\nB9 = \"nrf91\"\n")
+            .unwrap_err();
+        assert!(unknown.to_string().contains("'B9'"), "{unknown}");
+        let typo =
+            FixtureMap::from_toml("family = \"nrf9160\"\n[slots]\nA1 = \"/x\"\n").unwrap_err();
+        assert!(typo.to_string().contains("nrf91"), "{typo}");
     }
 }

@@ -1,8 +1,9 @@
 //! Devices on the line: the station line protocol, the serial transport, port discovery, the simulator.
 //!
-//! The station talks to devices only through [`DeviceDriver`]; [`LineClient`] is the driver for our
-//! own protocol (`docs/device-protocol.md`). Drivers for other firmware (nRF91 AT commands, ESP-AT,
-//! Zephyr SMP) implement the same trait beside it.
+//! The station talks to devices only through [`DeviceDriver`], which reports a family's
+//! [`Capabilities`] and offers operations by intent; [`LineClient`] is the driver for our own
+//! protocol (`docs/device-protocol.md`, family `station`). Drivers for other firmware implement
+//! the same trait beside it (`docs/devices/`).
 
 pub mod client;
 pub mod crc;
@@ -10,13 +11,46 @@ pub mod driver;
 pub mod error;
 pub mod fixture;
 pub mod frame;
+pub mod nrf91;
 pub mod protocol;
+pub mod replies;
 pub mod session;
 pub mod simulator;
+pub mod smp;
+pub mod station_driver;
 pub mod transport;
 
 pub use client::{ClientOptions, LineClient, Timeouts, WireEvent};
-pub use driver::{DeviceDriver, DeviceInfo, Readback, StoredItem, TpmEk};
+pub use driver::{
+    Bundle, Capabilities, DeviceDriver, DeviceInfo, Family, GeneratedKey, Held, Holdings, Stored,
+    TpmEk,
+};
 pub use error::{DeviceError, Step};
 pub use fixture::FixtureMap;
 pub use protocol::DeviceConfig;
+
+/// Opens `port` with the driver of `family`: what a slot of the fixture talks to its devices with.
+/// `options.baud` is the speed of every family; the rest applies to our own protocol.
+pub fn open_driver(
+    family: Family,
+    port: &str,
+    options: &ClientOptions,
+) -> Result<Box<dyn DeviceDriver>, DeviceError> {
+    Ok(match family {
+        Family::Station => Box::new(LineClient::open(port, options.clone())?),
+        Family::Nrf91 => Box::new(nrf91::Nrf91Driver::open(
+            port,
+            nrf91::Nrf91Options {
+                baud: options.baud,
+                ..nrf91::Nrf91Options::default()
+            },
+        )?),
+        Family::ZephyrSmp => Box::new(smp::driver::ZephyrSmpDriver::open(
+            port,
+            smp::driver::SmpOptions {
+                baud: options.baud,
+                ..smp::driver::SmpOptions::default()
+            },
+        )?),
+    })
+}

@@ -37,6 +37,7 @@ pub mod bench;
 mod certificate;
 mod error;
 mod export;
+pub mod key_evidence;
 pub mod lock;
 mod queries;
 pub mod schema;
@@ -51,6 +52,7 @@ use rusqlite::{Connection, OpenFlags, TransactionBehavior};
 
 pub use audit::{BrokenRow, VerifyReport};
 pub use error::LedgerError;
+pub use key_evidence::KeyEvidence;
 pub use lock::{LockHolder, WriterLock};
 pub use types::*;
 pub use writer::LedgerWriter;

@@ -18,7 +18,7 @@ pub const APPLICATION_ID: i32 = 0x4450_5354;
 pub const CURRENT_VERSION: i64 = MIGRATIONS.len() as i64;
 
 /// Migration `i` takes the schema from version `i` to `i + 1`.
-pub const MIGRATIONS: &[&str] = &[V1_FOUNDATION, V2_HSM, V3_REPROVISIONING];
+pub const MIGRATIONS: &[&str] = &[V1_FOUNDATION, V2_HSM, V3_REPROVISIONING, V4_KEY_EVIDENCE];
 
 /// Tables a migration rebuilds (create new, copy, drop, rename), by the version it starts from.
 /// Dropping a table drops its triggers, so [`migrate`] saves the triggers of these tables and
@@ -159,6 +159,21 @@ CREATE TABLE ca_certificates (
     not_after          TEXT NOT NULL,
     key_session_id     INTEGER REFERENCES key_sessions(id),
     created_at         TEXT NOT NULL
+);
+"#;
+
+/// v4 (devices, issue 15): what a device said about a key it made, kept with its identity.
+///
+/// A modem that makes its key with the CSR (nRF91 `%KEYGEN`) also signs an attestation of that
+/// CSR (COSE_Sign1 with the modem's identity key, checkable only by the vendor's identity
+/// service). Both are kept, one row per identity, written in the same commit as the `issued`
+/// record, so that an identity can later be proven to hold a key the modem made.
+const V4_KEY_EVIDENCE: &str = r#"
+CREATE TABLE key_evidence (
+    identity_id  INTEGER PRIMARY KEY REFERENCES identities(id),
+    csr_der      BLOB NOT NULL,
+    attestation  BLOB,
+    created_at   TEXT NOT NULL
 );
 "#;
 

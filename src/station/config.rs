@@ -475,6 +475,8 @@ struct RawBatch {
     enrollment: String,
     #[serde(default)]
     reprovision: Option<String>,
+    #[serde(default)]
+    plaintext_cable: bool,
 }
 
 #[derive(Debug, Deserialize)]
@@ -607,6 +609,9 @@ pub struct BatchConfig {
     /// or `reprovision = "..."` in batch.toml): each such device is factory-reset if locked,
     /// its old identity revoked and a new one issued, all audited. `None`: they are refused.
     pub reprovision: Option<String>,
+    /// The fixture's cable is trusted (`plaintext_cable = true`): families that take injected
+    /// keys only in plain (nRF91 `%CMNG`) may be sent them. Off unless said.
+    pub plain_secrets: bool,
 }
 
 /// Why a batch cannot re-provision (from `batch.toml` or `run --reprovision`).
@@ -865,6 +870,7 @@ impl BatchConfig {
             enrollment_group,
             timing,
             reprovision,
+            plain_secrets: raw.plaintext_cable,
         })
     }
 

@@ -53,6 +53,20 @@ pub enum EngineError {
         /// What differs.
         what: String,
     },
+    /// A slot's device family cannot do the batch's mode.
+    #[error(
+        "slot {slot} holds {family} devices, which cannot be provisioned in mode {mode}: {reason}; or give the slot another family in station.toml (family = \"...\")"
+    )]
+    FamilyMisfit {
+        /// The slot.
+        slot: String,
+        /// Its family.
+        family: &'static str,
+        /// The batch's mode.
+        mode: &'static str,
+        /// What the family lacks and what to change.
+        reason: String,
+    },
     /// A thread could not be started.
     #[error("cannot start the {what} thread: {source}")]
     Thread {
@@ -158,6 +172,17 @@ impl Engine {
             dps,
             sources,
         } = setup;
+        // Before the ledger is touched: every slot's family must be able to do the batch's mode.
+        for (slot, source) in &sources {
+            let family = source.family();
+            super::family_fit::mode_fits(batch.mode, &family.capabilities(), batch.plain_secrets)
+                .map_err(|reason| EngineError::FamilyMisfit {
+                slot: slot.clone(),
+                family: family.as_str(),
+                mode: batch.mode.as_str(),
+                reason,
+            })?;
+        }
         let writer = WriterIdentity {
             station: station.name.clone(),
             operator: station.operator.clone(),

@@ -8,11 +8,13 @@
 
 pub mod config;
 pub mod demo;
+pub mod demo_families;
 pub mod engine;
 pub mod enroll_bench;
 pub mod enroll_worker;
 pub mod enrollment;
 pub mod events;
+pub mod family_fit;
 pub mod hsm_bench;
 pub mod individual_keys;
 pub mod key_session;
@@ -23,4 +25,5 @@ pub mod pipeline;
 pub mod report;
 pub mod secret_file;
 pub mod setup;
+pub mod sim_fixture;
 pub mod source;

@@ -1,8 +1,11 @@
 //! One device through the line, ledger written ahead:
 //!
-//! identify → check (product line, batch range, duplicate) → key (device keygen + CSR, or the
-//! station's key) → issue (HSM signs, or derives) → record `issued` → write (chain / encrypted key,
-//! config) → verify (read-back digests) → lock → `written` + queued for enrollment.
+//! identify (the slot's source) → check (product line, batch range, the family's capabilities)
+//! → registration ID and its ledger history → decide (a pure function: done already, locked,
+//! refused, provision, re-provision) → factory reset if re-provisioning a locked device → key +
+//! issue (device key + CSR, the station's key, a derived key, the TPM's EK) → record `issued` →
+//! store (the driver writes the bundle and reports its digests), verify (read-back), lock (only a
+//! family that can) → `written` + queued for enrollment. Drivers only speak their wire.
 //!
 //! Nothing reaches the device before the ledger holds the identity; a failure after that voids
 //! the identity (`failed{write}`), so a restart never finds a half-written identity it trusts.
@@ -17,13 +20,16 @@ use zeroize::Zeroizing;
 
 use super::config::{BatchConfig, Mode};
 use super::events::{Event, Stage};
+use super::family_fit;
 use super::keys::StationKeys;
 use super::ledger_thread::LedgerHandle;
-use crate::device::DeviceDriver;
 use crate::device::DeviceError;
-use crate::device::driver::{DeviceConfig, DeviceInfo, Expected, TpmEk};
+use crate::device::driver::{
+    Bundle, ConfigStorage, DeviceConfig, DeviceDriver, DeviceInfo, Digests, Family, GeneratedKey,
+    Held, KeyGeneration, LockKind, TpmEk,
+};
 use crate::device::protocol::ErrorCode;
-use crate::device::protocol::{caps, sha256_hex};
+use crate::device::protocol::sha256_hex;
 use crate::identity::issue::{self, Issuer};
 use crate::identity::profile::DeviceProfile;
 use crate::identity::registration_id::{IdUse, RegistrationId};
@@ -31,7 +37,7 @@ use crate::identity::signer::CaSigner;
 use crate::identity::template::{Field, TemplateValues};
 use crate::identity::tpm_ek;
 use crate::ledger::{
-    Attestation, BatchId, EnrollmentKind, FailureStage, IdentityRecord, IdentityState,
+    Attestation, BatchId, EnrollmentKind, FailureStage, IdentityRecord, IdentityState, KeyEvidence,
     KeyFingerprint, KeyNonce, NewDevice, NewEnrollment, NewIdentity, Reprovisioning, Transition,
 };
 use crate::secret::SecretBytes;
@@ -87,6 +93,10 @@ pub struct DeviceOutcome {
     pub done: Done,
     /// Time spent on the device.
     pub elapsed: Duration,
+    /// The device's family.
+    pub family: Family,
+    /// Where its registration data went (written, or carried by its firmware), once written.
+    pub config: Option<ConfigStorage>,
 }
 
 struct Failure(Stage, String);
@@ -146,7 +156,16 @@ pub fn provision(
 ) -> DeviceOutcome {
     let started = Instant::now();
     let mut registration_id = None;
-    let result = run(ctx, slot, driver, info, emit, &mut registration_id);
+    let mut config = None;
+    let result = run(
+        ctx,
+        slot,
+        driver,
+        info,
+        emit,
+        &mut registration_id,
+        &mut config,
+    );
     let (done, failure) = match result {
         Ok(done) => (done, None),
         Err(Failure(s, r)) => (Done::Provisioned, Some((s, r))),
@@ -158,9 +177,13 @@ pub fn provision(
         failure,
         done,
         elapsed: started.elapsed(),
+        family: info.family,
+        config,
     }
 }
 
+/// The pipeline as its stages: check → identify the registration ID and its ledger history →
+/// decide → (factory reset) → key + issue → record `issued` → store, verify, lock → `written`.
 fn run(
     ctx: &BatchContext,
     slot: &str,
@@ -168,6 +191,7 @@ fn run(
     info: &DeviceInfo,
     emit: &dyn Fn(Event),
     out_id: &mut Option<RegistrationId>,
+    out_config: &mut Option<ConfigStorage>,
 ) -> Result<Done, Failure> {
     let stage = |s: Stage| {
         emit(Event::StageStarted {
@@ -175,11 +199,74 @@ fn run(
             stage: s,
         })
     };
-    let batch = &ctx.batch;
-    let mode = batch.mode;
-
-    // --- check ------------------------------------------------------------------------------
     stage(Stage::Check);
+    check_device(&ctx.batch, info)?;
+    let (registration_id, early_ek) = render_registration_id(&ctx.batch, driver, info)?;
+    *out_id = Some(registration_id.clone());
+    let rid = registration_id.as_str().to_string();
+    let found = look_up(ctx, info, &rid)?;
+    let reprovision = match decide(&ctx.batch, info, &rid, &found) {
+        Decision::AlreadyDone => return Ok(Done::AlreadyDone),
+        Decision::Locked => return locked_device(ctx, driver, info, &rid, found.existing.as_ref()),
+        Decision::Refuse(reason) => return Err(Failure(Stage::Check, reason)),
+        Decision::Provision => None,
+        Decision::Reprovision { old, reason } => {
+            if info.locked {
+                stage(Stage::Reset);
+                factory_reset(driver, info)?;
+                record_factory_reset(ctx, info, &rid, &old, &reason)?;
+            }
+            Some(Reprovisioning {
+                reason,
+                batch: ctx.batch.name.clone(),
+                device_serial: info.serial.clone(),
+            })
+        }
+    };
+    let mut plan = RecordPlan {
+        evidence: None,
+        reissue: reprovision.is_none() && found.existing.is_some(),
+        reprovision,
+        device: NewDevice {
+            model: info.model.clone(),
+            serial_number: info.serial.clone(),
+            hardware_id: Some(info.hardware_id.clone()),
+            firmware: Some(info.firmware.clone()),
+            batch: Some(ctx.batch_id),
+        },
+    };
+    // The station may replace what it put there itself (an unfinished earlier write) or what
+    // re-provisioning replaces; anything else on the device is not its to overwrite.
+    let overwrite = plan.reissue || plan.reprovision.is_some();
+    let credential = make_credential(
+        ctx,
+        driver,
+        info,
+        &registration_id,
+        early_ek,
+        &mut plan,
+        overwrite,
+        &stage,
+    )?;
+    if let Some(attestation) = credential.attestation {
+        stage(Stage::Record);
+        record_issued(ctx, &rid, plan, attestation)?;
+    }
+    match write_verify_lock(driver, info, ctx, &rid, credential.writes, &stage) {
+        Ok(config) => *out_config = Some(config),
+        Err(Failure(stage, reason)) => {
+            void(ctx, &rid, stage, &reason);
+            return Err(Failure(stage, reason));
+        }
+    }
+    mark_written(ctx, info, &rid)?;
+    Ok(Done::Provisioned)
+}
+
+/// The device belongs to this batch: its model, its serial range, and a family that can do the
+/// batch's mode (the engine checked the slot's family; this checks what the device announced).
+fn check_device(batch: &BatchConfig, info: &DeviceInfo) -> Result<(), Failure> {
+    let mode = batch.mode;
     if let Some(model) = &batch.model
         && &info.model != model
     {
@@ -200,33 +287,33 @@ fn run(
             ),
         ));
     }
-    let needs: &[&str] = match mode {
-        Mode::X509Csr | Mode::X509Group => &[caps::P256_KEYGEN, caps::CSR],
-        Mode::X509Inject => &[caps::ENCRYPTED_INJECTION],
-        Mode::SymmetricGroup | Mode::SymmetricIndividual => {
-            &[caps::ENCRYPTED_INJECTION, caps::SYMMETRIC_KEY]
-        }
-        Mode::Tpm => &[caps::TPM_EK],
-    };
-    if let Some(missing) = needs.iter().find(|c| !info.has(c)) {
-        return Err(Failure(
+    family_fit::mode_fits(mode, &info.capabilities, batch.plain_secrets).map_err(|missing| {
+        Failure(
             Stage::Check,
             format!(
-                "device {} (firmware {}) lacks capability '{missing}' that mode {mode} needs",
-                info.serial, info.firmware
+                "device {} ({} family, firmware {}) cannot do what mode {mode} needs: {missing}",
+                info.serial, info.family, info.firmware
             ),
-        ));
-    }
-    let usage = if mode.is_x509() {
+        )
+    })
+}
+
+/// The registration ID the batch's template renders for the device. A TPM batch whose template
+/// names {regid} takes the ID the device suggests with its EK; only then is the EK read before
+/// the ID is known (config refuses {regid} in other modes), and it is returned for reuse.
+fn render_registration_id(
+    batch: &BatchConfig,
+    driver: &mut dyn DeviceDriver,
+    info: &DeviceInfo,
+) -> Result<(RegistrationId, Option<TpmEk>), Failure> {
+    let usage = if batch.mode.is_x509() {
         IdUse::X509CommonName
     } else {
         IdUse::Any
     };
-    // A TPM batch whose template names {regid} takes the ID the device suggests with its EK;
-    // only then is the EK read before the ID is known (config refuses {regid} in other modes).
     let early_ek =
-        if mode == Mode::Tpm && batch.template.fields().contains(&Field::DeviceSuggestion) {
-            Some(driver.tpm_ek().map_err(fail(Stage::Check))?)
+        if batch.mode == Mode::Tpm && batch.template.fields().contains(&Field::DeviceSuggestion) {
+            Some(driver.endorsement_key().map_err(fail(Stage::Check))?)
         } else {
             None
         };
@@ -239,22 +326,31 @@ fn run(
             .as_ref()
             .and_then(|ek| ek.suggested_registration_id.as_deref()),
     };
-    let registration_id = batch
+    let rid = batch
         .template
         .render(&values, usage)
         .map_err(fail(Stage::Check))?;
-    *out_id = Some(registration_id.clone());
-    let rid = registration_id.as_str().to_string();
-    // The live identity, or else the newest revoked one (re-provisioning history).
+    Ok((rid, early_ek))
+}
+
+/// What the ledger holds under a registration ID.
+struct Found {
+    /// The live identity.
+    existing: Option<IdentityRecord>,
+    /// Else the newest revoked one (re-provisioning history).
+    revoked: Option<IdentityRecord>,
+}
+
+/// Looks the registration ID up. An identity of another device under it is a collision (a
+/// template that renders one ID for two devices, or two TPMs suggesting the same): never replaced,
+/// with or without re-provisioning, or one device would revoke the other's identity.
+fn look_up(ctx: &BatchContext, info: &DeviceInfo, rid: &str) -> Result<Found, Failure> {
     let found = {
-        let rid = rid.clone();
+        let rid = rid.to_string();
         ctx.ledger
             .call(move |l| l.live_or_last_revoked(&rid))
             .map_err(fail(Stage::Check))?
     };
-    // An identity of another device under this registration ID is a collision (a template that
-    // renders one ID for two devices, or two TPMs suggesting the same): never replace it, with
-    // or without re-provisioning, or one device would revoke the other's identity.
     if let Some(holder) = found.as_ref().and_then(|rec| rec.device.as_ref())
         && (holder.serial_number != info.serial || holder.model != info.model)
     {
@@ -266,13 +362,41 @@ fn run(
             ),
         ));
     }
-    let (existing, revoked) = match found {
-        Some(rec) if rec.state == IdentityState::Revoked => (None, Some(rec)),
-        live => (live, None),
-    };
+    Ok(match found {
+        Some(rec) if rec.state == IdentityState::Revoked => Found {
+            existing: None,
+            revoked: Some(rec),
+        },
+        live => Found {
+            existing: live,
+            revoked: None,
+        },
+    })
+}
+
+/// What to do with a device, decided from the batch, the device and its ledger record alone.
+enum Decision {
+    /// Done by this batch already and still in its slot: not counted again.
+    AlreadyDone,
+    /// Locked: done, completed from an interrupted run, or refused ([`locked_device`]).
+    Locked,
+    /// Refused, with the reason.
+    Refuse(String),
+    /// A new identity (or a reissue of one never written).
+    Provision,
+    /// Re-provisioning chosen for a device seen before: its old identity is revoked.
+    Reprovision {
+        /// The identity it had.
+        old: Box<IdentityRecord>,
+        /// The operator's reason.
+        reason: String,
+    },
+}
+
+fn decide(batch: &BatchConfig, info: &DeviceInfo, rid: &str, found: &Found) -> Decision {
     // Seen before: the registration ID has (or had) an identity the device held for good.
     // Identities still `issued` or failed at write are finished or replaced as before.
-    let seen_before: Option<&IdentityRecord> = match &existing {
+    let seen_before: Option<&IdentityRecord> = match &found.existing {
         Some(rec) if matches!(rec.state, IdentityState::Issued) => None,
         Some(rec)
             if rec.state == IdentityState::Failed
@@ -281,93 +405,131 @@ fn run(
             None
         }
         Some(rec) => Some(rec),
-        None => revoked.as_ref(),
+        None => found.revoked.as_ref(),
     };
     // A device this batch itself finished (left in its slot across a restart) is done, also in
     // a re-provisioning batch: re-provisioning replaces identities of earlier batches.
-    let done_here = existing.as_ref().is_some_and(|rec| {
+    let done_here = found.existing.as_ref().is_some_and(|rec| {
         matches!(rec.state, IdentityState::Written | IdentityState::Enrolled)
             && rec.batch.as_deref() == Some(batch.name.as_str())
     });
     if info.locked && (seen_before.is_none() || done_here) {
-        return locked_device(ctx, driver, info, &rid, existing.as_ref());
+        return Decision::Locked;
     }
-    let reprovision = match seen_before {
-        None => None,
-        Some(rec) => {
-            let Some(reason) = batch.reprovision.as_deref() else {
-                return Err(Failure(
-                    Stage::Check,
-                    format!(
-                        "device serial {} was seen before: registration ID '{rid}' is already {} in the ledger (batch {}); the station does not provision a device twice. To give it a new identity (the old one is revoked), run the batch with --reprovision \"<reason>\" (or reprovision = \"<reason>\" in batch.toml)",
-                        rec.device
-                            .as_ref()
-                            .map_or(info.serial.as_str(), |d| d.serial_number.as_str()),
-                        rec.state,
-                        rec.batch.as_deref().unwrap_or("none")
-                    ),
-                ));
-            };
-            if info.locked {
-                stage(Stage::Reset);
-                factory_reset(driver, info)?;
-                record_factory_reset(ctx, info, &rid, rec, reason)?;
-            }
-            Some(Reprovisioning {
+    // A family that cannot lock shows no lock to tell "done" by: the ledger's `written` for this
+    // very device (same serial and model, checked by the look-up) in this batch says it.
+    if done_here && info.capabilities.lock == LockKind::None {
+        return Decision::AlreadyDone;
+    }
+    match seen_before {
+        None => Decision::Provision,
+        Some(rec) => match batch.reprovision.as_deref() {
+            Some(reason) => Decision::Reprovision {
+                old: Box::new(rec.clone()),
                 reason: reason.to_string(),
-                batch: batch.name.clone(),
-                device_serial: info.serial.clone(),
-            })
-        }
-    };
-    let plan = RecordPlan {
-        reissue: reprovision.is_none() && existing.is_some(),
-        reprovision,
-        device: NewDevice {
-            model: info.model.clone(),
-            serial_number: info.serial.clone(),
-            hardware_id: Some(info.hardware_id.clone()),
-            firmware: Some(info.firmware.clone()),
-            batch: Some(ctx.batch_id),
+            },
+            None => Decision::Refuse(format!(
+                "device serial {} was seen before: registration ID '{rid}' is already {} in the ledger (batch {}); the station does not provision a device twice. To give it a new identity (the old one is revoked), run the batch with --reprovision \"<reason>\" (or reprovision = \"<reason>\" in batch.toml)",
+                rec.device
+                    .as_ref()
+                    .map_or(info.serial.as_str(), |d| d.serial_number.as_str()),
+                rec.state,
+                rec.batch.as_deref().unwrap_or("none")
+            )),
         },
-    };
+    }
+}
 
-    // --- key + issue ---------------------------------------------------------------------------
-    let mut expected = Expected::default();
-    let mut chain_pem: Option<String> = None;
-    let mut station_key: Option<SecretBytes> = None;
-    let mut symmetric: Option<SecretBytes> = None;
-    // `None` once the identity is already recorded (the device-key X.509 modes record it while
-    // the CSR crosses the wire).
+/// What the key + issue stage made: what to write, and what the ledger records (`None` once the
+/// identity is already recorded: the key-then-CSR families record it while the CSR crosses).
+struct Credential {
+    writes: Writes,
+    attestation: Option<Attestation>,
+}
+
+/// Key + issue for the batch's mode: the device's own key (with its CSR), a station-made key, a
+/// derived symmetric key, or the TPM's endorsement key.
+#[allow(clippy::too_many_arguments)]
+fn make_credential(
+    ctx: &BatchContext,
+    driver: &mut dyn DeviceDriver,
+    info: &DeviceInfo,
+    registration_id: &RegistrationId,
+    early_ek: Option<TpmEk>,
+    plan: &mut RecordPlan,
+    overwrite: bool,
+    stage: &dyn Fn(Stage),
+) -> Result<Credential, Failure> {
+    let mode = ctx.batch.mode;
+    let rid = registration_id.as_str();
+    let reads_back_key = info.capabilities.reads_back_key;
+    let mut writes = Writes {
+        certificate_pem: None,
+        private_key: None,
+        symmetric_key: None,
+        expected_key: None,
+        overwrite,
+    };
     let attestation = match mode {
         Mode::X509Csr | Mode::X509Group => {
             stage(Stage::Key);
-            let public = driver.keygen().map_err(fail(Stage::Key))?;
-            expected.key = Some(sha256_hex(&public));
-            let chain = issue_and_record_during_csr(
-                ctx,
-                driver,
-                &registration_id,
-                &public,
-                plan.clone(),
-                &stage,
-            )?;
-            expected.chain = Some(sha256_hex(chain.as_bytes()));
-            chain_pem = Some(chain);
-            None
+            match driver
+                .generate_key(rid, overwrite)
+                .map_err(fail(Stage::Key))?
+            {
+                GeneratedKey::Public(public)
+                    if info.capabilities.key_generation == KeyGeneration::KeyThenCsr =>
+                {
+                    writes.expected_key = reads_back_key.then(|| sha256_hex(&public));
+                    writes.certificate_pem = Some(issue_and_record_during_csr(
+                        ctx,
+                        driver,
+                        registration_id,
+                        &public,
+                        plan.clone(),
+                        stage,
+                    )?);
+                    None
+                }
+                // The key came with its CSR (and the device's attestation of it, already checked
+                // by the driver to name this CSR): check the CSR as every CSR is, issue for the
+                // key it proves, and keep both with the identity in its `issued` commit.
+                GeneratedKey::Csr { der, attestation } => {
+                    let verified =
+                        crate::identity::csr::verify_csr(&der).map_err(fail(Stage::Key))?;
+                    let public = verified.public_key_sec1;
+                    writes.expected_key = reads_back_key.then(|| sha256_hex(&public));
+                    stage(Stage::Issue);
+                    let (cert, record) = issue_for_key(ctx, &public, registration_id)?;
+                    writes.certificate_pem = Some(cert);
+                    plan.evidence = Some(KeyEvidence {
+                        csr_der: der,
+                        attestation: attestation.map(|a| a.encoded),
+                    });
+                    Some(record)
+                }
+                GeneratedKey::Public(_) => {
+                    return Err(Failure(
+                        Stage::Key,
+                        format!(
+                            "device {}: the {} driver answered key generation with a bare public key but its family makes the CSR with the key; the driver is faulty",
+                            info.serial, info.family
+                        ),
+                    ));
+                }
+            }
         }
         Mode::X509Inject => {
             stage(Stage::Key);
             let key = SecretKey::generate();
             let public = key.public_key().to_sec1_bytes().to_vec();
             let scalar = Zeroizing::new(key.to_bytes());
-            station_key = Some(SecretBytes::new(scalar.to_vec()));
-            expected.key = Some(sha256_hex(&public));
+            writes.private_key = Some(SecretBytes::new(scalar.to_vec()));
+            writes.expected_key = reads_back_key.then(|| sha256_hex(&public));
             stage(Stage::Issue);
-            let (chain, attestation) = issue_for_key(ctx, &public, &registration_id)?;
-            expected.chain = Some(sha256_hex(chain.as_bytes()));
-            chain_pem = Some(chain);
-            Some(attestation)
+            let (cert, record) = issue_for_key(ctx, &public, registration_id)?;
+            writes.certificate_pem = Some(cert);
+            Some(record)
         }
         Mode::SymmetricGroup | Mode::SymmetricIndividual => {
             stage(Stage::Issue);
@@ -375,10 +537,9 @@ fn run(
             // re-provisioning or reissue): a new key each time, recomputable in the HSM from the
             // ledger's nonce.
             let key_nonce = (mode == Mode::SymmetricIndividual).then(KeyNonce::random);
-            let key = symmetric_device_key(ctx, &rid, key_nonce.as_ref())?;
-            expected.symmetric_key = Some(sha256_hex(key.expose()));
+            let key = symmetric_device_key(ctx, rid, key_nonce.as_ref())?;
             let fingerprint = KeyFingerprint::of_key(key.expose());
-            symmetric = Some(key);
+            writes.symmetric_key = Some(key);
             Some(Attestation::SymmetricKey {
                 key_fingerprint: fingerprint,
                 key_nonce,
@@ -392,53 +553,37 @@ fn run(
             })
         }
     };
+    Ok(Credential {
+        writes,
+        attestation,
+    })
+}
 
-    // --- record (write-ahead) -------------------------------------------------------------------
-    if let Some(attestation) = attestation {
-        stage(Stage::Record);
-        record_issued(ctx, &rid, plan, attestation)?;
-    }
-
-    let written = write_verify_lock(
-        driver,
-        batch,
-        &rid,
-        chain_pem,
-        station_key,
-        symmetric,
-        expected,
-        &stage,
-    );
-    if let Err(Failure(stage, reason)) = written {
-        void(ctx, &rid, stage, &reason);
-        return Err(Failure(stage, reason));
-    }
-
-    // --- written + queued -----------------------------------------------------------------------
-    let enrollment = new_enrollment(batch);
-    let rid2 = rid.clone();
+/// `issued → written` and queued for enrollment, in one commit.
+fn mark_written(ctx: &BatchContext, info: &DeviceInfo, rid: &str) -> Result<(), Failure> {
+    let enrollment = new_enrollment(&ctx.batch);
+    let rid = rid.to_string();
     ctx.ledger
         .call(move |l| {
             l.transaction(|w| {
-                w.transition(&rid2, &Transition::Written)?;
-                w.queue_enrollment(&rid2, &enrollment)?;
+                w.transition(&rid, &Transition::Written)?;
+                w.queue_enrollment(&rid, &enrollment)?;
                 Ok(())
             })
         })
         .map_err(|e| {
-            // The device holds its identity and is locked, but the ledger could not say so: the
-            // identity stays `issued` (a restart voids it to failed{write}); the next run finds
-            // the device locked with exactly the recorded identity and completes it
-            // (`locked_device`): no factory reset needed.
+            // The device holds its identity (and is locked, if its family locks), but the ledger
+            // could not say so: the identity stays `issued` (a restart voids it to
+            // failed{write}); the next run finds a locked device with exactly the recorded
+            // identity and completes it (`locked_device`), or rewrites a device that cannot lock.
             Failure(
                 Stage::Record,
                 format!(
-                    "device {} is written and locked but the ledger refused 'written': {e}",
+                    "device {} is written but the ledger refused 'written': {e}",
                     info.serial
                 ),
             )
-        })?;
-    Ok(Done::Provisioned)
+        })
 }
 
 /// The guarded factory reset of a locked device being re-provisioned (docs/device-protocol.md
@@ -496,6 +641,8 @@ fn record_factory_reset(
 #[derive(Clone)]
 struct RecordPlan {
     device: NewDevice,
+    /// What the device said about the key it made (CSR + attestation), kept with the identity.
+    evidence: Option<KeyEvidence>,
     reissue: bool,
     reprovision: Option<Reprovisioning>,
 }
@@ -511,6 +658,7 @@ fn record_issued(
     let (rid_record, batch_id) = (rid.to_string(), ctx.batch_id);
     let RecordPlan {
         device,
+        evidence,
         reissue,
         reprovision,
     } = plan;
@@ -524,12 +672,16 @@ fn record_issued(
                     device: Some(device_id),
                     attestation,
                 };
-                match (&reprovision, reissue) {
+                let id = match (&reprovision, reissue) {
                     // Revoke the old identity, audit the choice, record the new one: one commit.
-                    (Some(why), _) => w.reprovision(&identity, why),
-                    (None, true) => w.reissue(&identity),
-                    (None, false) => w.record_issued(&identity),
+                    (Some(why), _) => w.reprovision(&identity, why)?,
+                    (None, true) => w.reissue(&identity)?,
+                    (None, false) => w.record_issued(&identity)?,
+                };
+                if let Some(evidence) = &evidence {
+                    w.record_key_evidence(id, evidence)?;
                 }
+                Ok(id)
             })
         })
         .map(|_| ())
@@ -608,8 +760,8 @@ fn issue_and_record_during_csr(
     }
 }
 
-/// Signs the device certificate for `public` with the batch's CA: the chain to write and what
-/// the ledger records. One path for the station-made key and the device-made key.
+/// Signs the device certificate for `public` with the batch's CA: the certificate (PEM) to write
+/// before the batch's CA chain, and what the ledger records. One path for the station-made key and the device-made key.
 fn issue_for_key(
     ctx: &BatchContext,
     public: &[u8],
@@ -624,9 +776,8 @@ fn issue_for_key(
     let cert =
         issue::issue_device_certificate_for_key(public, registration_id, &ctx.profile, &issuer)
             .map_err(fail(Stage::Issue))?;
-    let chain = format!("{}{}", cert.pem(), ca.chain_pem);
     Ok((
-        chain,
+        cert.pem(),
         Attestation::X509 {
             certificate_der: cert.der,
         },
@@ -687,7 +838,7 @@ fn enrolled_ek(
 ) -> Result<Vec<u8>, Failure> {
     let ek = match read {
         Some(ek) => ek,
-        None => driver.tpm_ek().map_err(fail(stage))?,
+        None => driver.endorsement_key().map_err(fail(stage))?,
     };
     tpm_ek::spki_to_tpm2b_public(&ek.public_der)
         .map_err(|e| Failure(stage, format!("device {}: {e}", info.serial)))
@@ -721,18 +872,16 @@ fn locked_device(
         IdentityState::Failed if rec.failed_stage == Some(FailureStage::Write) => {}
         _ => return Err(refuse()),
     }
-    let readback = driver.readback().map_err(fail(Stage::Verify))?;
-    let mut expected = Expected {
-        config: Some(device_config(&ctx.batch, rid).digest_hex()),
-        ..Expected::default()
-    };
+    let holdings = driver.read_back().map_err(fail(Stage::Verify))?;
+    let config = device_config(&ctx.batch, rid);
+    let mut symmetric = None;
+    let mut key_digest = None;
     if let Some(der) = &rec.certificate_der {
         let (_, cert) = x509_parser::parse_x509_certificate(der).map_err(fail(Stage::Verify))?;
-        expected.key = Some(sha256_hex(&cert.public_key().subject_public_key.data));
+        key_digest = Some(sha256_hex(&cert.public_key().subject_public_key.data));
     } else if ctx.batch.mode == Mode::SymmetricGroup || ctx.batch.mode == Mode::SymmetricIndividual
     {
-        let key = symmetric_device_key(ctx, rid, rec.key_nonce.as_ref())?;
-        expected.symmetric_key = Some(sha256_hex(key.expose()));
+        symmetric = Some(symmetric_device_key(ctx, rid, rec.key_nonce.as_ref())?);
     } else if ctx.batch.mode == Mode::Tpm {
         // Nothing but the config was written: the device must still have the recorded EK.
         let public = enrolled_ek(driver, None, info, Stage::Verify)?;
@@ -742,7 +891,20 @@ fn locked_device(
     } else {
         return Err(refuse());
     }
-    if !readback.locked || !readback.differences(&expected).is_empty() {
+    // The certificate is not compared: the device key and the config identify the identity.
+    let bundle = Bundle {
+        certificate_pem: None,
+        ca_chain_pem: None,
+        private_key: None,
+        symmetric_key: symmetric.as_ref(),
+        config: &config,
+        overwrite: false,
+    };
+    let mut expected: Digests = driver.digests_of(&bundle).map_err(fail(Stage::Verify))?;
+    if let Some(key) = key_digest.filter(|_| info.capabilities.reads_back_key) {
+        expected.insert(Held::DeviceKey, key);
+    }
+    if !holdings.locked || !holdings.differences(&expected).is_empty() {
         return Err(refuse());
     }
     let enrollment = new_enrollment(&ctx.batch);
@@ -768,40 +930,54 @@ fn locked_device(
     Ok(Done::Completed)
 }
 
-#[allow(clippy::too_many_arguments)]
+/// What the pipeline writes to one device, made by the key + issue stages.
+struct Writes {
+    /// The device certificate, PEM (the CA chain is the batch's).
+    certificate_pem: Option<String>,
+    /// A station-made private key.
+    private_key: Option<SecretBytes>,
+    /// A symmetric key.
+    symmetric_key: Option<SecretBytes>,
+    /// The device key's digest, where the family reads it back.
+    expected_key: Option<String>,
+    /// Re-provisioning: what the device holds may be replaced.
+    overwrite: bool,
+}
+
+/// Store → verify → lock: the driver writes the bundle and reports its digests; the read-back
+/// must show exactly them (and the device key the station knows); a family that can lock is
+/// locked, one that cannot is done once verified.
 fn write_verify_lock(
     driver: &mut dyn DeviceDriver,
-    batch: &BatchConfig,
+    info: &DeviceInfo,
+    ctx: &BatchContext,
     rid: &str,
-    chain_pem: Option<String>,
-    station_key: Option<SecretBytes>,
-    symmetric: Option<SecretBytes>,
-    mut expected: Expected,
+    writes: Writes,
     stage: &dyn Fn(Stage),
-) -> Result<(), Failure> {
+) -> Result<ConfigStorage, Failure> {
     stage(Stage::Write);
-    if station_key.is_some() || symmetric.is_some() {
-        driver.open_session().map_err(fail(Stage::Write))?;
+    let config = device_config(&ctx.batch, rid);
+    let ca_chain = ctx.ca.as_ref().map(|ca| ca.chain_pem.as_str());
+    let bundle = Bundle {
+        certificate_pem: writes.certificate_pem.as_deref(),
+        ca_chain_pem: writes.certificate_pem.as_ref().and(ca_chain),
+        private_key: writes.private_key.as_ref(),
+        symmetric_key: writes.symmetric_key.as_ref(),
+        config: &config,
+        overwrite: writes.overwrite,
+    };
+    let stored = driver.store(&bundle).map_err(fail(Stage::Write))?;
+    // The secrets (SecretBytes) zeroize their memory as they drop here, right after the write.
+    drop(writes.private_key);
+    drop(writes.symmetric_key);
+    let mut expected = stored.digests.clone();
+    if let Some(key) = writes.expected_key {
+        expected.insert(Held::DeviceKey, key);
     }
-    if let Some(key) = station_key {
-        driver.put_private_key(&key).map_err(fail(Stage::Write))?;
-        // `key` (SecretBytes) zeroizes its memory as it drops here, right after the write.
-    }
-    if let Some(key) = symmetric {
-        driver.put_symmetric_key(&key).map_err(fail(Stage::Write))?;
-    }
-    if let Some(chain) = chain_pem {
-        driver
-            .put_certificate_chain(chain.as_bytes())
-            .map_err(fail(Stage::Write))?;
-    }
-    let config = device_config(batch, rid);
-    expected.config = Some(config.digest_hex());
-    driver.config(&config).map_err(fail(Stage::Write))?;
 
     stage(Stage::Verify);
-    let readback = driver.readback().map_err(fail(Stage::Verify))?;
-    let differences = readback.differences(&expected);
+    let holdings = driver.read_back().map_err(fail(Stage::Verify))?;
+    let differences = holdings.differences(&expected);
     if !differences.is_empty() {
         return Err(Failure(
             Stage::Verify,
@@ -811,9 +987,11 @@ fn write_verify_lock(
             ),
         ));
     }
-    stage(Stage::Lock);
-    driver.lock().map_err(fail(Stage::Lock))?;
-    Ok(())
+    if info.capabilities.lock != LockKind::None {
+        stage(Stage::Lock);
+        driver.lock().map_err(fail(Stage::Lock))?;
+    }
+    Ok(stored.config)
 }
 
 /// Voids an identity whose write did not complete: `issued → failed{write}`. A later run of the
@@ -830,5 +1008,131 @@ fn void(ctx: &BatchContext, rid: &str, stage: Stage, reason: &str) {
         )
     }) {
         tracing::error!("could not void an unwritten identity: {e}");
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use std::path::Path;
+
+    use super::*;
+    use crate::device::driver::{Capabilities, Family};
+    use crate::ledger::{AttestationKind, DeviceId, DeviceRecord, IdentityId};
+    use crate::station::config::StationConfig;
+
+    fn batch(dir: &Path, reprovision: bool) -> BatchConfig {
+        let station_toml = dir.join("station.toml");
+        std::fs::write(
+            &station_toml,
+            "name = \"s1\"\nledger = \"ledger.db\"\n[fixture.slots]\nA1 = \"/dev/serial/by-id/x\"\n[keystore]\nkind = \"software\"\ndir = \"keys\"\n[dps.main]\nconnection_string_env = \"DPS_CS\"\n",
+        )
+        .unwrap();
+        let station = StationConfig::load(&station_toml).unwrap();
+        let reason = if reprovision {
+            "reprovision = \"RMA 7\"\n"
+        } else {
+            ""
+        };
+        let text = format!(
+            "name = \"b1\"\nproduct = \"p\"\ncount = 2\nregistration_id = \"{{product}}-{{serial}}\"\nid_scope = \"0ne1\"\ndps_target = \"main\"\nmode = \"symmetric-individual\"\n{reason}[keys]\ndevice_key_master = \"file:m.secret\"\n"
+        );
+        BatchConfig::from_toml(Path::new("b.toml"), &text, &station).unwrap()
+    }
+
+    fn device(capabilities: Capabilities, locked: bool) -> DeviceInfo {
+        DeviceInfo {
+            family: Family::Nrf91,
+            model: "m".into(),
+            serial: "S1".into(),
+            hardware_id: String::new(),
+            firmware: String::new(),
+            boot_counter: 0,
+            capabilities,
+            locked,
+        }
+    }
+
+    fn record(state: IdentityState, batch: &str) -> IdentityRecord {
+        IdentityRecord {
+            id: IdentityId(1),
+            registration_id: "p-S1".into(),
+            state,
+            failed_stage: None,
+            failed_reason: None,
+            revoked_reason: None,
+            attestation: AttestationKind::SymmetricKey,
+            batch: Some(batch.into()),
+            device: Some(DeviceRecord {
+                id: DeviceId(1),
+                model: "m".into(),
+                serial_number: "S1".into(),
+                hardware_id: None,
+                firmware: None,
+                batch_id: None,
+                first_seen: String::new(),
+            }),
+            certificate_der: None,
+            certificate: None,
+            key_fingerprint: None,
+            endorsement_key: None,
+            key_nonce: None,
+            station: None,
+            operator: None,
+            created_at: String::new(),
+            updated_at: String::new(),
+        }
+    }
+
+    fn found(existing: Option<IdentityRecord>) -> Found {
+        Found {
+            existing,
+            revoked: None,
+        }
+    }
+
+    #[test]
+    fn decide_tells_done_locked_refused_and_reprovisioned_apart_for_each_kind_of_family() {
+        let dir = tempfile::tempdir().unwrap();
+        let (plain, chosen) = (batch(dir.path(), false), batch(dir.path(), true));
+        let lockless = device(Family::Nrf91.capabilities(), false);
+        let station_unlocked = device(Family::Station.capabilities(), false);
+        let station_locked = device(Family::Station.capabilities(), true);
+        let written_here = found(Some(record(IdentityState::Written, "b1")));
+        let written_before = found(Some(record(IdentityState::Written, "b0")));
+
+        assert!(matches!(
+            decide(&plain, &lockless, "p-S1", &found(None)),
+            Decision::Provision
+        ));
+        // A device that cannot lock, written by this batch and still in its slot: done, not
+        // refused as seen before (its lack of a lock says nothing).
+        assert!(matches!(
+            decide(&plain, &lockless, "p-S1", &written_here),
+            Decision::AlreadyDone
+        ));
+        // A device that can lock is judged by its lock (locked: done or completed).
+        assert!(matches!(
+            decide(&plain, &station_locked, "p-S1", &written_here),
+            Decision::Locked
+        ));
+        // Written by an earlier batch: refused unless re-provisioning was chosen.
+        let Decision::Refuse(reason) = decide(&plain, &lockless, "p-S1", &written_before) else {
+            panic!("a device seen before is refused");
+        };
+        assert!(reason.contains("--reprovision"), "{reason}");
+        assert!(matches!(
+            decide(&chosen, &station_unlocked, "p-S1", &written_before),
+            Decision::Reprovision { .. }
+        ));
+        // An identity recorded but never written (an interrupted run): provisioned again.
+        assert!(matches!(
+            decide(
+                &plain,
+                &lockless,
+                "p-S1",
+                &found(Some(record(IdentityState::Issued, "b1")))
+            ),
+            Decision::Provision
+        ));
     }
 }

@@ -7,6 +7,7 @@ use std::time::Duration;
 
 use super::engine::RunSummary;
 use super::events::Stage;
+use crate::device::driver::{ConfigStorage, Family};
 
 /// Figures of one run.
 #[derive(Debug, Clone, PartialEq)]
@@ -106,9 +107,11 @@ pub fn markdown(batch: &str, station: &str, keys: &str, summary: &RunSummary) ->
         summary.enrollment.enrolled, summary.enrollment.failed, summary.pending_enrollments
     );
     out += &format!(
-        "- Resumed from the ledger: {} voided, {} re-queued, {} done before\n\n",
+        "- Resumed from the ledger: {} voided, {} re-queued, {} done before\n",
         summary.resumed.voided, summary.resumed.requeued, summary.resumed.already_done
     );
+    out += &registration_data_lines(summary);
+    out += "\n";
     out += "## Failures by stage\n\n";
     if f.failures_by_stage.is_empty() {
         out += "No device failed.\n";
@@ -133,6 +136,29 @@ pub fn markdown(batch: &str, station: &str, keys: &str, summary: &RunSummary) ->
         );
     }
     out
+}
+
+/// Where each family's written devices keep their registration data (ID scope, endpoint): a
+/// family without a place for it (nRF91) relies on its firmware, and the report says so.
+fn registration_data_lines(summary: &RunSummary) -> String {
+    let mut counts: BTreeMap<(Family, ConfigStorage), usize> = BTreeMap::new();
+    for o in &summary.outcomes {
+        if let Some(config) = o.config {
+            *counts.entry((o.family, config)).or_default() += 1;
+        }
+    }
+    counts
+        .into_iter()
+        .map(|((family, config), n)| {
+            let how = match config {
+                ConfigStorage::Written => "registration data written to the device and read back",
+                ConfigStorage::CarriedByFirmware => {
+                    "ID scope and global endpoint carried by the product firmware, not written; registration ID in the certificate's CN"
+                }
+            };
+            format!("- Family {family}: {n} devices, {how}\n")
+        })
+        .collect()
 }
 
 /// The CSV report: one row per device.
@@ -248,6 +274,8 @@ mod tests {
             failure,
             done: Done::Provisioned,
             elapsed: Duration::from_millis(800),
+            family: Family::Station,
+            config: None,
         }
     }
 

@@ -8,9 +8,9 @@ use std::sync::atomic::{AtomicBool, AtomicU64, AtomicUsize, Ordering};
 use std::sync::{Arc, Mutex};
 use std::time::{Duration, Instant};
 
-use crate::device::driver::DeviceInfo;
+use crate::device::driver::{DeviceInfo, Family};
 use crate::device::simulator::{Flash, PluggedDevice, SimAdapter, SimOptions};
-use crate::device::{ClientOptions, DeviceDriver, DeviceError, LineClient};
+use crate::device::{ClientOptions, DeviceDriver, DeviceError, LineClient, open_driver};
 
 /// How often a slot without a new device asks again (sooner when a device prints `BOOT`), and how
 /// long it waits before opening a port that has gone away.
@@ -144,6 +144,8 @@ pub struct Arrival {
 
 /// A slot's supply of devices. Blocking: it runs on the slot's own thread.
 pub trait DeviceSource: Send {
+    /// The family of the slot's devices (which driver speaks to them).
+    fn family(&self) -> Family;
     /// Waits for the next fresh device; `None` once `stop` is set or the supply is exhausted.
     fn next_device(&mut self, stop: &AtomicBool) -> Option<Arrival>;
     /// The device taken last (serial `serial`) is done: the operator (or the fixture) removes it.
@@ -165,6 +167,7 @@ pub trait DeviceSource: Send {
 /// it goes away (a device with its own USB-serial port takes it along when unplugged).
 pub struct PortSource {
     path: PathBuf,
+    family: Family,
     options: ClientOptions,
     client: Option<Box<dyn DeviceDriver>>,
     last_serial: Option<String>,
@@ -172,10 +175,16 @@ pub struct PortSource {
 }
 
 impl PortSource {
-    /// A slot on `path`.
+    /// A slot on `path` whose devices speak our line protocol.
     pub fn new(path: PathBuf, options: ClientOptions) -> Self {
+        Self::for_family(path, Family::Station, options)
+    }
+
+    /// A slot on `path` whose devices are of `family` (station.toml's `family`).
+    pub fn for_family(path: PathBuf, family: Family, options: ClientOptions) -> Self {
         Self {
             path,
+            family,
             options,
             client: None,
             last_serial: None,
@@ -185,6 +194,10 @@ impl PortSource {
 }
 
 impl DeviceSource for PortSource {
+    fn family(&self) -> Family {
+        self.family
+    }
+
     fn next_device(&mut self, stop: &AtomicBool) -> Option<Arrival> {
         let port = self.path.display().to_string();
         // Since when the path has been absent, and when that was last said.
@@ -193,10 +206,10 @@ impl DeviceSource for PortSource {
             let mut client = match self.client.take() {
                 Some(c) => c,
                 // The stable path exists only while the adapter is plugged in.
-                None => match LineClient::open(&port, self.options.clone()) {
+                None => match open_driver(self.family, &port, &self.options) {
                     Ok(c) => {
                         absent = None;
-                        Box::new(c)
+                        c
                     }
                     Err(_) => {
                         if !self.path.exists() {
@@ -223,7 +236,7 @@ impl DeviceSource for PortSource {
                     }
                 },
             };
-            let hello = client.hello();
+            let hello = client.identify();
             // A device (re)plugged since the last look, even if HELLO read past its banner: the
             // one done last is taken again, as an operator re-seats a failed device to run it again.
             if client.take_boot_seen() {
@@ -375,6 +388,10 @@ impl SimSlot {
 }
 
 impl DeviceSource for SimSlot {
+    fn family(&self) -> Family {
+        Family::Station
+    }
+
     fn next_device(&mut self, stop: &AtomicBool) -> Option<Arrival> {
         for _ in 0..MAX_SILENT_DEVICES {
             if stop.load(Ordering::Relaxed) || !self.fixture.take() {
@@ -404,7 +421,7 @@ impl DeviceSource for SimSlot {
             };
             // The device was put on the adapter before the station speaks: its BOOT is on the
             // line (HELLO passes over it), and it answers at once.
-            match client.hello() {
+            match client.identify() {
                 Ok(info) => {
                     return Some(Arrival {
                         driver: client,

@@ -22,3 +22,6 @@ if [[ ! -x .venv/bin/python ]] || ! .venv/bin/python -c 'import azure.iot.device
   python3 -m venv .venv
   .venv/bin/pip install --quiet --disable-pip-version-check --pre -r requirements.txt
 fi
+
+# The device vendors' host tools (nrfcredstore), in a venv of their own.
+./devices-setup.sh

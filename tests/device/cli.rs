@@ -6,7 +6,6 @@ use std::process::{Command, Stdio};
 use std::time::Duration;
 
 use dps_station::device::client::LineClient;
-use dps_station::device::driver::DeviceDriver;
 use dps_station::device::simulator::{SimOptions, SimulatedDevice};
 use serialport::SerialPort;
 
@@ -96,4 +95,77 @@ fn the_simulator_runs_on_a_given_port() {
     client.keygen().unwrap();
     assert!(device.flash().key.is_some());
     drop(far);
+}
+
+#[test]
+fn simulate_device_runs_each_family_and_refuses_another_familys_faults() {
+    for (family, marker) in [("nrf91", "imei 35"), ("zephyr-smp", "devid ")] {
+        let sim = Command::new(BIN)
+            .args(["simulate-device", "--family", family, "--count", "2"])
+            .stdout(Stdio::piped())
+            .stderr(Stdio::null())
+            .spawn()
+            .unwrap();
+        let mut sim = KillOnDrop(sim);
+        let mut lines = BufReader::new(sim.0.stdout.take().unwrap()).lines();
+        let first = lines.next().unwrap().unwrap();
+        let second = lines.next().unwrap().unwrap();
+        assert!(
+            first.starts_with("0\t/dev/") && first.contains(marker),
+            "{first}"
+        );
+        assert!(
+            second.starts_with("1\t/dev/") && second.contains(marker),
+            "{second}"
+        );
+        // The station's own driver of that family identifies the simulated device on the path.
+        let path = first.split('\t').nth(1).unwrap();
+        let family = dps_station::device::Family::parse(family).unwrap();
+        let mut driver = dps_station::device::open_driver(
+            family,
+            path,
+            &dps_station::device::ClientOptions::default(),
+        )
+        .unwrap();
+        let info = driver.identify().unwrap();
+        assert_eq!(info.family, family);
+        assert!(first.contains(&info.serial), "{first} / {}", info.serial);
+        drop(driver);
+        // And `device info --family` on the other device.
+        let path = second.split('\t').nth(1).unwrap();
+        let out = Command::new(BIN)
+            .args([
+                "device",
+                "info",
+                "--family",
+                family.as_str(),
+                "--port",
+                path,
+            ])
+            .output()
+            .unwrap();
+        let text = String::from_utf8_lossy(&out.stdout);
+        assert!(
+            out.status.success()
+                && text.contains(&format!("family:        {family}"))
+                && text.contains("lock:          None"),
+            "{text}{}",
+            String::from_utf8_lossy(&out.stderr)
+        );
+    }
+    let out = Command::new(BIN)
+        .args([
+            "simulate-device",
+            "--family",
+            "zephyr-smp",
+            "--truncated-keygen",
+        ])
+        .output()
+        .unwrap();
+    let text = String::from_utf8_lossy(&out.stderr);
+    assert!(
+        !out.status.success()
+            && text.contains("--truncated-keygen do not apply to --family zephyr-smp"),
+        "{text}"
+    );
 }

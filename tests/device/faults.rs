@@ -10,10 +10,11 @@ use std::sync::{Arc, Mutex};
 use std::time::{Duration, Instant};
 
 use dps_station::device::client::{ClientOptions, LineClient, WireEvent};
-use dps_station::device::driver::{DeviceConfig, DeviceDriver, Expected};
+use dps_station::device::driver::DeviceConfig;
 use dps_station::device::error::DeviceError;
 use dps_station::device::frame::Frame;
 use dps_station::device::protocol::sha256_hex;
+use dps_station::device::replies::Expected;
 use dps_station::device::simulator::{FirmwareOptions, Fleet, SimFaults, SimOptions};
 
 use crate::common::{Client, device, fast_options, issue_chain};

@@ -7,9 +7,10 @@ use std::process::Command;
 use x509_parser::prelude::FromDer;
 
 use dps_station::device::LineClient;
-use dps_station::device::driver::{DeviceConfig, DeviceDriver, Expected};
+use dps_station::device::driver::{DeviceConfig, DeviceDriver};
 use dps_station::device::error::DeviceError;
 use dps_station::device::protocol::{ErrorCode, caps, sha256_hex};
+use dps_station::device::replies::Expected;
 use dps_station::device::simulator::{FirmwareOptions, Fleet, SimOptions};
 use dps_station::secret::SecretBytes;
 
@@ -192,15 +193,16 @@ fn tpm_ek_is_reported_and_absence_is_a_clear_error() {
     let (_fleet, client) = device(&SimOptions::default());
     // The station holds drivers as trait objects, so other firmware families fit beside ours.
     let mut client: Box<dyn DeviceDriver> = Box::new(client);
-    client.hello().unwrap();
-    let ek = client.tpm_ek().unwrap();
+    let info = client.identify().unwrap();
+    assert!(info.capabilities.endorsement_key, "announced in HELLO");
+    let ek = client.endorsement_key().unwrap();
     let (_, spki) = x509_parser::x509::SubjectPublicKeyInfo::from_der(&ek.public_der).unwrap();
     assert_eq!(
         spki.algorithm.algorithm.to_id_string(),
         "1.2.840.10045.2.1",
         "an EC key"
     );
-    assert_eq!(client.tpm_ek().unwrap(), ek, "the EK is stable");
+    assert_eq!(client.endorsement_key().unwrap(), ek, "the EK is stable");
     assert!(ek.suggested_registration_id.is_some());
 
     let no_tpm = SimOptions {

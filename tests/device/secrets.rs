@@ -6,7 +6,6 @@ use std::sync::{Arc, Mutex};
 
 use base64::Engine;
 use dps_station::device::client::LineClient;
-use dps_station::device::driver::DeviceDriver;
 use dps_station::device::protocol::b64_encode;
 use dps_station::device::simulator::{Fleet, SimOptions};
 use dps_station::secret::SecretBytes;

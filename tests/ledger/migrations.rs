@@ -59,9 +59,9 @@ const V1_COLUMNS: &str = "id, registration_id, batch_id, device_id, attestation,
     station_id, operator_id, created_at, updated_at";
 
 #[test]
-fn current_version_is_three() {
+fn current_version_is_four() {
     assert_eq!(
-        CURRENT_VERSION, 3,
+        CURRENT_VERSION, 4,
         "add a migration test for the new version"
     );
 }
@@ -75,7 +75,7 @@ fn a_missing_file_becomes_a_current_ledger_in_wal_mode() {
     drop(l);
     assert_eq!(
         header(&nested),
-        (i64::from(APPLICATION_ID), 3, "wal".into())
+        (i64::from(APPLICATION_ID), CURRENT_VERSION, "wal".into())
     );
 }
 
@@ -84,7 +84,7 @@ fn an_empty_file_is_version_zero_and_migrates_to_current() {
     let t = test_dir();
     std::fs::write(&t.ledger, b"").unwrap();
     let (mut l, m) = Ledger::open_reporting(&t.ledger, &writer()).unwrap();
-    assert_eq!((m.from, m.to), (0, 3));
+    assert_eq!((m.from, m.to), (0, CURRENT_VERSION));
     // v2 tables work.
     let s = l
         .open_key_session(&NewKeySession {
@@ -103,7 +103,7 @@ fn reopening_a_current_ledger_migrates_nothing() {
     let t = test_dir();
     drop(open(&t.ledger));
     let (_l, m) = Ledger::open_reporting(&t.ledger, &writer()).unwrap();
-    assert_eq!((m.from, m.to), (3, 3));
+    assert_eq!((m.from, m.to), (CURRENT_VERSION, CURRENT_VERSION));
 }
 
 #[test]
@@ -276,7 +276,7 @@ fn v2_migrates_to_v3_keeping_ids_rows_references_triggers_and_the_chain() {
     assert_eq!(rows_before.len(), 4);
 
     let (mut l, m) = Ledger::open_reporting(&t.ledger, &writer()).unwrap();
-    assert_eq!((m.from, m.to), (2, 3));
+    assert_eq!((m.from, m.to), (2, CURRENT_VERSION));
     assert_eq!(
         identity_rows(&t.ledger, V1_COLUMNS),
         rows_before,
@@ -392,4 +392,41 @@ fn a_key_nonce_on_a_ledger_without_the_nonce_column_is_an_error_not_dropped() {
     // Nothing was recorded: the same identity without a nonce is not a duplicate.
     l.record_issued(&symmetric_identity("sensor-1", &[7; 32]))
         .unwrap();
+}
+
+#[test]
+fn v3_migrates_to_v4_keeping_identities_and_adding_key_evidence() {
+    let t = test_dir();
+    let id = {
+        let (mut l, m) = Ledger::open_migrating_to(&t.ledger, &writer(), 3).unwrap();
+        assert_eq!((m.from, m.to), (0, 3));
+        l.record_issued(&x509_identity("modem-1")).unwrap()
+    };
+    assert_eq!(header(&t.ledger).1, 3);
+    let rows_before = identity_rows(&t.ledger, V1_COLUMNS);
+    let (mut l, m) = Ledger::open_reporting(&t.ledger, &writer()).unwrap();
+    assert_eq!((m.from, m.to), (3, 4));
+    assert_eq!(identity_rows(&t.ledger, V1_COLUMNS), rows_before);
+    assert_eq!(l.key_evidence(id).unwrap(), None, "nothing kept before v4");
+    // The evidence is written in the identity's own commit and read back as written.
+    let evidence = dps_station::ledger::KeyEvidence {
+        csr_der: vec![0x30, 0x01, 0x02],
+        attestation: Some(vec![0xd2, 0x84]),
+    };
+    let second = l
+        .transaction(|w| {
+            let id = w.record_issued(&x509_identity("modem-2"))?;
+            w.record_key_evidence(id, &evidence)?;
+            Ok(id)
+        })
+        .unwrap();
+    assert_eq!(l.key_evidence(second).unwrap(), Some(evidence));
+    // A reissue of the same identity (a new key) replaces its evidence.
+    let newer = dps_station::ledger::KeyEvidence {
+        csr_der: vec![0x30, 0x02],
+        attestation: None,
+    };
+    l.transaction(|w| w.record_key_evidence(second, &newer))
+        .unwrap();
+    assert_eq!(l.key_evidence(second).unwrap(), Some(newer));
 }

@@ -138,6 +138,13 @@ fn the_demo_runs_every_working_mode_and_its_devices_send_telemetry_to_their_hub(
         Mode::WORKING.len(),
         "{stdout}"
     );
+    // The batch per family: station-protocol devices and nRF91 modems on one fixture.
+    assert!(
+        stdout.contains("batch demo-families: Closed; 6 passed, 0 failed")
+            && stdout.contains("2 of 2 nRF91 modems registered")
+            && stdout.contains("2 of 2 Zephyr SMP devices registered"),
+        "{stdout}"
+    );
     assert!(
         Mode::WORKING.contains(&Mode::Tpm) && !stdout.contains("not offered"),
         "every mode, tpm included, is offered: {stdout}"

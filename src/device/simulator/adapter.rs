@@ -171,7 +171,7 @@ fn run_devices(port: &mut TTYPort, inputs: &Receiver<Input>, closed: &AtomicBool
 #[cfg(test)]
 mod tests {
     use super::*;
-    use crate::device::{ClientOptions, DeviceDriver, LineClient};
+    use crate::device::{ClientOptions, LineClient};
 
     #[test]
     fn devices_swapped_on_one_adapter_answer_over_the_same_open_port() {

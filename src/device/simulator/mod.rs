@@ -14,7 +14,9 @@
 mod adapter;
 mod firmware;
 mod flash;
+pub mod nrf91;
 mod wire;
+pub mod zephyr_smp;
 
 use std::path::{Path, PathBuf};
 use std::sync::atomic::{AtomicBool, AtomicU64, Ordering};
@@ -27,7 +29,9 @@ use serialport::{SerialPort, TTYPort};
 pub use adapter::{PluggedDevice, SimAdapter};
 pub use firmware::FirmwareOptions;
 pub use flash::Flash;
+pub use nrf91::{ModemFaults, Nrf91Sim};
 pub use wire::FaultRng;
+pub use zephyr_smp::{SmpFaults, SmpSim};
 
 /// Faults the simulated wire and device produce.
 #[derive(Debug, Clone, Default)]

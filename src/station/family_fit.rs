@@ -1,0 +1,66 @@
+//! Policy: whether a batch's mode fits what a device family can do. Checked for every slot's
+//! family before the batch's first device (a misfit is refused with what to change), and again
+//! for each device against what it announced.
+
+use super::config::Mode;
+use crate::device::driver::{Capabilities, Injection, KeyGeneration};
+
+/// `Ok` when a device with `caps` can be provisioned in `mode`; else what it lacks, worded for the
+/// operator. `plain_secrets` is the batch's explicit choice to send secrets in plain over a
+/// trusted cable, which families without an encrypted channel need for injected keys.
+pub fn mode_fits(mode: Mode, caps: &Capabilities, plain_secrets: bool) -> Result<(), String> {
+    let injection = |what: &str, how: Injection| match how {
+        Injection::Encrypted => Ok(()),
+        Injection::Plain if plain_secrets => Ok(()),
+        Injection::Plain => Err(format!(
+            "it takes {what} only in plain over the cable; set plaintext_cable = true in batch.toml if the fixture's cable is trusted, or use mode x509-csr"
+        )),
+        Injection::None => Err(format!("it cannot take {what}; use mode x509-csr")),
+    };
+    match mode {
+        Mode::X509Csr | Mode::X509Group => match caps.key_generation {
+            KeyGeneration::None => Err(
+                "it cannot make its own key and CSR; use mode x509-inject or a symmetric mode"
+                    .into(),
+            ),
+            _ => Ok(()),
+        },
+        Mode::X509Inject => injection("a station-made private key", caps.private_key_injection),
+        Mode::SymmetricGroup | Mode::SymmetricIndividual => {
+            injection("a symmetric key", caps.symmetric_key)
+        }
+        Mode::Tpm => {
+            if caps.endorsement_key {
+                Ok(())
+            } else {
+                Err("it has no TPM endorsement key; use mode x509-csr".into())
+            }
+        }
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::device::driver::Family;
+
+    #[test]
+    fn each_family_fits_the_modes_it_can_do_and_says_why_not() {
+        let station = Family::Station.capabilities();
+        let nrf = Family::Nrf91.capabilities();
+        for mode in [
+            Mode::X509Csr,
+            Mode::X509Inject,
+            Mode::Tpm,
+            Mode::SymmetricGroup,
+        ] {
+            assert_eq!(mode_fits(mode, &station, false), Ok(()), "{mode}");
+        }
+        assert_eq!(mode_fits(Mode::X509Csr, &nrf, false), Ok(()));
+        let tpm = mode_fits(Mode::Tpm, &nrf, false).unwrap_err();
+        assert!(tpm.contains("no TPM"), "{tpm}");
+        let plain = mode_fits(Mode::X509Inject, &nrf, false).unwrap_err();
+        assert!(plain.contains("plaintext_cable = true"), "{plain}");
+        assert_eq!(mode_fits(Mode::SymmetricIndividual, &nrf, true), Ok(()));
+    }
+}
