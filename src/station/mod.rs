@@ -8,6 +8,7 @@
 
 pub mod config;
 pub mod demo;
+pub mod demo_desk;
 pub mod engine;
 pub mod enroll_worker;
 pub mod enrollment;
@@ -17,6 +18,7 @@ pub mod individual_keys;
 pub mod key_session;
 pub mod keys;
 pub mod ledger_thread;
+pub mod operator;
 pub mod pipeline;
 pub mod report;
 pub mod source;
