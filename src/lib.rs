@@ -7,6 +7,7 @@
 
 pub mod device;
 pub mod dps;
+pub mod gui;
 pub mod identity;
 pub mod keystore;
 pub mod ledger;

@@ -55,7 +55,7 @@ pub struct RunArgs {
 /// `demo` options.
 #[derive(Debug, Args)]
 pub struct DemoArgs {
-    /// Print one line per event instead of progress bars.
+    /// Run in the terminal (one line per event) instead of opening the desk's window.
     #[arg(long)]
     headless: bool,
     /// Devices per mode.
@@ -397,6 +397,14 @@ fn run_batch(args: &RunArgs) -> anyhow::Result<ExitCode> {
 }
 
 fn run_demo(args: &DemoArgs) -> anyhow::Result<ExitCode> {
+    if !args.headless {
+        if dps_station::gui::has_display() {
+            return super::gui::demo_window(args.devices, args.software_keys);
+        }
+        eprintln!(
+            "no display for the desk's window: the demo runs in this terminal (as with --headless)"
+        );
+    }
     let started = Instant::now();
     let choice = if args.software_keys {
         KeyStoreChoice::Software

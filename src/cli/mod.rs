@@ -5,12 +5,13 @@
 
 use std::process::ExitCode;
 
-use clap::{CommandFactory, Parser, Subcommand};
+use clap::{Parser, Subcommand};
 
 mod bench;
 mod device;
 mod dps;
 mod dps_emulator;
+mod gui;
 mod hsm;
 mod identity;
 mod ledger;
@@ -27,7 +28,7 @@ struct Cli {
     #[arg(short, long, action = clap::ArgAction::Count, global = true)]
     verbose: u8,
 
-    /// Without a command the station will open its operator GUI; until then it prints this help.
+    /// Without a command the station opens its operator desk (`gui` with `station.toml` here).
     #[command(subcommand)]
     command: Option<Command>,
 }
@@ -47,6 +48,8 @@ enum Command {
     #[command(flatten)]
     Hsm(hsm::Commands),
     #[command(flatten)]
+    Gui(gui::Commands),
+    #[command(flatten)]
     Device(device::Commands),
     /// Measure the performance goals of each area.
     #[command(subcommand)]
@@ -57,11 +60,9 @@ enum Command {
 pub fn main() -> ExitCode {
     let cli = Cli::parse();
     logging::init(cli.verbose);
-    let Some(command) = cli.command else {
-        // Printing help can only fail on a closed stdout, where there is nobody to tell.
-        let _ = Cli::command().print_help();
-        return ExitCode::SUCCESS;
-    };
+    let command = cli.command.unwrap_or(Command::Gui(gui::Commands::Gui(
+        gui::GuiArgs::default_station(),
+    )));
     match run(command) {
         Ok(code) => code,
         Err(err) => {
@@ -79,6 +80,7 @@ fn run(command: Command) -> anyhow::Result<ExitCode> {
         Command::Ledger(cmd) => ledger::run(cmd),
         Command::Line(cmd) => line::run(cmd),
         Command::Hsm(cmd) => hsm::run(cmd),
+        Command::Gui(cmd) => gui::run(cmd),
         Command::Device(cmd) => device::run(cmd),
         Command::Bench(cmd) => bench::run(cmd),
     }
