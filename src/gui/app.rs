@@ -130,6 +130,11 @@ impl DeskApp {
         &self.view
     }
 
+    /// The messages in the desk's language.
+    pub fn messages(&self) -> &Messages {
+        &self.tr
+    }
+
     /// The screen shown.
     pub fn current(&self) -> ScreenId {
         self.current

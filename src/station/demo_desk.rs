@@ -26,6 +26,8 @@ pub struct DemoDeskOptions {
     pub pace: Duration,
     /// The first device of slot 1 vanishes mid-write (its cable is pulled): one FAIL to see.
     pub faulty_first: bool,
+    /// Who holds which role (the demo's station file has none).
+    pub roles: super::operator::settings::RolesSection,
 }
 
 impl Default for DemoDeskOptions {
@@ -35,6 +37,7 @@ impl Default for DemoDeskOptions {
             devices: 8,
             pace: Duration::from_millis(1500),
             faulty_first: false,
+            roles: Default::default(),
         }
     }
 }
@@ -161,7 +164,8 @@ pub fn demo_station(
             message: e.to_string(),
         })?;
     }
-    let station = workspace.station.clone();
+    let mut station = workspace.station.clone();
+    station.desk.roles = options.roles.clone();
     Ok(StationHandle::open(
         station,
         Box::new(DemoProvider { workspace, options }),

@@ -217,9 +217,19 @@ pub fn tile(
             }
         }
     }
-    response.widget_info(|| {
-        egui::WidgetInfo::labeled(egui::Role::Button, true, format!("{} {word}", slot.name))
-    });
+    // What a screen reader (and a test) reads: the slot, its state word and, for a failure, the
+    // operator's advice and the stage.
+    let spoken = match &slot.state {
+        SlotState::Failed { stage, detail } => format!(
+            "{} {word}: {} ({}; {detail})",
+            slot.name,
+            tr.t(advice_key(advice(*stage))),
+            tr.t(&stage_key(*stage))
+        ),
+        SlotState::Stopped(reason) => format!("{} {word}: {reason}", slot.name),
+        _ => format!("{} {word}", slot.name),
+    };
+    response.widget_info(|| egui::WidgetInfo::labeled(egui::Role::Button, true, spoken.clone()));
     response.clicked()
 }
 

@@ -1,0 +1,118 @@
+//! The line screen through a whole demo batch, a failing device, and pause/resume/close.
+
+use std::time::Duration;
+
+use dps_station::station::demo_desk::DemoDeskOptions;
+use dps_station::station::events::BatchState;
+use dps_station::station::operator::SlotState;
+
+use egui_kittest::kittest::Queryable;
+
+use super::common::desk;
+
+fn quick(devices: u64) -> DemoDeskOptions {
+    DemoDeskOptions {
+        devices,
+        pace: Duration::ZERO,
+        ..DemoDeskOptions::default()
+    }
+}
+
+#[test]
+fn a_demo_batch_started_by_clicking_shows_eight_passes_and_counts_eight() {
+    let mut d = desk(quick(8), None);
+    d.sign_in("ann");
+    d.start_batch("demo-x509-csr");
+    d.wait_until("8 devices to pass", Duration::from_secs(90), |a| {
+        a.view().passed == 8 && !a.view().running
+    });
+    assert_eq!(d.count(" PASS"), 8, "every tile shows PASS");
+    // The counter shows 8 of a batch of 8, and nothing failed.
+    assert!(d.shows("8 / 8"), "the passed counter reads 8 / 8");
+    assert_eq!(d.harness.state().view().failed, 0);
+    // The enrollment queue emptied into DPS.
+    d.wait_until("enrollment confirmed", Duration::from_secs(30), |a| {
+        a.view().enrolled == 8
+    });
+}
+
+#[test]
+fn a_device_that_vanishes_mid_write_shows_fail_with_advice_and_the_next_passes() {
+    let mut d = desk(
+        DemoDeskOptions {
+            devices: 3,
+            slots: 1,
+            pace: Duration::from_millis(1500),
+            faulty_first: true,
+            ..DemoDeskOptions::default()
+        },
+        None,
+    );
+    d.sign_in("ann");
+    d.start_batch("demo-symmetric-individual");
+    d.wait_until("the first device to fail", Duration::from_secs(60), |a| {
+        matches!(a.view().slots[0].state, SlotState::Failed { .. })
+    });
+    assert!(
+        d.shows("S1 FAIL: Re-seat the device"),
+        "the failure says what to do"
+    );
+    // The detail is one click away.
+    d.harness.get_by_label_contains("S1 FAIL").click_accesskit();
+    d.steps(2);
+    d.wait_until("the next device to pass", Duration::from_secs(60), |a| {
+        a.view().slots[0].state == SlotState::Passed
+    });
+    d.wait_until("the batch to end", Duration::from_secs(60), |a| {
+        !a.view().running
+    });
+    let v = d.harness.state().view();
+    assert_eq!((v.passed, v.failed), (2, 1));
+}
+
+#[test]
+fn pause_resume_and_close_drive_the_batch() {
+    let mut d = desk(
+        DemoDeskOptions {
+            devices: 8,
+            slots: 2,
+            pace: Duration::from_millis(700),
+            ..DemoDeskOptions::default()
+        },
+        None,
+    );
+    d.sign_in("ann");
+    d.start_batch("demo-symmetric-group");
+    d.wait_until("a first pass", Duration::from_secs(60), |a| {
+        a.view().passed >= 1
+    });
+    d.click("Pause (F5)");
+    d.wait_until("paused", Duration::from_secs(10), |a| {
+        a.view().state == Some(BatchState::Paused)
+    });
+    assert!(d.shows("PAUSED"));
+    // F6 is Resume.
+    d.harness.key_press(egui::Key::F6);
+    d.wait_until("running again", Duration::from_secs(10), |a| {
+        a.view().state == Some(BatchState::Running)
+    });
+    d.click("Close batch (F8)");
+    // Close asks first.
+    assert!(d.shows("Close the batch?"));
+    d.click("Close the batch");
+    d.wait_until("the batch to end", Duration::from_secs(60), |a| {
+        !a.view().running
+    });
+    let v = d.harness.state().view();
+    assert!(
+        v.passed + v.failed < 8,
+        "closing took no new device: {} done",
+        v.passed + v.failed
+    );
+    assert!(
+        d.harness
+            .state()
+            .notice()
+            .is_some_and(|n| n.text.contains("report"))
+    );
+}
