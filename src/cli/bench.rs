@@ -35,6 +35,9 @@ pub enum BenchCommand {
     Enroll(EnrollBench),
     /// The whole line: N slots of simulated devices, SoftHSM2, the DPS emulator, a durable ledger.
     Line(super::line_bench::BenchLineArgs),
+    /// The operator's desk: CPU time per frame of the line screen (32 slots, 200 engine events
+    /// per second) over 1,200 frames, median and p99, and the process's peak memory.
+    Gui(super::gui_bench::GuiBenchArgs),
 }
 
 /// Options of `bench hsm`.
@@ -86,6 +89,7 @@ pub fn run(cmd: BenchCommand) -> anyhow::Result<ExitCode> {
         BenchCommand::Hsm(args) => hsm(args),
         BenchCommand::Enroll(args) => enroll(args),
         BenchCommand::Line(args) => super::line_bench::bench(&args),
+        BenchCommand::Gui(args) => super::gui_bench::run(&args),
     }
 }
 

@@ -12,6 +12,7 @@ mod device;
 mod dps;
 mod dps_emulator;
 mod gui;
+mod gui_bench;
 mod hsm;
 mod identity;
 mod ledger;

@@ -5,6 +5,7 @@
 //! [`crate::station::operator::StationHandle`]. Nothing below `gui` knows a screen exists.
 
 pub mod app;
+pub mod bench;
 pub mod i18n;
 pub mod line;
 pub mod scan;

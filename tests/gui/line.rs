@@ -116,3 +116,45 @@ fn pause_resume_and_close_drive_the_batch() {
             .is_some_and(|n| n.text.contains("report"))
     );
 }
+
+#[test]
+fn a_shift_change_mid_batch_is_recorded_on_the_devices_that_follow() {
+    let mut d = desk(
+        DemoDeskOptions {
+            devices: 4,
+            slots: 1,
+            pace: Duration::from_millis(400),
+            ..DemoDeskOptions::default()
+        },
+        None,
+    );
+    d.sign_in("ann");
+    d.start_batch("demo-symmetric-individual");
+    d.wait_until("a first pass", Duration::from_secs(60), |a| {
+        a.view().passed >= 1
+    });
+    d.click("Sign out");
+    d.sign_in("bo");
+    d.wait_until("the batch to end", Duration::from_secs(60), |a| {
+        !a.view().running
+    });
+    let ledger_path = d.harness.state().station().config().ledger.clone();
+    let ledger = dps_station::ledger::Ledger::open_read_only(&ledger_path).unwrap();
+    let operators: Vec<String> = ledger
+        .list_identities(&dps_station::ledger::IdentityFilter::default())
+        .unwrap()
+        .into_iter()
+        .filter_map(|i| i.operator)
+        .collect();
+    assert_eq!(operators.len(), 4, "{operators:?}");
+    assert_eq!(
+        operators.first().map(String::as_str),
+        Some("ann"),
+        "{operators:?}"
+    );
+    assert_eq!(
+        operators.last().map(String::as_str),
+        Some("bo"),
+        "{operators:?}"
+    );
+}

@@ -359,6 +359,13 @@ impl StationHandle {
         });
     }
 
+    /// Publishes `event` as if the engine had sent it: `bench gui` feeds the desk a measured
+    /// event rate this way, without devices.
+    #[doc(hidden)]
+    pub fn inject(&self, event: StationEvent) {
+        self.publish(event);
+    }
+
     /// Who is signed in, and in which role.
     pub fn operator(&self) -> (Option<String>, Role) {
         let s = lock(&self.inner.state);
@@ -376,6 +383,10 @@ impl StationHandle {
             let mut s = lock(&self.inner.state);
             s.operator = Some(name.to_string());
             s.role = Role::Operator;
+            // A shift change mid-batch: the devices from now on are recorded with the new name.
+            if let Some((_, tx)) = &s.running {
+                let _ = tx.send(Command::SetOperator(name.to_string()));
+            }
         }
         tracing::info!(operator = name, "signed in");
         self.publish(StationEvent::Operator {
