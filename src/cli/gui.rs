@@ -128,7 +128,11 @@ fn set_password(role: &str, config: &Path) -> anyhow::Result<ExitCode> {
 }
 
 /// `dps-station demo` with a display: the demo workspace behind the desk, signed in as `demo`.
-pub fn demo_window(devices: u64, software_keys: bool) -> anyhow::Result<ExitCode> {
+pub fn demo_window(
+    devices: u64,
+    software_keys: bool,
+    faulty_first: bool,
+) -> anyhow::Result<ExitCode> {
     let choice = if software_keys {
         KeyStoreChoice::Software
     } else {
@@ -145,6 +149,7 @@ pub fn demo_window(devices: u64, software_keys: bool) -> anyhow::Result<ExitCode
         workspace.clone(),
         DemoDeskOptions {
             devices,
+            faulty_first,
             ..DemoDeskOptions::default()
         },
     )?;

@@ -64,6 +64,10 @@ pub struct DemoArgs {
     /// Use the software key store even if SoftHSM2 is installed.
     #[arg(long)]
     software_keys: bool,
+    /// In the desk's window: the first device of slot S1 loses its cable mid-write, to show
+    /// what a failure looks like.
+    #[arg(long)]
+    faulty_first: bool,
 }
 
 /// Runs a line command.
@@ -399,7 +403,7 @@ fn run_batch(args: &RunArgs) -> anyhow::Result<ExitCode> {
 fn run_demo(args: &DemoArgs) -> anyhow::Result<ExitCode> {
     if !args.headless {
         if dps_station::gui::has_display() {
-            return super::gui::demo_window(args.devices, args.software_keys);
+            return super::gui::demo_window(args.devices, args.software_keys, args.faulty_first);
         }
         eprintln!(
             "no display for the desk's window: the demo runs in this terminal (as with --headless)"

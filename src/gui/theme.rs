@@ -37,7 +37,7 @@ impl Palette {
         weak: Color32::from_rgb(0xb4, 0xb4, 0xb4),
         alarm: Color32::from_rgb(0xd0, 0x20, 0x20),
         warn: Color32::from_rgb(0xf0, 0xb0, 0x00),
-        pass_frame: Color32::from_rgb(0xe0, 0xe0, 0xe0),
+        pass_frame: Color32::from_rgb(0x9a, 0x9a, 0x9a),
         on_alarm: Color32::from_rgb(0xff, 0xff, 0xff),
     };
     /// The light theme.
@@ -48,7 +48,7 @@ impl Palette {
         weak: Color32::from_rgb(0x50, 0x50, 0x50),
         alarm: Color32::from_rgb(0xc0, 0x10, 0x10),
         warn: Color32::from_rgb(0xe8, 0xa0, 0x00),
-        pass_frame: Color32::from_rgb(0x20, 0x20, 0x20),
+        pass_frame: Color32::from_rgb(0x60, 0x60, 0x60),
         on_alarm: Color32::from_rgb(0xff, 0xff, 0xff),
     };
 

@@ -166,6 +166,8 @@ pub fn demo_station(
     }
     let mut station = workspace.station.clone();
     station.desk.roles = options.roles.clone();
+    // The virtual fixture is built as two rows of four, like the line's 8-slot jigs.
+    station.desk.columns = Some(options.slots.clamp(1, 4));
     Ok(StationHandle::open(
         station,
         Box::new(DemoProvider { workspace, options }),

@@ -55,9 +55,18 @@ impl LineScreen {
             if ui
                 .add_enabled(can_start, egui::Button::new(tr.t("line.start")))
                 .clicked()
-                || (start && can_start)
+                || (start && can_start && !desk.picker.open)
             {
                 desk.send(UiCommand::ShowPicker(true));
+            }
+            // F2 again in the open picker starts the chosen batch (after a work-order scan the
+            // operator's hands stay on the scanner and the keyboard).
+            if let (true, Some((path, Ok(p)))) =
+                (start && can_start && desk.picker.open, &desk.picker.preview)
+                && p.problems.is_empty()
+                && !desk.picker.starting
+            {
+                desk.send(UiCommand::StartBatch(path.clone()));
             }
             let can_pause = running && state == Some(BatchState::Running);
             if ui

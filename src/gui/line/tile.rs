@@ -142,7 +142,25 @@ pub fn tile(
         (size.y * 0.14).clamp(18.0, 30.0)
     };
     let centre = rect.center() - Vec2::new(0.0, size.y * 0.08);
-    let galley = painter.layout_no_wrap(word.clone(), FontId::proportional(word_size), text);
+    // Shrink to the tile's width (mark + word), never below 40 px for PASS/FAIL.
+    let fit = |word_size: f32| {
+        let g = painter.layout_no_wrap(word.clone(), FontId::proportional(word_size), text);
+        let w = g.size().x
+            + if mark == Mark::None {
+                0.0
+            } else {
+                word_size * 0.8 + 10.0
+            };
+        (g, w)
+    };
+    let (mut galley, width) = fit(word_size);
+    let room = size.x - 2.0 * pad;
+    let mut word_size = word_size;
+    if width > room {
+        let floor = if big { 40.0 } else { 14.0 };
+        word_size = (word_size * room / width).max(floor);
+        galley = fit(word_size).0;
+    }
     let mark_size = word_size * 0.8;
     let total = galley.size().x
         + if mark == Mark::None {
@@ -170,15 +188,12 @@ pub fn tile(
         text,
     );
     let mut y = centre.y + word_size * 0.6 + 4.0;
+    // Lines wrap inside the tile rather than run over its edge.
     let line = |y: &mut f32, s: &str| {
-        painter.text(
-            Pos2::new(rect.center().x, *y),
-            Align2::CENTER_TOP,
-            s,
-            small.clone(),
-            text,
-        );
-        *y += small.size + 4.0;
+        let g = painter.layout(s.to_string(), small.clone(), text, size.x - 2.0 * pad);
+        let h = g.size().y;
+        painter.galley(Pos2::new(rect.center().x - g.size().x / 2.0, *y), g, text);
+        *y += h + 4.0;
     };
     match &slot.state {
         SlotState::Failed { stage, detail } => {
