@@ -158,3 +158,24 @@ fn a_shift_change_mid_batch_is_recorded_on_the_devices_that_follow() {
         "{operators:?}"
     );
 }
+
+#[test]
+fn a_broken_batch_file_is_explained_in_the_picker_and_cannot_start() {
+    let mut d = desk(quick(2), None);
+    let batches = d.harness.state().station().config().desk.batches.clone();
+    std::fs::write(
+        batches.join("broken.toml"),
+        "name = \"broken\"\ncount = \"many\"\n",
+    )
+    .unwrap();
+    d.sign_in("ann");
+    d.click("Start batch (F2)");
+    d.steps(10);
+    d.click("broken");
+    assert!(d.shows("This batch file cannot be used"));
+    assert!(d.shows("broken.toml"), "the error names the file");
+    // Start stays off: clicking it does nothing.
+    d.click("Start this batch");
+    d.steps(5);
+    assert!(!d.harness.state().view().running);
+}
