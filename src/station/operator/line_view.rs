@@ -339,6 +339,15 @@ impl LineView {
     }
 
     fn raise(&mut self, stamped: &Stamped<StationEvent>, slot: Option<String>, text: String) {
+        // DPS unreachable for an hour says the same thing every retry: one line, kept current.
+        if let Some(p) = self
+            .problems
+            .iter_mut()
+            .find(|p| p.slot == slot && p.text == text)
+        {
+            p.at = stamped.at;
+            return;
+        }
         if self.problems.len() == PROBLEMS_KEPT {
             self.problems.remove(0);
         }
@@ -461,8 +470,19 @@ mod tests {
             }),
         );
         assert_eq!(v.problems.len(), 1);
-        let seq = v.problems[0].seq;
-        v.acknowledge(seq);
+        for _ in 0..3 {
+            feed(
+                &mut v,
+                StationEvent::Engine(Event::EnrollmentProblem {
+                    message: "DPS unreachable".into(),
+                }),
+            );
+        }
+        assert_eq!(v.problems.len(), 2, "a repeated problem is one line");
+        assert_eq!(v.dps, Health::Degraded);
+        for seq in [v.problems[0].seq, v.problems[1].seq] {
+            v.acknowledge(seq);
+        }
         assert!(v.problems.is_empty());
     }
 }
