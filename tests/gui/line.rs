@@ -179,3 +179,23 @@ fn a_broken_batch_file_is_explained_in_the_picker_and_cannot_start() {
     d.steps(5);
     assert!(!d.harness.state().view().running);
 }
+
+#[test]
+fn the_light_theme_and_silence_are_one_click_each() {
+    let mut d = desk(quick(8), None);
+    d.sign_in("ann");
+    d.click("Light");
+    assert!(d.shows("Dark"), "the switch now offers the dark theme back");
+    // The harness starts silent; one click turns sounds on, another off again.
+    d.click("Sound on");
+    assert!(d.shows("Sound off"));
+    d.click("Sound off");
+    assert!(d.shows("Sound on"));
+    d.start_batch("demo-x509-csr");
+    d.wait_until("8 passes", Duration::from_secs(60), |a| {
+        a.view().passed == 8 && !a.view().running
+    });
+    if let Ok(path) = std::env::var("DPS_STATION_LIGHT_PNG") {
+        d.harness.render().unwrap().save(path).unwrap();
+    }
+}

@@ -28,7 +28,9 @@ pub fn picker(ui: &mut egui::Ui, desk: &Desk<'_>) -> bool {
                 }
             }
         });
-        ui.separator();
+        // No vertical separator here: in a horizontal layout it takes all the height there is, and
+        // the modal would grow past the screen.
+        ui.add_space(24.0);
         ui.vertical(|ui| {
             let Some((path, preview)) = &desk.picker.preview else {
                 ui.label(tr.t("picker.choose"));
