@@ -165,7 +165,7 @@ impl DeskApp {
         let role = self.view.role.unwrap_or(Role::Operator);
         self.screens
             .iter()
-            .filter(|s| role_allows(role, s.min_role()))
+            .filter(|s| role.allows(s.min_role()))
             .map(|s| s.id())
             .collect()
     }
@@ -241,7 +241,7 @@ impl DeskApp {
         }
         if ctx.input(|i| i.viewport().close_requested()) && self.kiosk && !self.quit {
             let role = self.view.role.unwrap_or(Role::Operator);
-            if !role_allows(role, Role::Engineer) {
+            if !role.allows(Role::Engineer) {
                 ctx.send_viewport_cmd(ViewportCommand::CancelClose);
                 self.say(true, self.tr.t("notice.kiosk_locked").to_string());
             }
@@ -274,10 +274,16 @@ impl DeskApp {
     fn execute(&mut self, ctx: &egui::Context, command: UiCommand) {
         match command {
             UiCommand::Navigate(id) => {
-                if self.allowed().contains(&id) {
-                    self.current = id;
-                } else {
-                    self.say(true, self.tr.t("notice.not_allowed").to_string());
+                // The station decides what the role may open; the navigation only hides the rest.
+                let least = self
+                    .screens
+                    .iter()
+                    .find(|s| s.id() == id)
+                    .map(|s| s.min_role());
+                match least.map(|l| self.station.require(l)) {
+                    Some(Ok(())) => self.current = id,
+                    Some(Err(e)) => self.say(true, e.to_string()),
+                    None => self.say(true, self.tr.t("notice.not_allowed").to_string()),
                 }
             }
             UiCommand::ShowPicker(open) => {
@@ -333,10 +339,13 @@ impl DeskApp {
                 };
                 self.tr = Messages::new(next);
             }
-            UiCommand::Quit => {
-                self.quit = true;
-                ctx.send_viewport_cmd(ViewportCommand::Close);
-            }
+            UiCommand::Quit => match self.station.require(Role::Engineer) {
+                Ok(()) => {
+                    self.quit = true;
+                    ctx.send_viewport_cmd(ViewportCommand::Close);
+                }
+                Err(e) => self.say(true, e.to_string()),
+            },
         }
     }
 
@@ -583,12 +592,6 @@ impl DeskApp {
             self.unlock = None;
         }
     }
-}
-
-/// Whether `role` may open what needs `least`. The officer's and engineer's screens are apart:
-/// an officer does not get the engineer's, nor the other way round; both get the operator's.
-pub fn role_allows(role: Role, least: Role) -> bool {
-    least == Role::Operator || role == least
 }
 
 fn health_badge(ui: &mut egui::Ui, tr: &Messages, label: &str, health: Health, p: Palette) {

@@ -366,6 +366,24 @@ impl StationHandle {
         self.publish(event);
     }
 
+    /// Refuses unless someone is signed in with a role that allows what needs `least`: the
+    /// engineer's and officer's screens ask this before each action, so a screen cannot grant
+    /// what the station has not.
+    pub fn require(&self, least: Role) -> Result<(), StationError> {
+        let s = lock(&self.inner.state);
+        if s.operator.is_none() {
+            return Err(RoleError::NotSignedIn.into());
+        }
+        if s.role.allows(least) {
+            Ok(())
+        } else {
+            Err(RoleError::NotUnlocked {
+                role: least.as_str(),
+            }
+            .into())
+        }
+    }
+
     /// Who is signed in, and in which role.
     pub fn operator(&self) -> (Option<String>, Role) {
         let s = lock(&self.inner.state);

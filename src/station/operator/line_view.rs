@@ -485,4 +485,44 @@ mod tests {
         }
         assert!(v.problems.is_empty());
     }
+
+    #[test]
+    fn a_key_store_that_cannot_issue_shows_as_lost_and_the_slot_as_stopped() {
+        let mut v = LineView::default();
+        let events = [
+            StationEvent::BatchStarted {
+                name: "b".into(),
+                target: None,
+                slots: vec!["A1".into(), "A2".into()],
+            },
+            StationEvent::Engine(Event::DeviceSeen {
+                slot: "A1".into(),
+                serial: "SN1".into(),
+                model: "m".into(),
+            }),
+            StationEvent::Engine(Event::Failed {
+                slot: "A1".into(),
+                serial: Some("SN1".into()),
+                stage: Stage::Issue,
+                reason: "CKR_DEVICE_REMOVED".into(),
+            }),
+            StationEvent::Engine(Event::SlotStopped {
+                slot: "A1".into(),
+                reason: "the key store could not issue; the batch is stopped".into(),
+            }),
+        ];
+        for (n, e) in events.into_iter().enumerate() {
+            v.apply(&stamp(n as u64 + 1, e));
+        }
+        assert_eq!(v.keys, Health::Lost);
+        assert_eq!(v.ledger, Health::Ok);
+        assert!(matches!(v.slots[0].state, SlotState::Stopped(_)));
+        assert_eq!(
+            v.slots[1].state,
+            SlotState::Idle,
+            "the other slot is untouched"
+        );
+        assert_eq!(advice(Stage::Issue), Advice::CallEngineer);
+        assert_eq!(v.problems.len(), 1);
+    }
 }

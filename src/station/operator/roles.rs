@@ -41,6 +41,13 @@ impl Role {
         }
     }
 
+    /// Whether this role may use what needs `least`. The engineer's and the officer's work are
+    /// apart (an officer does not get the engineer's screens, nor the other way round); both
+    /// get the operator's.
+    pub fn allows(self, least: Role) -> bool {
+        least == Role::Operator || self == least
+    }
+
     fn password_key(self) -> Option<&'static str> {
         match self {
             Role::Operator => None,
@@ -64,6 +71,12 @@ pub enum RoleError {
         /// Who asked.
         name: String,
         /// The role.
+        role: &'static str,
+    },
+    /// The person is signed in but has not taken the role.
+    #[error("this needs the {role} role: choose Role… and enter the {role} password")]
+    NotUnlocked {
+        /// The role needed.
         role: &'static str,
     },
     /// No password hash is set for the role.
@@ -195,5 +208,8 @@ mod tests {
         assert!(matches!(other, RoleError::NotHolder { .. }), "{other}");
         let none = check_unlock(&roles, "kim", Role::Officer, "x").unwrap_err();
         assert!(matches!(none, RoleError::NotHolder { .. }), "{none}");
+        assert!(Role::Engineer.allows(Role::Operator) && Role::Officer.allows(Role::Operator));
+        assert!(!Role::Operator.allows(Role::Engineer) && !Role::Officer.allows(Role::Engineer));
+        assert!(!Role::Engineer.allows(Role::Officer));
     }
 }
