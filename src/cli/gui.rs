@@ -82,12 +82,18 @@ pub fn open(config: &Path, kiosk: bool) -> anyhow::Result<ExitCode> {
     if !gui::has_display() {
         return Ok(no_display());
     }
-    let station = StationConfig::load(config).with_context(|| {
-        format!(
-            "the desk needs a station file ({}); pass --config, or try `dps-station demo`",
-            config.display()
-        )
-    })?;
+    let station = match StationConfig::load(config) {
+        Ok(s) => s,
+        Err(e) => {
+            let message = format!(
+                "{e:#}\n\n(the desk needs a station file: pass --config PATH, or try `dps-station demo`)"
+            );
+            eprintln!("error: {e:#}");
+            // Shown where the engineer looked: the window, not only this terminal.
+            gui::error_window::show(&message, None)?;
+            return Ok(ExitCode::FAILURE);
+        }
+    };
     let handle = StationHandle::open(station, Box::new(FixtureProvider::default()));
     gui::run(
         handle,

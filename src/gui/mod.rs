@@ -6,6 +6,7 @@
 
 pub mod app;
 pub mod bench;
+pub mod error_window;
 pub mod i18n;
 pub mod line;
 pub mod scan;
