@@ -22,17 +22,22 @@ pub struct TestDesk {
 
 /// A desk over a fresh demo workspace, sounds off, in `language` (English if `None`).
 pub fn desk(options: DemoDeskOptions, language: Option<Language>) -> TestDesk {
-    let workspace =
-        Arc::new(DemoWorkspace::create(KeyStoreChoice::SoftHsm).expect("demo workspace"));
-    let station = demo_station(workspace.clone(), options).expect("demo station");
-    let app = DeskApp::new(
-        station,
+    desk_with(
+        options,
         DeskOptions {
             kiosk: false,
             sounds: Some(false),
             language: Some(language.unwrap_or(Language::En)),
         },
-    );
+    )
+}
+
+/// [`desk`] with the desk's own options (kiosk mode).
+pub fn desk_with(options: DemoDeskOptions, desk_options: DeskOptions) -> TestDesk {
+    let workspace =
+        Arc::new(DemoWorkspace::create(KeyStoreChoice::SoftHsm).expect("demo workspace"));
+    let station = demo_station(workspace.clone(), options).expect("demo station");
+    let app = DeskApp::new(station, desk_options);
     let harness = Harness::builder()
         .with_size([1280.0, 800.0])
         // 10 ms frames: a scanner's characters then arrive as fast as a real one types them.
@@ -53,6 +58,26 @@ pub fn desk(options: DemoDeskOptions, language: Option<Language>) -> TestDesk {
 }
 
 impl TestDesk {
+    /// The window's close button (or Alt-F4) was pressed; returns whether the desk refused.
+    pub fn close_window(&mut self) -> bool {
+        self.harness
+            .input_mut()
+            .viewports
+            .entry(egui::ViewportId::ROOT)
+            .or_default()
+            .events
+            .push(egui::ViewportEvent::Close);
+        self.harness.step();
+        let refused = self
+            .harness
+            .output()
+            .viewport_output
+            .get(&egui::ViewportId::ROOT)
+            .is_some_and(|v| v.commands.contains(&egui::ViewportCommand::CancelClose));
+        self.steps(2);
+        refused
+    }
+
     /// Runs `n` frames.
     pub fn steps(&mut self, n: usize) {
         for _ in 0..n {

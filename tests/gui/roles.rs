@@ -10,7 +10,9 @@ use dps_station::station::operator::settings::RolesSection;
 
 use egui_kittest::kittest::Queryable;
 
-use super::common::desk;
+use dps_station::gui::DeskOptions;
+
+use super::common::{desk, desk_with};
 
 fn try_unlock(d: &mut super::common::TestDesk, password: &str) {
     let before = d.harness.state().notice().cloned();
@@ -77,4 +79,36 @@ fn an_operator_cannot_reach_the_engineer_screen_and_a_wrong_password_is_refused(
     d.click("Sign out");
     d.steps(2);
     assert_eq!(d.harness.state().current(), "line");
+}
+
+#[test]
+fn leaving_kiosk_mode_needs_an_engineer() {
+    let roles = RolesSection {
+        engineers: vec!["kim".into()],
+        engineer_password: Some(hash_password("line-3-engineer").unwrap()),
+        ..RolesSection::default()
+    };
+    let mut d = desk_with(
+        DemoDeskOptions {
+            roles,
+            ..DemoDeskOptions::default()
+        },
+        DeskOptions {
+            kiosk: true,
+            sounds: Some(false),
+            language: Some(dps_station::gui::i18n::Language::En),
+        },
+    );
+    d.sign_in("kim");
+    assert!(d.close_window(), "an operator cannot close the kiosk");
+    assert!(
+        d.harness
+            .state()
+            .notice()
+            .unwrap()
+            .text
+            .contains("needs an engineer")
+    );
+    try_unlock(&mut d, "line-3-engineer");
+    assert!(!d.close_window(), "an engineer can");
 }
