@@ -11,6 +11,14 @@ packages=(
   ca-certificates
   libsecret-tools              # secret-tool: DPS connection strings from the OS keyring
 )
+# The operator's desk (gui): software OpenGL for the glow renderer on PCs without a GPU, Noto Sans
+# CJK for Hangul, aplay for the pass/fail sounds (silent without it).
+packages+=(libgl1 libgl1-mesa-dri libegl1 fonts-noto-cjk alsa-utils)
+if [[ "${1:-}" == "--test" ]]; then
+  # The desk's kittest snapshots render with wgpu on Mesa's lavapipe (Vulkan on the CPU);
+  # scripts/screenshots.sh runs the real window under Xvfb and drives it with xdotool.
+  packages+=(mesa-vulkan-drivers xvfb xauth xdotool imagemagick)
+fi
 if [[ "${1:-}" == "--test" ]]; then
   packages+=(openssl sqlite3 python3 python3-venv tmux)
   packages+=(dbus gnome-keyring)   # a real Secret Service for the keyring test

@@ -11,6 +11,7 @@ pub mod device;
 pub mod dn;
 pub mod dps;
 pub mod emulator;
+pub mod gui;
 pub mod identity;
 pub mod keystore;
 pub mod ledger;

@@ -44,6 +44,9 @@ pub enum BenchCommand {
     /// telemetry messages per second into the local hub from N devices connected at once, with
     /// the process's memory.
     Mqtt(MqttBench),
+    /// The operator's desk: CPU time per frame of the line screen (32 slots, 200 engine events
+    /// per second) over 1,200 frames, median and p99, and the process's peak memory.
+    Gui(super::gui_bench::GuiBenchArgs),
 }
 
 /// Options of `bench hsm`.
@@ -104,6 +107,7 @@ pub fn run(cmd: BenchCommand) -> anyhow::Result<ExitCode> {
         BenchCommand::Enroll(args) => enroll(args),
         BenchCommand::Line(args) => super::line_bench::bench(&args),
         BenchCommand::Mqtt(args) => mqtt(&args),
+        BenchCommand::Gui(args) => super::gui_bench::run(&args),
     }
 }
 

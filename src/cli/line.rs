@@ -13,7 +13,7 @@ use clap::{Args, Subcommand};
 use indicatif::{MultiProgress, ProgressBar, ProgressStyle};
 
 use dps_station::device::ClientOptions;
-use dps_station::dps::{ConnectionString, DpsClient, DpsClientConfig, TlsTrust};
+use dps_station::dps::DpsClient;
 use dps_station::identity::registration_id::IdUse;
 use dps_station::identity::template::TemplateValues;
 use dps_station::station::config::{BatchConfig, BatchSize, EnrollTiming, Mode, StationConfig};
@@ -21,6 +21,7 @@ use dps_station::station::demo::{self, DemoWorkspace, KeyStoreChoice, RunOptions
 use dps_station::station::engine::{Engine, EngineSetup, RunSummary};
 use dps_station::station::events::{BatchState, Event};
 use dps_station::station::keys::StationKeys;
+use dps_station::station::operator::handle::connect_dps;
 use dps_station::station::report::{self, ReportFigures};
 use dps_station::station::setup::access;
 use dps_station::station::setup::first_run::{self, StationState, first_run_steps, station_state};
@@ -74,7 +75,7 @@ pub struct RunArgs {
 /// `demo` options.
 #[derive(Debug, Args)]
 pub struct DemoArgs {
-    /// Print one line per event instead of progress bars.
+    /// Run in the terminal (one line per event) instead of opening the desk's window.
     #[arg(long)]
     headless: bool,
     /// Devices per mode.
@@ -83,6 +84,10 @@ pub struct DemoArgs {
     /// Use the software key store even if SoftHSM2 is installed.
     #[arg(long)]
     software_keys: bool,
+    /// In the desk's window: the first device of slot S1 loses its cable mid-write, to show
+    /// what a failure looks like.
+    #[arg(long)]
+    faulty_first: bool,
 }
 
 /// Runs a line command.
@@ -395,38 +400,8 @@ fn dps_client(
     if batch.timing == EnrollTiming::Offline {
         return Ok(None);
     }
-    let target = station.dps.get(&batch.dps_target).with_context(|| {
-        format!(
-            "DPS target '{}' is not in {}",
-            batch.dps_target,
-            station.path.display()
-        )
-    })?;
-    let secret = target.connection_string.fetch(&format!(
-        "the connection string of DPS target '{}'",
-        target.name
-    ))?;
-    let connection = ConnectionString::parse(&secret)
-        .with_context(|| format!("DPS target '{}'", target.name))?;
-    let tls = match &target.ca_file {
-        Some(path) => TlsTrust::only(
-            std::fs::read(path)
-                .with_context(|| format!("reading the CA file {}", path.display()))?,
-        ),
-        None => TlsTrust::platform(),
-    };
-    let mut config = DpsClientConfig {
-        endpoint: target.endpoint.clone(),
-        tls,
-        ..DpsClientConfig::default()
-    };
-    if let Some(opm) = target.operations_per_minute {
-        config.operations_per_minute = opm;
-    }
-    Ok(Some(Arc::new(
-        DpsClient::new(connection, config)
-            .with_context(|| format!("DPS target '{}'", target.name))?,
-    )))
+    // The same client the desk builds (one place decides secret source and TLS trust).
+    Ok(Some(Arc::new(connect_dps(station, &batch.dps_target)?)))
 }
 
 /// `./station.toml` for a station run from a working directory (the README's examples), else the
@@ -598,6 +573,14 @@ fn run_batch(args: &RunArgs) -> anyhow::Result<ExitCode> {
 }
 
 fn run_demo(args: &DemoArgs) -> anyhow::Result<ExitCode> {
+    if !args.headless {
+        if dps_station::gui::has_display() {
+            return super::gui::demo_window(args.devices, args.software_keys, args.faulty_first);
+        }
+        eprintln!(
+            "no display for the desk's window: the demo runs in this terminal (as with --headless)"
+        );
+    }
     let started = Instant::now();
     let choice = if args.software_keys {
         KeyStoreChoice::Software

@@ -13,6 +13,8 @@ mod device;
 mod dps;
 mod dps_emulator;
 mod fixture;
+mod gui;
+mod gui_bench;
 mod hsm;
 mod hub_telemetry;
 mod identity;
@@ -34,7 +36,7 @@ struct Cli {
     #[arg(short, long, action = clap::ArgAction::Count, global = true)]
     verbose: u8,
 
-    /// Without a command the station will open its operator GUI; until then it prints this help.
+    /// Without a command the station opens its operator desk (`gui` with `station.toml` here).
     #[command(subcommand)]
     command: Option<Command>,
 }
@@ -53,6 +55,8 @@ enum Command {
     Line(line::Commands),
     #[command(flatten)]
     Hsm(hsm::Commands),
+    #[command(flatten)]
+    Gui(gui::Commands),
     #[command(flatten)]
     Device(device::Commands),
     /// Measure the performance goals of each area.
@@ -73,11 +77,9 @@ pub fn main() -> ExitCode {
     // A closed stdout ends a command quietly (status 141); `run` and servers opt out.
     pipe::default_sigpipe();
     logging::init(cli.verbose);
-    let Some(command) = cli.command else {
-        // Printing help can only fail on a closed stdout, where there is nobody to tell.
-        let _ = Cli::command().print_help();
-        return ExitCode::SUCCESS;
-    };
+    let command = cli.command.unwrap_or(Command::Gui(gui::Commands::Gui(
+        gui::GuiArgs::default_station(),
+    )));
     match run(command) {
         Ok(code) => code,
         Err(err) => {
@@ -101,6 +103,7 @@ fn run(command: Command) -> anyhow::Result<ExitCode> {
         Command::Ledger(cmd) => ledger::run(cmd),
         Command::Line(cmd) => line::run(cmd),
         Command::Hsm(cmd) => hsm::run(cmd),
+        Command::Gui(cmd) => gui::run(cmd),
         Command::Device(cmd) => device::run(cmd),
         Command::Bench(cmd) => bench::run(cmd),
         Command::Packaging(cmd) => packaging::run(cmd, Cli::command()),

@@ -65,17 +65,23 @@ pub fn obtain_configured_pin(
     configured: Option<&Path>,
     prompt: &str,
 ) -> Result<SecretString, PinError> {
-    if let Some(path) = std::env::var_os(PIN_FILE_ENV).filter(|p| !p.is_empty()) {
-        return read_pin_file(Path::new(&path));
-    }
-    if let Ok(value) = std::env::var(PIN_ENV) {
-        return non_empty(SecretString::new(value), PIN_ENV);
-    }
-    if let Some(path) = configured {
-        return read_pin_file(path);
+    if let Some(pin) = unattended_pin(configured) {
+        return pin;
     }
     let pin = prompt_hidden(prompt)?;
     non_empty(pin, "the prompt")
+}
+
+/// [`obtain_configured_pin`]'s sources without the prompt, for a program that must not block on
+/// a terminal (the GUI's workers): `None` when none of them is set.
+pub fn unattended_pin(configured: Option<&Path>) -> Option<Result<SecretString, PinError>> {
+    if let Some(path) = std::env::var_os(PIN_FILE_ENV).filter(|p| !p.is_empty()) {
+        return Some(read_pin_file(Path::new(&path)));
+    }
+    if let Ok(value) = std::env::var(PIN_ENV) {
+        return Some(non_empty(SecretString::new(value), PIN_ENV));
+    }
+    configured.map(read_pin_file)
 }
 
 /// Reads a PIN file (one line; a trailing newline is dropped). Refused unless only its owner can

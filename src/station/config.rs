@@ -101,6 +101,10 @@ struct RawStation {
     keystore: RawKeyStore,
     #[serde(default)]
     dps: BTreeMap<String, RawDpsTarget>,
+    #[serde(default)]
+    gui: super::operator::settings::GuiSection,
+    #[serde(default)]
+    roles: super::operator::settings::RolesSection,
 }
 
 #[derive(Debug, Deserialize)]
@@ -256,6 +260,8 @@ pub struct StationConfig {
     pub keystore: KeyStoreConfig,
     /// DPS targets by name.
     pub dps: BTreeMap<String, DpsTarget>,
+    /// The operator's desk: `[gui]` and `[roles]` (see `station::operator::settings`).
+    pub desk: super::operator::settings::DeskSettings,
 }
 
 impl StationConfig {
@@ -361,6 +367,7 @@ impl StationConfig {
             fixture,
             keystore,
             dps,
+            desk: super::operator::settings::DeskSettings::resolve(path, &raw.gui, &raw.roles),
         })
     }
 }

@@ -438,6 +438,11 @@ impl DemoWorkspace {
             fixture: FixtureMap::default(),
             keystore: keys.keystore.clone(),
             dps,
+            desk: super::operator::settings::DeskSettings::resolve(
+                &dir.join("station.toml"),
+                &Default::default(),
+                &Default::default(),
+            ),
         };
         Ok(Self {
             dir,

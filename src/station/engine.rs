@@ -312,6 +312,15 @@ impl Engine {
                                 let _ = events.send(Event::Batch(BatchState::Running));
                             }
                             Ok(Command::Close) => shared.stop.store(true, Ordering::SeqCst),
+                            Ok(Command::SetOperator(name)) => {
+                                // A ledger that cannot record this cannot record the next
+                                // device either: that stops the line with its own message.
+                                if let Err(e) = ledger_handle.call(move |l| l.set_operator(&name)) {
+                                    tracing::error!(
+                                        "the ledger did not record the operator change: {e}"
+                                    );
+                                }
+                            }
                             Err(mpsc::RecvTimeoutError::Disconnected) => {
                                 // No one can send any more; a paused batch could never resume.
                                 if shared.paused.load(Ordering::SeqCst) {

@@ -164,7 +164,7 @@ pub enum Event {
 }
 
 /// What the engine is told.
-#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+#[derive(Debug, Clone, PartialEq, Eq)]
 pub enum Command {
     /// Stop taking new devices; in-flight devices finish.
     Pause,
@@ -172,4 +172,7 @@ pub enum Command {
     Resume,
     /// Finish in-flight devices, then close the batch.
     Close,
+    /// A new operator signed in at the desk (a shift change mid-batch): devices recorded from
+    /// now on carry their name in the ledger, and the change is audited.
+    SetOperator(String),
 }

@@ -107,6 +107,28 @@ impl StationKeys {
         Self::open_with_pin(config, pin)
     }
 
+    /// [`StationKeys::open`] for a program with no terminal to ask on (the GUI's workers): the PIN
+    /// comes from the environment or `[keystore] pin_file` only, never from a prompt that would
+    /// block a worker thread on a terminal nobody watches.
+    pub fn open_unattended(config: &KeyStoreConfig) -> Result<Self, KeysError> {
+        let pin = match config {
+            KeyStoreConfig::Pkcs11 {
+                token_label,
+                pin_file,
+                ..
+            } => Some(
+                crate::keystore::pin::unattended_pin(pin_file.as_deref())
+                    .unwrap_or(Err(crate::keystore::pin::PinError::NoTerminal))
+                    .map_err(|source| KeysError::Pin {
+                        token: token_label.clone(),
+                        source,
+                    })?,
+            ),
+            KeyStoreConfig::Software { .. } => None,
+        };
+        Self::open_with_pin(config, pin)
+    }
+
     /// [`StationKeys::open`] with the PIN given (a GUI asks for it in its own dialog); `None`
     /// for a token is refused as a missing PIN.
     pub fn open_with_pin(

@@ -8,6 +8,7 @@
 
 pub mod config;
 pub mod demo;
+pub mod demo_desk;
 pub mod demo_families;
 pub mod engine;
 pub mod enroll_bench;
@@ -21,6 +22,7 @@ pub mod key_session;
 pub mod keys;
 pub mod ledger_thread;
 pub mod mqtt_bench;
+pub mod operator;
 pub mod pipeline;
 pub mod report;
 pub mod secret_file;

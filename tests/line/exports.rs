@@ -33,9 +33,17 @@ fn batch_text(ws: &DemoWorkspace, mode: Mode, name: &str, timing: &'static str) 
     };
     let base = ws.batch_toml(mode, name, &options);
     let (first, rest) = base.split_once('\n').unwrap();
-    format!(
-        "{first}\niot_hubs = {HUBS:?}\nallocation_policy = \"hashed\"\n{rest}\n[initial_twin.desired]\nfirmware = {{ channel = \"stable\", interval = 30 }}\n"
-    )
+    // The demo's batches carry an initialTwin already: add a nested desired property to it.
+    let rest = rest.replacen(
+        "[initial_twin.desired]\n",
+        "[initial_twin.desired]\nfirmware = { channel = \"stable\", interval = 30 }\n",
+        1,
+    );
+    assert!(
+        rest.contains("firmware = "),
+        "the demo batch has no [initial_twin.desired]: {rest}"
+    );
+    format!("{first}\niot_hubs = {HUBS:?}\nallocation_policy = \"hashed\"\n{rest}\n")
 }
 
 /// Runs a batch on a one-slot virtual fixture; the registration IDs of its devices.

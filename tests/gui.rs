@@ -1,0 +1,15 @@
+//! The operator's desk driven like an operator drives it: egui_kittest clicks and types through
+//! the accessibility tree over the real engine, SoftHSM2, pseudo-terminals and the DPS emulator.
+
+#[path = "gui/cli.rs"]
+mod cli;
+#[path = "gui/common.rs"]
+mod common;
+#[path = "gui/korean.rs"]
+mod korean;
+#[path = "gui/line.rs"]
+mod line;
+#[path = "gui/roles.rs"]
+mod roles;
+#[path = "gui/scan.rs"]
+mod scan;

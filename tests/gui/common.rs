@@ -1,0 +1,168 @@
+//! The one harness helper every desk test goes through: a demo workspace (emulator, SoftHSM2
+//! token, ledger) behind a station handle, the desk over it in a kittest harness, and ways to
+//! click, type, scan and wait as an operator would.
+
+use std::sync::Arc;
+use std::time::{Duration, Instant};
+
+use dps_station::gui::i18n::Language;
+use dps_station::gui::{DeskApp, DeskOptions};
+use dps_station::station::demo::{DemoWorkspace, KeyStoreChoice};
+use dps_station::station::demo_desk::{DemoDeskOptions, demo_station};
+use egui_kittest::Harness;
+use egui_kittest::kittest::{NodeT, Queryable};
+
+/// A desk under test and the workspace behind it.
+pub struct TestDesk {
+    /// The harness; its state is the desk.
+    pub harness: Harness<'static, DeskApp>,
+    /// Kept alive for the desk's lifetime (its drop removes the workspace).
+    pub _workspace: Arc<DemoWorkspace>,
+}
+
+/// A desk over a fresh demo workspace, sounds off, in `language` (English if `None`).
+pub fn desk(options: DemoDeskOptions, language: Option<Language>) -> TestDesk {
+    desk_with(
+        options,
+        DeskOptions {
+            kiosk: false,
+            sounds: Some(false),
+            language: Some(language.unwrap_or(Language::En)),
+        },
+    )
+}
+
+/// [`desk`] with the desk's own options (kiosk mode).
+pub fn desk_with(options: DemoDeskOptions, desk_options: DeskOptions) -> TestDesk {
+    let workspace =
+        Arc::new(DemoWorkspace::create(KeyStoreChoice::SoftHsm).expect("demo workspace"));
+    let station = demo_station(workspace.clone(), options).expect("demo station");
+    let app = DeskApp::new(station, desk_options);
+    let harness = Harness::builder()
+        .with_size([1280.0, 800.0])
+        // 10 ms frames: a scanner's characters then arrive as fast as a real one types them.
+        .with_step_dt(0.01)
+        .build_ui_state(
+            |ui, app: &mut DeskApp| {
+                app.logic(ui.ctx());
+                app.draw(ui);
+            },
+            app,
+        );
+    let mut d = TestDesk {
+        harness,
+        _workspace: workspace,
+    };
+    d.steps(3);
+    d
+}
+
+impl TestDesk {
+    /// The window's close button (or Alt-F4) was pressed; returns whether the desk refused.
+    pub fn close_window(&mut self) -> bool {
+        self.harness
+            .input_mut()
+            .viewports
+            .entry(egui::ViewportId::ROOT)
+            .or_default()
+            .events
+            .push(egui::ViewportEvent::Close);
+        self.harness.step();
+        let refused = self
+            .harness
+            .output()
+            .viewport_output
+            .get(&egui::ViewportId::ROOT)
+            .is_some_and(|v| v.commands.contains(&egui::ViewportCommand::CancelClose));
+        self.steps(2);
+        refused
+    }
+
+    /// Runs `n` frames.
+    pub fn steps(&mut self, n: usize) {
+        for _ in 0..n {
+            self.harness.step();
+        }
+    }
+
+    /// Clicks the widget labelled `label` and lets the desk act on it.
+    pub fn click(&mut self, label: &str) {
+        if self.harness.query_by_label(label).is_none() {
+            let labels: Vec<String> = self
+                .harness
+                .query_all(egui_kittest::kittest::By::new())
+                .filter_map(|n| n.accesskit_node().label())
+                .collect();
+            panic!(
+                "no widget labelled {label:?}; the desk shows {labels:?}; notice {:?}",
+                self.harness.state().notice()
+            );
+        }
+        // Through the accessibility action, as a screen reader or touch screen would press it
+        // (a synthetic pointer click misses widgets inside an egui Modal in kittest 0.37).
+        self.harness.get_by_label(label).click_accesskit();
+        self.steps(6);
+    }
+
+    /// Whether a widget's label contains `text`.
+    pub fn shows(&self, text: &str) -> bool {
+        self.count(text) > 0
+    }
+
+    /// How many widgets' labels contain `text`.
+    pub fn count(&self, text: &str) -> usize {
+        self.harness.query_all_by_label_contains(text).count()
+    }
+
+    /// Types `name` into the sign-in field and signs in.
+    pub fn sign_in(&mut self, name: &str) {
+        self.harness
+            .get_by_role(egui::accesskit::Role::TextInput)
+            .focus();
+        self.steps(1);
+        self.harness
+            .get_by_role(egui::accesskit::Role::TextInput)
+            .type_text(name);
+        self.steps(2);
+        let sign_in = self.harness.state().messages().t("bar.sign_in").to_string();
+        self.click(&sign_in);
+        assert_eq!(self.harness.state().view().operator.as_deref(), Some(name));
+    }
+
+    /// A barcode scanner's burst: the characters and Enter within one frame, wherever focus is.
+    pub fn scan(&mut self, code: &str) {
+        self.harness.event(egui::Event::Text(code.to_string()));
+        self.harness.key_press(egui::Key::Enter);
+        self.steps(4);
+    }
+
+    /// Opens the picker, chooses `batch` and starts it.
+    pub fn start_batch(&mut self, batch: &str) {
+        self.click("Start batch (F2)");
+        // The picker fades in; let it settle before aiming at it.
+        self.steps(10);
+        self.click(batch);
+        self.click("Start this batch");
+        self.wait_until("the batch to start", Duration::from_secs(30), |d| {
+            d.view().running
+        });
+    }
+
+    /// Steps frames until `done` holds, or fails the test after `timeout` naming `what`.
+    pub fn wait_until(&mut self, what: &str, timeout: Duration, done: impl Fn(&DeskApp) -> bool) {
+        let start = Instant::now();
+        while !done(self.harness.state()) {
+            assert!(
+                start.elapsed() < timeout,
+                "timed out after {timeout:?} waiting for {what}; notice: {:?}; view: passed {} failed {} state {:?}",
+                self.harness.state().notice(),
+                self.harness.state().view().passed,
+                self.harness.state().view().failed,
+                self.harness.state().view().state,
+            );
+            self.harness.step();
+            std::thread::sleep(Duration::from_millis(20));
+        }
+        self.steps(2);
+    }
+}
