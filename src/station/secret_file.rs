@@ -7,22 +7,15 @@ use crate::secret::SecretString;
 
 /// Reads a one-line secret from `path`; the message says what is wrong and what to do.
 pub fn read_owner_only(path: &Path) -> Result<SecretString, String> {
-    #[cfg(unix)]
+    if let Some(mode) = crate::secret::open_to_others(path)
+        .map_err(|e| format!("cannot read {}: {e}", path.display()))?
     {
-        use std::os::unix::fs::PermissionsExt;
-        let mode = std::fs::metadata(path)
-            .map_err(|e| format!("cannot read {}: {e}", path.display()))?
-            .permissions()
-            .mode()
-            & 0o777;
-        if mode & 0o077 != 0 {
-            return Err(format!(
-                "{} can be read by its group or by others (mode {mode:03o}): make it owner-only \
-                 (chmod 600 {}); it was not used",
-                path.display(),
-                path.display()
-            ));
-        }
+        return Err(format!(
+            "{} can be read by its group or by others (mode {mode:03o}): make it owner-only \
+             (chmod 600 {}); it was not used",
+            path.display(),
+            path.display()
+        ));
     }
     let text = zeroize::Zeroizing::new(
         std::fs::read_to_string(path)
