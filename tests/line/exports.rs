@@ -32,10 +32,17 @@ fn batch_text(ws: &DemoWorkspace, mode: Mode, name: &str, timing: &'static str) 
         ..RunOptions::default()
     };
     let base = ws.batch_toml(mode, name, &options);
+    // The demo's batch has a desired twin already (its telemetry interval): add to that table,
+    // since TOML refuses a second one.
+    let desired = "[initial_twin.desired]\n";
+    assert!(base.contains(desired), "{base}");
+    let base = base.replacen(
+        desired,
+        &format!("{desired}firmware = {{ channel = \"stable\", interval = 30 }}\n"),
+        1,
+    );
     let (first, rest) = base.split_once('\n').unwrap();
-    format!(
-        "{first}\niot_hubs = {HUBS:?}\nallocation_policy = \"hashed\"\n{rest}\n[initial_twin.desired]\nfirmware = {{ channel = \"stable\", interval = 30 }}\n"
-    )
+    format!("{first}\niot_hubs = {HUBS:?}\nallocation_policy = \"hashed\"\n{rest}\n")
 }
 
 /// Runs a batch on a one-slot virtual fixture; the registration IDs of its devices.
