@@ -325,20 +325,12 @@ fn describe(event: &Event) -> String {
 fn print_summary(out: &Out, name: &str, summary: &RunSummary) {
     let f = ReportFigures::of(summary);
     out.line(format!(
-        "batch {name}: {:?}; {} passed, {} failed (yield {:.1}%); {}; {} enrolled, {} refused, {} still queued",
+        "batch {name}: {:?}; {} passed, {} failed (yield {:.1}%); time per device: {}; {} enrolled, {} refused, {} still queued",
         summary.state,
         f.passed,
         f.failed,
         f.yield_ratio * 100.0,
-        if f.passed == 0 {
-            "no device passed".to_string()
-        } else {
-            format!(
-                "median {:.0} ms, p95 {:.0} ms per device",
-                f.median.as_secs_f64() * 1e3,
-                f.p95.as_secs_f64() * 1e3
-            )
-        },
+        f.times_text(),
         summary.enrollment.enrolled,
         summary.enrollment.failed,
         summary.pending_enrollments,
