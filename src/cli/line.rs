@@ -482,6 +482,8 @@ fn run_batch(args: &RunArgs) -> anyhow::Result<ExitCode> {
     if !bad_ports.is_empty() {
         anyhow::bail!("{} (in {})", bad_ports.join("\n"), args.config.display());
     }
+    // A malformed grace is refused before the batch starts, not once devices are in the slots.
+    let grace = interrupt::term_grace()?;
     let dps = dps_client(&station, &batch)?;
     let sources: Vec<(String, Box<dyn DeviceSource>)> = station
         .fixture
@@ -505,11 +507,7 @@ fn run_batch(args: &RunArgs) -> anyhow::Result<ExitCode> {
     let out = Arc::new(Out::new(Some(engine.commands())));
     let mut view = View::new(args.headless, &batch.name, batch.target(), out.clone());
     // Ctrl-C / SIGTERM: take no new device, let in-flight ones finish; the batch stays resumable.
-    let interrupts = interrupt::watch(
-        engine.commands(),
-        view.in_flight.clone(),
-        interrupt::term_grace()?,
-    );
+    let interrupts = interrupt::watch(engine.commands(), view.in_flight.clone(), grace);
     for event in engine.events.iter() {
         view.show(&event);
     }
