@@ -1,5 +1,5 @@
 //! Device-to-cloud messages the local hub received, kept in memory (newest last, the oldest
-//! dropped beyond a cap) so that tests, the demo and `dps-emulator telemetry` can read what a
+//! dropped beyond a cap) so that tests, the demo and `dps-station hub-telemetry` can read what a
 //! device sent, with its properties, as a back-end would read it from the hub.
 
 use std::collections::{BTreeMap, VecDeque};
