@@ -76,6 +76,29 @@ pub struct Assignment {
     pub tpm_hub_key: Option<SecretString>,
 }
 
+impl Assignment {
+    /// The outcome in a registration operation's answer (the same JSON over HTTPS and MQTT), or
+    /// `None` while DPS is still `assigning` and the operation must be polled again.
+    pub(crate) fn from_operation(answer: &Value) -> Option<Assignment> {
+        let status = answer.get("status").and_then(Value::as_str).unwrap_or("");
+        if status == "assigning" || status == "unassigned" {
+            return None;
+        }
+        let state = answer
+            .get("registrationState")
+            .cloned()
+            .unwrap_or(Value::Null);
+        let text = |f: &str| state.get(f).and_then(Value::as_str).map(str::to_owned);
+        Some(Assignment {
+            status: status.to_owned(),
+            assigned_hub: text("assignedHub"),
+            device_id: text("deviceId"),
+            registration_state: state,
+            tpm_hub_key: None,
+        })
+    }
+}
+
 /// Why a registration did not complete.
 #[derive(Debug, thiserror::Error)]
 pub enum DeviceClientError {
@@ -254,29 +277,17 @@ pub fn register(
     let mut answer = send(http.put(&url).json(&body), &url)?;
     let started = Instant::now();
     loop {
-        let status = answer
-            .get("status")
-            .and_then(Value::as_str)
-            .unwrap_or("")
-            .to_owned();
-        if status != "assigning" && status != "unassigned" {
-            let state = answer
-                .get("registrationState")
-                .cloned()
-                .unwrap_or(Value::Null);
-            let text = |f: &str| state.get(f).and_then(Value::as_str).map(str::to_owned);
+        if let Some(assignment) = Assignment::from_operation(&answer) {
             return Ok(Assignment {
-                status,
-                assigned_hub: text("assignedHub"),
-                device_id: text("deviceId"),
-                registration_state: state,
                 tpm_hub_key,
+                ..assignment
             });
         }
         if started.elapsed() > timeout {
+            let status = answer.get("status").and_then(Value::as_str).unwrap_or("");
             return Err(DeviceClientError::Timeout {
                 registration_id: reg.registration_id.clone(),
-                status,
+                status: status.to_owned(),
                 seconds: timeout.as_secs(),
             });
         }

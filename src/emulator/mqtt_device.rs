@@ -299,20 +299,8 @@ impl MqttDevice {
                     body: body.to_string(),
                 });
             }
-            let state = body.get("status").and_then(Value::as_str).unwrap_or("");
-            if state != "assigning" && state != "unassigned" {
-                let reg = body
-                    .get("registrationState")
-                    .cloned()
-                    .unwrap_or(Value::Null);
-                let text = |f: &str| reg.get(f).and_then(Value::as_str).map(str::to_owned);
-                return Ok(Assignment {
-                    status: state.to_owned(),
-                    assigned_hub: text("assignedHub"),
-                    device_id: text("deviceId"),
-                    registration_state: reg,
-                    tpm_hub_key: None,
-                });
+            if let Some(assignment) = Assignment::from_operation(&body) {
+                return Ok(assignment);
             }
             let wait = topic
                 .split_once('?')
