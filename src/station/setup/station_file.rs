@@ -180,14 +180,7 @@ pub fn annotated(values: &StationValues) -> Result<String, StationFileError> {
             ));
             t.push_str(&format!("profile = {}\n", quoted(&h.profile)));
             t.push_str(&format!("token_label = {}\n", quoted(&h.token_label)));
-            t.push_str(&format!(
-                "{:<44} # optional; the profile's module list otherwise\n",
-                "# module = \"/usr/lib/softhsm/libsofthsm2.so\""
-            ));
-            t.push_str(&format!(
-                "{:<44} # optional; owner-only file holding the user PIN\n",
-                "# pin_file = \"/etc/dps-station/hsm-pin\""
-            ));
+            t.push_str(&optional_keystore_lines());
         }
         None => {
             t.push_str("# [keystore]\n");
@@ -196,14 +189,7 @@ pub fn annotated(values: &StationValues) -> Result<String, StationFileError> {
                 "# kind = \"pkcs11\""
             ));
             t.push_str("# profile = \"softhsm2\"\n# token_label = \"factory-ca\"\n");
-            t.push_str(&format!(
-                "{:<44} # optional; the profile's module list otherwise\n",
-                "# module = \"/usr/lib/softhsm/libsofthsm2.so\""
-            ));
-            t.push_str(&format!(
-                "{:<44} # optional; owner-only file holding the user PIN\n",
-                "# pin_file = \"/etc/dps-station/hsm-pin\""
-            ));
+            t.push_str(&optional_keystore_lines());
         }
     }
     t.push('\n');
@@ -223,6 +209,16 @@ pub fn annotated(values: &StationValues) -> Result<String, StationFileError> {
         }
     }
     Ok(t)
+}
+
+/// The `[keystore]` keys a station may leave out, as commented examples.
+fn optional_keystore_lines() -> String {
+    format!(
+        "{:<44} # optional; the profile's module list otherwise\n\
+         {:<44} # optional; owner-only file holding the user PIN\n",
+        "# module = \"/usr/lib/softhsm/libsofthsm2.so\"",
+        "# pin_file = \"/etc/dps-station/hsm-pin\""
+    )
 }
 
 fn quoted_key(key: &str) -> String {
