@@ -54,12 +54,13 @@ pub struct Phase {
     pub per_second: f64,
     /// CPU time the process (emulator and clients) spent in the phase, user + system.
     pub cpu_seconds: f64,
-    /// `count / cpu_seconds`: what the work costs, whatever else the machine was running.
-    pub per_cpu_second: f64,
+    /// `count / cpu_seconds`: what the work costs, whatever else the machine was running;
+    /// `None` when the phase used less CPU than the kernel counts (a clock tick, 10 ms).
+    pub per_cpu_second: Option<f64>,
     /// CPU time of the emulator's own threads (its runtime's workers, named `dps-emulator`).
     pub emulator_cpu_seconds: f64,
-    /// `count / emulator_cpu_seconds`: the server side's cost alone.
-    pub per_emulator_cpu_second: f64,
+    /// `count / emulator_cpu_seconds`: the server side's cost alone; `None` as above.
+    pub per_emulator_cpu_second: Option<f64>,
 }
 
 /// CPU seconds so far: the whole process, and the emulator's threads.
@@ -81,9 +82,9 @@ impl Phase {
             seconds,
             per_second: count as f64 / seconds.max(f64::EPSILON),
             cpu_seconds: cpu,
-            per_cpu_second: count as f64 / cpu.max(f64::EPSILON),
+            per_cpu_second: (cpu > 0.0).then(|| count as f64 / cpu),
             emulator_cpu_seconds: emulator,
-            per_emulator_cpu_second: count as f64 / emulator.max(f64::EPSILON),
+            per_emulator_cpu_second: (emulator > 0.0).then(|| count as f64 / emulator),
         }
     }
 }
