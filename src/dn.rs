@@ -1,7 +1,7 @@
 //! Distinguished names as text, one spelling everywhere: RDNs most specific first (RFC 4514
 //! order: `CN=dev-1, O=Contoso, C=DE`), as DPS shows them in `X509CertificateInfo`. The identity
-//! area (what DPS reports) and the ledger (its subject and issuer columns) both use it, so a name
-//! never appears in two orders; neither imports the other.
+//! area (what DPS reports), the ledger (its subject and issuer columns) and the emulator (what it
+//! answers as DPS) all use it, so a name never appears in two spellings; none imports another.
 
 use x509_parser::x509::X509Name;
 

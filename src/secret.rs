@@ -74,6 +74,23 @@ impl fmt::Debug for SecretBytes {
     }
 }
 
+/// The permission bits of `path` when its group or others have any permission on it, `None` when
+/// only its owner may: a file holding a secret (a PIN, a connection string) is refused when
+/// anyone else can read it. Always `None` off Unix, which has no such bits.
+pub fn open_to_others(path: &std::path::Path) -> std::io::Result<Option<u32>> {
+    #[cfg(unix)]
+    {
+        use std::os::unix::fs::PermissionsExt;
+        let mode = std::fs::metadata(path)?.permissions().mode() & 0o777;
+        Ok((mode & 0o077 != 0).then_some(mode))
+    }
+    #[cfg(not(unix))]
+    {
+        let _ = path;
+        Ok(None)
+    }
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;

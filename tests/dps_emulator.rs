@@ -4,6 +4,8 @@
 
 #[path = "dps_emulator/cli.rs"]
 mod cli;
+#[path = "dps_emulator/clients.rs"]
+mod clients;
 #[path = "dps_emulator/common.rs"]
 mod common;
 #[path = "dps_emulator/device.rs"]

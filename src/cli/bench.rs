@@ -488,16 +488,21 @@ fn mqtt(args: &MqttBench) -> anyhow::Result<ExitCode> {
         println!("{}", serde_json::to_string_pretty(&report)?);
         return Ok(ExitCode::SUCCESS);
     }
+    // Below one clock tick of CPU there is no rate to show, only that it was too short.
+    let rate = |r: Option<f64>| match r {
+        Some(r) => format!("{r:.0} per CPU second"),
+        None => "too little to measure".to_owned(),
+    };
     let line = |name: &str, unit: &str, p: &Phase| {
         println!(
-            "{name:<26} {:>6} {unit} in {:>6.2} s = {:>8.0}/s  ({:.2} CPU s, {:.0} per CPU second; emulator alone {:.2} CPU s, {:.0} per CPU second)",
+            "{name:<26} {:>6} {unit} in {:>6.2} s = {:>8.0}/s  ({:.2} CPU s, {}; emulator alone {:.2} CPU s, {})",
             p.count,
             p.seconds,
             p.per_second,
             p.cpu_seconds,
-            p.per_cpu_second,
+            rate(p.per_cpu_second),
             p.emulator_cpu_seconds,
-            p.per_emulator_cpu_second
+            rate(p.per_emulator_cpu_second)
         );
     };
     line(

@@ -179,7 +179,8 @@ pub struct EnrollArgs {
     /// The DPS target the enrollments were queued for [default: the connection string's HostName].
     #[arg(long)]
     dps_target: Option<String>,
-    /// A file holding the DPS service connection string [default: $DPS_CONNECTION_STRING].
+    /// An owner-only (chmod 600) file holding the DPS service connection string [default:
+    /// $DPS_CONNECTION_STRING].
     #[arg(long, value_name = "FILE")]
     connection_string_file: Option<PathBuf>,
     /// Send to this URL instead of https://<HostName> (an emulator, a test bench).
@@ -310,17 +311,12 @@ fn merged_settings(
     Ok(merged)
 }
 
-/// The connection string from `--connection-string-file` or `DPS_CONNECTION_STRING`.
+/// The connection string from `--connection-string-file` (owner-only, as station.toml's
+/// `connection_string_file`: the same check) or `DPS_CONNECTION_STRING`.
 pub fn connection_string(file: Option<&Path>) -> anyhow::Result<ConnectionString> {
     let text = match file {
-        Some(path) => SecretString::new(
-            std::fs::read_to_string(path)
-                .with_context(|| {
-                    format!("cannot read the connection string file {}", path.display())
-                })?
-                .trim()
-                .to_string(),
-        ),
+        Some(path) => dps_station::station::secret_file::read_owner_only(path)
+            .context("--connection-string-file")?,
         None => match std::env::var("DPS_CONNECTION_STRING") {
             Ok(v) => SecretString::new(v),
             Err(_) => bail!(

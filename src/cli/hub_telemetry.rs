@@ -20,7 +20,8 @@ pub struct HubTelemetryArgs {
     /// The emulator's CA certificate (what `dps-emulator --ca-out` wrote).
     #[arg(long, value_name = "FILE")]
     ca: PathBuf,
-    /// A file holding the emulator's connection string [default: $DPS_CONNECTION_STRING].
+    /// An owner-only (chmod 600) file holding the emulator's connection string [default:
+    /// $DPS_CONNECTION_STRING].
     #[arg(long, value_name = "FILE")]
     connection_string_file: Option<PathBuf>,
     /// Print the JSON the emulator answered instead of one line per message.

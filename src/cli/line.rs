@@ -330,20 +330,12 @@ fn describe(event: &Event) -> String {
 fn print_summary(out: &Out, name: &str, summary: &RunSummary) {
     let f = ReportFigures::of(summary);
     out.line(format!(
-        "batch {name}: {:?}; {} passed, {} failed (yield {:.1}%); {}; {} enrolled, {} refused, {} still queued",
+        "batch {name}: {:?}; {} passed, {} failed (yield {:.1}%); time per device: {}; {} enrolled, {} refused, {} still queued",
         summary.state,
         f.passed,
         f.failed,
         f.yield_ratio * 100.0,
-        if f.passed == 0 {
-            "no device passed".to_string()
-        } else {
-            format!(
-                "median {:.0} ms, p95 {:.0} ms per device",
-                f.median.as_secs_f64() * 1e3,
-                f.p95.as_secs_f64() * 1e3
-            )
-        },
+        f.times_text(),
         summary.enrollment.enrolled,
         summary.enrollment.failed,
         summary.pending_enrollments,
@@ -465,6 +457,8 @@ fn run_batch(args: &RunArgs) -> anyhow::Result<ExitCode> {
     if !bad_ports.is_empty() {
         anyhow::bail!("{} (in {})", bad_ports.join("\n"), args.config.display());
     }
+    // A malformed grace is refused before the batch starts, not once devices are in the slots.
+    let grace = interrupt::term_grace()?;
     let dps = dps_client(&station, &batch)?;
     let sources: Vec<(String, Box<dyn DeviceSource>)> = station
         .fixture
@@ -491,11 +485,7 @@ fn run_batch(args: &RunArgs) -> anyhow::Result<ExitCode> {
     let out = Arc::new(Out::new(Some(engine.commands())));
     let mut view = View::new(args.headless, &batch.name, batch.target(), out.clone());
     // Ctrl-C / SIGTERM: take no new device, let in-flight ones finish; the batch stays resumable.
-    let interrupts = interrupt::watch(
-        engine.commands(),
-        view.in_flight.clone(),
-        interrupt::term_grace()?,
-    );
+    let interrupts = interrupt::watch(engine.commands(), view.in_flight.clone(), grace);
     for event in engine.events.iter() {
         view.show(&event);
     }

@@ -7,7 +7,7 @@ use base64::engine::general_purpose::STANDARD;
 use serde_json::{Value, json};
 use sha1::Sha1;
 use sha2::{Digest, Sha256};
-use x509_parser::prelude::{FromDer, X509Certificate, X509Name};
+use x509_parser::prelude::{FromDer, X509Certificate};
 
 use super::clock::rfc3339;
 
@@ -49,28 +49,6 @@ pub fn pem_to_der(pem: &str) -> Result<Vec<u8>, String> {
     Ok(parsed.contents)
 }
 
-/// A distinguished name as the service shows it: most specific first (`CN=..., O=..., C=...`).
-fn name(n: &X509Name<'_>) -> String {
-    let mut parts: Vec<String> = Vec::new();
-    for rdn in n.iter() {
-        for attr in rdn.iter() {
-            let key = x509_parser::objects::oid2abbrev(
-                attr.attr_type(),
-                x509_parser::objects::oid_registry(),
-            )
-            .map(str::to_owned)
-            .unwrap_or_else(|_| attr.attr_type().to_id_string());
-            let value = attr
-                .as_str()
-                .map(str::to_owned)
-                .unwrap_or_else(|_| hex::encode(attr.attr_value().data));
-            parts.push(format!("{key}={value}"));
-        }
-    }
-    parts.reverse();
-    parts.join(", ")
-}
-
 /// Parses DER and checks there is nothing after the certificate.
 pub fn parse(der: &[u8]) -> Result<X509Certificate<'_>, String> {
     let (rest, cert) = X509Certificate::from_der(der)
@@ -101,10 +79,10 @@ pub fn info(der: &[u8]) -> Result<Value, String> {
     let cert = parse(der)?;
     let validity = cert.validity();
     Ok(json!({
-        "subjectName": name(cert.subject()),
+        "subjectName": crate::dn::rfc4514(cert.subject()),
         "sha1Thumbprint": hex::encode_upper(Sha1::digest(der)),
         "sha256Thumbprint": sha256_thumbprint(der),
-        "issuerName": name(cert.issuer()),
+        "issuerName": crate::dn::rfc4514(cert.issuer()),
         "notBeforeUtc": rfc3339(validity.not_before.to_datetime()),
         "notAfterUtc": rfc3339(validity.not_after.to_datetime()),
         "serialNumber": hex::encode_upper(cert.raw_serial()),

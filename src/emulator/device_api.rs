@@ -123,6 +123,27 @@ fn check_target(app: &App, scope: &str, registration_id: &str) -> Result<(), Api
     ids::validate("registration ID", registration_id).map_err(ApiError::bad_request)
 }
 
+/// Parses a device's SAS token and checks its form: key name `registration` (when given) and a
+/// resource that is this device's registration. The signature and expiry are the caller's.
+fn device_token(app: &App, registration_id: &str, text: &str) -> Result<sas::SasToken, ApiError> {
+    let token = sas::parse(Some(text)).map_err(|e| ApiError::unauthorized(e.to_string()))?;
+    if let Some(skn) = &token.skn
+        && !skn.eq_ignore_ascii_case("registration")
+    {
+        return Err(ApiError::unauthorized(format!(
+            "a device SAS token has skn=registration, not '{skn}'"
+        )));
+    }
+    let resource = format!("{}/registrations/{}", app.id_scope, registration_id);
+    if !token.covers(&resource) {
+        return Err(ApiError::unauthorized(format!(
+            "the SAS token's sr '{}' is not '{resource}'",
+            token.sr_decoded
+        )));
+    }
+    Ok(token)
+}
+
 /// What DPS's MQTT gateway checks at CONNECT, before any enrollment is looked at: the ID scope,
 /// the registration ID, and a SAS token's form, resource, key name and expiry. Whether the
 /// signature or the certificate fits an enrollment is decided by the registration itself, which
@@ -139,22 +160,7 @@ pub fn check_connect(
     check_target(app, scope, registration_id)?;
     match credentials.sas {
         Some(text) => {
-            let token =
-                sas::parse(Some(text)).map_err(|e| ApiError::unauthorized(e.to_string()))?;
-            if let Some(skn) = &token.skn
-                && !skn.eq_ignore_ascii_case("registration")
-            {
-                return Err(ApiError::unauthorized(format!(
-                    "a device SAS token has skn=registration, not '{skn}'"
-                )));
-            }
-            let resource = format!("{}/registrations/{}", app.id_scope, registration_id);
-            if !token.covers(&resource) {
-                return Err(ApiError::unauthorized(format!(
-                    "the SAS token's sr '{}' is not '{resource}'",
-                    token.sr_decoded
-                )));
-            }
+            let token = device_token(app, registration_id, text)?;
             if token.expired(clock::unix_now()) {
                 return Err(ApiError::unauthorized(
                     sas::SasError::Expired(token.se).to_string(),
@@ -390,21 +396,7 @@ fn authenticate(
     let key = ids::key(registration_id);
     let individual = state.enrollments.get(&key);
     if let Some(header) = credentials.sas {
-        let token = sas::parse(Some(header)).map_err(|e| ApiError::unauthorized(e.to_string()))?;
-        if let Some(skn) = &token.skn
-            && !skn.eq_ignore_ascii_case("registration")
-        {
-            return Err(ApiError::unauthorized(format!(
-                "a device SAS token has skn=registration, not '{skn}'"
-            )));
-        }
-        let resource = format!("{}/registrations/{}", app.id_scope, registration_id);
-        if !token.covers(&resource) {
-            return Err(ApiError::unauthorized(format!(
-                "the SAS token's sr '{}' is not '{resource}'",
-                token.sr_decoded
-            )));
-        }
+        let token = device_token(app, registration_id, header)?;
         let now = clock::unix_now();
         if let Some(doc) = individual
             && enrollment::attestation_type(doc) == "tpm"
@@ -487,18 +479,18 @@ fn authenticate(
                 .filter_map(|k| derive_device_key(&SecretString::new(k), registration_id).ok())
                 .collect();
             let refs: Vec<&SecretString> = derived.iter().collect();
-            if let Err(sas::SasError::Expired(se)) = token.verify(&refs, now, registration_id) {
-                return Err(ApiError::new(
-                    code::DEVICE_UNAUTHORIZED,
-                    sas::SasError::Expired(se).to_string(),
-                ));
-            }
-            if token.verify(&refs, now, registration_id).is_ok() {
-                return Ok(Match {
-                    group: Some(enrollment::body_id(Kind::Group, group)),
-                    doc: group.clone(),
-                    attestation: "symmetricKey",
-                });
+            match token.verify(&refs, now, registration_id) {
+                Ok(()) => {
+                    return Ok(Match {
+                        group: Some(enrollment::body_id(Kind::Group, group)),
+                        doc: group.clone(),
+                        attestation: "symmetricKey",
+                    });
+                }
+                Err(e @ sas::SasError::Expired(_)) => {
+                    return Err(ApiError::new(code::DEVICE_UNAUTHORIZED, e.to_string()));
+                }
+                Err(_) => {}
             }
         }
         if any_group {

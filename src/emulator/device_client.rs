@@ -76,6 +76,29 @@ pub struct Assignment {
     pub tpm_hub_key: Option<SecretString>,
 }
 
+impl Assignment {
+    /// The outcome in a registration operation's answer (the same JSON over HTTPS and MQTT), or
+    /// `None` while DPS is still `assigning` and the operation must be polled again.
+    pub(crate) fn from_operation(answer: &Value) -> Option<Assignment> {
+        let status = answer.get("status").and_then(Value::as_str).unwrap_or("");
+        if status == "assigning" || status == "unassigned" {
+            return None;
+        }
+        let state = answer
+            .get("registrationState")
+            .cloned()
+            .unwrap_or(Value::Null);
+        let text = |f: &str| state.get(f).and_then(Value::as_str).map(str::to_owned);
+        Some(Assignment {
+            status: status.to_owned(),
+            assigned_hub: text("assignedHub"),
+            device_id: text("deviceId"),
+            registration_state: state,
+            tpm_hub_key: None,
+        })
+    }
+}
+
 /// Why a registration did not complete.
 #[derive(Debug, thiserror::Error)]
 pub enum DeviceClientError {
@@ -127,42 +150,57 @@ fn client(reg: &DeviceRegistration) -> Result<reqwest::blocking::Client, DeviceC
         registration_id: reg.registration_id.clone(),
         message,
     };
-    let mut roots = rustls::RootCertStore::empty();
-    if let Some(pem) = &reg.trust_pem {
-        for cert in CertificateDer::pem_slice_iter(pem.as_bytes()) {
-            let cert = cert.map_err(|e| err(format!("the trust PEM is not PEM: {e}")))?;
-            roots
-                .add(cert)
-                .map_err(|e| err(format!("the trust certificate is unusable: {e}")))?;
-        }
-    }
-    let builder = rustls::ClientConfig::builder_with_provider(Arc::new(
-        rustls::crypto::ring::default_provider(),
-    ))
-    .with_safe_default_protocol_versions()
-    .map_err(|e| err(e.to_string()))?
-    .with_root_certificates(roots);
-    let config = match &reg.credential {
-        DeviceCredential::X509 { chain_pem, key_pem } => {
-            let chain: Vec<CertificateDer<'static>> =
-                CertificateDer::pem_slice_iter(chain_pem.as_bytes())
-                    .collect::<Result<_, _>>()
-                    .map_err(|e| err(format!("the certificate chain is not PEM: {e}")))?;
-            let key = PrivateKeyDer::from_pem_slice(key_pem.expose().as_bytes())
-                .map_err(|e| err(format!("the private key is not PEM: {e}")))?;
-            builder
-                .with_client_auth_cert(chain, key)
-                .map_err(|e| err(format!("the certificate and key do not fit together: {e}")))?
-        }
-        DeviceCredential::SymmetricKey(_) | DeviceCredential::Tpm { .. } => {
-            builder.with_no_client_auth()
-        }
-    };
+    let config = tls_client_config(
+        reg.trust_pem.as_deref().unwrap_or_default(),
+        &reg.credential,
+        rustls::DEFAULT_VERSIONS,
+    )
+    .map_err(err)?;
     reqwest::blocking::Client::builder()
         .tls_backend_preconfigured(config)
         .timeout(Duration::from_secs(30))
         .build()
         .map_err(|e| err(format!("cannot build the HTTP client: {e}")))
+}
+
+/// A device's TLS client configuration, for HTTPS here and MQTT in `mqtt_device`: trusts the
+/// certificates in `trust_pem` and presents the credential's certificate for X.509 (none for a
+/// symmetric key or a TPM, which prove themselves with a SAS token). The error says what is
+/// wrong; the caller names the device.
+pub(crate) fn tls_client_config(
+    trust_pem: &str,
+    credential: &DeviceCredential,
+    versions: &[&'static rustls::SupportedProtocolVersion],
+) -> Result<rustls::ClientConfig, String> {
+    let mut roots = rustls::RootCertStore::empty();
+    for cert in CertificateDer::pem_slice_iter(trust_pem.as_bytes()) {
+        let cert = cert.map_err(|e| format!("the trust PEM is not PEM: {e}"))?;
+        roots
+            .add(cert)
+            .map_err(|e| format!("the trust certificate is unusable: {e}"))?;
+    }
+    let builder = rustls::ClientConfig::builder_with_provider(Arc::new(
+        rustls::crypto::ring::default_provider(),
+    ))
+    .with_protocol_versions(versions)
+    .map_err(|e| e.to_string())?
+    .with_root_certificates(roots);
+    Ok(match credential {
+        DeviceCredential::X509 { chain_pem, key_pem } => {
+            let chain: Vec<CertificateDer<'static>> =
+                CertificateDer::pem_slice_iter(chain_pem.as_bytes())
+                    .collect::<Result<_, _>>()
+                    .map_err(|e| format!("the certificate chain is not PEM: {e}"))?;
+            let key = PrivateKeyDer::from_pem_slice(key_pem.expose().as_bytes())
+                .map_err(|e| format!("the private key is not PEM: {e}"))?;
+            builder
+                .with_client_auth_cert(chain, key)
+                .map_err(|e| format!("the certificate and key do not fit together: {e}"))?
+        }
+        DeviceCredential::SymmetricKey(_) | DeviceCredential::Tpm { .. } => {
+            builder.with_no_client_auth()
+        }
+    })
 }
 
 /// Registers and polls until the operation leaves `assigning` (at most `timeout`).
@@ -239,29 +277,17 @@ pub fn register(
     let mut answer = send(http.put(&url).json(&body), &url)?;
     let started = Instant::now();
     loop {
-        let status = answer
-            .get("status")
-            .and_then(Value::as_str)
-            .unwrap_or("")
-            .to_owned();
-        if status != "assigning" && status != "unassigned" {
-            let state = answer
-                .get("registrationState")
-                .cloned()
-                .unwrap_or(Value::Null);
-            let text = |f: &str| state.get(f).and_then(Value::as_str).map(str::to_owned);
+        if let Some(assignment) = Assignment::from_operation(&answer) {
             return Ok(Assignment {
-                status,
-                assigned_hub: text("assignedHub"),
-                device_id: text("deviceId"),
-                registration_state: state,
                 tpm_hub_key,
+                ..assignment
             });
         }
         if started.elapsed() > timeout {
+            let status = answer.get("status").and_then(Value::as_str).unwrap_or("");
             return Err(DeviceClientError::Timeout {
                 registration_id: reg.registration_id.clone(),
-                status,
+                status: status.to_owned(),
                 seconds: timeout.as_secs(),
             });
         }

@@ -10,15 +10,14 @@ use std::time::Duration;
 
 use rumqttc::mqttbytes::QoS;
 use rumqttc::mqttbytes::v4::{Connect, ConnectReturnCode, Packet, Publish, Subscribe};
-use rustls::pki_types::pem::PemObject;
-use rustls::pki_types::{CertificateDer, PrivateKeyDer, ServerName};
+use rustls::pki_types::ServerName;
 use serde_json::{Value, json};
 use tokio::net::TcpStream;
 use tokio_rustls::TlsConnector;
 use tokio_rustls::client::TlsStream;
 
 use super::clock;
-use super::device_client::{Assignment, DeviceCredential};
+use super::device_client::{Assignment, DeviceCredential, tls_client_config};
 use super::mqtt::packet_io::{PacketError, PacketIo};
 use super::sas;
 
@@ -100,37 +99,12 @@ pub fn tls_config(
     trust_pem: &str,
     credential: &DeviceCredential,
 ) -> Result<Arc<rustls::ClientConfig>, MqttDeviceError> {
-    let err = |message: String| MqttDeviceError::Credential {
-        who: who.to_owned(),
-        message,
-    };
-    let mut roots = rustls::RootCertStore::empty();
-    for cert in CertificateDer::pem_slice_iter(trust_pem.as_bytes()) {
-        let cert = cert.map_err(|e| err(format!("the trust PEM is not PEM: {e}")))?;
-        roots
-            .add(cert)
-            .map_err(|e| err(format!("the trust certificate is unusable: {e}")))?;
-    }
-    let builder = rustls::ClientConfig::builder_with_provider(Arc::new(
-        rustls::crypto::ring::default_provider(),
-    ))
-    .with_protocol_versions(&[&rustls::version::TLS12])
-    .map_err(|e| err(e.to_string()))?
-    .with_root_certificates(roots);
-    let config = match credential {
-        DeviceCredential::X509 { chain_pem, key_pem } => {
-            let chain: Vec<CertificateDer<'static>> =
-                CertificateDer::pem_slice_iter(chain_pem.as_bytes())
-                    .collect::<Result<_, _>>()
-                    .map_err(|e| err(format!("the certificate chain is not PEM: {e}")))?;
-            let key = PrivateKeyDer::from_pem_slice(key_pem.expose().as_bytes())
-                .map_err(|e| err(format!("the private key is not PEM: {e}")))?;
-            builder
-                .with_client_auth_cert(chain, key)
-                .map_err(|e| err(format!("the certificate and key do not fit together: {e}")))?
-        }
-        _ => builder.with_no_client_auth(),
-    };
+    let config = tls_client_config(trust_pem, credential, &[&rustls::version::TLS12]).map_err(
+        |message| MqttDeviceError::Credential {
+            who: who.to_owned(),
+            message,
+        },
+    )?;
     Ok(Arc::new(config))
 }
 
@@ -325,20 +299,8 @@ impl MqttDevice {
                     body: body.to_string(),
                 });
             }
-            let state = body.get("status").and_then(Value::as_str).unwrap_or("");
-            if state != "assigning" && state != "unassigned" {
-                let reg = body
-                    .get("registrationState")
-                    .cloned()
-                    .unwrap_or(Value::Null);
-                let text = |f: &str| reg.get(f).and_then(Value::as_str).map(str::to_owned);
-                return Ok(Assignment {
-                    status: state.to_owned(),
-                    assigned_hub: text("assignedHub"),
-                    device_id: text("deviceId"),
-                    registration_state: reg,
-                    tpm_hub_key: None,
-                });
+            if let Some(assignment) = Assignment::from_operation(&body) {
+                return Ok(assignment);
             }
             let wait = topic
                 .split_once('?')

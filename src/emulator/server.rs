@@ -12,9 +12,10 @@ use axum::{Extension, Router};
 use hyper_util::rt::TokioIo;
 use hyper_util::service::TowerToHyperService;
 use tokio::io::{AsyncRead, AsyncWrite};
-use tokio::net::{TcpListener, UnixListener};
+use tokio::net::{TcpListener, TcpStream, UnixListener};
 use tokio::sync::{Notify, watch};
 use tokio_rustls::TlsAcceptor;
+use tokio_rustls::server::TlsStream;
 
 use super::error::EmulatorError;
 use super::routes::Connection;
@@ -51,10 +52,39 @@ pub fn bind_unix(path: &Path) -> Result<std::os::unix::net::UnixListener, Emulat
     Ok(listener)
 }
 
-fn tokio_tcp(listener: std::net::TcpListener) -> Option<TcpListener> {
+/// Hands a bound listener to the runtime; `None` (logged) when that fails.
+pub(crate) fn tokio_tcp(listener: std::net::TcpListener) -> Option<TcpListener> {
     TcpListener::from_std(listener)
         .map_err(|e| tracing::error!(error = %e, "cannot hand the listener to the runtime"))
         .ok()
+}
+
+/// The TLS handshake of one accepted connection, at most `HANDSHAKE_TIMEOUT`, and the client's
+/// certificate chain (DER, leaf first) when it sent one. `None` (logged at debug, the `listener`
+/// named) when the handshake failed or took too long: only that connection is lost.
+pub(crate) async fn accept_tls(
+    acceptor: &TlsAcceptor,
+    stream: TcpStream,
+    peer: SocketAddr,
+    listener: &str,
+) -> Option<(TlsStream<TcpStream>, Option<Vec<Vec<u8>>>)> {
+    let tls = match tokio::time::timeout(HANDSHAKE_TIMEOUT, acceptor.accept(stream)).await {
+        Ok(Ok(tls)) => tls,
+        Ok(Err(e)) => {
+            tracing::debug!(%peer, listener, error = %e, "TLS handshake failed");
+            return None;
+        }
+        Err(_) => {
+            tracing::debug!(%peer, listener, "TLS handshake timed out");
+            return None;
+        }
+    };
+    let certificates = tls
+        .get_ref()
+        .1
+        .peer_certificates()
+        .map(|c| c.iter().map(|d| d.as_ref().to_vec()).collect());
+    Some((tls, certificates))
 }
 
 async fn serve<I>(
@@ -130,23 +160,9 @@ pub async fn run_tls(
                     let router = router.clone();
                     let shutdown = shutdown.clone();
                     tokio::spawn(async move {
-                        let tls = match tokio::time::timeout(HANDSHAKE_TIMEOUT, acceptor.accept(stream)).await {
-                            Ok(Ok(tls)) => tls,
-                            Ok(Err(e)) => {
-                                tracing::debug!(%peer, error = %e, "TLS handshake failed");
-                                return;
-                            }
-                            Err(_) => {
-                                tracing::debug!(%peer, "TLS handshake timed out");
-                                return;
-                            }
-                        };
-                        let certs = tls
-                            .get_ref()
-                            .1
-                            .peer_certificates()
-                            .map(|c| Arc::new(c.iter().map(|d| d.as_ref().to_vec()).collect::<Vec<_>>()));
-                        serve(tls, router, certs, shutdown).await;
+                        if let Some((tls, certs)) = accept_tls(&acceptor, stream, peer, "HTTPS").await {
+                            serve(tls, router, certs.map(Arc::new), shutdown).await;
+                        }
                     });
                 }
                 Err(e) => {

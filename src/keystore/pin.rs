@@ -91,20 +91,11 @@ pub fn read_pin_file(path: &Path) -> Result<SecretString, PinError> {
         path: path.to_owned(),
         error,
     };
-    #[cfg(unix)]
-    {
-        use std::os::unix::fs::PermissionsExt;
-        let mode = std::fs::metadata(path)
-            .map_err(file_err)?
-            .permissions()
-            .mode()
-            & 0o777;
-        if mode & 0o077 != 0 {
-            return Err(PinError::FileOpen {
-                path: path.to_owned(),
-                mode,
-            });
-        }
+    if let Some(mode) = crate::secret::open_to_others(path).map_err(file_err)? {
+        return Err(PinError::FileOpen {
+            path: path.to_owned(),
+            mode,
+        });
     }
     let text = std::fs::read_to_string(path).map_err(file_err)?;
     let pin = SecretString::new(text.trim_end_matches(['\r', '\n']).to_owned());

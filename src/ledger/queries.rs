@@ -301,6 +301,19 @@ pub(crate) fn enrollments_for(
     rows.collect()
 }
 
+/// A [`PendingEnrollment`] from a row of `ENROLLMENT_SELECT`.
+fn pending_from_row(r: &Row<'_>) -> rusqlite::Result<PendingEnrollment> {
+    Ok(PendingEnrollment {
+        enrollment: enrollment_from_row(r)?,
+        attestation: parse_col(r, 12)?,
+        certificate_der: r.get(13)?,
+        endorsement_key: r.get(14)?,
+        key_nonce: nonce_col(r, 15)?,
+        replaces: r.get::<_, Option<i64>>(16)?.map(IdentityId),
+        key_fingerprint: fingerprint_col(r, 17)?,
+    })
+}
+
 /// Pending enrollments of one DPS target, oldest first.
 pub(crate) fn pending_enrollments(
     conn: &Connection,
@@ -310,17 +323,7 @@ pub(crate) fn pending_enrollments(
     let mut stmt = conn.prepare_cached(&format!(
         "{ENROLLMENT_SELECT} WHERE e.dps_target = ?1 AND e.state = 'pending' ORDER BY e.id LIMIT ?2"
     ))?;
-    let rows = stmt.query_map(params![dps_target, i64::from(limit)], |r| {
-        Ok(PendingEnrollment {
-            enrollment: enrollment_from_row(r)?,
-            attestation: parse_col(r, 12)?,
-            certificate_der: r.get(13)?,
-            endorsement_key: r.get(14)?,
-            key_nonce: nonce_col(r, 15)?,
-            replaces: r.get::<_, Option<i64>>(16)?.map(IdentityId),
-            key_fingerprint: fingerprint_col(r, 17)?,
-        })
-    })?;
+    let rows = stmt.query_map(params![dps_target, i64::from(limit)], pending_from_row)?;
     rows.collect()
 }
 
@@ -336,17 +339,10 @@ pub(crate) fn pending_enrollments_of_batch(
         "{ENROLLMENT_SELECT} WHERE e.dps_target = ?1 AND e.state = 'pending' \
          AND i.batch_id = (SELECT b.id FROM batches b WHERE b.name = ?2) ORDER BY e.id LIMIT ?3"
     ))?;
-    let rows = stmt.query_map(params![dps_target, batch, i64::from(limit)], |r| {
-        Ok(PendingEnrollment {
-            enrollment: enrollment_from_row(r)?,
-            attestation: parse_col(r, 12)?,
-            certificate_der: r.get(13)?,
-            endorsement_key: r.get(14)?,
-            key_nonce: nonce_col(r, 15)?,
-            replaces: r.get::<_, Option<i64>>(16)?.map(IdentityId),
-            key_fingerprint: fingerprint_col(r, 17)?,
-        })
-    })?;
+    let rows = stmt.query_map(
+        params![dps_target, batch, i64::from(limit)],
+        pending_from_row,
+    )?;
     rows.collect()
 }
 

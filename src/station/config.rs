@@ -196,9 +196,9 @@ impl SecretSource {
                 }),
             },
             SecretSource::File(path) => {
-                super::secret_file::read_owner_only(path).map_err(|message| ConfigError::Secret {
+                super::secret_file::read_owner_only(path).map_err(|e| ConfigError::Secret {
                     what: what.to_string(),
-                    message,
+                    message: e.to_string(),
                 })
             }
             SecretSource::Keyring { service, account } => {

@@ -182,6 +182,19 @@ pub fn pem_certificate(der: &[u8]) -> String {
     pem
 }
 
+/// The pending enrollments of `dps_target`: of one batch's identities when `batch` names one
+/// (what `enroll` and `export` take with `--batch`), else all of them.
+fn pending_of(
+    ledger: &Ledger,
+    dps_target: &str,
+    batch: Option<&str>,
+) -> Result<Vec<PendingEnrollment>, EnrollmentError> {
+    Ok(match batch {
+        Some(batch) => ledger.pending_enrollments_of_batch(dps_target, batch, MAX_PENDING)?,
+        None => ledger.pending_enrollments(dps_target, MAX_PENDING)?,
+    })
+}
+
 /// Sends the pending enrollments of `options.dps_target`, 10 per bulk call, recording each
 /// chunk's results in the ledger as they come.
 pub fn enroll_pending(
@@ -190,12 +203,7 @@ pub fn enroll_pending(
     options: &EnrollOptions,
     mut progress: impl FnMut(Progress),
 ) -> Result<EnrollSummary, EnrollmentError> {
-    let pending = match &options.batch {
-        Some(batch) => {
-            ledger.pending_enrollments_of_batch(&options.dps_target, batch, MAX_PENDING)?
-        }
-        None => ledger.pending_enrollments(&options.dps_target, MAX_PENDING)?,
-    };
+    let pending = pending_of(ledger, &options.dps_target, options.batch.as_deref())?;
     let total = pending.len();
     let mut summary = EnrollSummary {
         pending: total,
@@ -407,10 +415,7 @@ pub fn export_pending(
     keys: Option<&IndividualKeys>,
     dir: &Path,
 ) -> Result<ExportReport, EnrollmentError> {
-    let pending = match batch {
-        Some(batch) => ledger.pending_enrollments_of_batch(dps_target, batch, MAX_PENDING)?,
-        None => ledger.pending_enrollments(dps_target, MAX_PENDING)?,
-    };
+    let pending = pending_of(ledger, dps_target, batch)?;
     let mut individuals = Vec::new();
     let mut left_out = Vec::new();
     for p in &pending {

@@ -54,12 +54,13 @@ pub struct Phase {
     pub per_second: f64,
     /// CPU time the process (emulator and clients) spent in the phase, user + system.
     pub cpu_seconds: f64,
-    /// `count / cpu_seconds`: what the work costs, whatever else the machine was running.
-    pub per_cpu_second: f64,
+    /// `count / cpu_seconds`: what the work costs, whatever else the machine was running;
+    /// `None` when the phase used less CPU than the kernel counts (a clock tick, 10 ms).
+    pub per_cpu_second: Option<f64>,
     /// CPU time of the emulator's own threads (its runtime's workers, named `dps-emulator`).
     pub emulator_cpu_seconds: f64,
-    /// `count / emulator_cpu_seconds`: the server side's cost alone.
-    pub per_emulator_cpu_second: f64,
+    /// `count / emulator_cpu_seconds`: the server side's cost alone; `None` as above.
+    pub per_emulator_cpu_second: Option<f64>,
 }
 
 /// CPU seconds so far: the whole process, and the emulator's threads.
@@ -81,9 +82,9 @@ impl Phase {
             seconds,
             per_second: count as f64 / seconds.max(f64::EPSILON),
             cpu_seconds: cpu,
-            per_cpu_second: count as f64 / cpu.max(f64::EPSILON),
+            per_cpu_second: (cpu > 0.0).then(|| count as f64 / cpu),
             emulator_cpu_seconds: emulator,
-            per_emulator_cpu_second: count as f64 / emulator.max(f64::EPSILON),
+            per_emulator_cpu_second: (emulator > 0.0).then(|| count as f64 / emulator),
         }
     }
 }
@@ -274,6 +275,46 @@ where
     Ok(Phase::new(count, started.elapsed().as_secs_f64(), cpu))
 }
 
+/// One bench device: its registration ID, its credential and its own TLS configuration.
+type BenchDevice = (String, DeviceCredential, Arc<rustls::ClientConfig>);
+
+/// Registers every device over MQTT, `concurrency` at once: one phase of the bench.
+fn register_all(
+    runtime: &tokio::runtime::Runtime,
+    devices: &Arc<Vec<BenchDevice>>,
+    endpoint: &Arc<MqttEndpoint>,
+    scope: &Arc<str>,
+    concurrency: usize,
+) -> Result<Phase, MqttBenchError> {
+    let (devices, endpoint, scope) = (devices.clone(), endpoint.clone(), scope.clone());
+    in_parallel(runtime, devices.len(), concurrency, move |i| {
+        let (devices, endpoint, scope) = (devices.clone(), endpoint.clone(), scope.clone());
+        async move {
+            let (id, cred, tls) = &devices[i];
+            let a = mqtt_device::register(&endpoint, tls.clone(), &scope, id, cred).await?;
+            assigned(id, &a.status)
+        }
+    })
+}
+
+/// Awaits every task in order; the first failure ends the phase. `what` names the task kind.
+async fn join_all<T>(
+    tasks: Vec<tokio::task::JoinHandle<Result<T, MqttDeviceError>>>,
+    what: &str,
+) -> Result<Vec<T>, MqttBenchError> {
+    let mut out = Vec::with_capacity(tasks.len());
+    for t in tasks {
+        match t.await {
+            Ok(Ok(d)) => out.push(d),
+            Ok(Err(e)) => return Err(MqttBenchError::Device(e.to_string())),
+            Err(e) => {
+                return Err(MqttBenchError::Device(format!("a {what} task failed: {e}")));
+            }
+        }
+    }
+    Ok(out)
+}
+
 fn create_groups(
     emu: &RunningEmulator,
     ca_pem: &str,
@@ -342,7 +383,7 @@ pub fn run_mqtt_bench(
     progress(&format!(
         "making {n} X.509 device certificates under one CA"
     ));
-    let x509: Arc<Vec<(String, DeviceCredential, Arc<rustls::ClientConfig>)>> = Arc::new(
+    let x509: Arc<Vec<BenchDevice>> = Arc::new(
         (0..n)
             .map(|i| {
                 let id = format!("mqtt-x509-{i:05}");
@@ -354,7 +395,7 @@ pub fn run_mqtt_bench(
             .collect::<Result<_, MqttBenchError>>()?,
     );
     // Each device its own TLS configuration, so no device resumes another's TLS session.
-    let sas: Arc<Vec<(String, DeviceCredential, Arc<rustls::ClientConfig>)>> = Arc::new(
+    let sas: Arc<Vec<BenchDevice>> = Arc::new(
         (0..n)
             .map(|i| {
                 let id = format!("mqtt-sas-{i:05}");
@@ -372,33 +413,13 @@ pub fn run_mqtt_bench(
         "{n} registrations over MQTT with X.509, {} at once",
         options.concurrency
     ));
-    let mqtt_x509 = {
-        let (x509, endpoint, scope) = (x509.clone(), endpoint.clone(), scope.clone());
-        in_parallel(&runtime, n, options.concurrency, move |i| {
-            let (x509, endpoint, scope) = (x509.clone(), endpoint.clone(), scope.clone());
-            async move {
-                let (id, cred, tls) = &x509[i];
-                let a = mqtt_device::register(&endpoint, tls.clone(), &scope, id, cred).await?;
-                assigned(id, &a.status)
-            }
-        })?
-    };
+    let mqtt_x509 = register_all(&runtime, &x509, &endpoint, &scope, options.concurrency)?;
 
     progress(&format!(
         "{n} registrations over MQTT with SAS, {} at once",
         options.concurrency
     ));
-    let mqtt_sas = {
-        let (sas, endpoint, scope) = (sas.clone(), endpoint.clone(), scope.clone());
-        in_parallel(&runtime, n, options.concurrency, move |i| {
-            let (sas, endpoint, scope) = (sas.clone(), endpoint.clone(), scope.clone());
-            async move {
-                let (id, cred, tls) = &sas[i];
-                let a = mqtt_device::register(&endpoint, tls.clone(), &scope, id, cred).await?;
-                assigned(id, &a.status)
-            }
-        })?
-    };
+    let mqtt_sas = register_all(&runtime, &sas, &endpoint, &scope, options.concurrency)?;
 
     progress(&format!(
         "{n} registrations over HTTPS with SAS, {} at once",
@@ -464,19 +485,7 @@ pub fn run_mqtt_bench(
                 mqtt_device::connect_to_hub(&endpoint, tls, "localhost", &id, &cred).await
             }));
         }
-        let mut out = Vec::with_capacity(n);
-        for t in tasks {
-            match t.await {
-                Ok(Ok(d)) => out.push(d),
-                Ok(Err(e)) => return Err(MqttBenchError::Device(e.to_string())),
-                Err(e) => {
-                    return Err(MqttBenchError::Device(format!(
-                        "a connection task failed: {e}"
-                    )));
-                }
-            }
-        }
-        Ok(out)
+        join_all(tasks, "connection").await
     })?;
     let connect = Phase::new(devices.len(), started.elapsed().as_secs_f64(), cpu);
 
@@ -504,19 +513,7 @@ pub fn run_mqtt_bench(
                 Ok::<_, MqttDeviceError>(device)
             }));
         }
-        let mut out = Vec::with_capacity(n);
-        for t in tasks {
-            match t.await {
-                Ok(Ok(d)) => out.push(d),
-                Ok(Err(e)) => return Err(MqttBenchError::Device(e.to_string())),
-                Err(e) => {
-                    return Err(MqttBenchError::Device(format!(
-                        "a telemetry task failed: {e}"
-                    )));
-                }
-            }
-        }
-        Ok(out)
+        join_all(tasks, "telemetry").await
     })?;
     let telemetry = Phase::new(n * per_device, started.elapsed().as_secs_f64(), cpu);
     let rss_connected_mb = rss_mb();

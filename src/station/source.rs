@@ -29,7 +29,8 @@ pub enum PortPresence {
     /// A terminal (serial) device is there.
     Present,
     /// Absent, in a folder udev fills when a device is plugged in (`/dev/serial/by-id/`,
-    /// `/dev/serial/by-path/`): the slot waits for it to appear, and says so.
+    /// `/dev/serial/by-path/`, the fixture's own `/dev/dps-fixture/` that `fixture detect`
+    /// writes rules for): the slot waits for it to appear, and says so.
     MayAppear,
 }
 
@@ -103,9 +104,10 @@ pub fn check_port(slot: &str, path: &Path) -> Result<PortPresence, PortCheckErro
         }
         Err(_) => {
             let folder = path.parent().unwrap_or(Path::new("/"));
-            let udev_folder = folder
-                .file_name()
-                .is_some_and(|n| n == "by-id" || n == "by-path");
+            let udev_folder = folder == Path::new(super::setup::udev::FIXTURE_DEV_DIR)
+                || folder
+                    .file_name()
+                    .is_some_and(|n| n == "by-id" || n == "by-path");
             if udev_folder {
                 Ok(PortPresence::MayAppear)
             } else {

@@ -300,5 +300,24 @@ fn hub_telemetry_shows_what_a_device_sent_and_hub_identities_are_kept_in_the_sta
         listed.contains("cli-dev-1  (sas, registration cli-dev-1, group cli-sym)"),
         "{listed}"
     );
+    // A connection string file others can read is refused, as station.toml's is.
+    {
+        use std::os::unix::fs::PermissionsExt;
+        std::fs::set_permissions(p("cs.txt"), std::fs::Permissions::from_mode(0o644)).unwrap();
+    }
+    let open = Command::new(env!("CARGO_BIN_EXE_dps-station"))
+        .args([
+            "hub-telemetry",
+            "--ca",
+            &p("ca.pem"),
+            "--connection-string-file",
+            &p("cs.txt"),
+        ])
+        .output()
+        .unwrap();
+    let stderr = String::from_utf8_lossy(&open.stderr);
+    assert!(!open.status.success(), "{stderr}");
+    assert!(stderr.contains("chmod 600"), "{stderr}");
+    assert!(!stderr.contains(key.expose()), "{stderr}");
     terminate(second);
 }

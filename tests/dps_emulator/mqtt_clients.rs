@@ -17,22 +17,15 @@ use dps_station::identity::symmetric::derive_device_key;
 use dps_station::secret::SecretString;
 use serde_json::{Value, json};
 
+use crate::clients::{clients_dir, require, run, step};
 use crate::common::{V, start};
-
-fn clients_dir() -> PathBuf {
-    Path::new(env!("CARGO_MANIFEST_DIR")).join("tests/clients")
-}
 
 /// The tests that listen on 8883 run one at a time.
 static PORT_8883: std::sync::Mutex<()> = std::sync::Mutex::new(());
 
 fn python() -> PathBuf {
     let python = clients_dir().join(".venv/bin/python");
-    assert!(
-        python.exists(),
-        "{} is missing: run tests/clients/setup.sh (scripts/test.sh does) to install the official SDKs",
-        python.display()
-    );
+    require(&python);
     python
 }
 
@@ -53,12 +46,7 @@ fn run_device(sdk: Sdk, envs: &[(&str, &str)], ca_file: &Path) -> Vec<Value> {
             c
         }
         Sdk::Node => {
-            let sdk = clients_dir().join("node_modules/azure-iot-provisioning-device-mqtt");
-            assert!(
-                sdk.exists(),
-                "{} is missing: run tests/clients/setup.sh",
-                sdk.display()
-            );
+            require(&clients_dir().join("node_modules/azure-iot-provisioning-device-mqtt"));
             let mut c = Command::new("node");
             c.arg(clients_dir().join("node_device.js"))
                 .env("NODE_EXTRA_CA_CERTS", ca_file);
@@ -69,25 +57,7 @@ fn run_device(sdk: Sdk, envs: &[(&str, &str)], ca_file: &Path) -> Vec<Value> {
     for (k, v) in envs {
         cmd.env(k, v);
     }
-    let out = cmd.output().expect("cannot run the Python device sample");
-    let stdout = String::from_utf8_lossy(&out.stdout);
-    let stderr = String::from_utf8_lossy(&out.stderr);
-    assert!(
-        out.status.success(),
-        "the Python device sample failed ({}):\n{stdout}\n{stderr}",
-        out.status
-    );
-    stdout
-        .lines()
-        .filter_map(|l| serde_json::from_str(l).ok())
-        .collect()
-}
-
-fn step<'a>(lines: &'a [Value], name: &str) -> &'a Value {
-    lines
-        .iter()
-        .find(|l| l["step"] == name)
-        .unwrap_or_else(|| panic!("the sample printed no step '{name}': {lines:?}"))
+    run(cmd, &format!("{sdk:?} device"))
 }
 
 #[test]

@@ -3,50 +3,14 @@
 //! `azure-iot-deviceprovisioning` 1.0.0b1 (plain HTTP to 127.0.0.1). `tests/clients/setup.sh`
 //! installs both (scripts/test.sh runs it before cargo test).
 
-use std::path::{Path, PathBuf};
+use std::path::Path;
 use std::process::Command;
 
 use dps_station::emulator::EmulatorConfig;
 use serde_json::Value;
 
+use crate::clients::{clients_dir, require, run, step};
 use crate::common::start;
-
-fn clients_dir() -> PathBuf {
-    Path::new(env!("CARGO_MANIFEST_DIR")).join("tests/clients")
-}
-
-fn require(path: &Path) {
-    assert!(
-        path.exists(),
-        "{} is missing: run tests/clients/setup.sh (scripts/test.sh does) to install the official DPS clients",
-        path.display()
-    );
-}
-
-/// Runs a client script and returns the JSON lines it printed, checking it exited 0.
-fn run(mut cmd: Command, what: &str) -> Vec<Value> {
-    let out = cmd
-        .output()
-        .unwrap_or_else(|e| panic!("cannot run the {what} client: {e}"));
-    let stdout = String::from_utf8_lossy(&out.stdout);
-    let stderr = String::from_utf8_lossy(&out.stderr);
-    assert!(
-        out.status.success(),
-        "{what} client failed ({}):\n{stdout}\n{stderr}",
-        out.status
-    );
-    stdout
-        .lines()
-        .filter_map(|l| serde_json::from_str(l).ok())
-        .collect()
-}
-
-fn step<'a>(lines: &'a [Value], name: &str) -> &'a Value {
-    lines
-        .iter()
-        .find(|l| l["step"] == name)
-        .unwrap_or_else(|| panic!("the client printed no step '{name}': {lines:?}"))
-}
 
 /// The steps every client script must report, with what they saw.
 fn check_common(lines: &[Value], who: &str) {

@@ -29,6 +29,11 @@ fn port_paths_are_checked_for_what_they_can_be() {
         .unwrap(),
         PortPresence::MayAppear
     );
+    // The per-slot names `fixture detect` has udev make, and `setup` writes into station.toml.
+    assert_eq!(
+        check_port("S1", Path::new("/dev/dps-fixture/S1")).unwrap(),
+        PortPresence::MayAppear
+    );
     let err = check_port("S1", Path::new("/dev/null")).unwrap_err();
     assert!(matches!(err, PortCheckError::NotSerial { .. }), "{err}");
     assert!(err.to_string().contains("/dev/null"), "{err}");

@@ -1,5 +1,5 @@
 //! Device-to-cloud messages the local hub received, kept in memory (newest last, the oldest
-//! dropped beyond a cap) so that tests, the demo and `dps-emulator telemetry` can read what a
+//! dropped beyond a cap) so that tests, the demo and `dps-station hub-telemetry` can read what a
 //! device sent, with its properties, as a back-end would read it from the hub.
 
 use std::collections::{BTreeMap, VecDeque};
@@ -11,6 +11,10 @@ use crate::emulator::sas::percent_decode;
 
 /// How many messages are kept, all devices together; older ones are dropped.
 pub const MAX_KEPT_MESSAGES: usize = 100_000;
+
+/// How many body bytes are kept, all devices together: the message cap alone would let clients
+/// sending 256 KiB messages fill 25 GiB; older messages are dropped beyond this too.
+pub const MAX_KEPT_BODY_BYTES: usize = 64 * 1024 * 1024;
 
 /// One device-to-cloud message.
 #[derive(Debug, Clone)]
@@ -72,16 +76,23 @@ impl TelemetryMessage {
 #[derive(Debug, Default)]
 pub struct TelemetryStore {
     messages: VecDeque<TelemetryMessage>,
+    /// Body bytes of `messages`.
+    bytes: usize,
     received: u64,
 }
 
 impl TelemetryStore {
-    /// Keeps a message, dropping the oldest beyond [`MAX_KEPT_MESSAGES`].
+    /// Keeps a message, dropping the oldest beyond [`MAX_KEPT_MESSAGES`] or
+    /// [`MAX_KEPT_BODY_BYTES`].
     pub fn push(&mut self, message: TelemetryMessage) {
-        if self.messages.len() >= MAX_KEPT_MESSAGES {
-            self.messages.pop_front();
-        }
+        self.bytes += message.body.len();
         self.messages.push_back(message);
+        while self.messages.len() > MAX_KEPT_MESSAGES || self.bytes > MAX_KEPT_BODY_BYTES {
+            match self.messages.pop_front() {
+                Some(old) => self.bytes -= old.body.len(),
+                None => break,
+            }
+        }
         self.received += 1;
     }
 
@@ -131,5 +142,20 @@ mod tests {
         assert_eq!(kept.len(), MAX_KEPT_MESSAGES);
         assert_eq!(kept[0].enqueued_time_utc, "3");
         assert_eq!(store.received(), (MAX_KEPT_MESSAGES + 3) as u64);
+    }
+
+    #[test]
+    fn oldest_messages_go_beyond_the_byte_cap() {
+        let mut store = TelemetryStore::default();
+        let size = 256 * 1024;
+        let fit = MAX_KEPT_BODY_BYTES / size;
+        for i in 0..fit + 2 {
+            store.push(TelemetryMessage::new("d", "", vec![0; size], i.to_string()));
+        }
+        let kept = store.messages(None);
+        assert_eq!(kept.len(), fit);
+        assert_eq!(kept[0].enqueued_time_utc, "2");
+        assert_eq!(store.bytes, fit * size);
+        assert_eq!(store.received(), (fit + 2) as u64);
     }
 }

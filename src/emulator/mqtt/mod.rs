@@ -18,7 +18,6 @@ use rumqttc::mqttbytes::v4::{
     ConnAck, ConnectReturnCode, Packet, PubAck, SubAck, SubscribeReasonCode, UnsubAck,
 };
 use tokio::io::{AsyncRead, AsyncWrite};
-use tokio::net::TcpListener;
 use tokio::sync::watch;
 use tokio_rustls::TlsAcceptor;
 
@@ -28,9 +27,6 @@ use super::server;
 use connect::Client;
 use dps_session::DpsSession;
 use packet_io::{PacketError, PacketIo};
-
-/// How long a TLS handshake may take.
-const HANDSHAKE_TIMEOUT: Duration = Duration::from_secs(10);
 
 /// The longest keep-alive IoT Hub allows (seconds); a client asking for 0 (none) gets this.
 const MAX_KEEP_ALIVE_SECS: u64 = 1767;
@@ -81,10 +77,7 @@ pub(crate) async fn run(
     app: Arc<App>,
     mut shutdown: watch::Receiver<bool>,
 ) {
-    let Some(listener) = TcpListener::from_std(listener)
-        .map_err(|e| tracing::error!(error = %e, "cannot hand the MQTT listener to the runtime"))
-        .ok()
-    else {
+    let Some(listener) = server::tokio_tcp(listener) else {
         return;
     };
     loop {
@@ -104,24 +97,12 @@ pub(crate) async fn run(
         let app = app.clone();
         let shutdown = shutdown.clone();
         tokio::spawn(async move {
-            let tls = match tokio::time::timeout(HANDSHAKE_TIMEOUT, acceptor.accept(tcp)).await {
-                Ok(Ok(tls)) => tls,
-                Ok(Err(e)) => {
-                    tracing::debug!(%peer, error = %e, "MQTT: TLS handshake failed");
-                    return;
-                }
-                Err(_) => {
-                    tracing::debug!(%peer, "MQTT: TLS handshake timed out");
-                    return;
-                }
-            };
-            let certificates: Vec<Vec<u8>> = tls
-                .get_ref()
-                .1
-                .peer_certificates()
-                .map(|c| c.iter().map(|d| d.to_vec()).collect())
-                .unwrap_or_default();
-            serve(PacketIo::new(tls), &certificates, &app, shutdown).await;
+            if let Some((tls, certificates)) =
+                server::accept_tls(&acceptor, tcp, peer, "MQTT").await
+            {
+                let certificates = certificates.unwrap_or_default();
+                serve(PacketIo::new(tls), &certificates, &app, shutdown).await;
+            }
         });
     }
 }

@@ -85,7 +85,7 @@ pub fn first_run_steps(path: &Path) -> Vec<Step> {
         },
         Step {
             what: "DPS target",
-            how: "the name of the environment variable (or keyring entry) that holds the DPS connection string; never the string itself".to_owned(),
+            how: "the name of the environment variable (or keyring entry, or owner-only file) that holds the DPS connection string; never the string itself".to_owned(),
         },
         Step {
             what: "operators",

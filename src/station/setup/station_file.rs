@@ -112,8 +112,8 @@ pub fn annotated(values: &StationValues) -> Result<String, StationFileError> {
          # Configure it interactively with `sudo dps-station setup` (it writes this file and keeps a copy of\n\
          # the old one), or uncomment and edit the lines below. `dps-station setup --check` says whether\n\
          # the file is complete. Secrets never go in this file: the HSM user PIN comes from\n\
-         # DPS_STATION_HSM_PIN, a PIN file or a prompt; a DPS connection string from an environment\n\
-         # variable or the OS keyring.\n\
+         # DPS_STATION_HSM_PIN, an owner-only PIN file or a prompt; a DPS connection string from an\n\
+         # environment variable, the OS keyring or an owner-only file (chmod 600).\n\
          #\n\
          # This is a configuration file of the Debian package (a conffile): upgrades never overwrite your\n\
          # changes; dpkg asks when a new version of the package ships a different template.\n\n",
@@ -180,10 +180,7 @@ pub fn annotated(values: &StationValues) -> Result<String, StationFileError> {
             ));
             t.push_str(&format!("profile = {}\n", quoted(&h.profile)));
             t.push_str(&format!("token_label = {}\n", quoted(&h.token_label)));
-            t.push_str(&format!(
-                "{:<44} # optional; the profile's module list otherwise\n",
-                "# module = \"/usr/lib/softhsm/libsofthsm2.so\""
-            ));
+            t.push_str(&optional_keystore_lines());
         }
         None => {
             t.push_str("# [keystore]\n");
@@ -192,10 +189,7 @@ pub fn annotated(values: &StationValues) -> Result<String, StationFileError> {
                 "# kind = \"pkcs11\""
             ));
             t.push_str("# profile = \"softhsm2\"\n# token_label = \"factory-ca\"\n");
-            t.push_str(&format!(
-                "{:<44} # optional; the profile's module list otherwise\n",
-                "# module = \"/usr/lib/softhsm/libsofthsm2.so\""
-            ));
+            t.push_str(&optional_keystore_lines());
         }
     }
     t.push('\n');
@@ -211,9 +205,20 @@ pub fn annotated(values: &StationValues) -> Result<String, StationFileError> {
             t.push_str("# [dps.production]\n");
             t.push_str("# connection_string_env = \"DPS_PRODUCTION_CONNECTION_STRING\"\n");
             t.push_str("# or: keyring_service = \"dps-station\", keyring_account = \"production\"   (secret-tool lookup)\n");
+            t.push_str("# or: connection_string_file = \"/etc/dps-station/dps-production\"   (owner-only: chmod 600)\n");
         }
     }
     Ok(t)
+}
+
+/// The `[keystore]` keys a station may leave out, as commented examples.
+fn optional_keystore_lines() -> String {
+    format!(
+        "{:<44} # optional; the profile's module list otherwise\n\
+         {:<44} # optional; owner-only file holding the user PIN\n",
+        "# module = \"/usr/lib/softhsm/libsofthsm2.so\"",
+        "# pin_file = \"/etc/dps-station/hsm-pin\""
+    )
 }
 
 fn quoted_key(key: &str) -> String {
