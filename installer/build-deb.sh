@@ -101,11 +101,16 @@ mkdir -p "$tmp/src/debian"
 printf 'Source: %s\n\nPackage: %s\nArchitecture: any\n' "$name" "$name" > "$tmp/src/debian/control"
 abs_bin=$(realpath "$root/usr/bin/$name")
 shlibs=$(cd "$tmp/src" && dpkg-shlibdeps -O "$abs_bin" | sed -n 's/^shlibs:Depends=//p')
-depends="$shlibs, adduser"
+# The desk (eframe on glow under X11) loads these with dlopen, so dpkg-shlibdeps cannot see them:
+# GL/EGL (Mesa's software renderer comes with libgl1's GLX stack on a PC without a GPU), Xlib and
+# its cursor/randr/input extensions, xkbcommon for the keyboard (and the scanner, a keyboard wedge).
+gui_libs="libgl1, libegl1, libx11-6, libxcursor1, libxrandr2, libxi6, libxkbcommon-x11-0"
+depends="$shlibs, $gui_libs, adduser"
 # The PKCS#11 module the demo and first tests use; secret-tool for connection strings in the keyring;
-# the font that has the GUI's Korean glyphs; man to read the pages; udev to apply the serial rules
+# the font that has the GUI's Korean glyphs; aplay for the desk's pass/fail sounds; man to read the
+# pages; udev to apply the serial rules
 # and name the fixture's slots (every desktop install has it; a bare chroot does not).
-recommends="softhsm2, libsecret-tools, fonts-noto-cjk, man-db, udev"
+recommends="softhsm2, libsecret-tools, fonts-noto-cjk, alsa-utils, man-db, udev"
 # OpenSC: pkcs11-tool and the module for Nitrokey HSM / SmartCard-HSM.
 suggests="opensc, opensc-pkcs11"
 
