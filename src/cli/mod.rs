@@ -9,6 +9,7 @@ use clap::{CommandFactory, Parser, Subcommand};
 
 mod bench;
 mod device;
+mod device_esp32;
 mod dps;
 mod dps_emulator;
 mod hsm;

@@ -9,6 +9,7 @@
 use p256::SecretKey;
 use p256::pkcs8::DecodePrivateKey;
 use p256::pkcs8::der::pem::{self, LineEnding};
+use sha2::{Digest, Sha256};
 use thiserror::Error;
 use x509_parser::prelude::{FromDer, X509Certificate};
 
@@ -29,6 +30,10 @@ pub const TYPE_CA_CERT: u8 = 0;
 pub const TYPE_DEV_CERT: u8 = 1;
 /// TLV type of the private key (SEC1 PEM, NUL-terminated, when stored in plain).
 pub const TYPE_PRIV_KEY: u8 = 2;
+/// TLV type of the integrity entry: SHA-256 of every byte before it, written last (as
+/// Espressif's tool does by default) so that newer `esp_secure_cert_mgr` can check the partition
+/// as a whole.
+pub const TYPE_INTEGRITY: u8 = 9;
 /// TLV type `ESP_SECURE_CERT_USER_DATA_1`: we store the DPS ID scope here.
 pub const TYPE_ID_SCOPE: u8 = 51;
 /// TLV type `ESP_SECURE_CERT_USER_DATA_2`: the DPS global endpoint host.
@@ -78,6 +83,11 @@ pub enum SecureCertError {
         "bytes at offset {offset:#x} are neither a TLV entry nor erased flash (0xFF); the image is corrupt"
     )]
     Garbage { offset: usize },
+    /// The integrity entry's SHA-256 does not match the entries before it.
+    #[error(
+        "the integrity entry at offset {offset:#x} does not match the SHA-256 of the entries before it; the image is corrupt: rebuild and rewrite it"
+    )]
+    Integrity { offset: usize },
     /// Two entries of the same type and subtype, which the chip's reader cannot tell apart.
     #[error("two entries of type {tlv_type} subtype {subtype}; the device reads only the first")]
     Duplicate { tlv_type: u8, subtype: u8 },
@@ -207,6 +217,7 @@ impl SecureCertImage {
     /// The entries for one device, in the order Espressif's tool writes them (device certificate,
     /// CA certificate, private key) followed by the DPS user data (UTF-8, no terminator: the
     /// device reads them with their length).
+    /// The integrity entry is added by [`Self::to_bytes`], over the bytes as laid out.
     pub fn from_inputs(inputs: &SecureCertInputs) -> Result<Self, SecureCertError> {
         let text = |what: &'static str, value: &str| -> Result<Vec<u8>, SecureCertError> {
             if value.is_empty() || value.chars().any(char::is_control) {
@@ -249,13 +260,13 @@ impl SecureCertImage {
     }
 
     /// The partition image of `size` bytes (a multiple of the 4 KiB flash sector): the entries
-    /// from offset 0, then erased flash.
+    /// from offset 0, the integrity entry over them, then erased flash.
     pub fn to_bytes(&self, size: usize) -> Result<Vec<u8>, SecureCertError> {
         if size == 0 || !size.is_multiple_of(4096) {
             return Err(SecureCertError::BadSize(size));
         }
         let mut out = Vec::with_capacity(size);
-        for e in &self.entries {
+        for e in self.entries.iter().filter(|e| e.tlv_type != TYPE_INTEGRITY) {
             out.extend(encode_entry(
                 type_name(e.tlv_type),
                 e.tlv_type,
@@ -264,6 +275,8 @@ impl SecureCertImage {
                 &e.data,
             )?);
         }
+        let digest = Sha256::digest(&out);
+        out.extend(encode_entry("integrity", TYPE_INTEGRITY, 0, 0, &digest)?);
         if out.len() > size {
             return Err(SecureCertError::NoRoom {
                 needed: out.len(),
@@ -326,6 +339,11 @@ impl SecureCertImage {
                     stored,
                     computed,
                 });
+            }
+            if tlv_type == TYPE_INTEGRITY
+                && whole[HEADER_LEN..HEADER_LEN + len] != Sha256::digest(&image[..at])[..]
+            {
+                return Err(SecureCertError::Integrity { offset: at });
             }
             if entries
                 .iter()
@@ -438,7 +456,8 @@ mod tests {
         assert_eq!(image.len(), DEFAULT_PARTITION_SIZE);
         assert_eq!(&image[..4], &[0x11, 0xBA, 0x5E, 0xBA]);
         let back = SecureCertImage::parse(&image).unwrap();
-        assert_eq!(back.entries.len(), 6);
+        assert_eq!(back.entries.len(), 7);
+        assert_eq!(back.entries[6].tlv_type, TYPE_INTEGRITY);
         for e in &back.entries {
             assert_eq!(e.offset % ALIGNMENT, 0, "entries start 16-aligned");
         }
@@ -471,6 +490,25 @@ mod tests {
             }) => {}
             other => panic!("{other:?}"),
         }
+    }
+
+    #[test]
+    fn an_entry_swapped_with_a_valid_crc_fails_the_integrity_check() {
+        let mut image = SecureCertImage::from_inputs(&inputs())
+            .unwrap()
+            .to_bytes(DEFAULT_PARTITION_SIZE)
+            .unwrap();
+        let parsed = SecureCertImage::parse(&image).unwrap();
+        let at = parsed.entry(TYPE_REGISTRATION_ID).unwrap().offset;
+        let forged = encode_entry("registration ID", TYPE_REGISTRATION_ID, 0, 0, b"dev-2").unwrap();
+        image[at..at + forged.len()].copy_from_slice(&forged);
+        assert!(matches!(
+            SecureCertImage::parse(&image),
+            Err(SecureCertError::Integrity { .. })
+        ));
+        // Re-serialising a parsed image keeps one integrity entry, recomputed.
+        let again = parsed.to_bytes(DEFAULT_PARTITION_SIZE).unwrap();
+        assert_eq!(SecureCertImage::parse(&again).unwrap().entries.len(), 7);
     }
 
     #[test]
