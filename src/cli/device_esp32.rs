@@ -11,6 +11,7 @@ use dps_station::device::esp32::secure_cert::{
     self, DEFAULT_PARTITION_SIZE, SecureCertImage, SecureCertInputs, TYPE_CA_CERT, TYPE_DEV_CERT,
     TYPE_ENDPOINT, TYPE_ID_SCOPE, TYPE_PRIV_KEY, TYPE_REGISTRATION_ID,
 };
+use dps_station::secret::SecretString;
 
 /// `device esp32 ...` subcommands.
 #[derive(Debug, Subcommand)]
@@ -95,7 +96,7 @@ fn build(args: &ImageArgs) -> anyhow::Result<ExitCode> {
     let inputs = SecureCertInputs {
         ca_pem: read_text("CA certificate", &args.ca)?,
         device_pem: read_text("device certificate", &args.cert)?,
-        key_pem: read_text("private key", &args.key)?,
+        key_pem: SecretString::new(read_text("private key", &args.key)?),
         id_scope: args.id_scope.clone(),
         endpoint: args.endpoint.clone(),
         registration_id: args.registration_id.clone(),

@@ -11,6 +11,8 @@ use p256::pkcs8::DecodePrivateKey;
 use p256::pkcs8::der::pem::{self, LineEnding};
 use sha2::{Digest, Sha256};
 use thiserror::Error;
+
+use crate::secret::SecretString;
 use x509_parser::prelude::{FromDer, X509Certificate};
 
 /// The magic every TLV header starts with (little-endian on flash).
@@ -93,8 +95,9 @@ pub enum SecureCertError {
     Duplicate { tlv_type: u8, subtype: u8 },
 }
 
-/// One TLV entry as found in an image.
-#[derive(Debug, Clone, PartialEq, Eq)]
+/// One TLV entry as found in an image. Its `Debug` shows the data's length, never the bytes:
+/// an entry may be the private key.
+#[derive(Clone, PartialEq, Eq)]
 pub struct TlvEntry {
     /// Offset of the header in the image.
     pub offset: usize,
@@ -108,6 +111,18 @@ pub struct TlvEntry {
     pub data: Vec<u8>,
 }
 
+impl std::fmt::Debug for TlvEntry {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("TlvEntry")
+            .field("offset", &self.offset)
+            .field("flags", &self.flags)
+            .field("tlv_type", &self.tlv_type)
+            .field("subtype", &self.subtype)
+            .field("len", &self.data.len())
+            .finish()
+    }
+}
+
 /// What the station puts in a device's partition.
 #[derive(Debug, Clone)]
 pub struct SecureCertInputs {
@@ -116,7 +131,7 @@ pub struct SecureCertInputs {
     /// The device certificate, PEM.
     pub device_pem: String,
     /// The device's P-256 private key, PEM (PKCS#8 or SEC1).
-    pub key_pem: String,
+    pub key_pem: SecretString,
     /// The DPS ID scope.
     pub id_scope: String,
     /// The DPS global endpoint host, e.g. `global.azure-devices-provisioning.net`.
@@ -237,7 +252,7 @@ impl SecureCertImage {
                 TYPE_CA_CERT,
                 certificate_entry("CA certificate", &inputs.ca_pem)?,
             ),
-            (TYPE_PRIV_KEY, key_entry(&inputs.key_pem)?),
+            (TYPE_PRIV_KEY, key_entry(inputs.key_pem.expose())?),
             (TYPE_ID_SCOPE, text("ID scope", &inputs.id_scope)?),
             (TYPE_ENDPOINT, text("endpoint", &inputs.endpoint)?),
             (
@@ -433,7 +448,7 @@ mod tests {
         SecureCertInputs {
             ca_pem: ca.pem(),
             device_pem: dev.pem(),
-            key_pem: key.serialize_pem(),
+            key_pem: SecretString::new(key.serialize_pem()),
             id_scope: "0ne00000001".into(),
             endpoint: "global.azure-devices-provisioning.net".into(),
             registration_id: "dev-1".into(),
@@ -468,6 +483,7 @@ mod tests {
             inputs.device_pem.trim()
         );
         assert_eq!(back.key_summary(), "P-256, present");
+        assert!(!format!("{back:?}").contains("PRIVATE KEY"));
         assert!(
             back.text(TYPE_PRIV_KEY)
                 .unwrap()
@@ -530,7 +546,7 @@ mod tests {
     #[test]
     fn a_key_that_is_not_p256_pem_is_refused() {
         let mut bad = inputs();
-        bad.key_pem = bad.ca_pem.clone();
+        bad.key_pem = SecretString::new(bad.ca_pem.clone());
         let err = SecureCertImage::from_inputs(&bad).unwrap_err();
         assert!(err.to_string().contains("private key"), "{err}");
     }
