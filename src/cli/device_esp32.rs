@@ -9,7 +9,7 @@ use clap::{Args, Subcommand};
 
 use dps_station::device::esp32::secure_cert::{
     self, DEFAULT_PARTITION_SIZE, SecureCertImage, SecureCertInputs, TYPE_CA_CERT, TYPE_DEV_CERT,
-    TYPE_ENDPOINT, TYPE_ID_SCOPE, TYPE_PRIV_KEY, TYPE_REGISTRATION_ID,
+    TYPE_ENDPOINT, TYPE_ID_SCOPE, TYPE_REGISTRATION_ID,
 };
 use dps_station::secret::SecretString;
 
@@ -162,22 +162,18 @@ fn parse(path: &PathBuf) -> anyhow::Result<ExitCode> {
             cert_summary(image.entry(t).map(|e| e.data.as_slice()))
         );
     }
-    let key = if image.entry(TYPE_PRIV_KEY).is_some() {
-        image.key_summary()
-    } else {
-        "absent".into()
-    };
-    outln!(out, "private key: {key}");
+    outln!(out, "private key: {}", image.key_summary());
     for (label, t) in [
         ("ID scope", TYPE_ID_SCOPE),
         ("endpoint", TYPE_ENDPOINT),
         ("registration ID", TYPE_REGISTRATION_ID),
     ] {
-        outln!(
-            out,
-            "{label}: {}",
-            image.text(t).unwrap_or_else(|| "absent".into())
-        );
+        let value = match (image.entry(t), image.text(t)) {
+            (None, _) => "absent".to_string(),
+            (Some(_), Some(text)) => text,
+            (Some(e), None) => format!("present, not UTF-8 text ({} bytes)", e.data.len()),
+        };
+        outln!(out, "{label}: {value}");
     }
     emit(&out)
 }

@@ -60,6 +60,11 @@ pub enum SecureCertError {
     /// A partition size flash cannot hold.
     #[error("partition size {0} is not a non-zero multiple of 4096 (the flash sector)")]
     BadSize(usize),
+    /// The partition holds nothing: erased flash (or an empty file).
+    #[error(
+        "the image is erased flash (all 0xFF) or empty: nothing was ever written to this partition"
+    )]
+    Erased,
     /// The image does not start with a TLV entry.
     #[error(
         "not an esp_secure_cert TLV image: no magic 0xBA5EBA11 at offset 0 (found {found:#010x})"
@@ -309,7 +314,10 @@ impl SecureCertImage {
             let b = image.get(at..at.checked_add(4)?)?;
             Some(u32::from_le_bytes([b[0], b[1], b[2], b[3]]))
         };
-        let first = word(0).unwrap_or(0xFFFF_FFFF);
+        if image.iter().all(|&b| b == 0xFF) {
+            return Err(SecureCertError::Erased);
+        }
+        let first = word(0).unwrap_or(0);
         if first != TLV_MAGIC {
             return Err(SecureCertError::NotTlv { found: first });
         }
@@ -540,6 +548,22 @@ mod tests {
         assert!(matches!(
             built.to_bytes(5000),
             Err(SecureCertError::BadSize(5000))
+        ));
+    }
+
+    #[test]
+    fn an_erased_or_foreign_partition_says_so() {
+        assert!(matches!(
+            SecureCertImage::parse(&[0xFF; 8192]),
+            Err(SecureCertError::Erased)
+        ));
+        assert!(matches!(
+            SecureCertImage::parse(&[]),
+            Err(SecureCertError::Erased)
+        ));
+        assert!(matches!(
+            SecureCertImage::parse(b"\x78\x56\x34\x12 legacy cust_flash"),
+            Err(SecureCertError::NotTlv { found: 0x1234_5678 })
         ));
     }
 
