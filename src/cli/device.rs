@@ -41,6 +41,9 @@ pub enum DeviceCommand {
         /// The command: a verb and key=value fields, as in docs/device-protocol.md.
         command: Vec<String>,
     },
+    /// ESP32 tools: the esp_secure_cert partition image (docs/devices/esp32.md).
+    #[command(subcommand)]
+    Esp32(super::device_esp32::Esp32Command),
 }
 
 /// `device info` options.
@@ -194,6 +197,7 @@ pub fn run(cmd: Commands) -> anyhow::Result<ExitCode> {
         Commands::Device(DeviceCommand::Console { port, command }) => {
             console(&port, &command.join(" "))
         }
+        Commands::Device(DeviceCommand::Esp32(cmd)) => super::device_esp32::run(cmd),
         Commands::SimulateDevice(args) => simulate(&args),
     }
 }

@@ -10,6 +10,7 @@ use dps_station::station::setup::access;
 
 mod bench;
 mod device;
+mod device_esp32;
 mod dps;
 mod dps_emulator;
 mod fixture;

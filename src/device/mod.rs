@@ -9,6 +9,7 @@ pub mod client;
 pub mod crc;
 pub mod driver;
 pub mod error;
+pub mod esp32;
 pub mod fixture;
 pub mod frame;
 pub mod nrf91;
