@@ -7,6 +7,7 @@
 pub mod app;
 pub mod bench;
 pub mod error_window;
+pub mod first_run;
 pub mod i18n;
 pub mod icon;
 pub mod line;
