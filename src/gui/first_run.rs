@@ -324,11 +324,20 @@ impl FirstRunApp {
         ui.add_space(12.0);
         let field = |ui: &mut egui::Ui, label: &str, value: &mut String| {
             ui.horizontal(|ui| {
-                let l = ui.add_sized([260.0, 44.0], egui::Label::new(big(label)));
+                let l = ui
+                    .allocate_ui_with_layout(
+                        egui::vec2(260.0, 44.0),
+                        egui::Layout::left_to_right(egui::Align::Center),
+                        |ui| {
+                            ui.set_min_width(260.0);
+                            ui.label(big(label))
+                        },
+                    )
+                    .inner;
                 ui.add(
                     egui::TextEdit::singleline(value)
                         .font(egui::TextStyle::Heading)
-                        .desired_width(480.0),
+                        .desired_width(640.0),
                 )
                 .labelled_by(l.id);
             });
