@@ -29,10 +29,10 @@ pub enum Commands {
 #[derive(Debug, Args)]
 #[command(args_conflicts_with_subcommands = true)]
 pub struct GuiArgs {
-    /// The station file [default: ./station.toml if there is one, else $DPS_STATION_CONFIG, else
-    /// /etc/dps-station/station.toml, the package's]. A missing or unconfigured one opens the
-    /// first-run screen.
-    #[arg(long, value_name = "PATH")]
+    /// The station file [default: $DPS_STATION_CONFIG, else ./station.toml if there is one, else
+    /// /etc/dps-station/station.toml, the package's; as `run` finds it]. A missing or
+    /// unconfigured one opens the first-run screen.
+    #[arg(long, value_name = "PATH", env = first_run::STATION_FILE_ENV)]
     pub config: Option<PathBuf>,
     /// Full screen without window decorations; leaving needs an engineer.
     #[arg(long)]
@@ -70,7 +70,12 @@ pub fn run(cmd: Commands) -> anyhow::Result<ExitCode> {
     match cmd {
         Commands::Gui(args) => match args.action {
             Some(GuiAction::SetPassword { role, config }) => set_password(&role, &config),
-            None => open(&station_file(args.config), args.kiosk),
+            None => open(
+                &args
+                    .config
+                    .unwrap_or_else(super::line::default_station_path),
+                args.kiosk,
+            ),
         },
     }
 }
@@ -78,19 +83,6 @@ pub fn run(cmd: Commands) -> anyhow::Result<ExitCode> {
 fn no_display() -> ExitCode {
     eprintln!("error: {}", gui::GuiError::NoDisplay);
     ExitCode::from(2)
-}
-
-/// The station file the desk opens: the one given, else `station.toml` here (a developer's
-/// checkout), else the installed station's ([`first_run::default_station_file`]).
-fn station_file(given: Option<PathBuf>) -> PathBuf {
-    given.unwrap_or_else(|| {
-        let here = PathBuf::from("station.toml");
-        if here.exists() {
-            here
-        } else {
-            first_run::default_station_file()
-        }
-    })
 }
 
 /// Opens the desk over a station file; the first-run screen when none is configured yet.
