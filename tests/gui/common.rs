@@ -169,14 +169,17 @@ impl TestDesk {
 }
 
 /// The first-run screen (what `dps-station` opens when `path` is missing or unconfigured) in a
-/// harness of the desk's size, English, sounds off.
-pub fn first_run(path: &std::path::Path) -> Harness<'static, FirstRunApp> {
+/// harness of the desk's size, in `language` (English if `None`), sounds off.
+pub fn first_run(
+    path: &std::path::Path,
+    language: Option<Language>,
+) -> Harness<'static, FirstRunApp> {
     let app = FirstRunApp::new(
         path,
         DeskOptions {
             kiosk: false,
             sounds: Some(false),
-            language: Some(Language::En),
+            language: Some(language.unwrap_or(Language::En)),
         },
     );
     let mut harness = Harness::builder()

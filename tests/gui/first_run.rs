@@ -8,6 +8,8 @@ use dps_station::gui::first_run::{FirstRunApp, Outcome};
 use dps_station::station::config::{KeyStoreConfig, SecretSource, StationConfig};
 use dps_station::station::setup::first_run::{StationState, station_state};
 
+use dps_station::gui::i18n::Language;
+
 use super::common;
 
 fn click(h: &mut Harness<'static, FirstRunApp>, label: &str) {
@@ -36,7 +38,7 @@ fn a_missing_station_file_is_written_from_the_form_and_the_desk_opens_on_it() {
     let dir = tempfile::tempdir().unwrap();
     let path = dir.path().join("station.toml");
     let ledger = dir.path().join("ledger.db");
-    let mut h = common::first_run(&path);
+    let mut h = common::first_run(&path, None);
     assert!(h.query_by_label("Set up this station").is_some());
 
     // Nothing typed yet: refused, by name, and nothing written.
@@ -118,7 +120,7 @@ fn without_slots_the_file_is_written_and_the_form_says_how_to_add_them() {
     let path = dir.path().join("station.toml");
     std::fs::write(&path, include_str!("../../installer/debian/station.toml")).unwrap();
     assert!(matches!(station_state(&path), StationState::Unconfigured));
-    let mut h = common::first_run(&path);
+    let mut h = common::first_run(&path, None);
     fill(&mut h, 0, "line-8");
     click(&mut h, "Write station.toml");
     assert!(h.state().desk().is_none());
@@ -130,4 +132,18 @@ fn without_slots_the_file_is_written_and_the_form_says_how_to_add_them() {
     assert!(text.contains("line-8"), "{text}");
     // The template was kept next to it.
     assert!(dir.path().join("station.toml.bak").exists());
+}
+
+#[test]
+fn the_form_speaks_korean_and_refuses_in_korean() {
+    let dir = tempfile::tempdir().unwrap();
+    let path = dir.path().join("station.toml");
+    let mut h = common::first_run(&path, Some(Language::Ko));
+    assert!(h.query_by_label("스테이션 설정").is_some());
+    click(&mut h, "station.toml 저장");
+    assert_eq!(
+        h.state().outcome(),
+        Some(&Outcome::Refused("스테이션 이름을 입력하세요.".into()))
+    );
+    assert!(!path.exists());
 }
