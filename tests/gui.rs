@@ -5,6 +5,8 @@
 mod cli;
 #[path = "gui/common.rs"]
 mod common;
+#[path = "gui/first_run.rs"]
+mod first_run;
 #[path = "gui/korean.rs"]
 mod korean;
 #[path = "gui/line.rs"]

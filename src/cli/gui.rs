@@ -16,6 +16,7 @@ use dps_station::station::demo::{self, DemoWorkspace, KeyStoreChoice};
 use dps_station::station::demo_desk::{self, DemoDeskOptions};
 use dps_station::station::operator::roles::{self, Role};
 use dps_station::station::operator::{FixtureProvider, StationHandle};
+use dps_station::station::setup::first_run::{self, StationState};
 
 /// The desk's commands, flattened into the top level.
 #[derive(Debug, Subcommand)]
@@ -28,9 +29,11 @@ pub enum Commands {
 #[derive(Debug, Args)]
 #[command(args_conflicts_with_subcommands = true)]
 pub struct GuiArgs {
-    /// The station file.
-    #[arg(long, value_name = "PATH", default_value = "station.toml")]
-    pub config: PathBuf,
+    /// The station file [default: $DPS_STATION_CONFIG, else ./station.toml if there is one, else
+    /// /etc/dps-station/station.toml, the package's; as `run` finds it]. A missing or
+    /// unconfigured one opens the first-run screen.
+    #[arg(long, value_name = "PATH", env = first_run::STATION_FILE_ENV)]
+    pub config: Option<PathBuf>,
     /// Full screen without window decorations; leaving needs an engineer.
     #[arg(long)]
     pub kiosk: bool,
@@ -42,7 +45,7 @@ impl GuiArgs {
     /// What `dps-station` alone does: the desk over `station.toml` in this folder.
     pub fn default_station() -> Self {
         Self {
-            config: PathBuf::from("station.toml"),
+            config: None,
             kiosk: false,
             action: None,
         }
@@ -67,7 +70,12 @@ pub fn run(cmd: Commands) -> anyhow::Result<ExitCode> {
     match cmd {
         Commands::Gui(args) => match args.action {
             Some(GuiAction::SetPassword { role, config }) => set_password(&role, &config),
-            None => open(&args.config, args.kiosk),
+            None => open(
+                &args
+                    .config
+                    .unwrap_or_else(super::line::default_station_path),
+                args.kiosk,
+            ),
         },
     }
 }
@@ -77,10 +85,22 @@ fn no_display() -> ExitCode {
     ExitCode::from(2)
 }
 
-/// Opens the desk over a station file.
+/// Opens the desk over a station file; the first-run screen when none is configured yet.
 pub fn open(config: &Path, kiosk: bool) -> anyhow::Result<ExitCode> {
     if !gui::has_display() {
         return Ok(no_display());
+    }
+    let options = DeskOptions {
+        kiosk,
+        ..DeskOptions::default()
+    };
+    if let StationState::Missing | StationState::Unconfigured = first_run::station_state(config) {
+        eprintln!(
+            "{} is not configured yet: the first-run screen asks for it",
+            config.display()
+        );
+        gui::first_run::run(config, options)?;
+        return Ok(ExitCode::SUCCESS);
     }
     let station = match StationConfig::load(config) {
         Ok(s) => s,
@@ -95,13 +115,7 @@ pub fn open(config: &Path, kiosk: bool) -> anyhow::Result<ExitCode> {
         }
     };
     let handle = StationHandle::open(station, Box::new(FixtureProvider::default()));
-    gui::run(
-        handle,
-        DeskOptions {
-            kiosk,
-            ..DeskOptions::default()
-        },
-    )?;
+    gui::run(handle, options)?;
     Ok(ExitCode::SUCCESS)
 }
 

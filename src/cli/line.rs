@@ -398,7 +398,7 @@ fn dps_client(
 
 /// `./station.toml` for a station run from a working directory (the README's examples), else the
 /// package's station file.
-fn default_station_path() -> PathBuf {
+pub(crate) fn default_station_path() -> PathBuf {
     let local = PathBuf::from("station.toml");
     if local.is_file() {
         local

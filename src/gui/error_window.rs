@@ -3,7 +3,7 @@
 //! only in a terminal that a desktop launcher never shows.
 
 use super::i18n::{Language, Messages};
-use super::{GuiError, has_display, theme};
+use super::{GuiError, has_display, icon, theme};
 
 struct ErrorApp {
     tr: Messages,
@@ -43,7 +43,7 @@ pub fn show(message: &str, language: Option<&str>) -> Result<(), GuiError> {
         styled: false,
     };
     let native = eframe::NativeOptions {
-        viewport: egui::ViewportBuilder::default()
+        viewport: icon::with_icon(egui::ViewportBuilder::default())
             .with_title("dps-station")
             .with_inner_size([900.0, 420.0]),
         renderer: eframe::Renderer::Glow,

@@ -7,7 +7,9 @@
 pub mod app;
 pub mod bench;
 pub mod error_window;
+pub mod first_run;
 pub mod i18n;
+pub mod icon;
 pub mod line;
 pub mod scan;
 pub mod screen;
@@ -46,7 +48,7 @@ pub fn run(station: StationHandle, options: DeskOptions) -> Result<(), GuiError>
     }
     let kiosk = options.kiosk;
     let title = format!("dps-station — {}", station.config().name);
-    let mut viewport = egui::ViewportBuilder::default()
+    let mut viewport = icon::with_icon(egui::ViewportBuilder::default())
         .with_title(&title)
         .with_inner_size([1280.0, 800.0])
         .with_min_inner_size([800.0, 600.0]);

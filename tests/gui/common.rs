@@ -5,6 +5,7 @@
 use std::sync::Arc;
 use std::time::{Duration, Instant};
 
+use dps_station::gui::first_run::FirstRunApp;
 use dps_station::gui::i18n::Language;
 use dps_station::gui::{DeskApp, DeskOptions};
 use dps_station::station::demo::{DemoWorkspace, KeyStoreChoice};
@@ -165,4 +166,32 @@ impl TestDesk {
         }
         self.steps(2);
     }
+}
+
+/// The first-run screen (what `dps-station` opens when `path` is missing or unconfigured) in a
+/// harness of the desk's size, in `language` (English if `None`), sounds off.
+pub fn first_run(
+    path: &std::path::Path,
+    language: Option<Language>,
+) -> Harness<'static, FirstRunApp> {
+    let app = FirstRunApp::new(
+        path,
+        DeskOptions {
+            kiosk: false,
+            sounds: Some(false),
+            language: Some(language.unwrap_or(Language::En)),
+        },
+    );
+    let mut harness = Harness::builder()
+        .with_size([1280.0, 800.0])
+        .with_step_dt(0.01)
+        .build_ui_state(
+            |ui, app: &mut FirstRunApp| {
+                app.logic(ui.ctx());
+                app.draw(ui);
+            },
+            app,
+        );
+    harness.run_steps(3);
+    harness
 }
