@@ -14,21 +14,8 @@ pub const LINE_LENGTH: usize = 128;
 /// The largest packet the station accepts (a reply bigger than any SMP buffer is line noise).
 pub const MAX_PACKET: usize = 64 * 1024;
 
-/// CRC-16/XMODEM: polynomial 0x1021, initial value 0, no reflection. `crc(b"123456789") == 0x31C3`.
-pub fn crc16_xmodem(bytes: &[u8]) -> u16 {
-    let mut crc: u16 = 0;
-    for &byte in bytes {
-        crc ^= u16::from(byte) << 8;
-        for _ in 0..8 {
-            crc = if crc & 0x8000 != 0 {
-                (crc << 1) ^ 0x1021
-            } else {
-                crc << 1
-            };
-        }
-    }
-    crc
-}
+/// CRC-16/XMODEM, shared with the line protocol's CRC in `device::crc`.
+pub use crate::device::crc::crc16_xmodem;
 
 /// The console lines carrying `packet`, each at most `line_length` bytes with its delimiter and
 /// newline (base64 cut at multiples of 4, as Zephyr and smpclient do).
