@@ -15,11 +15,10 @@ use crate::station::operator::scan::{self, ScanRoute};
 use crate::station::operator::{LineView, Role, Stamped, StationEvent, StationHandle};
 
 use super::i18n::{Language, Messages};
-use super::line::{self, LineScreen};
+use super::line;
 use super::scan::ScanCollector;
 use super::screen::{Desk, PickerState, Screen, ScreenId, UiCommand};
 use super::sound::{self, Sound};
-use super::station_screen::StationScreen;
 use super::theme::{self, Palette};
 
 /// How the desk opens.
@@ -72,6 +71,7 @@ pub struct DeskApp {
     unlock: Option<(Role, String)>,
     highlight: Option<String>,
     quit: bool,
+    exited: bool,
 }
 
 impl DeskApp {
@@ -94,10 +94,7 @@ impl DeskApp {
             .language
             .unwrap_or_else(|| Language::choose(desk.language.as_deref()));
         let columns = desk.columns_for(station.config().fixture.slots.len().max(8));
-        let screens: Vec<Box<dyn Screen>> = vec![
-            Box::new(LineScreen::new(columns)),
-            Box::new(StationScreen::new(station.config())),
-        ];
+        let screens = super::screens::all(&station, columns);
         Self {
             light: desk.light,
             sounds: options.sounds.unwrap_or(desk.sounds),
@@ -122,6 +119,7 @@ impl DeskApp {
             unlock: None,
             highlight: None,
             quit: false,
+            exited: false,
         }
     }
 
@@ -165,7 +163,7 @@ impl DeskApp {
         let role = self.view.role.unwrap_or(Role::Operator);
         self.screens
             .iter()
-            .filter(|s| role.allows(s.min_role()))
+            .filter(|s| role.allows(s.min_role()) || s.also_for().contains(&role))
             .map(|s| s.id())
             .collect()
     }
@@ -235,20 +233,35 @@ impl DeskApp {
         while let Ok(command) = self.rx.try_recv() {
             self.execute(ctx, command);
         }
+        for screen in &mut self.screens {
+            screen.logic(ctx, &self.station, &self.tr);
+        }
         // The role may have changed: stay only on a screen it allows.
         if !self.allowed().contains(&self.current) {
             self.current = line::LINE;
         }
-        if ctx.input(|i| i.viewport().close_requested()) && self.kiosk && !self.quit {
+        if ctx.input(|i| i.viewport().close_requested()) {
             let role = self.view.role.unwrap_or(Role::Operator);
-            if !role.allows(Role::Engineer) {
+            if self.kiosk && !self.quit && !role.allows(Role::Engineer) {
                 ctx.send_viewport_cmd(ViewportCommand::CancelClose);
                 self.say(true, self.tr.t("notice.kiosk_locked").to_string());
+            } else {
+                self.exit();
             }
         }
         if self.view.running {
             // Times in the slots move on even without events.
             ctx.request_repaint_after(Duration::from_millis(500));
+        }
+    }
+
+    /// Tells every screen the desk is going (once): an open HSM session logs out.
+    pub fn exit(&mut self) {
+        if !self.exited {
+            self.exited = true;
+            for screen in &mut self.screens {
+                screen.on_exit();
+            }
         }
     }
 
@@ -275,12 +288,25 @@ impl DeskApp {
         match command {
             UiCommand::Navigate(id) => {
                 // The station decides what the role may open; the navigation only hides the rest.
-                let least = self
+                let roles = self
                     .screens
                     .iter()
                     .find(|s| s.id() == id)
-                    .map(|s| s.min_role());
-                match least.map(|l| self.station.require(l)) {
+                    .map(|s| (s.min_role(), s.also_for()));
+                let check = roles.map(|(least, also)| {
+                    let first = self.station.require(least);
+                    match first {
+                        Ok(()) => Ok(()),
+                        Err(e) => {
+                            if also.iter().any(|r| self.station.require(*r).is_ok()) {
+                                Ok(())
+                            } else {
+                                Err(e)
+                            }
+                        }
+                    }
+                });
+                match check {
                     Some(Ok(())) => self.current = id,
                     Some(Err(e)) => self.say(true, e.to_string()),
                     None => self.say(true, self.tr.t("notice.not_allowed").to_string()),
@@ -402,18 +428,20 @@ impl DeskApp {
             .fill(palette.base)
             .show(ui, |ui| {
                 self.top_bar(ui, palette);
+                self.banners(ui, palette);
                 self.notifications(ui, palette);
                 ui.separator();
                 let now = SystemTime::now();
-                let desk = Desk::new(
-                    &self.view,
-                    &self.tr,
+                let desk = Desk {
+                    view: &self.view,
+                    tr: &self.tr,
                     palette,
                     now,
-                    &self.picker,
-                    self.highlight.as_deref(),
-                    &self.tx,
-                );
+                    picker: &self.picker,
+                    highlight: self.highlight.as_deref(),
+                    station: &self.station,
+                    send: &self.tx,
+                };
                 let current = self.current;
                 if let Some(screen) = self.screens.iter_mut().find(|s| s.id() == current) {
                     screen.ui(ui, &desk);
@@ -515,6 +543,22 @@ impl DeskApp {
         }
     }
 
+    fn banners(&self, ui: &mut egui::Ui, p: Palette) {
+        for text in self.screens.iter().filter_map(|s| s.banner(&self.tr)) {
+            let colour = if text.starts_with('▲') {
+                p.warn
+            } else {
+                p.text
+            };
+            egui::Frame::new()
+                .stroke(egui::Stroke::new(2.0, colour))
+                .inner_margin(6.0)
+                .show(ui, |ui| {
+                    ui.label(RichText::new(text).color(colour).strong());
+                });
+        }
+    }
+
     fn notifications(&mut self, ui: &mut egui::Ui, p: Palette) {
         let tr = &self.tr;
         if let Some(n) = &self.notice {
@@ -611,5 +655,15 @@ impl eframe::App for DeskApp {
 
     fn ui(&mut self, ui: &mut egui::Ui, _frame: &mut eframe::Frame) {
         self.draw(ui);
+    }
+
+    fn on_exit(&mut self, _gl: Option<&eframe::glow::Context>) {
+        self.exit();
+    }
+}
+
+impl Drop for DeskApp {
+    fn drop(&mut self) {
+        self.exit();
     }
 }

@@ -6,16 +6,20 @@
 
 pub mod app;
 pub mod bench;
+pub mod engineer;
 pub mod error_window;
 pub mod first_run;
 pub mod i18n;
 pub mod icon;
 pub mod line;
+pub mod officer;
 pub mod scan;
 pub mod screen;
+pub mod screens;
 pub mod sound;
 pub mod station_screen;
 pub mod theme;
+pub mod widgets;
 
 pub use app::{DeskApp, DeskOptions};
 

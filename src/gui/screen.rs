@@ -1,13 +1,17 @@
 //! What a screen is to the shell: an id, a title, the least role that may open it, and a `ui`
-//! that only draws and sends [`UiCommand`]s. Later screens (the engineer's, the officer's) plug
-//! in by implementing [`Screen`] and being added in `DeskApp::new`.
+//! that only draws and sends [`UiCommand`]s. The engineer's and the officer's screens plug in by
+//! implementing [`Screen`] and being listed in [`super::screens::all`].
+//!
+//! A screen that needs I/O (a ledger query, an HSM call) owns its worker threads and channels:
+//! `logic` takes their answers every frame, `ui` only draws what it holds and asks for more, and
+//! the worker wakes the window with `request_repaint` when an answer lands. Nothing waits in `ui`.
 
 use std::path::PathBuf;
 use std::sync::mpsc::Sender;
 use std::time::SystemTime;
 
 use crate::station::operator::handle::BatchPreview;
-use crate::station::operator::{BatchCommand, LineView, Role};
+use crate::station::operator::{BatchCommand, LineView, Role, StationHandle};
 
 use super::i18n::Messages;
 use super::theme::Palette;
@@ -75,31 +79,14 @@ pub struct Desk<'a> {
     pub picker: &'a PickerState,
     /// A slot to highlight (a device label was scanned).
     pub highlight: Option<&'a str>,
-    send: &'a Sender<UiCommand>,
+    /// The station (its configuration, role checks, the ledger's path): screens read from it
+    /// and hand it to their own workers; they never block on it while drawing.
+    pub station: &'a StationHandle,
+    /// Where `send` puts commands (the shell's queue, read in its `logic`).
+    pub(in crate::gui) send: &'a Sender<UiCommand>,
 }
 
-impl<'a> Desk<'a> {
-    /// A desk over the shell's state.
-    pub fn new(
-        view: &'a LineView,
-        tr: &'a Messages,
-        palette: Palette,
-        now: SystemTime,
-        picker: &'a PickerState,
-        highlight: Option<&'a str>,
-        send: &'a Sender<UiCommand>,
-    ) -> Self {
-        Self {
-            view,
-            tr,
-            palette,
-            now,
-            picker,
-            highlight,
-            send,
-        }
-    }
-
+impl Desk<'_> {
     /// Asks the shell to do something after this frame.
     pub fn send(&self, command: UiCommand) {
         // The receiver lives in the same app as this desk: it cannot be gone while we draw.
@@ -115,6 +102,21 @@ pub trait Screen {
     fn title_key(&self) -> &'static str;
     /// The least role that may open it.
     fn min_role(&self) -> Role;
+    /// Other roles that may open it too (the audit view: the officer's and the engineer's).
+    fn also_for(&self) -> &'static [Role] {
+        &[]
+    }
     /// Draws it.
     fn ui(&mut self, ui: &mut egui::Ui, desk: &Desk<'_>);
+    /// Runs every frame for every screen, shown or not, before anything is drawn: take workers'
+    /// answers, run timers (an officer's session closes when idle even on another screen).
+    fn logic(&mut self, _ctx: &egui::Context, _station: &StationHandle, _tr: &Messages) {}
+    /// A line the shell shows under the top bar on every screen while it is `Some` (an open
+    /// key-injection session: who, which token, since when). Warnings start with ▲.
+    fn banner(&self, _tr: &Messages) -> Option<String> {
+        None
+    }
+    /// The window is closing (or the desk is dropped): release what must not outlive it, e.g.
+    /// log out of an HSM session. Called once.
+    fn on_exit(&mut self) {}
 }

@@ -1,0 +1,16 @@
+//! The desk's screens in navigation order. Each screen says which role may open it; the shell
+//! shows only those. A new screen is one line here.
+
+use crate::station::operator::StationHandle;
+
+use super::line::LineScreen;
+use super::screen::Screen;
+use super::station_screen::StationScreen;
+
+/// Every screen of the desk, for a line laid out in `columns`.
+pub fn all(station: &StationHandle, columns: usize) -> Vec<Box<dyn Screen>> {
+    vec![
+        Box::new(LineScreen::new(columns)),
+        Box::new(StationScreen::new(station.config())),
+    ]
+}
