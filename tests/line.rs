@@ -21,6 +21,8 @@ mod faults;
 mod keyring;
 #[path = "line/kill.rs"]
 mod kill;
+#[path = "line/labels.rs"]
+mod labels;
 #[path = "line/lifecycle.rs"]
 mod lifecycle;
 #[path = "line/modes.rs"]

@@ -19,7 +19,7 @@ use dps_station::identity::template::TemplateValues;
 use dps_station::station::config::{BatchConfig, BatchSize, EnrollTiming, Mode, StationConfig};
 use dps_station::station::demo::{self, DemoWorkspace, KeyStoreChoice, RunOptions};
 use dps_station::station::engine::{Engine, EngineSetup, RunSummary};
-use dps_station::station::events::{BatchState, Event};
+use dps_station::station::events::{BatchState, Command, Event};
 use dps_station::station::keys::StationKeys;
 use dps_station::station::operator::handle::connect_dps;
 use dps_station::station::report::{self, ReportFigures};
@@ -273,6 +273,18 @@ impl View {
                     ));
                 }
             }
+            Event::LabelWanted { slot, hardware_id } => {
+                self.slot(slot).set_message("scan the device's label");
+                let _ = self.multi.println(label_wanted(slot, hardware_id));
+            }
+            Event::LabelTaken { slot, serial } => self
+                .slot(slot)
+                .set_message(format!("{serial}: label scanned")),
+            Event::LabelRefused { serial, reason } => {
+                let _ = self
+                    .multi
+                    .println(format!("label {serial} not taken: {reason}"));
+            }
         }
     }
 
@@ -285,6 +297,37 @@ impl View {
             b.abandon();
         }
     }
+}
+
+/// Lines on standard input are device labels (a USB scanner types into the terminal like a
+/// keyboard), for devices that cannot report their own serial or batches with
+/// `serial_from = "label"`. The engine refuses a label no slot waits for, with the reason.
+fn read_labels(commands: std::sync::mpsc::Sender<Command>) {
+    let spawned = std::thread::Builder::new()
+        .name("labels".into())
+        .spawn(move || {
+            for line in std::io::stdin().lines() {
+                let Ok(line) = line else { return };
+                let label = line.trim();
+                if !label.is_empty() && commands.send(Command::Label(label.to_string())).is_err() {
+                    return;
+                }
+            }
+        });
+    if let Err(e) = spawned {
+        tracing::warn!("cannot read device labels from standard input: {e}");
+    }
+}
+
+fn label_wanted(slot: &str, hardware_id: &str) -> String {
+    let which = if hardware_id.is_empty() {
+        String::new()
+    } else {
+        format!(" (it reports {hardware_id})")
+    };
+    format!(
+        "slot {slot}: scan the label of the device in this slot{which}; a scanner types it here, or type it and press Enter"
+    )
 }
 
 fn describe(event: &Event) -> String {
@@ -323,6 +366,11 @@ fn describe(event: &Event) -> String {
             waited.as_secs()
         ),
         Event::EnrollmentProblem { message } => format!("enrollment problem: {message}"),
+        Event::LabelWanted { slot, hardware_id } => label_wanted(slot, hardware_id),
+        Event::LabelTaken { slot, serial } => {
+            format!("slot {slot}: label {serial} is the device's serial")
+        }
+        Event::LabelRefused { serial, reason } => format!("label {serial} not taken: {reason}"),
         other => format!("{other:?}"),
     }
 }
@@ -486,6 +534,7 @@ fn run_batch(args: &RunArgs) -> anyhow::Result<ExitCode> {
     let mut view = View::new(args.headless, &batch.name, batch.target(), out.clone());
     // Ctrl-C / SIGTERM: take no new device, let in-flight ones finish; the batch stays resumable.
     let interrupts = interrupt::watch(engine.commands(), view.in_flight.clone(), grace);
+    read_labels(engine.commands());
     for event in engine.events.iter() {
         view.show(&event);
     }

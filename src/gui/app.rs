@@ -10,7 +10,7 @@ use std::time::{Duration, SystemTime};
 use egui::{RichText, ViewportCommand};
 
 use crate::station::events::Event;
-use crate::station::operator::line_view::Health;
+use crate::station::operator::line_view::{Health, SlotState};
 use crate::station::operator::scan::{self, ScanRoute};
 use crate::station::operator::{LineView, Role, Stamped, StationEvent, StationHandle};
 
@@ -205,6 +205,22 @@ impl DeskApp {
                     self.picker.starting = false;
                     self.say(false, self.tr.f("notice.started", &[("batch", name)]));
                 }
+                StationEvent::Engine(Event::LabelTaken { slot, serial }) => {
+                    self.say(
+                        false,
+                        self.tr
+                            .f("notice.label_taken", &[("serial", serial), ("slot", slot)]),
+                    );
+                }
+                StationEvent::Engine(Event::LabelRefused { serial, reason }) => {
+                    self.say(
+                        true,
+                        self.tr.f(
+                            "notice.label_refused",
+                            &[("serial", serial), ("reason", reason)],
+                        ),
+                    );
+                }
                 StationEvent::BatchEnded {
                     report: Some(r), ..
                 } => {
@@ -385,6 +401,19 @@ impl DeskApp {
                 } else {
                     self.execute(ctx, UiCommand::ShowPicker(true));
                     self.execute(ctx, UiCommand::Preview(path));
+                }
+            }
+            ScanRoute::DeviceSerial(serial)
+                if self
+                    .view
+                    .slots
+                    .iter()
+                    .any(|s| matches!(s.state, SlotState::NeedsLabel { .. })) =>
+            {
+                // A slot waits for its device's label: the engine decides which slot takes it
+                // and answers with an event (taken, or refused with the reason).
+                if let Err(e) = self.station.label(&serial) {
+                    self.say(true, e.to_string());
                 }
             }
             ScanRoute::DeviceSerial(serial) => {

@@ -484,6 +484,8 @@ struct RawBatch {
     reprovision: Option<String>,
     #[serde(default)]
     plaintext_cable: bool,
+    #[serde(default)]
+    serial_from: Option<String>,
 }
 
 #[derive(Debug, Deserialize)]
@@ -619,6 +621,8 @@ pub struct BatchConfig {
     /// The fixture's cable is trusted (`plaintext_cable = true`): families that take injected
     /// keys only in plain (nRF91 `%CMNG`) may be sent them. Off unless said.
     pub plain_secrets: bool,
+    /// Where a device's serial comes from: what it reports, or its label scanned by the operator.
+    pub serial_from: super::labels::SerialFrom,
 }
 
 /// Why a batch cannot re-provision (from `batch.toml` or `run --reprovision`).
@@ -878,6 +882,8 @@ impl BatchConfig {
             timing,
             reprovision,
             plain_secrets: raw.plaintext_cable,
+            serial_from: super::labels::SerialFrom::parse(raw.serial_from.as_deref())
+                .map_err(|why| invalid(path, "serial_from", why))?,
         })
     }
 

@@ -12,6 +12,7 @@ use super::config::{BatchConfig, EnrollTiming, StationConfig};
 use super::enroll_worker::{EnrollStats, EnrollWorker};
 use super::events::{BatchState, Command, Event, Stage};
 use super::keys::{KeysError, StationKeys};
+use super::labels::{LabelDesk, LabelOutcome, SerialFrom};
 use super::ledger_thread::{LedgerCallError, LedgerThread};
 use super::pipeline::{BatchContext, CaMaterial, DeviceOutcome, Done, provision};
 use super::source::{DeviceSource, SourceNotice};
@@ -236,6 +237,7 @@ impl Engine {
                 .target()
                 .map(|t| t.saturating_sub(resumed.already_done)),
             outcomes: Mutex::new(Vec::new()),
+            labels: LabelDesk::default(),
         });
         let _ = events_tx.send(Event::Batch(BatchState::Open));
         let _ = events_tx.send(Event::Resumed {
@@ -312,6 +314,17 @@ impl Engine {
                                 let _ = events.send(Event::Batch(BatchState::Running));
                             }
                             Ok(Command::Close) => shared.stop.store(true, Ordering::SeqCst),
+                            Ok(Command::Label(serial)) => {
+                                let _ = events.send(match shared.labels.scanned(&serial) {
+                                    LabelOutcome::Taken { slot } => Event::LabelTaken {
+                                        slot,
+                                        serial: serial.trim().to_string(),
+                                    },
+                                    LabelOutcome::Refused(reason) => {
+                                        Event::LabelRefused { serial, reason }
+                                    }
+                                });
+                            }
                             Ok(Command::SetOperator(name)) => {
                                 // A ledger that cannot record this cannot record the next
                                 // device either: that stops the line with its own message.
@@ -406,6 +419,37 @@ struct Shared {
     failed: AtomicU64,
     target: Option<u64>,
     outcomes: Mutex<Vec<DeviceOutcome>>,
+    labels: LabelDesk,
+}
+
+/// Waits until the operator scans the label of the device in `slot`; `None` if the batch stops
+/// first. Paused, it still takes the scan: the device is already seated.
+fn wait_for_label(
+    slot: &str,
+    hardware_id: &str,
+    shared: &Shared,
+    emit: &dyn Fn(Event),
+) -> Option<String> {
+    shared.labels.wait(slot);
+    emit(Event::LabelWanted {
+        slot: slot.into(),
+        hardware_id: hardware_id.into(),
+    });
+    tracing::info!(
+        slot,
+        hardware_id,
+        "waiting for the device's label to be scanned"
+    );
+    loop {
+        if let Some(serial) = shared.labels.take(slot) {
+            return Some(serial);
+        }
+        if shared.stop.load(Ordering::SeqCst) {
+            shared.labels.cancel(slot);
+            return None;
+        }
+        std::thread::sleep(Duration::from_millis(50));
+    }
 }
 
 fn slot_worker(
@@ -488,12 +532,26 @@ fn slot_worker(
             source.finished(Some(arrival.driver), None, false);
             continue;
         }
+        if ctx.batch.serial_from == SerialFrom::Label || arrival.info.serial.trim().is_empty() {
+            let Some(label) = wait_for_label(slot, &arrival.info.hardware_id, shared, &emit) else {
+                // Stopped while waiting: the device stays where it is, its place goes back.
+                shared.claimed.fetch_sub(1, Ordering::SeqCst);
+                source.finished(Some(arrival.driver), None, false);
+                continue;
+            };
+            // What the device said of itself stays on record as its hardware id.
+            let reported = std::mem::replace(&mut arrival.info.serial, label);
+            if arrival.info.hardware_id.trim().is_empty() {
+                arrival.info.hardware_id = reported;
+            }
+        }
         emit(Event::DeviceSeen {
             slot: slot.into(),
             serial: arrival.info.serial.clone(),
             model: arrival.info.model.clone(),
         });
         let outcome = provision(ctx, slot, arrival.driver.as_mut(), &arrival.info, &emit);
+        shared.labels.release(slot);
         source.finished(
             Some(arrival.driver),
             outcome.serial.as_deref(),

@@ -94,6 +94,28 @@ pub enum Event {
         /// Its model.
         model: String,
     },
+    /// A device is in the slot but its serial must come from its label: the operator scans it
+    /// (the device reported none, or the batch takes serials from labels).
+    LabelWanted {
+        /// Slot name.
+        slot: String,
+        /// What the device did report (a chip id, a MAC), to tell it apart; may be empty.
+        hardware_id: String,
+    },
+    /// A scanned label became the serial of the device in a slot.
+    LabelTaken {
+        /// Slot name.
+        slot: String,
+        /// The label's serial.
+        serial: String,
+    },
+    /// A scanned label was not taken (no slot waits, or another slot holds it).
+    LabelRefused {
+        /// What was scanned.
+        serial: String,
+        /// Why, and what to do.
+        reason: String,
+    },
     /// A pipeline stage began.
     StageStarted {
         /// Slot name.
@@ -175,4 +197,6 @@ pub enum Command {
     /// A new operator signed in at the desk (a shift change mid-batch): devices recorded from
     /// now on carry their name in the ledger, and the change is audited.
     SetOperator(String),
+    /// A device label was scanned: the serial of the device that has waited longest for one.
+    Label(String),
 }

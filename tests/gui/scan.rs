@@ -47,3 +47,132 @@ fn scans_sign_in_open_work_orders_and_refuse_what_matches_nothing() {
     let n = d.harness.state().notice().unwrap().clone();
     assert!(n.error && n.text.contains("not a badge"), "{n:?}");
 }
+
+/// A batch whose serials come from the devices' labels: each seated device waits with "SCAN
+/// LABEL" until the operator scans one, the label goes to the slot that has waited longest and
+/// becomes the serial the ledger records; a label scanned twice is refused with the slot that
+/// holds it.
+#[test]
+fn scanned_labels_become_the_serials_of_devices_that_wait_for_them() {
+    let mut d = desk(
+        DemoDeskOptions {
+            devices: 3,
+            slots: 2,
+            pace: Duration::ZERO,
+            ..DemoDeskOptions::default()
+        },
+        None,
+    );
+    let batches = d.harness.state().station().config().desk.batches.clone();
+    let demo = std::fs::read_to_string(batches.join("demo-x509-csr.toml")).expect("demo batch");
+    let labelled = format!(
+        "serial_from = \"label\"\n{}",
+        demo.replace("name = \"demo-x509-csr\"", "name = \"labelled\"")
+    );
+    assert_ne!(
+        labelled,
+        format!("serial_from = \"label\"\n{demo}"),
+        "renamed"
+    );
+    std::fs::write(batches.join("labelled.toml"), labelled).expect("write batch");
+    d.sign_in("ann");
+    d.start_batch("labelled");
+
+    let waiting = |d: &super::common::TestDesk| {
+        d.harness
+            .state()
+            .view()
+            .slots
+            .iter()
+            .filter(|s| {
+                matches!(
+                    s.state,
+                    dps_station::station::operator::line_view::SlotState::NeedsLabel { .. }
+                )
+            })
+            .count()
+    };
+    d.wait_until(
+        "both slots to wait for a label",
+        Duration::from_secs(60),
+        |a| {
+            a.view()
+                .slots
+                .iter()
+                .filter(|s| {
+                    matches!(
+                        s.state,
+                        dps_station::station::operator::line_view::SlotState::NeedsLabel { .. }
+                    )
+                })
+                .count()
+                == 2
+        },
+    );
+    assert!(d.shows("SCAN LABEL"), "the tiles ask for the label");
+    assert_eq!(
+        d.harness.state().view().passed,
+        0,
+        "nothing runs without a label"
+    );
+
+    d.scan("LBL-0001");
+    d.wait_until("the label to be taken", Duration::from_secs(10), |a| {
+        a.notice().is_some_and(|n| n.text.contains("LBL-0001"))
+    });
+    let n = d.harness.state().notice().cloned().expect("notice");
+    assert!(!n.error && n.text.contains("is the serial"), "{n:?}");
+    // The same label again, while the other slot still waits: a double scan, refused.
+    d.scan("LBL-0001");
+    d.wait_until(
+        "the second scan to be answered",
+        Duration::from_secs(10),
+        |a| a.notice().is_some_and(|n| n.error),
+    );
+    let n = d.harness.state().notice().cloned().expect("notice");
+    assert!(n.text.contains("already scanned"), "{n:?}");
+    assert!(waiting(&d) >= 1, "the other slot still waits");
+
+    d.scan("LBL-0002");
+    d.wait_until(
+        "the first two devices to pass",
+        Duration::from_secs(60),
+        |a| a.view().passed == 2,
+    );
+    d.wait_until("the third device to wait", Duration::from_secs(60), |a| {
+        a.view().slots.iter().any(|s| {
+            matches!(
+                s.state,
+                dps_station::station::operator::line_view::SlotState::NeedsLabel { .. }
+            )
+        })
+    });
+    d.scan("LBL-0003");
+    d.wait_until("the batch to finish", Duration::from_secs(60), |a| {
+        a.view().passed == 3 && !a.view().running
+    });
+
+    // The ledger holds the labels as the devices' serials.
+    let ledger_path = d.harness.state().station().config().ledger.clone();
+    let ledger = dps_station::ledger::Ledger::open_read_only(&ledger_path).expect("ledger");
+    let filter = dps_station::ledger::IdentityFilter {
+        batch: Some("labelled".into()),
+        ..Default::default()
+    };
+    let identities = ledger.list_identities(&filter).expect("identities");
+    let mut serials: Vec<String> = identities
+        .iter()
+        .filter_map(|i| i.device.as_ref().map(|d| d.serial_number.clone()))
+        .collect();
+    // What the devices reported of themselves is kept as their hardware id.
+    assert!(
+        identities.iter().all(|i| i
+            .device
+            .as_ref()
+            .and_then(|d| d.hardware_id.as_deref())
+            .is_some_and(|h| !h.is_empty())),
+        "hardware ids kept"
+    );
+    serials.sort();
+    assert_eq!(serials, ["LBL-0001", "LBL-0002", "LBL-0003"]);
+}

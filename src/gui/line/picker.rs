@@ -62,6 +62,12 @@ pub fn picker(ui: &mut egui::Ui, desk: &Desk<'_>) -> bool {
                             row(ui, "preview.sample_id", &p.sample_id);
                             row(ui, "preview.dps", &p.dps_target);
                             row(ui, "preview.id_scope", &p.id_scope);
+                            let serials = if p.serials_from_labels {
+                                "preview.serials_label"
+                            } else {
+                                "preview.serials_device"
+                            };
+                            row(ui, "preview.serials", tr.t(serials));
                             row(
                                 ui,
                                 "preview.keys",

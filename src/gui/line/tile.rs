@@ -107,6 +107,14 @@ pub fn tile(
             Mark::Triangle,
             p.warn,
         ),
+        // The operator must act, but nothing is wrong: grey tile, a mark and a framed word.
+        SlotState::NeedsLabel { .. } => (
+            p.tile,
+            p.text,
+            tr.t("tile.scan_label").to_string(),
+            Mark::Triangle,
+            p.warn,
+        ),
     };
     painter.rect_filled(rect, 6.0, fill);
     let frame_width = if highlight { 6.0 } else { 3.0 };
@@ -230,6 +238,12 @@ pub fn tile(
                 rect.width() - 2.0 * pad,
             );
             painter.galley(Pos2::new(rect.left() + pad, y), wrapped, text);
+        }
+        SlotState::NeedsLabel { hardware_id } => {
+            line(&mut y, tr.t("tile.scan_label_detail"));
+            if !hardware_id.is_empty() {
+                line(&mut y, hardware_id);
+            }
         }
         SlotState::Stopped(reason) => {
             let wrapped = painter.layout(

@@ -203,6 +203,8 @@ pub struct BatchPreview {
     pub keys: Vec<String>,
     /// ID scope written into devices.
     pub id_scope: String,
+    /// Serials come from the devices' labels, scanned by the operator (`serial_from = "label"`).
+    pub serials_from_labels: bool,
     /// What stops it from starting.
     pub problems: Vec<String>,
 }
@@ -271,6 +273,7 @@ pub fn preview(station: &StationConfig, path: &Path) -> Result<BatchPreview, Con
         dps_target,
         keys,
         id_scope: batch.id_scope.clone(),
+        serials_from_labels: batch.serial_from == crate::station::labels::SerialFrom::Label,
         problems,
     })
 }
@@ -551,6 +554,15 @@ impl StationHandle {
             BatchCommand::Close => (Command::Close, "close"),
         };
         tx.send(c).map_err(|_| StationError::Ended(what))
+    }
+
+    /// A device label was scanned for a slot that waits for one: the engine gives it to the
+    /// slot that has waited longest (or says why not, as an event).
+    pub fn label(&self, serial: &str) -> Result<(), StationError> {
+        let s = lock(&self.inner.state);
+        let (_, tx) = s.running.as_ref().ok_or(StationError::NoBatch)?;
+        tx.send(Command::Label(serial.to_string()))
+            .map_err(|_| StationError::Ended("take a label"))
     }
 
     /// Whether a batch is running, and its name.

@@ -114,6 +114,11 @@ pub enum SlotState {
         /// How long it has waited so far.
         waited: Duration,
     },
+    /// A device is seated but its serial comes from its label: the operator scans it.
+    NeedsLabel {
+        /// What the device reported of itself (chip id, MAC), to tell which device it is.
+        hardware_id: String,
+    },
     /// The slot stopped (port gone, batch done, key store lost).
     Stopped(String),
 }
@@ -265,6 +270,24 @@ impl LineView {
                 }
             }
             Event::Resumed { already_done, .. } => self.done_before = *already_done,
+            Event::LabelWanted { slot, hardware_id } => {
+                if let Some(s) = self.slot_mut(slot) {
+                    s.state = SlotState::NeedsLabel {
+                        hardware_id: hardware_id.clone(),
+                    };
+                    s.serial = None;
+                    s.registration_id = None;
+                    s.seated = Some(at);
+                    s.took = None;
+                }
+            }
+            Event::LabelTaken { slot, serial } => {
+                if let Some(s) = self.slot_mut(slot) {
+                    s.serial = Some(serial.clone());
+                }
+            }
+            // The desk says it where the scan was made; the line itself did not change.
+            Event::LabelRefused { .. } => {}
             Event::DeviceSeen { slot, serial, .. } => {
                 if let Some(s) = self.slot_mut(slot) {
                     s.state = SlotState::Working(Stage::Identify);
