@@ -7,6 +7,8 @@ mod batch_editor;
 mod cli;
 #[path = "gui/common.rs"]
 mod common;
+#[path = "gui/export.rs"]
+mod export;
 #[path = "gui/first_run.rs"]
 mod first_run;
 #[path = "gui/korean.rs"]

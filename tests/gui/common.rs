@@ -35,8 +35,17 @@ pub fn desk(options: DemoDeskOptions, language: Option<Language>) -> TestDesk {
 
 /// [`desk`] with the desk's own options (kiosk mode).
 pub fn desk_with(options: DemoDeskOptions, desk_options: DeskOptions) -> TestDesk {
-    let workspace =
-        Arc::new(DemoWorkspace::create(KeyStoreChoice::SoftHsm).expect("demo workspace"));
+    desk_on(KeyStoreChoice::SoftHsm, options, desk_options)
+}
+
+/// [`desk_with`] over a workspace with the key store `keys` (software keys need no PIN: for a
+/// screen whose worker opens the key store unattended).
+pub fn desk_on(
+    keys: KeyStoreChoice,
+    options: DemoDeskOptions,
+    desk_options: DeskOptions,
+) -> TestDesk {
+    let workspace = Arc::new(DemoWorkspace::create(keys).expect("demo workspace"));
     let station = demo_station(workspace.clone(), options).expect("demo station");
     let app = DeskApp::new(station, desk_options);
     let harness = Harness::builder()

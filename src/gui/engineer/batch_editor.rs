@@ -227,7 +227,6 @@ impl BatchEditorScreen {
             ui.label(tr.t("batchui.choose"));
             return;
         };
-        ui.heading(ed.doc.path().display().to_string());
         let read_only = !ed.doc.unrepresentable().is_empty();
         if read_only {
             ui.colored_label(palette.warn, format!("▲ {}", tr.t("batchui.read_only")));
@@ -302,7 +301,7 @@ impl BatchEditorScreen {
                         let named = error_key.as_deref().is_some_and(|k| {
                             k == spec.key
                                 || (k == "keys" && top == "keys")
-                                || (k == "count" && spec.key == "serial_range")
+                                || (k == "serial_range" && spec.kind == FieldKind::Serial(0))
                         });
                         if named
                             && let Some((_, message)) =
@@ -490,9 +489,13 @@ impl Screen for BatchEditorScreen {
                 .id_salt("batch-form-scroll")
                 .show(ui, |ui| {
                     ui.vertical(|ui| {
-                        self.form_ui(ui, desk);
-                        ui.separator();
+                        // The verdict, the preview and Save first: seen without scrolling.
+                        if let Some(ed) = &self.editing {
+                            ui.heading(ed.doc.path().display().to_string());
+                        }
                         self.check_ui(ui, desk);
+                        ui.separator();
+                        self.form_ui(ui, desk);
                     });
                 });
         });

@@ -4,3 +4,4 @@
 
 pub mod batch_editor;
 pub mod batch_editor_worker;
+pub mod export;
