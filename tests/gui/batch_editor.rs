@@ -106,3 +106,51 @@ fn the_editor_refuses_an_invalid_template_and_saves_a_valid_one_that_run_accepts
         "{ids:?}"
     );
 }
+
+#[test]
+fn a_batch_that_ran_keeps_what_the_ledger_recorded_and_an_odd_file_opens_read_only() {
+    let mut d = desk(
+        DemoDeskOptions {
+            roles: engineer_roles("kim", "line-3-engineer"),
+            slots: 2,
+            devices: 2,
+            pace: Duration::ZERO,
+            ..DemoDeskOptions::default()
+        },
+        None,
+    );
+    let dir = d.harness.state().station().config().desk.batches.clone();
+    let demo = std::fs::read_to_string(dir.join("demo-x509-csr.toml")).unwrap();
+    std::fs::write(dir.join("odd.toml"), format!("{demo}\ncolour = \"blue\"\n")).unwrap();
+    d.become_engineer("kim", "line-3-engineer");
+    d.start_batch("demo-x509-csr");
+    d.wait_until("the batch to end", Duration::from_secs(60), |a| {
+        !a.view().running && a.view().passed >= 2
+    });
+
+    d.click("Batches");
+    for _ in 0..500 {
+        if d.harness.query_by_label("demo-x509-csr.toml").is_some() {
+            break;
+        }
+        d.steps(1);
+        std::thread::sleep(Duration::from_millis(10));
+    }
+    d.click("demo-x509-csr.toml");
+    d.wait_shows("This batch already ran", Duration::from_secs(20));
+    // Another product under the same name is what the engine refuses at start.
+    d.set_field("Product", "other-product");
+    d.wait_shows("already exists in the ledger", Duration::from_secs(20));
+    assert!(
+        d.harness
+            .get_by_label("Save")
+            .accesskit_node()
+            .is_disabled()
+    );
+
+    // A key the form does not know: read-only, with the reason, and no form.
+    d.click("odd.toml");
+    d.wait_shows("Read-only", Duration::from_secs(20));
+    assert!(d.shows("unknown key 'keys.colour'"));
+    assert!(d.harness.query_by_label("Save").is_none());
+}

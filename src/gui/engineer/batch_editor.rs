@@ -109,7 +109,6 @@ impl BatchEditorScreen {
             }
         }
         // Check the form once the last check is in (typing fast does not pile up threads).
-        let samples: Vec<String> = self.samples.split(',').map(str::to_string).collect();
         if let Some(ed) = &mut self.editing
             && !ed.checking
             && ed.checked_generation != ed.generation
@@ -119,6 +118,7 @@ impl BatchEditorScreen {
                 Ok(()) => {
                     ed.apply_error = None;
                     ed.checking = true;
+                    let samples = self.samples.split(',').map(str::to_string).collect();
                     work::check(
                         ctx,
                         &self.tx,
