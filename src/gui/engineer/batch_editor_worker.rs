@@ -217,3 +217,32 @@ pub fn new_path(dir: &Path, name: &str) -> Option<PathBuf> {
         .collect();
     (!stem.is_empty()).then(|| dir.join(format!("{stem}.toml")))
 }
+
+#[cfg(test)]
+mod tests {
+    use std::os::unix::fs::PermissionsExt;
+
+    use super::*;
+    use crate::station::config::SecretSource;
+    use crate::station::demo::{DemoWorkspace, KeyStoreChoice};
+
+    #[test]
+    fn the_dps_test_lists_the_targets_enrollment_groups_or_says_why_not() {
+        let ws = DemoWorkspace::create(KeyStoreChoice::Software).unwrap();
+        let mut station = ws.station.clone();
+        // The demo's own target reads its connection string from a variable nobody set: a message.
+        let e = dps_report(&station, "emulator").unwrap_err();
+        assert!(e.contains("DPS_STATION_DEMO_CONNECTION_STRING"), "{e}");
+
+        let file = ws.dir.join("dps-connection-string");
+        std::fs::write(&file, ws.emulator.connection_string().expose()).unwrap();
+        std::fs::set_permissions(&file, std::fs::Permissions::from_mode(0o600)).unwrap();
+        if let Some(t) = station.dps.get_mut("emulator") {
+            t.connection_string = SecretSource::File(file);
+        }
+        let r = dps_report(&station, "emulator").unwrap();
+        let ids: Vec<&str> = r.groups.iter().map(|g| g.0.as_str()).collect();
+        assert!(ids.contains(&"demo-symmetric-group"), "{ids:?}");
+        assert!(r.target.starts_with("emulator ("), "{}", r.target);
+    }
+}
