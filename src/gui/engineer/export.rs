@@ -16,7 +16,7 @@ use crate::gui::widgets::file_pick::{FilePick, PickKind};
 use crate::ledger::Ledger;
 use crate::station::batch_doc::mode_has_secrets;
 use crate::station::config::{BatchConfig, StationConfig};
-use crate::station::enrollment::{ExportReport, batch_settings, export_pending};
+use crate::station::enrollment::{ExportReport, batch_settings, export_pending, x509_group_record};
 use crate::station::individual_keys::IndividualKeys;
 use crate::station::keys::StationKeys;
 use crate::station::operator::{Role, StationHandle};
@@ -147,7 +147,8 @@ fn run(
         &batch.dps_target,
         Some(&batch.name),
         &batch_settings(&batch),
-        Vec::new(),
+        // An x509-group batch's devices enroll through its group: written over its issuing CA.
+        x509_group_record(&batch).into_iter().collect(),
         keys.as_ref(),
         dir,
     )
