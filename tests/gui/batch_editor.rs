@@ -148,8 +148,12 @@ fn a_batch_that_ran_keeps_what_the_ledger_recorded_and_an_odd_file_opens_read_on
             .is_disabled()
     );
 
-    // A key the form does not know: read-only, with the reason, and no form.
+    // Unsaved edits are not dropped silently.
     d.click("odd.toml");
+    assert!(d.shows("unsaved changes"));
+    assert!(d.shows("This batch already ran"), "still the edited batch");
+    d.click("Discard them and open");
+    // A key the form does not know: read-only, with the reason, and no form.
     d.wait_shows("Read-only", Duration::from_secs(20));
     assert!(d.shows("unknown key 'keys.colour'"));
     assert!(d.harness.query_by_label("Save").is_none());

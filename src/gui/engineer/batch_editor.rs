@@ -29,6 +29,8 @@ struct Editing {
     checking: bool,
     checked: Option<Checked>,
     apply_error: Option<(&'static str, String)>,
+    /// Edited since opened or saved.
+    unsaved: bool,
 }
 
 /// The screen's state.
@@ -44,6 +46,8 @@ pub struct BatchEditorScreen {
     dps: Option<Result<DpsReport, String>>,
     dps_testing: bool,
     status: Option<(bool, String)>,
+    /// A file asked for while the open one has unsaved edits: opened once the engineer confirms.
+    discard_for: Option<PathBuf>,
 }
 
 impl Default for BatchEditorScreen {
@@ -61,6 +65,7 @@ impl Default for BatchEditorScreen {
             dps: None,
             dps_testing: false,
             status: None,
+            discard_for: None,
         }
     }
 }
@@ -95,6 +100,7 @@ impl BatchEditorScreen {
                             tracing::info!(file = %path.display(), "batch file saved");
                             if let Some(ed) = &mut self.editing {
                                 ed.is_new = false;
+                                ed.unsaved = false;
                             }
                             self.status = Some((false, path.display().to_string()));
                             self.files = None;
@@ -152,6 +158,7 @@ impl BatchEditorScreen {
             checking: false,
             checked: None,
             apply_error: None,
+            unsaved: is_new,
         });
     }
 
@@ -187,7 +194,23 @@ impl BatchEditorScreen {
                     }
                 }
                 if let Some(f) = chosen {
-                    work::open(ui.ctx(), &self.tx, f);
+                    if self.editing.as_ref().is_some_and(|e| e.unsaved) {
+                        self.discard_for = Some(f);
+                    } else {
+                        work::open(ui.ctx(), &self.tx, f);
+                    }
+                }
+                if let Some(f) = self.discard_for.clone() {
+                    ui.colored_label(desk.palette.warn, format!("▲ {}", tr.t("batchui.unsaved")));
+                    ui.horizontal(|ui| {
+                        if ui.button(tr.t("batchui.discard")).clicked() {
+                            self.discard_for = None;
+                            work::open(ui.ctx(), &self.tx, f);
+                        }
+                        if ui.button(tr.t("batchui.keep_editing")).clicked() {
+                            self.discard_for = None;
+                        }
+                    });
                 }
             }
         }
@@ -320,6 +343,7 @@ impl BatchEditorScreen {
             });
         if changed {
             ed.generation += 1;
+            ed.unsaved = true;
         }
     }
 
