@@ -1,10 +1,14 @@
 //! The operator's desk driven like an operator drives it: egui_kittest clicks and types through
 //! the accessibility tree over the real engine, SoftHSM2, pseudo-terminals and the DPS emulator.
 
+#[path = "gui/batch_editor.rs"]
+mod batch_editor;
 #[path = "gui/cli.rs"]
 mod cli;
 #[path = "gui/common.rs"]
 mod common;
+#[path = "gui/export.rs"]
+mod export;
 #[path = "gui/first_run.rs"]
 mod first_run;
 #[path = "gui/korean.rs"]

@@ -20,13 +20,12 @@ use dps_station::dps::model::AllocationPolicy;
 use dps_station::dps::{
     ConnectionString, DpsClient, DpsClientConfig, EnrollmentSettings, TlsTrust,
 };
-use dps_station::identity::pem;
 use dps_station::ledger::{self, Ledger, WriterIdentity};
 use dps_station::secret::SecretString;
 use dps_station::station::config::{BatchConfig, Mode, StationConfig};
 use dps_station::station::enrollment::{
     EnrollOptions, Progress, Unfinished, batch_settings, enroll_pending, export_pending,
-    import_pending_results,
+    import_pending_results, x509_group_record,
 };
 use dps_station::station::individual_keys::IndividualKeys;
 use dps_station::station::keys::StationKeys;
@@ -484,30 +483,14 @@ fn export(args: ExportArgs) -> anyhow::Result<ExitCode> {
     if groups.is_empty()
         && let Some(source) = &source
         && source.batch.mode == Mode::X509Group
-        && let Some(group_id) = &source.batch.enrollment_group
+        && source.batch.enrollment_group.is_some()
     {
-        let issuer = source
-            .batch
-            .ca_chain_pem
-            .as_deref()
-            .and_then(|chain| pem::decode_all(chain).ok())
-            .and_then(|blocks| {
-                blocks
-                    .into_iter()
-                    .find(|b| b.label == pem::label::CERTIFICATE)
-            })
-            .with_context(|| {
-                format!(
-                    "batch {}: [keys] ca_chain holds no certificate for the enrollment group",
-                    source.batch.path.display()
-                )
-            })?;
-        groups.push(GroupRecord {
-            group_id: group_id.clone(),
-            attestation: GroupAttestation::SigningCertificate {
-                certificate_pem: pem::encode(pem::label::CERTIFICATE, &issuer.der),
-            },
-        });
+        groups.push(x509_group_record(&source.batch).with_context(|| {
+            format!(
+                "batch {}: [keys] ca_chain holds no certificate for the enrollment group",
+                source.batch.path.display()
+            )
+        })?);
     }
     let report = export_pending(
         &ledger,

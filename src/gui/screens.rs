@@ -12,5 +12,7 @@ pub fn all(station: &StationHandle, columns: usize) -> Vec<Box<dyn Screen>> {
     vec![
         Box::new(LineScreen::new(columns)),
         Box::new(StationScreen::new(station.config())),
+        Box::new(super::engineer::batch_editor::BatchEditorScreen::default()),
+        Box::new(super::engineer::export::ExportScreen::default()),
     ]
 }

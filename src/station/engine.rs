@@ -20,8 +20,8 @@ use crate::dps::DpsClient;
 use crate::identity::pem;
 use crate::identity::profile::DeviceProfile;
 use crate::ledger::{
-    AttestationKind, EnrollmentKind, FailureStage, IdentityFilter, IdentityState, Ledger,
-    LedgerError, NewBatch, NewEnrollment, Transition, WriterIdentity,
+    AttestationKind, BatchRecord, EnrollmentKind, FailureStage, IdentityFilter, IdentityState,
+    Ledger, LedgerError, NewBatch, NewEnrollment, Transition, WriterIdentity,
 };
 
 /// Why a batch could not start.
@@ -658,22 +658,32 @@ fn attestation_of(batch: &BatchConfig) -> (AttestationKind, EnrollmentKind) {
     )
 }
 
+/// The rule for a batch that already ran: its product, attestation kind and DPS target are what
+/// the ledger recorded (its identities and enrollments were made with them). Returns what the
+/// ledger holds when `batch` disagrees, for the error; the batch editor applies the same rule.
+pub fn ledger_disagreement(existing: &BatchRecord, batch: &BatchConfig) -> Option<String> {
+    let (attestation, _) = attestation_of(batch);
+    (existing.attestation != attestation
+        || existing.dps_target != batch.dps_target
+        || existing.product != batch.product)
+        .then(|| {
+            format!(
+                "product {}, {} attestation, DPS target {}",
+                existing.product, existing.attestation, existing.dps_target
+            )
+        })
+}
+
 fn open_batch(
     ledger: &mut Ledger,
     batch: &BatchConfig,
 ) -> Result<crate::ledger::BatchId, EngineError> {
     let (attestation, enrollment_kind) = attestation_of(batch);
     if let Some(existing) = ledger.find_batch(&batch.name)? {
-        if existing.attestation != attestation
-            || existing.dps_target != batch.dps_target
-            || existing.product != batch.product
-        {
+        if let Some(what) = ledger_disagreement(&existing, batch) {
             return Err(EngineError::BatchMismatch {
                 name: batch.name.clone(),
-                what: format!(
-                    "product {}, {} attestation, DPS target {}",
-                    existing.product, existing.attestation, existing.dps_target
-                ),
+                what,
             });
         }
         return Ok(existing.id);

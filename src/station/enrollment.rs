@@ -390,6 +390,30 @@ pub fn batch_settings(batch: &BatchConfig) -> EnrollmentSettings {
     }
 }
 
+/// The enrollment group of an `x509-group` batch over its issuing CA certificate (the first of
+/// `keys.ca_chain`): what an export writes so that the batch's devices enroll through it, for the
+/// CLI's `export` and the desk's export wizard alike. `None` for other modes, or when the chain
+/// holds no certificate.
+pub fn x509_group_record(batch: &BatchConfig) -> Option<GroupRecord> {
+    if batch.mode != super::config::Mode::X509Group {
+        return None;
+    }
+    let group_id = batch.enrollment_group.clone()?;
+    let issuer = crate::identity::pem::decode_all(batch.ca_chain_pem.as_deref()?)
+        .ok()?
+        .into_iter()
+        .find(|b| b.label == crate::identity::pem::label::CERTIFICATE)?;
+    Some(GroupRecord {
+        group_id,
+        attestation: crate::dps::export::GroupAttestation::SigningCertificate {
+            certificate_pem: crate::identity::pem::encode(
+                crate::identity::pem::label::CERTIFICATE,
+                &issuer.der,
+            ),
+        },
+    })
+}
+
 /// What an export left out.
 #[derive(Debug, Clone, Default, PartialEq, Eq)]
 pub struct ExportReport {

@@ -35,8 +35,17 @@ pub fn desk(options: DemoDeskOptions, language: Option<Language>) -> TestDesk {
 
 /// [`desk`] with the desk's own options (kiosk mode).
 pub fn desk_with(options: DemoDeskOptions, desk_options: DeskOptions) -> TestDesk {
-    let workspace =
-        Arc::new(DemoWorkspace::create(KeyStoreChoice::SoftHsm).expect("demo workspace"));
+    desk_on(KeyStoreChoice::SoftHsm, options, desk_options)
+}
+
+/// [`desk_with`] over a workspace with the key store `keys` (software keys need no PIN: for a
+/// screen whose worker opens the key store unattended).
+pub fn desk_on(
+    keys: KeyStoreChoice,
+    options: DemoDeskOptions,
+    desk_options: DeskOptions,
+) -> TestDesk {
+    let workspace = Arc::new(DemoWorkspace::create(keys).expect("demo workspace"));
     let station = demo_station(workspace.clone(), options).expect("demo station");
     let app = DeskApp::new(station, desk_options);
     let harness = Harness::builder()
@@ -194,4 +203,68 @@ pub fn first_run(
         );
     harness.run_steps(3);
     harness
+}
+
+/// Roles where `name` is the engineer with `password` (for [`DemoDeskOptions::roles`]).
+pub fn engineer_roles(
+    name: &str,
+    password: &str,
+) -> dps_station::station::operator::settings::RolesSection {
+    dps_station::station::operator::settings::RolesSection {
+        engineers: vec![name.into()],
+        engineer_password: Some(
+            dps_station::station::operator::roles::hash_password(password).expect("hash"),
+        ),
+        ..Default::default()
+    }
+}
+
+impl TestDesk {
+    /// Signs `name` in and takes the engineer role with `password` (argon2 on a worker).
+    pub fn become_engineer(&mut self, name: &str, password: &str) {
+        self.sign_in(name);
+        self.click("Role…");
+        self.click("engineer");
+        let field = self
+            .harness
+            .get_by_role(egui::accesskit::Role::PasswordInput);
+        field.focus();
+        self.steps(1);
+        self.harness
+            .get_by_role(egui::accesskit::Role::PasswordInput)
+            .type_text(password);
+        self.steps(2);
+        self.click("Take this role");
+        self.wait_until("the engineer role", Duration::from_secs(20), |a| {
+            a.station().operator().1 == dps_station::station::operator::Role::Engineer
+        });
+    }
+
+    /// Sets the text field labelled `label` to `text`, as a screen reader would.
+    pub fn set_field(&mut self, label: &str, text: &str) {
+        let node = self
+            .harness
+            .query_all_by_label(label)
+            .find(|n| n.accesskit_node().role() == egui::accesskit::Role::TextInput)
+            .unwrap_or_else(|| panic!("no text field labelled {label:?}"));
+        node.set_text_value_accesskit(text);
+        self.steps(2);
+    }
+}
+
+impl TestDesk {
+    /// Steps frames until a widget's label contains `text` (a worker's answer), or fails after
+    /// `timeout`.
+    pub fn wait_shows(&mut self, text: &str, timeout: Duration) {
+        let start = Instant::now();
+        while !self.shows(text) {
+            assert!(
+                start.elapsed() < timeout,
+                "timed out after {timeout:?} waiting for {text:?}; notice: {:?}",
+                self.harness.state().notice()
+            );
+            self.harness.step();
+            std::thread::sleep(Duration::from_millis(10));
+        }
+    }
 }

@@ -1,3 +1,7 @@
 //! The production engineer's screens (behind the engineer role): the ledger, batches, reports,
 //! enrollment and exports. Each drives library code (ledger queries, export, enroll, reports) on
 //! its own worker; none reimplements it.
+
+pub mod batch_editor;
+pub mod batch_editor_worker;
+pub mod export;
