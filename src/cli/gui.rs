@@ -15,6 +15,7 @@ use dps_station::station::config::StationConfig;
 use dps_station::station::demo::{self, DemoWorkspace, KeyStoreChoice};
 use dps_station::station::demo_desk::{self, DemoDeskOptions};
 use dps_station::station::operator::roles::{self, Role};
+use dps_station::station::operator::settings::RolesSection;
 use dps_station::station::operator::{FixtureProvider, StationHandle};
 use dps_station::station::setup::first_run::{self, StationState};
 
@@ -147,6 +148,9 @@ fn set_password(role: &str, config: &Path) -> anyhow::Result<ExitCode> {
     Ok(ExitCode::SUCCESS)
 }
 
+/// The demo desk's engineer and officer password (a demo workspace only).
+const DEMO_ROLE_PASSWORD: &str = "demo";
+
 /// `dps-station demo` with a display: the demo workspace behind the desk, signed in as `demo`.
 pub fn demo_window(
     devices: u64,
@@ -165,11 +169,25 @@ pub fn demo_window(
         workspace.emulator.service_url(),
         workspace.keys_description()
     );
+    // The demo's operator may also take the engineer's and the officer's roles, so every screen
+    // can be seen; the password is the demo's own, printed here, never a real station's.
+    let password = roles::hash_password(DEMO_ROLE_PASSWORD)?;
+    let mut desk_roles = RolesSection {
+        engineers: vec!["demo".into()],
+        officers: vec!["demo".into()],
+        ..RolesSection::default()
+    };
+    desk_roles.engineer_password = Some(password.clone());
+    desk_roles.officer_password = Some(password);
+    println!(
+        "signed in as demo; for the engineer's and the officer's screens press Role… and give the demo password \"{DEMO_ROLE_PASSWORD}\""
+    );
     let handle = demo_desk::demo_station(
         workspace.clone(),
         DemoDeskOptions {
             devices,
             faulty_first,
+            roles: desk_roles,
             ..DemoDeskOptions::default()
         },
     )?;

@@ -86,6 +86,7 @@ pub const FIELDS: &[FieldSpec] = &[
     f("enrollment_group", FieldKind::Text),
     f("reprovision", FieldKind::Text),
     f("plaintext_cable", FieldKind::Bool),
+    f("serial_from", FieldKind::Choice(&["", "device", "label"])),
     f("keys.ca_key", FieldKind::Text),
     f("keys.ca_chain", FieldKind::Text),
     f("keys.group_key", FieldKind::Text),
@@ -338,6 +339,7 @@ const KNOWN_TOP: &[&str] = &[
     "enrollment",
     "reprovision",
     "plaintext_cable",
+    "serial_from",
     "keys",
     "initial_twin",
 ];
