@@ -32,6 +32,7 @@
 //! ```
 
 pub mod audit;
+pub mod audit_query;
 pub mod bench;
 
 mod certificate;
@@ -50,7 +51,8 @@ use std::time::Duration;
 
 use rusqlite::{Connection, OpenFlags, TransactionBehavior};
 
-pub use audit::{BrokenRow, VerifyReport};
+pub use audit::{BrokenRow, VerifyProgress, VerifyReport};
+pub use audit_query::{AuditFilter, AuditPage, TimeRange};
 pub use error::LedgerError;
 pub use key_evidence::KeyEvidence;
 pub use lock::{LockHolder, WriterLock};
@@ -581,6 +583,52 @@ impl Ledger {
     /// Recomputes the audit hash chain; names the first broken row.
     pub fn verify_audit_chain(&self) -> Result<VerifyReport, LedgerError> {
         self.read("verifying the audit log", audit::verify_chain)
+    }
+
+    /// [`Ledger::verify_audit_chain`], calling `progress` every few thousand rows (the screens'
+    /// progress bar).
+    pub fn verify_audit_chain_with_progress(
+        &self,
+        mut progress: impl FnMut(VerifyProgress),
+    ) -> Result<VerifyReport, LedgerError> {
+        self.read("verifying the audit log", |c| {
+            audit::verify_chain_with_progress(c, &mut progress)
+        })
+    }
+
+    /// One page of audit rows matching `filter` older than `before` (from the newest when
+    /// `None`), newest first: the audit screen's table, a page at a time.
+    pub fn audit_page(
+        &self,
+        filter: &AuditFilter,
+        before: Option<AuditId>,
+        limit: u32,
+    ) -> Result<AuditPage, LedgerError> {
+        self.read("reading the audit log", |c| {
+            audit_query::page(c, filter, before, limit)
+        })
+    }
+
+    /// Writes the audit rows of `range` as CSV (columns in [`audit_query`]), oldest first, with
+    /// both chain hashes; returns the row count. `progress` gets the rows written so far.
+    pub fn export_audit_csv(
+        &self,
+        range: &TimeRange,
+        out: impl std::io::Write,
+        mut progress: impl FnMut(u64),
+    ) -> Result<u64, LedgerError> {
+        audit_query::export_csv(&self.conn, &self.path, range, out, &mut progress)
+    }
+
+    /// [`Ledger::export_audit_csv`] into the file `out` (written under a temporary name, synced,
+    /// then renamed into place).
+    pub fn export_audit_csv_file(
+        &self,
+        range: &TimeRange,
+        out: &Path,
+        mut progress: impl FnMut(u64),
+    ) -> Result<u64, LedgerError> {
+        audit_query::export_csv_file(&self.conn, &self.path, range, out, &mut progress)
     }
 
     /// What is wrong with the file apart from the audit chain: SQLite's own structural check
