@@ -4,6 +4,7 @@
 use crate::station::operator::StationHandle;
 
 use super::line::LineScreen;
+use super::officer::audit::AuditScreen;
 use super::screen::Screen;
 use super::station_screen::StationScreen;
 
@@ -12,5 +13,6 @@ pub fn all(station: &StationHandle, columns: usize) -> Vec<Box<dyn Screen>> {
     vec![
         Box::new(LineScreen::new(columns)),
         Box::new(StationScreen::new(station.config())),
+        Box::new(AuditScreen::new(station)),
     ]
 }
