@@ -157,25 +157,22 @@ impl AuditScreen {
         let tr = desk.tr;
         let hint = tr.t("audit.time_hint");
         let form = &mut self.form;
-        egui::Grid::new("audit-filters")
-            .num_columns(6)
-            .spacing([10.0, 6.0])
-            .show(ui, |ui| {
-                field(ui, tr.t("audit.session"), &mut form.session, 80.0, "");
-                field(ui, tr.t("audit.actor"), &mut form.actor, 140.0, "");
-                field(
-                    ui,
-                    tr.t("audit.action"),
-                    &mut form.action,
-                    160.0,
-                    "key_session.",
-                );
-                ui.end_row();
-                field(ui, tr.t("audit.subject"), &mut form.subject, 80.0, "");
-                field(ui, tr.t("audit.from"), &mut form.from, 140.0, hint);
-                field(ui, tr.t("audit.to"), &mut form.to, 160.0, hint);
-                ui.end_row();
-            });
+        ui.horizontal(|ui| {
+            field(ui, tr.t("audit.session"), &mut form.session, 60.0, "");
+            field(ui, tr.t("audit.actor"), &mut form.actor, 130.0, "");
+            field(
+                ui,
+                tr.t("audit.action"),
+                &mut form.action,
+                170.0,
+                "key_session.",
+            );
+        });
+        ui.horizontal(|ui| {
+            field(ui, tr.t("audit.subject"), &mut form.subject, 170.0, "");
+            field(ui, tr.t("audit.from"), &mut form.from, 170.0, hint);
+            field(ui, tr.t("audit.to"), &mut form.to, 170.0, hint);
+        });
         ui.horizontal(|ui| {
             if ui.button(tr.t("audit.apply")).clicked() {
                 match Self::may(desk.station).and_then(|()| self.form.parse(tr)) {
@@ -254,18 +251,19 @@ impl AuditScreen {
             .color(desk.palette.weak),
         );
         let marked = self.marked;
+        // Denser than the line screens: an officer reads many rows at a desk.
+        ui.style_mut().override_font_id = Some(egui::FontId::proportional(15.0));
         TableBuilder::new(ui)
             .id_salt("audit-rows")
             .striped(true)
             .resizable(true)
             .cell_layout(egui::Layout::left_to_right(egui::Align::Center))
-            .column(Column::auto().at_least(56.0))
-            .column(Column::initial(190.0))
-            .column(Column::initial(90.0))
-            .column(Column::initial(150.0))
-            .column(Column::initial(170.0))
-            .column(Column::initial(90.0))
-            .column(Column::initial(110.0))
+            .column(Column::exact(56.0))
+            .column(Column::initial(180.0).clip(true))
+            .column(Column::initial(70.0).clip(true))
+            .column(Column::initial(150.0).clip(true))
+            .column(Column::initial(120.0).clip(true))
+            .column(Column::initial(75.0).clip(true))
             .column(Column::remainder().clip(true))
             .header(24.0, |mut h| {
                 for key in [
@@ -274,7 +272,6 @@ impl AuditScreen {
                     "audit.col.actor",
                     "audit.col.action",
                     "audit.col.subject",
-                    "audit.col.station",
                     "audit.col.hash",
                     "audit.col.details",
                 ] {
@@ -284,20 +281,20 @@ impl AuditScreen {
                 }
             })
             .body(|body| {
-                body.rows(22.0, page.rows.len(), |mut row| {
+                body.rows(20.0, page.rows.len(), |mut row| {
                     let r = &page.rows[row.index()];
                     let broken = marked == Some(r.id.0);
                     row.set_selected(broken);
                     row.col(|ui| {
-                        if broken {
-                            ui.label(
-                                RichText::new(format!("▲ {}", r.id.0))
-                                    .color(desk.palette.alarm)
-                                    .strong(),
-                            );
+                        let id = if broken {
+                            RichText::new(format!("▲ {}", r.id.0))
+                                .color(desk.palette.alarm)
+                                .strong()
                         } else {
-                            ui.label(r.id.0.to_string());
-                        }
+                            RichText::new(r.id.0.to_string())
+                        };
+                        ui.label(id)
+                            .on_hover_text(tr.f("audit.row_station", &[("station", &r.station)]));
                     });
                     row.col(|ui| {
                         ui.label(&r.at);
@@ -312,10 +309,7 @@ impl AuditScreen {
                         ui.label(&r.subject);
                     });
                     row.col(|ui| {
-                        ui.label(&r.station);
-                    });
-                    row.col(|ui| {
-                        ui.monospace(r.hash.get(..12).unwrap_or(&r.hash))
+                        ui.monospace(r.hash.get(..8).unwrap_or(&r.hash))
                             .on_hover_text(&r.hash);
                     });
                     row.col(|ui| {
@@ -392,26 +386,25 @@ impl AuditScreen {
         let tr = desk.tr;
         ui.heading(tr.t("audit.export"));
         let hint = tr.t("audit.time_hint");
-        egui::Grid::new("audit-export")
-            .num_columns(2)
-            .show(ui, |ui| {
-                field(
-                    ui,
-                    tr.t("audit.export_from"),
-                    &mut self.export_from,
-                    200.0,
-                    hint,
-                );
-                ui.end_row();
-                field(
-                    ui,
-                    tr.t("audit.export_to"),
-                    &mut self.export_to,
-                    200.0,
-                    hint,
-                );
-                ui.end_row();
-            });
+        ui.horizontal(|ui| {
+            field(
+                ui,
+                tr.t("audit.export_from"),
+                &mut self.export_from,
+                190.0,
+                hint,
+            );
+        });
+        ui.horizontal(|ui| {
+            field(
+                ui,
+                tr.t("audit.export_to"),
+                &mut self.export_to,
+                190.0,
+                hint,
+            );
+        });
+        ui.label(RichText::new(tr.t("audit.export_note")).color(desk.palette.weak));
         ui.label(tr.t("audit.export_folder"));
         self.folder.ui(ui, tr);
         let busy = self.exporting.is_some();
@@ -491,7 +484,7 @@ fn stats_grid(ui: &mut egui::Ui, tr: &Messages, s: &LedgerStats) {
         .show(ui, |ui| {
             let mut row = |k: &str, v: String| {
                 ui.label(tr.t(k));
-                ui.label(v);
+                ui.add(egui::Label::new(v).wrap());
                 ui.end_row();
             };
             row("audit.stats.file", s.path.clone());
@@ -577,19 +570,33 @@ impl Screen for AuditScreen {
 
     fn ui(&mut self, ui: &mut egui::Ui, desk: &Desk<'_>) {
         self.start(ui.ctx(), desk.station);
-        egui::Panel::right("audit-side")
-            .default_size(400.0)
-            .show(ui, |ui| {
-                egui::ScrollArea::vertical().show(ui, |ui| {
-                    self.health_ui(ui, desk);
-                    ui.separator();
-                    self.export_ui(ui, desk);
-                });
+        // Two columns: the log on the left, health and export on the right. Each is a child
+        // with a fixed width and its own clip, so a wide table cannot run under the side.
+        let full = ui.available_size();
+        let side = 450.0_f32.min(full.x * 0.4);
+        let main = (full.x - side - 16.0).max(200.0);
+        let top_down = egui::Layout::top_down(egui::Align::Min);
+        ui.horizontal_top(|ui| {
+            ui.allocate_ui_with_layout(egui::vec2(main, full.y), top_down, |ui| {
+                ui.set_width(main);
+                ui.set_clip_rect(ui.max_rect().intersect(ui.clip_rect()));
+                ui.heading(desk.tr.t("audit.title"));
+                self.filters_ui(ui, desk);
+                ui.separator();
+                ui.scope(|ui| self.table_ui(ui, desk));
             });
-        ui.heading(desk.tr.t("audit.title"));
-        self.filters_ui(ui, desk);
-        ui.separator();
-        self.table_ui(ui, desk);
+            ui.separator();
+            ui.allocate_ui_with_layout(egui::vec2(side, full.y), top_down, |ui| {
+                ui.set_width(side);
+                egui::ScrollArea::vertical()
+                    .id_salt("audit-side")
+                    .show(ui, |ui| {
+                        self.health_ui(ui, desk);
+                        ui.separator();
+                        self.export_ui(ui, desk);
+                    });
+            });
+        });
     }
 
     fn logic(&mut self, _ctx: &egui::Context, _station: &StationHandle, _tr: &Messages) {
