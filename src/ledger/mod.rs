@@ -257,6 +257,17 @@ impl Ledger {
 
     /// Opens an existing ledger read-only, for reports; works while a station writes to it.
     pub fn open_read_only(path: &Path) -> Result<Ledger, LedgerError> {
+        Self::open_read_only_inner(path, false)
+    }
+
+    /// [`Ledger::open_read_only`] that also opens a ledger of a newer schema than this build's,
+    /// for the audit screen to show it (never to write it). Compare [`Ledger::schema_version`]
+    /// with [`schema::CURRENT_VERSION`]; queries of tables a newer version changed may fail.
+    pub fn open_for_inspection(path: &Path) -> Result<Ledger, LedgerError> {
+        Self::open_read_only_inner(path, true)
+    }
+
+    fn open_read_only_inner(path: &Path, allow_newer: bool) -> Result<Ledger, LedgerError> {
         // Only a file that is really absent is "not found": a directory the user may not enter
         // (not in the station's group) goes on to the open, whose error says access was refused.
         if std::fs::metadata(path).is_err_and(|e| e.kind() == std::io::ErrorKind::NotFound) {
@@ -275,7 +286,13 @@ impl Ledger {
             cause,
         })?;
         tune(&conn, path)?;
-        let version = match schema::inspect(&conn, path)? {
+        let state = match schema::inspect(&conn, path) {
+            Err(LedgerError::TooNew { found, .. }) if allow_newer => {
+                Ok(schema::FileState::Ledger(found))
+            }
+            other => other,
+        };
+        let version = match state? {
             schema::FileState::Empty => {
                 return Err(LedgerError::NotALedger {
                     path: path.to_path_buf(),

@@ -224,3 +224,27 @@ fn verify_names_the_row_with_a_flipped_byte_and_leaves_the_file_alone() {
         "the screen never writes to the ledger"
     );
 }
+
+#[test]
+fn a_ledger_from_a_newer_version_is_shown_read_only_and_left_alone() {
+    let mut d = audit_desk();
+    let path = ledger_path(&d);
+    seed(&path);
+    let newer = dps_station::ledger::schema::CURRENT_VERSION + 1;
+    let conn = rusqlite::Connection::open(&path).unwrap();
+    conn.pragma_update(None, "user_version", newer).unwrap();
+    drop(conn);
+    let before = std::fs::read(&path).unwrap();
+
+    d.sign_in("olga");
+    take_role(&mut d, "security officer", OFFICER_PW);
+    open_audit(&mut d);
+    assert!(d.shows("key:root-ca"), "its rows are shown");
+    wait_for(&mut d, "the schema warning", |d| {
+        d.shows("written by a newer dps-station")
+    });
+    assert!(d.shows(&format!("schema {newer}")));
+    d.click("Verify the ledger");
+    wait_for(&mut d, "verify's answer", |d| d.shows("Intact"));
+    assert_eq!(std::fs::read(&path).unwrap(), before, "never written");
+}

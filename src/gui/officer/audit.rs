@@ -17,6 +17,7 @@ use crate::gui::i18n::Messages;
 use crate::gui::screen::{Desk, Screen, ScreenId};
 use crate::gui::widgets::file_pick::{FilePick, PickKind};
 use crate::ledger::audit_query::{Bound, parse_time_bound};
+use crate::ledger::schema;
 use crate::ledger::{
     AuditFilter, AuditId, AuditPage, KeySessionId, LedgerStats, TimeRange, VerifyProgress,
 };
@@ -89,6 +90,8 @@ pub struct AuditScreen {
     /// A row to mark (the first broken row, after "Show row").
     marked: Option<i64>,
     stats: Option<Result<LedgerStats, String>>,
+    /// The file's schema version, once known.
+    schema: Option<i64>,
     verifying: Option<VerifyProgress>,
     verified: Option<Result<Verified, String>>,
     export_from: String,
@@ -114,6 +117,7 @@ impl AuditScreen {
             page: None,
             marked: None,
             stats: None,
+            schema: None,
             verifying: None,
             verified: None,
             export_from: String::new(),
@@ -323,6 +327,17 @@ impl AuditScreen {
         let tr = desk.tr;
         ui.heading(tr.t("audit.health"));
         ui.label(RichText::new(tr.t("audit.read_only")).color(desk.palette.weak));
+        if let Some(v) = self.schema.filter(|v| *v > schema::CURRENT_VERSION) {
+            let (found, known) = (v.to_string(), schema::CURRENT_VERSION.to_string());
+            alarm(
+                ui,
+                desk,
+                &tr.f(
+                    "audit.newer_schema",
+                    &[("found", &found), ("known", &known)],
+                ),
+            );
+        }
         match &self.stats {
             None => {
                 ui.label(tr.t("audit.counting"));
@@ -610,6 +625,7 @@ impl Screen for AuditScreen {
                         self.page = Some(result);
                     }
                 }
+                Answer::Schema(v) => self.schema = Some(v),
                 Answer::Stats(s) => self.stats = Some(s),
                 Answer::VerifyProgress(p) => {
                     if self.verifying.is_some() {

@@ -39,6 +39,8 @@ pub enum Answer {
         /// The rows, or why not.
         result: Result<AuditPage, String>,
     },
+    /// The schema version of the file (above this build's: a newer dps-station wrote it).
+    Schema(i64),
     /// Counts and file size.
     Stats(Result<LedgerStats, String>),
     /// Verify has got this far.
@@ -79,7 +81,7 @@ impl Jobs {
                     let _ = this.tx.send(a);
                     this.ctx.request_repaint();
                 };
-                let answer = match Ledger::open_read_only(&this.ledger) {
+                let answer = match Ledger::open_for_inspection(&this.ledger) {
                     Ok(l) => job(&l, &send),
                     Err(e) => fail(e.to_string()),
                 };
@@ -111,7 +113,10 @@ impl Jobs {
     pub fn stats(&self) {
         self.spawn(
             "stats",
-            |l, _| Answer::Stats(l.stats().map_err(|e| e.to_string())),
+            |l, send| {
+                send(Answer::Schema(l.schema_version()));
+                Answer::Stats(l.stats().map_err(|e| e.to_string()))
+            },
             |e| Answer::Stats(Err(e)),
         );
     }
