@@ -135,8 +135,19 @@ impl Jobs {
         self.spawn(
             "export",
             move |l, send| {
+                let written =
+                    l.export_audit_csv_file(&range, &file, |n| send(Answer::ExportProgress(n)));
+                match &written {
+                    Ok(n) => tracing::info!(
+                        file = %file.display(), rows = n, from = ?range.from, to = ?range.to,
+                        "audit log exported from the audit screen"
+                    ),
+                    Err(e) => {
+                        tracing::warn!(file = %file.display(), error = %e, "audit export failed")
+                    }
+                }
                 Answer::Exported(
-                    l.export_audit_csv_file(&range, &file, |n| send(Answer::ExportProgress(n)))
+                    written
                         .map(|n| (file.clone(), n))
                         .map_err(|e| e.to_string()),
                 )
