@@ -329,3 +329,18 @@ fn ledger_audit_export_writes_the_range_and_refuses_a_bad_time() {
     assert!(!out.status.success());
     assert!(String::from_utf8_lossy(&out.stderr).contains("is not a time"));
 }
+
+#[test]
+fn an_export_into_a_missing_folder_names_it_and_leaves_nothing_behind() {
+    let t = test_dir();
+    varied(&t.ledger);
+    let l = Ledger::open_read_only(&t.ledger).unwrap();
+    let file = t.dir.path().join("no-such-folder").join("audit.csv");
+    let e = l
+        .export_audit_csv_file(&TimeRange::default(), &file, |_| {})
+        .unwrap_err();
+    let text = e.to_string();
+    assert!(text.contains("no-such-folder"), "{text}");
+    assert!(text.contains("choose a folder"), "{text}");
+    assert!(!t.dir.path().join("no-such-folder").exists());
+}
