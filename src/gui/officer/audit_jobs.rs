@@ -71,9 +71,10 @@ impl Jobs {
         &self,
         name: &str,
         job: impl FnOnce(&Ledger, &dyn Fn(Answer)) -> Answer + Send + 'static,
-        fail: impl FnOnce(String) -> Answer + Send + 'static,
+        fail: impl FnOnce(String) -> Answer + Clone + Send + 'static,
     ) {
         let this = self.clone();
+        let fail_to_start = fail.clone();
         let started = std::thread::Builder::new()
             .name(format!("audit-{name}"))
             .spawn(move || {
@@ -89,6 +90,10 @@ impl Jobs {
             });
         if let Err(e) = started {
             tracing::error!(error = %e, "cannot start the audit screen's worker thread");
+            // The screen waits for an answer: give it one, or its spinner would turn forever.
+            let _ = self.tx.send(fail_to_start(format!(
+                "cannot start a worker thread ({e}); close other programs and try again"
+            )));
         }
     }
 
