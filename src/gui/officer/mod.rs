@@ -4,3 +4,4 @@
 
 pub mod audit;
 pub mod audit_jobs;
+mod audit_parts;
