@@ -1,6 +1,8 @@
 //! The operator's desk driven like an operator drives it: egui_kittest clicks and types through
 //! the accessibility tree over the real engine, SoftHSM2, pseudo-terminals and the DPS emulator.
 
+#[path = "gui/audit.rs"]
+mod audit;
 #[path = "gui/batch_editor.rs"]
 mod batch_editor;
 #[path = "gui/cli.rs"]

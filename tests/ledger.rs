@@ -30,3 +30,6 @@ mod cli;
 
 #[path = "ledger/reprovision.rs"]
 mod reprovision;
+
+#[path = "ledger/audit_query.rs"]
+mod audit_query;

@@ -7,8 +7,10 @@ use std::process::ExitCode;
 
 use anyhow::{Context, bail};
 use clap::{Args, Subcommand};
+use dps_station::ledger::audit_query::{Bound, parse_time_bound};
 use dps_station::ledger::{
-    self, AttestationKind, IdentityFilter, IdentityRecord, IdentityState, Ledger, WriterIdentity,
+    self, AttestationKind, IdentityFilter, IdentityRecord, IdentityState, Ledger, TimeRange,
+    WriterIdentity,
 };
 
 /// The ledger commands, flattened into the top level.
@@ -85,6 +87,21 @@ enum LedgerCommand {
         #[arg(long, short, value_name = "FILE")]
         output: PathBuf,
     },
+    /// Export the audit log's rows of a time range as CSV for auditors, oldest first, with each
+    /// row's hash and previous hash so the chain can be re-checked (columns: id, at, station,
+    /// actor, action, subject, details, prev_hash, hash).
+    AuditExport {
+        /// The first time included: a date (2026-12-01), a UTC time (2026-12-01 08:00) or
+        /// RFC 3339 [default: the first row].
+        #[arg(long, value_name = "TIME")]
+        from: Option<String>,
+        /// The end of the range, excluded; a bare date includes that whole day [default: now].
+        #[arg(long, value_name = "TIME")]
+        to: Option<String>,
+        /// The CSV file to write [default: standard output].
+        #[arg(long, short, value_name = "FILE")]
+        out: Option<PathBuf>,
+    },
 }
 
 /// Runs a `ledger` command.
@@ -120,6 +137,15 @@ pub fn run(cmd: Commands) -> anyhow::Result<ExitCode> {
         } => show(&Ledger::open_read_only(&path)?, &registration_id, json),
         LedgerCommand::Verify { json } => verify(&Ledger::open_read_only(&path)?, json),
         LedgerCommand::Export { output } => export(&Ledger::open_read_only(&path)?, &output),
+        LedgerCommand::AuditExport { from, to, out } => {
+            let range = TimeRange {
+                from: from
+                    .map(|t| parse_time_bound(&t, Bound::From))
+                    .transpose()?,
+                to: to.map(|t| parse_time_bound(&t, Bound::To)).transpose()?,
+            };
+            audit_export(&Ledger::open_read_only(&path)?, &range, out.as_deref())
+        }
     }
 }
 
@@ -439,5 +465,22 @@ fn export(l: &Ledger, output: &PathBuf) -> anyhow::Result<ExitCode> {
         n
     };
     tracing::info!(rows = count, "ledger exported");
+    Ok(ExitCode::SUCCESS)
+}
+
+fn audit_export(
+    l: &Ledger,
+    range: &TimeRange,
+    out: Option<&std::path::Path>,
+) -> anyhow::Result<ExitCode> {
+    let count = match out {
+        None => l.export_audit_csv(range, std::io::stdout().lock(), |_| {})?,
+        Some(file) => {
+            let n = l.export_audit_csv_file(range, file, |_| {})?;
+            eprintln!("exported {n} audit rows to {}", file.display());
+            n
+        }
+    };
+    tracing::info!(rows = count, "audit log exported");
     Ok(ExitCode::SUCCESS)
 }

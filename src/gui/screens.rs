@@ -4,6 +4,7 @@
 use crate::station::operator::StationHandle;
 
 use super::line::LineScreen;
+use super::officer::audit::AuditScreen;
 use super::screen::Screen;
 use super::station_screen::StationScreen;
 
@@ -14,5 +15,6 @@ pub fn all(station: &StationHandle, columns: usize) -> Vec<Box<dyn Screen>> {
         Box::new(StationScreen::new(station.config())),
         Box::new(super::engineer::batch_editor::BatchEditorScreen::default()),
         Box::new(super::engineer::export::ExportScreen::default()),
+        Box::new(AuditScreen::new(station)),
     ]
 }

@@ -138,8 +138,52 @@ impl VerifyReport {
     }
 }
 
+/// How far a verify has got: rows checked of about how many (the highest id when it started).
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct VerifyProgress {
+    /// Rows checked so far.
+    pub checked: u64,
+    /// Rows to check (the log's highest id when the verify started; rows appended while it runs
+    /// are checked too, so `checked` may end above it).
+    pub total: u64,
+}
+
+/// How many rows between two progress calls: often enough for a smooth bar, rare enough to cost
+/// nothing next to the hashing.
+const PROGRESS_EVERY: u64 = 8192;
+
 /// Recomputes the chain from row 1 and stops at the first row that does not match.
 pub(crate) fn verify_chain(conn: &Connection) -> Result<VerifyReport, rusqlite::Error> {
+    verify_chain_with_progress(conn, &mut |_| {})
+}
+
+/// [`verify_chain`], calling `progress` before the first row, every few thousand rows and at
+/// the end (a progress bar over a million rows).
+pub(crate) fn verify_chain_with_progress(
+    conn: &Connection,
+    progress: &mut dyn FnMut(VerifyProgress),
+) -> Result<VerifyReport, rusqlite::Error> {
+    let total: i64 = conn.query_row("SELECT coalesce(max(id), 0) FROM audit_log", [], |r| {
+        r.get(0)
+    })?;
+    let total = u64::try_from(total).unwrap_or(0);
+    progress(VerifyProgress { checked: 0, total });
+    let report = verify_rows(conn, &mut |checked| {
+        if checked.is_multiple_of(PROGRESS_EVERY) {
+            progress(VerifyProgress { checked, total });
+        }
+    })?;
+    progress(VerifyProgress {
+        checked: report.rows_checked,
+        total,
+    });
+    Ok(report)
+}
+
+fn verify_rows(
+    conn: &Connection,
+    on_row: &mut dyn FnMut(u64),
+) -> Result<VerifyReport, rusqlite::Error> {
     let mut stmt = conn.prepare(
         "SELECT id, at, station, actor, action, subject, details, prev_hash, hash
          FROM audit_log ORDER BY id",
@@ -207,6 +251,7 @@ pub(crate) fn verify_chain(conn: &Connection) -> Result<VerifyReport, rusqlite::
         }
         checked += 1;
         expected_id += 1;
+        on_row(checked);
     }
     Ok(VerifyReport {
         rows_checked: checked,
@@ -218,7 +263,7 @@ pub(crate) fn verify_chain(conn: &Connection) -> Result<VerifyReport, rusqlite::
 /// Reads a text column; a row edited to hold a number or a blob still verifies (as broken).
 /// One audit row, read from a `SELECT id, at, station, actor, action, subject, details, prev_hash,
 /// hash` (the column order both readers use).
-fn record_from_row(r: &rusqlite::Row<'_>) -> Result<AuditRecord, rusqlite::Error> {
+pub(super) fn record_from_row(r: &rusqlite::Row<'_>) -> Result<AuditRecord, rusqlite::Error> {
     Ok(AuditRecord {
         id: AuditId(r.get(0)?),
         at: text(r, 1)?,

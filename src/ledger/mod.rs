@@ -32,6 +32,7 @@
 //! ```
 
 pub mod audit;
+pub mod audit_query;
 pub mod bench;
 
 mod certificate;
@@ -50,7 +51,8 @@ use std::time::Duration;
 
 use rusqlite::{Connection, OpenFlags, TransactionBehavior};
 
-pub use audit::{BrokenRow, VerifyReport};
+pub use audit::{BrokenRow, VerifyProgress, VerifyReport};
+pub use audit_query::{AuditFilter, AuditPage, TimeRange};
 pub use error::LedgerError;
 pub use key_evidence::KeyEvidence;
 pub use lock::{LockHolder, WriterLock};
@@ -255,6 +257,17 @@ impl Ledger {
 
     /// Opens an existing ledger read-only, for reports; works while a station writes to it.
     pub fn open_read_only(path: &Path) -> Result<Ledger, LedgerError> {
+        Self::open_read_only_inner(path, false)
+    }
+
+    /// [`Ledger::open_read_only`] that also opens a ledger of a newer schema than this build's,
+    /// for the audit screen to show it (never to write it). Compare [`Ledger::schema_version`]
+    /// with [`schema::CURRENT_VERSION`]; queries of tables a newer version changed may fail.
+    pub fn open_for_inspection(path: &Path) -> Result<Ledger, LedgerError> {
+        Self::open_read_only_inner(path, true)
+    }
+
+    fn open_read_only_inner(path: &Path, allow_newer: bool) -> Result<Ledger, LedgerError> {
         // Only a file that is really absent is "not found": a directory the user may not enter
         // (not in the station's group) goes on to the open, whose error says access was refused.
         if std::fs::metadata(path).is_err_and(|e| e.kind() == std::io::ErrorKind::NotFound) {
@@ -273,7 +286,13 @@ impl Ledger {
             cause,
         })?;
         tune(&conn, path)?;
-        let version = match schema::inspect(&conn, path)? {
+        let state = match schema::inspect(&conn, path) {
+            Err(LedgerError::TooNew { found, .. }) if allow_newer => {
+                Ok(schema::FileState::Ledger(found))
+            }
+            other => other,
+        };
+        let version = match state? {
             schema::FileState::Empty => {
                 return Err(LedgerError::NotALedger {
                     path: path.to_path_buf(),
@@ -581,6 +600,52 @@ impl Ledger {
     /// Recomputes the audit hash chain; names the first broken row.
     pub fn verify_audit_chain(&self) -> Result<VerifyReport, LedgerError> {
         self.read("verifying the audit log", audit::verify_chain)
+    }
+
+    /// [`Ledger::verify_audit_chain`], calling `progress` every few thousand rows (the screens'
+    /// progress bar).
+    pub fn verify_audit_chain_with_progress(
+        &self,
+        mut progress: impl FnMut(VerifyProgress),
+    ) -> Result<VerifyReport, LedgerError> {
+        self.read("verifying the audit log", |c| {
+            audit::verify_chain_with_progress(c, &mut progress)
+        })
+    }
+
+    /// One page of audit rows matching `filter` older than `before` (from the newest when
+    /// `None`), newest first: the audit screen's table, a page at a time.
+    pub fn audit_page(
+        &self,
+        filter: &AuditFilter,
+        before: Option<AuditId>,
+        limit: u32,
+    ) -> Result<AuditPage, LedgerError> {
+        self.read("reading the audit log", |c| {
+            audit_query::page(c, filter, before, limit)
+        })
+    }
+
+    /// Writes the audit rows of `range` as CSV (columns in [`audit_query`]), oldest first, with
+    /// both chain hashes; returns the row count. `progress` gets the rows written so far.
+    pub fn export_audit_csv(
+        &self,
+        range: &TimeRange,
+        out: impl std::io::Write,
+        mut progress: impl FnMut(u64),
+    ) -> Result<u64, LedgerError> {
+        audit_query::export_csv(&self.conn, &self.path, range, out, &mut progress)
+    }
+
+    /// [`Ledger::export_audit_csv`] into the file `out` (written under a temporary name, synced,
+    /// then renamed into place).
+    pub fn export_audit_csv_file(
+        &self,
+        range: &TimeRange,
+        out: &Path,
+        mut progress: impl FnMut(u64),
+    ) -> Result<u64, LedgerError> {
+        audit_query::export_csv_file(&self.conn, &self.path, range, out, &mut progress)
     }
 
     /// What is wrong with the file apart from the audit chain: SQLite's own structural check

@@ -268,3 +268,41 @@ impl TestDesk {
         }
     }
 }
+
+/// Takes `role` ("engineer" or "security officer", as the role dialog names it) with
+/// `password` and waits for the desk's answer (argon2 runs on a worker).
+pub fn take_role(d: &mut TestDesk, role: &str, password: &str) {
+    let before = d.harness.state().notice().cloned();
+    d.click("Role…");
+    d.click(role);
+    d.harness
+        .get_by_role(egui::accesskit::Role::PasswordInput)
+        .focus();
+    d.steps(1);
+    d.harness
+        .get_by_role(egui::accesskit::Role::PasswordInput)
+        .type_text(password);
+    d.steps(2);
+    d.click("Take this role");
+    d.wait_until("the role's answer", Duration::from_secs(20), |a| {
+        a.notice() != before.as_ref()
+    });
+}
+
+/// Types `text` into the (empty) text field labelled `label`.
+pub fn fill(d: &mut TestDesk, label: &str, text: &str) {
+    for step in 0..2 {
+        let node = d
+            .harness
+            .query_all_by_label(label)
+            .find(|n| n.accesskit_node().role() == egui::accesskit::Role::TextInput)
+            .unwrap_or_else(|| panic!("no text field labelled {label:?}"));
+        if step == 0 {
+            node.focus();
+        } else {
+            node.type_text(text);
+        }
+        d.steps(1);
+    }
+    d.steps(1);
+}
