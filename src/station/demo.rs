@@ -443,6 +443,7 @@ impl DemoWorkspace {
                 &Default::default(),
                 &Default::default(),
             ),
+            officer: Default::default(),
         };
         Ok(Self {
             dir,
