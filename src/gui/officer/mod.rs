@@ -1,3 +1,7 @@
 //! The security officer's screens (behind the officer role): key-injection sessions on the HSM,
 //! CA keys, proof of possession, and the audit log (which engineers may read too). They drive
 //! `src/keystore` and `station::key_session`, never a second copy of them.
+
+pub mod keys;
+pub mod session;
+pub mod session_worker;

@@ -12,7 +12,11 @@
 use std::collections::BTreeMap;
 use std::time::Duration;
 
+use argon2::{Argon2, PasswordHash, PasswordVerifier};
 use serde::Deserialize;
+
+use crate::secret::SecretString;
+use crate::station::operator::settings::RolesSection;
 
 /// The idle time when station.toml says nothing (ten minutes): long enough for a ceremony's
 /// pauses, short enough that a token is not left logged in over a break.
@@ -64,6 +68,82 @@ impl OfficerSettings {
             dual_control: section.dual_control,
             passwords: section.passwords.clone(),
         }
+    }
+}
+
+/// Why a second officer was not accepted for dual control.
+#[derive(Debug, thiserror::Error)]
+pub enum DualControlError {
+    /// The same person cannot be both officers.
+    #[error(
+        "dual control needs a second officer: {name} already runs this session; another officer listed in station.toml [roles] officers must enter their own name and password"
+    )]
+    SameOfficer {
+        /// The officer running the session.
+        name: String,
+    },
+    /// The name is not an officer in station.toml.
+    #[error(
+        "{name} is not listed among the officers in station.toml [roles]; dual control needs a second security officer"
+    )]
+    NotOfficer {
+        /// Who was named.
+        name: String,
+    },
+    /// No hash to check the password against.
+    #[error(
+        "no password is set for officer {name}: set [officer.passwords] {name} or [roles] officer_password (`dps-station gui set-password officer`)"
+    )]
+    NoPassword {
+        /// Who was named.
+        name: String,
+    },
+    /// The stored hash is not an argon2 PHC string.
+    #[error(
+        "the password hash for officer {name} in station.toml is not an argon2 hash; set it again"
+    )]
+    BadHash {
+        /// Who was named.
+        name: String,
+    },
+    /// The password did not match.
+    #[error("wrong password for officer {name}; nothing was created or imported")]
+    WrongPassword {
+        /// Who was named.
+        name: String,
+    },
+}
+
+impl OfficerSettings {
+    /// Checks that `second` is another officer than `first` and that `password` is theirs (their
+    /// own hash in `[officer.passwords]`, else the officer role's hash in `[roles]`). Slow on
+    /// purpose (argon2): call it on a worker.
+    pub fn check_second_officer(
+        &self,
+        roles: &RolesSection,
+        first: &str,
+        second: &str,
+        password: &SecretString,
+    ) -> Result<(), DualControlError> {
+        let name = second.trim().to_owned();
+        if name == first.trim() {
+            return Err(DualControlError::SameOfficer { name });
+        }
+        if !roles.officers.contains(&name) {
+            return Err(DualControlError::NotOfficer { name });
+        }
+        let Some(hash) = self
+            .passwords
+            .get(&name)
+            .or(roles.officer_password.as_ref())
+        else {
+            return Err(DualControlError::NoPassword { name });
+        };
+        let parsed = PasswordHash::new(hash)
+            .map_err(|_| DualControlError::BadHash { name: name.clone() })?;
+        Argon2::default()
+            .verify_password(password.expose().as_bytes(), &parsed)
+            .map_err(|_| DualControlError::WrongPassword { name })
     }
 }
 
