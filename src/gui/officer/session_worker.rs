@@ -578,6 +578,13 @@ fn ca_request(form: &CaForm) -> Result<CaHierarchyRequest, OpError> {
 }
 
 fn write_file(path: &Path, bytes: &[u8]) -> Result<(), OpError> {
+    if path.as_os_str().is_empty() {
+        return Err(OpError::Refused("choose the file to write".into()));
+    }
+    if let Some(dir) = path.parent() {
+        // The default folder (the station's reports) may not exist yet; a failure shows below.
+        let _ = std::fs::create_dir_all(dir);
+    }
     std::fs::write(path, bytes).map_err(|e| {
         OpError::Refused(format!(
             "cannot write {}: {e}; choose a folder this user may write",
