@@ -139,7 +139,7 @@ fn wait_for(d: &mut TestDesk, what: &str, done: impl Fn(&TestDesk) -> bool) {
         let labels: Vec<String> = d
             .harness
             .query_all(By::new())
-            .filter_map(|n| n.accesskit_node().label())
+            .filter_map(|n| n.accesskit_node().label().or(n.accesskit_node().value()))
             .collect();
         assert!(
             start.elapsed() < Duration::from_secs(30),
@@ -262,6 +262,15 @@ fn an_officer_creates_a_ca_signs_proof_of_possession_and_the_pin_is_nowhere() {
     ]);
     assert!(verified.contains(": OK"), "{verified}");
     assert!(o.d.shows("hsm.verification_certificate.signed"));
+
+    // The README's screenshot: DPS_STATION_OFFICER_PNG=docs/screenshots/officer-session.png.
+    if let Ok(path) = std::env::var("DPS_STATION_OFFICER_PNG") {
+        o.d.harness.set_size(egui::Vec2::new(1280.0, 1500.0));
+        o.d.steps(3);
+        o.d.harness.render().unwrap().save(path).unwrap();
+        o.d.harness.set_size(egui::Vec2::new(1280.0, 2600.0));
+        o.d.steps(3);
+    }
 
     o.d.click("Close session");
     wait_for(&mut o.d, "the session to close", |d| {

@@ -105,7 +105,7 @@ impl KeysPanel {
                 });
             }
             ui.label(RichText::new(tr.t("officer.ca_title")).strong());
-            egui::Grid::new("officer-ca").num_columns(4).show(ui, |ui| {
+            ui.horizontal(|ui| {
                 text_field(
                     ui,
                     tr.t("officer.root_label"),
@@ -113,7 +113,8 @@ impl KeysPanel {
                     false,
                 );
                 text_field(ui, tr.t("officer.root_cn"), &mut self.ca.root_cn, false);
-                ui.end_row();
+            });
+            ui.horizontal(|ui| {
                 text_field(
                     ui,
                     tr.t("officer.intermediate_label"),
@@ -126,7 +127,8 @@ impl KeysPanel {
                     &mut self.ca.intermediate_cn,
                     false,
                 );
-                ui.end_row();
+            });
+            ui.horizontal(|ui| {
                 text_field(
                     ui,
                     tr.t("officer.organization"),
@@ -134,11 +136,8 @@ impl KeysPanel {
                     false,
                 );
                 ui.label(tr.t("officer.days"));
-                ui.horizontal(|ui| {
-                    ui.add(egui::DragValue::new(&mut self.ca.root_days).range(1..=36500));
-                    ui.add(egui::DragValue::new(&mut self.ca.intermediate_days).range(1..=36500));
-                });
-                ui.end_row();
+                ui.add(egui::DragValue::new(&mut self.ca.root_days).range(1..=36500));
+                ui.add(egui::DragValue::new(&mut self.ca.intermediate_days).range(1..=36500));
             });
             if ui.button(tr.t("officer.create_ca")).clicked() {
                 op = Some(Op::InitCa {
@@ -318,23 +317,24 @@ fn keys_table(ui: &mut egui::Ui, tr: &Messages, palette: Palette, keys: &[KeyRow
         return;
     }
     egui::Grid::new("officer-keys")
-        .num_columns(5)
+        .num_columns(6)
         .striped(true)
         .spacing([12.0, 4.0])
         .show(ui, |ui| {
             for h in [
                 "officer.col_kind",
-                "officer.col_uri",
+                "officer.col_label",
                 "officer.col_protection",
                 "officer.col_batches",
             ] {
                 ui.label(RichText::new(tr.t(h)).color(palette.weak));
             }
             ui.label("");
+            ui.label(RichText::new(tr.t("officer.col_uri")).color(palette.weak));
             ui.end_row();
             for k in keys {
                 ui.label(tr.t(kind_key(&k.kind)));
-                ui.monospace(&k.uri);
+                ui.label(&k.label);
                 let protection = match (k.sensitive, k.extractable) {
                     (Some(true), Some(false)) => RichText::new(tr.t("officer.never_extractable")),
                     (_, Some(true)) => RichText::new(format!("▲ {}", tr.t("officer.extractable")))
@@ -353,6 +353,7 @@ fn keys_table(ui: &mut egui::Ui, tr: &Messages, palette: Palette, keys: &[KeyRow
                 {
                     ui.ctx().copy_text(k.uri.clone());
                 }
+                ui.label(RichText::new(&k.uri).monospace().small());
                 ui.end_row();
             }
         });
