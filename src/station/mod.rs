@@ -22,6 +22,7 @@ pub mod key_session;
 pub mod keys;
 pub mod ledger_thread;
 pub mod mqtt_bench;
+pub mod officer_session;
 pub mod operator;
 pub mod pipeline;
 pub mod report;

@@ -11,26 +11,10 @@ use zeroize::Zeroizing;
 use crate::gui::i18n::Messages;
 use crate::gui::theme::Palette;
 use crate::gui::widgets::file_pick::{FilePick, PickKind};
-use crate::keystore::KeyKind;
 use crate::secret::SecretString;
-
-use super::session_worker::{AuditLine, CaForm, KeyRow, Op, SecondOfficer};
-
-/// A verification code as DPS issues it: letters and digits only (DPS shows 48 hexadecimal
-/// characters; the CLI's `generate-verification-code` the same), at most 64. Returns it trimmed,
-/// or why it cannot be one.
-pub fn check_verification_code(code: &str) -> Result<String, &'static str> {
-    let code = code.trim();
-    if code.is_empty() {
-        return Err("paste the verification code DPS shows for the uploaded CA certificate");
-    }
-    if code.len() > 64 || !code.chars().all(|c| c.is_ascii_alphanumeric()) {
-        return Err(
-            "DPS verification codes are letters and digits only (no spaces, dashes or quotes): copy it again from the DPS portal or `az iot dps certificate generate-verification-code`",
-        );
-    }
-    Ok(code.to_owned())
-}
+use crate::station::officer_session::{
+    AuditLine, CaForm, KeyKind, KeyRow, Op, SecondOfficer, check_verification_code,
+};
 
 /// The forms of an open session.
 pub struct KeysPanel {
@@ -377,22 +361,4 @@ fn audit_list(ui: &mut egui::Ui, tr: &Messages, audit: &[AuditLine]) {
                 ui.end_row();
             }
         });
-}
-
-#[cfg(test)]
-mod tests {
-    use super::*;
-
-    #[test]
-    fn verification_codes_are_letters_and_digits() {
-        assert_eq!(
-            check_verification_code(" 1B2C3D4E5F60718293A4B5C6D7E8F90112233445566778899 ")
-                .as_deref(),
-            Ok("1B2C3D4E5F60718293A4B5C6D7E8F90112233445566778899")
-        );
-        assert!(check_verification_code("").is_err());
-        assert!(check_verification_code("1B2C-3D4E").is_err());
-        assert!(check_verification_code("code with spaces").is_err());
-        assert!(check_verification_code(&"A".repeat(65)).is_err());
-    }
 }

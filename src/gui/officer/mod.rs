@@ -4,4 +4,3 @@
 
 pub mod keys;
 pub mod session;
-pub mod session_worker;

@@ -2,9 +2,8 @@
 //! tokens each module shows, the profile's notes; opening a key-injection session with one PIN
 //! entry; the session's banner on every screen; closing it on request, when idle, when the
 //! window closes, and when the token goes away. The session itself lives on a worker
-//! ([`super::session_worker`]); this screen only draws and passes messages.
+//! ([`crate::station::officer_session`]); this screen only draws and passes messages.
 
-use std::path::PathBuf;
 use std::sync::mpsc::{Receiver, Sender, TryRecvError};
 use std::time::{Duration, Instant, SystemTime};
 
@@ -14,26 +13,19 @@ use zeroize::Zeroizing;
 use crate::gui::i18n::Messages;
 use crate::gui::screen::{Desk, Screen, ScreenId};
 use crate::gui::widgets::file_pick::{FilePick, PickKind};
-use crate::keystore::TokenDescription;
-use crate::keystore::pkcs11::{self as p11, PinTries, TokenSummary};
-use crate::keystore::profile::HsmProfile;
+use crate::station::officer_session::{
+    self as officer_session, AuditLine, CloseReason, KeyRow, Op, OpenRequest, PinTries,
+    ProfileInventory, Reply, TokenDescription,
+};
 use crate::station::operator::{Role, StationHandle};
 
 use super::keys::{KeysPanel, PanelView, forget_text_history, take_secret, text_field};
-use super::session_worker::{self, AuditLine, CloseReason, KeyRow, Op, OpenRequest, Reply};
 
 /// The HSM screen's id.
 pub const HSM: ScreenId = "officer.hsm";
 
 /// How long closing waits for the worker's logout when the window closes.
 const EXIT_WAIT: Duration = Duration::from_secs(5);
-
-/// A profile as listed: where its module is, and what tokens it shows.
-struct ProfileRow {
-    profile: HsmProfile,
-    module: Option<PathBuf>,
-    tokens: Result<Vec<TokenSummary>, String>,
-}
 
 enum Phase {
     Opening,
@@ -58,8 +50,8 @@ struct Live {
 
 /// The HSM session screen.
 pub struct SessionScreen {
-    profiles: Option<Vec<ProfileRow>>,
-    listing: Option<Receiver<Vec<ProfileRow>>>,
+    profiles: Option<Vec<ProfileInventory>>,
+    listing: Option<Receiver<Vec<ProfileInventory>>>,
     chosen: Option<(usize, String)>,
     module: FilePick,
     pin: Zeroizing<String>,
@@ -93,24 +85,7 @@ impl SessionScreen {
         let spawned = std::thread::Builder::new()
             .name("officer-profiles".into())
             .spawn(move || {
-                let rows = HsmProfile::all_built_in()
-                    .unwrap_or_default()
-                    .into_iter()
-                    .map(|profile| {
-                        let module = profile.installed_module().map(|p| p.to_path_buf());
-                        let tokens = match &module {
-                            Some(m) => {
-                                p11::list_tokens(&profile, Some(m)).map_err(|e| e.to_string())
-                            }
-                            None => Ok(Vec::new()),
-                        };
-                        ProfileRow {
-                            profile,
-                            module,
-                            tokens,
-                        }
-                    })
-                    .collect();
+                let rows = officer_session::hsm_inventory();
                 let _ = tx.send(rows);
                 ctx.request_repaint();
             });
@@ -153,7 +128,7 @@ impl SessionScreen {
             roles: config.desk.roles.clone(),
         };
         let ctx = ctx.clone();
-        match session_worker::spawn(request, move || ctx.request_repaint()) {
+        match officer_session::spawn(request, move || ctx.request_repaint()) {
             Ok((ops, replies)) => {
                 self.message = None;
                 self.live = Some(Live {
@@ -449,7 +424,7 @@ impl Screen for SessionScreen {
         });
     }
 
-    fn logic(&mut self, ctx: &egui::Context, _station: &StationHandle, tr: &Messages) {
+    fn logic(&mut self, ctx: &egui::Context, station: &StationHandle, tr: &Messages) {
         if self.profiles.is_none() && self.listing.is_none() {
             self.list_profiles(ctx);
         }
@@ -468,6 +443,16 @@ impl Screen for SessionScreen {
         if idle {
             tracing::info!("officer's HSM session idle: closing it");
             self.close(CloseReason::Idle);
+        }
+        // The officer signed out or gave up the role: the token is not left logged in for
+        // whoever signs in next.
+        let open = self
+            .live
+            .as_ref()
+            .is_some_and(|l| matches!(l.phase, Phase::Open { .. }));
+        if open && station.require(Role::Officer).is_err() {
+            tracing::info!("the officer left the role: closing the HSM session");
+            self.close(CloseReason::Requested);
         }
         if let Some(live) = &self.live
             && matches!(live.phase, Phase::Open { .. })

@@ -1,6 +1,7 @@
-//! The thread behind the officer's HSM screen: it owns the ledger, the logged-in token and the
-//! [`KeyInjectionSession`] for as long as the session is open, so that the screen never waits on
-//! either. The PIN reaches it once, goes to exactly one login, and is dropped (zeroized) right
+//! The thread behind the officer's HSM screen (`gui::officer::session`): it owns the ledger, the
+//! logged-in token and the [`KeyInjectionSession`] for as long as the session is open, so that the
+//! screen never waits on either; it knows no screen (replies go through a channel and a `wake`
+//! callback). Also what the screen lists before a session: [`hsm_inventory`]. The PIN reaches it once, goes to exactly one login, and is dropped (zeroized) right
 //! after; it is never retried. Every operation runs through `station::key_session`, the same
 //! code as `dps-station hsm ...`.
 
@@ -14,9 +15,12 @@ use base64::engine::general_purpose::STANDARD;
 
 use crate::identity::profile::{CaProfile, Validity};
 use crate::keystore::import::{ImportError, parse_p256_private_key};
-use crate::keystore::pkcs11::{self as p11, PinTries, Pkcs11Config, Pkcs11KeyStore, TokenSelector};
-use crate::keystore::profile::HsmProfile;
-use crate::keystore::{KeyKind, KeyStore, KeyStoreError, TokenDescription};
+use crate::keystore::pkcs11::{self as p11, Pkcs11Config, Pkcs11KeyStore, TokenSelector};
+use crate::keystore::{KeyStore, KeyStoreError};
+
+pub use crate::keystore::pkcs11::{PinTries, TokenSummary};
+pub use crate::keystore::profile::HsmProfile;
+pub use crate::keystore::{KeyKind, TokenDescription};
 use crate::ledger::{Ledger, WriterIdentity};
 use crate::secret::{SecretBytes, SecretString};
 use crate::station::config::officer::OfficerSettings;
@@ -236,6 +240,54 @@ pub enum Reply {
         /// A logout or ledger problem while closing, if any.
         problem: Option<String>,
     },
+}
+
+/// A profile as the officer's screen lists it: where its module is, and what tokens it shows.
+#[derive(Debug, Clone)]
+pub struct ProfileInventory {
+    /// The profile.
+    pub profile: HsmProfile,
+    /// Its module, if installed here.
+    pub module: Option<PathBuf>,
+    /// The tokens the module shows, or why they could not be listed.
+    pub tokens: Result<Vec<TokenSummary>, String>,
+}
+
+/// Every built-in profile with its installed module and that module's tokens (no login). Loads
+/// modules: call it on a worker.
+pub fn hsm_inventory() -> Vec<ProfileInventory> {
+    HsmProfile::all_built_in()
+        .unwrap_or_default()
+        .into_iter()
+        .map(|profile| {
+            let module = profile.installed_module().map(Path::to_path_buf);
+            let tokens = match &module {
+                Some(m) => p11::list_tokens(&profile, Some(m)).map_err(|e| e.to_string()),
+                None => Ok(Vec::new()),
+            };
+            ProfileInventory {
+                profile,
+                module,
+                tokens,
+            }
+        })
+        .collect()
+}
+
+/// A verification code as DPS issues it: letters and digits only (DPS shows 48 hexadecimal
+/// characters; the CLI's `generate-verification-code` the same), at most 64. Returns it trimmed,
+/// or why it cannot be one.
+pub fn check_verification_code(code: &str) -> Result<String, &'static str> {
+    let code = code.trim();
+    if code.is_empty() {
+        return Err("paste the verification code DPS shows for the uploaded CA certificate");
+    }
+    if code.len() > 64 || !code.chars().all(|c| c.is_ascii_alphanumeric()) {
+        return Err(
+            "DPS verification codes are letters and digits only (no spaces, dashes or quotes): copy it again from the DPS portal or `az iot dps certificate generate-verification-code`",
+        );
+    }
+    Ok(code.to_owned())
 }
 
 /// Starts a session worker; `wake` is called after every reply (the GUI's `request_repaint`).
@@ -509,8 +561,8 @@ impl Work<'_> {
                 out,
             } => {
                 let ca_label = required(&ca_label, "CA key label")?;
-                let code = super::keys::check_verification_code(&code)
-                    .map_err(|e| OpError::Refused(e.to_owned()))?;
+                let code =
+                    check_verification_code(&code).map_err(|e| OpError::Refused(e.to_owned()))?;
                 let token = session.store().token().label.clone();
                 let uri = crate::keystore::Pkcs11Uri {
                     token: Some(token),
@@ -690,5 +742,18 @@ mod tests {
             "line",
             "intermediate-ca"
         ));
+    }
+
+    #[test]
+    fn verification_codes_are_letters_and_digits() {
+        assert_eq!(
+            check_verification_code(" 1B2C3D4E5F60718293A4B5C6D7E8F90112233445566778899 ")
+                .as_deref(),
+            Ok("1B2C3D4E5F60718293A4B5C6D7E8F90112233445566778899")
+        );
+        assert!(check_verification_code("").is_err());
+        assert!(check_verification_code("1B2C-3D4E").is_err());
+        assert!(check_verification_code("code with spaces").is_err());
+        assert!(check_verification_code(&"A".repeat(65)).is_err());
     }
 }
