@@ -427,3 +427,61 @@ fn dual_control_refuses_a_single_officer() {
     wait_for(&mut o.d, "the CA hierarchy", |d| d.shows("created root"));
     assert!(o.d.shows("olga + otto"));
 }
+
+#[test]
+fn an_officer_imports_an_encrypted_ca_key_and_creates_a_group_key() {
+    let mut o = officer_desk(false, Duration::from_secs(600));
+    let tmp = tempfile::tempdir().unwrap();
+    let key = tmp.path().join("site-ca.key.pem");
+    openssl(&[
+        "genpkey",
+        "-algorithm",
+        "EC",
+        "-pkeyopt",
+        "ec_paramgen_curve:P-256",
+        "-aes256",
+        "-pass",
+        "pass:site-pass-9",
+        "-out",
+        &key.display().to_string(),
+    ]);
+    let before = std::fs::read(&key).unwrap();
+    open_session(&mut o, USER_PIN);
+    wait_open(&mut o);
+
+    type_into(&mut o.d, "Label for the imported key", "site-ca");
+    // The key file field: the only empty path field of the session's forms.
+    let key_field = |n: &egui_kittest::kittest::AccessKitNode<'_>| {
+        n.placeholder() == Some("a path, or Browse…") && n.value().is_none_or(|v| v.is_empty())
+    };
+    o.d.harness.get_by(key_field).focus();
+    o.d.steps(1);
+    o.d.harness
+        .get_by(key_field)
+        .type_text(&key.display().to_string());
+    o.d.steps(2);
+    // Without its passphrase, the encrypted key is refused with what to do.
+    o.d.click("Import CA key");
+    wait_for(&mut o.d, "the refusal", |d| d.shows("enter its passphrase"));
+    type_into(&mut o.d, "Key file passphrase", "site-pass-9");
+    o.d.click("Import CA key");
+    wait_for(&mut o.d, "the import", |d| d.shows("imported pkcs11:"));
+    assert!(o.d.shows("hsm.key.imported"));
+    assert_eq!(
+        std::fs::read(&key).unwrap(),
+        before,
+        "the key file is untouched"
+    );
+
+    type_into(&mut o.d, "Group key label", "line-3-group");
+    o.d.click("Create group key");
+    wait_for(&mut o.d, "the group key", |d| d.shows("created pkcs11:"));
+    assert!(o.d.shows("group key (HMAC)"));
+    // The group key was made in the token: never extractable; the imported key is sensitive and
+    // not extractable, and said to have been outside the token once.
+    assert_eq!(o.d.count("sensitive, never extractable"), 1);
+    assert_eq!(o.d.count("sensitive, not extractable (imported"), 1);
+    assert!(!o.d.shows("▲ EXTRACTABLE"));
+    let log = String::from_utf8_lossy(&captured().0.lock().unwrap()).into_owned();
+    assert!(!log.contains("site-pass-9"), "the passphrase is in the log");
+}

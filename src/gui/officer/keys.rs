@@ -320,7 +320,10 @@ fn keys_table(ui: &mut egui::Ui, tr: &Messages, palette: Palette, keys: &[KeyRow
                 ui.label(tr.t(kind_key(&k.kind)));
                 ui.label(&k.label);
                 let protection = match (k.sensitive, k.extractable) {
-                    (Some(true), Some(false)) => RichText::new(tr.t("officer.never_extractable")),
+                    (Some(true), Some(false)) if k.never_extractable == Some(true) => {
+                        RichText::new(tr.t("officer.never_extractable"))
+                    }
+                    (Some(true), Some(false)) => RichText::new(tr.t("officer.not_extractable")),
                     (_, Some(true)) => RichText::new(format!("▲ {}", tr.t("officer.extractable")))
                         .color(palette.warn),
                     _ => RichText::new("–"),

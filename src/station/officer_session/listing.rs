@@ -76,6 +76,7 @@ pub(super) fn state(session: &KeyInjectionSession<'_>, batches: &Path) -> Reply 
             kind: k.kind,
             sensitive: k.sensitive,
             extractable: k.extractable,
+            never_extractable: k.never_extractable,
         })
         .collect();
     let audit = session

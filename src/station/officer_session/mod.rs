@@ -175,6 +175,8 @@ pub struct KeyRow {
     pub sensitive: Option<bool>,
     /// `CKA_EXTRACTABLE`.
     pub extractable: Option<bool>,
+    /// `CKA_NEVER_EXTRACTABLE` (made in the token, never outside it).
+    pub never_extractable: Option<bool>,
     /// Batch files naming it.
     pub batches: Vec<String>,
 }
@@ -340,8 +342,9 @@ fn run(request: OpenRequest, ops: &Receiver<Op>, send: &dyn Fn(Reply)) {
             }
             Ok(op) => match ctx.perform(&mut session, op) {
                 Ok(message) => {
-                    send(Reply::Done { message });
+                    // The list first: when the screen shows the outcome, it shows its effect.
                     send(state(&session, &batches));
+                    send(Reply::Done { message });
                 }
                 Err(OpError::Session(KeySessionError::KeyStore(
                     e @ KeyStoreError::TokenRemoved { .. },
@@ -350,10 +353,10 @@ fn run(request: OpenRequest, ops: &Receiver<Op>, send: &dyn Fn(Reply)) {
                     return removed(session, &token, send);
                 }
                 Err(e) => {
+                    send(state(&session, &batches));
                     send(Reply::Failed {
                         message: e.to_string(),
                     });
-                    send(state(&session, &batches));
                 }
             },
         }
