@@ -485,3 +485,27 @@ fn an_officer_imports_an_encrypted_ca_key_and_creates_a_group_key() {
     let log = String::from_utf8_lossy(&captured().0.lock().unwrap()).into_owned();
     assert!(!log.contains("site-pass-9"), "the passphrase is in the log");
 }
+
+#[test]
+fn closing_the_window_logs_out_and_closes_the_session_record() {
+    let mut o = officer_desk(false, Duration::from_secs(600));
+    open_session(&mut o, USER_PIN);
+    wait_open(&mut o);
+    let open = Ledger::open_read_only(&o.ledger)
+        .unwrap()
+        .key_sessions()
+        .unwrap();
+    assert!(
+        open.iter()
+            .any(|s| s.token_label == o.token && s.closed_at.is_none()),
+        "the ledger records the open session"
+    );
+    assert!(!o.d.close_window(), "a desk outside kiosk mode closes");
+    // `on_exit` waited for the logout and the record before the window went.
+    let sessions = Ledger::open_read_only(&o.ledger)
+        .unwrap()
+        .key_sessions()
+        .unwrap();
+    let ours = sessions.iter().find(|s| s.token_label == o.token).unwrap();
+    assert!(ours.closed_at.is_some(), "the session record is closed");
+}

@@ -267,7 +267,7 @@ pub fn take_secret(ctx: &egui::Context, field: &mut Zeroizing<String>) -> Option
 
 /// egui keeps an undo history of text fields in its memory; a masked field's copies must not
 /// outlive the moment the secret was sent.
-pub fn forget_text_history(ctx: &egui::Context) {
+fn forget_text_history(ctx: &egui::Context) {
     ctx.memory_mut(|m| {
         m.data.remove_by_type::<egui::text_edit::TextEditState>();
     });

@@ -19,7 +19,7 @@ use crate::station::officer_session::{
 };
 use crate::station::operator::{Role, StationHandle};
 
-use super::keys::{KeysPanel, PanelView, forget_text_history, take_secret, text_field};
+use super::keys::{KeysPanel, PanelView, take_secret, text_field};
 
 /// The HSM screen's id.
 pub const HSM: ScreenId = "officer.hsm";
@@ -459,9 +459,6 @@ impl Screen for SessionScreen {
         {
             // Wake up in time to close it when idle, even if nothing else draws.
             ctx.request_repaint_after(Duration::from_millis(500));
-        }
-        if self.live.is_none() {
-            forget_text_history(ctx);
         }
     }
 
