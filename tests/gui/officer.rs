@@ -158,6 +158,17 @@ fn type_into(d: &mut TestDesk, label: &str, text: &str) {
     d.steps(2);
 }
 
+/// Selects all of the field's text and types `text` over it.
+fn replace_text(d: &mut TestDesk, label: &str, text: &str) {
+    d.harness.get_by_label(label).focus();
+    d.steps(1);
+    d.harness
+        .key_press_modifiers(egui::Modifiers::COMMAND, egui::Key::A);
+    d.steps(1);
+    d.harness.get_by_label(label).type_text(text);
+    d.steps(2);
+}
+
 fn open_session(o: &mut Officer, pin: &str) {
     type_into(&mut o.d, "User PIN", pin);
     o.d.click("Open session");
@@ -234,13 +245,7 @@ fn an_officer_creates_a_ca_signs_proof_of_possession_and_the_pin_is_nowhere() {
     assert!(!o.reports.join("verification-certificate.pem").exists());
 
     let code = "1B2C3D4E5F60718293A4B5C6D7E8F901122334455667788A";
-    o.d.harness.get_by_label("Verification code").focus();
-    o.d.steps(1);
-    for _ in 0..12 {
-        o.d.harness.key_press(egui::Key::Backspace);
-    }
-    o.d.steps(1);
-    type_into(&mut o.d, "Verification code", code);
+    replace_text(&mut o.d, "Verification code", code);
     o.d.click("Sign verification certificate");
     wait_for(&mut o.d, "the verification certificate", |d| {
         d.shows("az iot dps certificate verify")
@@ -416,12 +421,7 @@ fn dual_control_refuses_a_single_officer() {
     });
     assert!(o.d.shows("The token holds no keys"));
     // Otto, with the password: it runs, and both names are in the audit rows.
-    o.d.harness.get_by_label("Second officer").focus();
-    o.d.steps(1);
-    for _ in 0..4 {
-        o.d.harness.key_press(egui::Key::Backspace);
-    }
-    type_into(&mut o.d, "Second officer", "otto");
+    replace_text(&mut o.d, "Second officer", "otto");
     type_into(&mut o.d, "Second officer's password", OFFICER_PASSWORD);
     o.d.click("Create CA hierarchy");
     wait_for(&mut o.d, "the CA hierarchy", |d| d.shows("created root"));

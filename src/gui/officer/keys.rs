@@ -46,15 +46,15 @@ impl KeysPanel {
                 "officer-import-key",
                 PickKind::File(&["pem", "der", "p8", "key"]),
             ),
-            import_pass: Zeroizing::new(String::new()),
+            import_pass: secret_field(),
             group_label: String::new(),
-            group_key: Zeroizing::new(String::new()),
+            group_key: secret_field(),
             pop_ca: "root-ca".into(),
             pop_code: String::new(),
             pop_out,
             chain_out,
             second_name: String::new(),
-            second_pass: Zeroizing::new(String::new()),
+            second_pass: secret_field(),
         }
     }
 
@@ -257,10 +257,19 @@ pub struct PanelView<'a> {
     pub dual_control: bool,
 }
 
+/// Room reserved in a secret field, so that typing never makes the `String` reallocate (which
+/// would leave copies of the first characters in freed memory that no zeroize reaches).
+const SECRET_CAPACITY: usize = 512;
+
+/// An empty secret field with its room reserved.
+pub fn secret_field() -> Zeroizing<String> {
+    Zeroizing::new(String::with_capacity(SECRET_CAPACITY))
+}
+
 /// Moves a secret out of its field (leaving it empty) and forgets what egui's undo history of
 /// every text field holds; `None` when the field was empty.
 pub fn take_secret(ctx: &egui::Context, field: &mut Zeroizing<String>) -> Option<SecretString> {
-    let value = std::mem::take(&mut **field);
+    let value = std::mem::replace(&mut **field, String::with_capacity(SECRET_CAPACITY));
     forget_text_history(ctx);
     (!value.is_empty()).then(|| SecretString::new(value))
 }

@@ -19,7 +19,7 @@ use crate::station::officer_session::{
 };
 use crate::station::operator::{Role, StationHandle};
 
-use super::keys::{KeysPanel, PanelView, take_secret, text_field};
+use super::keys::{KeysPanel, PanelView, secret_field, take_secret, text_field};
 
 /// The HSM screen's id.
 pub const HSM: ScreenId = "officer.hsm";
@@ -71,7 +71,7 @@ impl SessionScreen {
             listing: None,
             chosen: None,
             module: FilePick::new("officer-module", PickKind::File(&["so", "dylib"])),
-            pin: Zeroizing::new(String::new()),
+            pin: secret_field(),
             live: None,
             message: None,
             panel: KeysPanel::new(&config.reports),
