@@ -308,8 +308,10 @@ fn an_officer_creates_a_ca_signs_proof_of_possession_and_the_pin_is_nowhere() {
             "the log holds the PIN as {form}"
         );
     }
+    assert!(o.ledger.is_file(), "{} is the ledger", o.ledger.display());
     for file in ["ledger.db", "ledger.db-wal"] {
         let path = o.ledger.with_file_name(file);
+        // The WAL may have been checkpointed away; the main file is always there.
         let Ok(bytes) = std::fs::read(&path) else {
             continue;
         };
