@@ -17,6 +17,8 @@ mod first_run;
 mod korean;
 #[path = "gui/line.rs"]
 mod line;
+#[path = "gui/officer.rs"]
+mod officer;
 #[path = "gui/roles.rs"]
 mod roles;
 #[path = "gui/scan.rs"]

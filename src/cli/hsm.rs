@@ -20,7 +20,6 @@ use anyhow::{Context, bail};
 use base64::Engine;
 use base64::engine::general_purpose::STANDARD;
 use clap::{Args, Subcommand};
-use sha2::Digest;
 
 use dps_station::identity::pem;
 use dps_station::identity::profile::{CaProfile, Validity};
@@ -35,7 +34,7 @@ use dps_station::keystore::{KeyKind, KeyStore, Pkcs11Uri};
 use dps_station::ledger::{self, CaRole, Ledger, WriterIdentity};
 use dps_station::secret::{SecretBytes, SecretString};
 use dps_station::station::key_session::{
-    CaHierarchyRequest, KeyInjectionSession, certificate_for_key,
+    CaHierarchyRequest, KeyInjectionSession, chain_pem, default_key_id,
 };
 
 /// The `hsm` command group.
@@ -445,7 +444,7 @@ fn group_key(
 
 /// A key's CKA_ID: the given hex, or the first 8 bytes of SHA-256 of its label (stable, distinct).
 fn default_id(label: &str) -> Vec<u8> {
-    sha2::Sha256::digest(label.as_bytes())[..8].to_vec()
+    default_key_id(label)
 }
 
 fn parse_id(id: Option<&str>, label: &str) -> anyhow::Result<Vec<u8>> {
@@ -717,17 +716,7 @@ fn export_chain(
     out: Option<&Path>,
 ) -> anyhow::Result<ExitCode> {
     let store = open_any(token)?;
-    let label = store.token().label.clone();
-    let mut pem_text = String::new();
-    for name in [intermediate_label, root_label] {
-        let uri = Pkcs11Uri {
-            token: Some(label.clone()),
-            object: Some(name.to_owned()),
-            ..Pkcs11Uri::default()
-        };
-        let der = certificate_for_key(store.as_ref(), &uri)?;
-        pem_text.push_str(&pem::encode(pem::label::CERTIFICATE, &der));
-    }
+    let pem_text = chain_pem(store.as_ref(), root_label, intermediate_label)?;
     write_output(out, pem_text.as_bytes(), false)?;
     if let Some(path) = out {
         eprintln!(

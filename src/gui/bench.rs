@@ -96,6 +96,7 @@ fn station(slots: usize) -> StationConfig {
             dir: dir.join("keys"),
         },
         dps: Default::default(),
+        officer: Default::default(),
     }
 }
 

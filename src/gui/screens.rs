@@ -16,5 +16,6 @@ pub fn all(station: &StationHandle, columns: usize) -> Vec<Box<dyn Screen>> {
         Box::new(super::engineer::batch_editor::BatchEditorScreen::default()),
         Box::new(super::engineer::export::ExportScreen::default()),
         Box::new(AuditScreen::new(station)),
+        Box::new(super::officer::session::SessionScreen::new(station)),
     ]
 }

@@ -51,6 +51,9 @@ pub struct KeyInfo {
     pub sensitive: Option<bool>,
     /// `CKA_EXTRACTABLE` where the object has it.
     pub extractable: Option<bool>,
+    /// `CKA_NEVER_EXTRACTABLE` where the object has it: true only for keys made in the token
+    /// (an imported key was outside it once, however well it is protected now).
+    pub never_extractable: Option<bool>,
 }
 
 /// The token (or software store) behind a key store, for messages, the ledger and the audit log.

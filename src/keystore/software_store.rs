@@ -164,6 +164,7 @@ impl SoftwareKeyStore {
                     // Files are readable by whoever owns them: the very thing an HSM prevents.
                     sensitive: secret.then_some(false),
                     extractable: secret.then_some(true),
+                    never_extractable: secret.then_some(false),
                 });
             };
             if self.path(&label, KEY_EXT).exists() {

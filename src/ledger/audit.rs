@@ -300,6 +300,19 @@ pub(crate) fn rows_for_subject(
     rows.collect()
 }
 
+/// The audit rows one key-injection session wrote (their details name it), oldest first.
+pub(crate) fn rows_for_key_session(
+    conn: &Connection,
+    session: i64,
+) -> Result<Vec<AuditRecord>, rusqlite::Error> {
+    let mut stmt = conn.prepare_cached(
+        "SELECT id, at, station, actor, action, subject, details, prev_hash, hash
+         FROM audit_log WHERE json_extract(details, '$.key_session') = ?1 ORDER BY id",
+    )?;
+    let rows = stmt.query_map([session], record_from_row)?;
+    rows.collect()
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;

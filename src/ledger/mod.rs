@@ -597,6 +597,13 @@ impl Ledger {
         })
     }
 
+    /// The audit rows of one key-injection session (the officer's screen lists them as they happen).
+    pub fn audit_of_key_session(&self, id: KeySessionId) -> Result<Vec<AuditRecord>, LedgerError> {
+        self.read("reading the key session's audit rows", |c| {
+            audit::rows_for_key_session(c, id.0)
+        })
+    }
+
     /// Recomputes the audit hash chain; names the first broken row.
     pub fn verify_audit_chain(&self) -> Result<VerifyReport, LedgerError> {
         self.read("verifying the audit log", audit::verify_chain)

@@ -10,6 +10,8 @@ use std::path::{Path, PathBuf};
 
 use serde::Deserialize;
 
+pub mod officer;
+
 use crate::device::FixtureMap;
 use crate::dps::model::AllocationPolicy;
 use crate::identity::registration_id::IdUse;
@@ -105,6 +107,8 @@ struct RawStation {
     gui: super::operator::settings::GuiSection,
     #[serde(default)]
     roles: super::operator::settings::RolesSection,
+    #[serde(default)]
+    officer: officer::OfficerSection,
 }
 
 #[derive(Debug, Deserialize)]
@@ -262,6 +266,8 @@ pub struct StationConfig {
     pub dps: BTreeMap<String, DpsTarget>,
     /// The operator's desk: `[gui]` and `[roles]` (see `station::operator::settings`).
     pub desk: super::operator::settings::DeskSettings,
+    /// The security officer's sessions: `[officer]` (see [`officer`]).
+    pub officer: officer::OfficerSettings,
 }
 
 impl StationConfig {
@@ -368,6 +374,7 @@ impl StationConfig {
             keystore,
             dps,
             desk: super::operator::settings::DeskSettings::resolve(path, &raw.gui, &raw.roles),
+            officer: officer::OfficerSettings::resolve(&raw.officer),
         })
     }
 }

@@ -105,8 +105,9 @@ pub fn remove_softhsm_dir() {
     }
 }
 
-/// Makes a new token on SoftHSM2's free slot with the demo PINs; returns its label.
-fn fresh_token() -> Result<String, DemoError> {
+/// Makes a new token on SoftHSM2's free slot with the demo PINs ([`USER_PIN`]); returns its
+/// label. Tests of the officer's screen make one per test this way.
+pub fn fresh_token() -> Result<String, DemoError> {
     static N: AtomicUsize = AtomicUsize::new(0);
     static INIT: Mutex<()> = Mutex::new(());
     softhsm_dir()?;
@@ -443,6 +444,7 @@ impl DemoWorkspace {
                 &Default::default(),
                 &Default::default(),
             ),
+            officer: Default::default(),
         };
         Ok(Self {
             dir,

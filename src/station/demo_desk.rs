@@ -29,6 +29,8 @@ pub struct DemoDeskOptions {
     pub faulty_first: bool,
     /// Who holds which role (the demo's station file has none).
     pub roles: super::operator::settings::RolesSection,
+    /// The security officer's settings (`[officer]`: idle close, dual control).
+    pub officer: super::config::officer::OfficerSettings,
 }
 
 impl Default for DemoDeskOptions {
@@ -39,6 +41,7 @@ impl Default for DemoDeskOptions {
             pace: Duration::from_millis(1500),
             faulty_first: false,
             roles: Default::default(),
+            officer: Default::default(),
         }
     }
 }
@@ -174,6 +177,7 @@ pub fn demo_station(
     }
     let mut station = workspace.station.clone();
     station.desk.roles = options.roles.clone();
+    station.officer = options.officer.clone();
     // The virtual fixture is built as two rows of four, like the line's 8-slot jigs.
     station.desk.columns = Some(options.slots.clamp(1, 4));
     Ok(StationHandle::open(

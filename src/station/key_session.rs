@@ -13,10 +13,13 @@ use base64::engine::general_purpose::STANDARD;
 use serde_json::json;
 
 use crate::identity::issue::{self, IssuedCertificate, Issuer};
+use crate::identity::pem;
 use crate::identity::profile::{CaProfile, Validity};
 use crate::identity::symmetric::KeyFingerprint;
 use crate::keystore::{KeyStore, KeyStoreError, ObjectType, Pkcs11Uri};
-use crate::ledger::{CaRole, KeySessionId, Ledger, LedgerError, NewCaCertificate, NewKeySession};
+use crate::ledger::{
+    AuditRecord, CaRole, KeySessionId, Ledger, LedgerError, NewCaCertificate, NewKeySession,
+};
 use crate::secret::{SecretBytes, SecretString};
 
 /// Why a key-session operation failed. Key-store errors name the token and key; ledger errors
@@ -81,6 +84,7 @@ pub struct KeyInjectionSession<'l> {
     store: Arc<dyn KeyStore>,
     id: KeySessionId,
     operator: String,
+    second_officer: Option<String>,
     open: bool,
 }
 
@@ -115,8 +119,20 @@ impl<'l> KeyInjectionSession<'l> {
             store,
             id,
             operator: operator.to_owned(),
+            second_officer: None,
             open: true,
         })
+    }
+
+    /// Names the second officer who approved the next operations (dual control): their name
+    /// goes into each audit row until this is called with `None`.
+    pub fn set_second_officer(&mut self, name: Option<&str>) {
+        self.second_officer = name.map(str::to_owned);
+    }
+
+    /// The audit rows this session has written so far, oldest first.
+    pub fn audit_rows(&self) -> Result<Vec<AuditRecord>, KeySessionError> {
+        Ok(self.ledger.audit_of_key_session(self.id)?)
     }
 
     /// The ledger's id of this session.
@@ -153,6 +169,9 @@ impl<'l> KeyInjectionSession<'l> {
             "token_serial": token.serial,
             "in_hardware": token.hardware,
         });
+        if let (Some(row), Some(second)) = (row.as_object_mut(), &self.second_officer) {
+            row.insert("second_officer".to_owned(), json!(second));
+        }
         if let (Some(row), serde_json::Value::Object(extra)) = (row.as_object_mut(), details) {
             row.extend(extra);
         }
@@ -436,4 +455,32 @@ pub fn certificate_for_key(
             count: n,
         }),
     }
+}
+
+/// A key's default `CKA_ID`: the first 8 bytes of SHA-256 of its label (stable, distinct), for
+/// callers that name keys by label only (the CLI without `--id`, the officer's screen).
+pub fn default_key_id(label: &str) -> Vec<u8> {
+    use sha2::Digest;
+    sha2::Sha256::digest(label.as_bytes())[..8].to_vec()
+}
+
+/// The chain stored on the token as PEM, intermediate first, then root (what DPS and devices
+/// are given), from the certificates labelled `intermediate_label` and `root_label`.
+pub fn chain_pem(
+    store: &dyn KeyStore,
+    root_label: &str,
+    intermediate_label: &str,
+) -> Result<String, KeyStoreError> {
+    let label = store.token().label.clone();
+    let mut text = String::new();
+    for name in [intermediate_label, root_label] {
+        let uri = Pkcs11Uri {
+            token: Some(label.clone()),
+            object: Some(name.to_owned()),
+            ..Pkcs11Uri::default()
+        };
+        let der = certificate_for_key(store, &uri)?;
+        text.push_str(&pem::encode(pem::label::CERTIFICATE, &der));
+    }
+    Ok(text)
 }

@@ -24,6 +24,7 @@ pub mod keys;
 pub mod labels;
 pub mod ledger_thread;
 pub mod mqtt_bench;
+pub mod officer_session;
 pub mod operator;
 pub mod pipeline;
 pub mod report;

@@ -5,3 +5,5 @@
 pub mod audit;
 pub mod audit_jobs;
 mod audit_parts;
+pub mod keys;
+pub mod session;

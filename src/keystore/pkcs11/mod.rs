@@ -62,6 +62,39 @@ pub struct TokenSummary {
     pub manufacturer: String,
     /// Whether the user PIN is locked.
     pub user_pin_locked: bool,
+    /// `CKF_USER_PIN_COUNT_LOW`: a wrong user PIN was entered since the last good login.
+    pub user_pin_count_low: bool,
+    /// `CKF_USER_PIN_FINAL_TRY`: one more wrong user PIN locks the token.
+    pub user_pin_final_try: bool,
+    /// Free public and private memory in bytes, where the module tells.
+    pub free_memory: Option<(usize, usize)>,
+}
+
+impl TokenSummary {
+    /// What the token reports about wrong PINs, for an officer about to type (or who just typed
+    /// a wrong) PIN: `None` when it reports nothing (many tokens do not count in their flags).
+    pub fn pin_tries(&self) -> Option<PinTries> {
+        if self.user_pin_locked {
+            Some(PinTries::Locked)
+        } else if self.user_pin_final_try {
+            Some(PinTries::FinalTry)
+        } else if self.user_pin_count_low {
+            Some(PinTries::CountLow)
+        } else {
+            None
+        }
+    }
+}
+
+/// What a token's flags say about the tries left for its user PIN.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum PinTries {
+    /// Wrong PINs have been entered; fewer tries are left.
+    CountLow,
+    /// The next wrong PIN locks the token.
+    FinalTry,
+    /// Locked: no more tries.
+    Locked,
 }
 
 /// Lists the tokens a profile's module shows (no login).
@@ -79,6 +112,9 @@ pub fn list_tokens(
             model: token::trim_padded(t.model()).to_owned(),
             manufacturer: token::trim_padded(t.manufacturer_id()).to_owned(),
             user_pin_locked: t.user_pin_locked(),
+            user_pin_count_low: t.user_pin_count_low(),
+            user_pin_final_try: t.user_pin_final_try(),
+            free_memory: t.free_public_memory().zip(t.free_private_memory()),
         })
         .collect())
 }

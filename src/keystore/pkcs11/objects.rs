@@ -94,6 +94,7 @@ pub fn read_info(
             AttributeType::Id,
             AttributeType::Sensitive,
             AttributeType::Extractable,
+            AttributeType::NeverExtractable,
         ],
     )?;
     let mut class = None;
@@ -102,6 +103,7 @@ pub fn read_info(
     let mut id = Vec::new();
     let mut sensitive = None;
     let mut extractable = None;
+    let mut never_extractable = None;
     for a in attrs {
         match a {
             Attribute::Class(c) => class = Some(c),
@@ -110,6 +112,7 @@ pub fn read_info(
             Attribute::Id(i) => id = i,
             Attribute::Sensitive(s) => sensitive = Some(s),
             Attribute::Extractable(e) => extractable = Some(e),
+            Attribute::NeverExtractable(e) => never_extractable = Some(e),
             _ => {}
         }
     }
@@ -157,5 +160,6 @@ pub fn read_info(
         kind,
         sensitive,
         extractable,
+        never_extractable,
     })
 }
