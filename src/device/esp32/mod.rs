@@ -2,6 +2,7 @@
 //! `esp_secure_cert` flash partition (`docs/devices/esp32.md`). This session brings the partition
 //! image; the serial-bootloader driver comes later.
 
+pub mod rom;
 pub mod secure_cert;
 
 pub use secure_cert::{SecureCertError, SecureCertImage, SecureCertInputs, TlvEntry};
