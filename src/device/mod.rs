@@ -53,5 +53,12 @@ pub fn open_driver(
                 ..smp::driver::SmpOptions::default()
             },
         )?),
+        Family::Esp32 => Box::new(esp32::driver::Esp32Driver::open(
+            port,
+            esp32::driver::Esp32Options {
+                baud: options.baud,
+                ..esp32::driver::Esp32Options::default()
+            },
+        )?),
     })
 }
