@@ -28,4 +28,5 @@ pub mod report;
 pub mod secret_file;
 pub mod setup;
 pub mod sim_fixture;
+pub mod sim_fixture_esp32;
 pub mod source;

@@ -44,6 +44,9 @@ use crate::secret::SecretString;
 /// The flash size the station tells the ROM (the common 4 MB module; the partition must lie in it).
 pub const FLASH_SIZE: u32 = 4 * 1024 * 1024;
 
+/// How long letting a chip go (`FLASH_END` run) waits for its answer.
+const RELEASE_WAIT: Duration = Duration::from_millis(500);
+
 /// How the driver works with one batch.
 #[derive(Debug, Clone)]
 pub struct Esp32Options {
@@ -305,7 +308,7 @@ impl DeviceDriver for Esp32Driver {
         // answers now is synced afresh.
         if self.wrote {
             self.wrote = false;
-            if self.loader.run_app().is_err() {
+            if self.loader.run_app(RELEASE_WAIT).is_err() {
                 tracing::debug!(port = %self.port_name(), "the previous ESP32 had already left the bootloader");
             }
         }
@@ -476,7 +479,7 @@ impl Drop for Esp32Driver {
     fn drop(&mut self) {
         // Leave the bootloader so the chip runs what was written; a failure here is only logged:
         // the write was already verified, and the fixture's reset does the same.
-        if self.wrote && self.loader.run_app().is_err() {
+        if self.wrote && self.loader.run_app(RELEASE_WAIT).is_err() {
             tracing::warn!(port = %self.port_name(), "could not take the ESP32 out of the bootloader");
         }
     }

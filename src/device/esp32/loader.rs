@@ -310,15 +310,29 @@ impl Loader {
         Ok(out)
     }
 
-    /// Ends the flash write and leaves the bootloader: the chip runs its application.
-    pub fn run_app(&mut self) -> Result<(), DeviceError> {
-        self.command(
-            Command::new(op::FLASH_END, 0u32.to_le_bytes().to_vec()),
-            0,
-            Duration::ZERO,
-            Step::Command("FLASH_END"),
-        )
-        .map(|_| ())
+    /// Ends the flash write and leaves the bootloader: the chip runs its application. Waits at
+    /// most `wait` for the answer (a chip already gone need not hold up the slot).
+    pub fn run_app(&mut self, wait: Duration) -> Result<(), DeviceError> {
+        let step = Step::Command("FLASH_END");
+        let started = Instant::now();
+        self.send(
+            &Command::new(op::FLASH_END, 0u32.to_le_bytes().to_vec()),
+            step,
+        )?;
+        match self.receive(op::FLASH_END, wait, step)? {
+            Some(r) if r.body(0).is_ok() => Ok(()),
+            Some(r) => Err(DeviceError::Protocol {
+                port: self.port_name.clone(),
+                step,
+                reason: format!("the ROM bootloader refused it ({:?})", r.body(0).err()),
+            }),
+            None => Err(DeviceError::NoAnswer {
+                port: self.port_name.clone(),
+                step,
+                attempts: 1,
+                waited: started.elapsed(),
+            }),
+        }
     }
 
     /// eFuse read word `n`.
