@@ -31,7 +31,8 @@ pub use fixture::FixtureMap;
 pub use protocol::DeviceConfig;
 
 /// Opens `port` with the driver of `family`: what a slot of the fixture talks to its devices with.
-/// `options.baud` is the speed of every family; the rest applies to our own protocol.
+/// `options.baud` is the speed of every family; `options.esp32` the `esp32` family's batch
+/// options; the rest applies to our own protocol.
 pub fn open_driver(
     family: Family,
     port: &str,
@@ -57,7 +58,7 @@ pub fn open_driver(
             port,
             esp32::driver::Esp32Options {
                 baud: options.baud,
-                ..esp32::driver::Esp32Options::default()
+                ..options.esp32.clone()
             },
         )?),
     })

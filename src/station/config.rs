@@ -484,6 +484,8 @@ struct RawBatch {
     reprovision: Option<String>,
     #[serde(default)]
     plaintext_cable: bool,
+    #[serde(default)]
+    esp32: Option<super::batch_esp32::RawEsp32>,
 }
 
 #[derive(Debug, Deserialize)]
@@ -619,6 +621,8 @@ pub struct BatchConfig {
     /// The fixture's cable is trusted (`plaintext_cable = true`): families that take injected
     /// keys only in plain (nRF91 `%CMNG`) may be sent them. Off unless said.
     pub plain_secrets: bool,
+    /// `[esp32]`: the ESP32 driver's partition, flash speed and eFuse policy.
+    pub esp32: crate::device::esp32::driver::Esp32Options,
 }
 
 /// Why a batch cannot re-provision (from `batch.toml` or `run --reprovision`).
@@ -854,6 +858,7 @@ impl BatchConfig {
             Some(t) => (to_json(t.tags), to_json(t.desired)),
             None => (None, None),
         };
+        let esp32 = super::batch_esp32::validate(path, raw.esp32.unwrap_or_default(), &raw.name)?;
         Ok(Self {
             path: path.to_path_buf(),
             name: raw.name,
@@ -878,6 +883,7 @@ impl BatchConfig {
             timing,
             reprovision,
             plain_secrets: raw.plaintext_cable,
+            esp32,
         })
     }
 

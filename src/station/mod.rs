@@ -6,6 +6,7 @@
 //! ([`config::StationConfig`]) with one thread per slot, one ledger writer, one enrollment worker;
 //! it takes [`events::Command`]s and emits [`events::Event`]s.
 
+pub mod batch_esp32;
 pub mod config;
 pub mod demo;
 pub mod demo_desk;
