@@ -152,12 +152,16 @@ impl Loader {
         for _ in 0..SYNC_ATTEMPTS {
             self.send(&Command::new(op::SYNC, rom::SYNC_PAYLOAD.to_vec()), step)?;
             if self.receive(op::SYNC, SYNC_WAIT, step)?.is_some() {
-                // The ROM answers one SYNC several times: read the rest so they do not stand
-                // in for the next command's answer.
-                while self
-                    .receive(op::SYNC, Duration::from_millis(30), step)?
-                    .is_some()
-                {}
+                // The ROM answers one SYNC eight times: read the rest so they do not stand in
+                // for the next command's answer (without waiting once all have come).
+                for _ in 1..rom::SYNC_ANSWERS {
+                    if self
+                        .receive(op::SYNC, Duration::from_millis(30), step)?
+                        .is_none()
+                    {
+                        break;
+                    }
+                }
                 return Ok(());
             }
         }
