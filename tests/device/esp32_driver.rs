@@ -123,13 +123,34 @@ fn the_identity_is_written_verified_read_back_and_the_chip_let_go() {
     assert!(again.to_string().contains("esp_secure_cert"), "{again}");
 
     assert_eq!(sim.with_chip(|c| c.runs()), 0);
-    drop(driver);
+    // A slot keeps its port and asks again for the next device: the chip written last is let go
+    // first (it runs its application), so it no longer answers while it stays in the slot.
+    let next = driver.identify().unwrap_err();
+    assert!(matches!(next, DeviceError::NoAnswer { .. }), "{next}");
     assert_eq!(
         sim.with_chip(|c| c.runs()),
         1,
         "FLASH_END run: out of the bootloader"
     );
     assert!(!sim.with_chip(|c| c.in_download_mode()));
+    drop(driver);
+    assert_eq!(sim.with_chip(|c| c.runs()), 1, "let go once");
+}
+
+#[test]
+fn a_driver_dropped_after_a_write_lets_the_chip_go() {
+    let dir = tempfile::tempdir().unwrap();
+    let sim = sim(dir.path(), 17, Esp32Faults::default());
+    let mut driver = Esp32Driver::open(sim.path(), Esp32Options::default()).unwrap();
+    driver.identify().unwrap();
+    let id = identity("esp32-dev-17", 0);
+    store(&mut driver, &id, &config("esp32-dev-17"), false).unwrap();
+    drop(driver);
+    assert_eq!(
+        sim.with_chip(|c| c.runs()),
+        1,
+        "FLASH_END run before the port closed"
+    );
 }
 
 #[test]

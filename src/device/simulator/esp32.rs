@@ -177,15 +177,15 @@ impl Esp32Chip {
         let Some(cmd) = Command::parse(packet) else {
             return Vec::new();
         };
+        // Running its application, the chip hears nothing of the bootloader's protocol.
+        if !self.in_download_mode {
+            return Vec::new();
+        }
         if cmd.op == op::SYNC {
             if self.faults.no_sync || cmd.data != rom::SYNC_PAYLOAD {
                 return Vec::new();
             }
-            self.in_download_mode = true;
             return vec![Response::ok(op::SYNC, 0x2012_0707, &[]); rom::SYNC_ANSWERS];
-        }
-        if !self.in_download_mode {
-            return Vec::new();
         }
         let answer = match self.command(&cmd) {
             Ok((value, body)) => Response::ok(cmd.op, value, &body),
