@@ -379,7 +379,11 @@ impl DeviceDriver for Esp32Driver {
             }
         }
         self.wrote = true;
-        self.loader.write_flash(partition.offset, &image)?;
+        // The erase leaves the partition 0xFF: only the entries cross the wire, and the MD5 below
+        // covers the whole partition, erased tail included.
+        let used = image.iter().rposition(|&b| b != 0xFF).map_or(0, |i| i + 1);
+        self.loader
+            .write_flash(partition.offset, partition.size, &image[..used])?;
         let expected = hex::encode(<md5::Md5 as md5::Digest>::digest(&image[..]));
         let reported = self.loader.flash_md5(partition.offset, partition.size)?;
         if reported != expected {
@@ -468,8 +472,9 @@ impl DeviceDriver for Esp32Driver {
     fn factory_reset(&mut self) -> Result<(), DeviceError> {
         self.connect()?;
         let partition = self.check_partition(Step::Reset)?;
+        // An erase with nothing written after it.
         self.loader
-            .write_flash(partition.offset, &vec![0xFF; partition.size as usize])?;
+            .write_flash(partition.offset, partition.size, &[])?;
         self.wrote = true;
         Ok(())
     }

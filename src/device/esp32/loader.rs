@@ -239,20 +239,17 @@ impl Loader {
         Ok(())
     }
 
-    /// Erases and writes `data` at `offset` (a sector boundary), in `FLASH_WRITE_SIZE` blocks,
-    /// the last padded with erased bytes. Does not end the write: [`Loader::run_app`] does.
-    pub fn write_flash(&mut self, offset: u32, data: &[u8]) -> Result<(), DeviceError> {
+    /// Erases `erase` bytes at `offset` (a sector boundary) and writes `data` there in
+    /// `FLASH_WRITE_SIZE` blocks, the last padded with erased bytes; what follows `data` stays
+    /// erased (`0xFF`) without crossing the wire. Does not end the write: [`Loader::run_app`] does.
+    pub fn write_flash(&mut self, offset: u32, erase: u32, data: &[u8]) -> Result<(), DeviceError> {
         let blocks = data.len().div_ceil(rom::FLASH_WRITE_SIZE);
-        let sectors = data.len().div_ceil(rom::SECTOR_SIZE) as u32;
-        let begin = [
-            data.len() as u32,
-            blocks as u32,
-            rom::FLASH_WRITE_SIZE as u32,
-            offset,
-        ]
-        .iter()
-        .flat_map(|w| w.to_le_bytes())
-        .collect();
+        let erase = erase.max(data.len() as u32);
+        let sectors = (erase as usize).div_ceil(rom::SECTOR_SIZE) as u32;
+        let begin = [erase, blocks as u32, rom::FLASH_WRITE_SIZE as u32, offset]
+            .iter()
+            .flat_map(|w| w.to_le_bytes())
+            .collect();
         self.command(
             Command::new(op::FLASH_BEGIN, begin),
             0,
