@@ -13,22 +13,13 @@
 //! fail), flash encryption or secure boot already on.
 
 use std::fs::File;
-use std::io::{ErrorKind, Read, Write};
 use std::os::unix::fs::FileExt;
 use std::path::{Path, PathBuf};
-use std::sync::atomic::{AtomicBool, AtomicU64, Ordering};
-use std::sync::{Arc, Mutex};
-use std::thread::JoinHandle;
-use std::time::Duration;
 
 use flate2::{Decompress, FlushDecompress, Status};
 use md5::{Digest, Md5};
-use serialport::{SerialPort, TTYPort};
 
-use super::SimError;
-use crate::device::esp32::rom::{
-    self, Command, Response, SlipDecoder, error, le32, op, reg, slip_encode,
-};
+use crate::device::esp32::rom::{self, Command, Response, error, le32, op, reg};
 
 /// The simulated flash size (4 MB, the common ESP32 module).
 pub const FLASH_SIZE: usize = 4 * 1024 * 1024;
@@ -37,7 +28,7 @@ const FLASH_JEDEC_ID: u32 = 0x16_40_EF;
 /// The APB clock the UART divider is taken from.
 const APB_CLOCK: u32 = 40_000_000;
 /// The largest packet accepted (a 0x400 data block plus headers, with room to spare).
-const PACKET_LIMIT: usize = 0x4000;
+pub(super) const PACKET_LIMIT: usize = 0x4000;
 
 /// Faults and starting state of a simulated ESP32.
 #[derive(Debug, Clone, Default)]
@@ -65,7 +56,7 @@ pub struct EfuseBurn {
 }
 
 /// An in-progress flash write.
-struct Write_ {
+pub(super) struct Write_ {
     offset: usize,
     next_seq: u32,
     block_size: usize,
@@ -81,9 +72,9 @@ pub struct Esp32Chip {
     regs: std::collections::HashMap<u32, u32>,
     flash: File,
     flash_path: PathBuf,
-    write: Option<Write_>,
+    pub(super) write: Option<Write_>,
     baud: u32,
-    in_download_mode: bool,
+    pub(super) in_download_mode: bool,
     runs: u64,
     writes: u64,
     burns: Vec<EfuseBurn>,
@@ -419,141 +410,8 @@ impl Esp32Chip {
     }
 
     /// The UART speed now.
-    fn baud(&self) -> u32 {
+    pub(super) fn baud(&self) -> u32 {
         self.baud
-    }
-}
-
-/// A simulated ESP32 on a pseudo-terminal.
-pub struct Esp32Sim {
-    path: String,
-    chip: Arc<Mutex<Esp32Chip>>,
-    bytes: Arc<AtomicU64>,
-    stop: Arc<AtomicBool>,
-    thread: Option<JoinHandle<()>>,
-}
-
-impl Esp32Sim {
-    /// Starts chip `index` on a new pseudo-terminal, in download mode, its flash in
-    /// `flash_dir/esp32-<index>.bin`.
-    pub fn on_pty(index: usize, flash_dir: &Path, faults: Esp32Faults) -> Result<Self, SimError> {
-        let pty = |source| SimError::Pty { index, source };
-        let flash_path = flash_dir.join(format!("esp32-{index}.bin"));
-        let pace = faults.baud.is_some();
-        let chip =
-            Esp32Chip::new(index, &flash_path, faults).map_err(|source| SimError::Flash {
-                path: flash_path.clone(),
-                source,
-            })?;
-        let (mut master, slave) = TTYPort::pair().map_err(pty)?;
-        let path = slave.name().unwrap_or_default();
-        drop(slave);
-        master.set_timeout(Duration::from_millis(20)).map_err(pty)?;
-        let chip = Arc::new(Mutex::new(chip));
-        let stop = Arc::new(AtomicBool::new(false));
-        let bytes = Arc::new(AtomicU64::new(0));
-        let thread = {
-            let (chip, stop, bytes) = (chip.clone(), stop.clone(), bytes.clone());
-            std::thread::Builder::new()
-                .name(format!("sim-esp32-{index}"))
-                .spawn(move || run(&mut master, &chip, &stop, &bytes, pace))
-                .map_err(|e| pty(e.into()))?
-        };
-        Ok(Self {
-            path,
-            chip,
-            bytes,
-            stop,
-            thread: Some(thread),
-        })
-    }
-
-    /// The port the station (or esptool) opens.
-    pub fn path(&self) -> &str {
-        &self.path
-    }
-
-    /// Runs `f` on the chip's state as it is now.
-    pub fn with_chip<T>(&self, f: impl FnOnce(&Esp32Chip) -> T) -> T {
-        f(&self.chip.lock().unwrap_or_else(|p| p.into_inner()))
-    }
-
-    /// Bytes on the wire so far, both ways.
-    pub fn wire_bytes(&self) -> u64 {
-        self.bytes.load(Ordering::Relaxed)
-    }
-}
-
-impl Drop for Esp32Sim {
-    fn drop(&mut self) {
-        self.stop.store(true, Ordering::Relaxed);
-        if let Some(t) = self.thread.take() {
-            let _ = t.join();
-        }
-    }
-}
-
-/// Sleeps for `bytes` at `baud` when the UART is paced.
-fn pace_for(bytes: usize, baud: u32, pace: bool) {
-    if pace {
-        std::thread::sleep(Duration::from_secs_f64(
-            bytes as f64 * 10.0 / f64::from(baud.max(1)),
-        ));
-    }
-}
-
-fn run(
-    port: &mut TTYPort,
-    chip: &Mutex<Esp32Chip>,
-    stop: &AtomicBool,
-    bytes: &AtomicU64,
-    pace: bool,
-) {
-    let mut decoder = SlipDecoder::new(PACKET_LIMIT);
-    let mut buf = [0u8; 4096];
-    while !stop.load(Ordering::Relaxed) {
-        let n = match port.read(&mut buf) {
-            Ok(0) => continue,
-            Ok(n) => n,
-            Err(e) if matches!(e.kind(), ErrorKind::TimedOut | ErrorKind::WouldBlock) => continue,
-            Err(e) if e.kind() == ErrorKind::Interrupted => continue,
-            // The station's end is closed (EIO on a pty): the fixture resets the chip into
-            // download mode for the next station that opens it.
-            Err(_) => {
-                let mut c = chip.lock().unwrap_or_else(|p| p.into_inner());
-                c.in_download_mode = true;
-                c.write = None;
-                drop(c);
-                decoder = SlipDecoder::new(PACKET_LIMIT);
-                std::thread::sleep(Duration::from_millis(20));
-                continue;
-            }
-        };
-        bytes.fetch_add(n as u64, Ordering::Relaxed);
-        let baud = chip.lock().unwrap_or_else(|p| p.into_inner()).baud();
-        pace_for(n, baud, pace);
-        for &b in &buf[..n] {
-            let Some(packet) = decoder.push(b) else {
-                continue;
-            };
-            let mut c = chip.lock().unwrap_or_else(|p| p.into_inner());
-            let baud_before = c.baud();
-            let answers = c.handle(&packet);
-            drop(c);
-            let mut out = Vec::new();
-            for a in &answers {
-                out.extend(slip_encode(&a.encode()));
-            }
-            if out.is_empty() {
-                continue;
-            }
-            // A baud change is answered at the old speed, then the UART switches.
-            pace_for(out.len(), baud_before, pace);
-            bytes.fetch_add(out.len() as u64, Ordering::Relaxed);
-            if port.write_all(&out).and_then(|()| port.flush()).is_err() {
-                break;
-            }
-        }
     }
 }
 
