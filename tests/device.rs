@@ -4,6 +4,10 @@
 mod cli;
 #[path = "device/common.rs"]
 mod common;
+#[path = "device/esp32_driver.rs"]
+mod esp32_driver;
+#[path = "device/esp32_esptool.rs"]
+mod esp32_esptool;
 #[path = "device/esp32_secure_cert.rs"]
 mod esp32_secure_cert;
 #[path = "device/faults.rs"]

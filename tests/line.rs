@@ -11,6 +11,8 @@ mod common;
 mod connection_file;
 #[path = "line/disk_full.rs"]
 mod disk_full;
+#[path = "line/esp32.rs"]
+mod esp32;
 #[path = "line/exports.rs"]
 mod exports;
 #[path = "line/families.rs"]

@@ -88,14 +88,15 @@ pub struct SerialArgs {
     /// How many devices to run through (the median is reported).
     #[arg(long, default_value_t = 7)]
     pub runs: usize,
-    /// Which family's exchange: `station` (our line protocol) or `nrf91` (AT commands).
+    /// Which family's exchange: `station` (our line protocol), `nrf91` (AT commands),
+    /// `zephyr-smp` or `esp32` (the ROM bootloader).
     #[arg(long, default_value = "station", value_parser = parse_family)]
     pub family: Family,
 }
 
 fn parse_family(text: &str) -> Result<Family, String> {
     Family::parse(text)
-        .ok_or_else(|| format!("unknown family '{text}'; station, nrf91 or zephyr-smp"))
+        .ok_or_else(|| format!("unknown family '{text}'; station, nrf91, zephyr-smp or esp32"))
 }
 
 /// Runs a benchmark.
@@ -341,6 +342,8 @@ fn serial(args: &SerialArgs) -> anyhow::Result<ExitCode> {
     }
     let mut paced = Vec::new();
     let mut unpaced = Vec::new();
+    let esp32_flash = super::bench_esp32::ScratchDir::new()?;
+    let esp32_ca = bench_ca()?;
     for i in 0..args.runs {
         match args.family {
             Family::Station => {
@@ -355,6 +358,25 @@ fn serial(args: &SerialArgs) -> anyhow::Result<ExitCode> {
                 paced.push(zephyr_exchange(2 * i, Some(args.baud), args.baud)?);
                 unpaced.push(zephyr_exchange(2 * i + 1, None, args.baud)?);
             }
+            Family::Esp32 => {
+                for (index, baud, into) in [
+                    (2 * i, Some(args.baud), &mut paced),
+                    (2 * i + 1, None, &mut unpaced),
+                ] {
+                    let (exchange, bytes) = super::bench_esp32::exchange(
+                        esp32_flash.path(),
+                        index,
+                        baud,
+                        args.baud,
+                        &esp32_ca,
+                    )?;
+                    into.push(Run {
+                        exchange,
+                        keygen: Duration::ZERO,
+                        bytes,
+                    });
+                }
+            }
         }
     }
     let bytes = paced.iter().map(|r| r.bytes).max().unwrap_or(0);
@@ -367,6 +389,9 @@ fn serial(args: &SerialArgs) -> anyhow::Result<ExitCode> {
         Family::Station => "station, X.509 flow: HELLO KEYGEN CSR PUT-chain CONFIG READBACK LOCK",
         Family::Nrf91 => {
             "nrf91, X.509 flow: CMEE CGSN CGMM CGMR ATTESTTOKEN CFUN=4 CMNG-list KEYGEN CMNG-list CMNG×2 CMNG-list"
+        }
+        Family::Esp32 => {
+            "esp32, x509-inject flow: SYNC magic MAC eFuses SPI_ATTACH/SET_PARAMS read-partition-head FLASH_BEGIN FLASH_DATA×2 SPI_FLASH_MD5, read-back READ_FLASH_SLOW×n eFuses, FLASH_END (no device keygen: 0)"
         }
         Family::ZephyrSmp => {
             "zephyr-smp, X.509 flow: params os-info×2 hwinfo keygen fs-status×2 fs-upload×2 settings-write×3 save, read-back hash×2 settings-read×3"

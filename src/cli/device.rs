@@ -11,9 +11,11 @@ use clap::{Args, Subcommand};
 use dps_station::device::Family;
 use dps_station::device::client::{ClientOptions, LineClient, WireEvent};
 use dps_station::device::simulator::{
+    Esp32Faults, Esp32Sim, ModemFaults, Nrf91Sim, SmpFaults, SmpSim,
+};
+use dps_station::device::simulator::{
     FirmwareOptions, Fleet, SimFaults, SimOptions, SimulatedDevice,
 };
-use dps_station::device::simulator::{ModemFaults, Nrf91Sim, SmpFaults, SmpSim};
 use dps_station::device::transport;
 
 /// The device area's top-level commands.
@@ -22,7 +24,8 @@ pub enum Commands {
     /// Serial ports and devices on the bench.
     #[command(subcommand)]
     Device(DeviceCommand),
-    /// Run simulated devices of a family (our line protocol, an nRF91 modem, a Zephyr SMP device)
+    /// Run simulated devices of a family (our line protocol, an nRF91 modem, a Zephyr SMP device,
+    /// an ESP32 ROM bootloader)
     /// on pseudo-terminals, or one of our protocol on a given port.
     SimulateDevice(SimulateArgs),
 }
@@ -51,7 +54,7 @@ pub enum DeviceCommand {
 pub struct InfoArgs {
     #[command(flatten)]
     pub port: PortArgs,
-    /// The device's family: `station`, `nrf91` or `zephyr-smp`.
+    /// The device's family: `station`, `nrf91`, `zephyr-smp` or `esp32`.
     #[arg(long, default_value = "station", value_parser = parse_family)]
     pub family: Family,
 }
@@ -71,8 +74,8 @@ pub struct PortArgs {
 #[derive(Debug, Args)]
 pub struct SimulateArgs {
     /// Which firmware to simulate: `station` (our line protocol), `nrf91` (a modem's AT
-    /// commands, as Nordic's nrfcredstore drives it) or `zephyr-smp` (an MCUmgr SMP server, as
-    /// smpmgr drives it).
+    /// commands, as Nordic's nrfcredstore drives it), `zephyr-smp` (an MCUmgr SMP server, as
+    /// smpmgr drives it) or `esp32` (the ESP32 ROM bootloader, as esptool --no-stub drives it).
     #[arg(long, default_value = "station", value_parser = parse_family)]
     pub family: Family,
     /// How many devices to start, each on its own pseudo-terminal (a virtual fixture).
@@ -81,7 +84,7 @@ pub struct SimulateArgs {
     /// Run one device on this real serial port instead of a pseudo-terminal.
     #[arg(long)]
     pub port: Option<String>,
-    /// Directory holding each device's flash (sim-<n>.json); kept across runs.
+    /// Directory holding each device's flash (sim-<n>.json, esp32-<n>.bin); kept across runs.
     #[arg(long, default_value = "sim-flash")]
     pub flash_dir: PathBuf,
     /// Emulate a UART at this speed (bytes take 10/baud s each, both ways). Also the --port speed.
@@ -138,6 +141,18 @@ pub struct SimulateArgs {
     /// zephyr-smp: start with a device certificate already on the file system.
     #[arg(long)]
     pub preloaded_certificate: bool,
+    /// esp32: never answer SYNC (a chip not in download mode).
+    #[arg(long)]
+    pub no_sync: bool,
+    /// esp32: the first flash write loses a bit (MD5 and read-back fail).
+    #[arg(long)]
+    pub bad_flash_write: bool,
+    /// esp32: start with flash encryption on (FLASH_CRYPT_CNT = 1).
+    #[arg(long)]
+    pub flash_encryption: bool,
+    /// esp32: start with secure boot on (ABS_DONE_0).
+    #[arg(long)]
+    pub secure_boot: bool,
 }
 
 impl SimulateArgs {
@@ -165,10 +180,17 @@ impl SimulateArgs {
             ("--no-tpm", self.no_tpm),
             ("--reset-guarded", self.reset_guarded),
         ];
-        let foreign: [&[(&'static str, bool)]; 2] = match self.family {
-            Family::Station => [&nrf91, &zephyr],
-            Family::Nrf91 => [&zephyr, &station],
-            Family::ZephyrSmp => [&nrf91, &station],
+        let esp32 = [
+            ("--no-sync", self.no_sync),
+            ("--bad-flash-write", self.bad_flash_write),
+            ("--flash-encryption", self.flash_encryption),
+            ("--secure-boot", self.secure_boot),
+        ];
+        let foreign: [&[(&'static str, bool)]; 3] = match self.family {
+            Family::Station => [&nrf91, &zephyr, &esp32],
+            Family::Nrf91 => [&zephyr, &station, &esp32],
+            Family::ZephyrSmp => [&nrf91, &station, &esp32],
+            Family::Esp32 => [&nrf91, &zephyr, &station],
         };
         foreign
             .into_iter()
@@ -311,6 +333,7 @@ fn simulate(args: &SimulateArgs) -> anyhow::Result<ExitCode> {
     match args.family {
         Family::Nrf91 => return simulate_nrf91(args),
         Family::ZephyrSmp => return simulate_zephyr(args),
+        Family::Esp32 => return simulate_esp32(args),
         Family::Station => {}
     }
     std::fs::create_dir_all(&args.flash_dir).with_context(|| {
@@ -406,6 +429,50 @@ fn simulate_nrf91(args: &SimulateArgs) -> anyhow::Result<ExitCode> {
     eprintln!(
         "simulating {} nRF91 modem(s); connect the station (or nrfcredstore) to the path(s) above; Ctrl-C to stop",
         modems.len()
+    );
+    loop {
+        std::thread::sleep(Duration::from_secs(1));
+    }
+}
+
+/// `simulate-device --family esp32`: ROM bootloaders on pseudo-terminals, one line per chip,
+/// their flash files in `--flash-dir`.
+fn simulate_esp32(args: &SimulateArgs) -> anyhow::Result<ExitCode> {
+    if args.port.is_some() {
+        bail!("--port is for the station family; an esp32 runs on a pseudo-terminal");
+    }
+    if args.count == 0 {
+        bail!("--count must be at least 1");
+    }
+    std::fs::create_dir_all(&args.flash_dir).with_context(|| {
+        format!(
+            "cannot create the flash directory {}",
+            args.flash_dir.display()
+        )
+    })?;
+    let faults = Esp32Faults {
+        baud: args.baud,
+        no_sync: args.no_sync,
+        bad_flash_write: args.bad_flash_write,
+        flash_encryption: args.flash_encryption,
+        secure_boot: args.secure_boot,
+    };
+    let chips = (0..args.count)
+        .map(|i| Esp32Sim::on_pty(i, &args.flash_dir, faults.clone()))
+        .collect::<Result<Vec<_>, _>>()?;
+    for (i, c) in chips.iter().enumerate() {
+        let (mac, flash) = c.with_chip(|chip| (chip.mac(), chip.flash_path().to_path_buf()));
+        let serial = hex::encode_upper(mac);
+        let mac = mac.map(|b| format!("{b:02x}")).join(":");
+        println!(
+            "{i}\t{}\tmac {mac}\tserial {serial}\tflash {}",
+            c.path(),
+            flash.display()
+        );
+    }
+    eprintln!(
+        "simulating {} ESP32 ROM bootloader(s); connect the station (or esptool --before no-reset --no-stub) to the path(s) above; Ctrl-C to stop",
+        chips.len()
     );
     loop {
         std::thread::sleep(Duration::from_secs(1));

@@ -518,7 +518,10 @@ fn run_batch(args: &RunArgs) -> anyhow::Result<ExitCode> {
                 Box::new(PortSource::for_family(
                     path.clone(),
                     station.fixture.family_of(slot),
-                    ClientOptions::default(),
+                    ClientOptions {
+                        esp32: batch.esp32.clone(),
+                        ..ClientOptions::default()
+                    },
                 )) as Box<dyn DeviceSource>,
             )
         })

@@ -55,6 +55,9 @@ pub struct ClientOptions {
     pub timeouts: Timeouts,
     /// How many times a request is sent before giving up (at least 1).
     pub attempts: u32,
+    /// The `esp32` family's batch options (partition, flash speed, eFuse policy); its `baud` is
+    /// ignored for `baud` above.
+    pub esp32: crate::device::esp32::driver::Esp32Options,
 }
 
 impl Default for ClientOptions {
@@ -63,6 +66,7 @@ impl Default for ClientOptions {
             baud: 115_200,
             timeouts: Timeouts::default(),
             attempts: 3,
+            esp32: Default::default(),
         }
     }
 }

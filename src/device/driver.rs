@@ -30,11 +30,18 @@ pub enum Family {
     Nrf91,
     /// A Zephyr application with MCUmgr's SMP over its UART (`docs/devices/zephyr-smp.md`).
     ZephyrSmp,
+    /// An Espressif ESP32 in its ROM serial bootloader (`docs/devices/esp32.md`).
+    Esp32,
 }
 
 impl Family {
     /// Every family, in the order the documentation lists them.
-    pub const ALL: [Family; 3] = [Family::Station, Family::Nrf91, Family::ZephyrSmp];
+    pub const ALL: [Family; 4] = [
+        Family::Station,
+        Family::Nrf91,
+        Family::ZephyrSmp,
+        Family::Esp32,
+    ];
 
     /// The name used in station.toml and on the command line.
     pub fn as_str(self) -> &'static str {
@@ -42,6 +49,7 @@ impl Family {
             Family::Station => "station",
             Family::Nrf91 => "nrf91",
             Family::ZephyrSmp => "zephyr-smp",
+            Family::Esp32 => "esp32",
         }
     }
 
@@ -84,6 +92,18 @@ impl Family {
                 endorsement_key: false,
                 lock: LockKind::None,
                 reads_back_key: false,
+                config: ConfigStorage::Written,
+            },
+            // The ROM bootloader makes no key and has no encrypted channel: the station's key
+            // crosses in plain in the esp_secure_cert image. The lock (eFuses) is the batch's
+            // explicit choice: the driver reports `Permanent` only then.
+            Family::Esp32 => Capabilities {
+                key_generation: KeyGeneration::None,
+                private_key_injection: Injection::Plain,
+                symmetric_key: Injection::None,
+                endorsement_key: false,
+                lock: LockKind::None,
+                reads_back_key: true,
                 config: ConfigStorage::Written,
             },
         }

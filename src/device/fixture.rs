@@ -12,7 +12,7 @@
 //! A2 = "nrf91"
 //! ```
 //!
-//! `family = "station" | "nrf91" | "zephyr-smp"` in `[fixture]` says which driver every slot
+//! `family = "station" | "nrf91" | "zephyr-smp" | "esp32"` in `[fixture]` says which driver every slot
 //! uses (default `station`); `[fixture.families]` names the slots that differ, for a fixture with
 //! mixed products.
 //!

@@ -31,7 +31,8 @@ pub use fixture::FixtureMap;
 pub use protocol::DeviceConfig;
 
 /// Opens `port` with the driver of `family`: what a slot of the fixture talks to its devices with.
-/// `options.baud` is the speed of every family; the rest applies to our own protocol.
+/// `options.baud` is the speed of every family; `options.esp32` the `esp32` family's batch
+/// options; the rest applies to our own protocol.
 pub fn open_driver(
     family: Family,
     port: &str,
@@ -51,6 +52,13 @@ pub fn open_driver(
             smp::driver::SmpOptions {
                 baud: options.baud,
                 ..smp::driver::SmpOptions::default()
+            },
+        )?),
+        Family::Esp32 => Box::new(esp32::driver::Esp32Driver::open(
+            port,
+            esp32::driver::Esp32Options {
+                baud: options.baud,
+                ..options.esp32.clone()
             },
         )?),
     })

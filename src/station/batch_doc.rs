@@ -91,6 +91,10 @@ pub const FIELDS: &[FieldSpec] = &[
     f("keys.ca_chain", FieldKind::Text),
     f("keys.group_key", FieldKind::Text),
     f("keys.device_key_master", FieldKind::Text),
+    f("esp32.partition_table", FieldKind::Text),
+    f("esp32.flash_baud", FieldKind::Integer),
+    f("esp32.burn_flash_encryption", FieldKind::Bool),
+    f("esp32.confirm_burn", FieldKind::Text),
     f("initial_twin.tags", FieldKind::Table),
     f("initial_twin.desired", FieldKind::Table),
 ];
@@ -341,6 +345,7 @@ const KNOWN_TOP: &[&str] = &[
     "plaintext_cable",
     "serial_from",
     "keys",
+    "esp32",
     "initial_twin",
 ];
 
@@ -354,6 +359,15 @@ fn unknown_keys(doc: &DocumentMut) -> Vec<String> {
         (
             "keys",
             &["ca_key", "ca_chain", "group_key", "device_key_master"][..],
+        ),
+        (
+            "esp32",
+            &[
+                "partition_table",
+                "flash_baud",
+                "burn_flash_encryption",
+                "confirm_burn",
+            ][..],
         ),
         ("initial_twin", &["tags", "desired"][..]),
     ] {
@@ -469,6 +483,13 @@ fn write_field(
         } else {
             set_value(table, leaf, Value::Array(pair.into_iter().collect()));
         }
+        return Ok(());
+    }
+    // An empty field of a table the file does not have (`[esp32]` in a batch of another
+    // family) leaves the file without that table rather than adding an empty one.
+    if let (Some(t), true) = (split(spec.key).0, trimmed.is_empty())
+        && !doc.contains_key(t)
+    {
         return Ok(());
     }
     let Some(table) = parent(doc, spec.key) else {

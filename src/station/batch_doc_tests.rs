@@ -141,3 +141,37 @@ fn switching_count_to_a_serial_range_writes_the_array() {
     let ids = sample_ids(&b, &["SN000100"]);
     assert_eq!(ids[0].as_deref(), Ok("sensor-sn000100"));
 }
+
+#[test]
+fn the_esp32_table_is_edited_and_left_out_when_empty() {
+    let dir = tempfile::tempdir().unwrap();
+    let path = dir.path().join("batch.toml");
+    std::fs::write(&path, TEMPLATE).unwrap();
+    let mut doc = BatchDoc::open(&path).unwrap();
+    let mut values = doc.fields();
+    assert_eq!(values[index("esp32.flash_baud")], "");
+    values[index("esp32.flash_baud")] = "921600".into();
+    doc.apply(&values).unwrap();
+    doc.save().unwrap();
+    let saved = std::fs::read_to_string(&path).unwrap();
+    assert!(
+        saved.contains("[esp32]") && saved.contains("flash_baud = 921600"),
+        "{saved}"
+    );
+    let mut doc = BatchDoc::open(&path).unwrap();
+    assert!(
+        doc.unrepresentable().is_empty(),
+        "{:?}",
+        doc.unrepresentable()
+    );
+    let mut values = doc.fields();
+    assert_eq!(values[index("esp32.flash_baud")], "921600");
+    values[index("esp32.flash_baud")] = String::new();
+    doc.apply(&values).unwrap();
+    doc.save().unwrap();
+    assert!(
+        !std::fs::read_to_string(&path)
+            .unwrap()
+            .contains("flash_baud")
+    );
+}

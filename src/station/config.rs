@@ -493,6 +493,7 @@ struct RawBatch {
     plaintext_cable: bool,
     #[serde(default)]
     serial_from: Option<String>,
+    esp32: Option<super::batch_esp32::RawEsp32>,
 }
 
 #[derive(Debug, Deserialize)]
@@ -630,6 +631,8 @@ pub struct BatchConfig {
     pub plain_secrets: bool,
     /// Where a device's serial comes from: what it reports, or its label scanned by the operator.
     pub serial_from: super::labels::SerialFrom,
+    /// `[esp32]`: the ESP32 driver's partition, flash speed and eFuse policy.
+    pub esp32: crate::device::esp32::driver::Esp32Options,
 }
 
 /// Why a batch cannot re-provision (from `batch.toml` or `run --reprovision`).
@@ -865,6 +868,7 @@ impl BatchConfig {
             Some(t) => (to_json(t.tags), to_json(t.desired)),
             None => (None, None),
         };
+        let esp32 = super::batch_esp32::validate(path, raw.esp32.unwrap_or_default(), &raw.name)?;
         Ok(Self {
             path: path.to_path_buf(),
             name: raw.name,
@@ -891,6 +895,7 @@ impl BatchConfig {
             plain_secrets: raw.plaintext_cable,
             serial_from: super::labels::SerialFrom::parse(raw.serial_from.as_deref())
                 .map_err(|why| invalid(path, "serial_from", why))?,
+            esp32,
         })
     }
 

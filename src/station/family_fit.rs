@@ -15,14 +15,14 @@ pub fn mode_fits(mode: Mode, caps: &Capabilities, plain_secrets: bool) -> Result
         Injection::Plain => Err(format!(
             "it takes {what} only in plain over the cable; set plaintext_cable = true in batch.toml if the fixture's cable is trusted, or use mode x509-csr"
         )),
-        Injection::None => Err(format!("it cannot take {what}; use mode x509-csr")),
+        Injection::None => Err(format!("it cannot take {what}; {}", other_modes(caps))),
     };
     match mode {
         Mode::X509Csr | Mode::X509Group => match caps.key_generation {
-            KeyGeneration::None => Err(
-                "it cannot make its own key and CSR; use mode x509-inject or a symmetric mode"
-                    .into(),
-            ),
+            KeyGeneration::None => Err(format!(
+                "it cannot make its own key and CSR; {}",
+                other_modes(caps)
+            )),
             _ => Ok(()),
         },
         Mode::X509Inject => injection("a station-made private key", caps.private_key_injection),
@@ -36,6 +36,29 @@ pub fn mode_fits(mode: Mode, caps: &Capabilities, plain_secrets: bool) -> Result
                 Err("it has no TPM endorsement key; use mode x509-csr".into())
             }
         }
+    }
+}
+
+/// The modes a family can do, as advice: an ESP32's ROM makes no key and takes no symmetric key,
+/// so "use x509-csr" would send the operator from one refusal to the next.
+fn other_modes(caps: &Capabilities) -> String {
+    let mut modes = Vec::new();
+    if caps.key_generation != KeyGeneration::None {
+        modes.push("x509-csr");
+    }
+    if caps.private_key_injection != Injection::None {
+        modes.push("x509-inject");
+    }
+    if caps.symmetric_key != Injection::None {
+        modes.push("a symmetric mode");
+    }
+    if caps.endorsement_key {
+        modes.push("tpm");
+    }
+    match modes.as_slice() {
+        [] => "this family fits no mode".into(),
+        [one] => format!("use mode {one}"),
+        _ => format!("use one of: {}", modes.join(", ")),
     }
 }
 
@@ -62,5 +85,11 @@ mod tests {
         let plain = mode_fits(Mode::X509Inject, &nrf, false).unwrap_err();
         assert!(plain.contains("plaintext_cable = true"), "{plain}");
         assert_eq!(mode_fits(Mode::SymmetricIndividual, &nrf, true), Ok(()));
+        let esp32 = Family::Esp32.capabilities();
+        let csr = mode_fits(Mode::X509Csr, &esp32, true).unwrap_err();
+        assert!(csr.ends_with("use mode x509-inject"), "{csr}");
+        let sym = mode_fits(Mode::SymmetricGroup, &esp32, true).unwrap_err();
+        assert!(sym.ends_with("use mode x509-inject"), "{sym}");
+        assert_eq!(mode_fits(Mode::X509Inject, &esp32, true), Ok(()));
     }
 }

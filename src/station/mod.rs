@@ -7,6 +7,7 @@
 //! it takes [`events::Command`]s and emits [`events::Event`]s.
 
 pub mod batch_doc;
+pub mod batch_esp32;
 pub mod config;
 pub mod demo;
 pub mod demo_desk;
@@ -31,4 +32,5 @@ pub mod report;
 pub mod secret_file;
 pub mod setup;
 pub mod sim_fixture;
+pub mod sim_fixture_esp32;
 pub mod source;

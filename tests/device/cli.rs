@@ -99,9 +99,16 @@ fn the_simulator_runs_on_a_given_port() {
 
 #[test]
 fn simulate_device_runs_each_family_and_refuses_another_familys_faults() {
-    for (family, marker) in [("nrf91", "imei 35"), ("zephyr-smp", "devid ")] {
+    for (family, marker) in [
+        ("nrf91", "imei 35"),
+        ("zephyr-smp", "devid "),
+        ("esp32", "mac 24:0a:c4:"),
+    ] {
+        let flash = tempfile::tempdir().unwrap();
         let sim = Command::new(BIN)
             .args(["simulate-device", "--family", family, "--count", "2"])
+            .arg("--flash-dir")
+            .arg(flash.path())
             .stdout(Stdio::piped())
             .stderr(Stdio::null())
             .spawn()

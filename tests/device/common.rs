@@ -18,6 +18,7 @@ pub fn fast_options() -> ClientOptions {
             session: Duration::from_millis(1000),
         },
         attempts: 3,
+        ..ClientOptions::default()
     }
 }
 

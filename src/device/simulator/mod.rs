@@ -12,6 +12,8 @@
 //! ```
 
 mod adapter;
+pub mod esp32;
+mod esp32_port;
 mod firmware;
 mod flash;
 pub mod nrf91;
@@ -27,6 +29,8 @@ use std::time::Duration;
 use serialport::{SerialPort, TTYPort};
 
 pub use adapter::{PluggedDevice, SimAdapter};
+pub use esp32::Esp32Faults;
+pub use esp32_port::Esp32Sim;
 pub use firmware::FirmwareOptions;
 pub use flash::Flash;
 pub use nrf91::{ModemFaults, Nrf91Sim};
