@@ -30,3 +30,6 @@ mod cli;
 
 #[path = "ledger/reprovision.rs"]
 mod reprovision;
+
+#[path = "ledger/browse.rs"]
+mod browse;

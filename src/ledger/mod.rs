@@ -33,6 +33,7 @@
 
 pub mod audit;
 pub mod bench;
+pub mod browse;
 
 mod certificate;
 mod error;
@@ -576,6 +577,28 @@ impl Ledger {
         self.read("reading the audit log", |c| {
             audit::rows_for_subject(c, subject)
         })
+    }
+
+    /// Up to `limit` identities for the ledger browser, in `query`'s time order, after `after`
+    /// (the previous page's last row). See [`browse`].
+    pub fn browse_page(
+        &self,
+        query: &browse::BrowseQuery,
+        after: Option<&browse::PageKey>,
+        limit: u32,
+    ) -> Result<Vec<browse::BrowseRow>, LedgerError> {
+        self.read("reading a page of identities", |c| {
+            browse::page(c, query, after, limit)
+        })
+    }
+
+    /// How many identities match `query`, exact up to `cap`. See [`browse`].
+    pub fn browse_count(
+        &self,
+        query: &browse::BrowseQuery,
+        cap: u64,
+    ) -> Result<browse::MatchCount, LedgerError> {
+        self.read("counting identities", |c| browse::count(c, query, cap))
     }
 
     /// Recomputes the audit hash chain; names the first broken row.
