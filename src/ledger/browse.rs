@@ -232,11 +232,13 @@ fn row_from(r: &Row<'_>) -> rusqlite::Result<BrowseRow> {
 }
 
 /// Up to `limit` rows matching `query` in its time order, starting after `after` (the previous
-/// page's last row) or at the start.
+/// page's last row) or at the start, skipping `skip` rows first (a jump a little ahead of the
+/// last known key; the cost grows with `skip`, so keep it to a few pages).
 pub fn page(
     conn: &Connection,
     query: &BrowseQuery,
     after: Option<&PageKey>,
+    skip: u32,
     limit: u32,
 ) -> rusqlite::Result<Vec<BrowseRow>> {
     let mut c = Conditions::of(query);
@@ -253,8 +255,9 @@ pub fn page(
         c.push_value(":after_id", Value::Integer(key.id));
     }
     c.push_value(":limit", Value::Integer(i64::from(limit)));
+    c.push_value(":skip", Value::Integer(i64::from(skip)));
     let sql = format!(
-        "{ROW_SELECT} {} ORDER BY i.created_at {dir}, i.id {dir} LIMIT :limit",
+        "{ROW_SELECT} {} ORDER BY i.created_at {dir}, i.id {dir} LIMIT :limit OFFSET :skip",
         c.where_clause()
     );
     let mut stmt = conn.prepare_cached(&sql)?;

@@ -587,8 +587,19 @@ impl Ledger {
         after: Option<&browse::PageKey>,
         limit: u32,
     ) -> Result<Vec<browse::BrowseRow>, LedgerError> {
+        self.browse_page_skipping(query, after, 0, limit)
+    }
+
+    /// [`Ledger::browse_page`] after skipping `skip` rows past `after` (a short jump ahead).
+    pub fn browse_page_skipping(
+        &self,
+        query: &browse::BrowseQuery,
+        after: Option<&browse::PageKey>,
+        skip: u32,
+        limit: u32,
+    ) -> Result<Vec<browse::BrowseRow>, LedgerError> {
         self.read("reading a page of identities", |c| {
-            browse::page(c, query, after, limit)
+            browse::page(c, query, after, skip, limit)
         })
     }
 
@@ -645,6 +656,16 @@ impl Ledger {
     /// Writes every identity as CSV (header + one row each, in id order); returns the row count.
     pub fn export_csv(&self, out: impl std::io::Write) -> Result<u64, LedgerError> {
         export::identities_csv(&self.conn, &self.path, out)
+    }
+
+    /// Writes the identities the browser's `query` shows as CSV (the columns of
+    /// [`Ledger::export_csv`]); returns the row count.
+    pub fn export_browse_csv(
+        &self,
+        query: &browse::BrowseQuery,
+        out: impl std::io::Write,
+    ) -> Result<u64, LedgerError> {
+        export::browse_csv(&self.conn, &self.path, query, out)
     }
 
     /// Moves the WAL's content into the main file and empties the WAL (before a backup or a
