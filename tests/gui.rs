@@ -9,6 +9,8 @@ mod common;
 mod first_run;
 #[path = "gui/korean.rs"]
 mod korean;
+#[path = "gui/ledger.rs"]
+mod ledger;
 #[path = "gui/line.rs"]
 mod line;
 #[path = "gui/roles.rs"]

@@ -297,13 +297,14 @@ impl LedgerScreen {
     fn filters_ui(&mut self, ui: &mut egui::Ui, tr: &Messages) {
         let mut changed = false;
         ui.horizontal_wrapped(|ui| {
-            ui.label(tr.t("ledger.search"));
+            let label = ui.label(tr.t("ledger.search"));
             changed |= ui
                 .add(
                     egui::TextEdit::singleline(&mut self.form.search)
                         .hint_text(tr.t("ledger.search_hint"))
                         .desired_width(240.0),
                 )
+                .labelled_by(label.id)
                 .changed();
             changed |= choice(
                 ui,
@@ -321,9 +322,10 @@ impl LedgerScreen {
                 AttestationKind::ALL,
                 tr,
             );
-            ui.label(tr.t("ledger.batch"));
+            let label = ui.label(tr.t("ledger.batch"));
             changed |= ui
                 .add(egui::TextEdit::singleline(&mut self.form.batch).desired_width(140.0))
+                .labelled_by(label.id)
                 .changed();
             ui.label(tr.t("ledger.from"));
             changed |= ui

@@ -138,12 +138,13 @@ impl Actions {
             if dialog.action == Action::Export {
                 self.target.ui(ui, tr);
             }
-            ui.label(tr.t("ledger.reason"));
+            let label = ui.label(tr.t("ledger.reason"));
             ui.add(
                 egui::TextEdit::singleline(&mut dialog.reason)
                     .hint_text(tr.t("ledger.reason_hint"))
                     .desired_width(360.0),
-            );
+            )
+            .labelled_by(label.id);
             let ready = !dialog.reason.trim().is_empty()
                 && (dialog.action != Action::Export || self.target.path().is_some());
             ui.horizontal(|ui| {
