@@ -32,7 +32,8 @@ pub struct GuiBenchReport {
     pub peak_rss: u64,
 }
 
-struct NoDevices;
+/// A provider that starts no batch: benchmarks feed the desk themselves.
+pub struct NoDevices;
 
 impl BatchProvider for NoDevices {
     fn setup(
@@ -46,7 +47,8 @@ impl BatchProvider for NoDevices {
     }
 }
 
-fn thread_cpu_time() -> Duration {
+/// CPU time of the calling thread (the UI thread: workers are not counted).
+pub fn thread_cpu_time() -> Duration {
     let mut ts = libc::timespec {
         tv_sec: 0,
         tv_nsec: 0,
@@ -73,7 +75,8 @@ pub fn peak_rss() -> u64 {
         .unwrap_or(0)
 }
 
-fn station(slots: usize) -> StationConfig {
+/// A station of `slots` slots whose files live in a temp folder.
+pub fn station(slots: usize) -> StationConfig {
     let dir = std::env::temp_dir().join("dps-station-bench-gui");
     let mut fixture = FixtureMap::default();
     for i in 0..slots {

@@ -4,5 +4,6 @@
 
 pub mod ledger;
 pub mod ledger_actions;
+pub mod ledger_bench;
 pub mod ledger_detail;
 pub mod ledger_worker;
