@@ -121,6 +121,21 @@ fn run(path: PathBuf, requests: Receiver<Request>, answers: Sender<Answer>, ctx:
             if stale {
                 continue;
             }
+            if matches!(request, Request::Verify) {
+                // A million-row chain takes seconds: check it beside the pages, not before them.
+                let (p, a, c) = (path.clone(), answers.clone(), ctx.clone());
+                let spawned = std::thread::Builder::new()
+                    .name("ledger-verify".into())
+                    .spawn(move || {
+                        if a.send(answer(&p, &mut None, Request::Verify)).is_ok() {
+                            c.request_repaint();
+                        }
+                    });
+                if let Err(e) = spawned {
+                    let _ = answers.send(Answer::Verified(Err(e.to_string())));
+                }
+                continue;
+            }
             let answer = answer(&path, &mut ledger, request);
             if answers.send(answer).is_err() {
                 return;
