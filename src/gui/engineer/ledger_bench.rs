@@ -183,6 +183,10 @@ pub fn run(
             std::thread::sleep(Duration::from_micros(200));
         }
         search_times.push(start.elapsed());
+        progress(&format!(
+            "  {text:?}: {:.1} ms",
+            start.elapsed().as_secs_f64() * 1e3
+        ));
     }
 
     let rows_scrolled = frames * 12;
