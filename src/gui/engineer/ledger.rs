@@ -26,7 +26,8 @@ pub const LEDGER: ScreenId = "ledger";
 
 /// Pages kept in memory around the visible rows; others are dropped and fetched again if needed.
 const KEEP_PAGES: usize = 12;
-const ROW_HEIGHT: f32 = 24.0;
+/// Rows are as tall as the registration ID's selectable label (the desk's large type).
+pub const ROW_HEIGHT: f32 = 32.0;
 
 /// The filter form as typed (applied to the query when it parses).
 #[derive(Debug, Clone, Default)]
@@ -398,14 +399,15 @@ impl LedgerScreen {
         let mut clicked = None;
         let mut missing: Vec<usize> = Vec::new();
         let selected = self.selected.as_ref().map(|(id, _)| *id);
+        // Widths from the space left beside the detail pane, every frame: the pane may open.
+        let width = ui.available_width();
         TableBuilder::new(ui)
             .id_salt("ledger-table")
             .striped(true)
-            .resizable(true)
             .cell_layout(egui::Layout::left_to_right(egui::Align::Center))
-            .column(Column::initial(200.0).at_least(120.0).clip(true))
-            .columns(Column::initial(90.0).at_least(50.0).clip(true), 7)
-            .column(Column::remainder().at_least(80.0))
+            .column(Column::exact(width * 0.2).clip(true))
+            .columns(Column::exact(width * 0.085).clip(true), 7)
+            .column(Column::remainder().clip(true))
             .header(ROW_HEIGHT, |mut h| {
                 for key in [
                     "ledger.col.registration_id",

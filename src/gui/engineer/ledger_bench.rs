@@ -15,7 +15,7 @@ use crate::ledger::bench::{BenchError, fill, sample_registration_id};
 use crate::ledger::{Ledger, LedgerError, WriterIdentity};
 use crate::station::operator::StationHandle;
 
-use super::ledger::LedgerScreen;
+use super::ledger::{LedgerScreen, ROW_HEIGHT};
 
 /// What was measured.
 #[derive(Debug, Clone)]
@@ -142,7 +142,7 @@ pub fn run(
             egui::Event::PointerMoved(pointer),
             egui::Event::MouseWheel {
                 unit: egui::MouseWheelUnit::Point,
-                delta: egui::vec2(0.0, -12.0 * 24.0),
+                delta: egui::vec2(0.0, -12.0 * ROW_HEIGHT),
                 phase: egui::TouchPhase::Move,
                 modifiers: egui::Modifiers::NONE,
                 source: egui::MouseWheelSource::Wheel,
