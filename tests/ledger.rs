@@ -33,3 +33,6 @@ mod reprovision;
 
 #[path = "ledger/browse.rs"]
 mod browse;
+
+#[path = "ledger/actions.rs"]
+mod actions;

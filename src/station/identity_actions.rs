@@ -107,10 +107,11 @@ pub fn requeue_enrollment(
                 group_name: enrollment.group_name.clone(),
             },
         )?;
+        // The stored spelling: the audit trail of an identity is found by it.
         w.append_audit(
             &writer.operator,
             "enrollment.requeued",
-            registration_id,
+            &identity.registration_id,
             &serde_json::json!({ "dps_target": enrollment.dps_target, "reason": reason }),
         )?;
         Ok(())
@@ -148,7 +149,7 @@ pub fn revoke_identity(
             .map(|e| e.dps_target)
             .collect()
     } else {
-        deferred_targets(&ledger, registration_id)?
+        deferred_targets(&ledger, &identity.registration_id)?
     };
     let dps: Vec<DpsCleanup> = targets
         .into_iter()
@@ -179,7 +180,12 @@ pub fn revoke_identity(
                     serde_json::json!({ "dps_target": target, "error": error, "reason": reason }),
                 ),
             };
-            w.append_audit(&writer.operator, action, registration_id, &details)?;
+            w.append_audit(
+                &writer.operator,
+                action,
+                &identity.registration_id,
+                &details,
+            )?;
         }
         Ok(())
     })?;
