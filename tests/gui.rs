@@ -15,6 +15,8 @@ mod export;
 mod first_run;
 #[path = "gui/korean.rs"]
 mod korean;
+#[path = "gui/ledger.rs"]
+mod ledger;
 #[path = "gui/line.rs"]
 mod line;
 #[path = "gui/officer.rs"]

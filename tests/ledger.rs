@@ -33,3 +33,8 @@ mod reprovision;
 
 #[path = "ledger/audit_query.rs"]
 mod audit_query;
+#[path = "ledger/browse.rs"]
+mod browse;
+
+#[path = "ledger/actions.rs"]
+mod actions;

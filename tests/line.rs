@@ -39,6 +39,8 @@ mod ports;
 mod reprovision;
 #[path = "line/reseat.rs"]
 mod reseat;
+#[path = "line/revoke.rs"]
+mod revoke;
 #[path = "line/throttled.rs"]
 mod throttled;
 #[path = "line/tpm.rs"]

@@ -16,10 +16,23 @@ pub struct GuiBenchArgs {
     /// Frames to draw (at 60 Hz of simulated time).
     #[arg(long, default_value_t = 1_200)]
     frames: usize,
+    /// Measure the engineer's ledger browser instead of the line screen: scrolling and searching
+    /// a ledger of --identities identities, made in --dir (once; later runs reuse it).
+    #[arg(long)]
+    ledger: bool,
+    /// Identities in the ledger of --ledger.
+    #[arg(long, default_value_t = 1_000_000, requires = "ledger")]
+    identities: u64,
+    /// Folder of the ledger of --ledger [default: a folder in the temp dir].
+    #[arg(long, requires = "ledger", value_name = "DIR")]
+    dir: Option<std::path::PathBuf>,
 }
 
 /// Runs the benchmark and prints the figures.
 pub fn run(args: &GuiBenchArgs) -> anyhow::Result<ExitCode> {
+    if args.ledger {
+        return ledger(args);
+    }
     if !(1..=32).contains(&args.slots) || args.frames < 100 || args.rate <= 0.0 {
         anyhow::bail!("--slots must be 1 to 32, --frames at least 100, --rate above 0");
     }
@@ -48,6 +61,54 @@ pub fn run(args: &GuiBenchArgs) -> anyhow::Result<ExitCode> {
         } else {
             "NOT met"
         }
+    );
+    Ok(ExitCode::SUCCESS)
+}
+
+/// `bench gui --ledger`.
+fn ledger(args: &GuiBenchArgs) -> anyhow::Result<ExitCode> {
+    if args.identities == 0 || args.frames < 100 {
+        anyhow::bail!("--identities must be above 0 and --frames at least 100");
+    }
+    let dir = args
+        .dir
+        .clone()
+        .unwrap_or_else(|| std::env::temp_dir().join("dps-station-bench-gui-ledger"));
+    std::fs::create_dir_all(&dir)
+        .map_err(|e| anyhow::anyhow!("cannot create {}: {e}", dir.display()))?;
+    let path = dir.join(format!("ledger-{}.db", args.identities));
+    let r = dps_station::gui::engineer::ledger_bench::run(
+        &path,
+        args.identities,
+        args.frames,
+        |line| eprintln!("{line}"),
+    )?;
+    let ms = |d: std::time::Duration| d.as_secs_f64() * 1e3;
+    println!(
+        "bench gui --ledger: {} identities ({}), {} frames scrolling {} rows: CPU per frame median {:.2} ms, p99 {:.2} ms, max {:.2} ms; {} searches, typed → first rows median {:.1} ms, worst {:.1} ms; at most {} rows held; peak memory {:.0} MB",
+        r.identities,
+        if r.fill_seconds > 0.0 {
+            format!("made in {:.0} s", r.fill_seconds)
+        } else {
+            "reused".to_string()
+        },
+        r.frames,
+        r.rows_scrolled,
+        ms(r.median),
+        ms(r.p99),
+        ms(r.max),
+        r.searches,
+        ms(r.search_median),
+        ms(r.search_max),
+        r.rows_held_max,
+        r.peak_rss as f64 / 1e6
+    );
+    let met = |ok: bool| if ok { "met" } else { "NOT met" };
+    println!(
+        "goals: p99 frame under 8 ms: {}; search under 50 ms (worst): {}; memory under 200 MB: {}",
+        met(r.p99 < std::time::Duration::from_millis(8)),
+        met(r.search_max < std::time::Duration::from_millis(50)),
+        met(r.peak_rss < 200_000_000)
     );
     Ok(ExitCode::SUCCESS)
 }

@@ -81,6 +81,22 @@ enum LedgerCommand {
         #[arg(long)]
         json: bool,
     },
+    /// Revoke an identity for good and delete its DPS individual enrollment (audited with the
+    /// reason). DPS unreachable: the ledger is revoked, the delete marked for later, exit 3;
+    /// run the command again to retry it.
+    Revoke {
+        /// The registration ID (compared case-insensitively).
+        registration_id: String,
+        /// Why (goes into the audit log).
+        #[arg(long)]
+        reason: String,
+        /// The station file (its DPS targets and ledger).
+        #[arg(long, env = "DPS_STATION_CONFIG", value_name = "PATH")]
+        config: PathBuf,
+        /// Who revokes, recorded in the audit log [default: $USER].
+        #[arg(long)]
+        operator: Option<String>,
+    },
     /// Export every identity as CSV (public material only: thumbprints, fingerprints, states).
     Export {
         /// The CSV file to write; `-` for standard output.
@@ -107,6 +123,8 @@ enum LedgerCommand {
 /// Runs a `ledger` command.
 pub fn run(cmd: Commands) -> anyhow::Result<ExitCode> {
     let Commands::Ledger(args) = cmd;
+    // Revoke takes its ledger from the station file unless --ledger names one.
+    let explicit_ledger = args.ledger.clone();
     let path = match args.ledger {
         Some(p) => p,
         None => ledger::default_path()
@@ -146,6 +164,18 @@ pub fn run(cmd: Commands) -> anyhow::Result<ExitCode> {
             };
             audit_export(&Ledger::open_read_only(&path)?, &range, out.as_deref())
         }
+        LedgerCommand::Revoke {
+            registration_id,
+            reason,
+            config,
+            operator,
+        } => super::ledger_revoke::revoke(
+            &config,
+            explicit_ledger,
+            &registration_id,
+            &reason,
+            operator,
+        ),
     }
 }
 

@@ -23,6 +23,7 @@ mod identity;
 mod interrupt;
 mod ledger;
 mod ledger_bench;
+mod ledger_revoke;
 mod line;
 mod line_bench;
 mod logging;

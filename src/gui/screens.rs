@@ -17,5 +17,6 @@ pub fn all(station: &StationHandle, columns: usize) -> Vec<Box<dyn Screen>> {
         Box::new(super::engineer::export::ExportScreen::default()),
         Box::new(AuditScreen::new(station)),
         Box::new(super::officer::session::SessionScreen::new(station)),
+        Box::new(super::engineer::ledger::LedgerScreen::new()),
     ]
 }

@@ -134,6 +134,40 @@ fn sample(i: u64, pool: &[Vec<u8>]) -> (NewDevice, NewIdentity) {
     (device, identity)
 }
 
+/// Fills `ledger` with the sample identities `range` (registration IDs `bench-sensor-NNNNNNNN`,
+/// serials `NNNNNNNN`, X.509 from a pool of real certificates), `per_transaction` to a commit:
+/// the million-identity ledger of `bench gui --ledger` and the browser's tests, made through the
+/// ledger's own write path.
+pub fn fill(
+    ledger: &mut Ledger,
+    range: std::ops::Range<u64>,
+    per_transaction: u64,
+    mut progress: impl FnMut(u64),
+) -> Result<(), BenchError> {
+    let pool = certificate_pool()?;
+    let per_transaction = per_transaction.max(1);
+    let mut next = range.start;
+    while next < range.end {
+        let end = (next + per_transaction).min(range.end);
+        ledger.transaction(|w| {
+            for i in next..end {
+                let (device, mut identity) = sample(i, &pool);
+                identity.device = Some(w.upsert_device(&device)?);
+                w.record_issued(&identity)?;
+            }
+            Ok(())
+        })?;
+        next = end;
+        progress(next - range.start);
+    }
+    Ok(())
+}
+
+/// The registration ID [`fill`] gives sample `i`.
+pub fn sample_registration_id(i: u64) -> String {
+    registration_id(i)
+}
+
 /// Runs every phase and reports; `progress` gets a line per phase.
 pub fn run(
     options: &BenchOptions,

@@ -34,6 +34,7 @@
 pub mod audit;
 pub mod audit_query;
 pub mod bench;
+pub mod browse;
 
 mod certificate;
 mod error;
@@ -604,6 +605,39 @@ impl Ledger {
         })
     }
 
+    /// Up to `limit` identities for the ledger browser, in `query`'s time order, after `after`
+    /// (the previous page's last row). See [`browse`].
+    pub fn browse_page(
+        &self,
+        query: &browse::BrowseQuery,
+        after: Option<&browse::PageKey>,
+        limit: u32,
+    ) -> Result<Vec<browse::BrowseRow>, LedgerError> {
+        self.browse_page_skipping(query, after, 0, limit)
+    }
+
+    /// [`Ledger::browse_page`] after skipping `skip` rows past `after` (a short jump ahead).
+    pub fn browse_page_skipping(
+        &self,
+        query: &browse::BrowseQuery,
+        after: Option<&browse::PageKey>,
+        skip: u32,
+        limit: u32,
+    ) -> Result<Vec<browse::BrowseRow>, LedgerError> {
+        self.read("reading a page of identities", |c| {
+            browse::page(c, query, after, skip, limit)
+        })
+    }
+
+    /// How many identities match `query`, exact up to `cap`. See [`browse`].
+    pub fn browse_count(
+        &self,
+        query: &browse::BrowseQuery,
+        cap: u64,
+    ) -> Result<browse::MatchCount, LedgerError> {
+        self.read("counting identities", |c| browse::count(c, query, cap))
+    }
+
     /// Recomputes the audit hash chain; names the first broken row.
     pub fn verify_audit_chain(&self) -> Result<VerifyReport, LedgerError> {
         self.read("verifying the audit log", audit::verify_chain)
@@ -694,6 +728,16 @@ impl Ledger {
     /// Writes every identity as CSV (header + one row each, in id order); returns the row count.
     pub fn export_csv(&self, out: impl std::io::Write) -> Result<u64, LedgerError> {
         export::identities_csv(&self.conn, &self.path, out)
+    }
+
+    /// Writes the identities the browser's `query` shows as CSV (the columns of
+    /// [`Ledger::export_csv`]); returns the row count.
+    pub fn export_browse_csv(
+        &self,
+        query: &browse::BrowseQuery,
+        out: impl std::io::Write,
+    ) -> Result<u64, LedgerError> {
+        export::browse_csv(&self.conn, &self.path, query, out)
     }
 
     /// Moves the WAL's content into the main file and empties the WAL (before a backup or a

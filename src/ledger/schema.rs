@@ -18,7 +18,13 @@ pub const APPLICATION_ID: i32 = 0x4450_5354;
 pub const CURRENT_VERSION: i64 = MIGRATIONS.len() as i64;
 
 /// Migration `i` takes the schema from version `i` to `i + 1`.
-pub const MIGRATIONS: &[&str] = &[V1_FOUNDATION, V2_HSM, V3_REPROVISIONING, V4_KEY_EVIDENCE];
+pub const MIGRATIONS: &[&str] = &[
+    V1_FOUNDATION,
+    V2_HSM,
+    V3_REPROVISIONING,
+    V4_KEY_EVIDENCE,
+    V5_BROWSE_INDEXES,
+];
 
 /// Tables a migration rebuilds (create new, copy, drop, rename), by the version it starts from.
 /// Dropping a table drops its triggers, so [`migrate`] saves the triggers of these tables and
@@ -175,6 +181,17 @@ CREATE TABLE key_evidence (
     attestation  BLOB,
     created_at   TEXT NOT NULL
 );
+"#;
+
+/// v5 (ledger browser, issue 11): indexes that let the engineer's ledger screen page a million
+/// identities by time and search them by a prefix of the registration ID or serial number,
+/// case-insensitively (see `browse`). `id` is the rowid, so each time index also orders ties.
+const V5_BROWSE_INDEXES: &str = r#"
+CREATE INDEX identities_by_time ON identities (created_at);
+CREATE INDEX identities_by_state_time ON identities (state, created_at);
+CREATE INDEX identities_by_batch_time ON identities (batch_id, created_at);
+CREATE INDEX identities_by_registration_id_nocase ON identities (registration_id COLLATE NOCASE);
+CREATE INDEX devices_by_serial_nocase ON devices (serial_number COLLATE NOCASE);
 "#;
 
 /// v3: re-provisioning and random per-identity keys.

@@ -19,6 +19,7 @@ pub mod enrollment;
 pub mod events;
 pub mod family_fit;
 pub mod hsm_bench;
+pub mod identity_actions;
 pub mod individual_keys;
 pub mod key_session;
 pub mod keys;

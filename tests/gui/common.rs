@@ -306,3 +306,61 @@ pub fn fill(d: &mut TestDesk, label: &str, text: &str) {
     }
     d.steps(1);
 }
+
+/// A desk where `kim` is signed in and holds the engineer role (password `eng-pass`).
+pub fn engineer_desk() -> TestDesk {
+    use dps_station::station::operator::roles::hash_password;
+    use dps_station::station::operator::settings::RolesSection;
+    let roles = RolesSection {
+        engineers: vec!["kim".into()],
+        engineer_password: Some(hash_password("eng-pass").unwrap()),
+        ..RolesSection::default()
+    };
+    let mut d = desk(
+        DemoDeskOptions {
+            roles,
+            ..DemoDeskOptions::default()
+        },
+        None,
+    );
+    d.sign_in("kim");
+    d.click("Role…");
+    d.click("engineer");
+    let password = egui::accesskit::Role::PasswordInput;
+    d.harness.get_by_role(password).focus();
+    d.steps(1);
+    d.harness.get_by_role(password).type_text("eng-pass");
+    d.steps(2);
+    d.click("Take this role");
+    d.wait_until("the engineer role", Duration::from_secs(30), |a| {
+        a.allowed().len() > 1
+    });
+    d
+}
+
+impl TestDesk {
+    /// Types `text` into the text field labelled `label` (replacing nothing: the field is empty).
+    pub fn type_into(&mut self, label: &str, text: &str) {
+        let role = egui::accesskit::Role::TextInput;
+        self.harness.get_by_role_and_label(role, label).focus();
+        self.steps(1);
+        self.harness
+            .get_by_role_and_label(role, label)
+            .type_text(text);
+        self.steps(2);
+    }
+
+    /// Steps frames until a widget's label contains `text`, or fails after `timeout`.
+    pub fn wait_to_show(&mut self, text: &str, timeout: Duration) {
+        let start = Instant::now();
+        while !self.shows(text) {
+            assert!(
+                start.elapsed() < timeout,
+                "timed out after {timeout:?} waiting to show {text:?}; notice: {:?}",
+                self.harness.state().notice()
+            );
+            self.harness.step();
+            std::thread::sleep(Duration::from_millis(20));
+        }
+    }
+}

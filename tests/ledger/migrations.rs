@@ -59,9 +59,9 @@ const V1_COLUMNS: &str = "id, registration_id, batch_id, device_id, attestation,
     station_id, operator_id, created_at, updated_at";
 
 #[test]
-fn current_version_is_four() {
+fn current_version_is_five() {
     assert_eq!(
-        CURRENT_VERSION, 4,
+        CURRENT_VERSION, 5,
         "add a migration test for the new version"
     );
 }
@@ -404,7 +404,7 @@ fn v3_migrates_to_v4_keeping_identities_and_adding_key_evidence() {
     };
     assert_eq!(header(&t.ledger).1, 3);
     let rows_before = identity_rows(&t.ledger, V1_COLUMNS);
-    let (mut l, m) = Ledger::open_reporting(&t.ledger, &writer()).unwrap();
+    let (mut l, m) = Ledger::open_migrating_to(&t.ledger, &writer(), 4).unwrap();
     assert_eq!((m.from, m.to), (3, 4));
     assert_eq!(identity_rows(&t.ledger, V1_COLUMNS), rows_before);
     assert_eq!(l.key_evidence(id).unwrap(), None, "nothing kept before v4");
@@ -429,4 +429,43 @@ fn v3_migrates_to_v4_keeping_identities_and_adding_key_evidence() {
     l.transaction(|w| w.record_key_evidence(second, &newer))
         .unwrap();
     assert_eq!(l.key_evidence(second).unwrap(), Some(newer));
+}
+
+#[test]
+fn v4_migrates_to_v5_adding_the_browser_indexes_and_keeping_identities() {
+    let t = test_dir();
+    {
+        let (mut l, m) = Ledger::open_migrating_to(&t.ledger, &writer(), 4).unwrap();
+        assert_eq!((m.from, m.to), (0, 4));
+        l.record_issued(&x509_identity("Modem-1")).unwrap();
+    }
+    let rows_before = identity_rows(&t.ledger, V1_COLUMNS);
+    let (_l, m) = Ledger::open_reporting(&t.ledger, &writer()).unwrap();
+    assert_eq!((m.from, m.to), (4, 5));
+    assert_eq!(identity_rows(&t.ledger, V1_COLUMNS), rows_before);
+    let conn = rusqlite::Connection::open(&t.ledger).unwrap();
+    for index in [
+        "identities_by_time",
+        "identities_by_state_time",
+        "identities_by_batch_time",
+        "identities_by_registration_id_nocase",
+        "devices_by_serial_nocase",
+    ] {
+        let n: i64 = conn
+            .query_row(
+                "SELECT count(*) FROM sqlite_master WHERE type = 'index' AND name = ?1",
+                [index],
+                |r| r.get(0),
+            )
+            .unwrap();
+        assert_eq!(n, 1, "{index}");
+    }
+    let reader = Ledger::open_read_only(&t.ledger).unwrap();
+    let query = dps_station::ledger::browse::BrowseQuery {
+        search: "modem".into(),
+        ..Default::default()
+    };
+    let rows = reader.browse_page(&query, None, 10).unwrap();
+    assert_eq!(rows.len(), 1);
+    assert_eq!(rows[0].registration_id, "Modem-1");
 }
