@@ -40,6 +40,7 @@ mod export;
 pub mod key_evidence;
 pub mod lock;
 mod queries;
+pub mod report_queries;
 pub mod schema;
 pub mod state;
 pub mod types;
@@ -54,6 +55,7 @@ pub use audit::{BrokenRow, VerifyReport};
 pub use error::LedgerError;
 pub use key_evidence::KeyEvidence;
 pub use lock::{LockHolder, WriterLock};
+pub use report_queries::{DeviceRunRecord, NewDeviceRun, RunScope};
 pub use types::*;
 pub use writer::LedgerWriter;
 

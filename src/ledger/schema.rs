@@ -18,7 +18,13 @@ pub const APPLICATION_ID: i32 = 0x4450_5354;
 pub const CURRENT_VERSION: i64 = MIGRATIONS.len() as i64;
 
 /// Migration `i` takes the schema from version `i` to `i + 1`.
-pub const MIGRATIONS: &[&str] = &[V1_FOUNDATION, V2_HSM, V3_REPROVISIONING, V4_KEY_EVIDENCE];
+pub const MIGRATIONS: &[&str] = &[
+    V1_FOUNDATION,
+    V2_HSM,
+    V3_REPROVISIONING,
+    V4_KEY_EVIDENCE,
+    V5_DEVICE_RUNS,
+];
 
 /// Tables a migration rebuilds (create new, copy, drop, rename), by the version it starts from.
 /// Dropping a table drops its triggers, so [`migrate`] saves the triggers of these tables and
@@ -175,6 +181,29 @@ CREATE TABLE key_evidence (
     attestation  BLOB,
     created_at   TEXT NOT NULL
 );
+"#;
+
+/// v5 (reports, issue 11): one row per device a slot took, passed or failed, so that reports per
+/// batch and per day (yield, throughput per hour, time per device, failures by stage and by slot)
+/// come from the ledger and cover every run of a batch. A device that failed before it had an
+/// identity (no answer, a bad serial) is here and nowhere else. Report data, not evidence: it is
+/// not in the audit chain.
+const V5_DEVICE_RUNS: &str = r#"
+CREATE TABLE device_runs (
+    id               INTEGER PRIMARY KEY,
+    batch_id         INTEGER NOT NULL REFERENCES batches(id),
+    slot             TEXT NOT NULL,
+    serial_number    TEXT,
+    registration_id  TEXT,
+    failed_stage     TEXT,
+    failed_reason    TEXT,
+    elapsed_ms       INTEGER NOT NULL CHECK (elapsed_ms >= 0),
+    finished_at      TEXT NOT NULL,
+    station_id       INTEGER REFERENCES stations(id),
+    CHECK ((failed_stage IS NULL) = (failed_reason IS NULL))
+);
+CREATE INDEX device_runs_by_batch ON device_runs (batch_id, finished_at);
+CREATE INDEX device_runs_by_time ON device_runs (finished_at);
 "#;
 
 /// v3: re-provisioning and random per-identity keys.

@@ -25,6 +25,8 @@ pub mod mqtt_bench;
 pub mod operator;
 pub mod pipeline;
 pub mod report;
+pub mod report_data;
+pub mod report_plots;
 pub mod secret_file;
 pub mod setup;
 pub mod sim_fixture;
