@@ -20,6 +20,7 @@ pub mod hsm_bench;
 pub mod individual_keys;
 pub mod key_session;
 pub mod keys;
+pub mod ledger_report;
 pub mod ledger_thread;
 pub mod mqtt_bench;
 pub mod operator;
