@@ -11,6 +11,8 @@ mod first_run;
 mod korean;
 #[path = "gui/line.rs"]
 mod line;
+#[path = "gui/reports.rs"]
+mod reports;
 #[path = "gui/roles.rs"]
 mod roles;
 #[path = "gui/scan.rs"]

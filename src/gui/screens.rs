@@ -12,5 +12,6 @@ pub fn all(station: &StationHandle, columns: usize) -> Vec<Box<dyn Screen>> {
     vec![
         Box::new(LineScreen::new(columns)),
         Box::new(StationScreen::new(station.config())),
+        Box::new(super::engineer::reports::ReportsScreen::new()),
     ]
 }

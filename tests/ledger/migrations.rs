@@ -404,7 +404,7 @@ fn v3_migrates_to_v4_keeping_identities_and_adding_key_evidence() {
     };
     assert_eq!(header(&t.ledger).1, 3);
     let rows_before = identity_rows(&t.ledger, V1_COLUMNS);
-    let (mut l, m) = Ledger::open_reporting(&t.ledger, &writer()).unwrap();
+    let (mut l, m) = Ledger::open_migrating_to(&t.ledger, &writer(), 4).unwrap();
     assert_eq!((m.from, m.to), (3, 4));
     assert_eq!(identity_rows(&t.ledger, V1_COLUMNS), rows_before);
     assert_eq!(l.key_evidence(id).unwrap(), None, "nothing kept before v4");
@@ -429,4 +429,44 @@ fn v3_migrates_to_v4_keeping_identities_and_adding_key_evidence() {
     l.transaction(|w| w.record_key_evidence(second, &newer))
         .unwrap();
     assert_eq!(l.key_evidence(second).unwrap(), Some(newer));
+}
+
+#[test]
+fn v4_migrates_to_v5_keeping_identities_and_adding_device_runs() {
+    let t = test_dir();
+    {
+        let (mut l, m) = Ledger::open_migrating_to(&t.ledger, &writer(), 4).unwrap();
+        assert_eq!((m.from, m.to), (0, 4));
+        l.record_issued(&x509_identity("modem-1")).unwrap();
+    }
+    let rows_before = identity_rows(&t.ledger, V1_COLUMNS);
+    let (mut l, m) = Ledger::open_reporting(&t.ledger, &writer()).unwrap();
+    assert_eq!((m.from, m.to), (4, 5));
+    assert_eq!(identity_rows(&t.ledger, V1_COLUMNS), rows_before);
+    let batch = l
+        .create_batch(&dps_station::ledger::NewBatch {
+            name: "night".into(),
+            product: "modem".into(),
+            attestation: dps_station::ledger::AttestationKind::X509,
+            enrollment_kind: dps_station::ledger::EnrollmentKind::Individual,
+            dps_target: "dps".into(),
+            registration_id_template: "modem-{serial}".into(),
+        })
+        .unwrap();
+    l.transaction(|w| {
+        w.record_device_run(&dps_station::ledger::NewDeviceRun {
+            batch,
+            slot: "S1".into(),
+            serial_number: Some("1".into()),
+            registration_id: Some("modem-1".into()),
+            failure: None,
+            elapsed_ms: 900,
+        })
+    })
+    .unwrap();
+    let runs = l
+        .device_runs(&dps_station::ledger::RunScope::Batch("night".into()))
+        .unwrap();
+    assert_eq!(runs.len(), 1);
+    assert_eq!(runs[0].slot, "S1");
 }
