@@ -112,6 +112,14 @@ fn a_finished_demo_batch_has_its_plots_drawn_and_written_as_svg() {
     assert!(d.shows("6 devices: 5 passed, 1 failed, yield 83.3%"));
     assert!(d.shows("median"));
 
+    // `DPS_STATION_SCREENSHOTS=docs/screenshots UPDATE_SNAPSHOTS=1` keeps a picture of the
+    // screen (README); a render that is not possible here (no wgpu adapter) is not a failure.
+    if let Some(dir) = std::env::var_os("DPS_STATION_SCREENSHOTS") {
+        let options = egui_kittest::SnapshotOptions::new().output_path(dir);
+        if let Err(e) = d.harness.try_snapshot_options("reports", &options) {
+            eprintln!("no screenshot: {e}");
+        }
+    }
     let reports = d.harness.state().station().config().reports.clone();
     d.click("Write report files");
     wait_shows(&mut d, "Written:");

@@ -8,7 +8,7 @@ use std::path::{Path, PathBuf};
 use std::sync::mpsc::{self, Receiver, Sender};
 
 use egui::{Color32, RichText};
-use egui_plot::{Bar, BarChart, Legend, Line, Plot, PlotPoints};
+use egui_plot::{Bar, BarChart, Legend, Plot};
 
 use crate::gui::i18n::Messages;
 use crate::gui::screen::{Desk, Screen, ScreenId};
@@ -220,6 +220,7 @@ fn figures(ui: &mut egui::Ui, tr: &Messages, d: &ReportData, alarm: Color32) {
 /// One plot, labelled for screen readers and tests (`plot throughput: 3 points`).
 fn plot(
     ui: &mut egui::Ui,
+    width: f32,
     id: &str,
     title: &str,
     points: usize,
@@ -227,14 +228,18 @@ fn plot(
     build: impl FnOnce(&mut egui_plot::PlotUi<'_>),
 ) {
     ui.vertical(|ui| {
+        ui.set_width(width);
         ui.label(RichText::new(title).strong());
         let response = Plot::new(format!("reports-{id}"))
-            .width(ui.available_width().min(560.0))
+            .width(width)
             .height(200.0)
             .legend(Legend::default())
             .x_axis_label(x)
             .y_axis_label(y)
             .allow_scroll(false)
+            .include_y(0.0)
+            .include_x(-0.8)
+            .include_x(points.max(1) as f64 - 0.2)
             .show(ui, |p| build(p))
             .response;
         let label = format!("plot {id}: {points} points");
@@ -246,6 +251,8 @@ fn plots(ui: &mut egui::Ui, tr: &Messages, d: &ReportData, grey: Color32, alarm:
     let hours = d.bucket_secs as f64 / 3600.0;
     let first = d.throughput.first().map_or(0, |b| b.start_unix);
     let x_hour = |start: i64| (start - first) as f64 / 3600.0;
+    // Two plots a row, each half of what is left.
+    let w = ((ui.available_width() - 24.0) / 2.0).clamp(220.0, 600.0);
     egui::Grid::new("reports-plots")
         .num_columns(2)
         .spacing([16.0, 16.0])
@@ -257,23 +264,35 @@ fn plots(ui: &mut egui::Ui, tr: &Messages, d: &ReportData, grey: Color32, alarm:
             );
             plot(
                 ui,
+                w,
                 "throughput",
                 tr.t("reports.plot_throughput"),
                 d.throughput.len(),
                 (&x, tr.t("reports.axis_per_hour")),
                 |p| {
-                    let series = |f: fn(&crate::station::report_data::TimeBucket) -> usize| {
+                    // Bars, not a line: one hour of work is one visible bar, not a lone point.
+                    let bars = |failed: bool, offset: f64, colour: Color32| {
                         d.throughput
                             .iter()
-                            .map(|b| [x_hour(b.start_unix), f(b) as f64 / hours])
-                            .collect::<PlotPoints<'_>>()
+                            .map(|b| {
+                                let n = if failed { b.failed } else { b.passed };
+                                Bar::new(x_hour(b.start_unix) + offset * hours, n as f64 / hours)
+                                    .width(0.4 * hours)
+                                    .fill(colour)
+                            })
+                            .collect()
                     };
-                    p.line(Line::new(tr.t("reports.passed"), series(|b| b.passed)).color(grey));
-                    p.line(Line::new(tr.t("reports.failed"), series(|b| b.failed)).color(alarm));
+                    p.bar_chart(
+                        BarChart::new(tr.t("reports.passed"), bars(false, -0.2, grey)).color(grey),
+                    );
+                    p.bar_chart(
+                        BarChart::new(tr.t("reports.failed"), bars(true, 0.2, alarm)).color(alarm),
+                    );
                 },
             );
             plot(
                 ui,
+                w,
                 "time",
                 tr.t("reports.plot_time"),
                 d.histogram.len(),
@@ -285,6 +304,7 @@ fn plots(ui: &mut egui::Ui, tr: &Messages, d: &ReportData, grey: Color32, alarm:
                         .map(|b| {
                             Bar::new((b.lo_ms + b.hi_ms) as f64 / 2.0, b.count as f64)
                                 .width((b.hi_ms - b.lo_ms) as f64 * 0.9)
+                                .fill(grey)
                         })
                         .collect();
                     p.bar_chart(BarChart::new(tr.t("reports.devices"), bars).color(grey));
@@ -294,6 +314,7 @@ fn plots(ui: &mut egui::Ui, tr: &Messages, d: &ReportData, grey: Color32, alarm:
             let stages: Vec<(&String, &usize)> = d.failures_by_stage.iter().collect();
             plot(
                 ui,
+                w,
                 "stages",
                 tr.t("reports.plot_stages"),
                 stages.len(),
@@ -302,13 +323,16 @@ fn plots(ui: &mut egui::Ui, tr: &Messages, d: &ReportData, grey: Color32, alarm:
                     let bars = stages
                         .iter()
                         .enumerate()
-                        .map(|(i, (stage, n))| Bar::new(i as f64, **n as f64).name(*stage))
+                        .map(|(i, (stage, n))| {
+                            Bar::new(i as f64, **n as f64).name(*stage).fill(alarm)
+                        })
                         .collect();
                     p.bar_chart(BarChart::new(tr.t("reports.failed"), bars).color(alarm));
                 },
             );
             plot(
                 ui,
+                w,
                 "slots",
                 tr.t("reports.plot_slots"),
                 d.slots.len(),
@@ -326,6 +350,7 @@ fn plots(ui: &mut egui::Ui, tr: &Messages, d: &ReportData, grey: Color32, alarm:
                                 };
                                 Bar::new(i as f64 + offset, n as f64)
                                     .width(0.4)
+                                    .fill(if failed { alarm } else { grey })
                                     .name(&s.slot)
                             })
                             .collect()
