@@ -13,5 +13,6 @@ pub fn all(station: &StationHandle, columns: usize) -> Vec<Box<dyn Screen>> {
         Box::new(LineScreen::new(columns)),
         Box::new(StationScreen::new(station.config())),
         Box::new(super::engineer::reports::ReportsScreen::new()),
+        Box::new(super::engineer::enrollment::EnrollmentScreen::new()),
     ]
 }

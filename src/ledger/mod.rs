@@ -55,7 +55,7 @@ pub use audit::{BrokenRow, VerifyReport};
 pub use error::LedgerError;
 pub use key_evidence::KeyEvidence;
 pub use lock::{LockHolder, WriterLock};
-pub use report_queries::{DeviceRunRecord, NewDeviceRun, RunScope};
+pub use report_queries::{DeviceRunRecord, EnrollmentAnswer, NewDeviceRun, QueueCount, RunScope};
 pub use types::*;
 pub use writer::LedgerWriter;
 

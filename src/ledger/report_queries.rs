@@ -131,7 +131,86 @@ fn run_days(conn: &Connection, limit: usize) -> rusqlite::Result<Vec<String>> {
         .collect()
 }
 
+/// How many enrollments of a DPS target are in a state.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct QueueCount {
+    /// The DPS target.
+    pub dps_target: String,
+    /// `pending`, `enrolled` or `failed`.
+    pub state: String,
+    /// Enrollments.
+    pub count: u64,
+}
+
+/// One DPS answer to an enrollment, as the audit log recorded it.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct EnrollmentAnswer {
+    /// When (UTC, as the ledger writes times).
+    pub at: String,
+    /// `enrollment.enrolled`, `enrollment.retry_later` or `enrollment.failed`.
+    pub action: String,
+    /// The error recorded with it, if any.
+    pub error: Option<String>,
+}
+
+/// The audit actions that record a DPS answer to an enrollment.
+pub const ENROLLMENT_ANSWER_ACTIONS: [&str; 3] = [
+    "enrollment.enrolled",
+    "enrollment.retry_later",
+    "enrollment.failed",
+];
+
+fn enrollment_queue(conn: &Connection) -> rusqlite::Result<Vec<QueueCount>> {
+    let mut stmt = conn.prepare(
+        "SELECT dps_target, state, count(*) FROM enrollments GROUP BY dps_target, state
+         ORDER BY dps_target, state",
+    )?;
+    stmt.query_map([], |r| {
+        Ok(QueueCount {
+            dps_target: r.get(0)?,
+            state: r.get(1)?,
+            count: u64::try_from(r.get::<_, i64>(2)?).unwrap_or(0),
+        })
+    })?
+    .collect()
+}
+
+fn enrollment_answers(conn: &Connection, since: &str) -> rusqlite::Result<Vec<EnrollmentAnswer>> {
+    // One range per action: each is answered from the (action, at) index.
+    let mut stmt = conn.prepare(
+        "SELECT at, action, json_extract(details, '$.error') FROM audit_log
+         WHERE action = ?1 AND at >= ?2 ORDER BY at",
+    )?;
+    let mut out = Vec::new();
+    for action in ENROLLMENT_ANSWER_ACTIONS {
+        let rows = stmt.query_map(params![action, since], |r| {
+            Ok(EnrollmentAnswer {
+                at: r.get(0)?,
+                action: r.get(1)?,
+                error: r.get(2)?,
+            })
+        })?;
+        for row in rows {
+            out.push(row?);
+        }
+    }
+    out.sort_by(|a, b| a.at.cmp(&b.at));
+    Ok(out)
+}
+
 impl Ledger {
+    /// Enrollments by DPS target and state.
+    pub fn enrollment_queue(&self) -> Result<Vec<QueueCount>, LedgerError> {
+        self.read("counting enrollments by state", enrollment_queue)
+    }
+
+    /// DPS answers to enrollments recorded at or after `since` (a ledger time), oldest first.
+    pub fn enrollment_answers(&self, since: &str) -> Result<Vec<EnrollmentAnswer>, LedgerError> {
+        self.read("reading DPS answers to enrollments", |c| {
+            enrollment_answers(c, since)
+        })
+    }
+
     /// The device runs of a batch or a day, oldest first.
     pub fn device_runs(&self, scope: &RunScope) -> Result<Vec<DeviceRunRecord>, LedgerError> {
         self.read("reading device runs for a report", |c| {

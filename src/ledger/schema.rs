@@ -187,7 +187,8 @@ CREATE TABLE key_evidence (
 /// batch and per day (yield, throughput per hour, time per device, failures by stage and by slot)
 /// come from the ledger and cover every run of a batch. A device that failed before it had an
 /// identity (no answer, a bad serial) is here and nowhere else. Report data, not evidence: it is
-/// not in the audit chain.
+/// not in the audit chain. The audit log gets an index by action and time for the enrollment
+/// screen's DPS answers over time.
 const V5_DEVICE_RUNS: &str = r#"
 CREATE TABLE device_runs (
     id               INTEGER PRIMARY KEY,
@@ -204,6 +205,8 @@ CREATE TABLE device_runs (
 );
 CREATE INDEX device_runs_by_batch ON device_runs (batch_id, finished_at);
 CREATE INDEX device_runs_by_time ON device_runs (finished_at);
+-- DPS answers over time (the enrollment screen) without walking the whole audit log.
+CREATE INDEX audit_by_action ON audit_log (action, at);
 "#;
 
 /// v3: re-provisioning and random per-identity keys.

@@ -14,6 +14,7 @@ pub mod engine;
 pub mod enroll_bench;
 pub mod enroll_worker;
 pub mod enrollment;
+pub mod enrollment_view;
 pub mod events;
 pub mod family_fit;
 pub mod hsm_bench;

@@ -141,3 +141,36 @@ fn a_finished_demo_batch_has_its_plots_drawn_and_written_as_svg() {
     let throughput = reports.join("batch-demo-x509-csr-throughput.svg");
     assert!(!series_values(&throughput, "passed").is_empty());
 }
+
+#[test]
+fn the_enrollment_screen_shows_the_queue_and_dps_answers_of_a_demo_batch() {
+    let mut d = desk(
+        DemoDeskOptions {
+            devices: 4,
+            slots: 2,
+            pace: Duration::ZERO,
+            faulty_first: false,
+            roles: RolesSection {
+                engineers: vec!["kim".into()],
+                engineer_password: Some(hash_password("line-3-engineer").unwrap()),
+                ..RolesSection::default()
+            },
+        },
+        None,
+    );
+    d.sign_in("kim");
+    d.start_batch("demo-x509-csr");
+    d.wait_until("4 devices enrolled", Duration::from_secs(120), |a| {
+        !a.view().running && a.view().enrolled == 4
+    });
+    d.unlock_engineer("line-3-engineer");
+    d.click("Enrollment");
+    wait_shows(&mut d, "plot enrollment answers");
+    // Four enrollments confirmed by DPS, none throttled or refused, none left pending.
+    assert!(
+        d.shows("Answers: enrolled 4 · throttled (429) 0 · server error (5xx) 0 · no answer 0 · refused 0"),
+        "the totals in text"
+    );
+    assert!(d.shows("Queue by DPS target"));
+    assert!(d.shows("operations per minute"), "the target's quota");
+}

@@ -2,4 +2,5 @@
 //! enrollment and exports. Each drives library code (ledger queries, export, enroll, reports) on
 //! its own worker; none reimplements it.
 
+pub mod enrollment;
 pub mod reports;
