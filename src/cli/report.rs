@@ -24,6 +24,9 @@ pub struct ReportArgs {
     /// The station file (its ledger and reports folder).
     #[arg(long, value_name = "PATH", default_value_os_t = default_station_path(), hide_default_value = true)]
     config: PathBuf,
+    /// The ledger file, instead of the station file's (with --output, no station file is read).
+    #[arg(long, value_name = "PATH")]
+    ledger: Option<PathBuf>,
     /// Where to write [default: the station's reports folder].
     #[arg(long, short, value_name = "DIR")]
     output: Option<PathBuf>,
@@ -31,8 +34,22 @@ pub struct ReportArgs {
 
 /// Writes the report and prints where.
 pub fn run(args: ReportArgs) -> anyhow::Result<ExitCode> {
-    let station = StationConfig::load(&args.config)
-        .with_context(|| format!("reading the station file {}", args.config.display()))?;
+    // A ledger and an output folder given: a copy of a ledger is reported on any machine.
+    let (ledger_path, dir) = match (args.ledger, args.output) {
+        (Some(ledger), Some(dir)) => (ledger, dir),
+        (ledger, output) => {
+            let station = StationConfig::load(&args.config).with_context(|| {
+                format!(
+                    "reading the station file {} (or give --ledger and --output)",
+                    args.config.display()
+                )
+            })?;
+            (
+                ledger.unwrap_or(station.ledger),
+                output.unwrap_or(station.reports),
+            )
+        }
+    };
     let scope = match (args.batch, args.day) {
         (Some(batch), _) => RunScope::Batch(batch),
         (None, Some(day)) => {
@@ -45,10 +62,9 @@ pub fn run(args: ReportArgs) -> anyhow::Result<ExitCode> {
         }
         (None, None) => anyhow::bail!("name a batch or give --day"),
     };
-    let ledger = Ledger::open_read_only(&station.ledger)
-        .with_context(|| format!("opening the ledger {}", station.ledger.display()))?;
+    let ledger = Ledger::open_read_only(&ledger_path)
+        .with_context(|| format!("opening the ledger {}", ledger_path.display()))?;
     let report = LedgerReport::read(&ledger, scope)?;
-    let dir = args.output.unwrap_or(station.reports);
     let (md, plots) = report.write(&dir)?;
     println!("report: {}", md.display());
     for p in plots {

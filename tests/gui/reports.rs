@@ -140,6 +140,39 @@ fn a_finished_demo_batch_has_its_plots_drawn_and_written_as_svg() {
     assert_eq!(time, 5.0, "every passed device is in the histogram");
     let throughput = reports.join("batch-demo-x509-csr-throughput.svg");
     assert!(!series_values(&throughput, "passed").is_empty());
+
+    // `dps-station report` writes the same report from the same ledger (read-only).
+    let out = tempfile::tempdir().unwrap();
+    let ledger = d.harness.state().station().config().ledger.clone();
+    let run = std::process::Command::new(env!("CARGO_BIN_EXE_dps-station"))
+        .arg("report")
+        .arg("demo-x509-csr")
+        .arg("--ledger")
+        .arg(&ledger)
+        .arg("--output")
+        .arg(out.path())
+        .output()
+        .unwrap();
+    assert!(
+        run.status.success(),
+        "{}",
+        String::from_utf8_lossy(&run.stderr)
+    );
+    let cli_slots = out.path().join("batch-demo-x509-csr-slots.svg");
+    assert_eq!(series_values(&cli_slots, "failed").iter().sum::<f64>(), 1.0);
+    let unknown = std::process::Command::new(env!("CARGO_BIN_EXE_dps-station"))
+        .args(["report", "no-such-batch", "--ledger"])
+        .arg(&ledger)
+        .arg("--output")
+        .arg(out.path())
+        .output()
+        .unwrap();
+    assert!(!unknown.status.success());
+    assert!(
+        String::from_utf8_lossy(&unknown.stderr).contains("no device runs for batch no-such-batch"),
+        "{}",
+        String::from_utf8_lossy(&unknown.stderr)
+    );
 }
 
 #[test]
