@@ -12,6 +12,7 @@ pub mod demo_desk;
 pub mod demo_families;
 pub mod engine;
 pub mod enroll_bench;
+pub mod enroll_now;
 pub mod enroll_worker;
 pub mod enrollment;
 pub mod enrollment_view;

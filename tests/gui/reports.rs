@@ -207,3 +207,80 @@ fn the_enrollment_screen_shows_the_queue_and_dps_answers_of_a_demo_batch() {
     assert!(d.shows("Queue by DPS target"));
     assert!(d.shows("operations per minute"), "the target's quota");
 }
+
+/// The DPS target of the ledger's first queued enrollment.
+fn queue_target(d: &TestDesk) -> String {
+    let path = d.harness.state().station().config().ledger.clone();
+    let ledger = dps_station::ledger::Ledger::open_read_only(&path).unwrap();
+    ledger.enrollment_queue().unwrap()[0].dps_target.clone()
+}
+
+/// The pending enrollments in the ledger, by reading it.
+fn pending(d: &TestDesk) -> u64 {
+    let path = d.harness.state().station().config().ledger.clone();
+    let ledger = dps_station::ledger::Ledger::open_read_only(&path).unwrap();
+    ledger
+        .enrollment_queue()
+        .unwrap()
+        .iter()
+        .filter(|q| q.state == "pending")
+        .map(|q| q.count)
+        .sum()
+}
+
+/// The demo desk gets its DPS client from the demo workspace; its station.toml target names an
+/// environment variable for the connection string that nobody sets, so DPS cannot be reached
+/// from station.toml here: enroll-now must say so and leave the queue as it was.
+#[test]
+fn enroll_now_when_dps_cannot_be_reached_leaves_the_queue_untouched_and_says_so() {
+    use dps_station::station::config::Mode;
+    use dps_station::station::demo::RunOptions;
+
+    let mut d = desk(
+        DemoDeskOptions {
+            devices: 3,
+            slots: 3,
+            pace: Duration::ZERO,
+            faulty_first: false,
+            roles: RolesSection {
+                engineers: vec!["kim".into()],
+                engineer_password: Some(hash_password("line-3-engineer").unwrap()),
+                ..RolesSection::default()
+            },
+        },
+        None,
+    );
+    // A batch enrolled offline: its identities stay queued.
+    let ws = d._workspace.clone();
+    let toml = ws.batch_toml(
+        Mode::X509Csr,
+        "offline-x509",
+        &RunOptions {
+            devices: 3,
+            timing: "offline",
+            ..RunOptions::default()
+        },
+    );
+    std::fs::write(ws.station.desk.batches.join("offline-x509.toml"), toml).unwrap();
+    d.sign_in("kim");
+    d.start_batch("offline-x509");
+    d.wait_until("the batch to end", Duration::from_secs(120), |a| {
+        !a.view().running
+    });
+    assert_eq!(pending(&d), 3);
+    let answers = |d: &TestDesk| {
+        let path = d.harness.state().station().config().ledger.clone();
+        let l = dps_station::ledger::Ledger::open_read_only(&path).unwrap();
+        l.enrollment_answers("1970-01-01T00:00:00Z").unwrap().len()
+    };
+    let answers_before = answers(&d);
+
+    d.unlock_engineer("line-3-engineer");
+    d.click("Enrollment");
+    let target = queue_target(&d);
+    wait_shows(&mut d, &format!("Enroll now: {target}"));
+    d.click(&format!("Enroll now: {target}"));
+    wait_shows(&mut d, "▲ the connection string of DPS target");
+    assert_eq!(pending(&d), 3, "the queue is untouched");
+    assert_eq!(answers(&d), answers_before, "no attempt was recorded");
+}

@@ -12,6 +12,7 @@ use egui_plot::{Bar, BarChart, Legend, Plot};
 use crate::gui::i18n::Messages;
 use crate::gui::screen::{Desk, Screen, ScreenId};
 use crate::ledger::Ledger;
+use crate::station::enroll_now::enroll_now;
 use crate::station::enrollment_view::{AnswerKind, EnrollmentOverview};
 use crate::station::operator::{Role, StationHandle};
 use crate::station::report_data::hour_label;
@@ -33,6 +34,12 @@ pub struct EnrollmentScreen {
     asked: bool,
     loading: bool,
     overview: Option<Result<EnrollmentOverview, String>>,
+    enroll_tx: Sender<Result<String, String>>,
+    enroll_rx: Receiver<Result<String, String>>,
+    /// The target being enrolled now.
+    enrolling: Option<String>,
+    /// The last enroll-now's outcome, in words.
+    enrolled: Option<Result<String, String>>,
 }
 
 impl Default for EnrollmentScreen {
@@ -45,12 +52,17 @@ impl EnrollmentScreen {
     /// A screen that reads the ledger when first shown.
     pub fn new() -> Self {
         let (tx, rx) = mpsc::channel();
+        let (enroll_tx, enroll_rx) = mpsc::channel();
         Self {
             tx,
             rx,
             asked: false,
             loading: false,
             overview: None,
+            enroll_tx,
+            enroll_rx,
+            enrolling: None,
+            enrolled: None,
         }
     }
 
@@ -73,6 +85,49 @@ impl EnrollmentScreen {
         if let Err(e) = spawned {
             self.loading = false;
             self.overview = Some(Err(format!("the enrollment worker could not start: {e}")));
+        }
+    }
+}
+
+impl EnrollmentScreen {
+    /// Enroll-now on a worker: the probe, then the `dps enroll` path; the answer in words.
+    fn enroll(&mut self, ctx: &egui::Context, desk: &Desk<'_>, target: String) {
+        // It changes the ledger and DPS: the role is checked again at the click.
+        if let Err(e) = desk.station.require(Role::Engineer) {
+            self.enrolled = Some(Err(e.to_string()));
+            return;
+        }
+        let operator = desk
+            .station
+            .operator()
+            .0
+            .unwrap_or_else(|| "engineer".into());
+        let (station, tr_done) = (
+            desk.station.config().clone(),
+            desk.tr.t("enrollment.enroll_done").to_string(),
+        );
+        let (tx, ctx2) = (self.enroll_tx.clone(), ctx.clone());
+        self.enrolling = Some(target.clone());
+        self.enrolled = None;
+        let spawned = std::thread::Builder::new()
+            .name("enroll-now".into())
+            .spawn(move || {
+                let answer = enroll_now(&station, &operator, &target)
+                    .map(|s| {
+                        tr_done
+                            .replace("{target}", &target)
+                            .replace("{enrolled}", &s.enrolled().to_string())
+                            .replace("{pending}", &s.pending.to_string())
+                            .replace("{failed}", &s.failed.len().to_string())
+                            .replace("{retry}", &s.retry_later.len().to_string())
+                    })
+                    .map_err(|e| e.to_string());
+                let _ = tx.send(answer);
+                ctx2.request_repaint();
+            });
+        if let Err(e) = spawned {
+            self.enrolling = None;
+            self.enrolled = Some(Err(format!("the enroll worker could not start: {e}")));
         }
     }
 }
@@ -142,6 +197,12 @@ impl Screen for EnrollmentScreen {
             self.loading = false;
             self.overview = Some(answer);
         }
+        if let Ok(answer) = self.enroll_rx.try_recv() {
+            self.enrolling = None;
+            self.enrolled = Some(answer);
+            // The queue changed (or not): read it again.
+            self.asked = false;
+        }
     }
 
     fn ui(&mut self, ui: &mut egui::Ui, desk: &Desk<'_>) {
@@ -170,13 +231,14 @@ impl Screen for EnrollmentScreen {
             }
             Some(Ok(o)) => o,
         };
+        let mut enroll = None;
         egui::ScrollArea::vertical().show(ui, |ui| {
             ui.label(RichText::new(tr.t("enrollment.queue")).strong());
             if o.queue.is_empty() {
                 ui.label(tr.t("enrollment.queue_empty"));
             }
             egui::Grid::new("enrollment-queue")
-                .num_columns(5)
+                .num_columns(6)
                 .striped(true)
                 .show(ui, |ui| {
                     for key in [
@@ -185,6 +247,7 @@ impl Screen for EnrollmentScreen {
                         "enrollment.enrolled",
                         "enrollment.failed",
                         "enrollment.quota",
+                        "enrollment.action",
                     ] {
                         ui.label(RichText::new(tr.t(key)).strong());
                     }
@@ -208,9 +271,33 @@ impl Screen for EnrollmentScreen {
                                 &[("n", &DPS_OPERATIONS_PER_MINUTE.to_string())],
                             ),
                         });
+                        let idle = self.enrolling.is_none();
+                        if ui
+                            .add_enabled(
+                                idle && q.pending > 0,
+                                egui::Button::new(
+                                    tr.f("enrollment.enroll_now", &[("target", target)]),
+                                ),
+                            )
+                            .clicked()
+                        {
+                            enroll = Some(target.clone());
+                        }
                         ui.end_row();
                     }
                 });
+            if let Some(target) = &self.enrolling {
+                ui.label(tr.f("enrollment.enrolling", &[("target", target)]));
+            }
+            match &self.enrolled {
+                Some(Ok(text)) => {
+                    ui.label(text);
+                }
+                Some(Err(e)) => {
+                    ui.label(RichText::new(format!("▲ {e}")).color(desk.palette.alarm));
+                }
+                None => {}
+            }
             ui.add_space(12.0);
             ui.label(RichText::new(tr.t("enrollment.answers")).strong());
             let totals: Vec<String> = AnswerKind::ALL
@@ -232,5 +319,8 @@ impl Screen for EnrollmentScreen {
                 answers_plot(ui, tr, o, desk);
             }
         });
+        if let Some(target) = enroll {
+            self.enroll(ui.ctx(), desk, target);
+        }
     }
 }
