@@ -21,6 +21,8 @@ mod ledger;
 mod line;
 #[path = "gui/officer.rs"]
 mod officer;
+#[path = "gui/reports.rs"]
+mod reports;
 #[path = "gui/roles.rs"]
 mod roles;
 #[path = "gui/scan.rs"]

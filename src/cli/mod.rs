@@ -29,6 +29,7 @@ mod line_bench;
 mod logging;
 mod packaging;
 mod pipe;
+mod report;
 mod setup;
 
 /// Line-side provisioning station for Azure IoT Hub Device Provisioning Service.
@@ -72,6 +73,9 @@ enum Command {
     /// Set up this station (first run): name, ledger, HSM token, fixture slots, DPS target;
     /// `--check` says what is still missing.
     Setup(setup::SetupArgs),
+    /// A batch's report (every run of it) or a day's, from the ledger: Markdown, CSV and SVG
+    /// plots (throughput, time per device, failures by stage and by slot).
+    Report(report::ReportArgs),
 }
 
 /// Parses the arguments, runs the command and turns any error into a message and an exit code.
@@ -112,5 +116,6 @@ fn run(command: Command) -> anyhow::Result<ExitCode> {
         Command::Packaging(cmd) => packaging::run(cmd, Cli::command()),
         Command::Fixture(cmd) => fixture::run(cmd),
         Command::Setup(args) => setup::run(args),
+        Command::Report(args) => report::run(args),
     }
 }

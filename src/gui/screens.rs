@@ -18,5 +18,7 @@ pub fn all(station: &StationHandle, columns: usize) -> Vec<Box<dyn Screen>> {
         Box::new(AuditScreen::new(station)),
         Box::new(super::officer::session::SessionScreen::new(station)),
         Box::new(super::engineer::ledger::LedgerScreen::new()),
+        Box::new(super::engineer::reports::ReportsScreen::new()),
+        Box::new(super::engineer::enrollment::EnrollmentScreen::new()),
     ]
 }

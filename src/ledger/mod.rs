@@ -42,6 +42,7 @@ mod export;
 pub mod key_evidence;
 pub mod lock;
 mod queries;
+pub mod report_queries;
 pub mod schema;
 pub mod state;
 pub mod types;
@@ -57,6 +58,7 @@ pub use audit_query::{AuditFilter, AuditPage, TimeRange};
 pub use error::LedgerError;
 pub use key_evidence::KeyEvidence;
 pub use lock::{LockHolder, WriterLock};
+pub use report_queries::{DeviceRunRecord, EnrollmentAnswer, NewDeviceRun, QueueCount, RunScope};
 pub use types::*;
 pub use writer::LedgerWriter;
 

@@ -24,6 +24,7 @@ pub const MIGRATIONS: &[&str] = &[
     V3_REPROVISIONING,
     V4_KEY_EVIDENCE,
     V5_BROWSE_INDEXES,
+    V6_DEVICE_RUNS,
 ];
 
 /// Tables a migration rebuilds (create new, copy, drop, rename), by the version it starts from.
@@ -192,6 +193,32 @@ CREATE INDEX identities_by_state_time ON identities (state, created_at);
 CREATE INDEX identities_by_batch_time ON identities (batch_id, created_at);
 CREATE INDEX identities_by_registration_id_nocase ON identities (registration_id COLLATE NOCASE);
 CREATE INDEX devices_by_serial_nocase ON devices (serial_number COLLATE NOCASE);
+"#;
+
+/// v6 (reports, issue 11): one row per device a slot took, passed or failed, so that reports per
+/// batch and per day (yield, throughput per hour, time per device, failures by stage and by slot)
+/// come from the ledger and cover every run of a batch. A device that failed before it had an
+/// identity (no answer, a bad serial) is here and nowhere else. Report data, not evidence: it is
+/// not in the audit chain. The audit log gets an index by action and time for the enrollment
+/// screen's DPS answers over time.
+const V6_DEVICE_RUNS: &str = r#"
+CREATE TABLE device_runs (
+    id               INTEGER PRIMARY KEY,
+    batch_id         INTEGER NOT NULL REFERENCES batches(id),
+    slot             TEXT NOT NULL,
+    serial_number    TEXT,
+    registration_id  TEXT,
+    failed_stage     TEXT,
+    failed_reason    TEXT,
+    elapsed_ms       INTEGER NOT NULL CHECK (elapsed_ms >= 0),
+    finished_at      TEXT NOT NULL,
+    station_id       INTEGER REFERENCES stations(id),
+    CHECK ((failed_stage IS NULL) = (failed_reason IS NULL))
+);
+CREATE INDEX device_runs_by_batch ON device_runs (batch_id, finished_at);
+CREATE INDEX device_runs_by_time ON device_runs (finished_at);
+-- DPS answers over time (the enrollment screen) without walking the whole audit log.
+CREATE INDEX audit_by_action ON audit_log (action, at);
 "#;
 
 /// v3: re-provisioning and random per-identity keys.

@@ -591,6 +591,7 @@ fn slot_worker(
             shared.stop.store(true, Ordering::SeqCst);
         }
         let record_stage = outcome.failure.as_ref().map(|(s, _)| *s);
+        record_device_run(ctx, &outcome);
         if let Ok(mut o) = shared.outcomes.lock() {
             o.push(outcome);
         }
@@ -769,4 +770,27 @@ fn load_ca(keys: &StationKeys, batch: &BatchConfig) -> Result<Option<CaMaterial>
         issuer_der,
         chain_pem,
     }))
+}
+
+/// Records how a device left its slot, for reports per batch and per day. Report data only: a
+/// ledger that refuses it is logged, and the Record stage of the next device stops the line if
+/// the ledger is really gone.
+fn record_device_run(ctx: &BatchContext, outcome: &DeviceOutcome) {
+    let run = crate::ledger::NewDeviceRun {
+        batch: ctx.batch_id,
+        slot: outcome.slot.clone(),
+        serial_number: outcome.serial.clone(),
+        registration_id: outcome.registration_id.clone(),
+        failure: outcome
+            .failure
+            .as_ref()
+            .map(|(stage, reason)| (stage.as_str().to_string(), reason.clone())),
+        elapsed_ms: u64::try_from(outcome.elapsed.as_millis()).unwrap_or(u64::MAX),
+    };
+    if let Err(e) = ctx
+        .ledger
+        .call(move |l| l.transaction(|w| w.record_device_run(&run)))
+    {
+        tracing::warn!(slot = %outcome.slot, "the ledger did not record this device run for reports: {e}");
+    }
 }

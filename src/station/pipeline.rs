@@ -97,6 +97,8 @@ pub struct DeviceOutcome {
     pub family: Family,
     /// Where its registration data went (written, or carried by its firmware), once written.
     pub config: Option<ConfigStorage>,
+    /// When it left the pipeline (reports bucket throughput by it).
+    pub finished_at: std::time::SystemTime,
 }
 
 struct Failure(Stage, String);
@@ -179,6 +181,7 @@ pub fn provision(
         elapsed: started.elapsed(),
         family: info.family,
         config,
+        finished_at: std::time::SystemTime::now(),
     }
 }
 

@@ -7,6 +7,8 @@ use std::time::Duration;
 
 use super::engine::RunSummary;
 use super::events::Stage;
+use super::report_data::{ReportData, RunPoint};
+use super::report_plots;
 use crate::device::driver::{ConfigStorage, Family};
 
 /// Figures of one run.
@@ -194,7 +196,8 @@ pub fn csv(summary: &RunSummary) -> Result<String, csv::Error> {
     Ok(String::from_utf8_lossy(&bytes).into_owned())
 }
 
-/// Writes `<dir>/<batch>-<UTC time>.md` and `.csv` (`night-20261203T084512Z.md`: readable and
+/// Writes `<dir>/<batch>-<UTC time>.md` and `.csv`, and the plots as `<same name>-<plot>.svg`
+/// linked from the Markdown (`night-20261203T084512Z.md`: readable and
 /// sorting by time; `-2`, `-3`... when a run of the same second wrote one); returns both paths.
 pub fn write(
     dir: &Path,
@@ -233,7 +236,15 @@ pub fn write(
         })
         .find(|(md, csv)| !md.exists() && !csv.exists())
         .ok_or_else(|| std::io::Error::other("no free report file name"))?;
-    std::fs::write(&md, markdown(batch, station, keys, summary))?;
+    let data = ReportData::of(&RunPoint::from_summary(summary));
+    let base = md
+        .file_stem()
+        .map(|s| s.to_string_lossy().into_owned())
+        .unwrap_or_default();
+    let plots = report_plots::write_plots(dir, &base, &data)?;
+    let text =
+        markdown(batch, station, keys, summary) + &report_plots::markdown_section(&data, &plots);
+    std::fs::write(&md, text)?;
     std::fs::write(&csv_path, csv(summary).map_err(std::io::Error::other)?)?;
     Ok((md, csv_path))
 }
@@ -276,6 +287,7 @@ mod tests {
             elapsed: Duration::from_millis(800),
             family: Family::Station,
             config: None,
+            finished_at: std::time::SystemTime::UNIX_EPOCH + Duration::from_secs(1_764_750_000),
         }
     }
 
@@ -314,6 +326,10 @@ mod tests {
         assert_eq!(stamp.len(), 16, "{name}");
         assert!(stamp.starts_with("20") && stamp.ends_with('Z') && stamp.as_bytes()[8] == b'T');
         assert!(csv.exists());
+        let text = std::fs::read_to_string(&md).unwrap();
+        let svg = format!("night_shift-{stamp}-throughput.svg");
+        assert!(text.contains(&format!("({svg})")), "{text}");
+        assert!(dir.path().join(&svg).exists());
         let (md2, _) = write(dir.path(), "night shift", "st", "keys", &s).unwrap();
         assert_ne!(md, md2, "a second report the same second gets its own name");
     }

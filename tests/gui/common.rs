@@ -364,3 +364,22 @@ impl TestDesk {
         }
     }
 }
+
+impl TestDesk {
+    /// Takes the engineer's role with `password` (signed in as a listed engineer) and waits for
+    /// the answer (argon2 runs on a worker).
+    pub fn unlock_engineer(&mut self, password: &str) {
+        let before = self.harness.state().notice().cloned();
+        self.click("Role…");
+        self.click("engineer");
+        let input = || egui::accesskit::Role::PasswordInput;
+        self.harness.get_by_role(input()).focus();
+        self.steps(1);
+        self.harness.get_by_role(input()).type_text(password);
+        self.steps(2);
+        self.click("Take this role");
+        self.wait_until("the role", Duration::from_secs(20), |a| {
+            a.notice() != before.as_ref()
+        });
+    }
+}

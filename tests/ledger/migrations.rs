@@ -59,9 +59,9 @@ const V1_COLUMNS: &str = "id, registration_id, batch_id, device_id, attestation,
     station_id, operator_id, created_at, updated_at";
 
 #[test]
-fn current_version_is_five() {
+fn current_version_is_six() {
     assert_eq!(
-        CURRENT_VERSION, 5,
+        CURRENT_VERSION, 6,
         "add a migration test for the new version"
     );
 }
@@ -440,7 +440,7 @@ fn v4_migrates_to_v5_adding_the_browser_indexes_and_keeping_identities() {
         l.record_issued(&x509_identity("Modem-1")).unwrap();
     }
     let rows_before = identity_rows(&t.ledger, V1_COLUMNS);
-    let (_l, m) = Ledger::open_reporting(&t.ledger, &writer()).unwrap();
+    let (_l, m) = Ledger::open_migrating_to(&t.ledger, &writer(), 5).unwrap();
     assert_eq!((m.from, m.to), (4, 5));
     assert_eq!(identity_rows(&t.ledger, V1_COLUMNS), rows_before);
     let conn = rusqlite::Connection::open(&t.ledger).unwrap();
@@ -468,4 +468,44 @@ fn v4_migrates_to_v5_adding_the_browser_indexes_and_keeping_identities() {
     let rows = reader.browse_page(&query, None, 10).unwrap();
     assert_eq!(rows.len(), 1);
     assert_eq!(rows[0].registration_id, "Modem-1");
+}
+
+#[test]
+fn v5_migrates_to_v6_keeping_identities_and_adding_device_runs() {
+    let t = test_dir();
+    {
+        let (mut l, m) = Ledger::open_migrating_to(&t.ledger, &writer(), 5).unwrap();
+        assert_eq!((m.from, m.to), (0, 5));
+        l.record_issued(&x509_identity("modem-1")).unwrap();
+    }
+    let rows_before = identity_rows(&t.ledger, V1_COLUMNS);
+    let (mut l, m) = Ledger::open_migrating_to(&t.ledger, &writer(), 6).unwrap();
+    assert_eq!((m.from, m.to), (5, 6));
+    assert_eq!(identity_rows(&t.ledger, V1_COLUMNS), rows_before);
+    let batch = l
+        .create_batch(&dps_station::ledger::NewBatch {
+            name: "night".into(),
+            product: "modem".into(),
+            attestation: dps_station::ledger::AttestationKind::X509,
+            enrollment_kind: dps_station::ledger::EnrollmentKind::Individual,
+            dps_target: "dps".into(),
+            registration_id_template: "modem-{serial}".into(),
+        })
+        .unwrap();
+    l.transaction(|w| {
+        w.record_device_run(&dps_station::ledger::NewDeviceRun {
+            batch,
+            slot: "S1".into(),
+            serial_number: Some("1".into()),
+            registration_id: Some("modem-1".into()),
+            failure: None,
+            elapsed_ms: 900,
+        })
+    })
+    .unwrap();
+    let runs = l
+        .device_runs(&dps_station::ledger::RunScope::Batch("night".into()))
+        .unwrap();
+    assert_eq!(runs.len(), 1);
+    assert_eq!(runs[0].slot, "S1");
 }

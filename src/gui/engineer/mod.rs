@@ -4,9 +4,11 @@
 
 pub mod batch_editor;
 pub mod batch_editor_worker;
+pub mod enrollment;
 pub mod export;
 pub mod ledger;
 pub mod ledger_actions;
 pub mod ledger_bench;
 pub mod ledger_detail;
 pub mod ledger_worker;
+pub mod reports;

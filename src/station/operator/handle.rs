@@ -150,6 +150,16 @@ impl BatchProvider for FixtureProvider {
 /// The DPS service client for a target of station.toml (connection string from its secret
 /// source, TLS trust from its CA file or the platform).
 pub fn connect_dps(station: &StationConfig, target: &str) -> Result<DpsClient, StationError> {
+    connect_dps_tuned(station, target, |_| {})
+}
+
+/// [`connect_dps`] with the client's settings adjusted by `tune` (a one-attempt reachability
+/// probe, for instance).
+pub fn connect_dps_tuned(
+    station: &StationConfig,
+    target: &str,
+    tune: impl FnOnce(&mut DpsClientConfig),
+) -> Result<DpsClient, StationError> {
     let dps_err = |message: String| StationError::Dps {
         target: target.to_string(),
         message,
@@ -179,6 +189,7 @@ pub fn connect_dps(station: &StationConfig, target: &str) -> Result<DpsClient, S
     if let Some(opm) = t.operations_per_minute {
         config.operations_per_minute = opm;
     }
+    tune(&mut config);
     DpsClient::new(connection, config).map_err(|e| dps_err(e.to_string()))
 }
 
