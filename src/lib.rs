@@ -15,5 +15,6 @@ pub mod gui;
 pub mod identity;
 pub mod keystore;
 pub mod ledger;
+pub mod manifest;
 pub mod secret;
 pub mod station;

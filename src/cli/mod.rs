@@ -25,6 +25,7 @@ mod ledger_bench;
 mod line;
 mod line_bench;
 mod logging;
+mod manifest;
 mod packaging;
 mod pipe;
 mod setup;
@@ -67,6 +68,9 @@ enum Command {
     Packaging(packaging::Commands),
     #[command(flatten)]
     Fixture(fixture::Commands),
+    /// Microchip Trust&GO manifests: verify, import into the ledger, enroll.
+    #[command(subcommand)]
+    Manifest(manifest::ManifestCommand),
     /// Set up this station (first run): name, ledger, HSM token, fixture slots, DPS target;
     /// `--check` says what is still missing.
     Setup(setup::SetupArgs),
@@ -99,6 +103,7 @@ pub fn main() -> ExitCode {
 fn run(command: Command) -> anyhow::Result<ExitCode> {
     match command {
         Command::Dps(cmd) => dps::run(cmd),
+        Command::Manifest(cmd) => manifest::run(cmd),
         Command::DpsEmulator(cmd) => dps_emulator::run(cmd),
         Command::Identity(cmd) => identity::run(cmd),
         Command::Ledger(cmd) => ledger::run(cmd),

@@ -39,6 +39,7 @@ mod error;
 mod export;
 pub mod key_evidence;
 pub mod lock;
+pub mod manifest_entries;
 mod queries;
 pub mod schema;
 pub mod state;
@@ -54,6 +55,7 @@ pub use audit::{BrokenRow, VerifyReport};
 pub use error::LedgerError;
 pub use key_evidence::KeyEvidence;
 pub use lock::{LockHolder, WriterLock};
+pub use manifest_entries::{ManifestEntryRecord, NewManifestEntry};
 pub use types::*;
 pub use writer::LedgerWriter;
 

@@ -18,7 +18,13 @@ pub const APPLICATION_ID: i32 = 0x4450_5354;
 pub const CURRENT_VERSION: i64 = MIGRATIONS.len() as i64;
 
 /// Migration `i` takes the schema from version `i` to `i + 1`.
-pub const MIGRATIONS: &[&str] = &[V1_FOUNDATION, V2_HSM, V3_REPROVISIONING, V4_KEY_EVIDENCE];
+pub const MIGRATIONS: &[&str] = &[
+    V1_FOUNDATION,
+    V2_HSM,
+    V3_REPROVISIONING,
+    V4_KEY_EVIDENCE,
+    V5_MANIFEST_ENTRIES,
+];
 
 /// Tables a migration rebuilds (create new, copy, drop, rename), by the version it starts from.
 /// Dropping a table drops its triggers, so [`migrate`] saves the triggers of these tables and
@@ -174,6 +180,24 @@ CREATE TABLE key_evidence (
     csr_der      BLOB NOT NULL,
     attestation  BLOB,
     created_at   TEXT NOT NULL
+);
+"#;
+
+/// v5 (Trust&GO manifests, issue 16): the manifest entry an identity came from.
+///
+/// A secure element provisioned at Microchip is recorded `written` from its verified manifest
+/// entry; this row keeps where that came from (the file, its SHA-256, the signer certificate's
+/// thumbprint), the element's unique ID (its serial: once per ledger) and the device key, which a
+/// device on the line must report to pass.
+const V5_MANIFEST_ENTRIES: &str = r#"
+CREATE TABLE manifest_entries (
+    identity_id        INTEGER PRIMARY KEY REFERENCES identities(id),
+    unique_id          TEXT NOT NULL UNIQUE,
+    public_key         BLOB NOT NULL,
+    manifest_file      TEXT NOT NULL,
+    manifest_sha256    TEXT NOT NULL,
+    signer_thumbprint  TEXT NOT NULL,
+    imported_at        TEXT NOT NULL
 );
 "#;
 
