@@ -49,6 +49,7 @@ fn ca_params(cn: &str) -> Result<rcgen::CertificateParams, BuildError> {
 /// The manifest signer: a self-signed P-256 certificate (with a Subject Key Identifier) and its key.
 pub struct ReelSigner {
     key: SigningKey,
+    key_pkcs8_der: Vec<u8>,
     cert_der: Vec<u8>,
     signer: ManifestSigner,
 }
@@ -64,6 +65,7 @@ impl ReelSigner {
         let signer = ManifestSigner::from_der(&cert_der).map_err(BuildError)?;
         Ok(Self {
             key,
+            key_pkcs8_der: pair.serialize_der(),
             cert_der,
             signer,
         })
@@ -77,6 +79,11 @@ impl ReelSigner {
     /// The certificate, PEM.
     pub fn cert_pem(&self) -> String {
         crate::identity::pem::encode("CERTIFICATE", &self.cert_der)
+    }
+
+    /// Its private key, PKCS#8 PEM (for another JOSE library to sign with, in the tests).
+    pub fn key_pkcs8_pem(&self) -> String {
+        crate::identity::pem::encode("PRIVATE KEY", &self.key_pkcs8_der)
     }
 }
 

@@ -59,9 +59,9 @@ const V1_COLUMNS: &str = "id, registration_id, batch_id, device_id, attestation,
     station_id, operator_id, created_at, updated_at";
 
 #[test]
-fn current_version_is_four() {
+fn current_version_is_five() {
     assert_eq!(
-        CURRENT_VERSION, 4,
+        CURRENT_VERSION, 5,
         "add a migration test for the new version"
     );
 }
@@ -404,7 +404,7 @@ fn v3_migrates_to_v4_keeping_identities_and_adding_key_evidence() {
     };
     assert_eq!(header(&t.ledger).1, 3);
     let rows_before = identity_rows(&t.ledger, V1_COLUMNS);
-    let (mut l, m) = Ledger::open_reporting(&t.ledger, &writer()).unwrap();
+    let (mut l, m) = Ledger::open_migrating_to(&t.ledger, &writer(), 4).unwrap();
     assert_eq!((m.from, m.to), (3, 4));
     assert_eq!(identity_rows(&t.ledger, V1_COLUMNS), rows_before);
     assert_eq!(l.key_evidence(id).unwrap(), None, "nothing kept before v4");
@@ -429,4 +429,54 @@ fn v3_migrates_to_v4_keeping_identities_and_adding_key_evidence() {
     l.transaction(|w| w.record_key_evidence(second, &newer))
         .unwrap();
     assert_eq!(l.key_evidence(second).unwrap(), Some(newer));
+}
+
+#[test]
+fn v4_migrates_to_v5_keeping_identities_and_adding_manifest_entries() {
+    let t = test_dir();
+    {
+        let (mut l, m) = Ledger::open_migrating_to(&t.ledger, &writer(), 4).unwrap();
+        assert_eq!((m.from, m.to), (0, 4));
+        l.record_issued(&x509_identity("modem-1")).unwrap();
+    }
+    let rows_before = identity_rows(&t.ledger, V1_COLUMNS);
+    let (mut l, m) = Ledger::open_reporting(&t.ledger, &writer()).unwrap();
+    assert_eq!((m.from, m.to), (4, 5));
+    assert_eq!(identity_rows(&t.ledger, V1_COLUMNS), rows_before);
+    assert_eq!(l.manifest_entry("0123000000000001ee").unwrap(), None);
+    let Attestation::X509 { certificate_der } = x509_identity("sn0123000000000001ee").attestation
+    else {
+        unreachable!()
+    };
+    let entry = dps_station::ledger::NewManifestEntry {
+        registration_id: "sn0123000000000001ee".into(),
+        unique_id: "0123000000000001ee".into(),
+        part_number: "ATECC608B-TNGTLS".into(),
+        certificate_der,
+        public_key: vec![4; 65],
+        manifest_file: "reel.json".into(),
+        manifest_sha256: "ab".repeat(32),
+        signer_thumbprint: "CD".repeat(32),
+        batch: None,
+    };
+    l.transaction(|w| w.record_manifest_entry(&entry)).unwrap();
+    let got = l.manifest_entry("0123000000000001EE").unwrap().unwrap();
+    assert_eq!(
+        (
+            got.registration_id.as_str(),
+            got.state.as_str(),
+            got.public_key.as_slice()
+        ),
+        ("sn0123000000000001ee", "written", &[4u8; 65][..])
+    );
+    assert_eq!(got.manifest_file, "reel.json");
+    // The same secure element again is refused and writes nothing.
+    let err = l
+        .transaction(|w| w.record_manifest_entry(&entry))
+        .unwrap_err()
+        .to_string();
+    assert!(
+        err.contains("0123000000000001ee") && err.contains("already"),
+        "{err}"
+    );
 }
