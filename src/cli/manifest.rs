@@ -8,13 +8,15 @@ use std::process::ExitCode;
 
 use anyhow::Context;
 use clap::{Args, Subcommand};
+use dps_station::device::{ClientOptions, Family, open_driver};
 use dps_station::dps::payload::EnrollmentSettings;
 use dps_station::dps::{DpsClient, DpsClientConfig, TlsTrust};
 use dps_station::ledger::{self, Ledger, WriterIdentity};
 use dps_station::manifest::{self, EntryError, ManifestReport, ManifestSigner};
 use dps_station::station::enrollment::{EnrollOptions, enroll_pending};
 use dps_station::station::manifest_import::{
-    ImportOptions, ManifestEnrollment, default_batch_name, ensure_group, import_manifest,
+    ImportOptions, ManifestEnrollment, check_on_line, default_batch_name, ensure_group,
+    import_manifest,
 };
 
 /// The `manifest` subcommands.
@@ -24,6 +26,9 @@ pub enum ManifestCommand {
     Verify(VerifyArgs),
     /// Verify a manifest, record its secure elements in the ledger and enroll them.
     Import(Box<ImportArgs>),
+    /// Check the device on a port: its secure element must be in an imported manifest, with the
+    /// public key listed there (exit status 1 if not).
+    CheckDevice(CheckDeviceArgs),
 }
 
 /// The manifest and its signer.
@@ -34,6 +39,17 @@ pub struct VerifyArgs {
     /// The manifest signer certificate (PEM or DER) the entries must be signed by.
     #[arg(long, value_name = "CERT")]
     signer: PathBuf,
+}
+
+/// Options of `manifest check-device`.
+#[derive(Debug, Args)]
+pub struct CheckDeviceArgs {
+    /// The device's serial port.
+    #[arg(long)]
+    port: String,
+    /// The ledger file [default: $XDG_DATA_HOME/dps-station/ledger.db]; opened read-only.
+    #[arg(long, env = "DPS_STATION_LEDGER", value_name = "PATH")]
+    ledger: Option<PathBuf>,
 }
 
 /// Options of `manifest import`.
@@ -94,6 +110,7 @@ pub fn run(cmd: ManifestCommand) -> anyhow::Result<ExitCode> {
             Ok(exit(report.refused.is_empty()))
         }
         ManifestCommand::Import(args) => import(*args),
+        ManifestCommand::CheckDevice(args) => check_device(&args),
     }
 }
 
@@ -235,4 +252,68 @@ fn import(args: ImportArgs) -> anyhow::Result<ExitCode> {
         summary.retry_later.len()
     );
     Ok(exit(outcome.refused.is_empty() && summary.all_enrolled()))
+}
+
+/// Options of `bench manifest`.
+#[derive(Debug, Args)]
+pub struct ManifestBenchArgs {
+    /// Entries in the manifest.
+    #[arg(long, default_value_t = 100_000)]
+    entries: u64,
+    /// Where the manifest and the ledger are made (a directory inside it, removed after).
+    #[arg(long, value_name = "DIR", default_value_os_t = std::env::temp_dir())]
+    dir: PathBuf,
+}
+
+/// Runs `bench manifest`.
+pub fn bench(args: &ManifestBenchArgs) -> anyhow::Result<ExitCode> {
+    if cfg!(debug_assertions) {
+        eprintln!("note: this is a debug build; benchmark figures come from `cargo run --release`");
+    }
+    let dir = args
+        .dir
+        .join(format!("dps-station-bench-manifest-{}", std::process::id()));
+    std::fs::create_dir_all(&dir)
+        .with_context(|| format!("cannot make the directory {}", dir.display()))?;
+    let result = dps_station::station::manifest_bench::run(args.entries, &dir);
+    // The manifest and ledger are hundreds of MB: never left behind.
+    let _ = std::fs::remove_dir_all(&dir);
+    let r = result?;
+    println!(
+        "manifest of {} entries ({:.1} MB, made in {:.1} s): verified in {:.2} s, imported in {:.2} s \
+         (one transaction, enrollments queued): {:.2} s in all (goal < 30 s); peak memory {:.0} MB (goal < 300 MB)",
+        r.entries,
+        r.file_bytes as f64 / 1e6,
+        r.generate.as_secs_f64(),
+        r.verify.as_secs_f64(),
+        r.import.as_secs_f64(),
+        r.total().as_secs_f64(),
+        r.peak_rss as f64 / 1e6
+    );
+    Ok(ExitCode::SUCCESS)
+}
+
+fn check_device(args: &CheckDeviceArgs) -> anyhow::Result<ExitCode> {
+    let path = match &args.ledger {
+        Some(p) => p.clone(),
+        None => ledger::default_path()
+            .context("no ledger path: set --ledger, DPS_STATION_LEDGER, XDG_DATA_HOME or HOME")?,
+    };
+    let ledger = Ledger::open_read_only(&path)?;
+    // Trust&GO boards speak the station's line protocol (`SE-INFO`).
+    let mut driver = open_driver(Family::Station, &args.port, &ClientOptions::default())?;
+    driver.identify()?;
+    match check_on_line(&ledger, driver.as_mut()) {
+        Ok(entry) => {
+            println!(
+                "PASS {}: secure element {} is in manifest {} as {} ({})",
+                args.port, entry.unique_id, entry.manifest_file, entry.registration_id, entry.state
+            );
+            Ok(ExitCode::SUCCESS)
+        }
+        Err(e) => {
+            println!("FAIL {}: {e}", args.port);
+            Ok(ExitCode::FAILURE)
+        }
+    }
 }

@@ -19,6 +19,7 @@ use crate::identity::pem;
 pub struct ManifestSigner {
     der: Vec<u8>,
     key: VerifyingKey,
+    point: Vec<u8>,
     kid: Option<String>,
     x5t_s256: String,
 }
@@ -57,6 +58,7 @@ impl ManifestSigner {
             });
         Ok(Self {
             der: der.to_vec(),
+            point: key.to_sec1_point(false).as_bytes().to_vec(),
             key,
             kid,
             x5t_s256: URL_SAFE_NO_PAD.encode(Sha256::digest(der)),
@@ -71,6 +73,11 @@ impl ManifestSigner {
     /// The key that verifies entries.
     pub fn key(&self) -> &VerifyingKey {
         &self.key
+    }
+
+    /// Its public key as an uncompressed SEC1 point.
+    pub fn point(&self) -> &[u8] {
+        &self.point
     }
 
     /// `kid` of the entries it signs: base64url of its Subject Key Identifier, if it has one.

@@ -218,3 +218,62 @@ pub fn ensure_group(
         Err(e) => Err(fail(format!("checking it failed: {e}"))),
     }
 }
+
+/// Why a device on the line does not pass the manifest check.
+#[derive(Debug, thiserror::Error)]
+pub enum LineMatchError {
+    /// Its secure element is in no imported manifest.
+    #[error(
+        "the secure element {serial} of the device on {port} is in no imported manifest: set the device aside, or import its reel's manifest first (`dps-station manifest import`)"
+    )]
+    NotInManifest {
+        /// The port.
+        port: String,
+        /// The element's serial.
+        serial: String,
+    },
+    /// Its secure element reports another key than the manifest lists for its serial.
+    #[error(
+        "the secure element {serial} of the device on {port} reports another public key than manifest {manifest} lists for it: it is not the element Microchip shipped; set the device aside and do not enroll it"
+    )]
+    KeyMismatch {
+        /// The port.
+        port: String,
+        /// The element's serial.
+        serial: String,
+        /// The manifest file it was imported from.
+        manifest: String,
+    },
+    /// The ledger could not be read.
+    #[error(transparent)]
+    Ledger(#[from] LedgerError),
+    /// The device did not answer as it should (or has no secure element).
+    #[error(transparent)]
+    Device(#[from] crate::device::DeviceError),
+}
+
+/// Checks the device on `driver` against the imported manifests: its secure element's serial
+/// must be in one and its public key must be the one listed. Returns the ledger's entry (its
+/// registration ID, its state) for the device that passes.
+pub fn check_on_line(
+    ledger: &Ledger,
+    driver: &mut dyn crate::device::DeviceDriver,
+) -> Result<crate::ledger::ManifestEntryRecord, LineMatchError> {
+    let se = driver.secure_element()?;
+    let port = driver.port().to_string();
+    let Some(entry) = ledger.manifest_entry(&se.serial)? else {
+        return Err(LineMatchError::NotInManifest {
+            port,
+            serial: se.serial,
+        });
+    };
+    if entry.public_key != se.public_key {
+        return Err(LineMatchError::KeyMismatch {
+            port,
+            serial: se.serial,
+            manifest: entry.manifest_file,
+        });
+    }
+    tracing::info!(port = %port, serial = %se.serial, registration_id = %entry.registration_id, "secure element matches its manifest");
+    Ok(entry)
+}

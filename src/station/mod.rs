@@ -21,6 +21,7 @@ pub mod individual_keys;
 pub mod key_session;
 pub mod keys;
 pub mod ledger_thread;
+pub mod manifest_bench;
 pub mod manifest_import;
 pub mod mqtt_bench;
 pub mod operator;

@@ -492,3 +492,74 @@ fn the_cli_verifies_and_imports_a_manifest() {
     let pending = l.pending_enrollments("dps.example", 100).unwrap();
     assert_eq!(pending.len(), 3);
 }
+
+/// A device on the line whose secure element reports its serial and key (the station family's
+/// `SE-INFO`, here the simulator carrying an element of the reel) passes only if the imported
+/// manifest lists it with that key.
+#[test]
+fn a_device_on_the_line_passes_only_if_its_secure_element_is_in_the_manifest() {
+    use dps_station::device::simulator::{FirmwareOptions, SimOptions, SimulatedDevice};
+    use dps_station::device::{ClientOptions, DeviceDriver, LineClient, SecureElementInfo};
+    use dps_station::station::manifest_import::{LineMatchError, check_on_line};
+
+    let tmp = tempfile::tempdir().unwrap();
+    let reel = reel(3);
+    let file = write(tmp.path(), "reel-L.json", &reel.entries()[..2]);
+    let report = read_manifest(&file, &signer_of(&reel)).unwrap();
+    let ledger_path = tmp.path().join("ledger.db");
+    {
+        let mut ledger = open(&ledger_path);
+        let options = ImportOptions {
+            batch: "reel-L".into(),
+            dps_target: None,
+            enrollment: ManifestEnrollment::Individual,
+        };
+        assert_eq!(
+            import_manifest(&mut ledger, &report, &options)
+                .unwrap()
+                .recorded
+                .len(),
+            2
+        );
+    }
+    let ledger = Ledger::open_read_only(&ledger_path).unwrap();
+    let on_line = |se: Option<SecureElementInfo>| {
+        let sim = SimulatedDevice::on_pty(
+            0,
+            &SimOptions {
+                firmware: FirmwareOptions {
+                    secure_element: se,
+                    ..FirmwareOptions::default()
+                },
+                ..SimOptions::default()
+            },
+        )
+        .unwrap();
+        let mut client = LineClient::open(sim.path(), ClientOptions::default()).unwrap();
+        client.identify().unwrap();
+        let verdict = check_on_line(&ledger, &mut client);
+        drop(client);
+        drop(sim);
+        verdict
+    };
+    let element = |d: &Device, key: Vec<u8>| SecureElementInfo {
+        serial: d.unique_id.to_ascii_uppercase(),
+        public_key: key,
+    };
+    // In the manifest, with its key: passes, naming its identity.
+    let d0 = &reel.devices[0];
+    let pass = on_line(Some(element(d0, d0.public_key()))).unwrap();
+    assert_eq!(pass.registration_id, format!("sn{}", d0.unique_id));
+    assert_eq!(pass.manifest_file, "reel-L.json");
+    // Not in the manifest (entry 2 was left out of the file).
+    let d2 = &reel.devices[2];
+    let err = on_line(Some(element(d2, d2.public_key()))).unwrap_err();
+    assert!(matches!(err, LineMatchError::NotInManifest { .. }), "{err}");
+    assert!(err.to_string().contains(&d2.unique_id), "{err}");
+    // Its serial, another key: an element that is not the one Microchip shipped.
+    let err = on_line(Some(element(d0, reel.devices[1].public_key()))).unwrap_err();
+    assert!(matches!(err, LineMatchError::KeyMismatch { .. }), "{err}");
+    // No secure element at all: refused as unsupported, never passed.
+    let err = on_line(None).unwrap_err();
+    assert!(matches!(err, LineMatchError::Device(_)), "{err}");
+}
