@@ -22,6 +22,7 @@ use std::collections::HashMap;
 use std::fmt;
 use std::io::{BufReader, Read};
 use std::path::{Path, PathBuf};
+use std::sync::{Arc, Mutex, mpsc};
 
 use serde::de::{DeserializeSeed, SeqAccess, Visitor};
 use serde_json::Value;
@@ -91,11 +92,59 @@ impl<'de> Visitor<'de> for &mut Entries<'_> {
     }
 
     fn visit_seq<A: SeqAccess<'de>>(self, mut seq: A) -> Result<(), A::Error> {
-        let mut issuers = entry::IssuerCache::default();
+        // The parser (this thread) hands entries to one verifier per core through a bounded
+        // queue: memory stays at a few hundred entries in flight, and ECDSA runs on every core.
+        let workers = std::thread::available_parallelism().map_or(1, |n| n.get().min(8));
+        let signer = self.signer;
+        let (results, parse_error) = std::thread::scope(|scope| {
+            let (jobs, queue) = mpsc::sync_channel::<(usize, Value)>(256);
+            let queue = Arc::new(Mutex::new(queue));
+            let (done, results) = mpsc::channel();
+            for _ in 0..workers {
+                let queue = Arc::clone(&queue);
+                let done = done.clone();
+                scope.spawn(move || {
+                    let mut issuers = entry::IssuerCache::default();
+                    loop {
+                        let job = queue.lock().unwrap_or_else(|p| p.into_inner()).recv();
+                        let Ok((index, value)) = job else { break };
+                        let verdict = entry::verify_entry(index, &value, signer, &mut issuers);
+                        if done.send((index, verdict)).is_err() {
+                            break;
+                        }
+                    }
+                });
+            }
+            drop(done);
+            let mut index = 0;
+            let mut parse_error = None;
+            loop {
+                match seq.next_element::<Value>() {
+                    Ok(Some(value)) => {
+                        if jobs.send((index, value)).is_err() {
+                            break;
+                        }
+                        index += 1;
+                    }
+                    Ok(None) => break,
+                    Err(e) => {
+                        parse_error = Some(e);
+                        break;
+                    }
+                }
+            }
+            drop(jobs);
+            let mut all: Vec<(usize, Result<VerifiedEntry, EntryError>)> = results.iter().collect();
+            all.sort_unstable_by_key(|(i, _)| *i);
+            (all, parse_error)
+        });
+        if let Some(e) = parse_error {
+            return Err(e);
+        }
+        // Duplicates in file order: the first entry of a secure element stands.
         let mut first_of: HashMap<String, usize> = HashMap::new();
-        let mut index = 0;
-        while let Some(value) = seq.next_element::<Value>()? {
-            match entry::verify_entry(index, &value, self.signer, &mut issuers) {
+        for (index, verdict) in results {
+            match verdict {
                 Ok(e) => match first_of.get(&e.unique_id) {
                     Some(&first) => self.refused.push(EntryError {
                         index,
@@ -109,7 +158,6 @@ impl<'de> Visitor<'de> for &mut Entries<'_> {
                 },
                 Err(e) => self.refused.push(e),
             }
-            index += 1;
         }
         Ok(())
     }
