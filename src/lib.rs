@@ -5,6 +5,7 @@
 //! and `dps` do not know about each other, except that `keystore` implements the signing trait
 //! that `identity` defines, so `identity` never sees PKCS#11. `emulator` (a local DPS and IoT hub:
 //! a server, for tests, benches and the demo) uses only `identity`; `dps` never imports it.
+//! `manifest` (Microchip Trust&GO manifests) also uses only `identity`.
 //! See `docs/ARCHITECTURE.md`.
 
 pub mod device;
@@ -15,5 +16,6 @@ pub mod gui;
 pub mod identity;
 pub mod keystore;
 pub mod ledger;
+pub mod manifest;
 pub mod secret;
 pub mod station;

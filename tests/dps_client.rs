@@ -28,3 +28,6 @@ mod station;
 
 #[path = "dps_client/export.rs"]
 mod export;
+
+#[path = "dps_client/manifest.rs"]
+mod manifest;

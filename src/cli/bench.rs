@@ -47,6 +47,9 @@ pub enum BenchCommand {
     /// The operator's desk: CPU time per frame of the line screen (32 slots, 200 engine events
     /// per second) over 1,200 frames, median and p99, and the process's peak memory.
     Gui(super::gui_bench::GuiBenchArgs),
+    /// Trust&GO manifests: read, verify and import N entries (100,000) into a fresh ledger,
+    /// with the process's peak memory (goal: under 30 s and 300 MB).
+    Manifest(super::manifest::ManifestBenchArgs),
 }
 
 /// Options of `bench hsm`.
@@ -109,6 +112,7 @@ pub fn run(cmd: BenchCommand) -> anyhow::Result<ExitCode> {
         BenchCommand::Line(args) => super::line_bench::bench(&args),
         BenchCommand::Mqtt(args) => mqtt(&args),
         BenchCommand::Gui(args) => super::gui_bench::run(&args),
+        BenchCommand::Manifest(args) => super::manifest::bench(&args),
     }
 }
 

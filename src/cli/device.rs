@@ -364,6 +364,7 @@ fn simulate(args: &SimulateArgs) -> anyhow::Result<ExitCode> {
             keygen_delay: Duration::from_millis(args.keygen_delay_ms),
             tpm: !args.no_tpm,
             reset_guarded: args.reset_guarded,
+            secure_element: None,
         },
         flash_dir: Some(args.flash_dir.clone()),
     };

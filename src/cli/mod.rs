@@ -27,6 +27,7 @@ mod ledger_revoke;
 mod line;
 mod line_bench;
 mod logging;
+mod manifest;
 mod packaging;
 mod pipe;
 mod report;
@@ -70,6 +71,9 @@ enum Command {
     Packaging(packaging::Commands),
     #[command(flatten)]
     Fixture(fixture::Commands),
+    /// Microchip Trust&GO manifests: verify, import into the ledger, enroll.
+    #[command(subcommand)]
+    Manifest(manifest::ManifestCommand),
     /// Set up this station (first run): name, ledger, HSM token, fixture slots, DPS target;
     /// `--check` says what is still missing.
     Setup(setup::SetupArgs),
@@ -105,6 +109,7 @@ pub fn main() -> ExitCode {
 fn run(command: Command) -> anyhow::Result<ExitCode> {
     match command {
         Command::Dps(cmd) => dps::run(cmd),
+        Command::Manifest(cmd) => manifest::run(cmd),
         Command::DpsEmulator(cmd) => dps_emulator::run(cmd),
         Command::Identity(cmd) => identity::run(cmd),
         Command::Ledger(cmd) => ledger::run(cmd),

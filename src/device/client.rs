@@ -765,6 +765,24 @@ impl<W: Read + Write + Send> LineClient<W> {
         })
     }
 
+    /// `SE-INFO`: the secure element's serial (hex) and public key (base64 uncompressed point).
+    pub fn se_info(&mut self) -> Result<super::driver::SecureElementInfo, DeviceError> {
+        let step = Step::SecureElement;
+        self.require(step, caps::SECURE_ELEMENT)?;
+        let reply = self.simple(step, "SE-INFO")?;
+        let serial = self.field(step, &reply, "serial")?;
+        if serial.is_empty() || serial.len() > 64 || !serial.bytes().all(|b| b.is_ascii_hexdigit())
+        {
+            return Err(self.protocol(step, "serial= is not hex".into()));
+        }
+        let serial = serial.to_ascii_lowercase();
+        let public_key = self.b64_field(step, &reply, "key")?;
+        if public_key.len() != 65 || public_key[0] != 0x04 {
+            return Err(self.protocol(step, "key= is not an uncompressed P-256 point".into()));
+        }
+        Ok(super::driver::SecureElementInfo { serial, public_key })
+    }
+
     /// `LOCK`.
     pub fn lock(&mut self) -> Result<(), DeviceError> {
         let step = Step::Lock;

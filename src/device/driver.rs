@@ -341,6 +341,16 @@ pub struct TpmEk {
     pub suggested_registration_id: Option<String>,
 }
 
+/// What a vendor-provisioned secure element says about itself (a Trust&GO ATECC608): matched
+/// against the vendor's manifest before the device may pass.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct SecureElementInfo {
+    /// Its serial number (the manifest's `uniqueId`), lowercase hex.
+    pub serial: String,
+    /// Its device key's public part, an uncompressed P-256 point (65 bytes).
+    pub public_key: Vec<u8>,
+}
+
 /// One device on one port, of one family. Blocking: the station runs one worker thread per slot.
 pub trait DeviceDriver: Send {
     /// The port this driver talks through (for messages and the ledger).
@@ -388,5 +398,14 @@ pub trait DeviceDriver: Send {
     /// request read past), so that a re-plugged device is seen as new.
     fn take_boot_seen(&mut self) -> bool {
         false
+    }
+    /// The vendor-provisioned secure element's serial and public key, for families whose devices
+    /// carry one (a Trust&GO ATECC608); others answer `Unsupported`.
+    fn secure_element(&mut self) -> Result<SecureElementInfo, DeviceError> {
+        Err(DeviceError::Unsupported {
+            port: self.port().to_string(),
+            step: super::error::Step::SecureElement,
+            capability: super::protocol::caps::SECURE_ELEMENT,
+        })
     }
 }

@@ -33,6 +33,8 @@ pub enum Step {
     TpmEk,
     /// `LOCK`.
     Lock,
+    /// `SE-INFO`: the secure element's serial and public key.
+    SecureElement,
     /// `RESET`.
     Reset,
     /// A raw command from `device console`.
@@ -57,6 +59,7 @@ impl fmt::Display for Step {
             Step::Readback => "READBACK",
             Step::TpmEk => "reading the TPM endorsement key (TPM-EK)",
             Step::Lock => "LOCK",
+            Step::SecureElement => "reading the secure element (SE-INFO)",
             Step::Reset => "the factory reset (RESET)",
             Step::Console => "the console command",
             Step::Command(name) => return write!(f, "the command {name}"),

@@ -23,8 +23,8 @@ pub mod transport;
 
 pub use client::{ClientOptions, LineClient, Timeouts, WireEvent};
 pub use driver::{
-    Bundle, Capabilities, DeviceDriver, DeviceInfo, Family, GeneratedKey, Held, Holdings, Stored,
-    TpmEk,
+    Bundle, Capabilities, DeviceDriver, DeviceInfo, Family, GeneratedKey, Held, Holdings,
+    SecureElementInfo, Stored, TpmEk,
 };
 pub use error::{DeviceError, Step};
 pub use fixture::FixtureMap;

@@ -48,6 +48,10 @@ pub mod caps {
     pub const SYMMETRIC_KEY: &str = "symmetric-key";
     /// The device supports `LOCK`.
     pub const LOCK: &str = "lock";
+    /// The device carries a secure element provisioned by its vendor (a Microchip Trust&GO
+    /// ATECC608) and reports its serial and public key (`SE-INFO`), to be matched against the
+    /// vendor's manifest.
+    pub const SECURE_ELEMENT: &str = "secure-element";
 }
 
 /// What `PUT` can store. Secret items travel only inside a session.

@@ -106,6 +106,10 @@ impl<W: Read + Write + Send> DeviceDriver for LineClient<W> {
         self.tpm_ek()
     }
 
+    fn secure_element(&mut self) -> Result<super::driver::SecureElementInfo, DeviceError> {
+        self.se_info()
+    }
+
     fn store(&mut self, bundle: &Bundle<'_>) -> Result<Stored, DeviceError> {
         // Our protocol refuses writes to a locked device; an unlocked one is rewritten as a whole,
         // so `overwrite` needs nothing here (the station only re-provisions after a reset).

@@ -211,7 +211,9 @@ pub fn x509_individual(
 ) -> Result<IndividualEnrollment, PayloadError> {
     validate_registration_id(registration_id, MAX_LEN_X509)?;
     let info = parse_certificate(registration_id, device_certificate_pem)?;
-    if info.common_name != registration_id {
+    // DPS compares registration IDs case-insensitively: a Trust&GO certificate's CN is
+    // `sn` + uppercase hex, enrolled under the station's lowercase registration ID.
+    if !info.common_name.eq_ignore_ascii_case(registration_id) {
         return Err(PayloadError::CommonNameMismatch {
             id: registration_id.to_string(),
             cn: info.common_name,

@@ -25,6 +25,7 @@ pub const MIGRATIONS: &[&str] = &[
     V4_KEY_EVIDENCE,
     V5_BROWSE_INDEXES,
     V6_DEVICE_RUNS,
+    V7_MANIFEST_ENTRIES,
 ];
 
 /// Tables a migration rebuilds (create new, copy, drop, rename), by the version it starts from.
@@ -219,6 +220,24 @@ CREATE INDEX device_runs_by_batch ON device_runs (batch_id, finished_at);
 CREATE INDEX device_runs_by_time ON device_runs (finished_at);
 -- DPS answers over time (the enrollment screen) without walking the whole audit log.
 CREATE INDEX audit_by_action ON audit_log (action, at);
+"#;
+
+/// v7 (Trust&GO manifests, issue 16): the manifest entry an identity came from.
+///
+/// A secure element provisioned at Microchip is recorded `written` from its verified manifest
+/// entry; this row keeps where that came from (the file, its SHA-256, the signer certificate's
+/// thumbprint), the element's unique ID (its serial: once per ledger) and the device key, which a
+/// device on the line must report to pass.
+const V7_MANIFEST_ENTRIES: &str = r#"
+CREATE TABLE manifest_entries (
+    identity_id        INTEGER PRIMARY KEY REFERENCES identities(id),
+    unique_id          TEXT NOT NULL UNIQUE,
+    public_key         BLOB NOT NULL,
+    manifest_file      TEXT NOT NULL,
+    manifest_sha256    TEXT NOT NULL,
+    signer_thumbprint  TEXT NOT NULL,
+    imported_at        TEXT NOT NULL
+);
 "#;
 
 /// v3: re-provisioning and random per-identity keys.

@@ -28,6 +28,8 @@ pub mod keys;
 pub mod labels;
 pub mod ledger_report;
 pub mod ledger_thread;
+pub mod manifest_bench;
+pub mod manifest_import;
 pub mod mqtt_bench;
 pub mod officer_session;
 pub mod operator;

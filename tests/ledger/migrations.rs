@@ -59,9 +59,9 @@ const V1_COLUMNS: &str = "id, registration_id, batch_id, device_id, attestation,
     station_id, operator_id, created_at, updated_at";
 
 #[test]
-fn current_version_is_six() {
+fn current_version_is_seven() {
     assert_eq!(
-        CURRENT_VERSION, 6,
+        CURRENT_VERSION, 7,
         "add a migration test for the new version"
     );
 }
@@ -508,4 +508,54 @@ fn v5_migrates_to_v6_keeping_identities_and_adding_device_runs() {
         .unwrap();
     assert_eq!(runs.len(), 1);
     assert_eq!(runs[0].slot, "S1");
+}
+
+#[test]
+fn v6_migrates_to_v7_keeping_identities_and_adding_manifest_entries() {
+    let t = test_dir();
+    {
+        let (mut l, m) = Ledger::open_migrating_to(&t.ledger, &writer(), 6).unwrap();
+        assert_eq!((m.from, m.to), (0, 6));
+        l.record_issued(&x509_identity("modem-1")).unwrap();
+    }
+    let rows_before = identity_rows(&t.ledger, V1_COLUMNS);
+    let (mut l, m) = Ledger::open_migrating_to(&t.ledger, &writer(), 7).unwrap();
+    assert_eq!((m.from, m.to), (6, 7));
+    assert_eq!(identity_rows(&t.ledger, V1_COLUMNS), rows_before);
+    assert_eq!(l.manifest_entry("0123000000000001ee").unwrap(), None);
+    let Attestation::X509 { certificate_der } = x509_identity("sn0123000000000001ee").attestation
+    else {
+        unreachable!()
+    };
+    let entry = dps_station::ledger::NewManifestEntry {
+        registration_id: "sn0123000000000001ee".into(),
+        unique_id: "0123000000000001ee".into(),
+        part_number: "ATECC608B-TNGTLS".into(),
+        certificate_der,
+        public_key: vec![4; 65],
+        manifest_file: "reel.json".into(),
+        manifest_sha256: "ab".repeat(32),
+        signer_thumbprint: "CD".repeat(32),
+        batch: None,
+    };
+    l.transaction(|w| w.record_manifest_entry(&entry)).unwrap();
+    let got = l.manifest_entry("0123000000000001EE").unwrap().unwrap();
+    assert_eq!(
+        (
+            got.registration_id.as_str(),
+            got.state.as_str(),
+            got.public_key.as_slice()
+        ),
+        ("sn0123000000000001ee", "written", &[4u8; 65][..])
+    );
+    assert_eq!(got.manifest_file, "reel.json");
+    // The same secure element again is refused and writes nothing.
+    let err = l
+        .transaction(|w| w.record_manifest_entry(&entry))
+        .unwrap_err()
+        .to_string();
+    assert!(
+        err.contains("0123000000000001ee") && err.contains("already"),
+        "{err}"
+    );
 }

@@ -32,6 +32,8 @@ pub struct FirmwareOptions {
     pub tpm: bool,
     /// Whether the factory reset is guarded by a physical input that is *not* asserted.
     pub reset_guarded: bool,
+    /// A vendor-provisioned secure element the device carries (Trust&GO), answered by `SE-INFO`.
+    pub secure_element: Option<crate::device::driver::SecureElementInfo>,
 }
 
 impl Default for FirmwareOptions {
@@ -40,6 +42,7 @@ impl Default for FirmwareOptions {
             keygen_delay: Duration::ZERO,
             tpm: true,
             reset_guarded: false,
+            secure_element: None,
         }
     }
 }
@@ -141,6 +144,12 @@ impl Firmware {
             "CONFIG" => self.config(request),
             "READBACK" => Ok(self.readback(id)),
             "TPM-EK" => self.tpm_ek(id),
+            "SE-INFO" => match &self.options.secure_element {
+                Some(se) => Ok(Frame::new(id, "OK")
+                    .with("serial", se.serial.clone())
+                    .with("key", b64_encode(&se.public_key))),
+                None => Err((ErrorCode::Unsupported, "this device has no secure element")),
+            },
             "LOCK" => self.lock(id),
             "RESET" => self.reset(request),
             _ => Err((ErrorCode::UnknownCommand, "unknown command")),
@@ -172,6 +181,9 @@ impl Firmware {
         ];
         if self.options.tpm {
             capabilities.insert(2, caps::TPM_EK);
+        }
+        if self.options.secure_element.is_some() {
+            capabilities.push(caps::SECURE_ELEMENT);
         }
         Ok(self.read(|f| {
             Frame::new(request.id, "OK")
@@ -499,7 +511,7 @@ mod tests {
         let mut rng = FaultRng::new(99);
         let verbs = [
             "HELLO", "PING", "KEYGEN", "CSR", "SESSION", "PUT", "CONFIG", "READBACK", "TPM-EK",
-            "RESET", "X",
+            "RESET", "SE-INFO", "X",
         ];
         let keys = [
             "v", "cn", "pub", "item", "off", "total", "data", "enc", "regid", "scope", "endpoint",
