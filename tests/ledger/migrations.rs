@@ -460,6 +460,9 @@ fn v4_migrates_to_v5_adding_the_browser_indexes_and_keeping_identities() {
             .unwrap();
         assert_eq!(n, 1, "{index}");
     }
+    // Browsing reads a ledger of the current version: take it there, then search.
+    drop(_l);
+    drop(Ledger::open_reporting(&t.ledger, &writer()).unwrap());
     let reader = Ledger::open_read_only(&t.ledger).unwrap();
     let query = dps_station::ledger::browse::BrowseQuery {
         search: "modem".into(),
