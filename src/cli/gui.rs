@@ -162,7 +162,9 @@ pub fn demo_window(
     } else {
         KeyStoreChoice::Auto
     };
-    let workspace = Arc::new(DemoWorkspace::create(choice)?);
+    let mut workspace = DemoWorkspace::create(choice)?;
+    workspace.keep_connection_string_in_file()?;
+    let workspace = Arc::new(workspace);
     println!(
         "dps-station demo: workspace {}; DPS emulator {}; key store {}",
         workspace.dir.display(),

@@ -455,6 +455,29 @@ impl DemoWorkspace {
         })
     }
 
+    /// Points the `emulator` DPS target at an owner-only file in the workspace holding the
+    /// emulator's connection string, as a station's `connection_string_file` would, so that the
+    /// desk's engineer screens (enroll now, test the connection) reach the demo's DPS. Tests keep
+    /// the unset environment variable, to see what a station without its secret says.
+    pub fn keep_connection_string_in_file(&mut self) -> Result<(), DemoError> {
+        use std::io::Write;
+        use std::os::unix::fs::OpenOptionsExt;
+        let path = self.dir.join("dps-connection-string");
+        let mut file = std::fs::OpenOptions::new()
+            .write(true)
+            .create(true)
+            .truncate(true)
+            .mode(0o600)
+            .open(&path)
+            .map_err(err("DPS connection string file"))?;
+        file.write_all(self.emulator.connection_string().expose().as_bytes())
+            .map_err(err("DPS connection string file"))?;
+        if let Some(target) = self.station.dps.get_mut("emulator") {
+            target.connection_string = SecretSource::File(path);
+        }
+        Ok(())
+    }
+
     /// Which key store the workspace uses, for the printout.
     pub fn keys_description(&self) -> String {
         self.keys.keys.describe()

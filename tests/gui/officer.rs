@@ -158,15 +158,10 @@ fn type_into(d: &mut TestDesk, label: &str, text: &str) {
     d.steps(2);
 }
 
-/// Selects all of the field's text and types `text` over it.
+/// Replaces the field's text with `text`, as a screen reader sets a value (a select-all typed
+/// over raced the frame under a loaded test run).
 fn replace_text(d: &mut TestDesk, label: &str, text: &str) {
-    d.harness.get_by_label(label).focus();
-    d.steps(1);
-    d.harness
-        .key_press_modifiers(egui::Modifiers::COMMAND, egui::Key::A);
-    d.steps(1);
-    d.harness.get_by_label(label).type_text(text);
-    d.steps(2);
+    d.set_field(label, text);
 }
 
 fn open_session(o: &mut Officer, pin: &str) {

@@ -511,9 +511,12 @@ fn send(port: &mut TTYPort, lines: &[String], bytes: &AtomicU64, baud: Option<u3
         std::thread::sleep(t);
     }
     bytes.fetch_add(out.len() as u64, Ordering::Relaxed);
-    port.write_all(out.as_bytes())
-        .and_then(|()| port.flush())
-        .is_ok()
+    // Written is sent: a flush (tcdrain) can fail on a pty whose other end is not open yet while
+    // the bytes are already queued for it, and sending the boot banner again on that account
+    // made the station see a second banner, a restart, mid-identify.
+    let written = port.write_all(out.as_bytes()).is_ok();
+    let _ = port.flush();
+    written
 }
 
 fn run(
