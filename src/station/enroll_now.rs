@@ -1,12 +1,17 @@
 //! "Enroll now" from the desk: the pending enrollments of one DPS target sent through the same
 //! library path as `dps-station dps enroll` ([`super::enrollment::enroll_pending`]), after a
 //! reachability probe so that an unreachable DPS leaves the queue exactly as it was (no attempt
-//! counted, no error recorded): the engineer gets a message instead.
+//! counted, no error recorded): the engineer gets a message instead. Results of an enrollment
+//! done at an offline site come back through [`import_results_now`], the path of
+//! `dps-station dps import-results`.
 
 use crate::ledger::{Ledger, LedgerError, WriterIdentity};
 
 use super::config::StationConfig;
-use super::enrollment::{EnrollOptions, EnrollSummary, EnrollmentError, enroll_pending};
+use super::enrollment::{
+    EnrollOptions, EnrollSummary, EnrollmentError, ImportSummary, enroll_pending,
+    import_pending_results,
+};
 use super::operator::handle::{StationError, connect_dps, connect_dps_tuned};
 use crate::dps::retry::RetryPolicy;
 
@@ -83,5 +88,26 @@ pub fn enroll_now(
         batch: None,
     };
     enroll_pending(&mut ledger, &client, &options, |_| {})
+        .map_err(|e| EnrollNowError::Enrollment(Box::new(e)))
+}
+
+/// Records the results a remote site returned (an export folder with its `.result.json`
+/// answers, `az-results.csv`, or `az iot dps enrollment list` output) against the pending
+/// enrollments of `target`, as `dps-station dps import-results` does, as `operator`.
+pub fn import_results_now(
+    station: &StationConfig,
+    operator: &str,
+    target: &str,
+    results: &std::path::Path,
+) -> Result<ImportSummary, EnrollNowError> {
+    let mut ledger = Ledger::open(
+        &station.ledger,
+        &WriterIdentity {
+            station: station.name.clone(),
+            operator: operator.to_string(),
+        },
+    )
+    .map_err(|e| EnrollNowError::Ledger(Box::new(e)))?;
+    import_pending_results(&mut ledger, target, results)
         .map_err(|e| EnrollNowError::Enrollment(Box::new(e)))
 }

@@ -232,9 +232,10 @@ fn pending(d: &TestDesk) -> u64 {
 
 /// The demo desk gets its DPS client from the demo workspace; its station.toml target names an
 /// environment variable for the connection string that nobody sets, so DPS cannot be reached
-/// from station.toml here: enroll-now must say so and leave the queue as it was.
+/// from station.toml here: enroll-now must say so and leave the queue as it was. The results
+/// the offline site returns (az-results.csv) are then imported from the same screen.
 #[test]
-fn enroll_now_when_dps_cannot_be_reached_leaves_the_queue_untouched_and_says_so() {
+fn enroll_now_without_dps_leaves_the_queue_untouched_and_an_offline_sites_results_confirm_it() {
     use dps_station::station::config::Mode;
     use dps_station::station::demo::RunOptions;
 
@@ -286,4 +287,31 @@ fn enroll_now_when_dps_cannot_be_reached_leaves_the_queue_untouched_and_says_so(
     wait_shows(&mut d, "▲ the connection string of DPS target");
     assert_eq!(pending(&d), 3, "the queue is untouched");
     assert_eq!(answers(&d), answers_before, "no attempt was recorded");
+
+    // The batch was enrolled at an offline site instead: its az-results.csv comes back and is
+    // imported from the same screen, as `dps import-results` would.
+    let ids: Vec<String> = {
+        let path = d.harness.state().station().config().ledger.clone();
+        let l = dps_station::ledger::Ledger::open_read_only(&path).unwrap();
+        let filter = dps_station::ledger::IdentityFilter {
+            batch: Some("offline-x509".into()),
+            ..Default::default()
+        };
+        l.list_identities(&filter)
+            .unwrap()
+            .into_iter()
+            .map(|i| i.registration_id)
+            .collect()
+    };
+    assert_eq!(ids.len(), 3);
+    let csv = ws.dir.join("az-results.csv");
+    let mut text = String::from("registration_id,status\n");
+    for id in &ids {
+        text += &format!("{id},enrolled\n");
+    }
+    std::fs::write(&csv, text).unwrap();
+    d.set_field("Results file or folder", &csv.display().to_string());
+    d.click("Import the results");
+    wait_shows(&mut d, "3 marked enrolled");
+    assert_eq!(pending(&d), 0, "the imported results confirmed the queue");
 }

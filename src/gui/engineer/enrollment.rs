@@ -11,8 +11,9 @@ use egui_plot::{Bar, BarChart, Legend, Plot};
 
 use crate::gui::i18n::Messages;
 use crate::gui::screen::{Desk, Screen, ScreenId};
+use crate::gui::widgets::file_pick::{FilePick, PickKind};
 use crate::ledger::Ledger;
-use crate::station::enroll_now::enroll_now;
+use crate::station::enroll_now::{enroll_now, import_results_now};
 use crate::station::enrollment_view::{AnswerKind, EnrollmentOverview};
 use crate::station::operator::{Role, StationHandle};
 use crate::station::report_data::hour_label;
@@ -40,6 +41,13 @@ pub struct EnrollmentScreen {
     enrolling: Option<String>,
     /// The last enroll-now's outcome, in words.
     enrolled: Option<Result<String, String>>,
+    /// Results returned by an offline site: the file or folder, and the target they are for.
+    results: FilePick,
+    import_target: String,
+    import_tx: Sender<Result<String, String>>,
+    import_rx: Receiver<Result<String, String>>,
+    importing: bool,
+    imported: Option<Result<String, String>>,
 }
 
 impl Default for EnrollmentScreen {
@@ -53,7 +61,15 @@ impl EnrollmentScreen {
     pub fn new() -> Self {
         let (tx, rx) = mpsc::channel();
         let (enroll_tx, enroll_rx) = mpsc::channel();
+        let (import_tx, import_rx) = mpsc::channel();
         Self {
+            results: FilePick::new("enrollment-results", PickKind::File(&[]))
+                .labelled("enrollment.results_file"),
+            import_target: String::new(),
+            import_tx,
+            import_rx,
+            importing: false,
+            imported: None,
             tx,
             rx,
             asked: false,
@@ -132,6 +148,94 @@ impl EnrollmentScreen {
     }
 }
 
+impl EnrollmentScreen {
+    /// Import of an offline site's results on a worker; the answer in words.
+    fn import(&mut self, ctx: &egui::Context, desk: &Desk<'_>) {
+        // It changes the ledger: the role is checked again at the click.
+        if let Err(e) = desk.station.require(Role::Engineer) {
+            self.imported = Some(Err(e.to_string()));
+            return;
+        }
+        let Some(path) = self.results.path() else {
+            self.imported = Some(Err(desk.tr.t("enrollment.import_no_file").to_string()));
+            return;
+        };
+        let operator = desk
+            .station
+            .operator()
+            .0
+            .unwrap_or_else(|| "engineer".into());
+        let station = desk.station.config().clone();
+        let target = self.import_target.clone();
+        let done = desk.tr.t("enrollment.import_done").to_string();
+        let (tx, ctx2) = (self.import_tx.clone(), ctx.clone());
+        self.importing = true;
+        self.imported = None;
+        let spawned = std::thread::Builder::new()
+            .name("import-results".into())
+            .spawn(move || {
+                let answer = import_results_now(&station, &operator, &target, &path)
+                    .map(|s| {
+                        done.replace("{target}", &target)
+                            .replace("{read}", &s.read.to_string())
+                            .replace("{enrolled}", &s.enrolled.to_string())
+                            .replace("{failed}", &s.reported_failed.len().to_string())
+                            .replace("{not_pending}", &s.not_pending.len().to_string())
+                    })
+                    .map_err(|e| e.to_string());
+                let _ = tx.send(answer);
+                ctx2.request_repaint();
+            });
+        if let Err(e) = spawned {
+            self.importing = false;
+            self.imported = Some(Err(format!("the import worker could not start: {e}")));
+        }
+    }
+
+    /// The offline site's results: target, file or folder, import.
+    fn import_ui(&mut self, ui: &mut egui::Ui, desk: &Desk<'_>) -> bool {
+        let tr = desk.tr;
+        let targets: Vec<&String> = desk.station.config().dps.keys().collect();
+        if self.import_target.is_empty()
+            && let Some(first) = targets.first()
+        {
+            self.import_target = (*first).clone();
+        }
+        ui.label(RichText::new(tr.t("enrollment.import_title")).strong());
+        ui.label(tr.t("enrollment.import_hint"));
+        ui.horizontal(|ui| {
+            ui.label(tr.t("enrollment.target"));
+            egui::ComboBox::from_id_salt("import-target")
+                .selected_text(self.import_target.clone())
+                .show_ui(ui, |ui| {
+                    for t in &targets {
+                        ui.selectable_value(&mut self.import_target, (*t).clone(), t.as_str());
+                    }
+                });
+        });
+        self.results.ui(ui, tr);
+        let clicked = ui
+            .add_enabled(
+                !self.importing && !self.import_target.is_empty(),
+                egui::Button::new(tr.t("enrollment.import_button")),
+            )
+            .clicked();
+        if self.importing {
+            ui.label(tr.t("enrollment.importing"));
+        }
+        match &self.imported {
+            Some(Ok(text)) => {
+                ui.label(text);
+            }
+            Some(Err(e)) => {
+                ui.label(RichText::new(format!("▲ {e}")).color(desk.palette.alarm));
+            }
+            None => {}
+        }
+        clicked
+    }
+}
+
 fn answers_plot(ui: &mut egui::Ui, tr: &Messages, o: &EnrollmentOverview, desk: &Desk<'_>) {
     let first = o.hours.first().map_or(0, |h| h.start_unix);
     let x_label = tr.f(
@@ -197,6 +301,11 @@ impl Screen for EnrollmentScreen {
             self.loading = false;
             self.overview = Some(answer);
         }
+        if let Ok(answer) = self.import_rx.try_recv() {
+            self.importing = false;
+            self.imported = Some(answer);
+            self.asked = false;
+        }
         if let Ok(answer) = self.enroll_rx.try_recv() {
             self.enrolling = None;
             self.enrolled = Some(answer);
@@ -223,15 +332,19 @@ impl Screen for EnrollmentScreen {
                 ui.label(tr.t("enrollment.working"));
             }
         });
-        let o = match &self.overview {
+        // Held out of `self` while drawing, so the import section may change the screen's state.
+        let overview = match self.overview.take() {
             None => return,
             Some(Err(e)) => {
                 ui.label(RichText::new(format!("▲ {e}")).color(desk.palette.alarm));
+                self.overview = Some(Err(e));
                 return;
             }
             Some(Ok(o)) => o,
         };
+        let o = &overview;
         let mut enroll = None;
+        let mut import = false;
         egui::ScrollArea::vertical().show(ui, |ui| {
             ui.label(RichText::new(tr.t("enrollment.queue")).strong());
             if o.queue.is_empty() {
@@ -299,6 +412,8 @@ impl Screen for EnrollmentScreen {
                 None => {}
             }
             ui.add_space(12.0);
+            import = self.import_ui(ui, desk);
+            ui.add_space(12.0);
             ui.label(RichText::new(tr.t("enrollment.answers")).strong());
             let totals: Vec<String> = AnswerKind::ALL
                 .into_iter()
@@ -319,8 +434,12 @@ impl Screen for EnrollmentScreen {
                 answers_plot(ui, tr, o, desk);
             }
         });
+        self.overview = Some(Ok(overview));
         if let Some(target) = enroll {
             self.enroll(ui.ctx(), desk, target);
+        }
+        if import {
+            self.import(ui.ctx(), desk);
         }
     }
 }

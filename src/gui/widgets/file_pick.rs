@@ -45,6 +45,7 @@ pub struct FilePick {
     kind: PickKind,
     text: String,
     browser: Option<Browser>,
+    label: Option<&'static str>,
 }
 
 impl FilePick {
@@ -55,7 +56,14 @@ impl FilePick {
             kind,
             text: String::new(),
             browser: None,
+            label: None,
         }
+    }
+
+    /// Shows the message `key` before the field and names the field by it (screen readers, tests).
+    pub fn labelled(mut self, key: &'static str) -> Self {
+        self.label = Some(key);
+        self
     }
 
     /// The path in the field, if any was typed or chosen.
@@ -79,11 +87,15 @@ impl FilePick {
     pub fn ui(&mut self, ui: &mut egui::Ui, tr: &Messages) -> bool {
         let mut changed = false;
         ui.horizontal(|ui| {
-            let field = ui.add(
+            let label = self.label.map(|key| ui.label(tr.t(key)).id);
+            let mut field = ui.add(
                 egui::TextEdit::singleline(&mut self.text)
                     .desired_width(420.0)
                     .hint_text(tr.t("file.hint")),
             );
+            if let Some(id) = label {
+                field = field.labelled_by(id);
+            }
             changed |= field.changed();
             if ui.button(tr.t("file.browse")).clicked() {
                 let start = self.start_dir();
