@@ -13,12 +13,14 @@ pub fn all(station: &StationHandle, columns: usize) -> Vec<Box<dyn Screen>> {
     vec![
         Box::new(LineScreen::new(columns)),
         Box::new(StationScreen::new(station.config())),
-        Box::new(super::engineer::batch_editor::BatchEditorScreen::default()),
-        Box::new(super::engineer::export::ExportScreen::default()),
-        Box::new(AuditScreen::new(station)),
-        Box::new(super::officer::session::SessionScreen::new(station)),
+        // The engineer's.
         Box::new(super::engineer::ledger::LedgerScreen::new()),
+        Box::new(super::engineer::batch_editor::BatchEditorScreen::default()),
         Box::new(super::engineer::reports::ReportsScreen::new()),
         Box::new(super::engineer::enrollment::EnrollmentScreen::new()),
+        Box::new(super::engineer::export::ExportScreen::default()),
+        // The officer's (the audit log is the engineer's too).
+        Box::new(super::officer::session::SessionScreen::new(station)),
+        Box::new(AuditScreen::new(station)),
     ]
 }

@@ -52,6 +52,8 @@ struct Live {
 pub struct SessionScreen {
     profiles: Option<Vec<ProfileInventory>>,
     listing: Option<Receiver<Vec<ProfileInventory>>>,
+    /// Threads that use a PKCS#11 module (the inventory, session workers): waited for on exit.
+    workers: Vec<std::thread::JoinHandle<()>>,
     chosen: Option<(usize, String)>,
     module: FilePick,
     pin: Zeroizing<String>,
@@ -69,6 +71,7 @@ impl SessionScreen {
         Self {
             profiles: None,
             listing: None,
+            workers: Vec::new(),
             chosen: None,
             module: FilePick::new("officer-module", PickKind::File(&["so", "dylib"])),
             pin: secret_field(),
@@ -89,8 +92,9 @@ impl SessionScreen {
                 let _ = tx.send(rows);
                 ctx.request_repaint();
             });
-        if spawned.is_ok() {
+        if let Ok(handle) = spawned {
             self.listing = Some(rx);
+            self.workers.push(handle);
         }
     }
 
@@ -129,7 +133,8 @@ impl SessionScreen {
         };
         let ctx = ctx.clone();
         match officer_session::spawn(request, move || ctx.request_repaint()) {
-            Ok((ops, replies)) => {
+            Ok((ops, replies, handle)) => {
+                self.workers.push(handle);
                 self.message = None;
                 self.live = Some(Live {
                     ops,
@@ -493,6 +498,13 @@ impl Screen for SessionScreen {
                 Ok(Reply::Closed { .. }) | Err(_) => self.live = None,
                 Ok(_) => {}
             }
+        }
+        // The workers let go of the module (logout, finalise) before the process may exit.
+        while self.workers.iter().any(|w| !w.is_finished()) && Instant::now() < deadline {
+            std::thread::sleep(std::time::Duration::from_millis(10));
+        }
+        for w in self.workers.drain(..).filter(|w| w.is_finished()) {
+            let _ = w.join();
         }
     }
 }

@@ -244,14 +244,19 @@ pub enum Reply {
     },
 }
 
+/// A running session worker: where to send operations, where replies come, its thread.
+pub type SessionWorker = (Sender<Op>, Receiver<Reply>, std::thread::JoinHandle<()>);
+
 /// Starts a session worker; `wake` is called after every reply (the GUI's `request_repaint`).
+/// The handle lets the caller wait for the worker to let go of the PKCS#11 module before the
+/// process exits (a module finalised by exit while a thread still calls it can crash).
 pub fn spawn(
     request: OpenRequest,
     wake: impl Fn() + Send + 'static,
-) -> Result<(Sender<Op>, Receiver<Reply>), std::io::Error> {
+) -> Result<SessionWorker, std::io::Error> {
     let (op_tx, op_rx) = std::sync::mpsc::channel();
     let (reply_tx, reply_rx) = std::sync::mpsc::channel();
-    std::thread::Builder::new()
+    let handle = std::thread::Builder::new()
         .name("officer-session".into())
         .spawn(move || {
             let send = |r: Reply| {
@@ -260,7 +265,7 @@ pub fn spawn(
             };
             run(request, &op_rx, &send);
         })?;
-    Ok((op_tx, reply_rx))
+    Ok((op_tx, reply_rx, handle))
 }
 
 fn run(request: OpenRequest, ops: &Receiver<Op>, send: &dyn Fn(Reply)) {
