@@ -34,6 +34,11 @@ fn scans_sign_in_open_work_orders_and_refuse_what_matches_nothing() {
         Duration::from_secs(60),
         |a| a.view().passed == 2,
     );
+    // The batch's end (its report written) is a notice too: let it come before the scans below,
+    // whose answers are read from the notice line.
+    d.wait_until("the batch to end", Duration::from_secs(60), |a| {
+        !a.view().running
+    });
 
     // A device label finds the slot that holds it.
     let (slot, serial) = {
