@@ -52,7 +52,12 @@ pub fn picker(ui: &mut egui::Ui, desk: &Desk<'_>) -> bool {
                         .show(ui, |ui| {
                             let row = |ui: &mut egui::Ui, k: &str, v: &str| {
                                 ui.label(RichText::new(tr.t(k)).color(desk.palette.weak));
-                                ui.label(v);
+                                // A PKCS#11 URI is one long word: wrap it inside the modal
+                                // rather than let the modal grow past the screen.
+                                ui.scope(|ui| {
+                                    ui.set_max_width(620.0);
+                                    ui.add(egui::Label::new(v).wrap());
+                                });
                                 ui.end_row();
                             };
                             row(ui, "preview.batch", &p.name);
