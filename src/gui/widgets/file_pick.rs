@@ -98,11 +98,11 @@ impl FilePick {
             }
             changed |= field.changed();
             if ui.button(tr.t("file.browse")).clicked() {
-                let start = self.start_dir();
+                // Where to start is found on the worker too: even a stat may hang on a dead mount.
                 self.browser = Some(Browser {
-                    dir: start.clone(),
+                    dir: PathBuf::new(),
                     listing: None,
-                    pending: Some(list_on_worker(ui.ctx(), start)),
+                    pending: Some(list_on_worker(ui.ctx(), Start::Typed(self.text.clone()))),
                 });
             }
         });
@@ -113,27 +113,13 @@ impl FilePick {
         changed
     }
 
-    /// Where browsing starts: the field's folder if it has one, else the working folder.
-    fn start_dir(&self) -> PathBuf {
-        let typed = PathBuf::from(self.text.trim());
-        let dir = if typed.is_dir() {
-            Some(typed)
-        } else {
-            typed
-                .parent()
-                .filter(|p| !p.as_os_str().is_empty())
-                .map(Path::to_path_buf)
-        };
-        dir.or_else(|| std::env::current_dir().ok())
-            .unwrap_or_else(|| PathBuf::from("/"))
-    }
-
     fn dialog(&mut self, ui: &mut egui::Ui, tr: &Messages) -> Option<PathBuf> {
         let kind = self.kind;
         let browser = self.browser.as_mut()?;
         if let Some(rx) = &browser.pending
             && let Ok(listing) = rx.try_recv()
         {
+            browser.dir = listing.dir.clone();
             browser.listing = Some(listing);
             browser.pending = None;
         }
@@ -208,7 +194,7 @@ impl FilePick {
             }
         });
         if let Some(dir) = go_to {
-            browser.pending = Some(list_on_worker(ui.ctx(), dir.clone()));
+            browser.pending = Some(list_on_worker(ui.ctx(), Start::Dir(dir.clone())));
             browser.dir = dir;
             browser.listing = None;
         }
@@ -248,13 +234,40 @@ fn shows_file(kind: PickKind, name: &str) -> bool {
     }
 }
 
-/// Lists `dir` on a worker: folders first, then files, each by name; hidden entries left out.
-fn list_on_worker(ctx: &egui::Context, dir: PathBuf) -> Receiver<Listing> {
+/// Where a listing starts.
+enum Start {
+    /// What the field holds: its folder if it has one, else the working folder.
+    Typed(String),
+    /// This folder.
+    Dir(PathBuf),
+}
+
+/// The folder to list for `typed`: the field's folder if it has one, else the working folder.
+fn start_dir(typed: &str) -> PathBuf {
+    let typed = PathBuf::from(typed.trim());
+    let dir = if typed.is_dir() {
+        Some(typed)
+    } else {
+        typed
+            .parent()
+            .filter(|p| !p.as_os_str().is_empty())
+            .map(Path::to_path_buf)
+    };
+    dir.or_else(|| std::env::current_dir().ok())
+        .unwrap_or_else(|| PathBuf::from("/"))
+}
+
+/// Lists a folder on a worker: folders first, then files, each by name; hidden entries left out.
+fn list_on_worker(ctx: &egui::Context, start: Start) -> Receiver<Listing> {
     let (tx, rx) = mpsc::channel();
     let ctx = ctx.clone();
     let spawned = std::thread::Builder::new()
         .name("file-pick".into())
         .spawn(move || {
+            let dir = match start {
+                Start::Typed(text) => start_dir(&text),
+                Start::Dir(dir) => dir,
+            };
             let entries = read_entries(&dir);
             let _ = tx.send(Listing { dir, entries });
             ctx.request_repaint();
@@ -303,6 +316,16 @@ mod tests {
         assert!(shows_file(pem, "A.PEM"));
         assert!(!shows_file(pem, "b.txt"));
         assert!(!shows_file(PickKind::Folder, "a.pem"));
+    }
+
+    #[test]
+    fn browsing_starts_in_the_fields_folder_or_the_working_folder() {
+        let dir = tempfile::tempdir().unwrap();
+        let typed = dir.path().display().to_string();
+        assert_eq!(start_dir(&typed), dir.path());
+        let file = dir.path().join("not-yet.csv").display().to_string();
+        assert_eq!(start_dir(&file), dir.path());
+        assert_eq!(start_dir("  "), std::env::current_dir().unwrap());
     }
 
     #[test]
