@@ -223,18 +223,7 @@ impl TestDesk {
     /// Signs `name` in and takes the engineer role with `password` (argon2 on a worker).
     pub fn become_engineer(&mut self, name: &str, password: &str) {
         self.sign_in(name);
-        self.click("Role…");
-        self.click("engineer");
-        let field = self
-            .harness
-            .get_by_role(egui::accesskit::Role::PasswordInput);
-        field.focus();
-        self.steps(1);
-        self.harness
-            .get_by_role(egui::accesskit::Role::PasswordInput)
-            .type_text(password);
-        self.steps(2);
-        self.click("Take this role");
+        take_role(self, "engineer", password);
         self.wait_until("the engineer role", Duration::from_secs(20), |a| {
             a.station().operator().1 == dps_station::station::operator::Role::Engineer
         });
@@ -324,14 +313,7 @@ pub fn engineer_desk() -> TestDesk {
         None,
     );
     d.sign_in("kim");
-    d.click("Role…");
-    d.click("engineer");
-    let password = egui::accesskit::Role::PasswordInput;
-    d.harness.get_by_role(password).focus();
-    d.steps(1);
-    d.harness.get_by_role(password).type_text("eng-pass");
-    d.steps(2);
-    d.click("Take this role");
+    take_role(&mut d, "engineer", "eng-pass");
     d.wait_until("the engineer role", Duration::from_secs(30), |a| {
         a.allowed().len() > 1
     });
@@ -369,17 +351,6 @@ impl TestDesk {
     /// Takes the engineer's role with `password` (signed in as a listed engineer) and waits for
     /// the answer (argon2 runs on a worker).
     pub fn unlock_engineer(&mut self, password: &str) {
-        let before = self.harness.state().notice().cloned();
-        self.click("Role…");
-        self.click("engineer");
-        let input = || egui::accesskit::Role::PasswordInput;
-        self.harness.get_by_role(input()).focus();
-        self.steps(1);
-        self.harness.get_by_role(input()).type_text(password);
-        self.steps(2);
-        self.click("Take this role");
-        self.wait_until("the role", Duration::from_secs(20), |a| {
-            a.notice() != before.as_ref()
-        });
+        take_role(self, "engineer", password);
     }
 }

@@ -1,36 +1,17 @@
 //! The role lock: an operator sees only the line; an engineer's screen needs the engineer's
 //! password and the person listed as engineer.
 
-use std::time::Duration;
-
 use dps_station::gui::station_screen::STATION;
 use dps_station::station::demo_desk::DemoDeskOptions;
 use dps_station::station::operator::roles::hash_password;
 use dps_station::station::operator::settings::RolesSection;
-
-use egui_kittest::kittest::Queryable;
 
 use dps_station::gui::DeskOptions;
 
 use super::common::{desk, desk_with};
 
 fn try_unlock(d: &mut super::common::TestDesk, password: &str) {
-    let before = d.harness.state().notice().cloned();
-    d.click("Role…");
-    d.click("engineer");
-    d.harness
-        .get_by_role(egui::accesskit::Role::PasswordInput)
-        .focus();
-    d.steps(1);
-    d.harness
-        .get_by_role(egui::accesskit::Role::PasswordInput)
-        .type_text(password);
-    d.steps(2);
-    d.click("Take this role");
-    // argon2 runs on a worker thread.
-    d.wait_until("the answer", Duration::from_secs(20), |a| {
-        a.notice() != before.as_ref()
-    });
+    super::common::take_role(d, "engineer", password);
 }
 
 #[test]
