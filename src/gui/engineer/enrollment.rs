@@ -92,9 +92,14 @@ impl EnrollmentScreen {
                 let now = SystemTime::now()
                     .duration_since(UNIX_EPOCH)
                     .map_or(0, |d| i64::try_from(d.as_secs()).unwrap_or(0));
-                let overview = Ledger::open_read_only(&ledger)
-                    .and_then(|l| EnrollmentOverview::read(&l, now, HOURS))
-                    .map_err(|e| e.to_string());
+                // A station that has run no batch yet has no ledger file: nothing is queued.
+                let overview = if ledger.exists() {
+                    Ledger::open_read_only(&ledger)
+                        .and_then(|l| EnrollmentOverview::read(&l, now, HOURS))
+                        .map_err(|e| e.to_string())
+                } else {
+                    Ok(EnrollmentOverview::default())
+                };
                 let _ = tx.send(overview);
                 ctx.request_repaint();
             });
