@@ -30,6 +30,8 @@ if [[ "${1:-}" == "--test" ]]; then
   command -v npm >/dev/null || packages+=(npm)
   # The Debian package (installer/build-deb.sh --lintian; scripts/test.sh builds and checks it).
   packages+=(dpkg-dev fakeroot lintian desktop-file-utils appstream man-db)
+  # central ledger (issue 18): the tests make a throwaway cluster per test with initdb/pg_ctl.
+  packages+=(postgresql)
 fi
 
 missing=()

@@ -5,9 +5,11 @@
 //! and `dps` do not know about each other, except that `keystore` implements the signing trait
 //! that `identity` defines, so `identity` never sees PKCS#11. `emulator` (a local DPS and IoT hub:
 //! a server, for tests, benches and the demo) uses only `identity`; `dps` never imports it.
-//! `manifest` (Microchip Trust&GO manifests) also uses only `identity`.
+//! `manifest` (Microchip Trust&GO manifests) also uses only `identity`. `central` (the central
+//! ledger on PostgreSQL, issue 18) may use `ledger`, `identity` and `dps`.
 //! See `docs/ARCHITECTURE.md`.
 
+pub mod central;
 pub mod device;
 pub mod dn;
 pub mod dps;

@@ -1,0 +1,7 @@
+//! The central service (`dps-station central serve`): stateless HTTPS with mutual TLS in front of
+//! PostgreSQL. Several replicas may run behind a load balancer; everything they share is in the
+//! database (row locks for leases, `FOR UPDATE SKIP LOCKED` for enrollment work).
+
+pub mod audit;
+pub mod migrations;
+pub mod state;

@@ -1,0 +1,9 @@
+//! Integration tests of the central ledger (issue 18): a real PostgreSQL cluster made per test in a
+//! temp dir (`initdb`/`pg_ctl`, Debian's `postgresql`), the real service over HTTPS with mutual TLS
+//! on 127.0.0.1, station processes with their own SQLite ledgers.
+
+#[path = "central/pg.rs"]
+mod pg;
+
+#[path = "central/schema.rs"]
+mod schema;
