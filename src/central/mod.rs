@@ -16,6 +16,7 @@
 //! - [`link`]: the station's view of the service ([`link::CentralLink`]), implemented over HTTPS with
 //!   mutual TLS, so station code can be tested against the real service;
 //! - `station_side` (station): outbox, sync worker, receipts, leases on the line;
+//! - [`temp_cluster`]: a throwaway PostgreSQL cluster for the tests and `bench central`;
 //! - [`service`]: the service (`dps-station central serve`): PostgreSQL schema, mTLS API, ingest,
 //!   leases, central enrollment, verification.
 //!
@@ -25,4 +26,5 @@
 pub mod link;
 pub mod service;
 pub mod signing;
+pub mod temp_cluster;
 pub mod wire;

@@ -3,5 +3,7 @@
 //! database (row locks for leases, `FOR UPDATE SKIP LOCKED` for enrollment work).
 
 pub mod audit;
+pub mod clock;
+pub mod db;
 pub mod migrations;
 pub mod state;

@@ -31,7 +31,7 @@ pub struct AuthedStation {
 }
 
 impl<S: Send + Sync> FromRequestParts<S> for AuthedStation {
-    type Rejection = Response;
+    type Rejection = ApiRefusal;
 
     async fn from_request_parts(parts: &mut Parts, _state: &S) -> Result<Self, Self::Rejection> {
         parts.extensions.get::<AuthedStation>().cloned().ok_or_else(|| {
@@ -44,14 +44,27 @@ impl<S: Send + Sync> FromRequestParts<S> for AuthedStation {
     }
 }
 
-/// The one shape of every refusal the API sends.
-pub fn refuse(status: StatusCode, code: &str, message: impl Into<String>) -> Response {
-    (
+/// The one shape of every refusal the API sends: a status and a [`Refusal`] body. Handlers return
+/// `Result<Json<T>, ApiRefusal>`.
+#[derive(Debug, Clone, PartialEq)]
+pub struct ApiRefusal {
+    pub status: StatusCode,
+    pub body: Refusal,
+}
+
+impl IntoResponse for ApiRefusal {
+    fn into_response(self) -> Response {
+        (self.status, Json(self.body)).into_response()
+    }
+}
+
+/// Builds an [`ApiRefusal`]; `message` names the station or thing and says what to do.
+pub fn refuse(status: StatusCode, code: &str, message: impl Into<String>) -> ApiRefusal {
+    ApiRefusal {
         status,
-        Json(Refusal {
+        body: Refusal {
             code: code.to_string(),
             message: message.into(),
-        }),
-    )
-        .into_response()
+        },
+    }
 }
