@@ -7,3 +7,9 @@ mod pg;
 
 #[path = "central/schema.rs"]
 mod schema;
+
+#[path = "central/ingest_support.rs"]
+mod ingest_support;
+
+#[path = "central/ingest.rs"]
+mod ingest;
