@@ -13,3 +13,6 @@ mod ingest_support;
 
 #[path = "central/ingest.rs"]
 mod ingest;
+
+#[path = "central/verify.rs"]
+mod verify;

@@ -10,6 +10,9 @@ use dps_station::station::setup::access;
 
 mod bench;
 mod bench_esp32;
+// `central verify` (ingest): wired into svc's `central` subcommand tree at merge.
+#[allow(dead_code)]
+mod central_verify;
 mod device;
 mod device_esp32;
 mod dps;
