@@ -7,3 +7,9 @@ mod pg;
 
 #[path = "central/schema.rs"]
 mod schema;
+
+#[path = "central/service.rs"]
+mod service;
+
+#[path = "central/join.rs"]
+mod join;

@@ -7,3 +7,14 @@ pub mod clock;
 pub mod db;
 pub mod migrations;
 pub mod state;
+// svc (issue 18): the service's shell.
+pub mod ca;
+pub mod health;
+pub mod join;
+pub mod server;
+pub mod stations;
+pub mod status;
+pub mod tls;
+pub mod tokens;
+
+pub use server::router;
