@@ -293,11 +293,11 @@ async fn token_create(args: TokenCreateArgs) -> anyhow::Result<ExitCode> {
     {
         bail!("`{station}` is not a station id: use letters, digits, '-', '_' or '.' (at most 64)");
     }
-    let authority = ca::Authority::load(&args.dir)?;
+    let ca_sha256 = ca::ca_fingerprint(&args.dir)?;
     let mut client = connect(&args.database.database).await?;
     let token = tokens::create(
         &mut client,
-        authority.ca_sha256(),
+        &ca_sha256,
         args.station.as_deref(),
         valid,
         &administrator(),

@@ -112,6 +112,9 @@ fn a_token_joins_one_station_once_and_the_certificate_opens_the_api() {
         "SELECT string_agg(a::text, ' ') FROM (SELECT * FROM central_audit) a",
     );
     assert!(!dump.contains(secret), "a token secret was stored");
+    let log = service.log();
+    assert!(log.contains("station joined"), "{log}");
+    assert!(!log.contains(secret), "a token secret was logged");
 }
 
 #[test]

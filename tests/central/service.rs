@@ -26,6 +26,9 @@ pub const BIN: &str = env!("CARGO_BIN_EXE_dps-station");
 /// The login the service connects as.
 pub const SERVICE_LOGIN: &str = "central_svc";
 
+/// The file in the service's directory that collects its processes' stderr.
+const LOG: &str = "serve.log";
+
 /// How long the service may take to print its ready line.
 const READY_TIMEOUT: Duration = Duration::from_secs(60);
 
@@ -119,6 +122,12 @@ impl CentralService {
     /// The database owner's URL.
     pub fn owner_url(&self) -> &str {
         &self.owner_url
+    }
+
+    /// What the service's processes wrote on stderr so far (info level): print it when a test
+    /// fails, or assert that a secret never appears in it.
+    pub fn log(&self) -> String {
+        std::fs::read_to_string(self.dir.path().join(LOG)).unwrap_or_default()
     }
 
     /// The service's CA certificate, PEM.
@@ -320,7 +329,14 @@ fn path_arg(path: &Path) -> String {
 
 /// Starts `central serve` and waits for "listening on https://ADDR".
 fn spawn_serve(dir: &Path, database_url: &str, listen: SocketAddr) -> (Child, SocketAddr) {
+    // Every run of every replica appends to one log in the service's directory (`log()`).
+    let log = std::fs::OpenOptions::new()
+        .create(true)
+        .append(true)
+        .open(dir.join(LOG))
+        .expect("the service's log file");
     let mut child = Command::new(BIN)
+        .env("DPS_STATION_LOG", "info")
         .args([
             "central",
             "serve",
@@ -334,7 +350,7 @@ fn spawn_serve(dir: &Path, database_url: &str, listen: SocketAddr) -> (Child, So
             "8",
         ])
         .stdout(Stdio::piped())
-        .stderr(Stdio::inherit())
+        .stderr(log)
         .spawn()
         .expect("central serve starts");
     let stdout = child.stdout.take().expect("piped stdout");

@@ -299,6 +299,15 @@ impl Authority {
     }
 }
 
+/// Hex SHA-256 of the CA certificate's DER in `dir` (what a join token pins), from `ca.pem` alone:
+/// making a token needs no access to the CA key.
+pub fn ca_fingerprint(dir: &Path) -> Result<String, CaError> {
+    let path = dir.join(CA_CERT);
+    let pem = read(&path)?;
+    let der = cert_der(&path, &pem)?;
+    Ok(hex::encode(Sha256::digest(&der)))
+}
+
 /// The service's receipt/lease signer, from `dir`.
 pub fn load_signer(dir: &Path) -> Result<ServiceSigner, CaError> {
     let cert_pem = read(&dir.join(SIGNER_CERT))?;
@@ -388,6 +397,7 @@ mod tests {
 
         let authority = Authority::load(dir.path()).unwrap();
         assert_eq!(authority.ca_sha256(), report.ca_sha256);
+        assert_eq!(ca_fingerprint(dir.path()).unwrap(), report.ca_sha256);
         assert_eq!(authority.server_chain().len(), 2);
         load_signer(dir.path()).unwrap();
 

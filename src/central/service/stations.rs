@@ -61,16 +61,22 @@ async fn identify(central: &SharedCentral, der: &[u8]) -> Result<AuthedStation, 
         .get()
         .await
         .map_err(|e| db::pool_unavailable(&format!("station {named}"), &e))?;
-    let row = client
-        .query_opt(
+    let database =
+        |e: tokio_postgres::Error| db::unavailable(&format!("station {named}"), &db::describe(&e));
+    // Prepared once per connection: this runs before every authenticated request.
+    let lookup = client
+        .prepare_cached(
             "SELECT station_id, revoked_at IS NOT NULL, COALESCE(revoked_reason, ''),
                     COALESCE(to_char(revoked_at AT TIME ZONE 'UTC', 'YYYY-MM-DD HH24:MI \"UTC\"'), ''),
                     last_seen IS NULL OR last_seen < now() - make_interval(secs => $2)
              FROM stations WHERE certificate_sha256 = $1",
-            &[&sha, &LAST_SEEN_EVERY_SECONDS],
         )
         .await
-        .map_err(|e| db::unavailable(&format!("station {named}"), &db::describe(&e)))?;
+        .map_err(database)?;
+    let row = client
+        .query_opt(&lookup, &[&sha, &LAST_SEEN_EVERY_SECONDS])
+        .await
+        .map_err(database)?;
     drop(client);
     let Some(row) = row else {
         let refusal = refuse(
