@@ -260,8 +260,20 @@ pub fn check_on_line(
     driver: &mut dyn crate::device::DeviceDriver,
 ) -> Result<crate::ledger::ManifestEntryRecord, LineMatchError> {
     let se = driver.secure_element()?;
-    let port = driver.port().to_string();
-    let Some(entry) = ledger.manifest_entry(&se.serial)? else {
+    let entry = ledger.manifest_entry(&se.serial)?;
+    match_element(driver.port(), se, entry)
+}
+
+/// The rule of [`check_on_line`], apart from where the entry was read (the line's ledger
+/// thread reads it for the batch engine): `entry` is what the ledger holds for the element's
+/// serial, if anything; the device passes only if it is there with the same public key.
+pub fn match_element(
+    port: &str,
+    se: crate::device::SecureElementInfo,
+    entry: Option<crate::ledger::ManifestEntryRecord>,
+) -> Result<crate::ledger::ManifestEntryRecord, LineMatchError> {
+    let port = port.to_string();
+    let Some(entry) = entry else {
         return Err(LineMatchError::NotInManifest {
             port,
             serial: se.serial,

@@ -30,6 +30,7 @@ pub mod ledger_report;
 pub mod ledger_thread;
 pub mod manifest_bench;
 pub mod manifest_import;
+pub mod manifest_line;
 pub mod mqtt_bench;
 pub mod officer_session;
 pub mod operator;
