@@ -86,7 +86,7 @@ fn a_manifest_with_a_tampered_entry_is_imported_from_the_desk_and_enrolled() {
     d.click("Enroll now");
     d.wait_shows("enrolled,", Duration::from_secs(60));
     assert!(
-        d.shows("emulator: 4 enrolled"),
+        d.shows("emulator: 4 pending sent, 4 enrolled"),
         "the four imported identities"
     );
     let ledger = Ledger::open_read_only(&ledger_path).unwrap();
