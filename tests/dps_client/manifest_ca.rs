@@ -190,3 +190,62 @@ fn an_unverified_ca_is_refused_at_registration_until_possession_of_its_key_is_pr
     let outsider = stranger.device("0123aabbccddeeff02").unwrap();
     assert!(try_register(&emu, &stranger, &outsider).is_err());
 }
+
+/// `manifest import --group ID --ca-name NAME`: the CLI uploads the device CA verified, makes the
+/// group over the reference and enrolls the reel's identities through it.
+#[test]
+fn the_cli_enrolls_a_reel_through_a_verified_ca() {
+    use std::os::unix::fs::OpenOptionsExt;
+    use std::process::Command;
+
+    let tmp = tempfile::tempdir().unwrap();
+    let reel = reel(3);
+    let file = write(tmp.path(), "reel-C.json", &reel.entries());
+    let signer_pem = tmp.path().join("signer.pem");
+    std::fs::write(&signer_pem, reel.signer.cert_pem()).unwrap();
+    let emu = support::emulator(|_| {});
+    let cs_file = tmp.path().join("dps.cs");
+    {
+        use std::io::Write;
+        let mut f = std::fs::OpenOptions::new()
+            .write(true)
+            .create(true)
+            .truncate(true)
+            .mode(0o600)
+            .open(&cs_file)
+            .unwrap();
+        f.write_all(emu.connection_string().expose().as_bytes())
+            .unwrap();
+    }
+    let trust = tmp.path().join("emulator-ca.pem");
+    std::fs::write(&trust, emu.ca_certificate_pem().unwrap()).unwrap();
+    let out = Command::new(env!("CARGO_BIN_EXE_dps-station"))
+        .args(["manifest", "import"])
+        .arg(&file)
+        .arg("--signer")
+        .arg(&signer_pem)
+        .arg("--connection-string-file")
+        .arg(&cs_file)
+        .args(["--endpoint", &emu.service_url()])
+        .arg("--trust-ca")
+        .arg(&trust)
+        .args(["--group", "tngtls-reel-c", "--ca-name", "mchp-signer-c"])
+        .env_remove("DPS_CONNECTION_STRING")
+        .env("DPS_STATION_LEDGER", tmp.path().join("ledger.db"))
+        .output()
+        .unwrap();
+    let text = format!(
+        "{}{}",
+        String::from_utf8_lossy(&out.stdout),
+        String::from_utf8_lossy(&out.stderr)
+    );
+    assert_eq!(out.status.code(), Some(0), "{text}");
+    assert!(text.contains("3 by group"), "{text}");
+    let client = support::client(&emu, |_| {});
+    let held = client
+        .find_ca_certificate("mchp-signer-c")
+        .unwrap()
+        .unwrap();
+    assert!(held.properties.is_verified);
+    assert_eq!(register(&emu, &reel, &reel.devices[0]), "assigned");
+}
