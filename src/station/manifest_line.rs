@@ -64,15 +64,28 @@ fn enrollment_of(batch: &BatchConfig) -> NewEnrollment {
     }
 }
 
-/// The line check of a manifest batch for the device on `driver`: `Ok` with the manifest's
-/// registration ID when its secure element is in an imported manifest with the key it reports
-/// (its enrollment queued for the batch's DPS target if it was not), else the failing stage and
-/// the operator's message (what the device is and what to do with it).
+/// The audit action of a device that passed the manifest check on a line.
+pub const LINE_PASS: &str = "manifest.line_pass";
+
+/// How a device of a manifest batch passed.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub enum LinePass {
+    /// Matched now (audited, its enrollment queued if it was not).
+    Passed(String),
+    /// Matched before in this batch (a board seated again): not counted twice.
+    AlreadyPassed(String),
+}
+
+/// The line check of a manifest batch for the device on `driver`: its secure element must be in
+/// an imported manifest with the key it reports. The first pass in this batch is audited
+/// (`manifest.line_pass`: batch, device serial, port, manifest) and queues the identity for the
+/// batch's DPS target if it was not; otherwise the failing stage and the operator's message
+/// (what the device is and what to do with it).
 pub fn pass(
     ctx: &BatchContext,
     driver: &mut dyn DeviceDriver,
     info: &DeviceInfo,
-) -> Result<String, (Stage, String)> {
+) -> Result<LinePass, (Stage, String)> {
     let refuse = |e: LineMatchError| (Stage::Check, format!("device {}: {e}", info.serial));
     let se = driver.secure_element().map_err(|e| {
         (
@@ -88,37 +101,59 @@ pub fn pass(
         .ledger
         .call(move |l| l.manifest_entry(&serial))
         .map_err(|e| (Stage::Check, e.to_string()))?;
-    let entry = match_element(driver.port(), se, entry).map_err(refuse)?;
+    let port = driver.port().to_string();
+    let entry = match_element(&port, se, entry).map_err(refuse)?;
     let rid = entry.registration_id.clone();
-    match entry.state.as_str() {
-        "written" => {}
-        "enrolled" => return Ok(rid),
-        other => {
-            return Err((
-                Stage::Check,
-                format!(
-                    "device {}: its secure element {} is in manifest {} but its identity {rid} is '{other}' in the ledger; set the device aside and look at the identity in the ledger",
-                    info.serial, entry.unique_id, entry.manifest_file
-                ),
-            ));
-        }
+    if !matches!(entry.state.as_str(), "written" | "enrolled") {
+        return Err((
+            Stage::Check,
+            format!(
+                "device {}: its secure element {} is in manifest {} but its identity {rid} is '{}' in the ledger; set the device aside and look at the identity in the ledger",
+                info.serial, entry.unique_id, entry.manifest_file, entry.state
+            ),
+        ));
     }
     let enrollment = enrollment_of(&ctx.batch);
+    let written = entry.state == "written";
+    let batch = ctx.batch.name.clone();
+    let details = serde_json::json!({
+        "batch": batch,
+        "device_serial": info.serial,
+        "port": port,
+        "unique_id": entry.unique_id,
+        "manifest": entry.manifest_file,
+    });
     let queued_rid = rid.clone();
-    ctx.ledger
+    let first = ctx
+        .ledger
         .call(move |l| {
+            let seen = l.audit_for(&queued_rid)?.iter().any(|a| {
+                a.action == LINE_PASS
+                    && serde_json::from_str::<serde_json::Value>(&a.details)
+                        .is_ok_and(|d| d["batch"] == batch.as_str())
+            });
+            if seen {
+                return Ok(false);
+            }
             let queued = l
                 .enrollments_for(&queued_rid)?
                 .iter()
                 .any(|e| e.dps_target == enrollment.dps_target);
-            if !queued {
-                l.queue_enrollment(&queued_rid, &enrollment)?;
-            }
-            Ok(())
+            l.transaction(|w| {
+                if written && !queued {
+                    w.queue_enrollment(&queued_rid, &enrollment)?;
+                }
+                w.append_audit("station", LINE_PASS, &queued_rid, &details)?;
+                Ok(true)
+            })
         })
         .map_err(|e| (Stage::Record, e.to_string()))?;
+    if !first {
+        tracing::info!(serial = %info.serial, registration_id = %rid, "device passed the manifest check before in this batch");
+        return Ok(LinePass::AlreadyPassed(rid));
+    }
     tracing::info!(serial = %info.serial, registration_id = %rid, manifest = %entry.manifest_file, "device passed the manifest check");
-    Ok(rid)
+    Ok(LinePass::Passed(rid))
 }
 
 #[cfg(test)]

@@ -206,9 +206,14 @@ fn run(
     check_device(&ctx.batch, info)?;
     if ctx.batch.manifest_required {
         // Pre-provisioned secure elements: nothing is written, the manifest says who it is.
-        let rid = super::manifest_line::pass(ctx, driver, info).map_err(|(s, r)| Failure(s, r))?;
+        use super::manifest_line::LinePass;
+        let (rid, done) =
+            match super::manifest_line::pass(ctx, driver, info).map_err(|(s, r)| Failure(s, r))? {
+                LinePass::Passed(rid) => (rid, Done::Provisioned),
+                LinePass::AlreadyPassed(rid) => (rid, Done::AlreadyDone),
+            };
         *out_id = RegistrationId::parse(&rid).ok();
-        return Ok(Done::Provisioned);
+        return Ok(done);
     }
     let (registration_id, early_ek) = render_registration_id(&ctx.batch, driver, info)?;
     *out_id = Some(registration_id.clone());

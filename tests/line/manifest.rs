@@ -60,21 +60,23 @@ fn a_manifest_batch_passes_the_8_listed_secure_elements_and_fails_the_one_not_li
         assert_eq!(outcome.recorded.len(), 8);
     }
 
+    // 10 boards seated: the 8 listed, the stranger, and the first one seated again.
     let options = RunOptions {
-        devices: 9,
+        devices: 10,
         ..RunOptions::default()
     };
     let toml =
         ws.batch_toml(Mode::X509Csr, "tng-line", &options) + "\n[manifest]\nrequire = true\n";
     let elements = devices
         .iter()
+        .chain(&devices[..1])
         .map(|d| SecureElementInfo {
             serial: d.unique_id.to_ascii_uppercase(),
             public_key: d.public_key(),
         })
         .collect();
     let fixture = VirtualFixture::with_secure_elements(
-        9,
+        10,
         SimOptions::default(),
         ClientOptions::default(),
         elements,
@@ -92,7 +94,9 @@ fn a_manifest_batch_passes_the_8_listed_secure_elements_and_fails_the_one_not_li
     for _ in engine.events.iter() {}
     let summary = engine.join().unwrap();
 
+    // The board seated twice passes again but is not counted: its place is given back.
     assert_eq!(summary.passed(), 8, "{:?}", summary.outcomes);
+    assert_eq!(fixture.records().len(), 10, "every board was seated");
     let failures: Vec<_> = summary
         .outcomes
         .iter()
@@ -158,5 +162,18 @@ fn a_manifest_batch_passes_the_8_listed_secure_elements_and_fails_the_one_not_li
             .find_identity(&format!("sn{}", devices[8].unique_id))
             .unwrap()
             .is_none()
+    );
+    // Each pass is audited with the batch and the board it was seen on.
+    let rid = format!("sn{}", devices[0].unique_id);
+    let audit = ledger.audit_for(&rid).unwrap();
+    let passes: Vec<_> = audit
+        .iter()
+        .filter(|a| a.action == "manifest.line_pass")
+        .collect();
+    assert_eq!(passes.len(), 1, "seated twice, audited and queued once");
+    assert!(
+        passes[0].details.contains("tng-line"),
+        "{}",
+        passes[0].details
     );
 }
