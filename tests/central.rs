@@ -11,5 +11,13 @@ mod schema;
 #[path = "central/service.rs"]
 mod service;
 
+#[path = "central/ingest_support.rs"]
+mod ingest_support;
 #[path = "central/join.rs"]
 mod join;
+
+#[path = "central/ingest.rs"]
+mod ingest;
+
+#[path = "central/verify.rs"]
+mod verify;

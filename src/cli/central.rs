@@ -33,6 +33,10 @@ pub enum CentralCommand {
     /// Joined stations.
     #[command(subcommand)]
     Station(StationCommand),
+    // ingest (issue 18): verification of the central ledger.
+    /// Replay every station's chain, the service's audit chain and the receipts end to end (with
+    /// --ledger, compare stations' own ledgers); names the first broken link, exit 1.
+    Verify(super::central_verify::VerifyArgs),
 }
 
 /// The database URL (also from DPS_CENTRAL_DATABASE, which keeps a password out of `ps`).
@@ -149,6 +153,7 @@ pub fn run(command: CentralCommand) -> anyhow::Result<ExitCode> {
         CentralCommand::Token(TokenCommand::Create(args)) => block_on(token_create(args)),
         CentralCommand::Status(args) => block_on(show_status(args)),
         CentralCommand::Station(StationCommand::Revoke(args)) => block_on(revoke(args)),
+        CentralCommand::Verify(args) => super::central_verify::run(args),
     }
 }
 

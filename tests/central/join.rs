@@ -299,3 +299,70 @@ fn status_counts_what_is_left_on_open_leases_and_the_conflicts_of_each_station()
     let line = table.lines().find(|l| l.starts_with("st-1")).unwrap();
     assert!(line.contains(" 7 ") && line.contains("never"), "{table}");
 }
+
+#[test]
+fn a_joined_station_ingests_through_the_real_service_and_its_receipt_verifies() {
+    use dps_station::central::signing::{Signed, SignerCertificate};
+    use dps_station::central::wire::Receipt;
+    use rustls::pki_types::CertificateDer;
+    use rustls::pki_types::pem::PemObject as _;
+
+    let pg = PgCluster::start();
+    let service = CentralService::start(&pg);
+    let station = service.join("st-1");
+    let signer = SignerCertificate::from_der(
+        &CertificateDer::from_pem_slice(station.response.signer_certificate_pem.as_bytes())
+            .unwrap(),
+    )
+    .unwrap();
+    let mut chain = crate::ingest_support::Chain::new("st-1");
+    chain.fill(5);
+    let post = |batch: &dps_station::central::wire::IngestBatch| {
+        let response = service
+            .client(Some(&station))
+            .post(format!("{}{}", service.url(), paths::INGEST))
+            .json(batch)
+            .send()
+            .unwrap();
+        (response.status().as_u16(), response.text().unwrap())
+    };
+
+    let (status, body) = post(&chain.batch(1, 5));
+    assert_eq!(status, 200, "{body}");
+    let signed: Signed<Receipt> = serde_json::from_str(&body).unwrap();
+    let receipt = signer.verify(&signed).expect("the receipt verifies");
+    assert_eq!((receipt.head_seq, receipt.stored), (5, 5));
+    // A re-send (the station did not see the answer) stores nothing.
+    let (status, body) = post(&chain.batch(1, 5));
+    assert_eq!(status, 200, "{body}");
+    let again: Receipt = signer
+        .verify(&serde_json::from_str(&body).unwrap())
+        .unwrap();
+    assert_eq!((again.head_seq, again.stored), (5, 0));
+
+    // Speaking for another station is refused, naming both.
+    let mut other = chain.batch(1, 5);
+    other.station_id = "st-9".into();
+    let (status, body) = post(&other);
+    assert_eq!(status, 403, "{body}");
+    assert!(body.contains("st-1") && body.contains("st-9"), "{body}");
+    let (status, body) = get(&service, Some(&station), paths::STATUS);
+    assert_eq!(status, 200);
+    let report: StatusReport = serde_json::from_str(&body).unwrap();
+    assert_eq!(report.stations[0].head_seq, 5);
+
+    // `central verify` (in the same command tree) finds every chain and receipt whole.
+    let signer_pem = service.dir().join("signer.pem");
+    let out = service.central(&[
+        "verify",
+        "--signer-certificate",
+        signer_pem.to_str().unwrap(),
+    ]);
+    let text = String::from_utf8_lossy(&out.stdout);
+    assert!(
+        out.status.success(),
+        "{text}{}",
+        String::from_utf8_lossy(&out.stderr)
+    );
+    assert!(text.contains("station st-1: 5 rows"), "{text}");
+}

@@ -7,6 +7,15 @@ pub mod clock;
 pub mod db;
 pub mod migrations;
 pub mod state;
+
+// ingest (issue 18): outbox rows in, signed receipts out; conflicts; verification.
+pub mod ingest;
+pub mod ingest_identities;
+pub mod ingest_rows;
+pub mod receipts;
+pub mod verify;
+pub mod verify_ledger;
+
 // svc (issue 18): the service's shell.
 pub mod ca;
 pub mod health;

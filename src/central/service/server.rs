@@ -27,7 +27,7 @@ use super::db::{self, PoolError};
 use super::state::{ApiRefusal, Central, SharedCentral, refuse};
 use super::stations::{self, PeerCertificate};
 use super::tls::{self, TlsError};
-use super::{health, join, status};
+use super::{health, ingest, join, status};
 
 /// How long a TLS handshake may take before the connection is dropped.
 pub const HANDSHAKE_TIMEOUT: Duration = Duration::from_secs(10);
@@ -66,8 +66,10 @@ pub enum ServeError {
 /// Every route of the service. Routes that need a joined station go into `authed` (behind the
 /// station layer); join and health are open.
 pub fn router(state: SharedCentral, authority: Arc<Authority>) -> Router {
-    let authed: Router<SharedCentral> = Router::new().merge(status::routes());
     // Issue 18's other areas: their `routes()` are merged into `authed` here.
+    let authed: Router<SharedCentral> = Router::new()
+        .merge(status::routes())
+        .merge(ingest::routes());
     let authed = authed.route_layer(middleware::from_fn_with_state(
         state.clone(),
         stations::authenticate,
