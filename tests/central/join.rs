@@ -203,6 +203,7 @@ fn health_says_read_only_when_the_database_is_and_sigterm_stops_the_service() {
     assert_eq!(status, 200);
     assert!(health.ok && health.writable, "{health:?}");
     assert!(health.schema_version >= 10, "{health:?}");
+    let token = service.token("st-5");
 
     pg.psql(
         "central",
@@ -213,6 +214,17 @@ fn health_says_read_only_when_the_database_is_and_sigterm_stops_the_service() {
     let health: Health = serde_json::from_str(&body).unwrap();
     assert_eq!(status, 503);
     assert!(!health.ok && !health.writable, "{health:?}");
+    // A join against a read-only database: 503 (retry later), naming the station and the cause.
+    let (status, refusal) = service.try_join("st-5", &token).unwrap_err();
+    assert_eq!(
+        (status, refusal.code.as_str()),
+        (503, "database_unavailable")
+    );
+    assert!(
+        refusal.message.contains("st-5") && refusal.message.contains("read-only"),
+        "{}",
+        refusal.message
+    );
 
     let exit = service.terminate().expect("the service exits on SIGTERM");
     assert!(exit.success(), "{exit:?}");
