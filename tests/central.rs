@@ -8,16 +8,17 @@ mod pg;
 #[path = "central/schema.rs"]
 mod schema;
 
+#[path = "central/service.rs"]
+mod service;
+
 #[path = "central/ingest_support.rs"]
 mod ingest_support;
+
+#[path = "central/join.rs"]
+mod join;
 
 #[path = "central/ingest.rs"]
 mod ingest;
 
-#[path = "central/service.rs"]
-mod service;
 #[path = "central/verify.rs"]
 mod verify;
-
-#[path = "central/join.rs"]
-mod join;

@@ -33,9 +33,9 @@ pub enum CentralCommand {
     /// Joined stations.
     #[command(subcommand)]
     Station(StationCommand),
-    // ingest (issue 18 point 6)
-    /// Replay every station's chain, the service's audit chain and the receipts end to end (and,
-    /// with --ledger, compare stations' own ledgers); exit status 1 naming the first broken link.
+    // ingest (issue 18): verification of the central ledger.
+    /// Replay every station's chain, the service's audit chain and the receipts end to end (with
+    /// --ledger, compare stations' own ledgers); names the first broken link, exit 1.
     Verify(super::central_verify::VerifyArgs),
 }
 

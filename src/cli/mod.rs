@@ -11,6 +11,7 @@ use dps_station::station::setup::access;
 mod bench;
 mod bench_esp32;
 mod central;
+// `central verify` (ingest), a variant of the `central` tree.
 mod central_verify;
 mod device;
 mod device_esp32;

@@ -15,6 +15,7 @@ pub mod ingest_rows;
 pub mod receipts;
 pub mod verify;
 pub mod verify_ledger;
+
 // svc (issue 18): the service's shell.
 pub mod ca;
 pub mod health;

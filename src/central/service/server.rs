@@ -15,7 +15,7 @@ use std::time::Duration;
 
 use axum::http::StatusCode;
 use axum::{Extension, Router, middleware};
-use hyper_util::rt::TokioIo;
+use hyper_util::rt::{TokioIo, TokioTimer};
 use hyper_util::service::TowerToHyperService;
 use tokio::net::{TcpListener, TcpStream};
 use tokio::sync::watch;
@@ -27,10 +27,12 @@ use super::db::{self, PoolError};
 use super::state::{ApiRefusal, Central, SharedCentral, refuse};
 use super::stations::{self, PeerCertificate};
 use super::tls::{self, TlsError};
-use super::{health, join, status};
+use super::{health, ingest, join, status};
 
 /// How long a TLS handshake may take before the connection is dropped.
 pub const HANDSHAKE_TIMEOUT: Duration = Duration::from_secs(10);
+/// How long a client may take to send a request's headers (a stalled client frees its connection).
+pub const HEADER_READ_TIMEOUT: Duration = Duration::from_secs(30);
 /// How long open connections get to finish after a shutdown signal.
 pub const DRAIN_TIMEOUT: Duration = Duration::from_secs(10);
 
@@ -66,9 +68,10 @@ pub enum ServeError {
 /// Every route of the service. Routes that need a joined station go into `authed` (behind the
 /// station layer); join and health are open.
 pub fn router(state: SharedCentral, authority: Arc<Authority>) -> Router {
+    // Issue 18's other areas: their `routes()` are merged into `authed` here.
     let authed: Router<SharedCentral> = Router::new()
         .merge(status::routes())
-        .merge(super::ingest::routes());
+        .merge(ingest::routes());
     let authed = authed.route_layer(middleware::from_fn_with_state(
         state.clone(),
         stations::authenticate,
@@ -198,6 +201,8 @@ async fn connection(
         .map(|leaf| Arc::new(leaf.as_ref().to_vec()));
     let service = TowerToHyperService::new(app.layer(Extension(PeerCertificate(certificate))));
     let conn = hyper::server::conn::http1::Builder::new()
+        .timer(TokioTimer::new())
+        .header_read_timeout(HEADER_READ_TIMEOUT)
         .keep_alive(true)
         .serve_connection(TokioIo::new(tls), service);
     tokio::pin!(conn);
