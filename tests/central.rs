@@ -7,3 +7,6 @@ mod pg;
 
 #[path = "central/schema.rs"]
 mod schema;
+
+#[path = "central/station_outbox.rs"]
+mod station_outbox;
