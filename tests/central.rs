@@ -10,3 +10,6 @@ mod schema;
 
 #[path = "central/station_outbox.rs"]
 mod station_outbox;
+
+#[path = "central/station_sync.rs"]
+mod station_sync;
