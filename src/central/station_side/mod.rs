@@ -6,5 +6,9 @@
 //!   transaction (stored, rows marked uploaded, appended to the chain, quarantines and central
 //!   enrollment results recorded).
 
+pub mod https;
+pub mod join;
 pub mod receipts;
+pub mod start;
 pub mod sync;
+pub mod tls;
