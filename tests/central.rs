@@ -13,3 +13,6 @@ mod station_outbox;
 
 #[path = "central/station_sync.rs"]
 mod station_sync;
+
+#[path = "central/station_https.rs"]
+mod station_https;

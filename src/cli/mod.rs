@@ -10,6 +10,7 @@ use dps_station::station::setup::access;
 
 mod bench;
 mod bench_esp32;
+mod central_station;
 mod device;
 mod device_esp32;
 mod dps;
@@ -80,6 +81,9 @@ enum Command {
     /// A batch's report (every run of it) or a day's, from the ledger: Markdown, CSV and SVG
     /// plots (throughput, time per device, failures by stage and by slot).
     Report(report::ReportArgs),
+    /// The central ledger (issue 18), this station's side: join a service, see the outbox.
+    #[command(subcommand)]
+    Central(central_station::StationCentralCommand),
 }
 
 /// Parses the arguments, runs the command and turns any error into a message and an exit code.
@@ -122,5 +126,6 @@ fn run(command: Command) -> anyhow::Result<ExitCode> {
         Command::Fixture(cmd) => fixture::run(cmd),
         Command::Setup(args) => setup::run(args),
         Command::Report(args) => report::run(args),
+        Command::Central(cmd) => central_station::run(cmd),
     }
 }
