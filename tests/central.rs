@@ -16,3 +16,8 @@ mod station_sync;
 
 #[path = "central/station_https.rs"]
 mod station_https;
+#[path = "central/ingest_support.rs"]
+mod ingest_support;
+
+#[path = "central/ingest.rs"]
+mod ingest;
