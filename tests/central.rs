@@ -14,10 +14,13 @@ mod station_outbox;
 #[path = "central/station_sync.rs"]
 mod station_sync;
 
-#[path = "central/station_https.rs"]
-mod station_https;
 #[path = "central/ingest_support.rs"]
 mod ingest_support;
+#[path = "central/station_https.rs"]
+mod station_https;
 
 #[path = "central/ingest.rs"]
 mod ingest;
+
+#[path = "central/station_ingest.rs"]
+mod station_ingest;

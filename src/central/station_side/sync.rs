@@ -125,8 +125,26 @@ impl SyncWorker {
         })
     }
 
-    /// Asks the service where its copy of this station's chain ends and queues the rest again.
+    /// Queues again every row from the seq the refusal names ("re-send the outbox from seq N"),
+    /// or, when it names none, from the row after where the service's status says its copy ends.
     fn resend_after_gap(&self, message: &str) -> Result<Round, SyncError> {
+        let from_seq = match named_seq(message) {
+            Some(seq) => seq,
+            None => self.head_at_service(message)? + 1,
+        };
+        let n = self
+            .ledger
+            .call(move |l| l.transaction(|w| w.resend_outbox_from(from_seq)))?;
+        tracing::warn!(
+            station = %self.station_id,
+            from_seq,
+            rows = n,
+            "the central service holds less of this station's chain than acknowledged: re-sending"
+        );
+        Ok(Round::Resend { from_seq })
+    }
+
+    fn head_at_service(&self, message: &str) -> Result<i64, SyncError> {
         let status = self.link.status()?;
         let Some(me) = status
             .stations
@@ -142,17 +160,7 @@ impl SyncWorker {
             }
             .into());
         };
-        let from_seq = me.head_seq + 1;
-        let n = self
-            .ledger
-            .call(move |l| l.transaction(|w| w.resend_outbox_from(from_seq)))?;
-        tracing::warn!(
-            station = %self.station_id,
-            from_seq,
-            rows = n,
-            "the central service holds less of this station's chain than acknowledged: re-sending"
-        );
-        Ok(Round::Resend { from_seq })
+        Ok(me.head_seq)
     }
 
     /// Runs rounds until `stop` receives (or its sender is dropped), calling `notify` for each
@@ -231,6 +239,13 @@ impl SyncWorker {
     }
 }
 
+/// The seq in "... from seq N ..." (the service's `chain_gap` wording), if the message has one.
+fn named_seq(message: &str) -> Option<i64> {
+    let rest = &message[message.find("from seq ")? + "from seq ".len()..];
+    let digits: String = rest.chars().take_while(char::is_ascii_digit).collect();
+    digits.parse().ok().filter(|seq| *seq >= 1)
+}
+
 fn is_transient(e: &SyncError) -> bool {
     match e {
         SyncError::Link(l) => l.is_transient(),
@@ -254,6 +269,16 @@ fn jitter(d: Duration) -> Duration {
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    #[test]
+    fn a_chain_gap_names_its_seq() {
+        assert_eq!(
+            named_seq("holds rows up to seq 41 but ...: re-send the outbox from seq 42"),
+            Some(42)
+        );
+        assert_eq!(named_seq("no seq here"), None);
+        assert_eq!(named_seq("from seq x"), None);
+    }
 
     #[test]
     fn jitter_stays_within_a_quarter() {
