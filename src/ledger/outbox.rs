@@ -55,6 +55,13 @@ CREATE TABLE outbox (
     CHECK ((uploaded_at IS NULL) = (receipt_id IS NULL))
 );
 CREATE INDEX outbox_pending ON outbox (seq) WHERE uploaded_at IS NULL;
+-- Who enrolls this station's identities in DPS ([central] enrollment): 1 = the central service.
+-- Copied into every identity snapshot written while it holds.
+CREATE TABLE central_settings (
+    id                  INTEGER PRIMARY KEY CHECK (id = 1),
+    central_enrollment  INTEGER NOT NULL CHECK (central_enrollment IN (0, 1))
+);
+INSERT INTO central_settings (id, central_enrollment) VALUES (1, 0);
 "#;
 
 /// Writes the outbox row of the audit row just inserted (inside the caller's transaction).
@@ -169,7 +176,12 @@ fn snapshot(
             json!(base64::engine::general_purpose::STANDARD.encode(ek)),
         );
     }
-    snap.insert("central_enrollment".into(), json!(false));
+    let central: i64 = conn
+        .prepare_cached("SELECT central_enrollment FROM central_settings WHERE id = 1")?
+        .query_row([], |r| r.get(0))
+        .optional()?
+        .unwrap_or(0);
+    snap.insert("central_enrollment".into(), json!(central == 1));
     Ok(Some(Value::Object(snap)))
 }
 
@@ -368,6 +380,37 @@ impl LedgerWriter<'_> {
             )
             .map_err(sql("marking outbox rows uploaded"))?;
         Ok(id)
+    }
+
+    /// Records who enrolls this station's identities from now on (`[central] enrollment`): with
+    /// `true`, identity snapshots say `central_enrollment` and the service enrolls them. A change
+    /// is audited (`central.enrollment_site`); setting what holds already writes nothing.
+    pub fn set_central_enrollment(&self, central: bool) -> Result<(), LedgerError> {
+        let sql = |op| move |e| classify(self.path, op, e);
+        let now: i64 = self
+            .tx
+            .query_row(
+                "SELECT central_enrollment FROM central_settings WHERE id = 1",
+                [],
+                |r| r.get(0),
+            )
+            .map_err(sql("reading the central settings"))?;
+        if (now == 1) == central {
+            return Ok(());
+        }
+        self.tx
+            .execute(
+                "UPDATE central_settings SET central_enrollment = ?1 WHERE id = 1",
+                [i64::from(central)],
+            )
+            .map_err(sql("recording the central settings"))?;
+        self.append_audit(
+            &self.ctx.operator.clone(),
+            "central.enrollment_site",
+            &format!("station:{}", self.ctx.station),
+            &json!({ "enrollment": if central { "central" } else { "station" } }),
+        )?;
+        Ok(())
     }
 
     /// Marks every outbox row from `seq` on as not uploaded, so they are sent again (the service

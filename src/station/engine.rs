@@ -201,6 +201,11 @@ impl Engine {
                 &serde_json::json!({ "reason": reason }),
             )?;
         }
+        if let Some(central) = &station.central {
+            let site =
+                central.enrollment == crate::station::config::central::EnrollmentSite::Central;
+            ledger.transaction(|w| w.set_central_enrollment(site))?;
+        }
         let resumed = resume(&mut ledger, &batch)?;
         let ca = load_ca(&keys, &batch)?;
         let profile =
@@ -263,6 +268,12 @@ impl Engine {
         let closing = Arc::new(AtomicBool::new(false));
         let abort = Arc::new(AtomicBool::new(false));
         let enroll_now = batch.timing == EnrollTiming::Immediately;
+        // `[central] enrollment = "central"`: the service enrolls this station's identities (it
+        // holds the DPS connection string); the station's own enrollment worker stays off.
+        let central_enrolls = station.central.as_ref().is_some_and(|c| {
+            c.enrollment == crate::station::config::central::EnrollmentSite::Central
+        });
+        let dps = if central_enrolls { None } else { dps };
         let worker = match (dps, batch.timing) {
             (Some(client), EnrollTiming::Immediately | EnrollTiming::BatchEnd) => {
                 Some(EnrollWorker {

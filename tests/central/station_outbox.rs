@@ -206,3 +206,37 @@ fn the_outbox_never_holds_a_key() {
         );
     }
 }
+
+#[test]
+fn central_enrollment_is_marked_in_the_snapshots_written_while_it_holds() {
+    let dir = tempfile::tempdir().unwrap();
+    let path = dir.path().join("ledger.db");
+    let mut ledger = Ledger::open(&path, &writer()).unwrap();
+    provision(&mut ledger, "000001");
+    ledger
+        .transaction(|w| w.set_central_enrollment(true))
+        .unwrap();
+    // Setting what holds already writes nothing.
+    let audit = count(&path, "audit_log");
+    ledger
+        .transaction(|w| w.set_central_enrollment(true))
+        .unwrap();
+    assert_eq!(count(&path, "audit_log"), audit);
+    provision(&mut ledger, "000002");
+    drop(ledger);
+    let marks: Vec<(String, bool)> = outbox_rows(&path)
+        .into_iter()
+        .filter_map(|r| r.identity.map(|i| (i.device_serial, i.central_enrollment)))
+        .collect();
+    assert_eq!(
+        marks,
+        [
+            ("000001".into(), false),
+            ("000001".into(), false),
+            ("000002".into(), true),
+            ("000002".into(), true)
+        ]
+    );
+    let rows = outbox_rows(&path);
+    assert!(rows.iter().any(|r| r.action == "central.enrollment_site"));
+}
