@@ -11,8 +11,17 @@ mod schema;
 #[path = "central/service.rs"]
 mod service;
 
+#[path = "central/station_outbox.rs"]
+mod station_outbox;
+
+#[path = "central/station_sync.rs"]
+mod station_sync;
+
 #[path = "central/ingest_support.rs"]
 mod ingest_support;
+
+#[path = "central/station_https.rs"]
+mod station_https;
 
 #[path = "central/join.rs"]
 mod join;
@@ -22,3 +31,6 @@ mod ingest;
 
 #[path = "central/verify.rs"]
 mod verify;
+
+#[path = "central/station_ingest.rs"]
+mod station_ingest;

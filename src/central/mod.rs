@@ -15,7 +15,7 @@
 //! - [`signing`]: receipts and leases are signed by the service and verified by stations;
 //! - [`link`]: the station's view of the service ([`link::CentralLink`]), implemented over HTTPS with
 //!   mutual TLS, so station code can be tested against the real service;
-//! - `station_side` (station): outbox, sync worker, receipts, leases on the line;
+//! - [`station_side`] (station): outbox, sync worker, receipts, leases on the line;
 //! - [`temp_cluster`]: a throwaway PostgreSQL cluster for the tests and `bench central`;
 //! - [`service`]: the service (`dps-station central serve`): PostgreSQL schema, mTLS API, ingest,
 //!   leases, central enrollment, verification.
@@ -26,5 +26,6 @@
 pub mod link;
 pub mod service;
 pub mod signing;
+pub mod station_side;
 pub mod temp_cluster;
 pub mod wire;

@@ -265,6 +265,9 @@ impl View {
             Event::EnrollmentProblem { message } => {
                 let _ = self.multi.println(format!("enrollment: {message}"));
             }
+            Event::Central(notice) => {
+                let _ = self.multi.println(notice.describe());
+            }
             Event::Batch(state) => {
                 if let Some(b) = &self.batch {
                     b.set_message(format!(
@@ -366,6 +369,7 @@ fn describe(event: &Event) -> String {
             waited.as_secs()
         ),
         Event::EnrollmentProblem { message } => format!("enrollment problem: {message}"),
+        Event::Central(notice) => notice.describe(),
         Event::LabelWanted { slot, hardware_id } => label_wanted(slot, hardware_id),
         Event::LabelTaken { slot, serial } => {
             format!("slot {slot}: label {serial} is the device's serial")

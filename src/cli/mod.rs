@@ -11,6 +11,8 @@ use dps_station::station::setup::access;
 mod bench;
 mod bench_esp32;
 mod central;
+// `central join` and the station's `central status` (station), variants of the `central` tree.
+mod central_station;
 // `central verify` (ingest), a variant of the `central` tree.
 mod central_verify;
 mod device;

@@ -100,6 +100,7 @@ pub fn station(slots: usize) -> StationConfig {
         },
         dps: Default::default(),
         officer: Default::default(),
+        central: None,
     }
 }
 

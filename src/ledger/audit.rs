@@ -73,10 +73,12 @@ pub fn row_hash(prev: &[u8; 32], id: i64, content: &AuditContent<'_>) -> [u8; 32
     h.finalize().into()
 }
 
-/// Appends one row inside the caller's transaction, chained to the current last row.
+/// Appends one row inside the caller's transaction, chained to the current last row, and (with
+/// `outbox`, schema v8 on) its outbox row for the central ledger in the same transaction.
 pub(crate) fn append(
     conn: &Connection,
     content: &AuditContent<'_>,
+    outbox: bool,
 ) -> Result<AuditId, rusqlite::Error> {
     let last: Option<(i64, String)> = conn
         .prepare_cached("SELECT id, hash FROM audit_log ORDER BY id DESC LIMIT 1")?
@@ -87,6 +89,7 @@ pub(crate) fn append(
         None => (1, GENESIS),
     };
     let hash = row_hash(&prev, id, content);
+    let (prev_hex, hash_hex) = (hex::encode(prev), hex::encode(hash));
     conn.prepare_cached(
         "INSERT INTO audit_log (id, at, station, actor, action, subject, details, prev_hash, hash)
          VALUES (?1, ?2, ?3, ?4, ?5, ?6, ?7, ?8, ?9)",
@@ -99,9 +102,12 @@ pub(crate) fn append(
         content.action,
         content.subject,
         content.details,
-        hex::encode(prev),
-        hex::encode(hash),
+        prev_hex,
+        hash_hex,
     ])?;
+    if outbox {
+        super::outbox::record(conn, id, content, &prev_hex, &hash_hex)?;
+    }
     Ok(AuditId(id))
 }
 

@@ -26,7 +26,15 @@ pub const MIGRATIONS: &[&str] = &[
     V5_BROWSE_INDEXES,
     V6_DEVICE_RUNS,
     V7_MANIFEST_ENTRIES,
+    super::outbox::V8_OUTBOX,
 ];
+
+/// Steps written in Rust that a migration runs after its SQL, in the same transaction, by the
+/// version it starts from: v7 → v8 back-fills the outbox from the audit log.
+const BACKFILLS: &[(i64, Backfill)] = &[(7, super::outbox::backfill)];
+
+/// A migration step in Rust: fills a table the step's SQL created from the rows already there.
+type Backfill = fn(&Connection) -> rusqlite::Result<()>;
 
 /// Tables a migration rebuilds (create new, copy, drop, rename), by the version it starts from.
 /// Dropping a table drops its triggers, so [`migrate`] saves the triggers of these tables and
@@ -404,6 +412,9 @@ fn migrate_steps(
             .map_err(|e| classify(path, "reading the triggers of a rebuilt table", e))?;
         tx.execute_batch(sql)
             .map_err(|e| classify(path, "migrating the schema", e))?;
+        for (_, backfill) in BACKFILLS.iter().filter(|(v, _)| *v == version) {
+            backfill(&tx).map_err(|e| classify(path, "back-filling a new table", e))?;
+        }
         for trigger in &triggers {
             tx.execute_batch(trigger)
                 .map_err(|e| classify(path, "re-creating a trigger of a rebuilt table", e))?;

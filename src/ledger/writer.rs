@@ -63,6 +63,7 @@ impl LedgerWriter<'_> {
                 subject,
                 details: &details,
             },
+            self.ctx.schema_version >= super::outbox::OUTBOX_VERSION,
         )
         .map_err(self.sql("appending to the audit log"))
     }

@@ -10,6 +10,7 @@ use std::path::{Path, PathBuf};
 
 use serde::Deserialize;
 
+pub mod central;
 pub mod officer;
 
 use crate::device::FixtureMap;
@@ -109,6 +110,8 @@ struct RawStation {
     roles: super::operator::settings::RolesSection,
     #[serde(default)]
     officer: officer::OfficerSection,
+    #[serde(default)]
+    central: Option<central::CentralSection>,
 }
 
 #[derive(Debug, Deserialize)]
@@ -268,6 +271,8 @@ pub struct StationConfig {
     pub desk: super::operator::settings::DeskSettings,
     /// The security officer's sessions: `[officer]` (see [`officer`]).
     pub officer: officer::OfficerSettings,
+    /// The central ledger this station joined: `[central]` (see [`central`]); `None` alone.
+    pub central: Option<central::CentralSettings>,
 }
 
 impl StationConfig {
@@ -356,6 +361,13 @@ impl StationConfig {
                 },
             );
         }
+        let central = match &raw.central {
+            Some(c) => Some(
+                central::CentralSettings::resolve(c, &raw.name, base)
+                    .map_err(|(key, message)| invalid(path, key, message))?,
+            ),
+            None => None,
+        };
         let operator = raw
             .operator
             .filter(|o| !o.trim().is_empty())
@@ -375,6 +387,7 @@ impl StationConfig {
             dps,
             desk: super::operator::settings::DeskSettings::resolve(path, &raw.gui, &raw.roles),
             officer: officer::OfficerSettings::resolve(&raw.officer),
+            central,
         })
     }
 }

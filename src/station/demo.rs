@@ -445,6 +445,7 @@ impl DemoWorkspace {
                 &Default::default(),
             ),
             officer: Default::default(),
+            central: None,
         };
         Ok(Self {
             dir,

@@ -10,12 +10,13 @@ use std::time::{Duration, Instant};
 
 use super::config::{BatchConfig, EnrollTiming, StationConfig};
 use super::enroll_worker::{EnrollStats, EnrollWorker};
-use super::events::{BatchState, Command, Event, Stage};
+use super::events::{BatchState, CentralNotice, Command, Event, Stage};
 use super::keys::{KeysError, StationKeys};
 use super::labels::{LabelDesk, LabelOutcome, SerialFrom};
 use super::ledger_thread::{LedgerCallError, LedgerThread};
 use super::pipeline::{BatchContext, CaMaterial, DeviceOutcome, Done, provision};
 use super::source::{DeviceSource, SourceNotice};
+use crate::central::station_side::sync::SyncEvent;
 use crate::dps::DpsClient;
 use crate::identity::pem;
 use crate::identity::profile::DeviceProfile;
@@ -201,6 +202,11 @@ impl Engine {
                 &serde_json::json!({ "reason": reason }),
             )?;
         }
+        if let Some(central) = &station.central {
+            let site =
+                central.enrollment == crate::station::config::central::EnrollmentSite::Central;
+            ledger.transaction(|w| w.set_central_enrollment(site))?;
+        }
         let resumed = resume(&mut ledger, &batch)?;
         let ca = load_ca(&keys, &batch)?;
         let profile =
@@ -263,6 +269,12 @@ impl Engine {
         let closing = Arc::new(AtomicBool::new(false));
         let abort = Arc::new(AtomicBool::new(false));
         let enroll_now = batch.timing == EnrollTiming::Immediately;
+        // `[central] enrollment = "central"`: the service enrolls this station's identities (it
+        // holds the DPS connection string); the station's own enrollment worker stays off.
+        let central_enrolls = station.central.as_ref().is_some_and(|c| {
+            c.enrollment == crate::station::config::central::EnrollmentSite::Central
+        });
+        let dps = if central_enrolls { None } else { dps };
         let worker = match (dps, batch.timing) {
             (Some(client), EnrollTiming::Immediately | EnrollTiming::BatchEnd) => {
                 Some(EnrollWorker {
@@ -295,6 +307,31 @@ impl Engine {
             Some(w) => deferred = Some(w),
             None => {}
         }
+
+        // The central ledger's sync worker (issue 18), when the station joined one: it reaches
+        // the ledger through the ledger thread and never holds up a slot. Failing to start it
+        // (a missing file) is reported and the line runs on; the outbox keeps every row.
+        let central_sync = station.central.as_ref().and_then(|central| {
+            let events = events_tx.clone();
+            let notify = move |e: SyncEvent| {
+                let _ = events.send(Event::Central(central_notice(e)));
+            };
+            match crate::central::station_side::start::start_sync(
+                central,
+                Some(&ctx.keys),
+                ledger_handle.clone(),
+                notify,
+            ) {
+                Ok(handle) => Some(handle),
+                Err(e) => {
+                    tracing::error!(error = %e, "central sync not started");
+                    let _ = events_tx.send(Event::Central(CentralNotice::Stopped {
+                        message: e.to_string(),
+                    }));
+                    None
+                }
+            }
+        });
 
         let _ = events_tx.send(Event::Batch(BatchState::Running));
         let coordinator = {
@@ -374,6 +411,8 @@ impl Engine {
                         .call(move |l| l.pending_enrollments(&target, 1_000_000))
                         .map(|p| p.len() as u64)
                         .unwrap_or(0);
+                    // Stops the sync worker after its round in flight; its rows stay in the outbox.
+                    drop(central_sync);
                     drop(ledger_handle);
                     drop(ctx);
                     let _ = ledger_thread.join();
@@ -793,5 +832,20 @@ fn record_device_run(ctx: &BatchContext, outcome: &DeviceOutcome) {
         .call(move |l| l.transaction(|w| w.record_device_run(&run)))
     {
         tracing::warn!(slot = %outcome.slot, "the ledger did not record this device run for reports: {e}");
+    }
+}
+
+/// A sync worker event as the desk and `run` see it.
+fn central_notice(e: SyncEvent) -> CentralNotice {
+    match e {
+        SyncEvent::Uploaded { head_seq, .. } => CentralNotice::Uploaded { head_seq },
+        SyncEvent::Unreachable { reason, .. } => CentralNotice::Unreachable { message: reason },
+        SyncEvent::Quarantined(q) => CentralNotice::Conflict {
+            serial: q.device_serial,
+            model: q.device_model,
+            registration_id: q.registration_id,
+            held_by: q.held_by,
+        },
+        SyncEvent::Stopped { reason } => CentralNotice::Stopped { message: reason },
     }
 }

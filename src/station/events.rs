@@ -183,6 +183,50 @@ pub enum Event {
         /// What happened and what to do.
         message: String,
     },
+    /// The central ledger's sync worker (issue 18); it never stops the line.
+    Central(CentralNotice),
+}
+
+/// What the central sync worker reports to the desk and `run`.
+#[derive(Debug, Clone, PartialEq)]
+pub enum CentralNotice {
+    /// The service refused one of this station's identities: another station already
+    /// provisioned the device. The operator sets the device aside.
+    Conflict {
+        /// The device's serial number and model.
+        serial: String,
+        model: String,
+        /// The identity the service quarantined.
+        registration_id: String,
+        /// The station that holds the device.
+        held_by: String,
+    },
+    /// A batch of the outbox was acknowledged: the service holds the chain up to `head_seq`.
+    Uploaded { head_seq: i64 },
+    /// The service cannot be reached; the outbox keeps growing and is sent later.
+    Unreachable { message: String },
+    /// The sync worker stopped on a refusal (recorded in the ledger); the message says what to do.
+    Stopped { message: String },
+}
+
+impl CentralNotice {
+    /// In words, for `run` and logs.
+    pub fn describe(&self) -> String {
+        match self {
+            CentralNotice::Conflict {
+                serial, held_by, ..
+            } => format!(
+                "▲ serial {serial} was already provisioned on station {held_by}: set the device aside"
+            ),
+            CentralNotice::Uploaded { head_seq } => {
+                format!("central ledger holds this station's chain up to row {head_seq}")
+            }
+            CentralNotice::Unreachable { message } => format!("central ledger: {message}"),
+            CentralNotice::Stopped { message } => {
+                format!("▲ central sync stopped: {message}")
+            }
+        }
+    }
 }
 
 /// What the engine is told.

@@ -59,9 +59,9 @@ const V1_COLUMNS: &str = "id, registration_id, batch_id, device_id, attestation,
     station_id, operator_id, created_at, updated_at";
 
 #[test]
-fn current_version_is_seven() {
+fn current_version_is_eight() {
     assert_eq!(
-        CURRENT_VERSION, 7,
+        CURRENT_VERSION, 8,
         "add a migration test for the new version"
     );
 }
@@ -560,5 +560,69 @@ fn v6_migrates_to_v7_keeping_identities_and_adding_manifest_entries() {
     assert!(
         err.contains("0123000000000001ee") && err.contains("already"),
         "{err}"
+    );
+}
+
+#[test]
+fn v7_migrates_to_v8_back_filling_every_audit_row_into_the_outbox_once() {
+    let t = test_dir();
+    {
+        let (mut l, m) = Ledger::open_migrating_to(&t.ledger, &writer(), 7).unwrap();
+        assert_eq!((m.from, m.to), (0, 7));
+        l.record_issued(&x509_identity("modem-1")).unwrap();
+        l.transition("modem-1", &Transition::Written).unwrap();
+        l.transition(
+            "modem-1",
+            &Transition::Failed {
+                stage: FailureStage::Enroll,
+                reason: "DPS said no".into(),
+            },
+        )
+        .unwrap();
+        l.transition("modem-1", &Transition::Retry).unwrap();
+    }
+    let audit_before: i64 = Connection::open(&t.ledger)
+        .unwrap()
+        .query_row("SELECT count(*) FROM audit_log", [], |r| r.get(0))
+        .unwrap();
+    let (l, m) = Ledger::open_migrating_to(&t.ledger, &writer(), 8).unwrap();
+    assert_eq!((m.from, m.to), (7, 8));
+    drop(l);
+    // Opening again migrates nothing and back-fills nothing twice.
+    drop(open(&t.ledger));
+    let c = Connection::open(&t.ledger).unwrap();
+    let (audit, outbox, pending): (i64, i64, i64) = c
+        .query_row(
+            "SELECT (SELECT count(*) FROM audit_log), (SELECT count(*) FROM outbox),
+                    (SELECT count(*) FROM outbox WHERE uploaded_at IS NULL)",
+            [],
+            |r| Ok((r.get(0)?, r.get(1)?, r.get(2)?)),
+        )
+        .unwrap();
+    assert_eq!(audit, audit_before + 2, "two ledger.opened rows after v7");
+    assert_eq!((outbox, pending), (audit, audit));
+    // Historical rows carry the state they recorded, replayed in order.
+    let mut s = c
+        .prepare(
+            "SELECT json_extract(payload, '$.action'), json_extract(payload, '$.identity.state'),
+                    json_extract(payload, '$.hash') = a.hash
+             FROM outbox o JOIN audit_log a ON a.id = o.seq
+             WHERE json_extract(payload, '$.identity') IS NOT NULL ORDER BY seq",
+        )
+        .unwrap();
+    let rows: Vec<(String, String, bool)> = s
+        .query_map([], |r| Ok((r.get(0)?, r.get(1)?, r.get(2)?)))
+        .unwrap()
+        .map(Result::unwrap)
+        .collect();
+    let expect = |a: &str, s: &str| (a.to_string(), s.to_string(), true);
+    assert_eq!(
+        rows,
+        [
+            expect("identity.issued", "issued"),
+            expect("identity.written", "written"),
+            expect("identity.failed", "failed"),
+            expect("identity.retry", "written"),
+        ]
     );
 }

@@ -6,7 +6,7 @@
 use std::time::{Duration, SystemTime};
 
 use super::roles::Role;
-use crate::station::events::{BatchState, Event, Stage};
+use crate::station::events::{BatchState, CentralNotice, Event, Stage};
 
 /// An event with its number (gap-free per handle) and wall time.
 #[derive(Debug, Clone, PartialEq)]
@@ -378,6 +378,18 @@ impl LineView {
                 self.dps = Health::Degraded;
                 self.raise(stamped, None, message.clone());
             }
+            // The central ledger (issue 18): a conflict or a stopped sync waits for someone to
+            // acknowledge it; the line itself never waits on the service.
+            Event::Central(notice) => match notice {
+                CentralNotice::Uploaded { .. } => {}
+                CentralNotice::Conflict { .. }
+                | CentralNotice::Unreachable { .. }
+                | CentralNotice::Stopped { .. } => {
+                    let text = notice.describe();
+                    let text = text.trim_start_matches('▲').trim_start().to_string();
+                    self.raise(stamped, None, text);
+                }
+            },
         }
     }
 
