@@ -7,3 +7,6 @@ mod pg;
 
 #[path = "central/schema.rs"]
 mod schema;
+
+#[path = "central/leases.rs"]
+mod leases;

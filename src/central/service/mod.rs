@@ -5,5 +5,7 @@
 pub mod audit;
 pub mod clock;
 pub mod db;
+pub mod leases;
+pub mod leases_admin;
 pub mod migrations;
 pub mod state;
