@@ -10,3 +10,6 @@ mod schema;
 
 #[path = "central/leases.rs"]
 mod leases;
+
+#[path = "central/lease_station.rs"]
+mod lease_station;

@@ -26,5 +26,6 @@
 pub mod link;
 pub mod service;
 pub mod signing;
+pub mod station_side;
 pub mod temp_cluster;
 pub mod wire;

@@ -26,6 +26,7 @@ pub const MIGRATIONS: &[&str] = &[
     V5_BROWSE_INDEXES,
     V6_DEVICE_RUNS,
     V7_MANIFEST_ENTRIES,
+    super::leases::MIGRATION,
 ];
 
 /// Tables a migration rebuilds (create new, copy, drop, rename), by the version it starts from.
