@@ -13,3 +13,8 @@ mod leases;
 
 #[path = "central/lease_station.rs"]
 mod lease_station;
+#[path = "central/ingest_support.rs"]
+mod ingest_support;
+
+#[path = "central/ingest.rs"]
+mod ingest;

@@ -9,3 +9,9 @@ pub mod leases;
 pub mod leases_admin;
 pub mod migrations;
 pub mod state;
+
+// ingest (issue 18): outbox rows in, signed receipts out; conflicts; verification.
+pub mod ingest;
+pub mod ingest_identities;
+pub mod ingest_rows;
+pub mod receipts;
