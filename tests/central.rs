@@ -11,10 +11,10 @@ mod schema;
 #[path = "central/leases.rs"]
 mod leases;
 
-#[path = "central/lease_station.rs"]
-mod lease_station;
 #[path = "central/ingest_support.rs"]
 mod ingest_support;
+#[path = "central/lease_station.rs"]
+mod lease_station;
 
 #[path = "central/ingest.rs"]
 mod ingest;

@@ -10,6 +10,7 @@ use dps_station::station::setup::access;
 
 mod bench;
 mod bench_esp32;
+mod central_batch;
 mod device;
 mod device_esp32;
 mod dps;
@@ -80,6 +81,9 @@ enum Command {
     /// A batch's report (every run of it) or a day's, from the ledger: Markdown, CSV and SVG
     /// plots (throughput, time per device, failures by stage and by slot).
     Report(report::ReportArgs),
+    /// The central ledger (issue 18): batch caps and leases.
+    #[command(subcommand)]
+    Central(central_batch::CentralLeaseCommands),
 }
 
 /// Parses the arguments, runs the command and turns any error into a message and an exit code.
@@ -118,6 +122,7 @@ fn run(command: Command) -> anyhow::Result<ExitCode> {
         Command::Gui(cmd) => gui::run(cmd),
         Command::Device(cmd) => device::run(cmd),
         Command::Bench(cmd) => bench::run(cmd),
+        Command::Central(cmd) => central_batch::run(cmd),
         Command::Packaging(cmd) => packaging::run(cmd, Cli::command()),
         Command::Fixture(cmd) => fixture::run(cmd),
         Command::Setup(args) => setup::run(args),

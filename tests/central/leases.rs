@@ -445,3 +445,103 @@ fn an_administrator_sets_caps_but_never_below_what_is_already_leased() {
         assert_eq!((row.open_leases, row.open_count), (1, 8));
     });
 }
+
+/// Runs `dps-station` with `args`; returns (success, stdout, stderr).
+fn cli(args: &[&str]) -> (bool, String, String) {
+    let out = std::process::Command::new(env!("CARGO_BIN_EXE_dps-station"))
+        .args(args)
+        .env_remove("DPS_CENTRAL_DATABASE")
+        .output()
+        .unwrap();
+    (
+        out.status.success(),
+        String::from_utf8_lossy(&out.stdout).into_owned(),
+        String::from_utf8_lossy(&out.stderr).into_owned(),
+    )
+}
+
+#[test]
+fn central_batch_set_list_and_lease_close_from_the_command_line() {
+    let rt = runtime();
+    let svc = LeaseService::start(&rt, &["st-a"], 2);
+    let url = svc.pg.service_login("central_cli");
+    let (ok, out, err) = cli(&[
+        "central",
+        "batch",
+        "set",
+        "B-CLI",
+        "--cap",
+        "12",
+        "--lease-size",
+        "5",
+        "--lease-ttl",
+        "2h",
+        "--central-enrollment",
+        "--database",
+        &url,
+    ]);
+    assert!(ok, "{err}");
+    assert!(out.contains("B-CLI"), "{out}");
+    assert_eq!(
+        svc.sql("SELECT cap, lease_size, lease_ttl_seconds, central_enrollment FROM batches"),
+        "12|5|7200|t"
+    );
+    let (ok, _, err) = cli(&[
+        "central",
+        "batch",
+        "set",
+        "B-CLI",
+        "--cap",
+        "1",
+        "--lease-ttl",
+        "soon",
+        "--database",
+        &url,
+    ]);
+    assert!(!ok);
+    assert!(
+        err.contains("24h"),
+        "a bad duration says how to write one: {err}"
+    );
+
+    // A station takes a lease, then disappears; the administrator closes it by hand.
+    let base = svc.serve(&rt);
+    let signed: Signed<Lease> = rt
+        .block_on(post(
+            &http(),
+            &format!("{base}{}", paths::LEASES),
+            "st-a",
+            &lease_request("st-a", "B-CLI", 5),
+        ))
+        .unwrap();
+    let lease = svc.verifier.verify(&signed).unwrap();
+    let (ok, out, err) = cli(&["central", "batch", "list", "--database", &url]);
+    assert!(ok, "{err}");
+    assert!(out.contains("1 (5)"), "one open lease of 5: {out}");
+    let (ok, out, err) = cli(&[
+        "central",
+        "lease",
+        "close",
+        &lease.lease_id,
+        "--used",
+        "2",
+        "--database",
+        &url,
+    ]);
+    assert!(ok, "{err}");
+    assert!(out.contains("3 back"), "{out}");
+    assert_eq!(svc.sql("SELECT allocated FROM batches"), "2");
+    // Closing it again with another figure is refused, in words.
+    let (ok, _, err) = cli(&[
+        "central",
+        "lease",
+        "close",
+        &lease.lease_id,
+        "--used",
+        "4",
+        "--database",
+        &url,
+    ]);
+    assert!(!ok);
+    assert!(err.contains("already returned"), "{err}");
+}
