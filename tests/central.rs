@@ -18,3 +18,6 @@ mod lease_station;
 
 #[path = "central/ingest.rs"]
 mod ingest;
+
+#[path = "central/verify.rs"]
+mod verify;

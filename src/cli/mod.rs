@@ -11,6 +11,9 @@ use dps_station::station::setup::access;
 mod bench;
 mod bench_esp32;
 mod central_batch;
+// `central verify` (ingest): wired into svc's `central` subcommand tree at merge.
+#[allow(dead_code)]
+mod central_verify;
 mod device;
 mod device_esp32;
 mod dps;

@@ -15,3 +15,5 @@ pub mod ingest;
 pub mod ingest_identities;
 pub mod ingest_rows;
 pub mod receipts;
+pub mod verify;
+pub mod verify_ledger;
