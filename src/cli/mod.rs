@@ -10,6 +10,7 @@ use dps_station::station::setup::access;
 
 mod bench;
 mod bench_esp32;
+mod bench_leases;
 mod central_batch;
 // `central verify` (ingest): wired into svc's `central` subcommand tree at merge.
 #[allow(dead_code)]
