@@ -10,11 +10,16 @@ mod schema;
 
 #[path = "central/leases.rs"]
 mod leases;
+#[path = "central/service.rs"]
+mod service;
 
 #[path = "central/ingest_support.rs"]
 mod ingest_support;
 #[path = "central/lease_station.rs"]
 mod lease_station;
+
+#[path = "central/join.rs"]
+mod join;
 
 #[path = "central/ingest.rs"]
 mod ingest;

@@ -21,6 +21,8 @@ mod lease;
 mod ledger;
 #[path = "gui/line.rs"]
 mod line;
+#[path = "gui/manifests.rs"]
+mod manifests;
 #[path = "gui/officer.rs"]
 mod officer;
 #[path = "gui/reports.rs"]

@@ -11,9 +11,10 @@ use dps_station::station::setup::access;
 mod bench;
 mod bench_esp32;
 mod bench_leases;
+mod central;
+// `central batch|lease` (lease), flattened into the `central` tree.
 mod central_batch;
-// `central verify` (ingest): wired into svc's `central` subcommand tree at merge.
-#[allow(dead_code)]
+// `central verify` (ingest), a variant of the `central` tree.
 mod central_verify;
 mod device;
 mod device_esp32;
@@ -85,9 +86,10 @@ enum Command {
     /// A batch's report (every run of it) or a day's, from the ledger: Markdown, CSV and SVG
     /// plots (throughput, time per device, failures by stage and by slot).
     Report(report::ReportArgs),
-    /// The central ledger (issue 18): batch caps and leases.
+    /// The central ledger on PostgreSQL (issue 18): the service (init, migrate, serve, tokens,
+    /// status, revocation) and the station's link to it.
     #[command(subcommand)]
-    Central(central_batch::CentralLeaseCommands),
+    Central(central::CentralCommand),
 }
 
 /// Parses the arguments, runs the command and turns any error into a message and an exit code.
@@ -126,10 +128,10 @@ fn run(command: Command) -> anyhow::Result<ExitCode> {
         Command::Gui(cmd) => gui::run(cmd),
         Command::Device(cmd) => device::run(cmd),
         Command::Bench(cmd) => bench::run(cmd),
-        Command::Central(cmd) => central_batch::run(cmd),
         Command::Packaging(cmd) => packaging::run(cmd, Cli::command()),
         Command::Fixture(cmd) => fixture::run(cmd),
         Command::Setup(args) => setup::run(args),
         Command::Report(args) => report::run(args),
+        Command::Central(cmd) => central::run(cmd),
     }
 }
