@@ -26,3 +26,6 @@ mod ingest;
 
 #[path = "central/verify.rs"]
 mod verify;
+
+#[path = "central/lease_service.rs"]
+mod lease_service;

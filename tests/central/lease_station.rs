@@ -209,14 +209,38 @@ fn the_keeper_asks_below_the_low_water_mark_and_returns_exactly_the_unused_part(
 
 /// Runs a batch of `devices` on one slot with leases from `central`; `on_event` may act on events
 /// (bring the service back). Returns every event.
-fn run_leased(
+pub fn run_leased(
     ws: &DemoWorkspace,
     name: &str,
     devices: u64,
-    central: Arc<MiniCentral>,
+    central: Arc<dyn CentralLink>,
     certificate: SignerCertificate,
     want: u32,
     mut on_event: impl FnMut(&Event, &[Event]),
+) -> (Vec<Event>, u64) {
+    run_leased_as(
+        ws,
+        name,
+        devices,
+        "st-1",
+        central,
+        certificate,
+        want,
+        &mut on_event,
+    )
+}
+
+/// [`run_leased`] for station `station_id`.
+#[allow(clippy::too_many_arguments)]
+pub fn run_leased_as(
+    ws: &DemoWorkspace,
+    name: &str,
+    devices: u64,
+    station_id: &str,
+    central: Arc<dyn CentralLink>,
+    certificate: SignerCertificate,
+    want: u32,
+    on_event: &mut dyn FnMut(&Event, &[Event]),
 ) -> (Vec<Event>, u64) {
     let fixture = VirtualFixture::new(devices, SimOptions::default(), ClientOptions::default());
     let sources: Vec<(String, Box<dyn DeviceSource>)> =
@@ -230,7 +254,7 @@ fn run_leased(
             ..RunOptions::default()
         },
     );
-    let mut keeper = KeeperConfig::new("st-1", want);
+    let mut keeper = KeeperConfig::new(station_id, want);
     keeper.poll = Duration::from_millis(50);
     keeper.retry_max = Duration::from_millis(200);
     let leases = LeaseSetup {
