@@ -8,6 +8,9 @@ mod pg;
 #[path = "central/schema.rs"]
 mod schema;
 
+#[path = "central/leases.rs"]
+mod leases;
+
 #[path = "central/service.rs"]
 mod service;
 
@@ -19,6 +22,9 @@ mod station_sync;
 
 #[path = "central/ingest_support.rs"]
 mod ingest_support;
+
+#[path = "central/lease_station.rs"]
+mod lease_station;
 
 #[path = "central/station_https.rs"]
 mod station_https;
@@ -34,3 +40,6 @@ mod verify;
 
 #[path = "central/station_ingest.rs"]
 mod station_ingest;
+
+#[path = "central/lease_service.rs"]
+mod lease_service;

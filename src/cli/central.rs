@@ -42,6 +42,9 @@ pub enum CentralCommand {
     /// Replay every station's chain, the service's audit chain and the receipts end to end (with
     /// --ledger, compare stations' own ledgers); names the first broken link, exit 1.
     Verify(super::central_verify::VerifyArgs),
+    // lease (issue 18): batch caps and leases (`central batch set|list`, `central lease close`).
+    #[command(flatten)]
+    Leases(super::central_batch::CentralLeaseCommands),
 }
 
 /// The database URL (also from DPS_CENTRAL_DATABASE, which keeps a password out of `ps`).
@@ -178,6 +181,7 @@ pub fn run(command: CentralCommand) -> anyhow::Result<ExitCode> {
         CentralCommand::Join(args) => super::central_station::run_join(args),
         CentralCommand::Station(StationCommand::Revoke(args)) => block_on(revoke(args)),
         CentralCommand::Verify(args) => super::central_verify::run(args),
+        CentralCommand::Leases(cmd) => super::central_batch::run(cmd),
     }
 }
 
