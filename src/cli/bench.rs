@@ -50,6 +50,10 @@ pub enum BenchCommand {
     /// Trust&GO manifests: read, verify and import N entries (100,000) into a fresh ledger,
     /// with the process's peak memory (goal: under 30 s and 300 MB).
     Manifest(super::manifest::ManifestBenchArgs),
+    /// The central ledger on PostgreSQL: identities per second ingested from three stations at
+    /// once, and the time to drain a 100,000-row outbox backlog (a throwaway cluster unless
+    /// --database is given).
+    Central(super::bench_central::CentralBench),
 }
 
 /// Options of `bench hsm`.
@@ -113,6 +117,7 @@ pub fn run(cmd: BenchCommand) -> anyhow::Result<ExitCode> {
         BenchCommand::Mqtt(args) => mqtt(&args),
         BenchCommand::Gui(args) => super::gui_bench::run(&args),
         BenchCommand::Manifest(args) => super::manifest::bench(&args),
+        BenchCommand::Central(args) => super::bench_central::run(args),
     }
 }
 
