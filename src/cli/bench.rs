@@ -53,6 +53,10 @@ pub enum BenchCommand {
     /// Central ledger leases: allocation latency p50/p99 on a throwaway PostgreSQL cluster (goal:
     /// p99 under 20 ms).
     Leases(super::bench_leases::BenchLeasesArgs),
+    /// The central ledger on PostgreSQL: identities per second ingested from three stations at
+    /// once, and the time to drain a 100,000-row outbox backlog (a throwaway cluster unless
+    /// --database is given).
+    Central(super::bench_central::CentralBench),
 }
 
 /// Options of `bench hsm`.
@@ -117,6 +121,7 @@ pub fn run(cmd: BenchCommand) -> anyhow::Result<ExitCode> {
         BenchCommand::Gui(args) => super::gui_bench::run(&args),
         BenchCommand::Manifest(args) => super::manifest::bench(&args),
         BenchCommand::Leases(args) => super::bench_leases::run(&args),
+        BenchCommand::Central(args) => super::bench_central::run(args),
     }
 }
 

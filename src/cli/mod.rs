@@ -9,6 +9,7 @@ use clap::{CommandFactory, Parser, Subcommand};
 use dps_station::station::setup::access;
 
 mod bench;
+mod bench_central;
 mod bench_esp32;
 mod bench_leases;
 mod central;

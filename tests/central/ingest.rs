@@ -164,7 +164,70 @@ fn a_batch_for_another_station_or_from_a_skewed_clock_is_refused() {
         let refusal = central.ingest(&skewed).await.unwrap_err();
         assert_eq!(refusal.body.code, "clock_skew");
     });
+    central.sql("UPDATE stations SET revoked_at = now() WHERE station_id = 'st-2'");
+    rt.block_on(async {
+        let refusal = central.ingest(&chain.batch(1, 2)).await.unwrap_err();
+        assert_eq!(
+            (refusal.status.as_u16(), refusal.body.code.as_str()),
+            (403, "revoked")
+        );
+        assert!(
+            refusal.body.message.contains("st-2"),
+            "{}",
+            refusal.body.message
+        );
+    });
     assert_eq!(central.sql("SELECT count(*) FROM ingested_rows"), "0");
+    assert_eq!(
+        central.sql("SELECT string_agg(subject, ',' ORDER BY position) FROM central_audit WHERE action = 'ingest.refused'"),
+        "station_mismatch,clock_skew,revoked"
+    );
+}
+
+#[test]
+fn two_stations_sending_the_same_serials_at_once_never_both_hold_one_live() {
+    let rt = runtime();
+    let central = std::sync::Arc::new(Central::start(&rt, &["st-a", "st-b"]));
+    let chains: Vec<Chain> = ["st-a", "st-b"]
+        .iter()
+        .map(|station| {
+            let mut chain = Chain::new(station);
+            for n in 0..200 {
+                let reg = format!("{station}-reg-{n}");
+                chain.push(
+                    "identity.issued",
+                    &reg,
+                    Some(snapshot(&reg, &format!("SN-{n}"), "issued")),
+                );
+            }
+            chain
+        })
+        .collect();
+    rt.block_on(async {
+        let tasks: Vec<_> = chains
+            .iter()
+            .map(|chain| {
+                let (central, batch) = (central.clone(), chain.batch(1, 200));
+                tokio::spawn(async move { central.ingest(&batch).await.unwrap() })
+            })
+            .collect();
+        let mut quarantined = 0;
+        for task in tasks {
+            quarantined += task.await.unwrap().quarantined.len();
+        }
+        assert_eq!(
+            quarantined, 200,
+            "each serial quarantined on exactly one station"
+        );
+    });
+    assert_eq!(
+        central.sql("SELECT count(*) FROM identities WHERE live"),
+        "200"
+    );
+    assert_eq!(
+        central.sql("SELECT count(*) FROM (SELECT device_serial FROM identities WHERE live GROUP BY device_serial HAVING count(*) > 1) d"),
+        "0"
+    );
 }
 
 #[test]
