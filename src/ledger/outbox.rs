@@ -176,6 +176,20 @@ fn snapshot(
             json!(base64::engine::general_purpose::STANDARD.encode(ek)),
         );
     }
+    // The lease it was issued from (schema v9). The v8 back-fill runs before that column exists;
+    // identities of that time had no lease.
+    let lease: Option<String> = match conn.prepare_cached(
+        "SELECT lease_id FROM identities WHERE registration_id = ?1 ORDER BY id DESC LIMIT 1",
+    ) {
+        Ok(mut statement) => statement
+            .query_row([registration_id], |r| r.get(0))
+            .optional()?
+            .flatten(),
+        Err(_) => None,
+    };
+    if let Some(lease) = lease {
+        snap.insert("lease_id".into(), json!(lease));
+    }
     let central: i64 = conn
         .prepare_cached("SELECT central_enrollment FROM central_settings WHERE id = 1")?
         .query_row([], |r| r.get(0))

@@ -57,6 +57,17 @@ pub enum EngineError {
         /// What differs.
         what: String,
     },
+    /// The station joined a central ledger, but what `[central]` names cannot be used, so the
+    /// batch cannot run on leases (and must not run without them).
+    #[error(
+        "batch {batch}: this station joined a central ledger, but its link cannot be opened ({message}); fix [central] in station.toml or join again with `dps-station central join`"
+    )]
+    Central {
+        /// The batch.
+        batch: String,
+        /// What is wrong.
+        message: String,
+    },
     /// A slot's device family cannot do the batch's mode.
     #[error(
         "slot {slot} holds {family} devices, which cannot be provisioned in mode {mode}: {reason}; or give the slot another family in station.toml (family = \"...\")"
@@ -225,6 +236,18 @@ impl Engine {
             ledger.transaction(|w| w.set_central_enrollment(site))?;
         }
         let resumed = resume(&mut ledger, &batch)?;
+        // A joined station's batch always runs on leases (overbuild protection): the caller may
+        // hand a setup in (tests, the demo desk); otherwise it comes from `[central]`.
+        let leases = match (leases, &station.central) {
+            (Some(l), _) => Some(l),
+            (None, Some(central)) => Some(LeaseSetup::from_central(central, &keys).map_err(
+                |e| EngineError::Central {
+                    batch: batch.name.clone(),
+                    message: e.to_string(),
+                },
+            )?),
+            (None, None) => None,
+        };
         let gate = match &leases {
             Some(_) => Some(LeaseGate::new(
                 &batch.name,

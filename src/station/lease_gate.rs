@@ -29,6 +29,25 @@ pub struct LeaseSetup {
     pub keeper: KeeperConfig,
 }
 
+/// Identities asked for per lease by a station started from `[central]` (the service grants at
+/// most the batch's `lease_size`; a smaller grant is simply topped up sooner).
+pub const DEFAULT_LEASE_WANT: u32 = 50;
+
+impl LeaseSetup {
+    /// The setup `[central]` describes: the mutual-TLS link, the signer certificate from the join.
+    pub fn from_central(
+        central: &crate::station::config::central::CentralSettings,
+        keys: &crate::station::keys::StationKeys,
+    ) -> Result<LeaseSetup, crate::central::station_side::start::StartError> {
+        use crate::central::station_side::start::{open_link, signer_certificate};
+        Ok(LeaseSetup {
+            link: Arc::new(open_link(central, Some(keys))?),
+            signer: signer_certificate(&central.signer_certificate)?,
+            keeper: KeeperConfig::new(&central.station_id, DEFAULT_LEASE_WANT),
+        })
+    }
+}
+
 impl LeaseBook for LedgerHandle {
     fn keep(&self, lease: &NewLease) -> Result<(), String> {
         let lease = lease.clone();

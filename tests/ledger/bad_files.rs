@@ -117,14 +117,14 @@ fn a_ledger_from_a_newer_dps_station_is_refused_with_its_version() {
     drop(open(&t.ledger));
     {
         let c = Connection::open(&t.ledger).unwrap();
-        c.execute_batch("PRAGMA user_version = 9;").unwrap();
+        c.execute_batch("PRAGMA user_version = 10;").unwrap();
     }
     refused_both_ways(&t.ledger, |e| {
         assert!(
             matches!(
                 e,
                 LedgerError::TooNew {
-                    found: 9,
+                    found: 10,
                     supported: CURRENT_VERSION,
                     ..
                 }
@@ -133,7 +133,7 @@ fn a_ledger_from_a_newer_dps_station_is_refused_with_its_version() {
         );
         let msg = e.to_string();
         assert!(
-            msg.contains("version 9") && msg.contains("upgrade dps-station"),
+            msg.contains("version 10") && msg.contains("upgrade dps-station"),
             "{msg}"
         );
     });

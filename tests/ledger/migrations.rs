@@ -59,9 +59,9 @@ const V1_COLUMNS: &str = "id, registration_id, batch_id, device_id, attestation,
     station_id, operator_id, created_at, updated_at";
 
 #[test]
-fn current_version_is_eight() {
+fn current_version_is_nine() {
     assert_eq!(
-        CURRENT_VERSION, 8,
+        CURRENT_VERSION, 9,
         "add a migration test for the new version"
     );
 }
@@ -625,4 +625,31 @@ fn v7_migrates_to_v8_back_filling_every_audit_row_into_the_outbox_once() {
             expect("identity.retry", "written"),
         ]
     );
+}
+
+#[test]
+fn v8_migrates_to_v9_adding_held_leases_and_keeping_identities() {
+    let t = test_dir();
+    {
+        let (mut l, m) = Ledger::open_migrating_to(&t.ledger, &writer(), 8).unwrap();
+        assert_eq!((m.from, m.to), (0, 8));
+        l.record_issued(&x509_identity("modem-1")).unwrap();
+    }
+    let (l, m) = Ledger::open_migrating_to(&t.ledger, &writer(), 9).unwrap();
+    assert_eq!((m.from, m.to), (8, 9));
+    assert_eq!(
+        l.find_identity("modem-1").unwrap().map(|i| i.registration_id),
+        Some("modem-1".to_string())
+    );
+    assert!(l.held_leases(None).unwrap().is_empty());
+    drop(l);
+    let c = Connection::open(&t.ledger).unwrap();
+    let lease: Option<String> = c
+        .query_row(
+            "SELECT lease_id FROM identities WHERE registration_id = 'modem-1'",
+            [],
+            |r| r.get(0),
+        )
+        .unwrap();
+    assert_eq!(lease, None, "identities from before leases name none");
 }
