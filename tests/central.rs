@@ -7,3 +7,9 @@ mod pg;
 
 #[path = "central/schema.rs"]
 mod schema;
+
+#[path = "central/enroll_support.rs"]
+mod enroll_support;
+
+#[path = "central/enroll.rs"]
+mod enroll;

@@ -5,5 +5,9 @@
 pub mod audit;
 pub mod clock;
 pub mod db;
+pub mod enroll;
+pub mod enroll_args;
+pub mod enroll_jobs;
+pub mod enroll_round;
 pub mod migrations;
 pub mod state;
