@@ -57,7 +57,13 @@ enum Kind {
 }
 
 /// Inserts a station (if new), its identity as ingest stores it, and the job ingest would make.
-async fn add_job(db: &tokio_postgres::Client, station: &str, rid: &str, kind: Kind) {
+/// Returns the device certificate of an X.509 identity.
+async fn add_job(
+    db: &tokio_postgres::Client,
+    station: &str,
+    rid: &str,
+    kind: Kind,
+) -> Option<String> {
     db.execute(
         "INSERT INTO stations (station_id, certificate_sha256, certificate_pem)
          VALUES ($1, 'sha-' || $1, 'pem') ON CONFLICT DO NOTHING",
@@ -86,6 +92,7 @@ async fn add_job(db: &tokio_postgres::Client, station: &str, rid: &str, kind: Ki
     )
     .await
     .unwrap();
+    pem
 }
 
 /// The worker's settings made the way `central serve` makes them (from the flags and the
@@ -363,4 +370,120 @@ fn an_unreachable_dps_leaves_jobs_pending_and_they_enroll_when_it_is_back() {
     assert!(creates.values().all(|&n| n == 1), "{creates:?}");
     assert!(!creates.contains_key("sym-1") && !creates.contains_key("gone-1"));
     rt.block_on(assert_no_secret(&admin, &dps));
+}
+
+#[test]
+fn an_enrollment_dps_already_holds_is_confirmed_and_a_different_one_is_left_alone() {
+    capture_logs();
+    let rt = runtime();
+    let (pg, service_url) = central(&rt);
+    let dps = CountingDps::start();
+    let dir = tempfile::tempdir().unwrap();
+    let admin = rt.block_on(connect(&pg.admin_url()));
+    let (same, other) = rt.block_on(async {
+        let same = add_job(&admin, "st-1", "landed-1", Kind::X509)
+            .await
+            .unwrap();
+        let other = add_job(&admin, "st-1", "taken-1", Kind::X509)
+            .await
+            .unwrap();
+        (same, other)
+    });
+    // As if a replica's bulk call landed and it died before its commit ("landed-1"), and as if
+    // someone enrolled "taken-1" in DPS by hand with another certificate.
+    let settings = settings(&dps, dir.path(), "service");
+    let direct = dps_station::dps::DpsClient::new(
+        settings.connection.clone(),
+        dps_station::dps::DpsClientConfig {
+            endpoint: dps.emulator.https_url(),
+            ..settings.dps.clone()
+        },
+    )
+    .unwrap();
+    let none = dps_station::dps::EnrollmentSettings::default();
+    let payload =
+        |rid: &str, pem: &str| dps_station::dps::payload::x509_individual(rid, pem, &none).unwrap();
+    direct
+        .create_enrollment(&payload("landed-1", &same))
+        .unwrap();
+    direct
+        .create_enrollment(&payload("taken-1", &device_cert("taken-1")))
+        .unwrap();
+    let before = dps.etags();
+    drop(other);
+
+    let worker = enroll::spawn(db::pool(&service_url, 2).unwrap(), settings).unwrap();
+    let done = wait_for(Duration::from_secs(60), || {
+        rt.block_on(count(
+            &admin,
+            "SELECT count(*) FROM enrollment_jobs WHERE state <> 'pending'",
+        )) == 2
+    });
+    worker.stop();
+    assert!(done, "the jobs were not settled");
+    rt.block_on(async {
+        let landed = admin
+            .query_one(
+                "SELECT state, etag FROM enrollment_jobs WHERE registration_id = 'landed-1'",
+                &[],
+            )
+            .await
+            .unwrap();
+        assert_eq!(landed.get::<_, String>(0), "enrolled");
+        assert_eq!(
+            landed.get::<_, Option<String>>(1).as_ref(),
+            before.get("landed-1")
+        );
+        let taken = admin
+            .query_one(
+                "SELECT state, error FROM enrollment_jobs WHERE registration_id = 'taken-1'",
+                &[],
+            )
+            .await
+            .unwrap();
+        assert_eq!(taken.get::<_, String>(0), "failed");
+        let error: String = taken.get(1);
+        assert!(error.contains("different attestation"), "{error}");
+    });
+    // DPS was left as it was: nothing replaced.
+    assert_eq!(dps.etags(), before);
+}
+
+#[test]
+fn the_worker_waits_out_a_database_outage_and_carries_on() {
+    capture_logs();
+    let rt = runtime();
+    let (pg, service_url) = central(&rt);
+    let dps = CountingDps::start();
+    let dir = tempfile::tempdir().unwrap();
+    let worker = enroll::spawn(
+        db::pool(&service_url, 2).unwrap(),
+        settings(&dps, dir.path(), "service"),
+    )
+    .unwrap();
+    std::thread::sleep(Duration::from_millis(300));
+    // The throwaway cluster runs with synchronous_commit=off: make the migrations durable
+    // before killing it.
+    pg.psql("central", "CHECKPOINT");
+    pg.stop();
+    std::thread::sleep(Duration::from_millis(800));
+    pg.start_again();
+    let admin = rt.block_on(connect(&pg.admin_url()));
+    rt.block_on(async {
+        for n in 0..3 {
+            add_job(&admin, "st-1", &format!("after-{n}"), Kind::X509).await;
+        }
+    });
+    let done = wait_for(Duration::from_secs(60), || {
+        rt.block_on(count(
+            &admin,
+            "SELECT count(*) FROM enrollment_jobs WHERE state = 'enrolled'",
+        )) == 3
+    });
+    worker.stop();
+    assert!(
+        done,
+        "the worker did not resume after the database came back"
+    );
+    assert!(dps.creates().values().all(|&n| n == 1));
 }

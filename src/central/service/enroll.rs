@@ -162,7 +162,12 @@ impl Worker {
         );
         let mut failing = false;
         loop {
-            let wait = match self.round() {
+            let round = self.round();
+            if failing && round.is_ok() {
+                tracing::info!("central enrollment resumed: the database answers again");
+                failing = false;
+            }
+            let wait = match round {
                 Ok(0) => Some(self.settings.poll_interval),
                 Ok(_) => None,
                 Err(e) => {
@@ -174,10 +179,6 @@ impl Worker {
                     Some(self.settings.poll_interval)
                 }
             };
-            if failing && wait.is_none() {
-                tracing::info!("central enrollment resumed");
-                failing = false;
-            }
             let stopped = match wait {
                 Some(d) => !matches!(stop.recv_timeout(d), Err(RecvTimeoutError::Timeout)),
                 None => !matches!(stop.try_recv(), Err(mpsc::TryRecvError::Empty)),
