@@ -117,8 +117,10 @@ pub fn enroll(
     }
     if !payloads.is_empty() {
         let report = client.bulk_enrollments(&payloads, BulkMode::Create);
+        // Once one etag read fails, DPS is struggling: the rest are not read (the lock is held).
+        let mut read_etags = true;
         for (&i, item) in sent.iter().zip(report.items) {
-            outcomes[i] = Some(judge(client, &jobs[i], item, retry));
+            outcomes[i] = Some(judge(client, &jobs[i], item, retry, &mut read_etags));
         }
     }
     // Every job has an outcome: a bulk report holds one item per payload; should DPS's client ever
@@ -139,12 +141,19 @@ fn attempts_after(job: &DueJob) -> u32 {
     u32::try_from(job.attempts).unwrap_or(0).saturating_add(1)
 }
 
-fn judge(client: &DpsClient, job: &DueJob, item: ItemResult, retry: &JobRetry) -> JobOutcome {
+fn judge(
+    client: &DpsClient,
+    job: &DueJob,
+    item: ItemResult,
+    retry: &JobRetry,
+    read_etags: &mut bool,
+) -> JobOutcome {
     match item.result {
-        Ok(_) => {
+        Ok(_) if *read_etags => {
             let etag = match client.get_enrollment(&job.registration_id) {
                 Ok(e) => e.etag,
                 Err(e) => {
+                    *read_etags = false;
                     tracing::warn!(
                         registration_id = %job.registration_id,
                         "enrolled, but reading its etag back failed: {e}"
@@ -154,6 +163,7 @@ fn judge(client: &DpsClient, job: &DueJob, item: ItemResult, retry: &JobRetry) -
             };
             JobOutcome::Enrolled { etag }
         }
+        Ok(_) => JobOutcome::Enrolled { etag: None },
         Err(f) if f.retry_later => {
             let attempts = attempts_after(job);
             if attempts >= retry.max_attempts.max(1) {
