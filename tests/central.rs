@@ -13,3 +13,8 @@ mod enroll_support;
 
 #[path = "central/enroll.rs"]
 mod enroll;
+#[path = "central/ingest_support.rs"]
+mod ingest_support;
+
+#[path = "central/ingest.rs"]
+mod ingest;

@@ -11,3 +11,9 @@ pub mod enroll_jobs;
 pub mod enroll_round;
 pub mod migrations;
 pub mod state;
+
+// ingest (issue 18): outbox rows in, signed receipts out; conflicts; verification.
+pub mod ingest;
+pub mod ingest_identities;
+pub mod ingest_rows;
+pub mod receipts;
