@@ -13,6 +13,10 @@ mod enroll_support;
 
 #[path = "central/enroll.rs"]
 mod enroll;
+
+#[path = "central/enroll_e2e.rs"]
+mod enroll_e2e;
+
 #[path = "central/ingest_support.rs"]
 mod ingest_support;
 

@@ -8,12 +8,10 @@
 //! replicas never send the same identity; a replica that dies after DPS answered but before its
 //! commit leaves the job pending, and the next bulk create finds the enrollment already there with
 //! the same attestation (`AlreadyPresent`): enrolled once, confirmed twice. Ingest carries finished
-//! outcomes to the station in its next receipt ([`enroll_jobs::take_unreported`]).
+//! outcomes to the station in its next receipt (`receipts`).
 //!
 //! The worker is a thread of its own with a small tokio runtime for its database connections (the
 //! DPS client is blocking): give it a pool of its own, not the HTTP server's.
-//!
-//! [`enroll_jobs::take_unreported`]: super::enroll_jobs::take_unreported
 
 use std::sync::mpsc::{self, Receiver, RecvTimeoutError, Sender};
 use std::thread::JoinHandle;

@@ -1,13 +1,11 @@
 //! The `enrollment_jobs` table as the enroll worker sees it: take the due jobs under a row lock
-//! (`FOR UPDATE SKIP LOCKED`, so replicas never take the same job), record what DPS said, and
-//! hand unreported outcomes to ingest for the station's next receipt.
+//! (`FOR UPDATE SKIP LOCKED`, so replicas never take the same job) and record what DPS said.
+//! Ingest inserts the jobs and carries finished outcomes to the station (`receipts`).
 //!
 //! All functions run inside the caller's transaction; the worker holds the lock from [`take_due`]
 //! to its commit, around exactly one bulk call.
 
 use std::time::Duration;
-
-use crate::central::wire::EnrollmentOutcome;
 
 /// One due job with what DPS needs of its identity.
 #[derive(Debug, Clone, PartialEq)]
@@ -122,40 +120,4 @@ pub async fn mark_retry(
     )
     .await?;
     Ok(())
-}
-
-/// For ingest: the outcomes of this station's finished jobs that no receipt has carried yet,
-/// marked reported in the same transaction (so they reach the station once the receipt commits;
-/// a rolled-back ingest leaves them unreported for the next one). At most `limit`, oldest first.
-pub async fn take_unreported(
-    tx: &tokio_postgres::Transaction<'_>,
-    station_id: &str,
-    limit: i64,
-) -> Result<Vec<EnrollmentOutcome>, tokio_postgres::Error> {
-    let rows = tx
-        .query(
-            "UPDATE enrollment_jobs SET reported_at = now()
-             WHERE registration_id IN (
-                 SELECT registration_id FROM enrollment_jobs
-                 WHERE station_id = $1 AND state <> 'pending' AND reported_at IS NULL
-                 ORDER BY done_at, registration_id
-                 LIMIT $2
-                 FOR UPDATE SKIP LOCKED)
-             RETURNING registration_id, state, etag, error,
-                       to_char(done_at AT TIME ZONE 'UTC', 'YYYY-MM-DD\"T\"HH24:MI:SS.MS\"Z\"')",
-            &[&station_id, &limit],
-        )
-        .await?;
-    let mut outcomes: Vec<EnrollmentOutcome> = rows
-        .iter()
-        .map(|r| EnrollmentOutcome {
-            registration_id: r.get(0),
-            status: r.get(1),
-            etag: r.get(2),
-            error: r.get(3),
-            at: r.get::<_, Option<String>>(4).unwrap_or_default(),
-        })
-        .collect();
-    outcomes.sort_by(|a, b| (&a.at, &a.registration_id).cmp(&(&b.at, &b.registration_id)));
-    Ok(outcomes)
 }
