@@ -13,6 +13,7 @@
 //! The worker is a thread of its own with a small tokio runtime for its database connections (the
 //! DPS client is blocking): give it a pool of its own, not the HTTP server's.
 
+use std::collections::BTreeMap;
 use std::sync::mpsc::{self, Receiver, RecvTimeoutError, Sender};
 use std::thread::JoinHandle;
 use std::time::Duration;
@@ -166,8 +167,10 @@ impl Worker {
                 failing = false;
             }
             let wait = match round {
-                Ok(0) => Some(self.settings.poll_interval),
-                Ok(_) => None,
+                // Nothing due, or DPS judged nothing (unreachable, throttling): rest before the
+                // next jobs rather than run through the whole queue against a DPS that is away.
+                Ok(Progress::Idle | Progress::Deferred) => Some(self.settings.poll_interval),
+                Ok(Progress::Moved) => None,
                 Err(e) => {
                     // Log a database outage once, not every poll.
                     if !failing {
@@ -192,15 +195,15 @@ impl Worker {
         self.settings.bulk_size.clamp(1, MAX_BULK_ITEMS) as i64
     }
 
-    /// One transaction: take, send, record, commit. Returns how many jobs it settled or deferred.
-    fn round(&self) -> Result<usize, RoundError> {
+    /// One transaction: take, send, record, commit.
+    fn round(&self) -> Result<Progress, RoundError> {
         let rt = &self.runtime;
         let mut conn = rt.block_on(self.pool.get())?;
         let tx = rt.block_on(conn.transaction())?;
         let jobs = rt.block_on(enroll_jobs::take_due(&tx, self.bulk_size()))?;
         if jobs.is_empty() {
             rt.block_on(tx.commit())?;
-            return Ok(0);
+            return Ok(Progress::Idle);
         }
         // Outside the runtime: the DPS client blocks. The rows stay locked meanwhile.
         let outcomes = enroll_round::enroll(
@@ -215,22 +218,45 @@ impl Worker {
             .iter()
             .filter(|o| matches!(o, JobOutcome::Enrolled { .. }))
             .count();
+        let deferred = outcomes
+            .iter()
+            .filter(|o| matches!(o, JobOutcome::Retry { .. }))
+            .count();
         tracing::info!(
             jobs = jobs.len(),
             enrolled,
+            deferred,
             "central enrollment round committed"
         );
-        Ok(jobs.len())
+        Ok(if deferred == jobs.len() {
+            Progress::Deferred
+        } else {
+            Progress::Moved
+        })
     }
 }
 
-/// Writes each job's outcome and its `central_audit` row.
+/// What a round did.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+enum Progress {
+    /// No job was due.
+    Idle,
+    /// Every job it took stays pending (DPS judged none).
+    Deferred,
+    /// Some job was enrolled or failed.
+    Moved,
+}
+
+/// Writes each job's outcome with a `central_audit` row per enrolled or failed job, and one row per
+/// station for the jobs deferred this round (so a long DPS outage does not flood the chain).
 async fn record(
     tx: &tokio_postgres::Transaction<'_>,
     actor: &str,
     jobs: &[DueJob],
     outcomes: &[JobOutcome],
 ) -> Result<(), tokio_postgres::Error> {
+    let mut deferred: BTreeMap<&str, Vec<&str>> = BTreeMap::new();
+    let mut last_error = "";
     for (job, outcome) in jobs.iter().zip(outcomes) {
         let rid = job.registration_id.as_str();
         let attempts = job.attempts.saturating_add(1);
@@ -252,28 +278,47 @@ async fn record(
             }
             JobOutcome::Retry { error, wait } => {
                 enroll_jobs::mark_retry(tx, rid, error, *wait).await?;
-                (
-                    "enrollment.deferred",
-                    serde_json::json!({
-                        "error": error,
-                        "attempts": attempts,
-                        "retry_in_ms": u64::try_from(wait.as_millis()).unwrap_or(u64::MAX),
-                    }),
-                )
+                deferred.entry(&job.station_id).or_default().push(rid);
+                last_error = error;
+                continue;
             }
         };
-        let details = details.to_string();
-        audit::append(
+        append(tx, &job.station_id, actor, action, rid, &details).await?;
+    }
+    for (station, ids) in deferred {
+        let details = serde_json::json!({ "registration_ids": ids, "error": last_error });
+        let subject = format!("{} enrollment(s)", ids.len());
+        append(
             tx,
-            &AuditEntry {
-                station_id: &job.station_id,
-                actor,
-                action,
-                subject: rid,
-                details: &details,
-            },
+            station,
+            actor,
+            "enrollment.deferred",
+            &subject,
+            &details,
         )
         .await?;
     }
     Ok(())
+}
+
+async fn append(
+    tx: &tokio_postgres::Transaction<'_>,
+    station_id: &str,
+    actor: &str,
+    action: &str,
+    subject: &str,
+    details: &serde_json::Value,
+) -> Result<i64, tokio_postgres::Error> {
+    let details = details.to_string();
+    audit::append(
+        tx,
+        &AuditEntry {
+            station_id,
+            actor,
+            action,
+            subject,
+            details: &details,
+        },
+    )
+    .await
 }
