@@ -22,3 +22,11 @@ mod ingest_support;
 
 #[path = "central/ingest.rs"]
 mod ingest;
+
+#[path = "central/service.rs"]
+mod service;
+#[path = "central/verify.rs"]
+mod verify;
+
+#[path = "central/join.rs"]
+mod join;
