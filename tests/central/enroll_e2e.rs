@@ -11,7 +11,8 @@ use dps_station::central::service::enroll_args::EnrollArgs;
 
 use crate::enroll_support::{CountingDps, device_cert};
 use crate::ingest_support::{Central, Chain, runtime, snapshot};
-use crate::pg::wait_for;
+use crate::pg::{PgCluster, wait_for};
+use crate::service::{CentralService, JoinedStation};
 
 #[derive(Parser)]
 struct Serve {
@@ -116,4 +117,100 @@ fn ingested_identities_are_enrolled_centrally_and_the_next_receipt_carries_the_o
         central.sql("SELECT count(*) FROM identities WHERE state = 'enrolled'"),
         "12"
     );
+}
+
+/// One ingest over HTTPS with the station's certificate; the receipt, verified with the signer
+/// certificate the station got at join.
+fn post_ingest(
+    service: &CentralService,
+    station: &JoinedStation,
+    batch: &dps_station::central::wire::IngestBatch,
+) -> dps_station::central::wire::Receipt {
+    use rustls::pki_types::CertificateDer;
+    use rustls::pki_types::pem::PemObject as _;
+    let response = service
+        .client(Some(station))
+        .post(format!(
+            "{}{}",
+            service.url(),
+            dps_station::central::wire::paths::INGEST
+        ))
+        .json(batch)
+        .send()
+        .expect("the ingest reaches the service");
+    let status = response.status().as_u16();
+    let text = response.text().unwrap();
+    assert_eq!(status, 200, "{text}");
+    let signed: dps_station::central::signing::Signed<dps_station::central::wire::Receipt> =
+        serde_json::from_str(&text).unwrap();
+    let der =
+        CertificateDer::from_pem_slice(station.response.signer_certificate_pem.as_bytes()).unwrap();
+    dps_station::central::signing::SignerCertificate::from_der(&der)
+        .unwrap()
+        .verify(&signed)
+        .unwrap()
+}
+
+#[test]
+fn two_serve_processes_given_the_flags_enroll_a_joined_stations_identities_once() {
+    let pg = PgCluster::start();
+    let dps = CountingDps::start();
+    let dir = tempfile::tempdir().unwrap();
+    let file = dir.path().join("dps");
+    std::fs::write(&file, dps.emulator.connection_string().expose()).unwrap();
+    std::fs::set_permissions(&file, std::fs::Permissions::from_mode(0o600)).unwrap();
+    let endpoint = dps.endpoint();
+    let service = CentralService::start_with(
+        &pg,
+        &[
+            "--dps-connection-string-file",
+            file.to_str().unwrap(),
+            "--dps-endpoint",
+            &endpoint,
+            "--enroll-rate",
+            "1000",
+            "--enroll-poll-seconds",
+            "1",
+        ],
+    );
+    let replica = service.replica();
+    let station = service.join("st-p");
+
+    let mut chain = Chain::new("st-p");
+    for n in 0..20 {
+        let rid = format!("p-{n:02}");
+        let mut s = snapshot(&rid, &format!("P{n:04}"), "written");
+        s.central_enrollment = true;
+        s.certificate_pem = Some(device_cert(&rid));
+        chain.push("identity.written", &rid, Some(s));
+    }
+    let first = post_ingest(&service, &station, &chain.batch(1, 20));
+    assert_eq!(first.stored, 20);
+    let settled = wait_for(Duration::from_secs(90), || {
+        pg.psql(
+            "central",
+            "SELECT count(*) FROM enrollment_jobs WHERE state = 'enrolled'",
+        ) == "20"
+    });
+    assert!(
+        settled,
+        "the replicas did not enroll the jobs; the service's log:\n{}",
+        service.log()
+    );
+    chain.push("station.note", "line", None);
+    // Through the other replica: any replica reports the outcomes.
+    let second = post_ingest(&replica, &station, &chain.batch(21, 21));
+    assert_eq!(second.enrollments.len(), 20);
+    let etags = dps.etags();
+    for outcome in &second.enrollments {
+        assert_eq!(outcome.status, "enrolled");
+        assert_eq!(outcome.etag.as_ref(), etags.get(&outcome.registration_id));
+    }
+    let creates = dps.creates();
+    assert_eq!(creates.len(), 20);
+    assert!(creates.values().all(|&n| n == 1), "{creates:?}");
+    let log = service.log();
+    assert!(log.contains("central enrollment worker started"), "{log}");
+    assert!(!log.contains(dps.emulator.primary_key().expose()));
+    drop(replica);
 }
