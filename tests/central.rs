@@ -20,6 +20,15 @@ mod station_outbox;
 #[path = "central/station_sync.rs"]
 mod station_sync;
 
+#[path = "central/enroll_support.rs"]
+mod enroll_support;
+
+#[path = "central/enroll.rs"]
+mod enroll;
+
+#[path = "central/enroll_e2e.rs"]
+mod enroll_e2e;
+
 #[path = "central/ingest_support.rs"]
 mod ingest_support;
 

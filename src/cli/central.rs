@@ -97,6 +97,9 @@ pub struct ServeArgs {
     /// Database connections this replica keeps at most.
     #[arg(long, value_name = "N", default_value_t = 16)]
     pool: usize,
+    // enroll (issue 18 point 5): central enrollment, on when a connection string file is given.
+    #[command(flatten)]
+    enroll: dps_station::central::service::enroll_args::EnrollArgs,
 }
 
 /// `central token ...`.
@@ -294,6 +297,11 @@ fn serve(args: ServeArgs) -> anyhow::Result<ExitCode> {
             signal(SignalKind::terminate()).context("cannot handle SIGTERM")?,
         )
     };
+    // enroll: the worker runs on its own thread with its own pool, beside the HTTP server.
+    let enroll_worker = args
+        .enroll
+        .start(&args.database.database)
+        .context("central enrollment could not start")?;
     let options = ServeOptions {
         database: args.database.database,
         dir: args.dir,
@@ -315,6 +323,9 @@ fn serve(args: ServeArgs) -> anyhow::Result<ExitCode> {
             }
         },
     ))?;
+    if let Some(worker) = enroll_worker {
+        worker.stop();
+    }
     eprintln!("central service stopped");
     Ok(ExitCode::SUCCESS)
 }

@@ -240,12 +240,14 @@ impl Engine {
         // hand a setup in (tests, the demo desk); otherwise it comes from `[central]`.
         let leases = match (leases, &station.central) {
             (Some(l), _) => Some(l),
-            (None, Some(central)) => Some(LeaseSetup::from_central(central, &keys).map_err(
-                |e| EngineError::Central {
-                    batch: batch.name.clone(),
-                    message: e.to_string(),
-                },
-            )?),
+            (None, Some(central)) => {
+                Some(LeaseSetup::from_central(central, &keys).map_err(|e| {
+                    EngineError::Central {
+                        batch: batch.name.clone(),
+                        message: e.to_string(),
+                    }
+                })?)
+            }
             (None, None) => None,
         };
         let gate = match &leases {

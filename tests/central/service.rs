@@ -39,11 +39,19 @@ pub struct CentralService {
     database_url: String,
     address: SocketAddr,
     child: Option<Child>,
+    /// Flags added to every `serve` of this service (`start_with`).
+    extra: Vec<String>,
 }
 
 impl CentralService {
     /// Init, migrate, a service login, and `serve` on a free port.
     pub fn start(pg: &PgCluster) -> CentralService {
+        Self::start_with(pg, &[])
+    }
+
+    /// [`Self::start`] with more flags for `serve` (its replicas and restarts get them too).
+    pub fn start_with(pg: &PgCluster, extra: &[&str]) -> CentralService {
+        let extra: Vec<String> = extra.iter().map(|a| a.to_string()).collect();
         let dir = Arc::new(tempfile::tempdir().expect("a temp dir for the service"));
         let owner_url = pg.admin_url();
         let ok = |out: Output, what: &str| {
@@ -73,14 +81,19 @@ impl CentralService {
             "central grant-login",
         );
         let database_url = pg.url(SERVICE_LOGIN, "central");
-        let (child, address) =
-            spawn_serve(dir.path(), &database_url, "127.0.0.1:0".parse().unwrap());
+        let (child, address) = spawn_serve(
+            dir.path(),
+            &database_url,
+            "127.0.0.1:0".parse().unwrap(),
+            &extra,
+        );
         CentralService {
             dir,
             owner_url,
             database_url,
             address,
             child: Some(child),
+            extra,
         }
     }
 
@@ -90,6 +103,7 @@ impl CentralService {
             self.dir.path(),
             &self.database_url,
             "127.0.0.1:0".parse().unwrap(),
+            &self.extra,
         );
         CentralService {
             dir: self.dir.clone(),
@@ -97,6 +111,7 @@ impl CentralService {
             database_url: self.database_url.clone(),
             address,
             child: Some(child),
+            extra: self.extra.clone(),
         }
     }
 
@@ -206,7 +221,12 @@ impl CentralService {
     /// Kills the service (if running) and starts it again on the same port.
     pub fn restart(&mut self) {
         self.kill();
-        let (child, address) = spawn_serve(self.dir.path(), &self.database_url, self.address);
+        let (child, address) = spawn_serve(
+            self.dir.path(),
+            &self.database_url,
+            self.address,
+            &self.extra,
+        );
         self.address = address;
         self.child = Some(child);
     }
@@ -328,7 +348,12 @@ fn path_arg(path: &Path) -> String {
 }
 
 /// Starts `central serve` and waits for "listening on https://ADDR".
-fn spawn_serve(dir: &Path, database_url: &str, listen: SocketAddr) -> (Child, SocketAddr) {
+fn spawn_serve(
+    dir: &Path,
+    database_url: &str,
+    listen: SocketAddr,
+    extra: &[String],
+) -> (Child, SocketAddr) {
     // Every run of every replica appends to one log in the service's directory (`log()`).
     let log = std::fs::OpenOptions::new()
         .create(true)
@@ -349,6 +374,7 @@ fn spawn_serve(dir: &Path, database_url: &str, listen: SocketAddr) -> (Child, So
             "--pool",
             "8",
         ])
+        .args(extra)
         .stdout(Stdio::piped())
         .stderr(log)
         .spawn()

@@ -638,7 +638,9 @@ fn v8_migrates_to_v9_adding_held_leases_and_keeping_identities() {
     let (l, m) = Ledger::open_migrating_to(&t.ledger, &writer(), 9).unwrap();
     assert_eq!((m.from, m.to), (8, 9));
     assert_eq!(
-        l.find_identity("modem-1").unwrap().map(|i| i.registration_id),
+        l.find_identity("modem-1")
+            .unwrap()
+            .map(|i| i.registration_id),
         Some("modem-1".to_string())
     );
     assert!(l.held_leases(None).unwrap().is_empty());

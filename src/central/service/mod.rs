@@ -5,6 +5,10 @@
 pub mod audit;
 pub mod clock;
 pub mod db;
+pub mod enroll;
+pub mod enroll_args;
+pub mod enroll_jobs;
+pub mod enroll_round;
 pub mod leases;
 pub mod leases_admin;
 pub mod migrations;
