@@ -11,6 +11,8 @@ mod schema;
 #[path = "central/station_outbox.rs"]
 mod station_outbox;
 
+#[path = "central/service.rs"]
+mod service;
 #[path = "central/station_sync.rs"]
 mod station_sync;
 
@@ -19,8 +21,16 @@ mod ingest_support;
 #[path = "central/station_https.rs"]
 mod station_https;
 
+#[path = "central/join.rs"]
+mod join;
+
 #[path = "central/ingest.rs"]
 mod ingest;
 
 #[path = "central/station_ingest.rs"]
 mod station_ingest;
+#[path = "central/verify.rs"]
+mod verify;
+
+#[path = "central/station_service.rs"]
+mod station_service;

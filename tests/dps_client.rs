@@ -31,3 +31,6 @@ mod export;
 
 #[path = "dps_client/manifest.rs"]
 mod manifest;
+
+#[path = "dps_client/manifest_ca.rs"]
+mod manifest_ca;

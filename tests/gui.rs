@@ -19,6 +19,8 @@ mod korean;
 mod ledger;
 #[path = "gui/line.rs"]
 mod line;
+#[path = "gui/manifests.rs"]
+mod manifests;
 #[path = "gui/officer.rs"]
 mod officer;
 #[path = "gui/reports.rs"]

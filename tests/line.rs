@@ -27,6 +27,8 @@ mod kill;
 mod labels;
 #[path = "line/lifecycle.rs"]
 mod lifecycle;
+#[path = "line/manifest.rs"]
+mod manifest;
 #[path = "line/modes.rs"]
 mod modes;
 #[path = "line/offline_keys.rs"]

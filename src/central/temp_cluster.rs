@@ -119,7 +119,7 @@ impl TempCluster {
     /// Starts (again) the cluster and waits until it accepts connections.
     pub fn start_again(&self) -> Result<(), ClusterError> {
         let opts = format!(
-            "-p {} -k {} -c listen_addresses=127.0.0.1 -c fsync=off -c synchronous_commit=off -c full_page_writes=off -c max_connections=200",
+            "-p {} -k {} -c listen_addresses=127.0.0.1 -c fsync=off -c full_page_writes=off -c max_connections=200",
             self.port,
             self.dir.path().display()
         );

@@ -1,4 +1,4 @@
-//! `dps-station central join` and `central status`: the station's side of the central ledger
+//! `dps-station central join` and `central outbox`: the station's side of the central ledger
 //! (issue 18). The service's own commands (`central serve`, `token create`, ...) live beside these
 //! in the `central` tree.
 
@@ -7,7 +7,7 @@ use std::process::ExitCode;
 use std::sync::Arc;
 
 use anyhow::{Context, bail};
-use clap::{Args, Subcommand, ValueEnum};
+use clap::{Args, ValueEnum};
 use dps_station::central::link::CentralLink;
 use dps_station::central::station_side::join::{
     JoinToken, KeyLocation, join, write_central_section,
@@ -21,18 +21,6 @@ use dps_station::station::config::{KeyRef, KeyStoreConfig, StationConfig};
 use dps_station::station::keys::StationKeys;
 
 use super::line::default_station_path;
-
-/// The station's central commands.
-#[derive(Debug, Subcommand)]
-pub enum StationCentralCommand {
-    /// Join a central ledger service with a one-time token (`central token create` on the
-    /// service prints it): makes the station's key (in its HSM token where it has one), gets a
-    /// client certificate and writes `[central]` into station.toml.
-    Join(JoinArgs),
-    /// This station's outbox (rows not yet acknowledged) and last receipt, and every station's
-    /// state as the service sees it when it is reachable.
-    Status(StatusArgs),
-}
 
 /// Who enrolls in DPS after joining.
 #[derive(Debug, Clone, Copy, ValueEnum)]
@@ -62,7 +50,7 @@ pub struct JoinArgs {
     enrollment: Enrollment,
 }
 
-/// `central status`.
+/// `central outbox`.
 #[derive(Debug, Args)]
 pub struct StatusArgs {
     /// The station file.
@@ -70,15 +58,8 @@ pub struct StatusArgs {
     station: PathBuf,
 }
 
-/// Runs one of the station's central commands.
-pub fn run(command: StationCentralCommand) -> anyhow::Result<ExitCode> {
-    match command {
-        StationCentralCommand::Join(args) => run_join(args),
-        StationCentralCommand::Status(args) => run_status(args),
-    }
-}
-
-fn run_join(args: JoinArgs) -> anyhow::Result<ExitCode> {
+/// `central join`.
+pub fn run_join(args: JoinArgs) -> anyhow::Result<ExitCode> {
     let config = StationConfig::load(&args.station)?;
     let token = JoinToken::parse(&args.token)?;
     let station_id = args.station_id.unwrap_or_else(|| config.name.clone());
@@ -139,7 +120,8 @@ fn rand_id() -> [u8; 8] {
     id
 }
 
-fn run_status(args: StatusArgs) -> anyhow::Result<ExitCode> {
+/// `central outbox`.
+pub fn run_status(args: StatusArgs) -> anyhow::Result<ExitCode> {
     let config = StationConfig::load(&args.station)?;
     let ledger = Ledger::open_read_only(&config.ledger)?;
     let status = ledger.outbox_status()?;

@@ -16,7 +16,7 @@ use dps_station::manifest::{self, EntryError, ManifestReport, ManifestSigner};
 use dps_station::station::enrollment::{EnrollOptions, enroll_pending};
 use dps_station::station::manifest_import::{
     ImportOptions, ManifestEnrollment, check_on_line, default_batch_name, ensure_group,
-    import_manifest,
+    ensure_verified_ca_group, import_manifest,
 };
 
 /// The `manifest` subcommands.
@@ -77,6 +77,11 @@ pub struct ImportArgs {
     /// certificates (x5c[1]); without it, one individual enrollment per device.
     #[arg(long, value_name = "GROUP_ID")]
     group: Option<String>,
+    /// With --group: enroll through a verified CA instead of a signing certificate: the device
+    /// CA (x5c[1]) is uploaded to DPS's CA registry under this name, verified on upload (the
+    /// manifest's signature vouches for it), and the group refers to it (caReferences).
+    #[arg(long, value_name = "NAME", requires = "group")]
+    ca_name: Option<String>,
     /// Enroll now with the DPS service connection string in this owner-only file (or
     /// $DPS_CONNECTION_STRING); without either, the enrollments stay queued for `dps enroll`.
     #[arg(long, value_name = "FILE")]
@@ -173,6 +178,7 @@ fn import(args: ImportArgs) -> anyhow::Result<ExitCode> {
         enrollment: match &args.group {
             Some(group_id) => ManifestEnrollment::Group {
                 group_id: group_id.clone(),
+                ca_name: args.ca_name.clone(),
             },
             None => ManifestEnrollment::Individual,
         },
@@ -216,10 +222,13 @@ fn import(args: ImportArgs) -> anyhow::Result<ExitCode> {
         iot_hubs: args.iot_hubs.clone(),
         ..EnrollmentSettings::default()
     };
-    if let (ManifestEnrollment::Group { group_id }, Some(ca)) =
+    if let (ManifestEnrollment::Group { group_id, ca_name }, Some(ca)) =
         (&options.enrollment, &outcome.group_ca_der)
     {
-        ensure_group(&client, group_id, ca, &settings)?;
+        match ca_name {
+            Some(name) => ensure_verified_ca_group(&client, group_id, name, ca, &settings)?,
+            None => ensure_group(&client, group_id, ca, &settings)?,
+        }
     }
     let summary = enroll_pending(
         &mut ledger,

@@ -10,7 +10,11 @@ use dps_station::station::setup::access;
 
 mod bench;
 mod bench_esp32;
+mod central;
+// `central join`, `central outbox` (station), variants of the `central` tree.
 mod central_station;
+// `central verify` (ingest), a variant of the `central` tree.
+mod central_verify;
 mod device;
 mod device_esp32;
 mod dps;
@@ -81,9 +85,10 @@ enum Command {
     /// A batch's report (every run of it) or a day's, from the ledger: Markdown, CSV and SVG
     /// plots (throughput, time per device, failures by stage and by slot).
     Report(report::ReportArgs),
-    /// The central ledger (issue 18), this station's side: join a service, see the outbox.
+    /// The central ledger on PostgreSQL (issue 18): the service (init, migrate, serve, tokens,
+    /// status, revocation) and the station's link to it.
     #[command(subcommand)]
-    Central(central_station::StationCentralCommand),
+    Central(central::CentralCommand),
 }
 
 /// Parses the arguments, runs the command and turns any error into a message and an exit code.
@@ -126,6 +131,6 @@ fn run(command: Command) -> anyhow::Result<ExitCode> {
         Command::Fixture(cmd) => fixture::run(cmd),
         Command::Setup(args) => setup::run(args),
         Command::Report(args) => report::run(args),
-        Command::Central(cmd) => central_station::run(cmd),
+        Command::Central(cmd) => central::run(cmd),
     }
 }

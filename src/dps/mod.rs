@@ -7,6 +7,7 @@
 //! information) and nothing else of the station.
 
 pub mod bulk;
+pub mod ca_certificates;
 pub mod client;
 pub mod connection_string;
 pub mod enrollments;

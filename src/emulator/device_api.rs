@@ -588,6 +588,23 @@ fn chain_to_x509_group(state: &State, chain: &[Vec<u8>]) -> Result<Match, Option
         .values()
         .filter(|g| enrollment::attestation_type(g) == "x509")
     {
+        // A CA named by reference counts only once verified in the registry.
+        match super::ca_registry::referenced_ca(state, group, chain) {
+            Ok(Some(_)) => {
+                return Ok(Match {
+                    group: Some(enrollment::body_id(Kind::Group, group)),
+                    doc: group.clone(),
+                    attestation: "x509",
+                });
+            }
+            Ok(None) => {}
+            Err(e) => {
+                last_error = Some(format!(
+                    "enrollment group '{}': {e}",
+                    enrollment::body_id(Kind::Group, group)
+                ))
+            }
+        }
         for signing in enrollment::certificates_der(group, "signingCertificates") {
             let signing_der = CertificateDer::from(signing.as_slice());
             let Ok(anchor) = webpki::anchor_from_trusted_cert(&signing_der) else {

@@ -9,6 +9,7 @@
 
 mod api_error;
 mod app;
+mod ca_registry;
 mod certinfo;
 mod clock;
 mod config;

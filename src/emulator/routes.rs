@@ -99,7 +99,14 @@ fn classify(segments: &[String]) -> Option<Api> {
         return Some(Api::Hub);
     }
     let first = segments.first()?.to_ascii_lowercase();
-    if ["enrollments", "enrollmentgroups", "registrations"].contains(&first.as_str()) {
+    if [
+        "enrollments",
+        "enrollmentgroups",
+        "registrations",
+        "certificates",
+    ]
+    .contains(&first.as_str())
+    {
         return Some(Api::Service);
     }
     (segments.get(1).map(|s| s.to_ascii_lowercase()).as_deref() == Some("registrations"))

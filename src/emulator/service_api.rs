@@ -64,6 +64,7 @@ pub fn dispatch(app: &App, call: &Call<'_>) -> Result<Response, ApiError> {
     let kind = match collection.as_str() {
         "enrollments" => Kind::Individual,
         "enrollmentgroups" => Kind::Group,
+        "certificates" => return super::ca_registry::handle(app, call, &seg[1..]),
         _ => return registrations(app, call, &seg[1..]),
     };
     let m = call.method;

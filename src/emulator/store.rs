@@ -81,6 +81,9 @@ pub struct State {
     /// The local IoT hub's device identities and twins, by device ID (lower-cased).
     #[serde(default)]
     pub hub_devices: BTreeMap<String, super::hub::HubDevice>,
+    /// Uploaded CA certificates by name (lower-cased), for `caReferences` groups.
+    #[serde(default)]
+    pub ca_certificates: BTreeMap<String, super::ca_registry::CaCertificate>,
 }
 
 /// An `If-Match` value without quotes or weak prefix; `*` stays `*`.

@@ -18,6 +18,7 @@ pub fn all(station: &StationHandle, columns: usize) -> Vec<Box<dyn Screen>> {
         Box::new(super::engineer::batch_editor::BatchEditorScreen::default()),
         Box::new(super::engineer::reports::ReportsScreen::new()),
         Box::new(super::engineer::enrollment::EnrollmentScreen::new()),
+        Box::new(super::engineer::manifests::ManifestsScreen::new()),
         Box::new(super::engineer::export::ExportScreen::default()),
         // The officer's (the audit log is the engineer's too).
         Box::new(super::officer::session::SessionScreen::new(station)),

@@ -138,6 +138,23 @@ impl DeviceCa {
     }
 }
 
+impl DeviceCa {
+    /// The proof-of-possession certificate DPS asks for to verify this CA: subject CN = the
+    /// `verification_code` DPS generated, signed by the CA's key (PEM).
+    pub fn proof_of_possession(&self, verification_code: &str) -> Result<String, BuildError> {
+        let (pair, _) = key_pair()?;
+        let mut params =
+            rcgen::CertificateParams::new(Vec::<String>::new()).map_err(err("proof params"))?;
+        params
+            .distinguished_name
+            .push(rcgen::DnType::CommonName, verification_code);
+        let cert = params
+            .signed_by(&pair, &self.issuer)
+            .map_err(err("the proof-of-possession certificate"))?;
+        Ok(cert.pem())
+    }
+}
+
 /// A made secure element: its serial, key and certificate.
 pub struct Device {
     /// 18 lowercase hex digits.

@@ -80,6 +80,8 @@ impl<R: Read> Read for Hashing<R> {
 /// Verifies the list's elements one by one as the parser reaches them.
 struct Entries<'a> {
     signer: &'a ManifestSigner,
+    /// Counts the entries handed to the verifiers (a screen's progress).
+    read: Option<&'a std::sync::atomic::AtomicUsize>,
     verified: Vec<VerifiedEntry>,
     refused: Vec<EntryError>,
 }
@@ -125,6 +127,9 @@ impl<'de> Visitor<'de> for &mut Entries<'_> {
                             break;
                         }
                         index += 1;
+                        if let Some(read) = self.read {
+                            read.store(index, std::sync::atomic::Ordering::Relaxed);
+                        }
                     }
                     Ok(None) => break,
                     Err(e) => {
@@ -180,6 +185,16 @@ pub fn read_manifest(
     path: &Path,
     signer: &ManifestSigner,
 ) -> Result<ManifestReport, ManifestError> {
+    read_manifest_counting(path, signer, None)
+}
+
+/// [`read_manifest`] that stores in `read` how many entries it has reached so far, for a
+/// screen's progress while a large reel is verified on a worker.
+pub fn read_manifest_counting(
+    path: &Path,
+    signer: &ManifestSigner,
+    read: Option<&std::sync::atomic::AtomicUsize>,
+) -> Result<ManifestReport, ManifestError> {
     let file = std::fs::File::open(path).map_err(|cause| ManifestError::Read {
         path: path.to_path_buf(),
         cause,
@@ -190,6 +205,7 @@ pub fn read_manifest(
     };
     let mut entries = Entries {
         signer,
+        read,
         verified: Vec::new(),
         refused: Vec::new(),
     };

@@ -95,6 +95,7 @@ pub const FIELDS: &[FieldSpec] = &[
     f("esp32.flash_baud", FieldKind::Integer),
     f("esp32.burn_flash_encryption", FieldKind::Bool),
     f("esp32.confirm_burn", FieldKind::Text),
+    f("manifest.require", FieldKind::Bool),
     f("initial_twin.tags", FieldKind::Table),
     f("initial_twin.desired", FieldKind::Table),
 ];
@@ -346,6 +347,7 @@ const KNOWN_TOP: &[&str] = &[
     "serial_from",
     "keys",
     "esp32",
+    "manifest",
     "initial_twin",
 ];
 
@@ -369,6 +371,7 @@ fn unknown_keys(doc: &DocumentMut) -> Vec<String> {
                 "confirm_burn",
             ][..],
         ),
+        ("manifest", &["require"][..]),
         ("initial_twin", &["tags", "desired"][..]),
     ] {
         match doc.get(table).map(|i| i.as_table_like()) {

@@ -175,3 +175,28 @@ fn the_esp32_table_is_edited_and_left_out_when_empty() {
             .contains("flash_baud")
     );
 }
+
+#[test]
+fn the_manifest_switch_is_shown_and_written_in_its_table() {
+    let dir = tempfile::tempdir().unwrap();
+    let path = dir.path().join("batch.toml");
+    std::fs::write(&path, TEMPLATE).unwrap();
+    let mut doc = BatchDoc::open(&path).unwrap();
+    let mut values = doc.fields();
+    assert_ne!(values[index("manifest.require")], "true");
+    values[index("manifest.require")] = "true".into();
+    doc.apply(&values).unwrap();
+    doc.save().unwrap();
+    let saved = std::fs::read_to_string(&path).unwrap();
+    assert!(
+        saved.contains("[manifest]") && saved.contains("require = true"),
+        "{saved}"
+    );
+    let doc = BatchDoc::open(&path).unwrap();
+    assert!(
+        doc.unrepresentable().is_empty(),
+        "{:?}",
+        doc.unrepresentable()
+    );
+    assert_eq!(doc.fields()[index("manifest.require")], "true");
+}

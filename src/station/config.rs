@@ -507,6 +507,8 @@ struct RawBatch {
     #[serde(default)]
     serial_from: Option<String>,
     esp32: Option<super::batch_esp32::RawEsp32>,
+    #[serde(default)]
+    manifest: Option<super::manifest_line::RawManifest>,
 }
 
 #[derive(Debug, Deserialize)]
@@ -646,6 +648,9 @@ pub struct BatchConfig {
     pub serial_from: super::labels::SerialFrom,
     /// `[esp32]`: the ESP32 driver's partition, flash speed and eFuse policy.
     pub esp32: crate::device::esp32::driver::Esp32Options,
+    /// `[manifest] require = true`: pre-provisioned secure elements (Trust&GO); the station
+    /// writes nothing and passes only devices listed in an imported manifest.
+    pub manifest_required: bool,
 }
 
 /// Why a batch cannot re-provision (from `batch.toml` or `run --reprovision`).
@@ -774,7 +779,8 @@ impl BatchConfig {
             }
             None => None,
         };
-        if mode.is_x509() && (ca_key.is_none() || ca_chain_pem.is_none()) {
+        let manifest_required = super::manifest_line::validate(path, raw.manifest.as_ref(), mode)?;
+        if mode.is_x509() && !manifest_required && (ca_key.is_none() || ca_chain_pem.is_none()) {
             return Err(invalid(
                 path,
                 "keys",
@@ -909,6 +915,7 @@ impl BatchConfig {
             serial_from: super::labels::SerialFrom::parse(raw.serial_from.as_deref())
                 .map_err(|why| invalid(path, "serial_from", why))?,
             esp32,
+            manifest_required,
         })
     }
 

@@ -177,12 +177,13 @@ impl Engine {
         // Before the ledger is touched: every slot's family must be able to do the batch's mode.
         for (slot, source) in &sources {
             let family = source.family();
-            super::family_fit::mode_fits(batch.mode, &family.capabilities(), batch.plain_secrets)
-                .map_err(|reason| EngineError::FamilyMisfit {
-                slot: slot.clone(),
-                family: family.as_str(),
-                mode: batch.mode.as_str(),
-                reason,
+            super::family_fit::batch_fits(&batch, &family.capabilities()).map_err(|reason| {
+                EngineError::FamilyMisfit {
+                    slot: slot.clone(),
+                    family: family.as_str(),
+                    mode: batch.mode.as_str(),
+                    reason,
+                }
             })?;
         }
         let writer = WriterIdentity {

@@ -39,6 +39,16 @@ pub fn mode_fits(mode: Mode, caps: &Capabilities, plain_secrets: bool) -> Result
     }
 }
 
+/// [`mode_fits`] for a batch: a manifest batch (`[manifest] require = true`) writes nothing to
+/// the device, so its mode says only how the identities enroll and every family may come to the
+/// line check (which refuses a device that cannot report its secure element).
+pub fn batch_fits(batch: &super::config::BatchConfig, caps: &Capabilities) -> Result<(), String> {
+    if batch.manifest_required {
+        return Ok(());
+    }
+    mode_fits(batch.mode, caps, batch.plain_secrets)
+}
+
 /// The modes a family can do, as advice: an ESP32's ROM makes no key and takes no symmetric key,
 /// so "use x509-csr" would send the operator from one refusal to the next.
 fn other_modes(caps: &Capabilities) -> String {

@@ -13,6 +13,8 @@
 use crate::dps::DpsClient;
 use crate::dps::model::ProvisioningStatus;
 use crate::dps::payload::{self, EnrollmentSettings};
+use sha2::Digest as _;
+
 use crate::identity::pem;
 use crate::ledger::{
     AttestationKind, BatchId, EnrollmentKind, Ledger, LedgerError, NewBatch, NewEnrollment,
@@ -29,6 +31,10 @@ pub enum ManifestEnrollment {
     Group {
         /// The group's ID in DPS.
         group_id: String,
+        /// `None`: the CA is the group's signing certificate. `Some(name)`: the CA is uploaded
+        /// to DPS's CA registry under this name, verified, and the group refers to it
+        /// (`caReferences.primary`), as DPS's "verified CA" groups do.
+        ca_name: Option<String>,
     },
 }
 
@@ -90,7 +96,7 @@ pub fn import_manifest(
             None => fresh.push(entry),
         }
     }
-    if let ManifestEnrollment::Group { group_id } = &options.enrollment {
+    if let ManifestEnrollment::Group { group_id, .. } = &options.enrollment {
         let ca = fresh.iter().find_map(|e| e.issuer_der.clone());
         fresh.retain(|e| {
             let same = e.issuer_der.is_some() && e.issuer_der == ca;
@@ -113,7 +119,9 @@ pub fn import_manifest(
     }
     let (kind, group_name) = match &options.enrollment {
         ManifestEnrollment::Individual => (EnrollmentKind::Individual, None),
-        ManifestEnrollment::Group { group_id } => (EnrollmentKind::Group, Some(group_id.clone())),
+        ManifestEnrollment::Group { group_id, .. } => {
+            (EnrollmentKind::Group, Some(group_id.clone()))
+        }
     };
     let existing_batch = ledger.find_batch(&options.batch)?.map(|b| BatchId(b.id.0));
     let p = &report.provenance;
@@ -219,6 +227,65 @@ pub fn ensure_group(
     }
 }
 
+/// Makes sure DPS holds the X.509 enrollment group `group_id` over the **verified CA** `ca_name`
+/// (DPS's `caReferences`): the CA that issued the manifest's device certificates (`ca_der`,
+/// authenticated by the manifest's signature over every entry) is uploaded under `ca_name`
+/// verified on upload if DPS does not hold it verified yet (the station cannot prove possession
+/// of Microchip's key; the engineer vouches for it by choosing this), then the group is created
+/// if missing. A CA of that name that is another certificate is refused, never replaced.
+pub fn ensure_verified_ca_group(
+    client: &DpsClient,
+    group_id: &str,
+    ca_name: &str,
+    ca_der: &[u8],
+    settings: &EnrollmentSettings,
+) -> Result<(), GroupError> {
+    let fail = |message: String| GroupError::Dps {
+        group: group_id.to_string(),
+        message,
+    };
+    let thumbprint = hex::encode(sha2::Sha256::digest(ca_der));
+    let ca_pem = pem::encode("CERTIFICATE", ca_der);
+    match client.find_ca_certificate(ca_name) {
+        Ok(Some(held)) if !held.properties.thumbprint.eq_ignore_ascii_case(&thumbprint) => {
+            return Err(fail(format!(
+                "DPS holds another certificate as CA '{ca_name}' (SHA-256 {}), not the manifest's device CA (SHA-256 {thumbprint}); choose another CA name",
+                held.properties.thumbprint
+            )));
+        }
+        Ok(Some(held)) if held.properties.is_verified => {}
+        Ok(_) => match client.upload_ca_certificate(ca_name, &ca_pem, true) {
+            Ok(_) => {
+                tracing::info!(ca = %ca_name, %thumbprint, "manifest device CA uploaded to DPS, verified");
+            }
+            // A real DPS has no CA-certificate calls on its service endpoint (they are on Azure
+            // Resource Manager): the group is made anyway and DPS checks the reference.
+            Err(e) if e.is_not_found() => tracing::warn!(
+                ca = %ca_name,
+                %thumbprint,
+                "this DPS endpoint has no CA-certificate registry: upload CA '{ca_name}' and verify it in Azure (az iot dps certificate create --verified), or its devices will not register"
+            ),
+            Err(e) => return Err(fail(format!("uploading CA '{ca_name}' failed: {e}"))),
+        },
+        Err(e) => return Err(fail(format!("checking CA '{ca_name}' failed: {e}"))),
+    }
+    match client.find_group(group_id) {
+        Ok(Some(g)) if g.provisioning_status == Some(ProvisioningStatus::Disabled) => Err(fail(
+            "it is disabled in DPS: enable it, then import or enroll again".into(),
+        )),
+        Ok(Some(_)) => Ok(()),
+        Ok(None) => {
+            let group = payload::x509_group_ca_reference(group_id, ca_name, None, settings)
+                .map_err(|e| fail(e.to_string()))?;
+            client
+                .create_group(&group)
+                .map(|_| ())
+                .map_err(|e| fail(format!("creating it failed: {e}")))
+        }
+        Err(e) => Err(fail(format!("checking it failed: {e}"))),
+    }
+}
+
 /// Why a device on the line does not pass the manifest check.
 #[derive(Debug, thiserror::Error)]
 pub enum LineMatchError {
@@ -260,8 +327,20 @@ pub fn check_on_line(
     driver: &mut dyn crate::device::DeviceDriver,
 ) -> Result<crate::ledger::ManifestEntryRecord, LineMatchError> {
     let se = driver.secure_element()?;
-    let port = driver.port().to_string();
-    let Some(entry) = ledger.manifest_entry(&se.serial)? else {
+    let entry = ledger.manifest_entry(&se.serial)?;
+    match_element(driver.port(), se, entry)
+}
+
+/// The rule of [`check_on_line`], apart from where the entry was read (the line's ledger
+/// thread reads it for the batch engine): `entry` is what the ledger holds for the element's
+/// serial, if anything; the device passes only if it is there with the same public key.
+pub fn match_element(
+    port: &str,
+    se: crate::device::SecureElementInfo,
+    entry: Option<crate::ledger::ManifestEntryRecord>,
+) -> Result<crate::ledger::ManifestEntryRecord, LineMatchError> {
+    let port = port.to_string();
+    let Some(entry) = entry else {
         return Err(LineMatchError::NotInManifest {
             port,
             serial: se.serial,

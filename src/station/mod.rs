@@ -30,6 +30,8 @@ pub mod ledger_report;
 pub mod ledger_thread;
 pub mod manifest_bench;
 pub mod manifest_import;
+pub mod manifest_line;
+pub mod manifest_now;
 pub mod mqtt_bench;
 pub mod officer_session;
 pub mod operator;

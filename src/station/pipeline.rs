@@ -204,6 +204,17 @@ fn run(
     };
     stage(Stage::Check);
     check_device(&ctx.batch, info)?;
+    if ctx.batch.manifest_required {
+        // Pre-provisioned secure elements: nothing is written, the manifest says who it is.
+        use super::manifest_line::LinePass;
+        let (rid, done) =
+            match super::manifest_line::pass(ctx, driver, info).map_err(|(s, r)| Failure(s, r))? {
+                LinePass::Passed(rid) => (rid, Done::Provisioned),
+                LinePass::AlreadyPassed(rid) => (rid, Done::AlreadyDone),
+            };
+        *out_id = RegistrationId::parse(&rid).ok();
+        return Ok(done);
+    }
     let (registration_id, early_ek) = render_registration_id(&ctx.batch, driver, info)?;
     *out_id = Some(registration_id.clone());
     let rid = registration_id.as_str().to_string();
@@ -290,7 +301,7 @@ fn check_device(batch: &BatchConfig, info: &DeviceInfo) -> Result<(), Failure> {
             ),
         ));
     }
-    family_fit::mode_fits(mode, &info.capabilities, batch.plain_secrets).map_err(|missing| {
+    family_fit::batch_fits(batch, &info.capabilities).map_err(|missing| {
         Failure(
             Stage::Check,
             format!(

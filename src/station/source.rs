@@ -323,6 +323,8 @@ pub struct VirtualFixture {
     options: SimOptions,
     client: ClientOptions,
     records: Mutex<Vec<SimulatedRecord>>,
+    /// Device `i` carries `secure_elements[i]` (Trust&GO boards), if there is one.
+    secure_elements: Vec<crate::device::SecureElementInfo>,
 }
 
 impl VirtualFixture {
@@ -334,6 +336,26 @@ impl VirtualFixture {
             options,
             client,
             records: Mutex::new(Vec::new()),
+            secure_elements: Vec::new(),
+        })
+    }
+
+    /// [`VirtualFixture::new`] whose `i`-th device carries the secure element `elements[i]`
+    /// (answered by `SE-INFO`), as a reel of Trust&GO boards would; devices past the list
+    /// carry none.
+    pub fn with_secure_elements(
+        count: u64,
+        options: SimOptions,
+        client: ClientOptions,
+        elements: Vec<crate::device::SecureElementInfo>,
+    ) -> Arc<Self> {
+        Arc::new(Self {
+            remaining: AtomicU64::new(count),
+            next_index: AtomicUsize::new(0),
+            options,
+            client,
+            records: Mutex::new(Vec::new()),
+            secure_elements: elements,
         })
     }
 
@@ -400,7 +422,10 @@ impl DeviceSource for SimSlot {
                 return None;
             }
             let index = self.fixture.next_index.fetch_add(1, Ordering::SeqCst);
-            let options = self.fixture.options.clone();
+            let mut options = self.fixture.options.clone();
+            if let Some(se) = self.fixture.secure_elements.get(index) {
+                options.firmware.secure_element = Some(se.clone());
+            }
             let adapter = self.adapter()?;
             let path = adapter.path().to_string();
             let device = match adapter.plug(index, &options) {

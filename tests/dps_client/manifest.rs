@@ -23,13 +23,13 @@ use serde_json::Value;
 
 use crate::support;
 
-struct Reel {
-    signer: ReelSigner,
-    ca: DeviceCa,
-    devices: Vec<Device>,
+pub(super) struct Reel {
+    pub(super) signer: ReelSigner,
+    pub(super) ca: DeviceCa,
+    pub(super) devices: Vec<Device>,
 }
 
-fn reel(n: u64) -> Reel {
+pub(super) fn reel(n: u64) -> Reel {
     let ca = DeviceCa::generate("Crypto Authentication Signer 2C00").unwrap();
     let devices = (1..=n)
         .map(|i| ca.device(&build::unique_id(i)).unwrap())
@@ -42,7 +42,7 @@ fn reel(n: u64) -> Reel {
 }
 
 impl Reel {
-    fn entries(&self) -> Vec<Value> {
+    pub(super) fn entries(&self) -> Vec<Value> {
         self.devices
             .iter()
             .map(|d| build::signed_entry(&build::payload(d, self.ca.cert_der()), &self.signer))
@@ -50,17 +50,17 @@ impl Reel {
     }
 }
 
-fn write(dir: &Path, name: &str, entries: &[Value]) -> PathBuf {
+pub(super) fn write(dir: &Path, name: &str, entries: &[Value]) -> PathBuf {
     let path = dir.join(name);
     std::fs::write(&path, serde_json::to_vec_pretty(entries).unwrap()).unwrap();
     path
 }
 
-fn signer_of(reel: &Reel) -> ManifestSigner {
+pub(super) fn signer_of(reel: &Reel) -> ManifestSigner {
     ManifestSigner::from_der(reel.signer.cert_der()).unwrap()
 }
 
-fn open(path: &Path) -> Ledger {
+pub(super) fn open(path: &Path) -> Ledger {
     Ledger::open(
         path,
         &WriterIdentity {
@@ -79,7 +79,11 @@ fn tamper(entry: &mut Value, edit: impl FnOnce(&mut Value)) {
     entry["payload"] = URL_SAFE_NO_PAD.encode(payload.to_string()).into();
 }
 
-fn register(emu: &dps_station::emulator::RunningEmulator, reel: &Reel, d: &Device) -> String {
+pub(super) fn register(
+    emu: &dps_station::emulator::RunningEmulator,
+    reel: &Reel,
+    d: &Device,
+) -> String {
     let chain_pem =
         pem::encode("CERTIFICATE", &d.cert_der) + &pem::encode("CERTIFICATE", reel.ca.cert_der());
     let reg = DeviceRegistration {
@@ -228,6 +232,7 @@ fn a_group_enrolls_through_the_device_certificates_ca_and_its_devices_register()
             dps_target: Some(target.clone()),
             enrollment: ManifestEnrollment::Group {
                 group_id: "tngtls-reel-g".into(),
+                ca_name: None,
             },
         },
     )

@@ -354,3 +354,38 @@ impl TestDesk {
         take_role(self, "engineer", password);
     }
 }
+
+/// [`desk_on`] whose `emulator` DPS target has its connection string in a file, as the `demo`
+/// command's desk does, so that the engineer's screens can enroll with the demo's DPS.
+pub fn desk_with_dps(keys: KeyStoreChoice, options: DemoDeskOptions) -> TestDesk {
+    let mut workspace = DemoWorkspace::create(keys).expect("demo workspace");
+    workspace
+        .keep_connection_string_in_file()
+        .expect("connection string file");
+    let workspace = Arc::new(workspace);
+    let station = demo_station(workspace.clone(), options).expect("demo station");
+    let app = DeskApp::new(
+        station,
+        DeskOptions {
+            kiosk: false,
+            sounds: Some(false),
+            language: Some(Language::En),
+        },
+    );
+    let harness = Harness::builder()
+        .with_size([1280.0, 800.0])
+        .with_step_dt(0.01)
+        .build_ui_state(
+            |ui, app: &mut DeskApp| {
+                app.logic(ui.ctx());
+                app.draw(ui);
+            },
+            app,
+        );
+    let mut d = TestDesk {
+        harness,
+        _workspace: workspace,
+    };
+    d.steps(3);
+    d
+}

@@ -13,3 +13,17 @@ pub mod ingest;
 pub mod ingest_identities;
 pub mod ingest_rows;
 pub mod receipts;
+pub mod verify;
+pub mod verify_ledger;
+
+// svc (issue 18): the service's shell.
+pub mod ca;
+pub mod health;
+pub mod join;
+pub mod server;
+pub mod stations;
+pub mod status;
+pub mod tls;
+pub mod tokens;
+
+pub use server::router;

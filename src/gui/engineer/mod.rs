@@ -11,4 +11,5 @@ pub mod ledger_actions;
 pub mod ledger_bench;
 pub mod ledger_detail;
 pub mod ledger_worker;
+pub mod manifests;
 pub mod reports;
