@@ -8,16 +8,24 @@ mod pg;
 #[path = "central/schema.rs"]
 mod schema;
 
-#[path = "central/station_outbox.rs"]
-mod station_outbox;
+#[path = "central/leases.rs"]
+mod leases;
 
 #[path = "central/service.rs"]
 mod service;
+
+#[path = "central/station_outbox.rs"]
+mod station_outbox;
+
 #[path = "central/station_sync.rs"]
 mod station_sync;
 
 #[path = "central/ingest_support.rs"]
 mod ingest_support;
+
+#[path = "central/lease_station.rs"]
+mod lease_station;
+
 #[path = "central/station_https.rs"]
 mod station_https;
 
@@ -29,8 +37,12 @@ mod ingest;
 
 #[path = "central/station_ingest.rs"]
 mod station_ingest;
+
 #[path = "central/verify.rs"]
 mod verify;
 
 #[path = "central/station_service.rs"]
 mod station_service;
+
+#[path = "central/lease_service.rs"]
+mod lease_service;

@@ -15,6 +15,8 @@ mod export;
 mod first_run;
 #[path = "gui/korean.rs"]
 mod korean;
+#[path = "gui/lease.rs"]
+mod lease;
 #[path = "gui/ledger.rs"]
 mod ledger;
 #[path = "gui/line.rs"]

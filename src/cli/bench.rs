@@ -50,6 +50,9 @@ pub enum BenchCommand {
     /// Trust&GO manifests: read, verify and import N entries (100,000) into a fresh ledger,
     /// with the process's peak memory (goal: under 30 s and 300 MB).
     Manifest(super::manifest::ManifestBenchArgs),
+    /// Central ledger leases: allocation latency p50/p99 on a throwaway PostgreSQL cluster (goal:
+    /// p99 under 20 ms).
+    Leases(super::bench_leases::BenchLeasesArgs),
 }
 
 /// Options of `bench hsm`.
@@ -113,6 +116,7 @@ pub fn run(cmd: BenchCommand) -> anyhow::Result<ExitCode> {
         BenchCommand::Mqtt(args) => mqtt(&args),
         BenchCommand::Gui(args) => super::gui_bench::run(&args),
         BenchCommand::Manifest(args) => super::manifest::bench(&args),
+        BenchCommand::Leases(args) => super::bench_leases::run(&args),
     }
 }
 

@@ -33,18 +33,18 @@ pub enum CentralCommand {
     /// Joined stations.
     #[command(subcommand)]
     Station(StationCommand),
+    // station (issue 18): the station's side.
+    /// Join a central ledger service with a one-time token (`central token create` prints it):
+    /// makes the station's key (in its HSM token where it has one), gets a client certificate
+    /// and writes `[central]` into station.toml.
+    Join(super::central_station::JoinArgs),
     // ingest (issue 18): verification of the central ledger.
     /// Replay every station's chain, the service's audit chain and the receipts end to end (with
     /// --ledger, compare stations' own ledgers); names the first broken link, exit 1.
     Verify(super::central_verify::VerifyArgs),
-    // The station's side (station, issue 18).
-    /// Join a central ledger service with a one-time token (`central token create` prints it):
-    /// makes the station's key (in its HSM token where it has one), gets a client certificate and
-    /// writes `[central]` into station.toml.
-    Join(super::central_station::JoinArgs),
-    /// This station's outbox (rows not yet acknowledged) and last receipt, and every station as
-    /// the service sees it when it is reachable.
-    Outbox(super::central_station::StatusArgs),
+    // lease (issue 18): batch caps and leases (`central batch set|list`, `central lease close`).
+    #[command(flatten)]
+    Leases(super::central_batch::CentralLeaseCommands),
 }
 
 /// The database URL (also from DPS_CENTRAL_DATABASE, which keeps a password out of `ps`).
@@ -125,10 +125,21 @@ pub struct TokenCreateArgs {
 /// Flags of `central status`.
 #[derive(Debug, Args)]
 pub struct StatusArgs {
-    #[command(flatten)]
-    database: DatabaseArg,
-    /// JSON (the API's StatusReport) instead of a table.
-    #[arg(long)]
+    /// The central database: the service administrator's view (every station's chain head,
+    /// lease left, conflicts). Without it, this station's view from its station.toml.
+    #[arg(
+        long,
+        value_name = "URL",
+        env = "DPS_CENTRAL_DATABASE",
+        hide_env_values = true
+    )]
+    database: Option<String>,
+    /// The station file, for the station's view: its outbox depth, last receipt, and every
+    /// station as the service reports it when reachable [default: the installed station.toml].
+    #[arg(long, value_name = "PATH", conflicts_with = "database")]
+    station: Option<PathBuf>,
+    /// JSON (the API's StatusReport) instead of a table (administrator's view).
+    #[arg(long, requires = "database")]
     json: bool,
 }
 
@@ -159,11 +170,18 @@ pub fn run(command: CentralCommand) -> anyhow::Result<ExitCode> {
         CentralCommand::GrantLogin(args) => block_on(grant_login(args)),
         CentralCommand::Serve(args) => serve(args),
         CentralCommand::Token(TokenCommand::Create(args)) => block_on(token_create(args)),
-        CentralCommand::Status(args) => block_on(show_status(args)),
+        CentralCommand::Status(args) => match args.database {
+            Some(database) => block_on(show_status(database, args.json)),
+            None => super::central_station::run_status(super::central_station::StatusArgs {
+                station: args
+                    .station
+                    .unwrap_or_else(super::central_station::default_station_path),
+            }),
+        },
+        CentralCommand::Join(args) => super::central_station::run_join(args),
         CentralCommand::Station(StationCommand::Revoke(args)) => block_on(revoke(args)),
         CentralCommand::Verify(args) => super::central_verify::run(args),
-        CentralCommand::Join(args) => super::central_station::run_join(args),
-        CentralCommand::Outbox(args) => super::central_station::run_status(args),
+        CentralCommand::Leases(cmd) => super::central_batch::run(cmd),
     }
 }
 
@@ -326,12 +344,12 @@ async fn token_create(args: TokenCreateArgs) -> anyhow::Result<ExitCode> {
     Ok(ExitCode::SUCCESS)
 }
 
-async fn show_status(args: StatusArgs) -> anyhow::Result<ExitCode> {
-    let client = connect(&args.database.database).await?;
+async fn show_status(database: String, json: bool) -> anyhow::Result<ExitCode> {
+    let client = connect(&database).await?;
     let report = status::report(&client)
         .await
         .context("cannot read the stations from the central database")?;
-    if args.json {
+    if json {
         println!("{}", serde_json::to_string_pretty(&report)?);
     } else {
         print!("{}", status::table(&report));

@@ -1,4 +1,4 @@
-//! `dps-station central join` and `central outbox`: the station's side of the central ledger
+//! `dps-station central join` and `central status`: the station's side of the central ledger
 //! (issue 18). The service's own commands (`central serve`, `token create`, ...) live beside these
 //! in the `central` tree.
 
@@ -20,7 +20,7 @@ use dps_station::station::config::central::{ClientKey, EnrollmentSite};
 use dps_station::station::config::{KeyRef, KeyStoreConfig, StationConfig};
 use dps_station::station::keys::StationKeys;
 
-use super::line::default_station_path;
+pub(crate) use super::line::default_station_path;
 
 /// Who enrolls in DPS after joining.
 #[derive(Debug, Clone, Copy, ValueEnum)]
@@ -50,15 +50,13 @@ pub struct JoinArgs {
     enrollment: Enrollment,
 }
 
-/// `central outbox`.
-#[derive(Debug, Args)]
+/// The station's view of `central status` (the `central` tree's `Status` without `--database`).
+#[derive(Debug)]
 pub struct StatusArgs {
     /// The station file.
-    #[arg(long, value_name = "PATH", default_value_os_t = default_station_path())]
-    station: PathBuf,
+    pub station: PathBuf,
 }
 
-/// `central join`.
 pub fn run_join(args: JoinArgs) -> anyhow::Result<ExitCode> {
     let config = StationConfig::load(&args.station)?;
     let token = JoinToken::parse(&args.token)?;
@@ -120,7 +118,6 @@ fn rand_id() -> [u8; 8] {
     id
 }
 
-/// `central outbox`.
 pub fn run_status(args: StatusArgs) -> anyhow::Result<ExitCode> {
     let config = StationConfig::load(&args.station)?;
     let ledger = Ledger::open_read_only(&config.ledger)?;

@@ -207,6 +207,9 @@ impl View {
         }
         match event {
             Event::SlotWaiting { slot } => self.slot(slot).set_message("waiting for a device"),
+            Event::LeaseWaiting { slot, waiting } => {
+                self.slot(slot).set_message(format!("▲ {waiting}"))
+            }
             Event::PortAbsent { slot, path, waited } => self.slot(slot).set_message(format!(
                 "waiting for {path} to appear (waited {} s; is the adapter plugged in?)",
                 waited.as_secs()
@@ -364,6 +367,7 @@ fn describe(event: &Event) -> String {
             )
         }
         Event::SlotStopped { slot, reason } => format!("slot {slot}: stopped ({reason})"),
+        Event::LeaseWaiting { slot, waiting } => format!("slot {slot}: ▲ {waiting}"),
         Event::PortAbsent { slot, path, waited } => format!(
             "slot {slot}: waiting for {path} to appear (waited {} s; is the adapter plugged in?)",
             waited.as_secs()

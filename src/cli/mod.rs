@@ -10,9 +10,12 @@ use dps_station::station::setup::access;
 
 mod bench;
 mod bench_esp32;
+mod bench_leases;
 mod central;
-// `central join`, `central outbox` (station), variants of the `central` tree.
+// `central join` and the station's `central status` (station), variants of the `central` tree.
 mod central_station;
+// `central batch|lease` (lease), flattened into the `central` tree.
+mod central_batch;
 // `central verify` (ingest), a variant of the `central` tree.
 mod central_verify;
 mod device;

@@ -179,6 +179,12 @@ pub enum LedgerError {
         schema_version: i64,
     },
 
+    /// A joined station's batch has no lease unit to issue an identity from (central ledger).
+    #[error(
+        "batch {batch} may issue no more identities now: {reason}; the station waits for the central ledger to grant a new lease"
+    )]
+    LeaseUnavailable { batch: String, reason: String },
+
     /// A value the ledger refuses to store (a PKCS#11 URI carrying a PIN, an empty name).
     #[error("refusing to record {what}: {reason}")]
     Refused { what: String, reason: String },

@@ -40,6 +40,7 @@ mod certificate;
 mod error;
 mod export;
 pub mod key_evidence;
+pub mod leases;
 pub mod lock;
 pub mod manifest_entries;
 pub mod outbox;

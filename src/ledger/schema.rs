@@ -27,6 +27,7 @@ pub const MIGRATIONS: &[&str] = &[
     V6_DEVICE_RUNS,
     V7_MANIFEST_ENTRIES,
     super::outbox::V8_OUTBOX,
+    super::leases::MIGRATION,
 ];
 
 /// Steps written in Rust that a migration runs after its SQL, in the same transaction, by the

@@ -31,6 +31,28 @@ pub struct DemoDeskOptions {
     pub roles: super::operator::settings::RolesSection,
     /// The security officer's settings (`[officer]`: idle close, dual control).
     pub officer: super::config::officer::OfficerSettings,
+    /// Run every batch on leases from this central service (`None`: not joined).
+    pub leases: Option<DemoLeases>,
+}
+
+/// A central service for the demo desk's batches (tests give a small in-process one).
+#[derive(Clone)]
+pub struct DemoLeases {
+    /// The service.
+    pub link: Arc<dyn crate::central::link::CentralLink>,
+    /// Its signer certificate.
+    pub signer: crate::central::signing::SignerCertificate,
+    /// How the lease keeper runs.
+    pub keeper: crate::central::station_side::lease_keeper::KeeperConfig,
+}
+
+impl std::fmt::Debug for DemoLeases {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("DemoLeases")
+            .field("signer", &self.signer.sha256())
+            .field("keeper", &self.keeper)
+            .finish_non_exhaustive()
+    }
 }
 
 impl Default for DemoDeskOptions {
@@ -42,6 +64,7 @@ impl Default for DemoDeskOptions {
             faulty_first: false,
             roles: Default::default(),
             officer: Default::default(),
+            leases: None,
         }
     }
 }
@@ -53,6 +76,22 @@ pub struct DemoProvider {
 }
 
 impl BatchProvider for DemoProvider {
+    fn leases(
+        &self,
+        _station: &StationConfig,
+        _batch: &BatchConfig,
+    ) -> Result<Option<super::lease_gate::LeaseSetup>, StationError> {
+        Ok(self
+            .options
+            .leases
+            .clone()
+            .map(|l| super::lease_gate::LeaseSetup {
+                link: l.link,
+                signer: l.signer,
+                keeper: l.keeper,
+            }))
+    }
+
     fn setup(
         &self,
         station: &StationConfig,

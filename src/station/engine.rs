@@ -13,9 +13,11 @@ use super::enroll_worker::{EnrollStats, EnrollWorker};
 use super::events::{BatchState, CentralNotice, Command, Event, Stage};
 use super::keys::{KeysError, StationKeys};
 use super::labels::{LabelDesk, LabelOutcome, SerialFrom};
+use super::lease_gate::{LeaseSetup, RunningLeases, wait_for_unit};
 use super::ledger_thread::{LedgerCallError, LedgerThread};
 use super::pipeline::{BatchContext, CaMaterial, DeviceOutcome, Done, provision};
 use super::source::{DeviceSource, SourceNotice};
+use crate::central::station_side::lease_gate::LeaseGate;
 use crate::central::station_side::sync::SyncEvent;
 use crate::dps::DpsClient;
 use crate::identity::pem;
@@ -167,6 +169,21 @@ impl Engine {
         setup: EngineSetup,
         prepare: impl FnOnce(&Ledger) -> Result<(), LedgerError>,
     ) -> Result<Engine, EngineError> {
+        Self::start_with(setup, prepare, None)
+    }
+
+    /// [`Engine::start`] for a station joined to a central ledger: the batch issues identities
+    /// only from leases the service grants (`station::lease_gate`); unused parts go back when the
+    /// run ends.
+    pub fn start_leased(setup: EngineSetup, leases: LeaseSetup) -> Result<Engine, EngineError> {
+        Self::start_with(setup, |_| Ok(()), Some(leases))
+    }
+
+    fn start_with(
+        setup: EngineSetup,
+        prepare: impl FnOnce(&Ledger) -> Result<(), LedgerError>,
+        leases: Option<LeaseSetup>,
+    ) -> Result<Engine, EngineError> {
         let EngineSetup {
             station,
             batch,
@@ -208,6 +225,13 @@ impl Engine {
             ledger.transaction(|w| w.set_central_enrollment(site))?;
         }
         let resumed = resume(&mut ledger, &batch)?;
+        let gate = match &leases {
+            Some(_) => Some(LeaseGate::new(
+                &batch.name,
+                ledger.held_leases(Some(&batch.name))?,
+            )),
+            None => None,
+        };
         let ca = load_ca(&keys, &batch)?;
         let profile =
             DeviceProfile::valid_for_days(batch.certificate_validity_days).map_err(|e| {
@@ -232,7 +256,19 @@ impl Engine {
             ca,
             profile,
             ledger: ledger_handle.clone(),
+            leases: gate.clone(),
         });
+        let running_leases = match (leases, gate) {
+            (Some(setup), Some(gate)) => Some(
+                RunningLeases::start(setup, ledger_handle.clone(), gate).map_err(|source| {
+                    EngineError::Thread {
+                        what: "lease keeper".into(),
+                        source,
+                    }
+                })?,
+            ),
+            _ => None,
+        };
 
         let shared = Arc::new(Shared {
             paused: AtomicBool::new(false),
@@ -387,6 +423,10 @@ impl Engine {
                     }
                     for s in slots {
                         let _ = s.join();
+                    }
+                    // No slot takes a device any more: unused lease parts go back to the service.
+                    if let Some(leases) = running_leases {
+                        leases.finish();
                     }
                     let complete = shared.target.is_some_and(|t| {
                         shared.passed.load(Ordering::SeqCst) + shared.failed.load(Ordering::SeqCst)
@@ -555,6 +595,14 @@ fn slot_worker(
             });
             return;
         }
+        // A joined station takes a device only with a lease unit for it.
+        let permit = match &ctx.leases {
+            Some(gate) => match wait_for_unit(gate, slot, &shared.stop, &emit) {
+                Some(permit) => Some(permit),
+                None => continue,
+            },
+            None => None,
+        };
         emit(Event::SlotWaiting { slot: slot.into() });
         let Some(mut arrival) = source.next_device(&shared.stop) else {
             emit(Event::SlotStopped {
@@ -591,6 +639,7 @@ fn slot_worker(
             model: arrival.info.model.clone(),
         });
         let outcome = provision(ctx, slot, arrival.driver.as_mut(), &arrival.info, &emit);
+        drop(permit);
         shared.labels.release(slot);
         source.finished(
             Some(arrival.driver),

@@ -85,6 +85,14 @@ pub enum Event {
         /// How long it has waited.
         waited: Duration,
     },
+    /// A joined station's slot waits for the central ledger: no lease unit to issue from. It takes
+    /// the next device by itself once a lease arrives.
+    LeaseWaiting {
+        /// Slot name.
+        slot: String,
+        /// Why: lease used up, expired, or the service's refusal.
+        waiting: crate::central::station_side::lease_gate::Waiting,
+    },
     /// A device answered in a slot.
     DeviceSeen {
         /// Slot name.

@@ -26,6 +26,7 @@ pub mod individual_keys;
 pub mod key_session;
 pub mod keys;
 pub mod labels;
+pub mod lease_gate;
 pub mod ledger_report;
 pub mod ledger_thread;
 pub mod manifest_bench;

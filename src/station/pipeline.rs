@@ -22,7 +22,7 @@ use super::config::{BatchConfig, Mode};
 use super::events::{Event, Stage};
 use super::family_fit;
 use super::keys::StationKeys;
-use super::ledger_thread::LedgerHandle;
+use super::ledger_thread::{LedgerCallError, LedgerHandle};
 use crate::device::DeviceError;
 use crate::device::driver::{
     Bundle, ConfigStorage, DeviceConfig, DeviceDriver, DeviceInfo, Digests, Family, GeneratedKey,
@@ -38,7 +38,8 @@ use crate::identity::template::{Field, TemplateValues};
 use crate::identity::tpm_ek;
 use crate::ledger::{
     Attestation, BatchId, EnrollmentKind, FailureStage, IdentityRecord, IdentityState, KeyEvidence,
-    KeyFingerprint, KeyNonce, NewDevice, NewEnrollment, NewIdentity, Reprovisioning, Transition,
+    KeyFingerprint, KeyNonce, LedgerError, NewDevice, NewEnrollment, NewIdentity, Reprovisioning,
+    Transition,
 };
 use crate::secret::SecretBytes;
 
@@ -76,6 +77,8 @@ pub struct BatchContext {
     pub profile: DeviceProfile,
     /// The ledger writer.
     pub ledger: LedgerHandle,
+    /// The lease gate, when the station is joined to a central ledger (`None`: no gate).
+    pub leases: Option<Arc<crate::central::station_side::lease_gate::LeaseGate>>,
 }
 
 /// How one device ended.
@@ -676,30 +679,44 @@ fn record_issued(
         reissue,
         reprovision,
     } = plan;
-    ctx.ledger
-        .call(move |l| {
-            l.transaction(|w| {
-                let device_id = w.upsert_device(&device)?;
-                let identity = NewIdentity {
-                    registration_id: rid_record,
-                    batch: Some(batch_id),
-                    device: Some(device_id),
-                    attestation,
-                };
-                let id = match (&reprovision, reissue) {
-                    // Revoke the old identity, audit the choice, record the new one: one commit.
-                    (Some(why), _) => w.reprovision(&identity, why)?,
-                    (None, true) => w.reissue(&identity)?,
-                    (None, false) => w.record_issued(&identity)?,
-                };
-                if let Some(evidence) = &evidence {
-                    w.record_key_evidence(id, evidence)?;
-                }
-                Ok(id)
-            })
+    let gate = ctx.leases.clone();
+    let spend_gate = gate.clone();
+    let recorded = ctx.ledger.call(move |l| {
+        l.transaction(|w| {
+            let device_id = w.upsert_device(&device)?;
+            let identity = NewIdentity {
+                registration_id: rid_record,
+                batch: Some(batch_id),
+                device: Some(device_id),
+                attestation,
+            };
+            let id = match (&reprovision, reissue) {
+                // Revoke the old identity, audit the choice, record the new one: one commit.
+                (Some(why), _) => w.reprovision(&identity, why)?,
+                (None, true) => w.reissue(&identity)?,
+                (None, false) => w.record_issued(&identity)?,
+            };
+            if let Some(evidence) = &evidence {
+                w.record_key_evidence(id, evidence)?;
+            }
+            // A joined station spends its lease unit in this same commit.
+            super::lease_gate::spend(w, spend_gate.as_deref(), id)
         })
-        .map(|_| ())
-        .map_err(fail(Stage::Record))
+    });
+    match recorded {
+        Ok(lease) => {
+            if let (Some(gate), Some(lease)) = (gate, lease) {
+                gate.spent(&lease);
+            }
+            Ok(())
+        }
+        // No unit after all (the lease expired while the device was keyed): nothing was recorded
+        // or written; the device fails its check and the slot waits for a lease.
+        Err(LedgerCallError::Ledger(e @ LedgerError::LeaseUnavailable { .. })) => {
+            Err(Failure(Stage::Check, e.to_string()))
+        }
+        Err(e) => Err(Failure(Stage::Record, e.to_string())),
+    }
 }
 
 /// The device-key X.509 modes: the certificate is for the key KEYGEN reported, and the CSR only

@@ -1,6 +1,6 @@
 //! The station against the real service process (`central serve`, mutual TLS, real PostgreSQL):
 //! `dps-station central join` through the CLI, then the station's outbox uploaded by the sync
-//! worker over `HttpsLink`, a receipt for every row, and `central outbox` showing it.
+//! worker over `HttpsLink`, a receipt for every row, and `central status` showing it.
 
 use std::sync::Arc;
 use std::time::Duration;
@@ -84,7 +84,7 @@ fn a_station_joins_with_the_cli_and_uploads_its_outbox_to_the_service() {
     assert_eq!(held, format!("{last} {last}"));
     drop(ledger);
 
-    let out = cli(&["central", "outbox", "--station", toml.to_str().unwrap()]);
+    let out = cli(&["central", "status", "--station", toml.to_str().unwrap()]);
     let text = String::from_utf8_lossy(&out.stdout);
     assert!(
         out.status.success(),

@@ -5,6 +5,8 @@
 pub mod audit;
 pub mod clock;
 pub mod db;
+pub mod leases;
+pub mod leases_admin;
 pub mod migrations;
 pub mod state;
 

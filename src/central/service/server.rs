@@ -27,7 +27,7 @@ use super::db::{self, PoolError};
 use super::state::{ApiRefusal, Central, SharedCentral, refuse};
 use super::stations::{self, PeerCertificate};
 use super::tls::{self, TlsError};
-use super::{health, ingest, join, status};
+use super::{health, ingest, join, leases, status};
 
 /// How long a TLS handshake may take before the connection is dropped.
 pub const HANDSHAKE_TIMEOUT: Duration = Duration::from_secs(10);
@@ -71,7 +71,8 @@ pub fn router(state: SharedCentral, authority: Arc<Authority>) -> Router {
     // Issue 18's other areas: their `routes()` are merged into `authed` here.
     let authed: Router<SharedCentral> = Router::new()
         .merge(status::routes())
-        .merge(ingest::routes());
+        .merge(ingest::routes())
+        .merge(leases::routes());
     let authed = authed.route_layer(middleware::from_fn_with_state(
         state.clone(),
         stations::authenticate,

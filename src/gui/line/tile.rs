@@ -6,6 +6,7 @@ use std::time::Duration;
 
 use egui::{Align2, Color32, FontId, Pos2, Rect, Sense, Stroke, StrokeKind, Vec2};
 
+use crate::central::station_side::lease_gate::Waiting;
 use crate::station::events::Stage;
 use crate::station::operator::line_view::{Advice, advice};
 use crate::station::operator::{SlotState, SlotView};
@@ -106,6 +107,14 @@ pub fn tile(
             tr.t("tile.attention").to_string(),
             Mark::Triangle,
             p.warn,
+        ),
+        // Not a fault of the line: grey tile, a triangle and the words (HMI: never colour alone).
+        SlotState::LeaseWaiting(_) => (
+            p.tile,
+            p.text,
+            tr.t("lease.tile_word").to_string(),
+            Mark::Triangle,
+            p.weak,
         ),
         // The operator must act, but nothing is wrong: grey tile, a mark and a framed word.
         SlotState::NeedsLabel { .. } => (
@@ -245,6 +254,15 @@ pub fn tile(
                 line(&mut y, hardware_id);
             }
         }
+        SlotState::LeaseWaiting(why) => {
+            let wrapped = painter.layout(
+                lease_waiting_text(tr, why),
+                FontId::proportional(small.size * 0.85),
+                text,
+                rect.width() - 2.0 * pad,
+            );
+            painter.galley(Pos2::new(rect.left() + pad, y), wrapped, text);
+        }
         SlotState::Stopped(reason) => {
             let wrapped = painter.layout(
                 reason.clone(),
@@ -280,6 +298,9 @@ pub fn tile(
             )
         }
         SlotState::Stopped(reason) => format!("{} {word}: {reason}", slot.name),
+        SlotState::LeaseWaiting(why) => {
+            format!("{} {word}: {}", slot.name, lease_waiting_text(tr, why))
+        }
         _ => format!("{} {word}", slot.name),
     };
     response.widget_info(|| egui::WidgetInfo::labeled(egui::Role::Button, true, spoken.clone()));
@@ -346,6 +367,15 @@ fn draw_mark(painter: &egui::Painter, r: Rect, mark: Mark, colour: Color32) {
 }
 
 /// What a tile whose port is absent says: the path, how long, and what to do.
+/// Why a joined station's slot waits for the central ledger, in the operator's language.
+fn lease_waiting_text(tr: &Messages, why: &Waiting) -> String {
+    match why {
+        Waiting::UsedUp => tr.t("lease.used_up").to_string(),
+        Waiting::Expired => tr.t("lease.expired").to_string(),
+        Waiting::Refused(reason) => tr.f("lease.refused", &[("reason", reason)]),
+    }
+}
+
 fn port_absent_text(tr: &Messages, path: &str, waited: Duration) -> String {
     tr.f(
         "tile.port_absent_detail",

@@ -22,6 +22,7 @@ use crate::station::config::{
 use crate::station::engine::{Engine, EngineError, EngineSetup};
 use crate::station::events::Command;
 use crate::station::keys::{KeysError, StationKeys};
+use crate::station::lease_gate::LeaseSetup;
 use crate::station::report;
 use crate::station::source::{DeviceSource, PortSource};
 
@@ -85,6 +86,16 @@ pub trait BatchProvider: Send + Sync {
         station: &StationConfig,
         batch: BatchConfig,
     ) -> Result<EngineSetup, StationError>;
+
+    /// The leases `batch` runs on when the station is joined to a central ledger (`None`: not
+    /// joined, no lease gate).
+    fn leases(
+        &self,
+        _station: &StationConfig,
+        _batch: &BatchConfig,
+    ) -> Result<Option<LeaseSetup>, StationError> {
+        Ok(None)
+    }
 }
 
 /// The real fixture: ports from station.toml, the key store opened once (PIN from
@@ -501,10 +512,14 @@ impl StationHandle {
         let batch = BatchConfig::load(path, &station)?;
         let name = batch.name.clone();
         let target = batch.target();
+        let leases = self.inner.provider.leases(&station, &batch)?;
         let setup = self.inner.provider.setup(&station, batch)?;
         let slots: Vec<String> = setup.sources.iter().map(|(s, _)| s.clone()).collect();
         let keys_description = setup.keys.describe();
-        let engine = Engine::start(setup)?;
+        let engine = match leases {
+            Some(leases) => Engine::start_leased(setup, leases)?,
+            None => Engine::start(setup)?,
+        };
         lock(&self.inner.state).running = Some((name.clone(), engine.commands()));
         self.publish(StationEvent::BatchStarted {
             name: name.clone(),

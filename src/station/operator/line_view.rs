@@ -121,6 +121,9 @@ pub enum SlotState {
     },
     /// The slot stopped (port gone, batch done, key store lost).
     Stopped(String),
+    /// A joined station's slot waits for the central ledger (no lease unit); it takes the next
+    /// device by itself once a lease arrives.
+    LeaseWaiting(crate::central::station_side::lease_gate::Waiting),
 }
 
 /// One fixture slot.
@@ -267,6 +270,11 @@ impl LineView {
                         path: path.clone(),
                         waited: *waited,
                     };
+                }
+            }
+            Event::LeaseWaiting { slot, waiting } => {
+                if let Some(s) = self.slot_mut(slot) {
+                    s.state = SlotState::LeaseWaiting(waiting.clone());
                 }
             }
             Event::Resumed { already_done, .. } => self.done_before = *already_done,
