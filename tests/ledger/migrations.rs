@@ -59,9 +59,9 @@ const V1_COLUMNS: &str = "id, registration_id, batch_id, device_id, attestation,
     station_id, operator_id, created_at, updated_at";
 
 #[test]
-fn current_version_is_eight() {
+fn current_version_is_nine() {
     assert_eq!(
-        CURRENT_VERSION, 8,
+        CURRENT_VERSION, 9,
         "add a migration test for the new version"
     );
 }
