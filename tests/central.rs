@@ -44,11 +44,14 @@ mod join;
 #[path = "central/ingest.rs"]
 mod ingest;
 
+#[path = "central/station_ingest.rs"]
+mod station_ingest;
+
 #[path = "central/verify.rs"]
 mod verify;
 
-#[path = "central/station_ingest.rs"]
-mod station_ingest;
+#[path = "central/station_service.rs"]
+mod station_service;
 
 #[path = "central/lease_service.rs"]
 mod lease_service;
