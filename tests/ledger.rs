@@ -33,6 +33,7 @@ mod reprovision;
 
 #[path = "ledger/audit_query.rs"]
 mod audit_query;
+
 #[path = "ledger/browse.rs"]
 mod browse;
 
