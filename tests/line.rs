@@ -13,6 +13,8 @@ mod connection_file;
 mod disk_full;
 #[path = "line/esp32.rs"]
 mod esp32;
+#[path = "line/esp32_symmetric.rs"]
+mod esp32_symmetric;
 #[path = "line/exports.rs"]
 mod exports;
 #[path = "line/families.rs"]

@@ -183,6 +183,16 @@ impl Engine {
                 mode: batch.mode.as_str(),
                 reason,
             })?;
+            if family == crate::device::driver::Family::Esp32 {
+                super::batch_esp32::check_room(&batch).map_err(|reason| {
+                    EngineError::FamilyMisfit {
+                        slot: slot.clone(),
+                        family: family.as_str(),
+                        mode: batch.mode.as_str(),
+                        reason,
+                    }
+                })?;
+            }
         }
         let writer = WriterIdentity {
             station: station.name.clone(),

@@ -6,8 +6,10 @@
 //!   `ABS_DONE_0/1`: the chip is "locked" only if one is on), the flash attached, and the baud
 //!   raised if the batch asks.
 //! - key: the ROM makes none: the station makes it (`x509-inject`), and the certificate is signed
-//!   in the HSM as for every mode. The key crosses the cable in plain (the ROM has no encrypted
-//!   channel), so the batch must say `plaintext_cable = true`.
+//!   in the HSM as for every mode; or the batch's symmetric key derived for the device
+//!   (`symmetric-group` / `-individual`), in user-data entry 54 (`symmetric.rs` says why). The
+//!   key crosses the cable in plain (the ROM has no encrypted channel), so the batch must say
+//!   `plaintext_cable = true`.
 //! - store: the `esp_secure_cert` image (device certificate, CA, key, ID scope, endpoint,
 //!   registration ID, integrity) written at the partition's offset, checked with the ROM's flash
 //!   MD5 of the whole partition.
@@ -33,6 +35,7 @@ use super::secure_cert::{
     SecureCertError, SecureCertImage, SecureCertInputs, TYPE_CA_CERT, TYPE_DEV_CERT, TYPE_ENDPOINT,
     TYPE_ID_SCOPE, TYPE_PRIV_KEY, TYPE_REGISTRATION_ID,
 };
+use super::symmetric;
 use crate::device::driver::{
     Bundle, DeviceConfig, DeviceDriver, DeviceInfo, Digests, Family, GeneratedKey, Held, Holdings,
     LockKind, Stored, TpmEk,
@@ -189,41 +192,50 @@ impl Esp32Driver {
     fn image(&self, bundle: &Bundle<'_>) -> Result<Zeroizing<Vec<u8>>, DeviceError> {
         let step = Step::Command("FLASH_BEGIN (esp_secure_cert)");
         let partition = self.check_partition(step)?;
-        let (Some(cert), Some(chain), Some(key)) = (
+        let mut image = match (
             bundle.certificate_pem,
             bundle.ca_chain_pem,
             bundle.private_key,
-        ) else {
-            return Err(self.unsupported(
-                step,
-                "an identity other than a station-made key with its certificate and CA (use mode x509-inject)",
-            ));
-        };
-        let key = SecretKey::from_slice(key.expose())
-            .map_err(|_| self.input(step, "the station-made key is not a P-256 scalar".into()))?;
-        let key_pem = key
-            .to_pkcs8_pem(LineEnding::LF)
-            .map_err(|e| self.input(step, format!("cannot encode the key: {e}")))?;
-        let inputs = SecureCertInputs {
-            ca_pem: first_pem(chain).to_string(),
-            device_pem: cert.to_string(),
-            key_pem: SecretString::new(key_pem.as_str()),
-            id_scope: bundle.config.id_scope.clone(),
-            endpoint: bundle.config.global_endpoint.clone(),
-            registration_id: bundle.config.registration_id.clone(),
-        };
-        let image = SecureCertImage::from_inputs(&inputs)
-            .and_then(|i| i.to_bytes(partition.size as usize))
-            .map_err(|e| match e {
-                SecureCertError::NoRoom { needed, size } => self.input(
+            bundle.symmetric_key,
+        ) {
+            (Some(cert), Some(chain), Some(key), None) => {
+                let key = SecretKey::from_slice(key.expose()).map_err(|_| {
+                    self.input(step, "the station-made key is not a P-256 scalar".into())
+                })?;
+                let key_pem = key
+                    .to_pkcs8_pem(LineEnding::LF)
+                    .map_err(|e| self.input(step, format!("cannot encode the key: {e}")))?;
+                let inputs = SecureCertInputs {
+                    ca_pem: first_pem(chain).to_string(),
+                    device_pem: cert.to_string(),
+                    key_pem: SecretString::new(key_pem.as_str()),
+                    id_scope: bundle.config.id_scope.clone(),
+                    endpoint: bundle.config.global_endpoint.clone(),
+                    registration_id: bundle.config.registration_id.clone(),
+                };
+                SecureCertImage::from_inputs(&inputs)
+            }
+            (None, None, None, Some(key)) => symmetric::symmetric_image(key.expose(), bundle.config),
+            _ => {
+                return Err(self.unsupported(
                     step,
-                    format!(
-                        "the identity takes {needed} bytes but the esp_secure_cert partition at 0x{:X} holds {size}; give the batch a partition table with a larger esp_secure_cert partition (and flash the same table to the product)",
-                        partition.offset
-                    ),
+                    "an identity other than a station-made key with its certificate and CA, or a symmetric key (use mode x509-inject, symmetric-group or symmetric-individual)",
+                ));
+            }
+        }
+        .map_err(|e| self.input(step, e.to_string()))?;
+        let bytes = image.to_bytes(partition.size as usize);
+        symmetric::wipe(&mut image);
+        let image = bytes.map_err(|e| match e {
+            SecureCertError::NoRoom { needed, size } => self.input(
+                step,
+                format!(
+                    "the identity takes {needed} bytes but the esp_secure_cert partition at 0x{:X} holds {size}; give the batch a partition table with a larger esp_secure_cert partition (and flash the same table to the product)",
+                    partition.offset
                 ),
-                other => self.input(step, other.to_string()),
-            })?;
+            ),
+            other => self.input(step, other.to_string()),
+        })?;
         Ok(Zeroizing::new(image))
     }
 }
@@ -276,6 +288,9 @@ fn image_digests(image: &SecureCertImage) -> Digests {
                 sha256_hex(&secret.public_key().to_sec1_bytes()),
             );
         }
+    }
+    if let Some(key) = symmetric::symmetric_key(image) {
+        d.insert(Held::SymmetricKey, symmetric::key_digest(&key));
     }
     if let (Some(scope), Some(endpoint), Some(rid)) = (
         image.text(TYPE_ID_SCOPE),
@@ -407,6 +422,9 @@ impl DeviceDriver for Esp32Driver {
         }
         if let Some(digest) = bundle.ca_chain_pem.map(first_pem).and_then(cert_digest) {
             d.insert(Held::CaChain, digest);
+        }
+        if let Some(key) = bundle.symmetric_key {
+            d.insert(Held::SymmetricKey, symmetric::key_digest(key.expose()));
         }
         d.insert(Held::Config, config_digest(bundle.config));
         Ok(d)
