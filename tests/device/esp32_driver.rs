@@ -96,9 +96,25 @@ fn the_identity_is_written_verified_read_back_and_the_chip_let_go() {
 
     let id = identity("esp32-dev-11", 0);
     let cfg = config("esp32-dev-11");
+    let (sent_before, _) = driver.byte_counts();
     let stored = store(&mut driver, &id, &cfg, false).unwrap();
+    let (sent_after, received_before) = driver.byte_counts();
     let holdings = driver.read_back().unwrap();
     assert!(holdings.differences(&stored.digests).is_empty());
+    // Compressed, the write sends fewer bytes than the entries hold; the read-back reads the
+    // entries only (64 bytes and about 26 of framing per READ_FLASH_SLOW), not the partition.
+    let flash = sim.with_chip(|c| c.read_flash(0xD000, 0x2000).unwrap());
+    let used = flash.iter().rposition(|&b| b != 0xFF).unwrap() + 1;
+    assert!(
+        sent_after - sent_before < used as u64,
+        "{} sent for {used}",
+        sent_after - sent_before
+    );
+    let read = driver.byte_counts().1 - received_before;
+    assert!(
+        read < (used as u64 / 64 + 4) * 100,
+        "{read} bytes read back for {used} written"
+    );
     let public = id.key.public_key().to_sec1_bytes();
     assert_eq!(
         holdings.digests.get(&Held::DeviceKey),

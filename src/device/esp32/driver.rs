@@ -11,11 +11,11 @@
 //!   key crosses the cable in plain (the ROM has no encrypted channel), so the batch must say
 //!   `plaintext_cable = true`.
 //! - store: the `esp_secure_cert` image (device certificate, CA, key, ID scope, endpoint,
-//!   registration ID, integrity) written at the partition's offset, checked with the ROM's flash
-//!   MD5 of the whole partition.
-//! - read back: the used part of the partition read with `READ_FLASH_SLOW`, parsed as the
-//!   firmware will parse it; digests of the certificates (DER), the config and the key's public
-//!   point.
+//!   registration ID, integrity) written compressed (`FLASH_DEFL_*`) at the partition's offset,
+//!   checked with the ROM's flash MD5 of the whole partition.
+//! - read back: the entries walked header by header with `READ_FLASH_SLOW` (only the written
+//!   region), parsed as the firmware will parse it; digests of the certificates (DER), the
+//!   config, the key's public point or the symmetric key.
 //! - lock: burning the flash-encryption eFuse only where the batch asked for it explicitly
 //!   (`Esp32Options::burn_flash_encryption`); otherwise the family has no lock.
 //! - leaving: `FLASH_END` "run" when the station lets the device go (drop), so the chip boots
@@ -32,8 +32,9 @@ use super::loader::Loader;
 use super::partitions::SecureCertPartition;
 use super::rom::{self, reg};
 use super::secure_cert::{
-    SecureCertError, SecureCertImage, SecureCertInputs, TYPE_CA_CERT, TYPE_DEV_CERT, TYPE_ENDPOINT,
-    TYPE_ID_SCOPE, TYPE_PRIV_KEY, TYPE_REGISTRATION_ID,
+    FOOTER_LEN, HEADER_LEN, SecureCertError, SecureCertImage, SecureCertInputs, TLV_MAGIC,
+    TYPE_CA_CERT, TYPE_DEV_CERT, TYPE_ENDPOINT, TYPE_ID_SCOPE, TYPE_PRIV_KEY, TYPE_REGISTRATION_ID,
+    padding,
 };
 use super::symmetric;
 use crate::device::driver::{
@@ -398,7 +399,7 @@ impl DeviceDriver for Esp32Driver {
         // covers the whole partition, erased tail included.
         let used = image.iter().rposition(|&b| b != 0xFF).map_or(0, |i| i + 1);
         self.loader
-            .write_flash(partition.offset, partition.size, &image[..used])?;
+            .write_flash_deflated(partition.offset, partition.size, &image[..used])?;
         let expected = hex::encode(<md5::Md5 as md5::Digest>::digest(&image[..]));
         let reported = self.loader.flash_md5(partition.offset, partition.size)?;
         if reported != expected {
@@ -433,19 +434,32 @@ impl DeviceDriver for Esp32Driver {
     fn read_back(&mut self) -> Result<Holdings, DeviceError> {
         self.connect()?;
         let partition = self.options.partition;
-        // The entries sit at the start; read in 512-byte steps until erased flash follows them.
-        let mut bytes = Zeroizing::new(Vec::new());
-        while bytes.len() < partition.size as usize {
-            let n = 512.min(partition.size as usize - bytes.len());
-            let chunk = self
-                .loader
-                .read_flash(partition.offset + bytes.len() as u32, n)?;
-            bytes.extend_from_slice(&chunk);
-            if chunk.iter().rev().take(64).all(|&b| b == 0xFF) {
+        // Walk the entries as the firmware does, each header giving its entry's length, and stop
+        // where no header follows (erased flash): only the written region crosses the wire, in
+        // the ROM's 64-byte reads. The MD5 at the write covered the whole partition.
+        let size = partition.size as usize;
+        let mut bytes = Zeroizing::new(Vec::with_capacity(size));
+        let mut at = 0usize;
+        loop {
+            let need = (at + HEADER_LEN).min(size);
+            while bytes.len() < need {
+                let n = rom::READ_SLOW_BLOCK.min(size - bytes.len());
+                let chunk = self
+                    .loader
+                    .read_flash(partition.offset + bytes.len() as u32, n)?;
+                bytes.extend_from_slice(&chunk);
+            }
+            if need < at + HEADER_LEN || bytes[at..at + 4] != TLV_MAGIC.to_le_bytes() {
+                break;
+            }
+            let len = usize::from(u16::from_le_bytes([bytes[at + 10], bytes[at + 11]]));
+            at += HEADER_LEN + len + padding(len) + FOOTER_LEN;
+            if at >= size {
                 break;
             }
         }
-        bytes.resize(partition.size as usize, 0xFF);
+        // What was not read is taken as erased, as the firmware's reader stops at the last entry.
+        bytes.resize(size, 0xFF);
         let digests = match SecureCertImage::parse(&bytes) {
             Ok(image) => image_digests(&image),
             Err(_) => Digests::new(),
