@@ -91,6 +91,9 @@ pub struct Esp32Driver {
     options: Esp32Options,
     synced: bool,
     wrote: bool,
+    /// The eFuse state read at identify (or after a burn): eFuses change only when burnt, which
+    /// only [`DeviceDriver::lock`] does, and it reads them again; the read-back reuses it.
+    efuses: Option<EfuseState>,
 }
 
 impl Esp32Driver {
@@ -103,6 +106,7 @@ impl Esp32Driver {
             options,
             synced: false,
             wrote: false,
+            efuses: None,
         })
     }
 
@@ -331,7 +335,9 @@ impl DeviceDriver for Esp32Driver {
         self.synced = false;
         self.connect()?;
         let mac = self.mac()?;
+        self.efuses = None;
         let efuses = self.efuse_state()?;
+        self.efuses = Some(efuses);
         let mut capabilities = Family::Esp32.capabilities();
         if self.options.burn_flash_encryption {
             capabilities.lock = LockKind::Permanent;
@@ -464,7 +470,10 @@ impl DeviceDriver for Esp32Driver {
             Ok(image) => image_digests(&image),
             Err(_) => Digests::new(),
         };
-        let efuses = self.efuse_state()?;
+        let efuses = match self.efuses {
+            Some(known) => known,
+            None => self.efuse_state()?,
+        };
         Ok(Holdings {
             digests,
             locked: efuses.flash_encryption || efuses.secure_boot,
@@ -491,7 +500,10 @@ impl DeviceDriver for Esp32Driver {
         self.loader.write_reg(reg::EFUSE_CMD, reg::EFUSE_CMD_PGM)?;
         self.loader.write_reg(reg::EFUSE_CONF, 0x5AA5)?;
         self.loader.write_reg(reg::EFUSE_CMD, 0x1)?;
-        if !self.efuse_state()?.flash_encryption {
+        self.efuses = None;
+        let burnt = self.efuse_state()?;
+        self.efuses = Some(burnt);
+        if !burnt.flash_encryption {
             return Err(DeviceError::Protocol {
                 port: self.port_name(),
                 step: Step::Lock,
