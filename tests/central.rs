@@ -55,3 +55,6 @@ mod station_service;
 
 #[path = "central/lease_service.rs"]
 mod lease_service;
+
+#[path = "central/stations_e2e.rs"]
+mod stations_e2e;

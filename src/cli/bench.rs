@@ -404,7 +404,7 @@ fn serial(args: &SerialArgs) -> anyhow::Result<ExitCode> {
             "nrf91, X.509 flow: CMEE CGSN CGMM CGMR ATTESTTOKEN CFUN=4 CMNG-list KEYGEN CMNG-list CMNG×2 CMNG-list"
         }
         Family::Esp32 => {
-            "esp32, x509-inject flow: SYNC magic MAC eFuses SPI_ATTACH/SET_PARAMS read-partition-head FLASH_BEGIN FLASH_DATA×2 SPI_FLASH_MD5, read-back READ_FLASH_SLOW×n eFuses, FLASH_END (no device keygen: 0)"
+            "esp32, x509-inject flow: SYNC magic MAC eFuses SPI_ATTACH/SET_PARAMS read-partition-head FLASH_DEFL_BEGIN FLASH_DEFL_DATA×n SPI_FLASH_MD5, read-back of the entries READ_FLASH_SLOW×n eFuses, FLASH_DEFL_END (no device keygen: 0)"
         }
         Family::ZephyrSmp => {
             "zephyr-smp, X.509 flow: params os-info×2 hwinfo keygen fs-status×2 fs-upload×2 settings-write×3 save, read-back hash×2 settings-read×3"

@@ -1,7 +1,8 @@
 //! `bench serial --family esp32`: one device through the `esp32` driver against the simulated ROM
-//! bootloader (sync, chip and MAC, eFuses, flash attach, the `esp_secure_cert` image written and
-//! checked by MD5, read back and compared, out of the bootloader). The station's key and
-//! certificate are made before the clock starts, as issuing is not the wire's time.
+//! bootloader (sync, chip and MAC, eFuses, flash attach, the `esp_secure_cert` image written
+//! compressed and checked by MD5, its entries read back and compared, out of the bootloader). The
+//! station's key and certificate are made before the clock starts, as issuing is not the wire's
+//! time.
 
 use std::time::{Duration, Instant};
 

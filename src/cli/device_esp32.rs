@@ -11,6 +11,7 @@ use dps_station::device::esp32::secure_cert::{
     self, DEFAULT_PARTITION_SIZE, SecureCertImage, SecureCertInputs, TYPE_CA_CERT, TYPE_DEV_CERT,
     TYPE_ENDPOINT, TYPE_ID_SCOPE, TYPE_REGISTRATION_ID,
 };
+use dps_station::device::esp32::symmetric;
 use dps_station::secret::SecretString;
 
 /// `device esp32 ...` subcommands.
@@ -163,6 +164,15 @@ fn parse(path: &PathBuf) -> anyhow::Result<ExitCode> {
         );
     }
     outln!(out, "private key: {}", image.key_summary());
+    // The DPS symmetric key (user data 4): said to be there, never shown.
+    let symmetric = match symmetric::symmetric_key(&image) {
+        Some(key) => format!("present, {} bytes (not shown)", key.len()),
+        None if image.entry(symmetric::TYPE_SYMMETRIC_KEY).is_some() => {
+            "present, not base64".into()
+        }
+        None => "absent".into(),
+    };
+    outln!(out, "symmetric key: {symmetric}");
     for (label, t) in [
         ("ID scope", TYPE_ID_SCOPE),
         ("endpoint", TYPE_ENDPOINT),

@@ -95,12 +95,13 @@ impl Family {
                 config: ConfigStorage::Written,
             },
             // The ROM bootloader makes no key and has no encrypted channel: the station's key
-            // crosses in plain in the esp_secure_cert image. The lock (eFuses) is the batch's
-            // explicit choice: the driver reports `Permanent` only then.
+            // (or the derived symmetric key, in a user-data entry) crosses in plain in the
+            // esp_secure_cert image. The lock (eFuses) is the batch's explicit choice: the driver
+            // reports `Permanent` only then.
             Family::Esp32 => Capabilities {
                 key_generation: KeyGeneration::None,
                 private_key_injection: Injection::Plain,
-                symmetric_key: Injection::None,
+                symmetric_key: Injection::Plain,
                 endorsement_key: false,
                 lock: LockKind::None,
                 reads_back_key: true,

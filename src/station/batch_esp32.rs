@@ -14,9 +14,10 @@ use std::path::Path;
 
 use serde::Deserialize;
 
-use super::config::ConfigError;
+use super::config::{BatchConfig, ConfigError, Mode};
 use crate::device::esp32::driver::Esp32Options;
 use crate::device::esp32::partitions::{SecureCertPartition, parse_table};
+use crate::device::esp32::room::{IdentityKind, least_image_len};
 
 /// `[esp32]` as written.
 #[derive(Debug, Default, Deserialize)]
@@ -80,6 +81,39 @@ pub fn validate(path: &Path, raw: RawEsp32, batch_name: &str) -> Result<Esp32Opt
         burn_flash_encryption: raw.burn_flash_encryption,
         ..Esp32Options::default()
     })
+}
+
+/// Whether the batch's identities can fit its `esp_secure_cert` partition at all (checked before
+/// the first device of an ESP32 slot); otherwise what to change, naming the batch's fields.
+pub fn check_room(batch: &BatchConfig) -> Result<(), String> {
+    let kind = match batch.mode {
+        Mode::SymmetricGroup | Mode::SymmetricIndividual => IdentityKind::Symmetric,
+        // Other modes have no image of their own here (the family fit refuses them).
+        _ => match batch.ca_chain_pem.as_deref() {
+            Some(ca_chain_pem) if batch.mode == Mode::X509Inject => {
+                IdentityKind::X509 { ca_chain_pem }
+            }
+            _ => return Ok(()),
+        },
+    };
+    let partition = batch.esp32.partition;
+    let least = least_image_len(kind, &batch.id_scope, &batch.global_endpoint)
+        .map_err(|e| format!("keys.ca_chain: {e}"))?;
+    if least > partition.size as usize {
+        return Err(format!(
+            "an identity of mode {} takes at least {least} bytes{} but the esp_secure_cert partition (esp32.partition_table: 0x{:X} at 0x{:X}) holds {}; give the batch (and the product) a partition table with a larger esp_secure_cert partition",
+            batch.mode,
+            if matches!(kind, IdentityKind::X509 { .. }) {
+                " with the CA of keys.ca_chain"
+            } else {
+                ""
+            },
+            partition.size,
+            partition.offset,
+            partition.size
+        ));
+    }
+    Ok(())
 }
 
 #[cfg(test)]

@@ -213,6 +213,16 @@ impl Engine {
                     reason,
                 }
             })?;
+            if family == crate::device::driver::Family::Esp32 {
+                super::batch_esp32::check_room(&batch).map_err(|reason| {
+                    EngineError::FamilyMisfit {
+                        slot: slot.clone(),
+                        family: family.as_str(),
+                        mode: batch.mode.as_str(),
+                        reason,
+                    }
+                })?;
+            }
         }
         let writer = WriterIdentity {
             station: station.name.clone(),

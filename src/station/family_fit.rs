@@ -13,7 +13,12 @@ pub fn mode_fits(mode: Mode, caps: &Capabilities, plain_secrets: bool) -> Result
         Injection::Encrypted => Ok(()),
         Injection::Plain if plain_secrets => Ok(()),
         Injection::Plain => Err(format!(
-            "it takes {what} only in plain over the cable; set plaintext_cable = true in batch.toml if the fixture's cable is trusted, or use mode x509-csr"
+            "it takes {what} only in plain over the cable; set plaintext_cable = true in batch.toml if the fixture's cable is trusted{}",
+            if caps.key_generation == KeyGeneration::None {
+                " (this family has no other way to receive a key)"
+            } else {
+                ", or use mode x509-csr"
+            }
         )),
         Injection::None => Err(format!("it cannot take {what}; {}", other_modes(caps))),
     };
@@ -49,8 +54,8 @@ pub fn batch_fits(batch: &super::config::BatchConfig, caps: &Capabilities) -> Re
     mode_fits(batch.mode, caps, batch.plain_secrets)
 }
 
-/// The modes a family can do, as advice: an ESP32's ROM makes no key and takes no symmetric key,
-/// so "use x509-csr" would send the operator from one refusal to the next.
+/// The modes a family can do, as advice: an ESP32's ROM makes no key, so "use x509-csr" would
+/// send the operator from one refusal to the next.
 fn other_modes(caps: &Capabilities) -> String {
     let mut modes = Vec::new();
     if caps.key_generation != KeyGeneration::None {
@@ -97,9 +102,19 @@ mod tests {
         assert_eq!(mode_fits(Mode::SymmetricIndividual, &nrf, true), Ok(()));
         let esp32 = Family::Esp32.capabilities();
         let csr = mode_fits(Mode::X509Csr, &esp32, true).unwrap_err();
-        assert!(csr.ends_with("use mode x509-inject"), "{csr}");
-        let sym = mode_fits(Mode::SymmetricGroup, &esp32, true).unwrap_err();
-        assert!(sym.ends_with("use mode x509-inject"), "{sym}");
+        assert!(
+            csr.ends_with("use one of: x509-inject, a symmetric mode"),
+            "{csr}"
+        );
+        let tpm = mode_fits(Mode::Tpm, &esp32, true).unwrap_err();
+        assert!(tpm.contains("no TPM"), "{tpm}");
+        assert_eq!(mode_fits(Mode::SymmetricGroup, &esp32, true), Ok(()));
+        assert_eq!(mode_fits(Mode::SymmetricIndividual, &esp32, true), Ok(()));
+        let sym = mode_fits(Mode::SymmetricGroup, &esp32, false).unwrap_err();
+        assert!(
+            sym.contains("plaintext_cable = true") && !sym.contains("x509-csr"),
+            "{sym}"
+        );
         assert_eq!(mode_fits(Mode::X509Inject, &esp32, true), Ok(()));
     }
 }

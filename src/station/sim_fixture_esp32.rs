@@ -14,6 +14,7 @@ use crate::device::esp32::secure_cert::{
     SecureCertImage, TYPE_CA_CERT, TYPE_DEV_CERT, TYPE_ID_SCOPE, TYPE_PRIV_KEY,
     TYPE_REGISTRATION_ID,
 };
+use crate::device::esp32::symmetric::TYPE_SYMMETRIC_KEY;
 use crate::device::simulator::{Esp32Faults, Esp32Sim};
 use crate::emulator::device_client::{DeviceCredential, DeviceRegistration, register};
 use crate::secret::SecretString;
@@ -91,7 +92,8 @@ impl SimFamily for Esp32Family {
 }
 
 /// What an ESP32 would present to DPS, read from its partition as `esp_secure_cert_mgr` reads it:
-/// device certificate + CA, the key, the ID scope and registration ID from the user-data entries.
+/// device certificate + CA and the key (or the symmetric key of user data 4), the ID scope and
+/// registration ID from the user-data entries.
 pub fn esp32_registration(
     ws: &DemoWorkspace,
     device: &Esp32Record,
@@ -107,17 +109,25 @@ pub fn esp32_registration(
             message: format!("its esp_secure_cert partition holds no {name}"),
         })
     };
-    let cert = entry(TYPE_DEV_CERT, "device certificate")?;
-    let ca = entry(TYPE_CA_CERT, "CA certificate")?;
-    let key = SecretString::new(entry(TYPE_PRIV_KEY, "private key")?);
+    // A symmetric identity: the derived key in user data 4, as firmware reads it (base64 text).
+    let credential = if image.entry(TYPE_SYMMETRIC_KEY).is_some() {
+        DeviceCredential::SymmetricKey(SecretString::new(entry(
+            TYPE_SYMMETRIC_KEY,
+            "symmetric key",
+        )?))
+    } else {
+        let cert = entry(TYPE_DEV_CERT, "device certificate")?;
+        let ca = entry(TYPE_CA_CERT, "CA certificate")?;
+        DeviceCredential::X509 {
+            chain_pem: format!("{}\n{}\n", cert.trim_end(), ca.trim_end()),
+            key_pem: SecretString::new(entry(TYPE_PRIV_KEY, "private key")?),
+        }
+    };
     Ok(DeviceRegistration {
         endpoint: ws.emulator.device_url(),
         id_scope: entry(TYPE_ID_SCOPE, "ID scope")?,
         registration_id: entry(TYPE_REGISTRATION_ID, "registration ID")?,
-        credential: DeviceCredential::X509 {
-            chain_pem: format!("{}\n{}\n", cert.trim_end(), ca.trim_end()),
-            key_pem: key,
-        },
+        credential,
         trust_pem: ws.emulator.ca_certificate_pem().map(str::to_string),
         payload: None,
     })

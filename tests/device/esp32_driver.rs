@@ -96,9 +96,25 @@ fn the_identity_is_written_verified_read_back_and_the_chip_let_go() {
 
     let id = identity("esp32-dev-11", 0);
     let cfg = config("esp32-dev-11");
+    let (sent_before, _) = driver.byte_counts();
     let stored = store(&mut driver, &id, &cfg, false).unwrap();
+    let (sent_after, received_before) = driver.byte_counts();
     let holdings = driver.read_back().unwrap();
     assert!(holdings.differences(&stored.digests).is_empty());
+    // Compressed, the write sends fewer bytes than the entries hold; the read-back reads the
+    // entries only (64 bytes and about 26 of framing per READ_FLASH_SLOW), not the partition.
+    let flash = sim.with_chip(|c| c.read_flash(0xD000, 0x2000).unwrap());
+    let used = flash.iter().rposition(|&b| b != 0xFF).unwrap() + 1;
+    assert!(
+        sent_after - sent_before < used as u64,
+        "{} sent for {used}",
+        sent_after - sent_before
+    );
+    let read = driver.byte_counts().1 - received_before;
+    assert!(
+        read < (used as u64 / 64 + 4) * 100,
+        "{read} bytes read back for {used} written"
+    );
     let public = id.key.public_key().to_sec1_bytes();
     assert_eq!(
         holdings.digests.get(&Held::DeviceKey),
@@ -245,4 +261,52 @@ fn the_efuse_state_says_locked_and_burning_needs_the_batch_option() {
     driver.lock().unwrap();
     assert!(driver.read_back().unwrap().locked);
     assert_eq!(plain.with_chip(|c| c.burns().len()), 1);
+}
+
+#[test]
+fn a_symmetric_key_is_written_in_user_data_4_and_compared_by_digest() {
+    use dps_station::device::esp32::symmetric::{TYPE_SYMMETRIC_KEY, symmetric_key};
+    let dir = tempfile::tempdir().unwrap();
+    let sim = sim(dir.path(), 18, Esp32Faults::default());
+    let mut driver = Esp32Driver::open(sim.path(), Esp32Options::default()).unwrap();
+    driver.identify().unwrap();
+    let key = SecretBytes::new((0u8..32).collect());
+    let cfg = config("esp32-sym-18");
+    let bundle = Bundle {
+        certificate_pem: None,
+        ca_chain_pem: None,
+        private_key: None,
+        symmetric_key: Some(&key),
+        config: &cfg,
+        overwrite: false,
+    };
+    let stored = driver.store(&bundle).unwrap();
+    assert!(stored.digests.contains_key(&Held::SymmetricKey));
+    let holdings = driver.read_back().unwrap();
+    assert!(holdings.differences(&stored.digests).is_empty());
+    let image = sim.with_chip(|c| c.read_flash(0xD000, 0x2000).unwrap());
+    let parsed = SecureCertImage::parse(&image).unwrap();
+    assert_eq!(symmetric_key(&parsed).unwrap().as_slice(), key.expose());
+    assert!(parsed.entry(TYPE_PRIV_KEY).is_none() && parsed.entry(TYPE_SYMMETRIC_KEY).is_some());
+    assert_eq!(parsed.text(TYPE_REGISTRATION_ID).unwrap(), "esp32-sym-18");
+
+    // The read-back of another key differs (what the pipeline refuses a device for).
+    let other = SecretBytes::new(vec![7; 32]);
+    let expected = driver
+        .digests_of(&Bundle {
+            symmetric_key: Some(&other),
+            ..bundle
+        })
+        .unwrap();
+    assert!(!holdings.differences(&expected).is_empty());
+
+    // Neither a certificate with its key nor a symmetric key: nothing to write, said so.
+    let err = driver
+        .store(&Bundle {
+            symmetric_key: None,
+            overwrite: true,
+            ..bundle
+        })
+        .unwrap_err();
+    assert!(matches!(err, DeviceError::Unsupported { .. }), "{err}");
 }

@@ -200,3 +200,54 @@ fn a_corrupt_image_is_refused_by_name() {
     assert!(!out.status.success());
     assert!(String::from_utf8_lossy(&out.stderr).contains("private key"));
 }
+
+#[test]
+fn espressifs_tool_reads_a_symmetric_image_with_the_key_in_user_data_4() {
+    use dps_station::device::DeviceConfig;
+    use dps_station::device::esp32::symmetric::symmetric_image;
+    let (python, script) = tool();
+    let dir = tempfile::tempdir().unwrap();
+    let d = dir.path();
+    let config = DeviceConfig {
+        registration_id: "esp32-sym-1".into(),
+        id_scope: "0ne00016ABC".into(),
+        global_endpoint: "global.azure-devices-provisioning.net".into(),
+        extra: Default::default(),
+    };
+    let key: Vec<u8> = (100u8..132).collect();
+    let image = symmetric_image(&key, &config)
+        .unwrap()
+        .to_bytes(0x2000)
+        .unwrap();
+    std::fs::write(d.join("sym.bin"), &image).unwrap();
+    run(Command::new(&python)
+        .current_dir(d)
+        .arg(&script)
+        .args(["--parse_bin", "sym.bin"]));
+    let csv =
+        std::fs::read_to_string(d.join("esp_secure_cert_parsed_data/esp_secure_cert_parsed.csv"))
+            .unwrap();
+    use base64::Engine as _;
+    let b64 = base64::prelude::BASE64_STANDARD.encode(&key);
+    for row in [
+        "ESP_SECURE_CERT_USER_DATA_1_TLV,0,0ne00016ABC,string".to_string(),
+        "ESP_SECURE_CERT_USER_DATA_3_TLV,0,esp32-sym-1,string".to_string(),
+        format!("ESP_SECURE_CERT_USER_DATA_4_TLV,0,{b64},string"),
+    ] {
+        assert!(csv.contains(&row), "missing {row} in\n{csv}");
+    }
+
+    // Ours names the key's presence and length, never the key.
+    let shown = run(Command::new(BIN).current_dir(d).args([
+        "device",
+        "esp32",
+        "parse-secure-cert",
+        "sym.bin",
+    ]));
+    assert!(
+        shown.contains("symmetric key: present, 32 bytes (not shown)"),
+        "{shown}"
+    );
+    assert!(shown.contains("private key: absent"), "{shown}");
+    assert!(!shown.contains(&b64), "{shown}");
+}

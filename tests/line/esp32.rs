@@ -142,3 +142,61 @@ fn a_chip_whose_flash_fails_md5_is_failed_by_name_and_nothing_of_it_is_enrolled(
     );
     assert_eq!(ws.emulator.enrollments_snapshot().len(), enrollments_before);
 }
+
+#[test]
+fn a_partition_too_small_for_the_batchs_identities_is_refused_before_the_batch_starts() {
+    let ws = DemoWorkspace::create(KeyStoreChoice::SoftHsm).unwrap();
+    let dir = tempfile::tempdir().unwrap();
+    // A CA whose certificate alone (a long subject) leaves no room in a 4 KiB partition.
+    let mut params = rcgen::CertificateParams::new(Vec::<String>::new()).unwrap();
+    params.is_ca = rcgen::IsCa::Ca(rcgen::BasicConstraints::Unconstrained);
+    for i in 0..40 {
+        params.distinguished_name.push(
+            rcgen::DnType::CustomDnType(vec![2, 5, 4, 11, i]),
+            format!("a rather long organisational unit name number {i} of the factory"),
+        );
+    }
+    let ca = params
+        .self_signed(&rcgen::KeyPair::generate().unwrap())
+        .unwrap();
+    let chain = dir.path().join("big-ca.pem");
+    std::fs::write(&chain, ca.pem()).unwrap();
+    let table = dir.path().join("partitions.csv");
+    std::fs::write(
+        &table,
+        "esp_secure_cert, 0x3F, , 0xD000, 0x1000, encrypted\n",
+    )
+    .unwrap();
+    let text = ws.batch_toml(Mode::X509Inject, "t-esp32-room", &RunOptions::default());
+    let demo_chain = ws.dir.join("ca-chain.pem").display().to_string();
+    assert!(text.contains(&demo_chain));
+    let text = format!(
+        "plaintext_cable = true\n{}\n[esp32]\npartition_table = {:?}\n",
+        text.replace(&demo_chain, &chain.display().to_string()),
+        table.display().to_string()
+    );
+    let flash = tempfile::tempdir().unwrap();
+    let fixture = SimFixture::of(
+        1,
+        3300,
+        Esp32Family {
+            faults: Esp32Faults::default(),
+            driver: Esp32Options::default(),
+            flash_dir: flash.path().to_path_buf(),
+        },
+    );
+    let sources: Vec<(String, Box<dyn DeviceSource>)> =
+        vec![("E1".into(), Box::new(Arc::clone(&fixture).slot("E1")))];
+    let Err(err) = Engine::start(ws.engine_setup("t-esp32-room", &text, sources).unwrap()) else {
+        panic!("a partition that holds no identity of the batch must be refused");
+    };
+    let text = err.to_string();
+    assert!(
+        text.contains("slot E1")
+            && text.contains("esp32.partition_table")
+            && text.contains("keys.ca_chain")
+            && text.contains("0x1000 at 0xD000"),
+        "{text}"
+    );
+    assert_eq!(fixture.started(), 0, "no device was touched");
+}

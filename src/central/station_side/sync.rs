@@ -69,6 +69,10 @@ pub enum Round {
     Resend { from_seq: i64 },
 }
 
+/// The most rounds the final flush at the end of a run makes (each up to `MAX_INGEST_ROWS` rows,
+/// plus the receipt rows each round appends).
+const FLUSH_ROUNDS: usize = 8;
+
 /// Everything the worker needs; built by the engine (or a test) from `[central]`.
 pub struct SyncWorker {
     /// This station's id (its certificate's CN).
@@ -206,7 +210,37 @@ impl SyncWorker {
             };
             match stop.recv_timeout(wait) {
                 Err(RecvTimeoutError::Timeout) => {}
-                Ok(()) | Err(RecvTimeoutError::Disconnected) => return,
+                Ok(()) | Err(RecvTimeoutError::Disconnected) => {
+                    self.flush(&notify);
+                    return;
+                }
+            }
+        }
+    }
+
+    /// At the end of a run: the rows the batch's last moments wrote (its close, the last
+    /// receipts) go up now rather than at the next run, so a station that is shut down holds a
+    /// receipt for every row. Bounded: at most [`FLUSH_ROUNDS`] rounds, and the first failure
+    /// (the service unreachable) ends it; the outbox keeps what is left for the next run.
+    fn flush(&self, notify: &impl Fn(SyncEvent)) {
+        for _ in 0..FLUSH_ROUNDS {
+            match self.round() {
+                Ok(Round::Sent {
+                    rows,
+                    head_seq,
+                    quarantined,
+                }) => {
+                    for q in quarantined {
+                        notify(SyncEvent::Quarantined(q));
+                    }
+                    notify(SyncEvent::Uploaded { rows, head_seq });
+                }
+                Ok(Round::Resend { .. }) => {}
+                Ok(Round::Idle) => return,
+                Err(e) => {
+                    tracing::info!(station = %self.station_id, error = %e, "central sync: the rest waits for the next run");
+                    return;
+                }
             }
         }
     }

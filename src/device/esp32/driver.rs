@@ -6,14 +6,16 @@
 //!   `ABS_DONE_0/1`: the chip is "locked" only if one is on), the flash attached, and the baud
 //!   raised if the batch asks.
 //! - key: the ROM makes none: the station makes it (`x509-inject`), and the certificate is signed
-//!   in the HSM as for every mode. The key crosses the cable in plain (the ROM has no encrypted
-//!   channel), so the batch must say `plaintext_cable = true`.
+//!   in the HSM as for every mode; or the batch's symmetric key derived for the device
+//!   (`symmetric-group` / `-individual`), in user-data entry 54 (`symmetric.rs` says why). The
+//!   key crosses the cable in plain (the ROM has no encrypted channel), so the batch must say
+//!   `plaintext_cable = true`.
 //! - store: the `esp_secure_cert` image (device certificate, CA, key, ID scope, endpoint,
-//!   registration ID, integrity) written at the partition's offset, checked with the ROM's flash
-//!   MD5 of the whole partition.
-//! - read back: the used part of the partition read with `READ_FLASH_SLOW`, parsed as the
-//!   firmware will parse it; digests of the certificates (DER), the config and the key's public
-//!   point.
+//!   registration ID, integrity) written compressed (`FLASH_DEFL_*`) at the partition's offset,
+//!   checked with the ROM's flash MD5 of the whole partition.
+//! - read back: the entries walked header by header with `READ_FLASH_SLOW` (only the written
+//!   region), parsed as the firmware will parse it; digests of the certificates (DER), the
+//!   config, the key's public point or the symmetric key.
 //! - lock: burning the flash-encryption eFuse only where the batch asked for it explicitly
 //!   (`Esp32Options::burn_flash_encryption`); otherwise the family has no lock.
 //! - leaving: `FLASH_END` "run" when the station lets the device go (drop), so the chip boots
@@ -30,9 +32,11 @@ use super::loader::Loader;
 use super::partitions::SecureCertPartition;
 use super::rom::{self, reg};
 use super::secure_cert::{
-    SecureCertError, SecureCertImage, SecureCertInputs, TYPE_CA_CERT, TYPE_DEV_CERT, TYPE_ENDPOINT,
-    TYPE_ID_SCOPE, TYPE_PRIV_KEY, TYPE_REGISTRATION_ID,
+    FOOTER_LEN, HEADER_LEN, SecureCertError, SecureCertImage, SecureCertInputs, TLV_MAGIC,
+    TYPE_CA_CERT, TYPE_DEV_CERT, TYPE_ENDPOINT, TYPE_ID_SCOPE, TYPE_PRIV_KEY, TYPE_REGISTRATION_ID,
+    padding,
 };
+use super::symmetric;
 use crate::device::driver::{
     Bundle, DeviceConfig, DeviceDriver, DeviceInfo, Digests, Family, GeneratedKey, Held, Holdings,
     LockKind, Stored, TpmEk,
@@ -87,6 +91,9 @@ pub struct Esp32Driver {
     options: Esp32Options,
     synced: bool,
     wrote: bool,
+    /// The eFuse state read at identify (or after a burn): eFuses change only when burnt, which
+    /// only [`DeviceDriver::lock`] does, and it reads them again; the read-back reuses it.
+    efuses: Option<EfuseState>,
 }
 
 impl Esp32Driver {
@@ -99,6 +106,7 @@ impl Esp32Driver {
             options,
             synced: false,
             wrote: false,
+            efuses: None,
         })
     }
 
@@ -189,41 +197,50 @@ impl Esp32Driver {
     fn image(&self, bundle: &Bundle<'_>) -> Result<Zeroizing<Vec<u8>>, DeviceError> {
         let step = Step::Command("FLASH_BEGIN (esp_secure_cert)");
         let partition = self.check_partition(step)?;
-        let (Some(cert), Some(chain), Some(key)) = (
+        let mut image = match (
             bundle.certificate_pem,
             bundle.ca_chain_pem,
             bundle.private_key,
-        ) else {
-            return Err(self.unsupported(
-                step,
-                "an identity other than a station-made key with its certificate and CA (use mode x509-inject)",
-            ));
-        };
-        let key = SecretKey::from_slice(key.expose())
-            .map_err(|_| self.input(step, "the station-made key is not a P-256 scalar".into()))?;
-        let key_pem = key
-            .to_pkcs8_pem(LineEnding::LF)
-            .map_err(|e| self.input(step, format!("cannot encode the key: {e}")))?;
-        let inputs = SecureCertInputs {
-            ca_pem: first_pem(chain).to_string(),
-            device_pem: cert.to_string(),
-            key_pem: SecretString::new(key_pem.as_str()),
-            id_scope: bundle.config.id_scope.clone(),
-            endpoint: bundle.config.global_endpoint.clone(),
-            registration_id: bundle.config.registration_id.clone(),
-        };
-        let image = SecureCertImage::from_inputs(&inputs)
-            .and_then(|i| i.to_bytes(partition.size as usize))
-            .map_err(|e| match e {
-                SecureCertError::NoRoom { needed, size } => self.input(
+            bundle.symmetric_key,
+        ) {
+            (Some(cert), Some(chain), Some(key), None) => {
+                let key = SecretKey::from_slice(key.expose()).map_err(|_| {
+                    self.input(step, "the station-made key is not a P-256 scalar".into())
+                })?;
+                let key_pem = key
+                    .to_pkcs8_pem(LineEnding::LF)
+                    .map_err(|e| self.input(step, format!("cannot encode the key: {e}")))?;
+                let inputs = SecureCertInputs {
+                    ca_pem: first_pem(chain).to_string(),
+                    device_pem: cert.to_string(),
+                    key_pem: SecretString::new(key_pem.as_str()),
+                    id_scope: bundle.config.id_scope.clone(),
+                    endpoint: bundle.config.global_endpoint.clone(),
+                    registration_id: bundle.config.registration_id.clone(),
+                };
+                SecureCertImage::from_inputs(&inputs)
+            }
+            (None, None, None, Some(key)) => symmetric::symmetric_image(key.expose(), bundle.config),
+            _ => {
+                return Err(self.unsupported(
                     step,
-                    format!(
-                        "the identity takes {needed} bytes but the esp_secure_cert partition at 0x{:X} holds {size}; give the batch a partition table with a larger esp_secure_cert partition (and flash the same table to the product)",
-                        partition.offset
-                    ),
+                    "an identity other than a station-made key with its certificate and CA, or a symmetric key (use mode x509-inject, symmetric-group or symmetric-individual)",
+                ));
+            }
+        }
+        .map_err(|e| self.input(step, e.to_string()))?;
+        let bytes = image.to_bytes(partition.size as usize);
+        symmetric::wipe(&mut image);
+        let image = bytes.map_err(|e| match e {
+            SecureCertError::NoRoom { needed, size } => self.input(
+                step,
+                format!(
+                    "the identity takes {needed} bytes but the esp_secure_cert partition at 0x{:X} holds {size}; give the batch a partition table with a larger esp_secure_cert partition (and flash the same table to the product)",
+                    partition.offset
                 ),
-                other => self.input(step, other.to_string()),
-            })?;
+            ),
+            other => self.input(step, other.to_string()),
+        })?;
         Ok(Zeroizing::new(image))
     }
 }
@@ -277,6 +294,9 @@ fn image_digests(image: &SecureCertImage) -> Digests {
             );
         }
     }
+    if let Some(key) = symmetric::symmetric_key(image) {
+        d.insert(Held::SymmetricKey, symmetric::key_digest(&key));
+    }
     if let (Some(scope), Some(endpoint), Some(rid)) = (
         image.text(TYPE_ID_SCOPE),
         image.text(TYPE_ENDPOINT),
@@ -315,7 +335,9 @@ impl DeviceDriver for Esp32Driver {
         self.synced = false;
         self.connect()?;
         let mac = self.mac()?;
+        self.efuses = None;
         let efuses = self.efuse_state()?;
+        self.efuses = Some(efuses);
         let mut capabilities = Family::Esp32.capabilities();
         if self.options.burn_flash_encryption {
             capabilities.lock = LockKind::Permanent;
@@ -383,7 +405,7 @@ impl DeviceDriver for Esp32Driver {
         // covers the whole partition, erased tail included.
         let used = image.iter().rposition(|&b| b != 0xFF).map_or(0, |i| i + 1);
         self.loader
-            .write_flash(partition.offset, partition.size, &image[..used])?;
+            .write_flash_deflated(partition.offset, partition.size, &image[..used])?;
         let expected = hex::encode(<md5::Md5 as md5::Digest>::digest(&image[..]));
         let reported = self.loader.flash_md5(partition.offset, partition.size)?;
         if reported != expected {
@@ -408,6 +430,9 @@ impl DeviceDriver for Esp32Driver {
         if let Some(digest) = bundle.ca_chain_pem.map(first_pem).and_then(cert_digest) {
             d.insert(Held::CaChain, digest);
         }
+        if let Some(key) = bundle.symmetric_key {
+            d.insert(Held::SymmetricKey, symmetric::key_digest(key.expose()));
+        }
         d.insert(Held::Config, config_digest(bundle.config));
         Ok(d)
     }
@@ -415,24 +440,40 @@ impl DeviceDriver for Esp32Driver {
     fn read_back(&mut self) -> Result<Holdings, DeviceError> {
         self.connect()?;
         let partition = self.options.partition;
-        // The entries sit at the start; read in 512-byte steps until erased flash follows them.
-        let mut bytes = Zeroizing::new(Vec::new());
-        while bytes.len() < partition.size as usize {
-            let n = 512.min(partition.size as usize - bytes.len());
-            let chunk = self
-                .loader
-                .read_flash(partition.offset + bytes.len() as u32, n)?;
-            bytes.extend_from_slice(&chunk);
-            if chunk.iter().rev().take(64).all(|&b| b == 0xFF) {
+        // Walk the entries as the firmware does, each header giving its entry's length, and stop
+        // where no header follows (erased flash): only the written region crosses the wire, in
+        // the ROM's 64-byte reads. The MD5 at the write covered the whole partition.
+        let size = partition.size as usize;
+        let mut bytes = Zeroizing::new(Vec::with_capacity(size));
+        let mut at = 0usize;
+        loop {
+            let need = (at + HEADER_LEN).min(size);
+            while bytes.len() < need {
+                let n = rom::READ_SLOW_BLOCK.min(size - bytes.len());
+                let chunk = self
+                    .loader
+                    .read_flash(partition.offset + bytes.len() as u32, n)?;
+                bytes.extend_from_slice(&chunk);
+            }
+            if need < at + HEADER_LEN || bytes[at..at + 4] != TLV_MAGIC.to_le_bytes() {
+                break;
+            }
+            let len = usize::from(u16::from_le_bytes([bytes[at + 10], bytes[at + 11]]));
+            at += HEADER_LEN + len + padding(len) + FOOTER_LEN;
+            if at >= size {
                 break;
             }
         }
-        bytes.resize(partition.size as usize, 0xFF);
+        // What was not read is taken as erased, as the firmware's reader stops at the last entry.
+        bytes.resize(size, 0xFF);
         let digests = match SecureCertImage::parse(&bytes) {
             Ok(image) => image_digests(&image),
             Err(_) => Digests::new(),
         };
-        let efuses = self.efuse_state()?;
+        let efuses = match self.efuses {
+            Some(known) => known,
+            None => self.efuse_state()?,
+        };
         Ok(Holdings {
             digests,
             locked: efuses.flash_encryption || efuses.secure_boot,
@@ -459,7 +500,10 @@ impl DeviceDriver for Esp32Driver {
         self.loader.write_reg(reg::EFUSE_CMD, reg::EFUSE_CMD_PGM)?;
         self.loader.write_reg(reg::EFUSE_CONF, 0x5AA5)?;
         self.loader.write_reg(reg::EFUSE_CMD, 0x1)?;
-        if !self.efuse_state()?.flash_encryption {
+        self.efuses = None;
+        let burnt = self.efuse_state()?;
+        self.efuses = Some(burnt);
+        if !burnt.flash_encryption {
             return Err(DeviceError::Protocol {
                 port: self.port_name(),
                 step: Step::Lock,

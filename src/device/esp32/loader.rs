@@ -1,5 +1,6 @@
 //! The station's side of the ESP32 ROM bootloader: sync, registers, baud change, flash write in
-//! 0x400-byte blocks, the ROM's flash MD5, `READ_FLASH_SLOW` read-back, and leaving the bootloader.
+//! 0x400-byte blocks (plain or zlib-compressed), the ROM's flash MD5, `READ_FLASH_SLOW` read-back,
+//! and leaving the bootloader.
 //!
 //! Why not the `espflash` crate (4.7), which the issue prefers: its `Connection` could be opened
 //! on a pty (`ResetBeforeOperation::NoReset`, a made-up `UsbPortInfo`) and its `Flasher` has a
@@ -34,9 +35,16 @@ pub struct Loader {
     port_name: String,
     port: Box<dyn SerialPort>,
     decoder: SlipDecoder,
+    /// Bytes read from the port and not yet decoded (one read can hold several answers: the
+    /// eight answers to one `SYNC`). Zeroized: read-back answers carry the partition's key.
+    pending: Zeroizing<Vec<u8>>,
+    /// How far `pending` has been decoded.
+    pending_at: usize,
     baud: u32,
     sent: u64,
     received: u64,
+    /// The last flash write was compressed: it is ended with `FLASH_DEFL_END`.
+    deflated: bool,
 }
 
 impl Loader {
@@ -46,9 +54,12 @@ impl Loader {
             port_name: port_name.to_string(),
             port,
             decoder: SlipDecoder::new(0x4000),
+            pending: Zeroizing::new(Vec::new()),
+            pending_at: 0,
             baud,
             sent: 0,
             received: 0,
+            deflated: false,
         }
     }
 
@@ -84,7 +95,8 @@ impl Loader {
         Ok(())
     }
 
-    /// The next response to `op` within `wait`; `None` on timeout. Other packets are skipped.
+    /// The next response to `op` within `wait`; `None` on timeout. Other packets are skipped;
+    /// bytes after the answer stay pending for the next call.
     fn receive(
         &mut self,
         op: u8,
@@ -92,16 +104,10 @@ impl Loader {
         step: Step,
     ) -> Result<Option<Response>, DeviceError> {
         let deadline = Instant::now() + wait;
-        let mut buf = [0u8; 512];
-        while Instant::now() < deadline {
-            let n = match self.port.read(&mut buf) {
-                Ok(n) => n,
-                Err(e) if matches!(e.kind(), ErrorKind::TimedOut | ErrorKind::WouldBlock) => 0,
-                Err(e) if e.kind() == ErrorKind::Interrupted => 0,
-                Err(e) => return Err(self.vanished(step, e)),
-            };
-            self.received += n as u64;
-            for &b in &buf[..n] {
+        let mut buf = Zeroizing::new([0u8; 512]);
+        loop {
+            while let Some(&b) = self.pending.get(self.pending_at) {
+                self.pending_at += 1;
                 if let Some(packet) = self.decoder.push(b)
                     && let Some(r) = Response::parse(&packet)
                     && r.op == op
@@ -109,8 +115,20 @@ impl Loader {
                     return Ok(Some(r));
                 }
             }
+            self.pending.clear();
+            self.pending_at = 0;
+            if Instant::now() >= deadline {
+                return Ok(None);
+            }
+            let n = match self.port.read(&mut buf[..]) {
+                Ok(n) => n,
+                Err(e) if matches!(e.kind(), ErrorKind::TimedOut | ErrorKind::WouldBlock) => 0,
+                Err(e) if e.kind() == ErrorKind::Interrupted => 0,
+                Err(e) => return Err(self.vanished(step, e)),
+            };
+            self.received += n as u64;
+            self.pending.extend_from_slice(&buf[..n]);
         }
-        Ok(None)
     }
 
     /// Sends `cmd` and returns its answer's body (`body_len` bytes before the status) and value.
@@ -236,6 +254,8 @@ impl Loader {
         std::thread::sleep(Duration::from_millis(50));
         let _ = self.port.clear(serialport::ClearBuffer::Input);
         self.decoder = SlipDecoder::new(0x4000);
+        self.pending.clear();
+        self.pending_at = 0;
         Ok(())
     }
 
@@ -243,6 +263,7 @@ impl Loader {
     /// `FLASH_WRITE_SIZE` blocks, the last padded with erased bytes; what follows `data` stays
     /// erased (`0xFF`) without crossing the wire. Does not end the write: [`Loader::run_app`] does.
     pub fn write_flash(&mut self, offset: u32, erase: u32, data: &[u8]) -> Result<(), DeviceError> {
+        self.deflated = false;
         let blocks = data.len().div_ceil(rom::FLASH_WRITE_SIZE);
         let erase = erase.max(data.len() as u32);
         let sectors = (erase as usize).div_ceil(rom::SECTOR_SIZE) as u32;
@@ -261,6 +282,58 @@ impl Loader {
             block.resize(rom::FLASH_WRITE_SIZE, 0xFF);
             let cmd = Command::block(op::FLASH_DATA, seq as u32, &block);
             self.command(cmd, 0, Duration::ZERO, Step::Command("FLASH_DATA"))?;
+        }
+        Ok(())
+    }
+
+    /// Erases `erase` bytes at `offset` (a sector boundary) and writes `data` there compressed
+    /// (`FLASH_DEFL_BEGIN`/`DATA`: zlib, inflated by the ROM into flash), the compressed stream in
+    /// `FLASH_WRITE_SIZE` blocks, the last one short: fewer bytes cross the wire than with
+    /// [`Loader::write_flash`], whose blocks are padded. The classic ESP32's ROM takes these
+    /// commands without the stub (esptool sends them to it). The compressor's own buffers are freed
+    /// without zeroizing; the compressed bytes are zeroized.
+    pub fn write_flash_deflated(
+        &mut self,
+        offset: u32,
+        erase: u32,
+        data: &[u8],
+    ) -> Result<(), DeviceError> {
+        use std::io::Write as _;
+        let step = Step::Command("FLASH_DEFL_BEGIN");
+        // Room for incompressible data (zlib adds 5 bytes per 64 KiB stored block and 6 in all),
+        // so that the output is never reallocated and leaves no copy behind.
+        let mut encoder = flate2::write::ZlibEncoder::new(
+            Vec::with_capacity(data.len() + data.len() / 1024 + 64),
+            flate2::Compression::best(),
+        );
+        let compressed = encoder
+            .write_all(data)
+            .and_then(|()| encoder.finish())
+            .map(Zeroizing::new)
+            .map_err(|e| DeviceError::Protocol {
+                port: self.port_name.clone(),
+                step,
+                reason: format!("cannot compress the image: {e}"),
+            })?;
+        let block = rom::FLASH_WRITE_SIZE;
+        let blocks = compressed.len().div_ceil(block);
+        // The ROM erases at begin, the size rounded up to whole blocks (as esptool sends it).
+        let erase = (erase.max(data.len() as u32) as usize).div_ceil(block) * block;
+        let sectors = erase.div_ceil(rom::SECTOR_SIZE) as u32;
+        let begin = [erase as u32, blocks as u32, block as u32, offset]
+            .iter()
+            .flat_map(|w| w.to_le_bytes())
+            .collect();
+        self.command(
+            Command::new(op::FLASH_DEFL_BEGIN, begin),
+            0,
+            ERASE_PER_SECTOR * sectors,
+            step,
+        )?;
+        self.deflated = true;
+        for (seq, chunk) in compressed.chunks(block).enumerate() {
+            let cmd = Command::block(op::FLASH_DEFL_DATA, seq as u32, chunk);
+            self.command(cmd, 0, Duration::ZERO, Step::Command("FLASH_DEFL_DATA"))?;
         }
         Ok(())
     }
@@ -314,13 +387,15 @@ impl Loader {
     /// Ends the flash write and leaves the bootloader: the chip runs its application. Waits at
     /// most `wait` for the answer (a chip already gone need not hold up the slot).
     pub fn run_app(&mut self, wait: Duration) -> Result<(), DeviceError> {
-        let step = Step::Command("FLASH_END");
+        // A compressed write is ended by its own command; either runs the application.
+        let (end, step) = if std::mem::take(&mut self.deflated) {
+            (op::FLASH_DEFL_END, Step::Command("FLASH_DEFL_END"))
+        } else {
+            (op::FLASH_END, Step::Command("FLASH_END"))
+        };
         let started = Instant::now();
-        self.send(
-            &Command::new(op::FLASH_END, 0u32.to_le_bytes().to_vec()),
-            step,
-        )?;
-        match self.receive(op::FLASH_END, wait, step)? {
+        self.send(&Command::new(end, 0u32.to_le_bytes().to_vec()), step)?;
+        match self.receive(end, wait, step)? {
             Some(r) if r.body(0).is_ok() => Ok(()),
             Some(r) => Err(DeviceError::Protocol {
                 port: self.port_name.clone(),

@@ -6,6 +6,8 @@ pub mod driver;
 pub mod loader;
 pub mod partitions;
 pub mod rom;
+pub mod room;
 pub mod secure_cert;
+pub mod symmetric;
 
 pub use secure_cert::{SecureCertError, SecureCertImage, SecureCertInputs, TlvEntry};

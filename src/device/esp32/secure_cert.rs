@@ -171,7 +171,7 @@ pub fn crc32_esp(bytes: &[u8]) -> u32 {
     !crc
 }
 
-fn padding(len: usize) -> usize {
+pub(super) fn padding(len: usize) -> usize {
     (ALIGNMENT - len % ALIGNMENT) % ALIGNMENT
 }
 
@@ -200,7 +200,10 @@ pub fn encode_entry(
 
 /// A certificate as Espressif's tool stores it: re-encoded PEM (64-column lines, LF) + NUL, so
 /// that mbedtls on the chip, which wants the terminator, parses it in place.
-fn certificate_entry(what: &'static str, text: &str) -> Result<Vec<u8>, SecureCertError> {
+pub(super) fn certificate_entry(
+    what: &'static str,
+    text: &str,
+) -> Result<Vec<u8>, SecureCertError> {
     let bad = |reason: String| SecureCertError::BadInput { what, reason };
     let (label, der) = pem::decode_vec(text.trim().as_bytes()).map_err(|e| bad(e.to_string()))?;
     if label != "CERTIFICATE" {
@@ -432,7 +435,7 @@ pub fn type_name(tlv_type: u8) -> &'static str {
         51 => "user data 1 (ID scope)",
         52 => "user data 2 (endpoint)",
         53 => "user data 3 (registration ID)",
-        54 => "user data 4",
+        54 => "user data 4 (DPS symmetric key)",
         55 => "user data 5",
         _ => "unknown type",
     }

@@ -83,13 +83,9 @@ impl Drop for Esp32Sim {
     }
 }
 
-/// Sleeps for `bytes` at `baud` when the UART is paced.
-fn pace_for(bytes: usize, baud: u32, pace: bool) {
-    if pace {
-        std::thread::sleep(Duration::from_secs_f64(
-            bytes as f64 * 10.0 / f64::from(baud.max(1)),
-        ));
-    }
+/// The time `bytes` take on a UART at `baud` (10 bits a byte: start, 8 data, stop).
+fn wire_time(bytes: usize, baud: u32) -> Duration {
+    Duration::from_secs_f64(bytes as f64 * 10.0 / f64::from(baud.max(1)))
 }
 
 fn run(
@@ -101,6 +97,11 @@ fn run(
 ) {
     let mut decoder = SlipDecoder::new(PACKET_LIMIT);
     let mut buf = [0u8; 4096];
+    // Paced, the wire time owed since the last answer: the command's bytes as they arrive, then
+    // the answer's. It is slept once, before the answer goes out, so that one exchange costs one
+    // sleep (and one scheduler wake-up), as one command and its answer cost the UART their bytes'
+    // time and no more.
+    let mut owed = Duration::ZERO;
     while !stop.load(Ordering::Relaxed) {
         let n = match port.read(&mut buf) {
             Ok(0) => continue,
@@ -121,7 +122,7 @@ fn run(
         };
         bytes.fetch_add(n as u64, Ordering::Relaxed);
         let baud = chip.lock().unwrap_or_else(|p| p.into_inner()).baud();
-        pace_for(n, baud, pace);
+        owed += wire_time(n, baud);
         for &b in &buf[..n] {
             let Some(packet) = decoder.push(b) else {
                 continue;
@@ -138,7 +139,11 @@ fn run(
                 continue;
             }
             // A baud change is answered at the old speed, then the UART switches.
-            pace_for(out.len(), baud_before, pace);
+            owed += wire_time(out.len(), baud_before);
+            if pace {
+                std::thread::sleep(std::mem::take(&mut owed));
+            }
+            owed = Duration::ZERO;
             bytes.fetch_add(out.len() as u64, Ordering::Relaxed);
             if port.write_all(&out).and_then(|()| port.flush()).is_err() {
                 break;
