@@ -630,14 +630,6 @@ fn slot_worker(
             });
             return;
         }
-        // A joined station takes a device only with a lease unit for it.
-        let permit = match &ctx.leases {
-            Some(gate) => match wait_for_unit(gate, slot, &shared.stop, &emit) {
-                Some(permit) => Some(permit),
-                None => continue,
-            },
-            None => None,
-        };
         emit(Event::SlotWaiting { slot: slot.into() });
         let Some(mut arrival) = source.next_device(&shared.stop) else {
             emit(Event::SlotStopped {
@@ -655,6 +647,21 @@ fn slot_worker(
             source.finished(Some(arrival.driver), None, false);
             continue;
         }
+        // A joined station provisions a device only with a lease unit for it. The unit is taken
+        // once the device is there: reserved by an empty slot it would sit idle while devices in
+        // other slots wait (a fixture of 100 slots would strand 100 units).
+        let permit = match &ctx.leases {
+            Some(gate) => match wait_for_unit(gate, slot, &shared.stop, &emit) {
+                Some(permit) => Some(permit),
+                None => {
+                    // Stopped while waiting: the device stays where it is, its place goes back.
+                    shared.claimed.fetch_sub(1, Ordering::SeqCst);
+                    source.finished(Some(arrival.driver), None, false);
+                    continue;
+                }
+            },
+            None => None,
+        };
         if ctx.batch.serial_from == SerialFrom::Label || arrival.info.serial.trim().is_empty() {
             let Some(label) = wait_for_label(slot, &arrival.info.hardware_id, shared, &emit) else {
                 // Stopped while waiting: the device stays where it is, its place goes back.

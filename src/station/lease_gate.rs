@@ -129,7 +129,7 @@ impl RunningLeases {
     }
 }
 
-/// Before a slot takes a device: reserves a lease unit, telling the desk why it waits while there
+/// Once a device is in the slot, before it is provisioned: reserves a lease unit, telling the desk why it waits while there
 /// is none. `None` when the batch stops first.
 pub fn wait_for_unit(
     gate: &Arc<LeaseGate>,

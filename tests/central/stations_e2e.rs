@@ -122,6 +122,19 @@ fn spawn_run(station: &Station) -> Child {
         .unwrap()
 }
 
+/// The station processes; killed if the test ends early (a failed assertion), so no station
+/// outlives its test.
+struct Runs(Vec<Child>);
+
+impl Drop for Runs {
+    fn drop(&mut self) {
+        for child in &mut self.0 {
+            let _ = child.kill();
+            let _ = child.wait();
+        }
+    }
+}
+
 fn count(pg: &PgCluster, sql: &str) -> usize {
     pg.psql("central", sql).parse().unwrap_or(0)
 }
@@ -155,7 +168,7 @@ fn three_stations_share_a_batch_capped_at_300_and_every_chain_verifies() {
         String::from_utf8_lossy(&out.stderr)
     );
     let stations: Vec<Station> = (0..STATIONS).map(|i| joined_station(&service, i)).collect();
-    let mut runs: Vec<Child> = stations.iter().map(spawn_run).collect();
+    let mut runs = Runs(stations.iter().map(spawn_run).collect());
 
     // Until the cap is spent: 300 live identities of the batch centrally (bounded wait).
     let started = Instant::now();
@@ -191,12 +204,12 @@ fn three_stations_share_a_batch_capped_at_300_and_every_chain_verifies() {
 
     // The stations still running wait on a spent cap; they stop on SIGTERM (the batch pauses,
     // unused lease parts go back, the outbox is flushed).
-    for run in &mut runs {
+    for run in &mut runs.0 {
         if run.try_wait().unwrap().is_none() {
             signal(run, "TERM");
         }
     }
-    for (run, station) in runs.iter_mut().zip(&stations) {
+    for (run, station) in runs.0.iter_mut().zip(&stations) {
         assert!(
             wait_exit(run, Duration::from_secs(90)).is_some(),
             "{} did not stop\n{}",
