@@ -31,3 +31,6 @@ mod reports;
 mod roles;
 #[path = "gui/scan.rs"]
 mod scan;
+
+#[path = "gui/central.rs"]
+mod central;

@@ -20,6 +20,7 @@ pub fn all(station: &StationHandle, columns: usize) -> Vec<Box<dyn Screen>> {
         Box::new(super::engineer::enrollment::EnrollmentScreen::new()),
         Box::new(super::engineer::manifests::ManifestsScreen::new()),
         Box::new(super::engineer::export::ExportScreen::default()),
+        Box::new(super::engineer::central::CentralScreen::new()),
         // The officer's (the audit log is the engineer's too).
         Box::new(super::officer::session::SessionScreen::new(station)),
         Box::new(AuditScreen::new(station)),

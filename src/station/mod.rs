@@ -8,6 +8,7 @@
 
 pub mod batch_doc;
 pub mod batch_esp32;
+pub mod central_view;
 pub mod config;
 pub mod demo;
 pub mod demo_desk;

@@ -4,6 +4,7 @@
 
 pub mod batch_editor;
 pub mod batch_editor_worker;
+pub mod central;
 pub mod enrollment;
 pub mod export;
 pub mod ledger;
