@@ -615,7 +615,15 @@ impl DeskApp {
                             .as_ref()
                             .map(|s| tr.f("problem.slot", &[("slot", s)]))
                             .unwrap_or_default();
-                        ui.label(RichText::new(format!("▲ {slot}{}", problem.text)).color(p.text));
+                        let text = match &problem.message {
+                            Some(m) => {
+                                let args: Vec<(&str, &str)> =
+                                    m.args.iter().map(|(k, v)| (*k, v.as_str())).collect();
+                                tr.f(m.key, &args)
+                            }
+                            None => problem.text.clone(),
+                        };
+                        ui.label(RichText::new(format!("▲ {slot}{text}")).color(p.text));
                         if ui.button(tr.t("problem.ack")).clicked() {
                             let _ = self.tx.send(UiCommand::Acknowledge(problem.seq));
                         }

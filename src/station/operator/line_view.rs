@@ -154,6 +154,16 @@ pub struct Problem {
     pub slot: Option<String>,
     /// The engine's words.
     pub text: String,
+    /// The same in the desk's message files, where the desk has a message for it (a key and its
+    /// arguments): the operator reads it in the desk's language; `text` stays for logs and `run`.
+    pub message: Option<ProblemMessage>,
+}
+
+/// A problem's message key and arguments (`{name}` placeholders of the message files).
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct ProblemMessage {
+    pub key: &'static str,
+    pub args: Vec<(&'static str, String)>,
 }
 
 /// The line as it is now.
@@ -390,9 +400,32 @@ impl LineView {
             // acknowledge it; the line itself never waits on the service.
             Event::Central(notice) => match notice {
                 CentralNotice::Uploaded { .. } => {}
-                CentralNotice::Conflict { .. }
-                | CentralNotice::Unreachable { .. }
-                | CentralNotice::Stopped { .. } => {
+                CentralNotice::Conflict {
+                    serial,
+                    model,
+                    registration_id,
+                    held_by,
+                } => {
+                    let text = notice.describe();
+                    let text = text.trim_start_matches('▲').trim_start().to_string();
+                    self.raise(stamped, None, text.clone());
+                    if let Some(p) = self
+                        .problems
+                        .iter_mut()
+                        .find(|p| p.slot.is_none() && p.text == text)
+                    {
+                        p.message = Some(ProblemMessage {
+                            key: "central.desk_conflict",
+                            args: vec![
+                                ("serial", serial.clone()),
+                                ("model", model.clone()),
+                                ("registration_id", registration_id.clone()),
+                                ("held_by", held_by.clone()),
+                            ],
+                        });
+                    }
+                }
+                CentralNotice::Unreachable { .. } | CentralNotice::Stopped { .. } => {
                     let text = notice.describe();
                     let text = text.trim_start_matches('▲').trim_start().to_string();
                     self.raise(stamped, None, text);
@@ -419,6 +452,7 @@ impl LineView {
             at: stamped.at,
             slot,
             text,
+            message: None,
         });
     }
 
@@ -547,6 +581,47 @@ mod tests {
             v.acknowledge(seq);
         }
         assert!(v.problems.is_empty());
+    }
+
+    #[test]
+    fn a_central_conflict_is_one_problem_with_the_desk_message_and_its_arguments() {
+        let mut v = LineView::default();
+        let mut n = 0;
+        let mut feed = |v: &mut LineView, e: StationEvent| {
+            n += 1;
+            v.apply(&stamp(n, e));
+        };
+        let conflict = || {
+            StationEvent::Engine(Event::Central(CentralNotice::Conflict {
+                serial: "SN9".into(),
+                model: "sim-sensor".into(),
+                registration_id: "demo-sn9".into(),
+                held_by: "line-2".into(),
+            }))
+        };
+        feed(
+            &mut v,
+            StationEvent::Engine(Event::EnrollmentProblem {
+                message: "DPS unreachable".into(),
+            }),
+        );
+        feed(&mut v, conflict());
+        feed(&mut v, conflict());
+        assert_eq!(v.problems.len(), 2, "a repeated conflict is one line");
+        let p = &v.problems[1];
+        assert!(
+            p.text.contains("SN9") && p.text.contains("line-2"),
+            "{}",
+            p.text
+        );
+        let m = p.message.as_ref().expect("the desk's message for it");
+        assert_eq!(m.key, "central.desk_conflict");
+        assert!(m.args.contains(&("held_by", "line-2".to_string())));
+        assert!(m.args.contains(&("serial", "SN9".to_string())));
+        assert_eq!(
+            v.problems[0].message, None,
+            "other problems keep the engine's words"
+        );
     }
 
     #[test]
