@@ -10,7 +10,7 @@ use std::path::{Path, PathBuf};
 use std::process::{Child, Command, Stdio};
 use std::time::{Duration, Instant};
 
-use dps_station::device::simulator::{Fleet, SimOptions};
+use dps_station::device::simulator::{Fleet, SimFaults, SimOptions};
 use dps_station::ledger::Ledger;
 use dps_station::station::config::{KeyStoreConfig, Mode};
 use dps_station::station::demo::{DemoWorkspace, KeyStoreChoice, RunOptions, USER_PIN};
@@ -51,10 +51,30 @@ impl Station {
 
 /// A station with its own token, emulator and devices, joined to the service.
 fn joined_station(service: &CentralService, index: usize) -> Station {
+    joined_station_with(
+        service,
+        index,
+        BATCH,
+        DEVICES_PER_STATION,
+        DEVICES_PER_STATION,
+        &SimOptions::default(),
+    )
+}
+
+/// [`joined_station`] with `devices` simulated devices (`sim`) and a batch named `batch` of `count`
+/// (more than `devices` keeps the run going after the last device, for the outage test).
+fn joined_station_with(
+    service: &CentralService,
+    index: usize,
+    batch: &str,
+    devices: usize,
+    count: usize,
+    sim: &SimOptions,
+) -> Station {
     let id = format!("line-{}", index + 1);
     let ws = DemoWorkspace::create(KeyStoreChoice::SoftHsm).unwrap();
     let dir = tempfile::tempdir().unwrap();
-    let fleet = Fleet::start(DEVICES_PER_STATION, &SimOptions::default()).unwrap();
+    let fleet = Fleet::start(devices, sim).unwrap();
     let KeyStoreConfig::Pkcs11 { token_label, .. } = &ws.station.keystore else {
         panic!("SoftHSM2 expected")
     };
@@ -68,12 +88,12 @@ fn joined_station(service: &CentralService, index: usize) -> Station {
     }
     std::fs::write(dir.path().join("station.toml"), station).unwrap();
     let options = RunOptions {
-        devices: DEVICES_PER_STATION as u64,
+        devices: count as u64,
         ..RunOptions::default()
     };
     std::fs::write(
         dir.path().join("batch.toml"),
-        ws.batch_toml(Mode::X509Csr, BATCH, &options),
+        ws.batch_toml(Mode::X509Csr, batch, &options),
     )
     .unwrap();
     let station = Station {
@@ -278,6 +298,12 @@ fn three_stations_share_a_batch_capped_at_300_and_every_chain_verifies() {
     );
 
     // Every chain, every receipt and every station's own ledger, end to end.
+    central_verify(&service, &stations.iter().collect::<Vec<_>>());
+}
+
+/// `central verify` over the service's database, with each station's own ledger; panics with its
+/// words when a chain is broken.
+fn central_verify(service: &CentralService, stations: &[&Station]) {
     let signer = service.dir().join("signer.pem");
     let mut args: Vec<String> = vec![
         "central".into(),
@@ -287,7 +313,7 @@ fn three_stations_share_a_batch_capped_at_300_and_every_chain_verifies() {
         "--signer-certificate".into(),
         path(&signer),
     ];
-    for station in &stations {
+    for station in stations {
         args.push("--ledger".into());
         args.push(format!("{}={}", station.id, path(&station.ledger())));
     }
@@ -298,6 +324,195 @@ fn three_stations_share_a_batch_capped_at_300_and_every_chain_verifies() {
         String::from_utf8_lossy(&out.stdout),
         String::from_utf8_lossy(&out.stderr)
     );
+}
+
+/// Identities of `batch` in a station's own ledger, and its outbox depth.
+fn local(station: &Station, batch: &str) -> (usize, u64) {
+    let Ok(ledger) = Ledger::open_read_only(&station.ledger()) else {
+        return (0, 0);
+    };
+    let n = ledger
+        .list_identities(&dps_station::ledger::IdentityFilter {
+            batch: Some(batch.into()),
+            ..Default::default()
+        })
+        .map(|l| l.len())
+        .unwrap_or(0);
+    let depth = ledger.outbox_status().map(|s| s.depth).unwrap_or(0);
+    (n, depth)
+}
+
+/// The rows the service holds of a station: count and highest seq (equal when there is no gap;
+/// the primary key makes a duplicate impossible).
+fn held_rows(pg: &PgCluster, station: &str) -> (usize, usize) {
+    let text = pg.psql(
+        "central",
+        &format!("SELECT count(*) || '|' || coalesce(max(seq), 0) FROM ingested_rows WHERE station_id = '{station}'"),
+    );
+    let mut parts = text.split('|').map(|p| p.parse().unwrap_or(0));
+    (parts.next().unwrap_or(0), parts.next().unwrap_or(0))
+}
+
+fn wait_until(
+    what: &str,
+    limit: Duration,
+    mut done: impl FnMut() -> bool,
+    context: impl Fn() -> String,
+) {
+    let started = Instant::now();
+    while !done() {
+        assert!(
+            started.elapsed() < limit,
+            "{what}: not within {limit:?}\n{}",
+            context()
+        );
+        std::thread::sleep(Duration::from_millis(100));
+    }
+}
+
+#[test]
+fn postgresql_stopped_mid_batch_the_station_goes_on_from_its_lease_and_drains_after_the_restart() {
+    let pg = PgCluster::start();
+    let service = CentralService::start(&pg);
+    // One lease covers the batch: the outage must not stop the line.
+    let out = service.central(&[
+        "batch",
+        "set",
+        "outage",
+        "--cap",
+        "100",
+        "--lease-size",
+        "100",
+    ]);
+    assert!(
+        out.status.success(),
+        "{}",
+        String::from_utf8_lossy(&out.stderr)
+    );
+    // Devices paced like a 4800-baud UART, so the batch is still under way when the database
+    // goes; a batch of one more than the devices keeps the run (and its sync worker) going.
+    let sim = SimOptions {
+        faults: SimFaults {
+            baud: Some(4_800),
+            ..SimFaults::default()
+        },
+        ..SimOptions::default()
+    };
+    let station = joined_station_with(&service, 0, "outage", 40, 41, &sim);
+    let mut runs = Runs(vec![spawn_run(&station)]);
+    let central_count = || {
+        count(
+            &pg,
+            "SELECT count(*) FROM identities WHERE batch = 'outage'",
+        )
+    };
+    wait_until(
+        "the station holds its lease",
+        Duration::from_secs(120),
+        || count(&pg, "SELECT count(*) FROM leases") >= 1,
+        || station.log(),
+    );
+
+    // The database goes away mid-batch: the line goes on from its lease, the outbox grows.
+    pg.stop();
+    let (before, _) = local(&station, "outage");
+    wait_until(
+        "the station provisions on while PostgreSQL is down",
+        Duration::from_secs(120),
+        || {
+            let (n, depth) = local(&station, "outage");
+            n >= before + 5 && depth > 0
+        },
+        || format!("{:?}\n{}", local(&station, "outage"), station.log()),
+    );
+
+    // Back: the outbox drains with no gap, every identity reaches the service.
+    pg.start_again();
+    wait_until(
+        "the outbox drains after the restart",
+        Duration::from_secs(180),
+        || local(&station, "outage") == (40, 0) && central_count() == 40,
+        || {
+            format!(
+                "{:?}\n{}\n{}",
+                local(&station, "outage"),
+                station.log(),
+                service.log()
+            )
+        },
+    );
+    signal(&runs.0[0], "TERM");
+    assert!(
+        wait_exit(&mut runs.0[0], Duration::from_secs(60)).is_some(),
+        "the run did not stop\n{}",
+        station.log()
+    );
+    assert_eq!(local(&station, "outage"), (40, 0));
+    let (rows, max_seq) = held_rows(&pg, &station.id);
+    assert_eq!(rows, max_seq, "no gap in the rows the service holds");
+    central_verify(&service, &[&station]);
+}
+
+#[test]
+fn a_station_killed_mid_upload_and_restarted_sends_nothing_twice() {
+    let pg = PgCluster::start();
+    let service = CentralService::start(&pg);
+    let out = service.central(&[
+        "batch",
+        "set",
+        "killed",
+        "--cap",
+        "100",
+        "--lease-size",
+        "40",
+    ]);
+    assert!(
+        out.status.success(),
+        "{}",
+        String::from_utf8_lossy(&out.stderr)
+    );
+    let station = joined_station_with(&service, 0, "killed", 40, 40, &SimOptions::default());
+    let central_count = || {
+        count(
+            &pg,
+            "SELECT count(*) FROM identities WHERE batch = 'killed'",
+        )
+    };
+    {
+        let mut runs = Runs(vec![spawn_run(&station)]);
+        wait_until(
+            "identities reach the service",
+            Duration::from_secs(120),
+            || central_count() >= 8,
+            || station.log(),
+        );
+        // SIGKILL while the line provisions and the sync worker uploads: some rows the service
+        // committed may not be acknowledged in the station's ledger.
+        signal(&runs.0[0], "KILL");
+        let _ = wait_exit(&mut runs.0[0], Duration::from_secs(30));
+    }
+    let mut runs = Runs(vec![spawn_run(&station)]);
+    let status = wait_exit(&mut runs.0[0], Duration::from_secs(240));
+    assert!(
+        status.is_some(),
+        "the resumed run did not finish\n{}",
+        station.log()
+    );
+    let (n, depth) = local(&station, "killed");
+    assert_eq!(
+        depth,
+        0,
+        "every row acknowledged after the restart\n{}",
+        station.log()
+    );
+    let held = pg.psql(
+        "central",
+        "SELECT count(*) || '|' || count(DISTINCT registration_id) FROM identities WHERE batch = 'killed'",
+    );
+    assert_eq!(held, format!("{n}|{n}"), "each identity once centrally");
+    let (rows, max_seq) = held_rows(&pg, &station.id);
+    assert_eq!(rows, max_seq, "no row twice, no gap");
+    central_verify(&service, &[&station]);
 }
 
 fn path(p: &Path) -> String {
