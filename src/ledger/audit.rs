@@ -53,9 +53,15 @@ pub fn canonical(id: i64, content: &AuditContent<'_>) -> Vec<u8> {
         content.subject,
         content.details,
     ];
+    length_prefixed(DOMAIN, &fields)
+}
+
+/// `domain`, then each field as its byte length in decimal, `:`, its bytes, `\n`: the encoding
+/// both hash chains use (this one and the central service's), so no field can imitate a separator.
+pub fn length_prefixed(domain: &[u8], fields: &[&str]) -> Vec<u8> {
     let mut out =
-        Vec::with_capacity(DOMAIN.len() + fields.iter().map(|f| f.len() + 8).sum::<usize>());
-    out.extend_from_slice(DOMAIN);
+        Vec::with_capacity(domain.len() + fields.iter().map(|f| f.len() + 8).sum::<usize>());
+    out.extend_from_slice(domain);
     for field in fields {
         out.extend_from_slice(field.len().to_string().as_bytes());
         out.push(b':');

@@ -54,16 +54,7 @@ pub fn canonical(position: i64, at: &str, entry: &AuditEntry<'_>) -> Vec<u8> {
         entry.subject,
         entry.details,
     ];
-    let mut out =
-        Vec::with_capacity(DOMAIN.len() + fields.iter().map(|f| f.len() + 8).sum::<usize>());
-    out.extend_from_slice(DOMAIN);
-    for field in fields {
-        out.extend_from_slice(field.len().to_string().as_bytes());
-        out.push(b':');
-        out.extend_from_slice(field.as_bytes());
-        out.push(b'\n');
-    }
-    out
+    crate::ledger::audit::length_prefixed(DOMAIN, &fields)
 }
 
 /// `SHA-256(prev ‖ canonical)`, as 64 lowercase hex digits. `prev_hex` is the previous row's hash
