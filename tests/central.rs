@@ -58,3 +58,6 @@ mod lease_service;
 
 #[path = "central/stations_e2e.rs"]
 mod stations_e2e;
+
+#[path = "central/bench.rs"]
+mod bench;

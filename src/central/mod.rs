@@ -17,12 +17,15 @@
 //!   mutual TLS, so station code can be tested against the real service;
 //! - [`station_side`] (station): outbox, sync worker, receipts, leases on the line;
 //! - [`temp_cluster`]: a throwaway PostgreSQL cluster for the tests and `bench central`;
+//! - [`bench`]: `bench central`, the service and joined stations measured over HTTPS as a site runs
+//!   them (the one module that uses both sides);
 //! - [`service`]: the service (`dps-station central serve`): PostgreSQL schema, mTLS API, ingest,
 //!   leases, central enrollment, verification.
 //!
 //! `central` may use `ledger` (the audit chain's canonical form), `identity` and `dps`; nothing below
 //! `station` imports `central::service`.
 
+pub mod bench;
 pub mod link;
 pub mod service;
 pub mod signing;

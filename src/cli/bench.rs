@@ -50,12 +50,9 @@ pub enum BenchCommand {
     /// Trust&GO manifests: read, verify and import N entries (100,000) into a fresh ledger,
     /// with the process's peak memory (goal: under 30 s and 300 MB).
     Manifest(super::manifest::ManifestBenchArgs),
-    /// Central ledger leases: allocation latency p50/p99 on a throwaway PostgreSQL cluster (goal:
-    /// p99 under 20 ms).
-    Leases(super::bench_leases::BenchLeasesArgs),
-    /// The central ledger on PostgreSQL: identities per second ingested from three stations at
-    /// once, and the time to drain a 100,000-row outbox backlog (a throwaway cluster unless
-    /// --database is given).
+    /// The central ledger on PostgreSQL, through its HTTPS service: identities per second from
+    /// three stations at once, lease latency p50/p99, and the time to drain a 100,000-row outbox
+    /// backlog (a throwaway cluster unless --database is given).
     Central(super::bench_central::CentralBench),
 }
 
@@ -120,7 +117,6 @@ pub fn run(cmd: BenchCommand) -> anyhow::Result<ExitCode> {
         BenchCommand::Mqtt(args) => mqtt(&args),
         BenchCommand::Gui(args) => super::gui_bench::run(&args),
         BenchCommand::Manifest(args) => super::manifest::bench(&args),
-        BenchCommand::Leases(args) => super::bench_leases::run(&args),
         BenchCommand::Central(args) => super::bench_central::run(args),
     }
 }

@@ -11,7 +11,6 @@ use dps_station::station::setup::access;
 mod bench;
 mod bench_central;
 mod bench_esp32;
-mod bench_leases;
 mod central;
 // `central join` and the station's `central status` (station), variants of the `central` tree.
 mod central_station;

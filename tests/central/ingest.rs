@@ -384,10 +384,10 @@ fn a_service_dying_mid_ingest_leaves_nothing_half_stored() {
     rt.block_on(async {
         let mut client = connect(&central.service_url).await;
         let tx = client.transaction().await.unwrap();
-        let signed = ingest::ingest(&tx, &authed("st-1"), &chain.batch(1, 20), &central.signer)
+        let facts = ingest::ingest(&tx, &authed("st-1"), &chain.batch(1, 20))
             .await
             .unwrap();
-        assert_eq!(central.verify(&signed).stored, 20);
+        assert_eq!(facts.stored, 20);
         // The process dies here: the connection goes away before the commit.
         drop(tx);
         drop(client);
@@ -411,6 +411,58 @@ fn a_service_dying_mid_ingest_leaves_nothing_half_stored() {
         assert_eq!(central.ingest(&chain.batch(1, 20)).await.unwrap().stored, 0);
     });
     assert_eq!(central.sql("SELECT count(*) FROM ingested_rows"), "20");
+}
+
+#[test]
+fn a_service_dying_between_storing_and_the_receipt_answers_the_resend_with_it() {
+    let rt = runtime();
+    let central = Central::start(&rt, &["st-a", "st-b"]);
+    let mut a = Chain::new("st-a");
+    a.push(
+        "identity.issued",
+        "reg-a",
+        Some(snapshot("reg-a", "SN-7", "issued")),
+    );
+    let mut b = Chain::new("st-b");
+    b.push(
+        "identity.issued",
+        "reg-b",
+        Some(snapshot("reg-b", "SN-7", "issued")),
+    );
+    b.fill(6);
+    rt.block_on(async {
+        central.ingest(&a.batch(1, 1)).await.unwrap();
+        // The rows' transaction commits; the process dies before the receipt's.
+        let mut client = connect(&central.service_url).await;
+        let tx = client.transaction().await.unwrap();
+        let facts = ingest::ingest(&tx, &authed("st-b"), &b.batch(1, 6))
+            .await
+            .unwrap();
+        assert_eq!((facts.stored, facts.head_seq), (6, 6));
+        tx.commit().await.unwrap();
+    });
+    let receipts = "SELECT count(*) FROM receipts WHERE station_id = 'st-b'";
+    assert_eq!(central.sql(receipts), "0");
+    // The station got no receipt, so it sends the same rows again: nothing is stored twice, and
+    // the receipt still names the identity quarantined the first time.
+    rt.block_on(async {
+        let receipt = central.ingest(&b.batch(1, 6)).await.unwrap();
+        assert_eq!((receipt.stored, receipt.head_seq), (0, 6));
+        assert_eq!(receipt.head_hash, b.rows[5].hash);
+        assert_eq!(receipt.quarantined.len(), 1, "{:?}", receipt.quarantined);
+        assert_eq!(
+            (
+                receipt.quarantined[0].seq,
+                receipt.quarantined[0].held_by.as_str()
+            ),
+            (1, "st-a")
+        );
+    });
+    assert_eq!(central.sql(receipts), "1");
+    assert_eq!(
+        central.sql("SELECT count(*) FROM ingested_rows WHERE station_id = 'st-b'"),
+        "6"
+    );
 }
 
 #[test]

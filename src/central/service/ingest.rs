@@ -1,13 +1,19 @@
 //! `POST /v1/ingest`: a station's outbox rows into PostgreSQL, idempotently, its hash chain checked,
 //! answered with a signed receipt.
 //!
-//! One transaction per request: the station's row is locked (`FOR UPDATE`, so two requests of one
-//! station never interleave), the rows are inserted `ON CONFLICT DO NOTHING`, rows the service already
-//! held are compared by payload digest (the same key with other content is tampering: refused,
-//! alerted), the first new row must chain to the head the service holds, identity snapshots are
-//! applied ([`super::ingest_identities`]), and the receipt is signed and stored
-//! ([`super::receipts`]). A refusal rolls everything back and is then recorded in the service's own
-//! chain in a transaction of its own (`ingest.refused`): every refusal is in both chains.
+//! Two transactions per request. The first stores: the station's row is locked (`FOR UPDATE`, so two
+//! requests of one station never interleave), the rows are inserted `ON CONFLICT DO NOTHING`, rows
+//! the service already held are compared by payload digest (the same key with other content is
+//! tampering: refused, alerted), the first new row must chain to the head the service holds, and
+//! identity snapshots are applied ([`super::ingest_identities`]). The second, short, issues the
+//! receipt ([`super::receipts`]): signed, stored, and appended to the service's own chain, whose
+//! lock every lease and receipt waits for. Keeping the thousand-row commit out from under that lock
+//! is what keeps lease latency low while stations upload (`bench central`). A service that dies
+//! between the two has stored rows and issued no receipt; the station, having none, sends the rows
+//! again and gets it (nothing is stored twice; quarantines are read back from the table).
+//!
+//! A refusal rolls the first transaction back and is then recorded in the service's own chain in a
+//! transaction of its own (`ingest.refused`): every refusal is in both chains.
 
 use axum::extract::{DefaultBodyLimit, State};
 use axum::http::StatusCode;
@@ -131,14 +137,14 @@ impl IngestRefusal {
     }
 }
 
-/// Checks and stores `batch` inside `tx` and returns the signed receipt. The caller commits on
-/// `Ok` and rolls back on `Err` (see [`ingest_and_commit`], which also records refusals).
+/// Checks and stores `batch` inside `tx` and returns what its receipt will say. The caller commits
+/// on `Ok`, then issues the receipt, and rolls back on `Err` (see [`ingest_and_commit`], which also
+/// records refusals).
 pub async fn ingest(
     tx: &Transaction<'_>,
     station: &AuthedStation,
     batch: &IngestBatch,
-    signer: &ServiceSigner,
-) -> Result<Signed<Receipt>, IngestRefusal> {
+) -> Result<ReceiptFacts, IngestRefusal> {
     let station_id = station.station_id.as_str();
     if batch.station_id != station_id {
         return Err(IngestRefusal::StationMismatch {
@@ -242,7 +248,7 @@ pub async fn ingest(
     };
 
     let new_rows: Vec<_> = batch.rows.iter().filter(|r| r.seq > head_seq).collect();
-    let quarantined = ingest_identities::apply(tx, station_id, &new_rows).await?;
+    ingest_identities::apply(tx, station_id, &new_rows).await?;
 
     let central_position: i64 = tx
         .query_one(
@@ -251,16 +257,14 @@ pub async fn ingest(
         )
         .await?
         .get(0);
-    let facts = ReceiptFacts {
+    Ok(ReceiptFacts {
         first_seq: first.seq,
         last_seq: last.seq,
         head_seq: new_head.0,
         head_hash: new_head.1,
         central_position,
         stored: u32::try_from(stored).unwrap_or(u32::MAX),
-        quarantined,
-    };
-    Ok(receipts::issue(tx, station_id, facts, signer).await?)
+    })
 }
 
 /// Rows the insert skipped must be the very rows the service holds.
@@ -294,9 +298,9 @@ async fn compare_held(
     Ok(())
 }
 
-/// Runs [`ingest`] in its own transaction on `client`: commits the receipt, or rolls back and
-/// records the refusal in the service's chain (`ingest.refused`; a tampering refusal also raises an
-/// error-level alert). What the route and `bench central` call.
+/// Runs [`ingest`] in its own transaction on `client` and commits it, then issues the receipt in a
+/// second one (module docs); or rolls back and records the refusal in the service's chain
+/// (`ingest.refused`; a tampering refusal also raises an error-level alert). What the route calls.
 pub async fn ingest_and_commit(
     client: &mut tokio_postgres::Client,
     station: &AuthedStation,
@@ -306,17 +310,19 @@ pub async fn ingest_and_commit(
     let station_id = station.station_id.as_str();
     let outcome = async {
         let tx = client.transaction().await?;
-        match ingest(&tx, station, batch, signer).await {
-            Ok(receipt) => {
-                tx.commit().await?;
-                Ok(receipt)
-            }
+        let facts = match ingest(&tx, station, batch).await {
+            Ok(facts) => facts,
             Err(refusal) => {
                 // Dropping the transaction would roll back too; saying so keeps the order plain.
                 tx.rollback().await?;
-                Err(refusal)
+                return Err(refusal);
             }
-        }
+        };
+        tx.commit().await?;
+        let tx = client.transaction().await?;
+        let receipt = receipts::issue(&tx, station_id, facts, signer).await?;
+        tx.commit().await?;
+        Ok(receipt)
     }
     .await;
     let refusal = match outcome {

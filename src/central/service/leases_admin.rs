@@ -1,14 +1,11 @@
 //! The administrator's side of leases: a batch's cap and lease policy (`central batch set`, `central
-//! batch list`), closing a lease by hand, and the lease latency figures of `bench central`.
+//! batch list`) and closing a lease by hand.
 
-use std::time::{Duration, Instant};
+use std::time::Duration;
 
 use serde_json::json;
 
 use super::audit::{self, AuditEntry};
-use super::leases::{self, Granted};
-use crate::central::signing::ServiceSigner;
-use crate::central::wire::LeaseRequest;
 
 /// What `central batch set` changes; `None` keeps the stored value (or the default for a new batch).
 #[derive(Debug, Clone, PartialEq)]
@@ -172,84 +169,6 @@ pub fn parse_duration(text: &str) -> Result<Duration, String> {
     }
     .ok_or_else(|| format!("`{text}` is not a duration: write e.g. 24h, 90m, 30s or 2d"))?;
     Ok(Duration::from_secs(seconds))
-}
-
-/// Lease allocation latency, for `bench central`.
-#[derive(Debug, Clone, Copy, PartialEq)]
-pub struct LeaseFigures {
-    pub p50: Duration,
-    pub p99: Duration,
-    pub requests: usize,
-}
-
-/// Why the lease benchmark could not run.
-#[derive(Debug, thiserror::Error)]
-pub enum MeasureError {
-    #[error("the lease benchmark's database work failed: {0}")]
-    Database(String),
-    #[error("the lease benchmark was refused: {0}")]
-    Refused(String),
-}
-
-/// Grants `n` leases one after the other (each a full transaction: row lock, insert, audit row,
-/// signature) through `pool`, and returns the latency figures. Makes its own station row
-/// (`bench-leases`) and batch (`bench-leases-<uuid>`, cap `n`): run it on a throwaway database
-/// (`bench central` does, on a `temp_cluster`), never on a site's.
-pub async fn measure_leases(
-    pool: &deadpool_postgres::Pool,
-    signer: &ServiceSigner,
-    n: usize,
-) -> Result<LeaseFigures, MeasureError> {
-    let db = |e: &dyn std::fmt::Display| MeasureError::Database(e.to_string());
-    let mut client = pool.get().await.map_err(|e| db(&e))?;
-    let batch = format!("bench-leases-{}", uuid::Uuid::new_v4());
-    client
-        .execute(
-            "INSERT INTO stations (station_id, certificate_sha256, certificate_pem)
-             VALUES ('bench-leases', 'bench-leases', '') ON CONFLICT DO NOTHING",
-            &[],
-        )
-        .await
-        .map_err(|e| db(&e))?;
-    let policy = BatchPolicy {
-        batch: batch.clone(),
-        cap: n as u64,
-        lease_size: Some(1),
-        lease_ttl: None,
-        central_enrollment: None,
-    };
-    set_batch(&mut client, "bench", &policy)
-        .await
-        .map_err(|e| db(&e))?;
-    let mut times = Vec::with_capacity(n);
-    for _ in 0..n {
-        let request = LeaseRequest {
-            station_id: "bench-leases".into(),
-            station_time: leases::rfc3339(time::OffsetDateTime::now_utc()),
-            batch: batch.clone(),
-            count: 1,
-        };
-        let started = Instant::now();
-        match leases::grant(&mut client, signer, "bench-leases", &request)
-            .await
-            .map_err(|e| db(&e))?
-        {
-            Granted::Lease(_) => times.push(started.elapsed()),
-            Granted::Refused(r) => return Err(MeasureError::Refused(r.body.message)),
-        }
-    }
-    times.sort();
-    let at = |q: f64| {
-        times
-            .get(((times.len() as f64 - 1.0) * q).round() as usize)
-            .copied()
-            .unwrap_or_default()
-    };
-    Ok(LeaseFigures {
-        p50: at(0.50),
-        p99: at(0.99),
-        requests: times.len(),
-    })
 }
 
 #[cfg(test)]

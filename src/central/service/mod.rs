@@ -16,7 +16,6 @@ pub mod state;
 
 // ingest (issue 18): outbox rows in, signed receipts out; conflicts; verification.
 pub mod ingest;
-pub mod ingest_bench;
 pub mod ingest_identities;
 pub mod ingest_rows;
 pub mod receipts;

@@ -1,6 +1,8 @@
 //! Receipts: what the service tells a station it holds of its chain, signed, stored in `receipts`
 //! (so `central verify` can show every stored row is covered by one) and recorded in the service's
-//! own chain (`ingest.receipt`). Central enrollment outcomes not yet reported to the station ride
+//! own chain (`ingest.receipt`). The identities of the batch's rows that were quarantined are read
+//! from `quarantine`, so a receipt for a re-sent batch names them again (the station that sends
+//! again never applied the first). Central enrollment outcomes not yet reported to the station ride
 //! along, and are marked reported in the same transaction: if it rolls back, they go in the next.
 
 use tokio_postgres::Transaction;
@@ -29,7 +31,6 @@ pub struct ReceiptFacts {
     pub head_hash: String,
     pub central_position: i64,
     pub stored: u32,
-    pub quarantined: Vec<Quarantined>,
 }
 
 /// Takes the station's unreported enrollment outcomes, signs the receipt, stores it and appends
@@ -40,6 +41,7 @@ pub async fn issue(
     facts: ReceiptFacts,
     signer: &ServiceSigner,
 ) -> Result<Signed<Receipt>, ReceiptError> {
+    let quarantined = quarantined_in(tx, station_id, facts.first_seq, facts.last_seq).await?;
     let enrollments = take_unreported_enrollments(tx, station_id).await?;
     let receipt = Receipt {
         station_id: station_id.to_string(),
@@ -49,7 +51,7 @@ pub async fn issue(
         head_hash: facts.head_hash,
         central_position: facts.central_position,
         stored: facts.stored,
-        quarantined: facts.quarantined,
+        quarantined,
         enrollments,
         issued_at: crate::ledger::now(),
     };
@@ -97,6 +99,34 @@ pub async fn issue(
     )
     .await?;
     Ok(signed)
+}
+
+/// The station's identities quarantined by rows `first..=last`.
+async fn quarantined_in(
+    tx: &Transaction<'_>,
+    station_id: &str,
+    first: i64,
+    last: i64,
+) -> Result<Vec<Quarantined>, tokio_postgres::Error> {
+    let rows = tx
+        .query(
+            "SELECT seq, registration_id, device_model, device_serial, reason, held_by
+             FROM quarantine WHERE station_id = $1 AND seq BETWEEN $2 AND $3
+             ORDER BY seq, registration_id",
+            &[&station_id, &first, &last],
+        )
+        .await?;
+    Ok(rows
+        .iter()
+        .map(|r| Quarantined {
+            seq: r.get(0),
+            registration_id: r.get(1),
+            device_model: r.get(2),
+            device_serial: r.get(3),
+            reason: r.get(4),
+            held_by: r.get(5),
+        })
+        .collect())
 }
 
 /// Outcomes of this station's central enrollments that no receipt carried yet; marks them reported.
