@@ -456,6 +456,9 @@ impl DeskApp {
         egui::Frame::central_panel(ui.style())
             .fill(palette.base)
             .show(ui, |ui| {
+                // A frame is only as big as what it holds: claim the window, so a short screen
+                // (Central ledger, Enrollment) does not leave the unpainted window below it.
+                ui.set_min_size(ui.available_size());
                 self.top_bar(ui, palette);
                 self.banners(ui, palette);
                 self.notifications(ui, palette);
@@ -642,8 +645,10 @@ impl DeskApp {
         let modal = egui::Modal::new(egui::Id::unique("unlock")).show(ui.ctx(), |ui| {
             ui.heading(tr.t("unlock.title"));
             ui.horizontal(|ui| {
+                // Selectable labels, not radio buttons: a whole word to press with a glove, and
+                // the theme's tile fill hides egui's unselected radio circle.
                 for r in [Role::Operator, Role::Engineer, Role::Officer] {
-                    ui.radio_value(role, r, tr.t(&format!("role.{}", r.as_str())));
+                    ui.selectable_value(role, r, tr.t(&format!("role.{}", r.as_str())));
                 }
             });
             if *role != Role::Operator {

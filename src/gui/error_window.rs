@@ -19,6 +19,7 @@ impl eframe::App for ErrorApp {
             self.styled = true;
         }
         egui::Frame::central_panel(ui.style()).show(ui, |ui| {
+            ui.set_min_size(ui.available_size());
             ui.heading(format!("▲ {}", self.tr.t("error.station_title")));
             ui.add_space(8.0);
             ui.label(egui::RichText::new(&self.message).monospace());

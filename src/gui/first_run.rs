@@ -302,6 +302,7 @@ impl FirstRunApp {
         }
         let mut write = false;
         egui::Frame::central_panel(ui.style()).show(ui, |ui| {
+            ui.set_min_size(ui.available_size());
             egui::ScrollArea::vertical().show(ui, |ui| {
                 write = self.form_ui(ui);
             });

@@ -67,3 +67,27 @@ fn the_central_panel_shows_leases_conflicts_and_that_the_station_is_not_joined()
     assert!(d.shows("Not joined to a central ledger"));
     assert!(d.shows("dps-station central join"));
 }
+
+#[test]
+fn a_screen_shorter_than_the_window_is_painted_to_its_bottom() {
+    let mut d = engineer_desk();
+    d.click("Central ledger");
+    d.wait_shows("Leases held", Duration::from_secs(30));
+    // CPU-rendered (wgpu on lavapipe): below the panel's last line, the desk's grey base, not the
+    // unpainted black of the window.
+    let image = d.harness.render().expect("render the desk (Mesa lavapipe)");
+    let (width, height) = (image.width(), image.height());
+    for (x, y) in [
+        (20, height - 12),
+        (width / 2, height - 12),
+        (width - 20, height - 40),
+    ] {
+        let [r, g, b, _] = image.get_pixel(x, y).0;
+        let base = dps_station::gui::theme::Palette::DARK.base;
+        assert_eq!(
+            [r, g, b],
+            [base.r(), base.g(), base.b()],
+            "pixel ({x}, {y}) of {width}×{height}"
+        );
+    }
+}
