@@ -321,7 +321,7 @@ fn the_same_serial_on_two_stations_is_accepted_once_and_quarantined_on_the_other
 }
 
 #[test]
-fn enrollment_outcomes_ride_in_the_next_receipt_once() {
+fn enrollment_outcomes_ride_in_the_next_receipt_and_again_when_that_receipt_was_lost() {
     let rt = runtime();
     let central = Central::start(&rt, &["st-1"]);
     let mut chain = Chain::new("st-1");
@@ -342,7 +342,7 @@ fn enrollment_outcomes_ride_in_the_next_receipt_once() {
         "reg-10",
         Some(snapshot("reg-10", "SN-10", "written")),
     );
-    chain.fill(6);
+    chain.fill(7);
     rt.block_on(async {
         let receipt = central.ingest(&chain.batch(1, 4)).await.unwrap();
         assert!(receipt.enrollments.is_empty());
@@ -362,10 +362,18 @@ fn enrollment_outcomes_ride_in_the_next_receipt_once() {
         assert_eq!(receipt.enrollments[0].registration_id, "reg-9");
         assert_eq!(receipt.enrollments[0].status, "enrolled");
         assert_eq!(receipt.enrollments[0].etag.as_deref(), Some("etag-1"));
-        let next = central.ingest(&chain.batch(6, 6)).await.unwrap();
-        assert!(next.enrollments.is_empty(), "reported once");
+        // The station never got that receipt, so it sends from row 5 again: the outcome rides
+        // again instead of being lost.
+        let again = central.ingest(&chain.batch(5, 6)).await.unwrap();
+        assert_eq!(again.enrollments.len(), 1, "{:?}", again.enrollments);
+        assert_eq!(again.enrollments[0].registration_id, "reg-9");
+        let next = central.ingest(&chain.batch(7, 7)).await.unwrap();
+        assert!(
+            next.enrollments.is_empty(),
+            "reported once the station moved past it"
+        );
         // A re-send of written does not queue it twice.
-        central.ingest(&chain.batch(1, 6)).await.unwrap();
+        central.ingest(&chain.batch(1, 7)).await.unwrap();
     });
     assert_eq!(central.sql("SELECT count(*) FROM enrollment_jobs"), "1");
 }

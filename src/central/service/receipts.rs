@@ -3,7 +3,9 @@
 //! own chain (`ingest.receipt`). The identities of the batch's rows that were quarantined are read
 //! from `quarantine`, so a receipt for a re-sent batch names them again (the station that sends
 //! again never applied the first). Central enrollment outcomes not yet reported to the station ride
-//! along, and are marked reported in the same transaction: if it rolls back, they go in the next.
+//! along, and are marked reported with the receipt's range in the same transaction: if it rolls back
+//! they go in the next, and if the station never gets it, the re-send of that range carries them
+//! again.
 
 use tokio_postgres::Transaction;
 
@@ -42,7 +44,8 @@ pub async fn issue(
     signer: &ServiceSigner,
 ) -> Result<Signed<Receipt>, ReceiptError> {
     let quarantined = quarantined_in(tx, station_id, facts.first_seq, facts.last_seq).await?;
-    let enrollments = take_unreported_enrollments(tx, station_id).await?;
+    let enrollments =
+        take_unreported_enrollments(tx, station_id, facts.first_seq, facts.last_seq).await?;
     let receipt = Receipt {
         station_id: station_id.to_string(),
         first_seq: facts.first_seq,
@@ -129,20 +132,42 @@ async fn quarantined_in(
         .collect())
 }
 
-/// Outcomes of this station's central enrollments that no receipt carried yet; marks them reported.
+/// Outcomes of this station's central enrollments for this receipt: those no receipt carried yet,
+/// and those a receipt for an overlapping range carried (the station sends rows again only when it
+/// never applied their receipt; applying an outcome twice changes nothing). Marks them reported
+/// with this receipt's range.
 async fn take_unreported_enrollments(
     tx: &Transaction<'_>,
     station_id: &str,
+    first_seq: i64,
+    last_seq: i64,
 ) -> Result<Vec<EnrollmentOutcome>, tokio_postgres::Error> {
-    let rows = tx
+    const RETURNING: &str = "RETURNING registration_id, state, etag, error,
+        to_char(coalesce(done_at, now()) AT TIME ZONE 'UTC', 'YYYY-MM-DD\"T\"HH24:MI:SS.MS\"Z\"')";
+    let mut rows = tx
         .query(
-            "UPDATE enrollment_jobs SET reported_at = now()
-             WHERE station_id = $1 AND state <> 'pending' AND reported_at IS NULL
-             RETURNING registration_id, state, etag, error,
-                       to_char(coalesce(done_at, now()) AT TIME ZONE 'UTC', 'YYYY-MM-DD\"T\"HH24:MI:SS.MS\"Z\"')",
-            &[&station_id],
+            &format!(
+                "UPDATE enrollment_jobs
+                 SET reported_first_seq = $2, reported_last_seq = $3
+                 WHERE station_id = $1 AND reported_at IS NOT NULL
+                   AND reported_last_seq >= $2 AND reported_first_seq <= $3
+                 {RETURNING}"
+            ),
+            &[&station_id, &first_seq, &last_seq],
         )
         .await?;
+    rows.extend(
+        tx.query(
+            &format!(
+                "UPDATE enrollment_jobs
+                 SET reported_at = now(), reported_first_seq = $2, reported_last_seq = $3
+                 WHERE station_id = $1 AND state <> 'pending' AND reported_at IS NULL
+                 {RETURNING}"
+            ),
+            &[&station_id, &first_seq, &last_seq],
+        )
+        .await?,
+    );
     let mut outcomes: Vec<EnrollmentOutcome> = rows
         .iter()
         .map(|r| EnrollmentOutcome {
