@@ -38,6 +38,9 @@ pub enum CentralCommand {
     /// makes the station's key (in its HSM token where it has one), gets a client certificate
     /// and writes `[central]` into station.toml.
     Join(super::central_station::JoinArgs),
+    /// Upload this station's outbox now, between runs (a run syncs by itself): until it is empty;
+    /// exit 3 when the service cannot be reached.
+    Sync(super::central_sync::SyncArgs),
     // ingest (issue 18): verification of the central ledger.
     /// Replay every station's chain, the service's audit chain and the receipts end to end (with
     /// --ledger, compare stations' own ledgers); names the first broken link, exit 1.
@@ -182,6 +185,7 @@ pub fn run(command: CentralCommand) -> anyhow::Result<ExitCode> {
             }),
         },
         CentralCommand::Join(args) => super::central_station::run_join(args),
+        CentralCommand::Sync(args) => super::central_sync::run(args),
         CentralCommand::Station(StationCommand::Revoke(args)) => block_on(revoke(args)),
         CentralCommand::Verify(args) => super::central_verify::run(args),
         CentralCommand::Leases(cmd) => super::central_batch::run(cmd),

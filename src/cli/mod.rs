@@ -14,6 +14,7 @@ mod bench_esp32;
 mod central;
 // `central join` and the station's `central status` (station), variants of the `central` tree.
 mod central_station;
+mod central_sync;
 // `central batch|lease` (lease), flattened into the `central` tree.
 mod central_batch;
 // `central verify` (ingest), a variant of the `central` tree.

@@ -518,3 +518,113 @@ fn a_station_killed_mid_upload_and_restarted_sends_nothing_twice() {
 fn path(p: &Path) -> String {
     p.to_str().unwrap().to_string()
 }
+
+#[test]
+fn a_revoke_between_runs_reaches_the_service_with_central_sync() {
+    let pg = PgCluster::start();
+    let service = CentralService::start(&pg);
+    let out = service.central(&["batch", "set", "between", "--cap", "10"]);
+    assert!(
+        out.status.success(),
+        "{}",
+        String::from_utf8_lossy(&out.stderr)
+    );
+    let station = joined_station_with(&service, 0, "between", 3, 3, &SimOptions::default());
+    let mut runs = Runs(vec![spawn_run(&station)]);
+    let status = wait_exit(&mut runs.0[0], Duration::from_secs(180));
+    assert!(
+        status.is_some_and(|s| s.success()),
+        "the run did not finish\n{}",
+        station.log()
+    );
+    assert_eq!(local(&station, "between"), (3, 0), "{}", station.log());
+
+    // Between runs, an engineer revokes one identity: the row waits in the outbox.
+    let registration_id = pg.psql(
+        "central",
+        "SELECT min(registration_id) FROM identities WHERE batch = 'between'",
+    );
+    let out = Command::new(BIN)
+        .args([
+            "ledger",
+            "revoke",
+            &registration_id,
+            "--reason",
+            "cracked housing",
+        ])
+        .arg("--config")
+        .arg(station.toml())
+        .env(
+            "DPS_STATION_TEST_CS",
+            station.ws.emulator.connection_string().expose(),
+        )
+        .output()
+        .unwrap();
+    assert!(
+        out.status.success(),
+        "{}{}",
+        String::from_utf8_lossy(&out.stdout),
+        String::from_utf8_lossy(&out.stderr)
+    );
+    assert!(
+        local(&station, "between").1 > 0,
+        "the revoke is in the outbox"
+    );
+    let live = format!(
+        "SELECT state || ':' || live FROM identities WHERE registration_id = '{registration_id}'"
+    );
+    assert_ne!(pg.psql("central", &live), "revoked:false");
+
+    // `central sync` sends it now (the client key is in the station's SoftHSM2 token).
+    let out = Command::new(BIN)
+        .args(["central", "sync", "--station"])
+        .arg(station.toml())
+        .env("DPS_STATION_HSM_PIN", USER_PIN)
+        .output()
+        .unwrap();
+    let stdout = String::from_utf8_lossy(&out.stdout);
+    assert!(
+        out.status.success(),
+        "{stdout}{}\n{}",
+        String::from_utf8_lossy(&out.stderr),
+        service.log()
+    );
+    assert!(stdout.contains("uploaded"), "{stdout}");
+    assert_eq!(local(&station, "between").1, 0, "the outbox is empty");
+    assert_eq!(pg.psql("central", &live), "revoked:false");
+    let (rows, max_seq) = held_rows(&pg, &station.id);
+    assert_eq!(rows, max_seq, "no gap in the rows the service holds");
+    central_verify(&service, &[&station]);
+
+    // Again: only its own `ledger.opened` row goes up. With the service away: exit 3, the row kept.
+    let again = Command::new(BIN)
+        .args(["central", "sync", "--station"])
+        .arg(station.toml())
+        .env("DPS_STATION_HSM_PIN", USER_PIN)
+        .output()
+        .unwrap();
+    assert!(again.status.success());
+    drop(service);
+    let away = Command::new(BIN)
+        .args(["central", "sync", "--station"])
+        .arg(station.toml())
+        .env("DPS_STATION_HSM_PIN", USER_PIN)
+        .output()
+        .unwrap();
+    assert_eq!(
+        away.status.code(),
+        Some(3),
+        "{}{}",
+        String::from_utf8_lossy(&away.stdout),
+        String::from_utf8_lossy(&away.stderr)
+    );
+    assert!(
+        String::from_utf8_lossy(&away.stdout).contains("stay in the outbox"),
+        "{}",
+        String::from_utf8_lossy(&away.stdout)
+    );
+    assert!(
+        local(&station, "between").1 > 0,
+        "the row waits for the service"
+    );
+}

@@ -1,5 +1,5 @@
 //! Opening the link `[central]` describes and running the sync worker on its own thread, for the
-//! engine (during a batch) and `central status`.
+//! engine (during a batch), `central status` and `central sync` (between runs).
 
 use std::path::Path;
 use std::sync::Arc;
@@ -97,16 +97,16 @@ impl Drop for SyncHandle {
     }
 }
 
-/// Starts the sync worker for `[central]`, reaching the ledger through `ledger`.
-pub fn start_sync(
+/// The sync worker `[central]` describes, reaching the ledger through `ledger` (the engine runs it
+/// on a thread; `central sync` drains with it between runs).
+pub fn sync_worker(
     settings: &CentralSettings,
     keys: Option<&StationKeys>,
     ledger: LedgerHandle,
-    notify: impl Fn(SyncEvent) + Send + 'static,
-) -> Result<SyncHandle, StartError> {
+) -> Result<SyncWorker, StartError> {
     let link = open_link(settings, keys)?;
     let signer = signer_certificate(&settings.signer_certificate)?;
-    let worker = SyncWorker {
+    Ok(SyncWorker {
         station_id: settings.station_id.clone(),
         link: Arc::new(link),
         signer,
@@ -114,7 +114,17 @@ pub fn start_sync(
         idle_poll: Duration::from_secs(2),
         backoff_min: Duration::from_secs(1),
         backoff_max: Duration::from_secs(60),
-    };
+    })
+}
+
+/// Starts the sync worker for `[central]`, reaching the ledger through `ledger`.
+pub fn start_sync(
+    settings: &CentralSettings,
+    keys: Option<&StationKeys>,
+    ledger: LedgerHandle,
+    notify: impl Fn(SyncEvent) + Send + 'static,
+) -> Result<SyncHandle, StartError> {
+    let worker = sync_worker(settings, keys, ledger)?;
     let (stop, stop_rx) = mpsc::channel();
     let thread = std::thread::Builder::new()
         .name("central-sync".into())

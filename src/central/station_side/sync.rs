@@ -69,6 +69,21 @@ pub enum Round {
     Resend { from_seq: i64 },
 }
 
+/// What [`SyncWorker::drain`] did.
+#[derive(Debug, Clone, Default, PartialEq)]
+pub struct Drained {
+    /// Rows uploaded and acknowledged.
+    pub rows: usize,
+    /// The service's head of this station's chain after the last receipt.
+    pub head_seq: Option<i64>,
+    /// Identities the service quarantined (another station holds them).
+    pub quarantined: Vec<Quarantined>,
+    /// The service held less than acknowledged: rows from this seq were queued again.
+    pub resent_from: Option<i64>,
+    /// The outbox is empty (else the round limit ended it).
+    pub empty: bool,
+}
+
 /// The most rounds the final flush at the end of a run makes (each up to `MAX_INGEST_ROWS` rows,
 /// plus the receipt rows each round appends).
 const FLUSH_ROUNDS: usize = 8;
@@ -223,26 +238,49 @@ impl SyncWorker {
     /// receipt for every row. Bounded: at most [`FLUSH_ROUNDS`] rounds, and the first failure
     /// (the service unreachable) ends it; the outbox keeps what is left for the next run.
     fn flush(&self, notify: &impl Fn(SyncEvent)) {
-        for _ in 0..FLUSH_ROUNDS {
+        if let Err(e) = self.drain(FLUSH_ROUNDS, notify) {
+            tracing::info!(station = %self.station_id, error = %e, "central sync: the rest waits for the next run");
+        }
+    }
+
+    /// Uploads until the outbox is empty, at most `max_rounds` rounds (each up to
+    /// [`MAX_INGEST_ROWS`] rows), for the end of a run and `central sync` between runs. The first
+    /// failure ends it; a refusal is also written to the station's chain, as the worker does.
+    pub fn drain(
+        &self,
+        max_rounds: usize,
+        notify: &impl Fn(SyncEvent),
+    ) -> Result<Drained, SyncError> {
+        let mut drained = Drained::default();
+        for _ in 0..max_rounds {
             match self.round() {
                 Ok(Round::Sent {
                     rows,
                     head_seq,
                     quarantined,
                 }) => {
-                    for q in quarantined {
-                        notify(SyncEvent::Quarantined(q));
+                    for q in &quarantined {
+                        notify(SyncEvent::Quarantined(q.clone()));
                     }
                     notify(SyncEvent::Uploaded { rows, head_seq });
+                    drained.rows += rows;
+                    drained.head_seq = Some(head_seq);
+                    drained.quarantined.extend(quarantined);
                 }
-                Ok(Round::Resend { .. }) => {}
-                Ok(Round::Idle) => return,
+                Ok(Round::Resend { from_seq }) => drained.resent_from = Some(from_seq),
+                Ok(Round::Idle) => {
+                    drained.empty = true;
+                    return Ok(drained);
+                }
                 Err(e) => {
-                    tracing::info!(station = %self.station_id, error = %e, "central sync: the rest waits for the next run");
-                    return;
+                    if !is_transient(&e) {
+                        self.record_refusal(&e);
+                    }
+                    return Err(e);
                 }
             }
         }
+        Ok(drained)
     }
 
     /// "Every refusal is in both chains": the station's side of it.
