@@ -576,20 +576,9 @@ fn a_revoke_between_runs_reaches_the_service_with_central_sync() {
     assert_ne!(pg.psql("central", &live), "revoked:false");
 
     // `central sync` sends it now (the client key is in the station's SoftHSM2 token).
-    let out = Command::new(BIN)
-        .args(["central", "sync", "--station"])
-        .arg(station.toml())
-        .env("DPS_STATION_HSM_PIN", USER_PIN)
-        .output()
-        .unwrap();
-    let stdout = String::from_utf8_lossy(&out.stdout);
-    assert!(
-        out.status.success(),
-        "{stdout}{}\n{}",
-        String::from_utf8_lossy(&out.stderr),
-        service.log()
-    );
-    assert!(stdout.contains("uploaded"), "{stdout}");
+    let (code, said) = central_sync(&station);
+    assert_eq!(code, Some(0), "{said}\n{}", service.log());
+    assert!(said.contains("uploaded"), "{said}");
     assert_eq!(local(&station, "between").1, 0, "the outbox is empty");
     assert_eq!(pg.psql("central", &live), "revoked:false");
     let (rows, max_seq) = held_rows(&pg, &station.id);
@@ -597,34 +586,32 @@ fn a_revoke_between_runs_reaches_the_service_with_central_sync() {
     central_verify(&service, &[&station]);
 
     // Again: only its own `ledger.opened` row goes up. With the service away: exit 3, the row kept.
-    let again = Command::new(BIN)
-        .args(["central", "sync", "--station"])
-        .arg(station.toml())
-        .env("DPS_STATION_HSM_PIN", USER_PIN)
-        .output()
-        .unwrap();
-    assert!(again.status.success());
+    let (code, said) = central_sync(&station);
+    assert_eq!(code, Some(0), "{said}");
     drop(service);
-    let away = Command::new(BIN)
-        .args(["central", "sync", "--station"])
-        .arg(station.toml())
-        .env("DPS_STATION_HSM_PIN", USER_PIN)
-        .output()
-        .unwrap();
-    assert_eq!(
-        away.status.code(),
-        Some(3),
-        "{}{}",
-        String::from_utf8_lossy(&away.stdout),
-        String::from_utf8_lossy(&away.stderr)
-    );
-    assert!(
-        String::from_utf8_lossy(&away.stdout).contains("stay in the outbox"),
-        "{}",
-        String::from_utf8_lossy(&away.stdout)
-    );
+    let (code, said) = central_sync(&station);
+    assert_eq!(code, Some(3), "{said}");
+    assert!(said.contains("stay in the outbox"), "{said}");
     assert!(
         local(&station, "between").1 > 0,
         "the row waits for the service"
     );
+}
+
+/// `dps-station central sync` for `station`: its exit code, and what it printed.
+fn central_sync(station: &Station) -> (Option<i32>, String) {
+    let out = Command::new(BIN)
+        .args(["central", "sync", "--station"])
+        .arg(station.toml())
+        .env("DPS_STATION_HSM_PIN", USER_PIN)
+        .output()
+        .unwrap();
+    (
+        out.status.code(),
+        format!(
+            "{}{}",
+            String::from_utf8_lossy(&out.stdout),
+            String::from_utf8_lossy(&out.stderr)
+        ),
+    )
 }
