@@ -50,6 +50,8 @@ pub mod schema;
 pub mod state;
 pub mod types;
 mod writer;
+mod writer_enrollment;
+mod writer_keys;
 
 use std::path::{Path, PathBuf};
 use std::time::Duration;

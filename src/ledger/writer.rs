@@ -1,10 +1,12 @@
 //! Every write the ledger knows, run inside one transaction opened by
-//! [`crate::ledger::Ledger::transaction`]. Each state change writes its audit row in the same
-//! transaction, so the audit log and the tables can never disagree.
+//! [`crate::ledger::Ledger::transaction`]: batches, devices and identities here; the enrollment
+//! queue in `writer_enrollment`, key sessions in `writer_keys`, the outbox and receipts in
+//! `outbox`, leases in `leases` (more `impl LedgerWriter` blocks). Each state change writes its
+//! audit row in the same transaction, so the audit log and the tables can never disagree.
 
 use std::path::Path;
 
-use rusqlite::{OptionalExtension, Transaction, params};
+use rusqlite::{Transaction, params};
 use serde_json::{Value, json};
 
 use super::audit::{self, AuditContent};
@@ -35,17 +37,25 @@ pub struct LedgerWriter<'t> {
 }
 
 impl LedgerWriter<'_> {
-    fn sql(&self, operation: &'static str) -> impl Fn(rusqlite::Error) -> LedgerError + '_ {
+    pub(super) fn sql(
+        &self,
+        operation: &'static str,
+    ) -> impl Fn(rusqlite::Error) -> LedgerError + '_ {
         move |e| classify(self.path, operation, e)
     }
 
     /// Appends an audit row as this station's operator.
-    fn audit(&self, action: &str, subject: &str, details: Value) -> Result<AuditId, LedgerError> {
+    pub(super) fn audit(
+        &self,
+        action: &str,
+        subject: &str,
+        details: Value,
+    ) -> Result<AuditId, LedgerError> {
         let actor = self.ctx.operator.clone();
         self.audit_as(&actor, action, subject, &details)
     }
 
-    fn audit_as(
+    pub(super) fn audit_as(
         &self,
         actor: &str,
         action: &str,
@@ -380,7 +390,10 @@ impl LedgerWriter<'_> {
 
     /// The live identity of a registration ID, or else its newest revoked one (so that a change
     /// of a revoked identity is an illegal transition, not an unknown identity).
-    fn existing(&self, registration_id: &str) -> Result<queries::CurrentState, LedgerError> {
+    pub(super) fn existing(
+        &self,
+        registration_id: &str,
+    ) -> Result<queries::CurrentState, LedgerError> {
         queries::live_or_last_revoked(self.tx, registration_id)
             .map_err(self.sql("looking up an identity"))?
             .ok_or_else(|| LedgerError::UnknownIdentity {
@@ -452,328 +465,6 @@ impl LedgerWriter<'_> {
             details,
         )?;
         Ok(next)
-    }
-
-    /// Puts a `written` identity on the enrollment queue of a DPS target. Queuing again is harmless:
-    /// a pending enrollment is returned as it is, a failed one is made pending again.
-    pub fn queue_enrollment(
-        &self,
-        registration_id: &str,
-        enrollment: &NewEnrollment,
-    ) -> Result<EnrollmentId, LedgerError> {
-        non_empty("DPS target", &enrollment.dps_target)?;
-        let identity = self.existing(registration_id)?;
-        if identity.state != IdentityState::Written {
-            return Err(LedgerError::NotEnrollable {
-                registration_id: identity.registration_id,
-                state: identity.state,
-            });
-        }
-        let existing: Option<(i64, String)> = self
-            .tx
-            .prepare_cached(
-                "SELECT id, state FROM enrollments WHERE identity_id = ?1 AND dps_target = ?2",
-            )
-            .and_then(|mut s| {
-                s.query_row(params![identity.id.0, enrollment.dps_target], |r| {
-                    Ok((r.get(0)?, r.get(1)?))
-                })
-                .optional()
-            })
-            .map_err(self.sql("looking up an enrollment"))?;
-        let id = match existing {
-            Some((id, state)) if state == "pending" => return Ok(EnrollmentId(id)),
-            Some((id, state)) if state == "enrolled" => {
-                return Err(LedgerError::AlreadyFinished {
-                    what: "enrollment",
-                    id,
-                    state,
-                });
-            }
-            Some((id, _failed)) => {
-                self.tx
-                    .execute(
-                        "UPDATE enrollments SET state = 'pending', kind = ?2, group_name = ?3,
-                           updated_at = ?4 WHERE id = ?1",
-                        params![
-                            id,
-                            enrollment.kind.as_str(),
-                            enrollment.group_name,
-                            self.now
-                        ],
-                    )
-                    .map_err(self.sql("re-queuing an enrollment"))?;
-                id
-            }
-            None => {
-                self.tx
-                    .prepare_cached(
-                        "INSERT INTO enrollments (identity_id, dps_target, kind, group_name, state,
-                           queued_at, updated_at) VALUES (?1, ?2, ?3, ?4, 'pending', ?5, ?5)",
-                    )
-                    .and_then(|mut s| {
-                        s.execute(params![
-                            identity.id.0,
-                            enrollment.dps_target,
-                            enrollment.kind.as_str(),
-                            enrollment.group_name,
-                            self.now
-                        ])
-                    })
-                    .map_err(self.sql("queuing an enrollment"))?;
-                self.tx.last_insert_rowid()
-            }
-        };
-        self.audit(
-            "enrollment.queued",
-            &identity.registration_id,
-            json!({
-                "enrollment": id,
-                "dps_target": enrollment.dps_target,
-                "kind": enrollment.kind.as_str(),
-                "group_name": enrollment.group_name,
-            }),
-        )?;
-        Ok(EnrollmentId(id))
-    }
-
-    /// Records what DPS answered; on success or final failure the identity follows
-    /// (`written → enrolled`, or `→ failed{enroll}`) in the same transaction.
-    pub fn record_enrollment_result(
-        &self,
-        id: EnrollmentId,
-        outcome: &EnrollmentOutcome,
-    ) -> Result<EnrollmentState, LedgerError> {
-        let enrollment = queries::find_enrollment(self.tx, id)
-            .map_err(self.sql("looking up an enrollment"))?
-            .ok_or_else(|| LedgerError::UnknownRecord {
-                path: self.path.to_path_buf(),
-                what: "enrollment",
-                id: id.0,
-            })?;
-        if enrollment.state != EnrollmentState::Pending {
-            return Err(LedgerError::AlreadyFinished {
-                what: "enrollment",
-                id: id.0,
-                state: enrollment.state.to_string(),
-            });
-        }
-        // The identity follows below by registration ID, which names the live identity: make
-        // sure this enrollment is that identity's (revoking one cancels its pending enrollments,
-        // so this holds unless the file was edited by hand).
-        let owner: i64 = self
-            .tx
-            .prepare_cached("SELECT identity_id FROM enrollments WHERE id = ?1")
-            .and_then(|mut s| s.query_row([id.0], |r| r.get(0)))
-            .map_err(self.sql("looking up an enrollment"))?;
-        let live = self.existing(&enrollment.registration_id)?;
-        if live.id.0 != owner {
-            return Err(LedgerError::AlreadyFinished {
-                what: "enrollment",
-                id: id.0,
-                state: format!(
-                    "pending for identity #{owner} of {}, which is no longer its live identity (#{} is)",
-                    enrollment.registration_id, live.id
-                ),
-            });
-        }
-        let (next, etag, error) = match outcome {
-            EnrollmentOutcome::Enrolled { etag } => (EnrollmentState::Enrolled, etag.clone(), None),
-            EnrollmentOutcome::RetryLater { error } => {
-                (EnrollmentState::Pending, None, Some(error.clone()))
-            }
-            EnrollmentOutcome::Failed { error } => {
-                (EnrollmentState::Failed, None, Some(error.clone()))
-            }
-        };
-        self.tx
-            .prepare_cached(
-                "UPDATE enrollments SET state = ?2, attempts = attempts + 1,
-                   last_error = coalesce(?3, last_error), etag = coalesce(?4, etag), updated_at = ?5,
-                   enrolled_at = CASE WHEN ?2 = 'enrolled' THEN ?5 ELSE enrolled_at END
-                 WHERE id = ?1",
-            )
-            .and_then(|mut s| {
-                s.execute(params![id.0, next.as_str(), error, etag, self.now])
-            })
-            .map_err(self.sql("recording an enrollment result"))?;
-        let action = match outcome {
-            EnrollmentOutcome::Enrolled { .. } => "enrollment.enrolled",
-            EnrollmentOutcome::RetryLater { .. } => "enrollment.retry_later",
-            EnrollmentOutcome::Failed { .. } => "enrollment.failed",
-        };
-        self.audit(
-            action,
-            &enrollment.registration_id,
-            json!({
-                "enrollment": id.0,
-                "dps_target": enrollment.dps_target,
-                "attempt": enrollment.attempts + 1,
-                "etag": etag,
-                "error": error,
-            }),
-        )?;
-        match outcome {
-            EnrollmentOutcome::Enrolled { .. } => {
-                self.transition(&enrollment.registration_id, &Transition::Enrolled)?;
-            }
-            EnrollmentOutcome::Failed { error } => {
-                self.transition(
-                    &enrollment.registration_id,
-                    &Transition::Failed {
-                        stage: FailureStage::Enroll,
-                        reason: error.clone(),
-                    },
-                )?;
-            }
-            EnrollmentOutcome::RetryLater { .. } => {}
-        }
-        Ok(next)
-    }
-
-    /// Opens an HSM key-injection session (audited under the session's operator).
-    pub fn open_key_session(&self, session: &NewKeySession) -> Result<KeySessionId, LedgerError> {
-        non_empty("key session operator", &session.operator)?;
-        non_empty("token label", &session.token_label)?;
-        self.tx
-            .execute(
-                "INSERT INTO key_sessions (operator, token_label, token_serial, token_model,
-                   station_id, opened_at) VALUES (?1, ?2, ?3, ?4, ?5, ?6)",
-                params![
-                    session.operator,
-                    session.token_label,
-                    session.token_serial,
-                    session.token_model,
-                    self.ctx.station_id,
-                    self.now
-                ],
-            )
-            .map_err(self.sql("opening a key session"))?;
-        let id = self.tx.last_insert_rowid();
-        self.audit_as(
-            &session.operator,
-            "key_session.opened",
-            &format!("token:{}", session.token_label),
-            &json!({
-                "key_session": id,
-                "token_label": session.token_label,
-                "token_serial": session.token_serial,
-                "token_model": session.token_model,
-            }),
-        )?;
-        Ok(KeySessionId(id))
-    }
-
-    /// Closes a key-injection session.
-    pub fn close_key_session(&self, id: KeySessionId) -> Result<(), LedgerError> {
-        let row: Option<(String, String, Option<String>)> = self
-            .tx
-            .query_row(
-                "SELECT operator, token_label, closed_at FROM key_sessions WHERE id = ?1",
-                [id.0],
-                |r| Ok((r.get(0)?, r.get(1)?, r.get(2)?)),
-            )
-            .optional()
-            .map_err(self.sql("looking up a key session"))?;
-        let Some((operator, token_label, closed_at)) = row else {
-            return Err(LedgerError::UnknownRecord {
-                path: self.path.to_path_buf(),
-                what: "key session",
-                id: id.0,
-            });
-        };
-        if let Some(at) = closed_at {
-            return Err(LedgerError::AlreadyFinished {
-                what: "key session",
-                id: id.0,
-                state: format!("closed (at {at})"),
-            });
-        }
-        self.tx
-            .execute(
-                "UPDATE key_sessions SET closed_at = ?2 WHERE id = ?1",
-                params![id.0, self.now],
-            )
-            .map_err(self.sql("closing a key session"))?;
-        self.audit_as(
-            &operator,
-            "key_session.closed",
-            &format!("token:{token_label}"),
-            &json!({ "key_session": id.0 }),
-        )?;
-        Ok(())
-    }
-
-    /// Records a CA certificate whose key lives in an HSM (or, for development, in software).
-    pub fn record_ca_certificate(
-        &self,
-        ca: &NewCaCertificate,
-        session: Option<KeySessionId>,
-    ) -> Result<CaCertificateId, LedgerError> {
-        non_empty("CA certificate name", &ca.name)?;
-        let lower_uri = ca.key_uri.to_ascii_lowercase();
-        if lower_uri.contains("pin-value") {
-            return Err(LedgerError::Refused {
-                what: format!("CA certificate {}", ca.name),
-                reason: "its key URI carries a PIN (pin-value); record the URI without it".into(),
-            });
-        }
-        if queries::find_ca_certificate(self.tx, &ca.name)
-            .map_err(self.sql("looking up a CA certificate"))?
-            .is_some()
-        {
-            return Err(LedgerError::DuplicateCaCertificate {
-                path: self.path.to_path_buf(),
-                name: ca.name.clone(),
-            });
-        }
-        let facts = certificate::facts(&ca.certificate_der).map_err(|detail| {
-            LedgerError::InvalidCertificate {
-                subject: format!("CA {}", ca.name),
-                detail,
-            }
-        })?;
-        self.tx
-            .execute(
-                "INSERT INTO ca_certificates (name, role, key_uri, certificate_der, sha1_thumbprint,
-                   sha256_thumbprint, subject, issuer, cert_serial, not_before, not_after,
-                   key_session_id, created_at)
-                 VALUES (?1, ?2, ?3, ?4, ?5, ?6, ?7, ?8, ?9, ?10, ?11, ?12, ?13)",
-                params![
-                    ca.name,
-                    ca.role.as_str(),
-                    ca.key_uri,
-                    ca.certificate_der,
-                    facts.sha1_thumbprint,
-                    facts.sha256_thumbprint,
-                    facts.subject,
-                    facts.issuer,
-                    facts.serial,
-                    facts.not_before,
-                    facts.not_after,
-                    session.map(|s| s.0),
-                    self.now
-                ],
-            )
-            .map_err(self.sql("recording a CA certificate"))?;
-        let id = self.tx.last_insert_rowid();
-        self.audit(
-            "ca_certificate.recorded",
-            &format!("ca:{}", ca.name),
-            json!({
-                "role": ca.role.as_str(),
-                "key_uri": ca.key_uri,
-                "sha256_thumbprint": facts.sha256_thumbprint,
-                "subject": facts.subject,
-                "key_session": session.map(|s| s.0),
-            }),
-        )?;
-        Ok(CaCertificateId(id))
-    }
-
-    /// Notes an operator change at a running station (a new shift).
-    pub(crate) fn record_operator(&self, operator: &str) -> Result<i64, LedgerError> {
-        upsert_operator(self.tx, operator, &self.now).map_err(self.sql("recording an operator"))
     }
 }
 
@@ -905,7 +596,7 @@ fn refuse_other_device(
     }
 }
 
-fn non_empty(what: &str, value: &str) -> Result<(), LedgerError> {
+pub(super) fn non_empty(what: &str, value: &str) -> Result<(), LedgerError> {
     if value.trim().is_empty() {
         return Err(LedgerError::Refused {
             what: what.to_string(),
