@@ -100,6 +100,10 @@ pub fn run(args: CentralBench) -> anyhow::Result<ExitCode> {
         report.backlog_rows, report.backlog_seconds, report.backlog_rows_per_second
     );
     println!(
+        "leases    while that station drains its backlog: {}",
+        latency(&report.leases_during_backlog)
+    );
+    println!(
         "leases    on the idle service: {} (goal p99 < 20 ms)",
         latency(&report.leases_idle)
     );

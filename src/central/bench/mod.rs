@@ -8,7 +8,8 @@
 //! - **ingest**: several stations upload at once, one request at a time each (as a sync worker
 //!   does), while one more station asks for one-identity leases back to back: the ingest rate, and
 //!   lease latency under that load;
-//! - **backlog**: one station drains a long outbox alone (an hour offline at a busy line);
+//! - **backlog**: one station drains a long outbox (an hour offline at a busy line), while the
+//!   lease station asks for leases beside it;
 //! - **leases**: lease latency on an otherwise idle service.
 //!
 //! Stations and service share this machine's cores, and the service's database too: on a site the
@@ -86,6 +87,9 @@ pub struct CentralBenchReport {
     pub backlog_rows: u64,
     pub backlog_seconds: f64,
     pub backlog_rows_per_second: f64,
+    /// Lease requests made while that station drains its backlog (a station back online after
+    /// an hour away, as others go on).
+    pub leases_during_backlog: Latency,
     /// Lease requests on the idle service.
     pub leases_idle: Latency,
 }
@@ -122,7 +126,8 @@ pub fn measure(
     // Unique names, so a real database can be measured more than once.
     let tag = format!("bench-{}-{}", std::process::id(), unix_seconds());
     let lease_batch = format!("{tag}-leases");
-    let lease_cap = (options.leases as u64).saturating_mul(2).max(1);
+    // Up to `leases` in each of the three phases.
+    let lease_cap = (options.leases as u64).saturating_mul(3).max(1);
     progress("starting the central service and joining the benchmark's stations…");
     let service = Service::start(
         owner_url,
@@ -152,13 +157,17 @@ pub fn measure(
     let identities = options.identities_per_station * stations as u64;
 
     progress(&format!(
-        "backlog: {} rows from one station",
+        "backlog: {} rows from one station, leases asked beside it",
         options.backlog_rows
     ));
-    let backlog = backlog_station.batches(options.backlog_rows, batch_rows);
-    let started = Instant::now();
-    backlog_station.send(backlog)?;
-    let backlog_seconds = started.elapsed().as_secs_f64();
+    let (backlog_seconds, _, backlog_lease_times) = ingest_phase(
+        std::slice::from_ref(&backlog_station),
+        &lease_station,
+        &lease_batch,
+        options.backlog_rows,
+        batch_rows,
+        options.leases,
+    )?;
 
     progress(&format!("leases: {} on the idle service", options.leases));
     let idle = (0..options.leases)
@@ -179,12 +188,13 @@ pub fn measure(
         backlog_rows: options.backlog_rows,
         backlog_seconds,
         backlog_rows_per_second: options.backlog_rows as f64 / backlog_seconds.max(1e-9),
+        leases_during_backlog: Latency::of(backlog_lease_times),
         leases_idle: Latency::of(idle),
     })
 }
 
-/// The stations upload `rows` each at once (made before the clock starts); beside them one station asks for leases back to back
-/// until they are done (at most `max_leases`). Returns the wall time of the uploads, every upload
+/// The stations upload `rows` each at once (made before the clock starts); beside them one
+/// station asks for leases back to back until they are done (at most `max_leases`). Returns the wall time of the uploads, every upload
 /// request's time, and every lease request's time.
 fn ingest_phase(
     senders: &[BenchStation],
