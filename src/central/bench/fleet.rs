@@ -105,13 +105,19 @@ impl Service {
                 let _ = failed_tx.send(e.to_string());
             }
         });
-        let address = match ready_rx.recv_timeout(Duration::from_secs(30)) {
-            Ok(address) => address,
-            Err(_) => {
-                let reason = failed_rx
-                    .try_recv()
-                    .unwrap_or_else(|_| "it did not listen within 30 s".into());
+        // Ready, or failed (a bad URL, a database that refuses the login): whichever comes first.
+        let deadline = Instant::now() + Duration::from_secs(30);
+        let address = loop {
+            if let Ok(address) = ready_rx.recv_timeout(Duration::from_millis(50)) {
+                break address;
+            }
+            if let Ok(reason) = failed_rx.try_recv() {
                 return Err(setup("starting the central service")(reason));
+            }
+            if Instant::now() > deadline {
+                return Err(setup("starting the central service")(
+                    "it did not listen within 30 s".into(),
+                ));
             }
         };
         Ok(Service {

@@ -59,7 +59,20 @@ pub fn describe(error: &tokio_postgres::Error) -> String {
         Some(c) if *c == SqlState::READ_ONLY_SQL_TRANSACTION => {
             "the database is read-only (a replica, or a failover not yet promoted): point the service at the primary".into()
         }
-        _ => error.to_string(),
+        // tokio-postgres's own words stop at "error connecting to server"; the cause (refused,
+        // no such host, password authentication failed) is in its source chain.
+        _ => {
+            let mut text = error.to_string();
+            let mut source = std::error::Error::source(error);
+            while let Some(cause) = source {
+                let cause_text = cause.to_string();
+                if !text.contains(&cause_text) {
+                    text = format!("{text}: {cause_text}");
+                }
+                source = cause.source();
+            }
+            text
+        }
     }
 }
 
