@@ -39,11 +39,8 @@ pub fn run(args: SyncArgs) -> anyhow::Result<ExitCode> {
             config.name
         );
     };
-    let keys = match &central.client_key {
-        ClientKey::Token { .. } => Some(StationKeys::open(&config.keystore)?),
-        ClientKey::File(_) => None,
-    };
-    // The writer lock: refused, naming the holder, while a run (which syncs itself) has the ledger.
+    // The writer lock first (so no PIN is presented for nothing): refused, naming the holder,
+    // while a run (which syncs by itself) has the ledger.
     let ledger = Ledger::open(
         &config.ledger,
         &WriterIdentity {
@@ -51,6 +48,10 @@ pub fn run(args: SyncArgs) -> anyhow::Result<ExitCode> {
             operator: "central-sync".into(),
         },
     )?;
+    let keys = match &central.client_key {
+        ClientKey::Token { .. } => Some(StationKeys::open(&config.keystore)?),
+        ClientKey::File(_) => None,
+    };
     let (thread, handle) = LedgerThread::start(ledger).context("starting the ledger thread")?;
     // Counted after opening: the writer's `ledger.opened` row goes up too.
     let depth = handle

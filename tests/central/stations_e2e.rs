@@ -596,6 +596,20 @@ fn a_revoke_between_runs_reaches_the_service_with_central_sync() {
         local(&station, "between").1 > 0,
         "the row waits for the service"
     );
+
+    // While another process writes the ledger (a run, which syncs by itself), it is refused,
+    // naming the holder, before any PIN is presented.
+    let _writer = Ledger::open(
+        &station.ledger(),
+        &dps_station::ledger::WriterIdentity {
+            station: station.id.clone(),
+            operator: "run".into(),
+        },
+    )
+    .unwrap();
+    let (code, said) = central_sync(&station);
+    assert_eq!(code, Some(1), "{said}");
+    assert!(said.contains("already open for writing"), "{said}");
 }
 
 /// `dps-station central sync` for `station`: its exit code, and what it printed.
