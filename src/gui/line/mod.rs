@@ -174,7 +174,9 @@ impl Screen for LineScreen {
             .resizable(false)
             .exact_size(260.0)
             .show(ui, |ui| {
-                counters::counters(ui, desk);
+                // On a short screen (a batch adds "time left", a notification a line above) the
+                // last counters would fall off the window: they scroll instead.
+                egui::ScrollArea::vertical().show(ui, |ui| counters::counters(ui, desk));
             });
         if slots.is_empty() {
             ui.centered_and_justified(|ui| {
