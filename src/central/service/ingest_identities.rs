@@ -28,13 +28,14 @@ struct Latest<'a> {
     reached_written: bool,
 }
 
-/// Applies the snapshots of `rows` (all newly stored, in seq order) for `station_id`; returns the
-/// identities quarantined by this batch, for the receipt.
+/// Applies the snapshots of `rows` (all newly stored, in seq order) for `station_id`. Identities it
+/// quarantines become rows of `quarantine`, where the receipt reads them (so a re-sent batch's
+/// receipt names them too).
 pub async fn apply(
     tx: &Transaction<'_>,
     station_id: &str,
     rows: &[&OutboxRow],
-) -> Result<Vec<Quarantined>, tokio_postgres::Error> {
+) -> Result<(), tokio_postgres::Error> {
     let mut order: Vec<&str> = Vec::new();
     let mut latest: HashMap<&str, Latest<'_>> = HashMap::new();
     for row in rows {
@@ -56,7 +57,7 @@ pub async fn apply(
         entry.reached_written |= snapshot.state == WRITTEN;
     }
     if order.is_empty() {
-        return Ok(Vec::new());
+        return Ok(());
     }
     tx.execute("SELECT pg_advisory_xact_lock($1)", &[&CLAIM_LOCK])
         .await?;
@@ -122,7 +123,7 @@ pub async fn apply(
     }
     upsert_identities(tx, station_id, &all, &live).await?;
     queue_enrollments(tx, station_id, &all, &live).await?;
-    Ok(quarantined)
+    Ok(())
 }
 
 async fn record_devices(
