@@ -11,26 +11,14 @@ use axum::middleware::Next;
 use dps_station::central::service::leases_admin::{self, BatchPolicy};
 use dps_station::central::service::state::{AuthedStation, Central};
 use dps_station::central::service::{audit, db, leases, migrations};
-use dps_station::central::signing::{ServiceSigner, Signed, SignerCertificate};
+use dps_station::central::signing::{Signed, SignerCertificate};
 use dps_station::central::wire::{Lease, LeaseRequest, LeaseReturn, LeaseReturned, Refusal, paths};
 
+pub use crate::ingest_support::signer_pair;
 use crate::pg::PgCluster;
 
 /// The header this test's stand-in for the TLS layer reads the station from.
 const STATION_HEADER: &str = "x-test-station";
-
-/// A signing key and the certificate stations verify it by.
-pub fn signer_pair() -> (ServiceSigner, SignerCertificate) {
-    let key = rcgen::KeyPair::generate_for(&rcgen::PKCS_ECDSA_P256_SHA256).unwrap();
-    let cert = rcgen::CertificateParams::new(vec!["central signer".into()])
-        .unwrap()
-        .self_signed(&key)
-        .unwrap();
-    (
-        ServiceSigner::from_pkcs8_pem(&key.serialize_pem(), cert.der()).unwrap(),
-        SignerCertificate::from_der(cert.der()).unwrap(),
-    )
-}
 
 /// A migrated cluster with the given stations known, and a service pool of `pool_size`.
 pub struct LeaseService {

@@ -14,19 +14,8 @@ use dps_station::central::wire::*;
 use dps_station::ledger::{IdentityState, Ledger, now};
 use dps_station::station::ledger_thread::{LedgerHandle, LedgerThread};
 
+use crate::ingest_support::signer_pair;
 use crate::station_outbox::{assert_chains, provision, writer};
-
-fn signer_pair() -> (ServiceSigner, SignerCertificate) {
-    let key = rcgen::KeyPair::generate_for(&rcgen::PKCS_ECDSA_P256_SHA256).unwrap();
-    let cert = rcgen::CertificateParams::new(vec!["signer".into()])
-        .unwrap()
-        .self_signed(&key)
-        .unwrap();
-    (
-        ServiceSigner::from_pkcs8_pem(&key.serialize_pem(), cert.der()).unwrap(),
-        SignerCertificate::from_der(cert.der()).unwrap(),
-    )
-}
 
 /// Holds one station's chain as the service would.
 struct Service {
