@@ -9,7 +9,7 @@ use std::time::{Duration, Instant};
 use super::CentralBenchError;
 use super::chain::BenchChain;
 use crate::central::link::CentralLink;
-use crate::central::service::ca::{self, Authority};
+use crate::central::service::ca;
 use crate::central::service::leases_admin::{BatchPolicy, set_batch};
 use crate::central::service::server::{ServeOptions, serve};
 use crate::central::service::{migrations, tokens};
@@ -27,6 +27,8 @@ pub(super) struct Service {
     stop: Option<tokio::sync::oneshot::Sender<()>>,
     server: Option<tokio::task::JoinHandle<()>>,
     url: String,
+    /// The CA's fingerprint, the last part of every join token.
+    ca_sha256: String,
     dir: tempfile::TempDir,
 }
 
@@ -61,8 +63,9 @@ impl Service {
             .prefix("dps-bench-central-")
             .tempdir()
             .map_err(|e| setup("making the service's directory")(e.to_string()))?;
-        ca::init(dir.path(), &[], &[IpAddr::V4(Ipv4Addr::LOCALHOST)])
-            .map_err(|e| setup("making the service's CA")(e.to_string()))?;
+        let ca_sha256 = ca::init(dir.path(), &[], &[IpAddr::V4(Ipv4Addr::LOCALHOST)])
+            .map_err(|e| setup("making the service's CA")(e.to_string()))?
+            .ca_sha256;
         runtime.block_on(async {
             let (mut owner, connection) =
                 tokio_postgres::connect(owner_url, tokio_postgres::NoTls).await?;
@@ -125,6 +128,7 @@ impl Service {
             stop: Some(stop),
             server: Some(server),
             url: format!("https://{address}"),
+            ca_sha256,
             dir,
         })
     }
@@ -136,15 +140,13 @@ impl Service {
         owner_url: &str,
         name: &str,
     ) -> Result<BenchStation, CentralBenchError> {
-        let authority = Authority::load(self.dir.path())
-            .map_err(|e| setup("reading the service's CA")(e.to_string()))?;
         let token = self.runtime.block_on(async {
             let (mut owner, connection) =
                 tokio_postgres::connect(owner_url, tokio_postgres::NoTls).await?;
             let connection = tokio::spawn(connection);
             let token = tokens::create(
                 &mut owner,
-                authority.ca_sha256(),
+                &self.ca_sha256,
                 Some(name),
                 Duration::from_secs(3600),
                 "bench central",
