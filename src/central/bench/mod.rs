@@ -146,7 +146,7 @@ pub fn measure(
         "ingest: {stations} stations × {} identities, {batch_rows} rows per request, leases asked beside them",
         options.identities_per_station
     ));
-    let (ingest_seconds, request_times, lease_times) = ingest_phase(
+    let (ingest_seconds, request_times, lease_times) = uploads_with_leases(
         &senders,
         &lease_station,
         &lease_batch,
@@ -160,7 +160,7 @@ pub fn measure(
         "backlog: {} rows from one station, leases asked beside it",
         options.backlog_rows
     ));
-    let (backlog_seconds, _, backlog_lease_times) = ingest_phase(
+    let (backlog_seconds, _, backlog_lease_times) = uploads_with_leases(
         std::slice::from_ref(&backlog_station),
         &lease_station,
         &lease_batch,
@@ -196,7 +196,7 @@ pub fn measure(
 /// The stations upload `rows` each at once (made before the clock starts); beside them one
 /// station asks for leases back to back until they are done (at most `max_leases`). Returns the wall time of the uploads, every upload
 /// request's time, and every lease request's time.
-fn ingest_phase(
+fn uploads_with_leases(
     senders: &[BenchStation],
     lease_station: &BenchStation,
     lease_batch: &str,
